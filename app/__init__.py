@@ -1,0 +1,1 @@
+"""Streamlit helpers shared by the pages: sidebar state, error handling, chart helpers."""

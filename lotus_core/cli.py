@@ -1,0 +1,88 @@
+"""``python -m lotus_core`` (also installed as ``lotus``): every core capability, headless.
+
+Every command takes ``--json`` and then prints exactly one JSON object on stdout.
+User errors print one line to stderr and exit 2; nothing prints a traceback for them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any, Sequence
+
+from .commands import COMMANDS
+from .errors import LotusError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _common(p: argparse.ArgumentParser, context: bool) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--db", default=None, help="results store (default $LOTUS_DB or data/lotus.db)")
+    if context:
+        p.add_argument("--model", default="default", help="'default', a checkpoint file, or a timm model name")
+        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10, cifar100, or an image folder")
+        p.add_argument("--data-root", default=None, help="folder to look for (or download) the dataset in")
+        p.add_argument("--weights", default=None, help="local weights file for a timm model (instead of the hub)")
+        p.add_argument("--arch", default=None, help="timm architecture of a checkpoint without metadata")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="lotus", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for cmd in COMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help.replace("%", "%%"), description=cmd.help)
+        _common(p, cmd.context)
+        for names, kwargs in cmd.arguments:
+            p.add_argument(*names, **kwargs)
+    return parser
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    return obj
+
+
+def _print_human(result: dict) -> None:
+    for key, value in result.items():
+        text = json.dumps(_jsonable(value)) if isinstance(value, (dict, list)) else value
+        print(f"{key}: {text}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 2
+    cmd = COMMANDS[args.command]
+    try:
+        ctx = None
+        if cmd.context:
+            from .context import open_context
+
+            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch)
+        result = cmd.run(args, ctx)
+    except LotusError as exc:
+        print(f"lotus {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"lotus {args.command}: interrupted; every finished result is in the store, rerun to resume",
+              file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(_jsonable(result)))
+    else:
+        _print_human(result)
+    return 0

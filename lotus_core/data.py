@@ -1,0 +1,254 @@
+"""Datasets: one registry, images held as uint8 tensors, converted per model on the fly.
+
+Every dataset is loaded into an :class:`ImageSet` of ``uint8`` images ``(N, C, H, W)`` and
+``int64`` labels. Turning images into model input (channels, size, normalisation) is
+:func:`to_model_input`, driven by the model's timm data config, so one dataset serves both
+the 28x28 grayscale default ViT and a 224x224 RGB hub model.
+
+Fashion-MNIST is looked for, in order: a folder given by ``root`` or ``$LOTUS_DATA_ROOT``,
+the Debian package ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), a
+torchvision download (when online), and finally the copy embedded in ``data/`` (the full
+test split and a fixed 10,000-image training subset), so the default demo always works
+offline.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import LotusError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = REPO_ROOT / "data"
+EMBEDDED_FMNIST = DATA_DIR / "fashion-mnist"
+DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+
+FASHION_MNIST_CLASSES = [
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+]
+
+
+@dataclass
+class ImageSet:
+    """A labelled image set held in memory.
+
+    Attributes:
+        name: registry name, e.g. ``"fashion-mnist"``.
+        split: ``"train"`` or ``"test"``.
+        images: ``(N, C, H, W)`` uint8 tensor.
+        labels: ``(N,)`` int64 tensor of class indices.
+        classes: class names, indexed by label.
+        source: where the data was read from (a path or "embedded subset").
+    """
+
+    name: str
+    split: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: list[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    def mean_pixel(self) -> torch.Tensor:
+        """Per-channel mean in [0, 1], shape ``(C,)`` (the fill value for dropped patches)."""
+        return self.images.float().mean(dim=(0, 2, 3)) / 255.0
+
+
+def data_root() -> Path:
+    """Where downloaded datasets go: ``$LOTUS_DATA_ROOT`` or ``~/.cache/lotus/datasets``."""
+    return Path(os.environ.get("LOTUS_DATA_ROOT", Path.home() / ".cache" / "lotus" / "datasets"))
+
+
+def downloads_allowed() -> bool:
+    """Downloads are attempted unless ``$LOTUS_OFFLINE`` is set to a non-empty value."""
+    return not os.environ.get("LOTUS_OFFLINE")
+
+
+# --------------------------------------------------------------------------- idx files
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST family's format), gzipped or not."""
+    try:
+        raw = gzip.open(path, "rb").read() if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise LotusError(f"cannot read {path}: {exc}; re-download or reinstall the dataset") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise LotusError(f"{path} is not an IDX uint8 file; re-download or reinstall the dataset")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise LotusError(f"{path} is truncated ({data.size} of {int(np.prod(dims))} values); re-download it")
+    return data.reshape(dims)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write a uint8 array as a gzipped IDX file (used to build the embedded subset)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def _idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
+    for suffix in (".gz", ""):
+        img, lab = folder / f"{prefix}-images-idx3-ubyte{suffix}", folder / f"{prefix}-labels-idx1-ubyte{suffix}"
+        if img.exists() and lab.exists():
+            images, labels = read_idx(img), read_idx(lab)
+            if images.shape[0] != labels.shape[0]:
+                raise LotusError(f"{img} has {images.shape[0]} images but {lab} has {labels.shape[0]} labels")
+            return images, labels
+    return None
+
+
+# --------------------------------------------------------------------------- loaders
+def _fashion_mnist(split: str, root: Path | None) -> ImageSet:
+    prefix = "train" if split == "train" else "t10k"
+    candidates = [p for p in (root, data_root() / "FashionMNIST" / "raw", data_root(), DEBIAN_FMNIST) if p]
+    for folder in candidates:
+        pair = _idx_pair(Path(folder), prefix)
+        if pair is not None:
+            return _from_arrays("fashion-mnist", split, pair, FASHION_MNIST_CLASSES, str(folder))
+    if split == "train" and downloads_allowed():
+        try:
+            from torchvision.datasets import FashionMNIST
+
+            ds = FashionMNIST(str(data_root()), train=True, download=True)
+            return _from_arrays("fashion-mnist", split, (ds.data.numpy(), ds.targets.numpy()),
+                                FASHION_MNIST_CLASSES, str(data_root()))
+        except Exception:  # offline: fall back to the embedded copy below
+            pass
+    embedded_prefix = "train-subset" if split == "train" else "t10k"
+    pair = _idx_pair(EMBEDDED_FMNIST, embedded_prefix)
+    if pair is None:
+        raise LotusError(
+            f"Fashion-MNIST {split} split not found in {', '.join(map(str, candidates))} or {EMBEDDED_FMNIST}; "
+            "run `apt-get install dataset-fashion-mnist` or set LOTUS_DATA_ROOT to a folder with the idx files"
+        )
+    ds = _from_arrays("fashion-mnist", split, pair, FASHION_MNIST_CLASSES, f"{EMBEDDED_FMNIST} (embedded)")
+    if split == "train":
+        ds.notes.append("embedded 10,000-image training subset (full set not found locally or online)")
+    return ds
+
+
+def _from_arrays(name: str, split: str, pair: tuple[np.ndarray, np.ndarray], classes: list[str], source: str) -> ImageSet:
+    images, labels = pair
+    images_t = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True))
+    if images_t.ndim == 3:  # (N, H, W) grayscale
+        images_t = images_t.unsqueeze(1)
+    elif images_t.ndim == 4 and images_t.shape[-1] in (1, 3):  # (N, H, W, C)
+        images_t = images_t.permute(0, 3, 1, 2).contiguous()
+    return ImageSet(name, split, images_t, torch.tensor(np.asarray(labels), dtype=torch.int64), classes, source)
+
+
+def _cifar(which: str) -> Callable[[str, Path | None], ImageSet]:
+    def load(split: str, root: Path | None) -> ImageSet:
+        from torchvision.datasets import CIFAR10, CIFAR100
+
+        cls = CIFAR10 if which == "cifar10" else CIFAR100
+        folder = Path(root) if root else data_root()
+        try:
+            ds = cls(str(folder), train=(split == "train"), download=downloads_allowed())
+        except Exception as exc:  # torchvision raises RuntimeError or URLError depending on the failure
+            raise LotusError(
+                f"{which} not found under {folder} and could not be downloaded ({type(exc).__name__}); "
+                f"go online or put the extracted '{cls.base_folder}' folder there (or pass --data-root)"
+            ) from None
+        return _from_arrays(which, split, (ds.data, np.asarray(ds.targets)), list(ds.classes), str(folder))
+
+    return load
+
+
+def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageSet:
+    """Any folder laid out as ``root/<class>/<image>``, or ``root/{train,test}/<class>/<image>``."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.datasets import ImageFolder
+
+    if root is None or not Path(root).is_dir():
+        raise LotusError(f"image folder {root} does not exist; pass a directory laid out as <class>/<image>")
+    root = Path(root)
+    sub = root / split if (root / split).is_dir() else (root / "val" if split == "test" and (root / "val").is_dir() else root)
+    try:
+        ds = ImageFolder(str(sub))
+    except (FileNotFoundError, RuntimeError) as exc:
+        raise LotusError(f"{sub} is not an image folder ({exc}); lay it out as <class>/<image>.png") from None
+    images = []
+    for path, _ in ds.samples:
+        try:
+            with Image.open(path) as im:
+                im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+                images.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1))
+        except (UnidentifiedImageError, OSError):
+            raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
+    labels = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
+    return ImageSet(f"imagefolder:{root}", split, torch.stack(images), labels, list(ds.classes), str(sub))
+
+
+DATASETS: dict[str, Callable[..., ImageSet]] = {
+    "fashion-mnist": _fashion_mnist,
+    "cifar10": _cifar("cifar10"),
+    "cifar100": _cifar("cifar100"),
+    "imagefolder": _imagefolder,
+}
+"""The dataset registry. ``imagefolder`` takes its directory as ``imagefolder:/path`` or ``root``."""
+
+
+def load_dataset(name: str = "fashion-mnist", split: str = "test", root: str | Path | None = None) -> ImageSet:
+    """Load a dataset split into memory.
+
+    Args:
+        name: a key of :data:`DATASETS`, ``imagefolder:/path/to/dir``, or a directory path.
+        split: ``"train"`` or ``"test"``.
+        root: optional folder to look in (or the image folder itself).
+    """
+    if split not in ("train", "test"):
+        raise LotusError(f"unknown split {split!r}; use 'train' or 'test'")
+    if name.startswith("imagefolder:"):
+        name, root = "imagefolder", name.split(":", 1)[1]
+    elif name not in DATASETS and Path(name).is_dir():
+        name, root = "imagefolder", name
+    if name not in DATASETS:
+        raise LotusError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)} or an image folder path")
+    return DATASETS[name](split, Path(root) if root else None)
+
+
+# --------------------------------------------------------------------------- model input
+def to_model_input(images: torch.Tensor, data_config: dict) -> torch.Tensor:
+    """Convert uint8 images ``(B, C, H, W)`` to a model's normalised float input.
+
+    Channels are adapted (grayscale repeated to RGB, RGB averaged to grayscale), images are
+    resized (bilinear, antialiased) to ``data_config['input_size']`` and normalised with its
+    ``mean`` and ``std`` (timm's data config keys).
+    """
+    c, h, w = data_config["input_size"]
+    x = images.float().div_(255.0)
+    if x.shape[1] != c:
+        x = x.mean(dim=1, keepdim=True).expand(-1, c, -1, -1) if c in (1, 3) else x
+    if x.shape[-2:] != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    mean = torch.tensor(data_config["mean"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std = torch.tensor(data_config["std"], dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return (x - mean) / std
+
+
+def subset_indices(n_total: int, limit: int | None, seed: int = 0) -> torch.Tensor:
+    """A fixed, seeded subset of ``limit`` indices out of ``n_total`` (sorted; all when limit is None or too big)."""
+    if limit is not None and limit <= 0:
+        raise LotusError(f"--limit must be a positive number of images, got {limit}")
+    if limit is None or limit >= n_total:
+        return torch.arange(n_total)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n_total, generator=g)[:limit].sort().values

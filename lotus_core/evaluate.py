@@ -1,0 +1,92 @@
+"""Top-1 accuracy on a fixed, seeded test subset, with a 95% confidence interval.
+
+Accuracies are fractions in [0, 1]. The interval is Wilson's score interval for a binomial
+proportion, which stays inside [0, 1] and behaves at accuracies near 0 or 1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .data import ImageSet, subset_indices, to_model_input
+from .device import autocast, default_device
+
+DEFAULT_LIMIT = 2000
+
+
+@dataclass
+class EvalResult:
+    """Result of :func:`evaluate`. ``accuracy`` and ``ci95`` are fractions in [0, 1]."""
+
+    accuracy: float
+    n: int
+    correct: int
+    ci95: tuple[float, float]
+    per_class: dict[str, float]
+    predictions: torch.Tensor = field(repr=False)  # (n,) predicted labels, in subset order
+    indices: torch.Tensor = field(repr=False)  # (n,) dataset indices evaluated
+
+    def summary(self) -> dict:
+        """JSON-ready headline numbers."""
+        return {"accuracy": self.accuracy, "n": self.n, "correct": self.correct, "ci95": list(self.ci95),
+                "per_class": self.per_class}
+
+
+def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95% Wilson score interval for ``correct`` successes out of ``n``."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_size: int = 500,
+            bf16: bool = True, device: torch.device | None = None,
+            transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+    """Predicted labels for uint8 ``images`` (B, C, H, W).
+
+    ``transform(model_input, start)`` may alter each normalised batch (``start`` is the
+    batch's offset into ``images``), e.g. to mask patches.
+    """
+    device = device or default_device()
+    model = model.to(device).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = to_model_input(images[start: start + batch_size], data_config)
+        if transform is not None:
+            x = transform(x, start)
+        with autocast(device, bf16):
+            out.append(model(x.to(device)).argmax(dim=-1).cpu())
+    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+
+
+def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | None = DEFAULT_LIMIT,
+             seed: int = 0, batch_size: int = 500, bf16: bool = True,
+             device: torch.device | None = None) -> EvalResult:
+    """Top-1 accuracy of ``model`` on a fixed subset of ``limit`` images of ``data``.
+
+    Args:
+        limit: number of test images (None = all); the subset depends only on ``seed`` and
+            the dataset size, so every method is compared on the same images.
+        bf16: use bf16 autocast where it is fast (see :mod:`lotus_core.device`).
+    """
+    idx = subset_indices(len(data), limit, seed)
+    preds = predict(model, data.images[idx], data_config, batch_size, bf16, device)
+    labels = data.labels[idx]
+    hit = preds == labels
+    correct = int(hit.sum())
+    per_class = {}
+    for c, name in enumerate(data.classes):
+        sel = labels == c
+        if int(sel.sum()):
+            per_class[name] = float(hit[sel].float().mean())
+    n = len(idx)
+    return EvalResult(correct / n if n else 0.0, n, correct, wilson_interval(correct, n), per_class, preds, idx)

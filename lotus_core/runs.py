@@ -1,0 +1,115 @@
+"""Experiments that are stored as they are produced.
+
+An experiment is ``fn(ctx, config, run) -> summary`` where ``config`` is a frozen dataclass
+of hyperparameters and ``run`` a :class:`Run`: the function writes each finished piece with
+``run.point(key, data)`` and skips pieces already there (``run.has(key)``), reports
+``run.progress(...)`` and polls ``run.stopped()``. :func:`run_experiment` gives it a run
+keyed by the hash of the full configuration, serves a finished run from the store, and
+records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.jobs`)
+call the very same function.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .context import Context
+from .errors import LotusError
+from .store import Store, config_id
+
+
+class Cancelled(Exception):
+    """Raised inside an experiment when its run was cancelled; finished points stay stored."""
+
+
+@dataclass
+class Run:
+    """Handle of one stored experiment, passed to the experiment function."""
+
+    store: Store
+    id: str
+    kind: str
+    on_progress: Callable[[dict], None] | None = None
+
+    def progress(self, **fields: Any) -> None:
+        """Record progress (e.g. ``round=3, of=10, accuracy=0.88``) for pollers and the CLI."""
+        self.store.set_progress(self.id, fields)
+        if self.on_progress is not None:
+            self.on_progress(fields)
+
+    def stopped(self) -> bool:
+        """True once the run was asked to cancel."""
+        return self.store.cancel_requested(self.id)
+
+    def check(self) -> None:
+        """Raise :class:`Cancelled` if the run was asked to cancel."""
+        if self.stopped():
+            raise Cancelled(self.id)
+
+    def point(self, key: str, data: dict) -> None:
+        self.store.put_point(self.id, key, data)
+
+    def has(self, key: str) -> bool:
+        return self.store.get_point(self.id, key) is not None
+
+    def get(self, key: str) -> dict | None:
+        return self.store.get_point(self.id, key)
+
+    def points(self) -> dict[str, dict]:
+        return self.store.points(self.id)
+
+    def blob(self, name: str, data: bytes | None = None) -> bytes | None:
+        """Store ``data`` under ``name``, or read it back when ``data`` is None."""
+        if data is None:
+            return self.store.get_blob(self.id, name)
+        self.store.put_blob(self.id, name, data)
+        return data
+
+
+def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
+    """The full configuration that keys an experiment: model, dataset, kind and hyperparameters."""
+    params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return ctx.key(kind=kind, **params)
+
+
+def run_id_for(ctx: Context, kind: str, config: Any) -> str:
+    return config_id(experiment_config(ctx, kind, config))
+
+
+def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict],
+                   on_progress: Callable[[dict], None] | None = None, refresh: bool = False) -> dict:
+    """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary.
+
+    A finished run is returned from the store unless ``refresh``; an unfinished one resumes
+    (its stored points are kept). The run's status becomes done, failed, cancelled or
+    interrupted, and its wall time is recorded.
+    """
+    full = experiment_config(ctx, kind, config)
+    run_id = config_id(full)
+    existing = ctx.store.get_run(run_id)
+    if existing is not None and existing["status"] == "done" and not refresh:
+        return existing["summary"]
+    if refresh and existing is not None:
+        ctx.store.delete_run(run_id)
+    ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset)
+    run = Run(ctx.store, run_id, kind, on_progress)
+    t0 = time.perf_counter()
+    try:
+        summary = fn(ctx, config, run)
+    except Cancelled:
+        ctx.store.set_status(run_id, "cancelled")
+        raise
+    except LotusError as exc:
+        ctx.store.set_status(run_id, "failed", str(exc))
+        raise
+    except KeyboardInterrupt:
+        ctx.store.set_status(run_id, "interrupted", "interrupted; rerun to resume")
+        raise
+    except Exception as exc:
+        ctx.store.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}"[:300])
+        raise
+    previous = (existing or {}).get("duration_s") or 0.0
+    ctx.store.finish_run(run_id, {**summary, "run_id": run_id}, previous + time.perf_counter() - t0)
+    return {**summary, "run_id": run_id}

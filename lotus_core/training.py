@@ -1,0 +1,160 @@
+"""One training loop for everything that trains: the default model, masked fine-tuning,
+lottery-ticket rounds, soup look-aheads and training on data lottery tickets.
+
+Pruned weights stay exactly zero: when a mask is given, gradients of pruned entries are
+zeroed before the step and the weights are multiplied by the mask after it (AdamW's
+decoupled weight decay cannot revive a zero either way).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ImageSet, to_model_input
+from .device import autocast, default_device
+from .errors import LotusError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyperparameters of :func:`train`. Units: lr per step, steps are optimizer updates."""
+
+    steps: int = 200  # optimizer updates
+    batch_size: int = 128  # images per step
+    lr: float = 1e-3  # peak AdamW learning rate
+    weight_decay: float = 0.05  # decoupled (AdamW) weight decay
+    warmup_steps: int = 0  # linear warm-up, then cosine decay to zero
+    label_smoothing: float = 0.0
+    augment: bool = False  # random shifts of up to 2 px and horizontal flips
+    seed: int = 0
+    bf16: bool = True  # bf16 autocast on GPUs
+
+
+@dataclass
+class TrainProgress:
+    step: int
+    steps: int
+    loss: float
+    elapsed_s: float
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    final_loss: float
+    elapsed_s: float
+    losses: list[float] = field(default_factory=list)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float = 2.0) -> torch.Tensor:
+    """Random translation (up to ``max_shift`` pixels, zero padded) and horizontal flip, per image."""
+    b, _, h, w = x.shape
+    shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * max_shift
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = 1
+    theta[:, 1, 1] = 1
+    theta[:, 0, 2] = shift[:, 0] * 2 / w
+    theta[:, 1, 2] = shift[:, 1] * 2 / h
+    flip = torch.rand(b, generator=generator) < 0.5
+    theta[flip, 0, 0] = -1
+    grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned entries of ``model`` in place (``mask`` maps parameter name -> bool keep)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, keep in mask.items():
+            if name not in params:
+                raise LotusError(f"mask names parameter {name!r}, which the model does not have; use a mask made for this model")
+            params[name].mul_(keep.to(params[name].device, params[name].dtype))
+
+
+def train(
+    model: nn.Module,
+    data: ImageSet,
+    config: TrainConfig,
+    data_config: dict,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    indices: torch.Tensor | None = None,
+    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    on_progress: Callable[[TrainProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: torch.device | None = None,
+) -> TrainResult:
+    """Train ``model`` in place for ``config.steps`` steps on ``data`` (optionally ``indices`` of it).
+
+    Args:
+        model: the model, trained in place (and left in eval mode).
+        data: training images.
+        config: hyperparameters.
+        data_config: the model's input config (see :func:`lotus_core.models.data_config`).
+        mask: optional keep-mask; pruned weights are held at exactly zero throughout.
+        indices: optional subset of ``data`` to draw batches from.
+        transform: optional ``f(model_input, batch_indices) -> model_input`` applied after
+            normalisation (e.g. patch dropping for data lottery tickets).
+        on_progress: called about 20 times per run and at the end.
+        should_stop: polled each step; returning True ends training early (cancellation).
+    """
+    device = device or default_device()
+    model.to(device).train()
+    g = torch.Generator().manual_seed(config.seed)
+    pool = indices if indices is not None else torch.arange(len(data))
+    if len(pool) == 0:
+        raise LotusError("no training images selected; use a larger data fraction")
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
+                            weight_decay=config.weight_decay)
+
+    def lr_at(step: int) -> float:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        t = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.lr * 0.5 * (1 + math.cos(math.pi * t))
+
+    keep = {n: m.to(device) for n, m in mask.items()} if mask is not None else None
+    params = dict(model.named_parameters())
+    if keep is not None:
+        apply_mask_(model, keep)
+    order = pool[torch.randperm(len(pool), generator=g)]
+    cursor, losses, t0 = 0, [], time.perf_counter()
+    report_every = max(1, config.steps // 20)
+    for step in range(config.steps):
+        if should_stop is not None and should_stop():
+            break
+        if cursor + config.batch_size > len(order):
+            order, cursor = pool[torch.randperm(len(pool), generator=g)], 0
+        batch = order[cursor: cursor + config.batch_size]
+        cursor += config.batch_size
+        x = to_model_input(data.images[batch], data_config)
+        if config.augment:
+            x = augment_batch(x, g)
+        if transform is not None:
+            x = transform(x, batch)
+        x, y = x.to(device), data.labels[batch].to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        # bf16 autocast only pays off for training on GPUs (measured on a 2-core AVX-512 CPU:
+        # 100 s/epoch with bf16 against 80 s in fp32 for the default ViT)
+        with autocast(device, config.bf16 and device.type == "cuda"):
+            loss = F.cross_entropy(model(x).float(), y, label_smoothing=config.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if keep is not None:
+            for name, m in keep.items():
+                if params[name].grad is not None:
+                    params[name].grad.mul_(m)
+        opt.step()
+        if keep is not None:
+            apply_mask_(model, keep)
+        losses.append(loss.item())
+        if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
+            on_progress(TrainProgress(step + 1, config.steps, losses[-1], time.perf_counter() - t0))
+    model.eval()
+    return TrainResult(len(losses), losses[-1] if losses else float("nan"), time.perf_counter() - t0, losses)
