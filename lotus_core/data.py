@@ -190,7 +190,7 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
         try:
             with Image.open(path) as im:
                 im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-                images.append(torch.from_numpy(np.asarray(im)).permute(2, 0, 1))
+                images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
         except (UnidentifiedImageError, OSError):
             raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
     labels = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)

@@ -189,7 +189,15 @@ def load_model(name_or_path: str = "default", num_classes: int | None = None,
 def data_config(model: nn.Module) -> dict[str, Any]:
     """timm's data config for ``model``: ``input_size`` (C, H, W), ``mean``, ``std``."""
     cfg = timm.data.resolve_data_config(model=model)
-    return {"input_size": tuple(cfg["input_size"]), "mean": tuple(cfg["mean"]), "std": tuple(cfg["std"])}
+    input_size = tuple(cfg["input_size"])
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None and getattr(embed, "img_size", None) and hasattr(embed, "proj"):
+        # a ViT's own geometry wins over a pretrained config written for another size
+        input_size = (embed.proj.in_channels, *embed.img_size)
+    mean, std = tuple(cfg["mean"]), tuple(cfg["std"])
+    if len(mean) != input_size[0]:
+        mean, std = (sum(mean) / len(mean),) * input_size[0], (sum(std) / len(std),) * input_size[0]
+    return {"input_size": input_size, "mean": mean, "std": std}
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,0 +1,92 @@
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lotus_core.data import (EMBEDDED_FMNIST, load_dataset, read_idx, subset_indices, to_model_input, write_idx)
+from lotus_core.errors import LotusError
+
+
+def test_embedded_fashion_mnist_ships_full_test_split_and_balanced_train_subset():
+    test = read_idx(EMBEDDED_FMNIST / "t10k-labels-idx1-ubyte.gz")
+    train = read_idx(EMBEDDED_FMNIST / "train-subset-labels-idx1-ubyte.gz")
+    assert test.shape == (10_000,)
+    assert np.bincount(train).tolist() == [1000] * 10
+    images = read_idx(EMBEDDED_FMNIST / "train-subset-images-idx3-ubyte.gz")
+    assert images.shape == (10_000, 28, 28) and images.dtype == np.uint8
+    size = sum(p.stat().st_size for p in EMBEDDED_FMNIST.iterdir())
+    assert size < 10 * 2**20
+
+
+def test_fashion_mnist_falls_back_to_embedded_copy(monkeypatch, tmp_path):
+    import lotus_core.data as data
+
+    monkeypatch.setattr(data, "DEBIAN_FMNIST", tmp_path / "absent")
+    monkeypatch.setenv("LOTUS_DATA_ROOT", str(tmp_path / "empty"))
+    train = load_dataset("fashion-mnist", "train")
+    test = load_dataset("fashion-mnist", "test")
+    assert len(train) == 10_000 and "embedded" in train.source and train.notes
+    assert len(test) == 10_000 and test.images.shape == (10_000, 1, 28, 28)
+    assert test.classes[9] == "Ankle boot"
+
+
+def test_idx_roundtrip_and_truncated_file_is_refused(tmp_path):
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    write_idx(tmp_path / "x.gz", arr)
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), arr)
+    raw = gzip.open(tmp_path / "x.gz").read()
+    with gzip.open(tmp_path / "bad.gz", "wb") as f:
+        f.write(raw[:-5])
+    with pytest.raises(LotusError, match="truncated"):
+        read_idx(tmp_path / "bad.gz")
+    (tmp_path / "junk.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(LotusError, match="cannot read"):
+        read_idx(tmp_path / "junk.gz")
+
+
+def test_missing_local_folder_dataset_names_what_was_looked_for(tmp_path):
+    with pytest.raises(LotusError, match="does not exist"):
+        load_dataset(f"imagefolder:{tmp_path / 'nope'}")
+    with pytest.raises(LotusError, match="unknown dataset 'mnist-ish'"):
+        load_dataset("mnist-ish")
+
+
+def test_cifar_offline_without_files_gives_one_line_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOTUS_OFFLINE", "1")
+    with pytest.raises(LotusError) as err:
+        load_dataset("cifar10", "test", root=tmp_path)
+    assert "cifar-10-batches-py" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_imagefolder_reads_classes_and_resizes(tmp_path):
+    for c, colour in (("cat", 10), ("dog", 200)):
+        (tmp_path / c).mkdir()
+        for i in range(3):
+            Image.new("RGB", (40 + i, 30), (colour, colour, colour)).save(tmp_path / c / f"{i}.png")
+    ds = load_dataset(str(tmp_path), "test")
+    assert ds.classes == ["cat", "dog"]
+    assert ds.images.shape == (6, 3, 224, 224)
+    assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert int(ds.images[4].float().mean().round()) == 200
+    (tmp_path / "dog" / "broken.png").write_bytes(b"nope")
+    with pytest.raises(LotusError, match="not a readable image"):
+        load_dataset(str(tmp_path), "test")
+
+
+def test_to_model_input_adapts_channels_size_and_normalisation():
+    images = torch.full((2, 1, 28, 28), 255, dtype=torch.uint8)
+    x = to_model_input(images, {"input_size": (3, 56, 56), "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)})
+    assert x.shape == (2, 3, 56, 56)
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_subset_is_fixed_sorted_and_seeded():
+    a, b = subset_indices(10_000, 2000, seed=0), subset_indices(10_000, 2000, seed=0)
+    assert torch.equal(a, b) and len(a.unique()) == 2000 and torch.all(a[1:] > a[:-1])
+    assert not torch.equal(a, subset_indices(10_000, 2000, seed=1))
+    assert torch.equal(subset_indices(50, 100), torch.arange(50))
+    with pytest.raises(LotusError):
+        subset_indices(10, 0)

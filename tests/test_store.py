@@ -1,0 +1,83 @@
+import multiprocessing as mp
+import sqlite3
+
+import pytest
+
+from lotus_core.errors import LotusError
+from lotus_core.store import Store, canonical_json, config_id
+
+
+def test_config_id_is_order_independent_and_sensitive_to_values():
+    a = {"model": "default@abc", "method": "omp", "sparsity": 0.5, "seed": 0}
+    b = {"seed": 0, "sparsity": 0.5, "method": "omp", "model": "default@abc"}
+    assert config_id(a) == config_id(b) and len(config_id(a)) == 16
+    assert config_id(a) != config_id({**a, "sparsity": 0.51})
+    assert canonical_json((1, 2)) == "[1,2]"
+
+
+def test_store_is_wal_and_cached_computes_once(tmp_path):
+    store = Store(tmp_path / "r.db")
+    con = sqlite3.connect(store.path)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    calls = []
+    compute = lambda: calls.append(1) or {"accuracy": 0.9}  # noqa: E731
+    assert store.cached("evaluate", {"x": 1}, compute) == {"accuracy": 0.9}
+    assert Store(tmp_path / "r.db").cached("evaluate", {"x": 1}, compute) == {"accuracy": 0.9}
+    assert len(calls) == 1
+    store.cached("evaluate", {"x": 1}, compute, refresh=True)
+    assert len(calls) == 2
+
+
+def test_failed_compute_is_recorded_and_not_cached(tmp_path):
+    store = Store(tmp_path / "r.db")
+    with pytest.raises(ValueError):
+        store.cached("evaluate", {"x": 2}, lambda: (_ for _ in ()).throw(ValueError("boom")))
+    run = store.get_run(config_id({"x": 2}))
+    assert run["status"] == "failed" and run["error"] == "boom"
+
+
+def test_points_blobs_csv_export_and_delete(tmp_path):
+    store = Store(tmp_path / "r.db")
+    rid = store.start_run("sweep", {"m": "omp"}, model="default@1", dataset="fashion-mnist")
+    store.put_point(rid, "omp@0.1000", {"sparsity": 0.1, "accuracy": 0.9})
+    store.put_point(rid, "omp@0.2000", {"sparsity": 0.2, "accuracy": 0.85})
+    store.put_blob(rid, "mask.safetensors", b"\x00\x01")
+    assert list(store.points(rid)) == ["omp@0.1000", "omp@0.2000"]
+    csv = store.export_csv(rid, tmp_path / "out.csv")
+    assert csv.splitlines()[0] == "key,sparsity,accuracy"
+    assert (tmp_path / "out.csv").read_text() == csv
+    assert store.get_blob(rid, "mask.safetensors") == b"\x00\x01"
+    store.delete_run(rid)
+    assert store.get_run(rid) is None and store.points(rid) == {} and store.get_blob(rid, "mask.safetensors") is None
+    with pytest.raises(LotusError, match="no run"):
+        store.export_csv(rid)
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    store = Store(path)
+    rid = store.start_run("sweep", {"worker": worker})
+    for i in range(n):
+        store.put_point(rid, f"p{i}", {"i": i, "worker": worker})
+    store.finish_run(rid, {"points": n})
+
+
+def test_several_processes_write_at_once(tmp_path):
+    path = str(tmp_path / "r.db")
+    Store(path)
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(path, w, 40)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    store = Store(path)
+    runs = store.runs(kind="sweep")
+    assert len(runs) == 3 and set(runs["status"]) == {"done"}
+    assert all(len(store.points(r)) == 40 for r in runs["id"])
+
+
+def test_unwritable_or_corrupt_store_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LotusError, match="cannot be opened"):
+        Store(bad)
