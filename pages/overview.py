@@ -1,4 +1,5 @@
 """Overview: the model card, dense accuracy with its 95% CI, per-class accuracy, sample images."""
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -36,8 +37,17 @@ with right:
     if st.session_state.get("model", "default") == "default":
         with ui.guard():
             card = model_card()
-        st.json({k: card[k] for k in ("architecture", "parameters", "seed", "data", "epochs", "test_accuracy",
-                                      "training_time_s", "device") if k in card}, expanded=False)
+        arch = card.get("architecture", {})
+        rows = {
+            "Architecture": f"ViT, patch {arch.get('patch_size')} on {arch.get('img_size')}px, width "
+                            f"{arch.get('embed_dim')}, depth {arch.get('depth')}, {arch.get('num_heads')} heads",
+            "Parameters": f"{card.get('parameters', 0):,}",
+            "Training data": f"{card.get('data', {}).get('train_images', 0):,} Fashion-MNIST images",
+            "Epochs / seed": f"{card.get('epochs')} / {card.get('seed')}",
+            "Test accuracy (10,000 images)": ui.pct(card.get("test_accuracy"), 2),
+            "Training time": f"{card.get('training_time_s', 0) / 60:.1f} min on {card.get('device', '?')}",
+        }
+        st.table(pd.DataFrame({"value": list(rows.values())}, index=list(rows)))
         st.caption(f"Trained from scratch by `python -m lotus_core train-default`: "
                    f"{ui.pct(card.get('test_accuracy'), 2)} on the full test set after {card.get('epochs')} epochs.")
     else:
