@@ -50,7 +50,7 @@ def register_jobs() -> None:
 
 
 # Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = []
+JOB_MODULES: list[str] = ["lotus_core.sweep"]
 
 
 def jobs_path(store_path: Path) -> Path:

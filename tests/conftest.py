@@ -67,3 +67,23 @@ def tiny_ctx(tmp_path, tiny_vit) -> Context:
     """A Context over the tiny ViT, tiny test/train sets and a fresh store."""
     return Context(tiny_vit, tiny_vit.lotus_id, "tiny", data_config(tiny_vit), make_tiny_imageset(200, seed=0),
                    Store(tmp_path / "ctx.db"), _train=make_tiny_imageset(400, seed=1, split="train"))
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_vit() -> torch.nn.Module:
+    """The tiny ViT after 300 steps on the tiny task (100% test accuracy); do not modify it."""
+    from lotus_core.training import TrainConfig, train
+
+    model = make_tiny_vit(0)
+    train(model, make_tiny_imageset(400, seed=1, split="train"),
+          TrainConfig(steps=300, batch_size=32, lr=3e-3, seed=7, warmup_steps=10, weight_decay=0.0), data_config(model))
+    model.lotus_id = "tiny-trained@seed0"
+    return model
+
+
+@pytest.fixture
+def trained_tiny_ctx(tmp_path, trained_tiny_vit) -> Context:
+    """Like ``tiny_ctx`` but over the trained tiny ViT."""
+    return Context(trained_tiny_vit, trained_tiny_vit.lotus_id, "tiny", data_config(trained_tiny_vit),
+                   make_tiny_imageset(200, seed=0), Store(tmp_path / "ctx.db"),
+                   _train=make_tiny_imageset(400, seed=1, split="train"))

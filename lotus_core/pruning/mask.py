@@ -1,0 +1,98 @@
+"""Pruning masks: one boolean tensor per pruned parameter, True = kept.
+
+Keys are names from ``model.named_parameters()``. A mask checks its own invariants (boolean
+tensors; names and shapes that match the model it is applied to) and knows its sparsity
+(fraction of masked entries that are pruned, in [0, 1]). Saved as safetensors.
+"""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..errors import LotusError
+from ..training import apply_mask_
+
+
+class Mask(dict):
+    """Parameter name -> bool tensor (True = kept)."""
+
+    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None):
+        super().__init__()
+        for name, t in (tensors or {}).items():
+            if not isinstance(t, torch.Tensor) or t.dtype != torch.bool:
+                raise LotusError(f"mask entry {name!r} is not a boolean tensor; build masks with lotus_core.pruning.prune")
+            self[name] = t
+
+    @classmethod
+    def ones(cls, params: Mapping[str, torch.Tensor]) -> "Mask":
+        """A mask that keeps everything in ``params``."""
+        return cls({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()})
+
+    def numel(self) -> int:
+        return sum(t.numel() for t in self.values())
+
+    def num_pruned(self) -> int:
+        return sum(int((~t).sum()) for t in self.values())
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of all masked entries that are pruned."""
+        n = self.numel()
+        return self.num_pruned() / n if n else 0.0
+
+    @property
+    def density(self) -> float:
+        return 1.0 - self.sparsity
+
+    def layer_sparsity(self) -> dict[str, float]:
+        """Pruned fraction per parameter."""
+        return {n: float((~t).sum()) / t.numel() for n, t in self.items()}
+
+    def validate(self, model: nn.Module) -> None:
+        """Raise LotusError unless every name exists in ``model`` with the same shape."""
+        params = dict(model.named_parameters())
+        for name, t in self.items():
+            if name not in params:
+                raise LotusError(f"mask names {name!r}, which this model does not have; use a mask made for this model")
+            if tuple(params[name].shape) != tuple(t.shape):
+                raise LotusError(f"mask {name!r} has shape {tuple(t.shape)} but the model's is "
+                                 f"{tuple(params[name].shape)}; use a mask made for this model")
+
+    def apply(self, model: nn.Module) -> nn.Module:
+        """A pruned deep copy of ``model`` (pruned weights set to zero); ``model`` is untouched."""
+        self.validate(model)
+        pruned = copy.deepcopy(model)
+        apply_mask_(pruned, self)
+        return pruned
+
+    def to_bytes(self) -> bytes:
+        from safetensors.torch import save
+
+        return save({n: t.contiguous() for n, t in self.items()}, metadata={"lotus": "mask"})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Mask":
+        from safetensors.torch import load
+
+        try:
+            tensors = load(data)
+        except Exception as exc:  # safetensors raises several types for corrupt data
+            raise LotusError(f"not a safetensors mask ({str(exc).splitlines()[0][:120]}); save masks with --mask-out") from None
+        return cls({n: t.bool() if t.dtype == torch.uint8 else t for n, t in tensors.items()})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.to_bytes())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Mask":
+        path = Path(path)
+        if not path.is_file():
+            raise LotusError(f"mask file {path} does not exist; write one with `prune --mask-out FILE`")
+        return cls.from_bytes(path.read_bytes())

@@ -1,0 +1,30 @@
+"""N:M semi-structured magnitude pruning: in every group of M consecutive weights along the
+input dimension, keep the N largest |w| (2:4 by default, the pattern NVIDIA sparse tensor
+cores accelerate). Sparsity is fixed at 1 - N/M.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import LotusError
+from .mask import Mask
+
+
+def check_nm(params, n: int, m: int) -> None:
+    if not (1 <= n < m):
+        raise LotusError(f"N:M = {n}:{m} is not a valid pattern; need 1 <= N < M, e.g. 2:4 or 4:8")
+    for name, p in params.items():
+        if p.shape[-1] % m:
+            raise LotusError(f"{name} has {p.shape[-1]} inputs, not a multiple of M={m}; choose M dividing it")
+
+
+def nm(params, sparsity, options):
+    n, m = options.n, options.m
+    check_nm(params, n, m)
+    out = {}
+    for name, p in params.items():
+        groups = p.detach().abs().reshape(-1, m)  # (out * in / M, M)
+        idx = torch.argsort(groups, dim=1, descending=True, stable=True)[:, :n]
+        keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True)
+        out[name] = keep.reshape(p.shape)
+    return Mask(out)

@@ -1,0 +1,36 @@
+"""Random pruning, the control of every paper in this field.
+
+Global (uniformly random entries across all scoped weights) or, given ``options.like``, with
+the layer-wise budget of another mask (the same number pruned in every tensor).
+"""
+from __future__ import annotations
+
+import torch
+
+from ..errors import LotusError
+from .mask import Mask
+from .ranking import GlobalRanking
+
+
+def random_scores(params, seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {n: torch.rand(p.shape, generator=g) for n, p in params.items()}
+
+
+def random_like(like: Mask, seed: int = 0) -> Mask:
+    """A random mask with exactly ``like``'s number of pruned entries in every tensor."""
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for n, t in like.items():
+        keep = torch.zeros(t.numel(), dtype=torch.bool)
+        keep[torch.randperm(t.numel(), generator=g)[: int(t.sum())]] = True
+        out[n] = keep.reshape(t.shape)
+    return Mask(out)
+
+
+def random_prune(params, sparsity, options):
+    if options.like is not None:
+        if set(options.like) != set(params):
+            raise LotusError("the mask given as layer-wise budget covers other parameters; use a mask of the same scope")
+        return random_like(options.like, options.seed)
+    return GlobalRanking(random_scores(params, options.seed)).mask(sparsity)

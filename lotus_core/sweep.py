@@ -1,0 +1,247 @@
+"""Sparsity-accuracy curves and the essential-sparsity turning point.
+
+"The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal et al., NeurIPS
+2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
+essential sparsity is the highest evaluated sparsity before the first one whose accuracy
+falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the bracket
+[last within tolerance, first below] until it is no wider than ``resolution``, so the point
+is located with a handful of evaluations instead of a fine grid.
+
+Every point is an evaluation stored under its own configuration (method, sparsity, scope,
+test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
+dashboard is never computed again, and an interrupted sweep resumes where it stopped.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .context import Context
+from .data import subset_indices, to_model_input
+from .errors import LotusError
+from .evaluate import DEFAULT_LIMIT
+from .finetune import finetune
+from .jobs import JOBS, JobSpec
+from .pruning import PRUNERS, Mask, get_pruner, prune
+from .pruning.ranking import check_sparsity
+from .pruning.scope import scoped_parameters
+from .runs import Run, run_experiment
+
+DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sparsity-accuracy sweep. Sparsities and accuracies are fractions in [0, 1]."""
+
+    methods: tuple[str, ...] = ("omp",)  # keys of PRUNERS
+    sparsities: tuple[float, ...] = DEFAULT_GRID  # the coarse grid
+    limit: int = DEFAULT_LIMIT  # test images (fixed seeded subset)
+    seed: int = 0  # test subset and random pruning
+    scope: str = "blocks"  # which weights are pruned (pruning.scope.SCOPES)
+    refine: bool = False  # bisect the turning point's bracket after the grid
+    resolution: float = 0.01  # refine until the bracket is at most this wide
+    eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
+    finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
+    finetune_lr: float = 1e-4
+    calib_size: int = 128  # training images for wanda's activation norms
+    n: int = 2  # N:M pattern of the nm method
+    m: int = 4
+
+
+@dataclass
+class Essential:
+    """The turning point of one curve."""
+
+    essential_sparsity: float  # highest sparsity before the first drop below A - eps
+    bracket: tuple[float, float | None]  # [last within tolerance, first below] (None: never below)
+    monotone: bool  # accuracy never rises as sparsity grows
+    recovers: bool  # some sparsity past the first drop is back within tolerance (the rule ignores it)
+    evaluations: int  # points on the curve (dense excluded)
+
+    def to_dict(self) -> dict:
+        return {"essential_sparsity": self.essential_sparsity, "bracket": list(self.bracket),
+                "monotone": self.monotone, "recovers": self.recovers, "evaluations": self.evaluations}
+
+
+def essential_sparsity(points: Iterable[tuple[float, float]], dense_accuracy: float, eps: float = 0.01) -> Essential:
+    """The essential-sparsity turning point of a curve of (sparsity, accuracy) points.
+
+    Points at sparsity 0 count as dense and are not part of the curve. Accuracies and ``eps``
+    are absolute fractions.
+    """
+    curve = sorted((float(s), float(a)) for s, a in points if float(s) > 0)
+    floor = dense_accuracy - eps
+    lo, hi = 0.0, None
+    for s, a in curve:
+        if a < floor - 1e-12:
+            hi = s
+            break
+        lo = s
+    accs = [a for _, a in curve]
+    monotone = all(b <= a + 1e-12 for a, b in zip(accs, accs[1:]))
+    recovers = hi is not None and any(s > hi and a >= floor - 1e-12 for s, a in curve)
+    return Essential(lo, (lo, hi), monotone, recovers, len(curve))
+
+
+def parse_sparsities(text: str) -> tuple[float, ...]:
+    """``"0:0.9:0.1"`` (start:stop:step, stop included when on the grid) or ``"0.1,0.5,0.7"``."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(x) for x in text.split(":"))
+            if step <= 0:
+                raise ValueError
+            count = int(round((stop - start) / step + 1e-9)) + 1
+            values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
+        else:
+            values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise LotusError(f"cannot read sparsities {text!r}; use start:stop:step (0:0.9:0.1) or a list (0.1,0.5)") from None
+    for v in values:
+        check_sparsity(v)
+    if not values:
+        raise LotusError(f"no sparsities in {text!r}")
+    return tuple(sorted(set(values)))
+
+
+class PointEvaluator:
+    """Evaluates pruned versions of ``ctx.model`` with one reusable working copy.
+
+    The working copy's scoped weights are reset from the base model before each mask is
+    applied, so a sweep keeps a single extra model alive, never one per sparsity.
+    """
+
+    def __init__(self, ctx: Context, config: SweepConfig):
+        self.ctx, self.config = ctx, config
+        self.work = copy.deepcopy(ctx.model)
+        self.base_params = scoped_parameters(ctx.model, config.scope)
+        self.work_params = scoped_parameters(self.work, config.scope)
+        self._calib: torch.Tensor | None = None
+
+    def calib(self) -> torch.Tensor:
+        if self._calib is None:
+            idx = subset_indices(len(self.ctx.train), self.config.calib_size, self.config.seed)
+            self._calib = to_model_input(self.ctx.train.images[idx], self.ctx.data_config)
+        return self._calib
+
+    def mask(self, method: str, sparsity: float) -> Mask:
+        calib = self.calib() if get_pruner(method).needs_calibration else None
+        return prune(self.ctx.model, method, sparsity, self.config.scope, calib=calib, seed=self.config.seed,
+                     n=self.config.n, m=self.config.m)
+
+    def pruned_model(self, mask: Mask) -> nn.Module:
+        with torch.no_grad():
+            for name, p in self.work_params.items():
+                p.copy_(self.base_params[name] * mask[name])
+        if self.config.finetune_steps:
+            model = copy.deepcopy(self.work)
+            finetune(model, mask, self.ctx.train, self.ctx.data_config, self.config.finetune_steps,
+                     lr=self.config.finetune_lr, seed=self.config.seed)
+            return model
+        return self.work
+
+    def point_config(self, method: str, sparsity: float) -> dict:
+        c = self.config
+        extra = {"n": c.n, "m": c.m} if method == "nm" else {}
+        extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
+        extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
+        return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
+                            limit=c.limit, seed=c.seed, **extra)
+
+    def evaluate(self, method: str, sparsity: float) -> dict:
+        """Accuracy of ``method`` at ``sparsity``, from the store when already computed."""
+        def compute() -> dict:
+            mask = self.mask(method, sparsity)
+            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed)
+            return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
+                    "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
+
+        return self.ctx.store.cached("prune-eval", self.point_config(method, sparsity), compute,
+                                     model=self.ctx.model_id, dataset=self.ctx.dataset)
+
+
+def sweep(ctx: Context, config: SweepConfig, run: Run) -> dict:
+    """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket."""
+    for method in config.methods:
+        get_pruner(method)
+    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed)
+    evaluator = PointEvaluator(ctx, config)
+    plan = [(m, s) for m in config.methods for s in _grid(m, config)]
+    done = 0
+
+    def point(method: str, s: float, refined: bool) -> dict:
+        nonlocal done
+        key = f"{method}@{s:.4f}"
+        data = run.get(key)
+        if data is None:
+            data = {**evaluator.evaluate(method, s), "refined": refined}
+            run.point(key, data)
+        done += 1
+        run.progress(done=done, planned=len(plan), method=method, sparsity=s, accuracy=data["accuracy"])
+        run.check()
+        return data
+
+    for method, s in plan:
+        point(method, s, False)
+    essential = {}
+    for method in config.methods:
+        curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
+        ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
+        while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
+                and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
+            mid = round((ess.bracket[0] + ess.bracket[1]) / 2, 4)
+            if mid in (ess.bracket[0], ess.bracket[1]):
+                break
+            point(method, mid, True)
+            ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
+        essential[method] = ess.to_dict()
+    return {"dense": dense, "essential": essential}
+
+
+def _grid(method: str, config: SweepConfig) -> Sequence[float]:
+    if PRUNERS[method].fixed_sparsity:  # N:M: one point at 1 - N/M
+        return [round(1 - config.n / config.m, 6)]
+    return [s for s in config.sparsities if s > 0]
+
+
+@dataclass
+class SweepResult:
+    frame: pd.DataFrame  # method, sparsity, sparsity_reached, accuracy, ci_low, ci_high, n, refined
+    dense: dict
+    essential: dict[str, dict]
+    run_id: str
+    config: SweepConfig = field(repr=False, default=None)
+
+
+def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], None] | None = None,
+              refresh: bool = False) -> SweepResult:
+    """Run (or read back) a stored sweep and return its curve as a table."""
+    summary = run_experiment(ctx, "sweep", config, sweep, on_progress=on_progress, refresh=refresh)
+    return sweep_result(ctx, summary, config)
+
+
+def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None) -> SweepResult:
+    points = ctx.store.points(summary["run_id"])
+    cols = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined"]
+    frame = pd.DataFrame(list(points.values()), columns=cols).sort_values(["method", "sparsity"]).reset_index(drop=True)
+    return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
+
+
+def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
+    """Per-layer sparsity of a mask: layer, block index, kind (qkv/proj/fc1/fc2/head), numel, sparsity."""
+    rows = []
+    for name, t in mask.items():
+        parts = name.split(".")
+        block = int(parts[1]) if parts[0] == "blocks" and parts[1].isdigit() else None
+        kind = parts[-2] if len(parts) >= 2 else name
+        rows.append({"layer": name, "block": block, "kind": kind, "numel": t.numel(),
+                     "sparsity": float((~t).sum()) / t.numel()})
+    return pd.DataFrame(rows)
+
+
+JOBS["sweep"] = JobSpec(SweepConfig, sweep)

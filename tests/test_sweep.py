@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from lotus_core.cli import main
+from lotus_core.errors import LotusError
+from lotus_core.runs import run_id_for
+from lotus_core.sweep import SweepConfig, essential_sparsity, layer_sparsity_table, parse_sparsities, run_sweep
+from lotus_core.pruning import prune
+
+
+def test_turning_point_rule_and_bracket():
+    curve = [(0.1, 0.90), (0.2, 0.895), (0.3, 0.885), (0.4, 0.87), (0.5, 0.6)]
+    ess = essential_sparsity(curve, dense_accuracy=0.90, eps=0.01)
+    # 0.885 < 0.90 - 0.01 is the first drop, so the turning point is the sparsity before it
+    assert ess.essential_sparsity == 0.2 and ess.bracket == (0.2, 0.3) and ess.monotone and not ess.recovers
+    never = essential_sparsity([(0.1, 0.9), (0.2, 0.899)], 0.9)
+    assert never.essential_sparsity == 0.2 and never.bracket == (0.2, None)
+    first = essential_sparsity([(0.1, 0.5)], 0.9)
+    assert first.essential_sparsity == 0.0 and first.bracket == (0.0, 0.1)
+
+
+def test_non_monotone_curve_uses_the_first_drop_and_says_so():
+    curve = [(0.1, 0.91), (0.2, 0.88), (0.3, 0.895), (0.4, 0.80)]
+    ess = essential_sparsity(curve, 0.90, 0.01)
+    assert ess.essential_sparsity == 0.1 and ess.bracket == (0.1, 0.2)
+    assert not ess.monotone and ess.recovers
+
+
+def test_parse_sparsities():
+    assert parse_sparsities("0:0.9:0.1") == tuple(round(0.1 * i, 1) for i in range(10))
+    assert parse_sparsities("0.5,0.1") == (0.1, 0.5)
+    with pytest.raises(LotusError, match="outside"):
+        parse_sparsities("0:1:0.5")
+    with pytest.raises(LotusError, match="cannot read"):
+        parse_sparsities("a:b")
+
+
+def test_refinement_finds_the_fine_grid_point_with_fewer_evaluations(trained_tiny_ctx):
+    tiny_ctx = trained_tiny_ctx
+    fine = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=tuple(i / 100 for i in range(1, 100)),
+                                           limit=100, eps=0.05))
+    coarse = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), limit=100, eps=0.05, refine=True, resolution=0.01))
+    f, c = fine.essential["omp"], coarse.essential["omp"]
+    assert c["bracket"][1] - c["bracket"][0] <= 0.01 + 1e-9
+    assert abs(f["essential_sparsity"] - c["essential_sparsity"]) <= 0.01 + 1e-9
+    assert c["evaluations"] <= 9 + 7 < f["evaluations"] == 99
+    assert coarse.frame["refined"].sum() == c["evaluations"] - 9
+
+
+def test_sweep_points_are_stored_resumed_and_served_from_the_store(tiny_ctx, monkeypatch):
+    config = SweepConfig(methods=("omp", "random"), sparsities=(0.2, 0.5, 0.8), limit=50)
+    calls = []
+    import lotus_core.sweep as sweep_mod
+
+    real = sweep_mod.PointEvaluator.pruned_model
+    monkeypatch.setattr(sweep_mod.PointEvaluator, "pruned_model",
+                        lambda self, mask: calls.append(round(mask.sparsity, 2)) or real(self, mask))
+
+    def interrupt(fields):
+        if fields["done"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tiny_ctx, config, on_progress=interrupt)
+    rid = run_id_for(tiny_ctx, "sweep", config)
+    assert len(tiny_ctx.store.points(rid)) == 4 and tiny_ctx.store.get_run(rid)["status"] == "interrupted"
+    result = run_sweep(tiny_ctx, config)
+    assert len(calls) == 6  # the 4 finished points were not recomputed
+    assert list(result.frame["method"]) == ["omp"] * 3 + ["random"] * 3
+    assert list(result.frame["sparsity"]) == [0.2, 0.5, 0.8] * 2
+    assert run_sweep(tiny_ctx, config).frame.equals(result.frame) and len(calls) == 6
+    # a point shared with another sweep is not computed again either
+    run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.5, 0.6), limit=50))
+    assert len(calls) == 7
+
+
+def test_finetuned_sweep_keeps_the_mask(tiny_ctx):
+    res = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.5,), limit=50, finetune_steps=3))
+    assert res.frame["sparsity_reached"].tolist() == [0.5]
+
+
+def test_layer_sparsity_table(tiny_vit):
+    table = layer_sparsity_table(prune(tiny_vit, "omp-layerwise", 0.5))
+    assert list(table["kind"]) == ["qkv", "proj", "fc1", "fc2"] * 2
+    assert list(table["block"]) == [0] * 4 + [1] * 4
+    assert table["sparsity"].tolist() == [0.5] * 8
+
+
+def test_essential_cli_reads_a_csv(tmp_path, capsys):
+    (tmp_path / "c.csv").write_text("sparsity,accuracy\n0,0.9\n0.1,0.9\n0.2,0.895\n0.3,0.85\n")
+    assert main(["essential", "--curve", str(tmp_path / "c.csv"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["essential_sparsity"] == 0.2 and out["bracket"] == [0.2, 0.3]
+    (tmp_path / "bad.csv").write_text("sparsity,acc\n0,0.9\n")
+    assert main(["essential", "--curve", str(tmp_path / "bad.csv")]) == 2
+    assert "lacks column(s) accuracy" in capsys.readouterr().err
+    (tmp_path / "nodense.csv").write_text("sparsity,accuracy\n0.1,0.9\n")
+    assert main(["essential", "--curve", str(tmp_path / "nodense.csv")]) == 2
+    assert "no row with sparsity 0" in capsys.readouterr().err
+
+
+def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
+    db = str(tmp_path / "r.db")
+    assert main(["prune", "--method", "omp", "--sparsity", "0.5", "--limit", "200", "--db", db,
+                 "--mask-out", str(tmp_path / "m.safetensors"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["sparsity"] == 0.5 and out["n"] == 200 and len(out["per_layer"]) == 24
+    assert (tmp_path / "m.safetensors").exists()
+    assert main(["sweep", "--methods", "omp,nm", "--sparsities", "0.3,0.6", "--limit", "200", "--db", db,
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [(p["method"], p["sparsity"]) for p in out["points"]] == [("nm", 0.5), ("omp", 0.3), ("omp", 0.6)]
+    assert set(out["essential"]) == {"omp", "nm"}
+    assert main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db]) == 2
+    assert "outside [0, 1)" in capsys.readouterr().err
