@@ -57,14 +57,16 @@ class Context:
         """A deep copy of the base model, safe to prune or train."""
         return copy.deepcopy(self.model)
 
-    def evaluate(self, model: nn.Module | None = None, limit: int | None = DEFAULT_LIMIT, seed: int = 0) -> EvalResult:
+    def evaluate(self, model: nn.Module | None = None, limit: int | None = DEFAULT_LIMIT, seed: int = 0,
+                 bf16: bool = True) -> EvalResult:
         """Accuracy of ``model`` (default: the base model) on the fixed test subset."""
-        return evaluate(model if model is not None else self.model, self.test, self.data_config, limit=limit, seed=seed)
+        return evaluate(model if model is not None else self.model, self.test, self.data_config, limit=limit, seed=seed,
+                        bf16=bf16)
 
-    def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0) -> dict:
+    def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
         """The base model's accuracy summary, served from the store when already computed."""
-        config = self.key(kind="evaluate", limit=limit, seed=seed)
-        return self.store.cached("evaluate", config, lambda: self.evaluate(limit=limit, seed=seed).summary(),
+        config = self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"precision": "fp32"}))
+        return self.store.cached("evaluate", config, lambda: self.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
                                  model=self.model_id, dataset=self.dataset)
 
 

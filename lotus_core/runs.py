@@ -113,3 +113,11 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     previous = (existing or {}).get("duration_s") or 0.0
     ctx.store.finish_run(run_id, {**summary, "run_id": run_id}, previous + time.perf_counter() - t0)
     return {**summary, "run_id": run_id}
+
+
+def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
+    """The summary of a finished run with this config, or None (never computes anything)."""
+    run = ctx.store.get_run(run_id_for(ctx, kind, config))
+    if run is None or run["status"] != "done":
+        return None
+    return {**run["summary"], "run_id": run["id"]}

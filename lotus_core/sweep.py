@@ -52,6 +52,7 @@ class SweepConfig:
     calib_size: int = 128  # training images for wanda's activation norms
     n: int = 2  # N:M pattern of the nm method
     m: int = 4
+    bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
 
 
 @dataclass
@@ -150,6 +151,7 @@ class PointEvaluator:
         extra = {"n": c.n, "m": c.m} if method == "nm" else {}
         extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
+        extra.update({} if c.bf16 else {"precision": "fp32"})
         return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
                             limit=c.limit, seed=c.seed, **extra)
 
@@ -157,7 +159,8 @@ class PointEvaluator:
         """Accuracy of ``method`` at ``sparsity``, from the store when already computed."""
         def compute() -> dict:
             mask = self.mask(method, sparsity)
-            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed)
+            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
+                                    bf16=self.config.bf16)
             return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
@@ -169,7 +172,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run) -> dict:
     """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket."""
     for method in config.methods:
         get_pruner(method)
-    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed)
+    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
     evaluator = PointEvaluator(ctx, config)
     plan = [(m, s) for m in config.methods for s in _grid(m, config)]
     done = 0

@@ -1,0 +1,88 @@
+"""plotly figures shared by the dashboard pages, the report and its HTML export.
+
+Every figure has axis titles with units; accuracies and sparsities are shown in percent.
+"""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+
+COLORS = {"omp": "#c2185b", "omp-layerwise": "#7b1fa2", "random": "#757575", "nm": "#0288d1", "wanda": "#f57c00",
+          "lth": "#2e7d32", "issp": "#00897b"}
+
+
+def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, height: int = 420) -> go.Figure:
+    """Axis titles (with units), a compact margin and a legend on top."""
+    fig.update_layout(title=title, height=height, margin=dict(l=60, r=20, t=50 if title else 30, b=50),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), template="plotly_white")
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict], eps: float = 0.01,
+                   title: str | None = None) -> go.Figure:
+    """Accuracy against sparsity per method, dense line, the eps band and each turning point.
+
+    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions).
+    """
+    fig = go.Figure()
+    a = 100 * dense["accuracy"]
+    fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0,
+                  annotation_text=f"within {100 * eps:.0f} point of dense", annotation_position="bottom left")
+    fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_text=f"dense {a:.1f}%",
+                  annotation_position="top right")
+    dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}
+    for method, part in frame.groupby("method", sort=False):
+        part = pd.concat([pd.DataFrame([dense_row]), part]).sort_values("sparsity")
+        color = COLORS.get(method)
+        fig.add_trace(go.Scatter(
+            x=100 * part["sparsity"], y=100 * part["accuracy"], mode="lines+markers", name=method,
+            line=dict(color=color), error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
+                                                 arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
+            hovertemplate=f"{method}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
+        ess = essential.get(method)
+        if ess and len(part) > 1:
+            s = ess["essential_sparsity"]
+            hit = part.loc[(part["sparsity"] - s).abs() < 1e-9, "accuracy"]
+            y = 100 * float(hit.iloc[0]) if len(hit) else a
+            fig.add_trace(go.Scatter(x=[100 * s], y=[y], mode="markers+text", marker=dict(symbol="star", size=16, color=color),
+                                     text=[f"{method}: {100 * s:.0f}%"], textposition="top center", showlegend=False,
+                                     hovertemplate=f"{method} essential sparsity {100 * s:.1f}%<extra></extra>"))
+    return style(fig, "sparsity (% of scoped weights pruned)", "top-1 accuracy (%)", title)
+
+
+def layer_sparsity_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Per-layer sparsity (table from lotus_core.sweep.layer_sparsity_table)."""
+    fig = go.Figure()
+    for kind, part in table.groupby("kind", sort=False):
+        fig.add_trace(go.Bar(x=part["block"], y=100 * part["sparsity"], name=kind,
+                             hovertemplate=f"block %{{x}} {kind}: %{{y:.1f}}%<extra></extra>"))
+    fig.update_layout(barmode="group")
+    return style(fig, "transformer block", "sparsity (% pruned)", title, height=360)
+
+
+def heatmap(table: pd.DataFrame, x_title: str, y_title: str, colorbar: str, title: str | None = None,
+            zmin: float | None = None, zmax: float | None = None, colorscale: str = "RdBu_r") -> go.Figure:
+    """A heatmap of a DataFrame (rows: index, columns: columns)."""
+    fig = go.Figure(go.Heatmap(z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index],
+                               colorscale=colorscale, zmin=zmin, zmax=zmax, colorbar=dict(title=colorbar),
+                               hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>"))
+    return style(fig, x_title, y_title, title, height=max(300, 22 * len(table) + 120))
+
+
+def image_grid(images, labels: list[str], cols: int = 8, height: int = 260) -> go.Figure:
+    """A grid of grayscale or RGB uint8 images ``(N, C, H, W)`` with a caption under each."""
+    from plotly.subplots import make_subplots
+
+    n = len(images)
+    rows = (n + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=labels, horizontal_spacing=0.01, vertical_spacing=0.08)
+    for i in range(n):
+        arr = images[i].expand(3, -1, -1).permute(1, 2, 0).numpy()  # grayscale shown as RGB
+        fig.add_trace(go.Image(z=arr, hoverinfo="skip"), row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=30, b=0), template="plotly_white")
+    fig.update_annotations(font_size=11)
+    return fig

@@ -1,0 +1,92 @@
+"""Sparsity curves: accuracy against sparsity per pruning method, with the essential-sparsity turning point."""
+import streamlit as st
+
+from app import charts, state, ui
+from lotus_core.pruning import PRUNERS
+from lotus_core.runs import stored_summary
+from lotus_core.sensitivity import SensitivityConfig, run_sensitivity
+from lotus_core.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+
+ui.header("Sparsity curves",
+          "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
+          "Essential Sparsity (Jaiswal et al., NeurIPS 2023): 30-50% of a pre-trained transformer's weights "
+          "can go with one-shot magnitude pruning at almost no cost")
+ctx = state.context()
+
+c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+methods = c1.multiselect("Methods", list(PRUNERS), default=["omp", "random"],
+                         format_func=lambda m: f"{m}: {PRUNERS[m].help}")
+lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
+step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
+limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=2000)
+r1, r2 = st.columns([2, 8])
+refine = r1.checkbox("Refine turning point", value=True, help="Bisect each bracket until it is 1 point wide.")
+eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 1.0, 0.1) / 100
+sparsities = tuple(round(s / 100, 4) for s in range(lo, hi + 1, step))
+
+if not methods:
+    st.info("Pick at least one method.")
+    st.stop()
+config = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps)
+with ui.guard():
+    bar = st.progress(0.0, text="Computing points...")
+    result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
+        min(1.0, p["done"] / max(p["planned"], p["done"])),
+        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}%"))
+    bar.empty()
+
+charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, eps), key="curve")
+cols = st.columns(len(methods))
+for col, method in zip(cols, methods):
+    ess = result.essential[method]
+    hi_txt = "never below" if ess["bracket"][1] is None else f"{100 * ess['bracket'][1]:.1f}%"
+    col.metric(f"{method} essential sparsity", f"{100 * ess['essential_sparsity']:.1f}%",
+               help=f"bracket [{100 * ess['bracket'][0]:.1f}%, {hi_txt}], {ess['evaluations']} evaluations")
+    if not ess["monotone"]:
+        col.caption("Not monotone: accuracy rises again somewhere"
+                    + (", even back within tolerance after the first drop" if ess["recovers"] else "")
+                    + ". The turning point is the first drop, by the paper's rule.")
+st.download_button("Download the curve (CSV)", result.frame.to_csv(index=False), "sparsity_curve.csv", "text/csv")
+
+st.subheader("Prune once")
+p1, p2, p3 = st.columns([3, 3, 2])
+method = p1.selectbox("Method", list(PRUNERS), key="prune_method")
+sparsity = p2.slider("Sparsity (%)", 0, 95, 50, key="prune_sparsity") / 100
+if p3.button("Prune", type="primary"):
+    with ui.guard(), st.spinner("Pruning and evaluating..."):
+        evaluator = PointEvaluator(ctx, SweepConfig(methods=(method,), limit=limit))
+        if PRUNERS[method].fixed_sparsity:
+            sparsity = 0.5
+        point = evaluator.evaluate(method, sparsity)
+        st.session_state["pruned"] = (point, evaluator.mask(method, sparsity).to_bytes())
+if "pruned" in st.session_state:
+    point, mask_bytes = st.session_state["pruned"]
+    m1, m2, m3 = st.columns([2, 2, 3])
+    m1.metric("Pruned accuracy", ui.pct(point["accuracy"], 2),
+              delta=f"{100 * (point['accuracy'] - result.dense['accuracy']):+.2f} points vs dense")
+    m2.metric("Sparsity reached", ui.pct(point["sparsity_reached"], 2), help=point["method"])
+    m3.download_button("Download mask (safetensors)", mask_bytes, f"mask-{point['method']}-{point['sparsity']}.safetensors")
+
+st.subheader("Which layers lose most")
+left, right = st.columns(2)
+with left:
+    with ui.guard():
+        omp_mask = PointEvaluator(ctx, SweepConfig(limit=limit)).mask("omp", sparsity)
+    charts.show(charts.layer_sparsity_bars(layer_sparsity_table(omp_mask),
+                                           f"Per-layer sparsity of the global OMP mask at {100 * sparsity:.0f}%"),
+                key="layers")
+with right:
+    sens_config = SensitivityConfig(limit=1000)
+    if stored_summary(ctx, "sensitivity", sens_config) is None and not st.button("Run sensitivity analysis"):
+        st.info("Sensitivity: prune one layer alone at 50/70/90% and measure the accuracy drop "
+                "(24 layers x 3 levels, about 30 s on 2 CPU cores; stored afterwards).")
+    else:
+        with ui.guard():
+            bar = st.progress(0.0, text="Pruning layers one at a time...")
+            table = run_sensitivity(ctx, sens_config, on_progress=lambda p: bar.progress(
+                p["done"] / p["planned"], text=p["layer"]))
+            bar.empty()
+        table.columns = [f"{100 * c:.0f}%" for c in table.columns]
+        charts.show(charts.heatmap(100 * table, "sparsity of that layer alone", "layer", "accuracy drop (points)",
+                                   "Sensitivity: accuracy drop when one layer alone is pruned", zmin=0),
+                    key="sensitivity")
