@@ -50,7 +50,7 @@ def register_jobs() -> None:
 
 
 # Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = ["lotus_core.sweep"]
+JOB_MODULES: list[str] = ["lotus_core.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp"]
 
 
 def jobs_path(store_path: Path) -> Path:

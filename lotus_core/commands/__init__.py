@@ -61,3 +61,4 @@ def positive_int(text: str) -> int:
 # The modules that define commands (importing them fills COMMANDS).
 from . import core  # noqa: E402,F401
 from . import pruning  # noqa: E402,F401
+from . import lottery  # noqa: E402,F401
