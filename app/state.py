@@ -5,6 +5,8 @@ never modify ``ctx.model``: prune or train ``ctx.copy_model()``.
 """
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from lotus_core.context import Context, open_context
@@ -17,8 +19,8 @@ DATASET_CHOICES = [name for name in DATASETS if name != "imagefolder"]
 
 
 @st.cache_resource(show_spinner="Loading model and data...", max_entries=4)
-def load_context(model: str, dataset: str, weights: str | None = None) -> Context:
-    return open_context(model, dataset, weights=weights or None)
+def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None) -> Context:
+    return open_context(model, dataset, weights=weights or None, db=db)
 
 
 def _persist(key: str, default: str) -> None:
@@ -52,7 +54,7 @@ def context() -> Context:
     """The Context for the sidebar's choice; on failure shows the message and stops the page."""
     try:
         return load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
-                            st.session_state.get("weights") or None)
+                            st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"))
     except LotusError as exc:
         st.error(f"{exc}")
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")

@@ -86,3 +86,55 @@ def image_grid(images, labels: list[str], cols: int = 8, height: int = 260) -> g
     fig.update_layout(height=height * rows, margin=dict(l=0, r=0, t=30, b=0), template="plotly_white")
     fig.update_annotations(font_size=11)
     return fig
+
+
+def similarity_curve(frame: pd.DataFrame, group: str | None, measure: str = "cosine",
+                     title: str | None = None) -> go.Figure:
+    """``measure`` (cosine or jaccard_pruned) against sparsity per group, each with its chance level.
+
+    The chance level is drawn as a dotted line of the same colour and the gap shaded: a
+    similarity means something only as far as it stands above chance.
+    """
+    fig = go.Figure()
+    groups = frame.groupby(group, sort=False) if group else [("", frame)]
+    palette = ["#c2185b", "#2e7d32", "#0288d1", "#f57c00", "#7b1fa2", "#757575"]
+    for i, (name, part) in enumerate(groups):
+        part = part.sort_values("sparsity")
+        color = COLORS.get(str(name), palette[i % len(palette)])
+        label = str(name) or measure
+        fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part[f"chance_{measure}"], mode="lines",
+                                 line=dict(color=color, dash="dot"), name=f"{label}: chance", legendgroup=label))
+        fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part[measure], mode="lines+markers", fill="tonexty",
+                                 line=dict(color=color), name=label, legendgroup=label,
+                                 hovertemplate=f"{label}<br>sparsity %{{x:.1f}}%<br>{measure} %{{y:.2f}}%<extra></extra>"))
+    unit = "cosine similarity of keep-masks (%)" if measure == "cosine" else "Jaccard index of pruned sets (%)"
+    return style(fig, "sparsity (% pruned)", unit, title)
+
+
+def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None) -> go.Figure:
+    """Accuracy against sparsity per series (columns series, sparsity, accuracy)."""
+    fig = go.Figure()
+    for name, part in frame.groupby("series", sort=False):
+        part = part.sort_values("sparsity")
+        key = str(name).split(" ")[0].lower()
+        fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part["accuracy"], mode="lines+markers", name=str(name),
+                                 line=dict(color=COLORS.get(key), dash="dot" if "before" in str(name) else None),
+                                 hovertemplate=f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
+    if dense is not None:
+        fig.add_hline(y=100 * dense, line_dash="dash", annotation_text=f"dense {100 * dense:.1f}%")
+    return style(fig, "sparsity (% pruned)", "top-1 accuracy (%)", title)
+
+
+def kept_weights(a, b, label_a: str, label_b: str, layer: str) -> go.Figure:
+    """One layer's kept weights (white = kept) for two masks side by side."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[label_a, label_b], horizontal_spacing=0.04)
+    for col, m in ((1, a), (2, b)):
+        fig.add_trace(go.Heatmap(z=m.float().numpy()[::-1], colorscale=[[0, "#212121"], [1, "#fafafa"]], showscale=False,
+                                 hovertemplate="out %{y}, in %{x}: %{z}<extra></extra>"), row=1, col=col)
+    fig.update_layout(height=420, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white",
+                      title=f"{layer}: kept (white) and pruned (black) weights")
+    fig.update_xaxes(title_text="input feature")
+    fig.update_yaxes(title_text="output feature", col=1)
+    return fig

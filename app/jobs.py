@@ -1,0 +1,48 @@
+"""Background-job widgets shared by pages: launch, live progress, cancel."""
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from lotus_core import jobs
+from lotus_core.context import Context
+
+
+def launch(ctx: Context, kind: str, config: Any) -> str:
+    """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id."""
+    jobs.ensure_worker(ctx.store)
+    spec = jobs.context_spec(ctx, model=st.session_state.get("model", "default"),
+                             weights=st.session_state.get("weights") or None)
+    return jobs.submit(spec, kind, config, ctx)
+
+
+def _describe(progress: dict | None) -> str:
+    if not progress:
+        return "waiting for the worker"
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items())
+
+
+@st.fragment(run_every=2)
+def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
+    """Queued and running jobs with live progress and a cancel button; refreshes every 2 s."""
+    runs = ctx.store.runs()
+    active = runs[runs["status"].isin(["queued", "running", "cancelling"])]
+    if kinds:
+        active = active[active["kind"].isin(kinds)]
+    if active.empty:
+        return
+    st.markdown("**Running and queued jobs**")
+    for _, run in active.iterrows():
+        progress = run["progress"] or {}
+        c1, c2 = st.columns([5, 1])
+        frac = None
+        if "round" in progress and progress.get("of"):
+            frac = min(1.0, progress["round"] / progress["of"])
+        elif "done" in progress and progress.get("planned"):
+            frac = min(1.0, progress["done"] / progress["planned"])
+        text = f"{run['kind']} {run['id'][:6]} ({run['status']}): {_describe(progress)}"
+        c1.progress(frac or 0.0, text=text)
+        if run["status"] != "cancelling" and c2.button("Cancel", key=f"cancel-{run['id']}"):
+            jobs.cancel(ctx.store, run["id"])
+            st.rerun()

@@ -1,0 +1,79 @@
+"""Masks: how similar OMP masks are to lottery-ticket masks, always against the chance level."""
+import pandas as pd
+import streamlit as st
+
+from app import charts, state, ui
+from lotus_core.figures import kept_weights, similarity_curve
+from lotus_core.lottery.catalog import mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
+from lotus_core.pruning import Mask
+from lotus_core.similarity import mask_similarity, similarity_matrix
+
+ui.header("Masks", "Cosine similarity of keep-masks and Jaccard index of pruned sets, each beside the value two "
+          "random masks of the same per-layer densities would reach.",
+          "Essential Sparsity reports OMP-vs-lottery-ticket cosine above 96% within the essential range")
+ctx = state.context()
+measure = st.radio("Measure", ["cosine", "jaccard_pruned"], horizontal=True,
+                   format_func=lambda m: {"cosine": "cosine of keep-masks", "jaccard_pruned": "Jaccard of pruned sets"}[m])
+
+st.subheader("OMP against lottery tickets")
+runs = ticket_runs(ctx)
+done = runs[runs["status"].isin(["done", "interrupted", "cancelled", "running"])] if len(runs) else runs
+if len(done):
+    labels = {run_label(r): r["id"] for _, r in done.iterrows()}
+    chosen = st.selectbox("Ticket run", list(labels))
+    with ui.guard(), st.spinner("Comparing every round with OMP at the same sparsity..."):
+        table = omp_vs_tickets(ctx, labels[chosen])
+    if len(table):
+        charts.show(similarity_curve(table, None, measure, "OMP mask vs the ticket's mask at each round's sparsity"),
+                    key="omp_lth")
+        last = table.iloc[-1]
+        st.caption(f"At {100 * last['sparsity']:.1f}% sparsity: {measure} {100 * last[measure]:.1f}% against "
+                   f"{100 * last['chance_' + measure]:.1f}% for random masks of the same densities.")
+    else:
+        st.info("This run has no finished round yet.")
+else:
+    st.info("No lottery-ticket run is stored for this model yet: launch one on the Soup page. "
+            "Meanwhile, here is OMP against the other one-shot criteria.")
+    with ui.guard(), st.spinner("Computing one-shot masks..."):
+        table = omp_vs_one_shot(ctx)
+    charts.show(similarity_curve(table, "other", measure, "OMP mask vs other one-shot masks, with chance levels"),
+                key="omp_one_shot")
+
+st.subheader("Compare two masks")
+sparsity = st.slider("Sparsity of one-shot masks (%)", 5, 95, 50, 5) / 100
+choices = mask_choices(ctx, sparsity)
+c1, c2, c3 = st.columns(3)
+label_a = c1.selectbox("Mask A", list(choices), index=0)
+label_b = c2.selectbox("Mask B", list(choices), index=min(2, len(choices) - 1))
+upload = c3.file_uploader("or upload mask B (.safetensors)", type=["safetensors"])
+with ui.guard():
+    mask_a = choices[label_a]()
+    if upload is not None:
+        mask_b, label_b = Mask.from_bytes(upload.getvalue()), upload.name
+    else:
+        mask_b = choices[label_b]()
+    sim = mask_similarity(mask_a, mask_b)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Cosine", ui.pct(sim["cosine"], 2), delta=f"{100 * (sim['cosine'] - sim['chance_cosine']):+.2f} vs chance")
+m2.metric("Chance cosine", ui.pct(sim["chance_cosine"], 2))
+m3.metric("Jaccard (pruned)", ui.pct(sim["jaccard_pruned"], 2),
+          delta=f"{100 * (sim['jaccard_pruned'] - sim['chance_jaccard_pruned']):+.2f} vs chance")
+m4.metric("Chance Jaccard", ui.pct(sim["chance_jaccard_pruned"], 2))
+per_layer = pd.DataFrame({n: {"similarity": v[measure], "chance": v[f"chance_{measure}"],
+                              "above chance": v[measure] - v[f"chance_{measure}"]}
+                          for n, v in sim["per_layer"].items()}).T.reindex(list(mask_a))
+left, right = st.columns([2, 3])
+with left:
+    charts.show(charts.heatmap(100 * per_layer, "", "layer", "%", f"Per-layer {measure}", colorscale="Viridis"),
+                key="per_layer")
+with right:
+    layer = st.selectbox("Layer to draw", list(mask_a))
+    charts.show(kept_weights(mask_a[layer], mask_b[layer], label_a, label_b, layer), key="kept")
+
+with st.expander("Similarity matrix over several masks"):
+    many = st.multiselect("Masks", list(choices), default=list(choices)[:4])
+    if len(many) >= 2:
+        with ui.guard():
+            values, chance = similarity_matrix({k: choices[k]() for k in many}, measure)
+        charts.show(charts.heatmap(100 * (values - chance), "", "", "points above chance",
+                                   f"{measure} minus its chance level", colorscale="RdBu_r"), key="matrix")
