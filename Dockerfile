@@ -12,6 +12,7 @@ COPY lotus_core ./lotus_core
 COPY app ./app
 COPY pages ./pages
 COPY data ./data
+COPY .streamlit ./.streamlit
 RUN pip install --no-deps -e . && mkdir -p /var/lib/lotus
 
 EXPOSE 8501
