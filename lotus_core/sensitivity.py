@@ -10,31 +10,34 @@ import pandas as pd
 import torch
 
 from .context import Context
-from .evaluate import DEFAULT_LIMIT
-from .pruning.ranking import layerwise_mask
+from .pruning.ranking import LayerRanking
 from .pruning.scope import scoped_parameters
 from .runs import Run, run_experiment
 
 
 @dataclass(frozen=True)
 class SensitivityConfig:
+    """One-layer-at-a-time pruning. Sparsities are fractions of that layer's weights."""
+
     sparsities: tuple[float, ...] = (0.5, 0.7, 0.9)  # fraction of the one layer pruned
-    limit: int = 1000  # test images
-    seed: int = 0
-    scope: str = "blocks"
+    limit: int = 1000  # test images (fixed seeded subset)
+    seed: int = 0  # test subset
+    scope: str = "blocks"  # which layers are visited (pruning.scope.SCOPES)
 
 
 def sensitivity(ctx: Context, config: SensitivityConfig, run: Run) -> dict:
+    """Experiment: one point per (layer, sparsity) with the accuracy and its drop from dense (fractions)."""
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed)["accuracy"]
     work = ctx.copy_model()
     base = scoped_parameters(ctx.model, config.scope)
     params = scoped_parameters(work, config.scope)
     total = len(params) * len(config.sparsities)
     for i, name in enumerate(params):
+        ranking = LayerRanking({name: base[name].abs()})  # sorted once per layer
         for j, s in enumerate(config.sparsities):
             key = f"{name}@{s:.4f}"
             if not run.has(key):
-                keep = layerwise_mask({name: base[name].abs()}, s)[name]
+                keep = ranking.mask(s)[name]
                 with torch.no_grad():
                     params[name].copy_(base[name] * keep)
                 acc = ctx.evaluate(work, limit=config.limit, seed=config.seed).accuracy

@@ -4,8 +4,8 @@
 2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
 essential sparsity is the highest evaluated sparsity before the first one whose accuracy
 falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the bracket
-[last within tolerance, first below] until it is no wider than ``resolution``, so the point
-is located with a handful of evaluations instead of a fine grid.
+[last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
+``resolution``: the point is located with a handful of evaluations instead of a fine grid.
 
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
@@ -14,6 +14,7 @@ dashboard is never computed again, and an interrupted sweep resumes where it sto
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -27,8 +28,8 @@ from .errors import LotusError
 from .evaluate import DEFAULT_LIMIT
 from .finetune import finetune
 from .jobs import JOBS, JobSpec
-from .pruning import PRUNERS, Mask, get_pruner, prune
-from .pruning.ranking import check_sparsity
+from .pruning import PRUNERS, Mask, get_pruner, masker
+from .pruning.ranking import MaskFn, check_sparsity
 from .pruning.scope import scoped_parameters
 from .runs import Run, run_experiment
 
@@ -48,11 +49,13 @@ class SweepConfig:
     resolution: float = 0.01  # refine until the bracket is at most this wide
     eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
-    finetune_lr: float = 1e-4
+    finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
     calib_size: int = 128  # training images for wanda's activation norms
     n: int = 2  # N:M pattern of the nm method
-    m: int = 4
+    m: int = 4  # (1 - n/m is nm's fixed sparsity)
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
+    stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
+    # turning point with fewer evaluations; the curve is then cut there)
 
 
 @dataclass
@@ -70,12 +73,16 @@ class Essential:
                 "monotone": self.monotone, "recovers": self.recovers, "evaluations": self.evaluations}
 
 
-def essential_sparsity(points: Iterable[tuple[float, float]], dense_accuracy: float, eps: float = 0.01) -> Essential:
+def essential_sparsity(points: pd.DataFrame | Iterable[tuple[float, float]], dense_accuracy: float,
+                       eps: float = 0.01) -> Essential:
     """The essential-sparsity turning point of a curve of (sparsity, accuracy) points.
 
+    ``points`` is a DataFrame with columns sparsity, accuracy or (sparsity, accuracy) pairs.
     Points at sparsity 0 count as dense and are not part of the curve. Accuracies and ``eps``
     are absolute fractions.
     """
+    if isinstance(points, pd.DataFrame):
+        points = zip(points["sparsity"], points["accuracy"])
     curve = sorted((float(s), float(a)) for s, a in points if float(s) > 0)
     floor = dense_accuracy - eps
     lo, hi = 0.0, None
@@ -123,6 +130,7 @@ class PointEvaluator:
         self.base_params = scoped_parameters(ctx.model, config.scope)
         self.work_params = scoped_parameters(self.work, config.scope)
         self._calib: torch.Tensor | None = None
+        self._maskers: dict[str, MaskFn] = {}  # method -> sparsity -> Mask (scores ranked once per sweep)
 
     def calib(self) -> torch.Tensor:
         if self._calib is None:
@@ -131,9 +139,12 @@ class PointEvaluator:
         return self._calib
 
     def mask(self, method: str, sparsity: float) -> Mask:
-        calib = self.calib() if get_pruner(method).needs_calibration else None
-        return prune(self.ctx.model, method, sparsity, self.config.scope, calib=calib, seed=self.config.seed,
-                     n=self.config.n, m=self.config.m)
+        """The mask of ``method`` at ``sparsity``; the method ranks the base weights once per evaluator."""
+        if method not in self._maskers:
+            calib = self.calib() if get_pruner(method).needs_calibration else None
+            self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib,
+                                           seed=self.config.seed, n=self.config.n, m=self.config.m)
+        return self._maskers[method](sparsity)
 
     def pruned_model(self, mask: Mask) -> nn.Module:
         with torch.no_grad():
@@ -155,8 +166,8 @@ class PointEvaluator:
         return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
                             limit=c.limit, seed=c.seed, **extra)
 
-    def evaluate(self, method: str, sparsity: float) -> dict:
-        """Accuracy of ``method`` at ``sparsity``, from the store when already computed."""
+    def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
+        """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
         def compute() -> dict:
             mask = self.mask(method, sparsity)
             res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
@@ -165,11 +176,14 @@ class PointEvaluator:
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
         return self.ctx.store.cached("prune-eval", self.point_config(method, sparsity), compute,
-                                     model=self.ctx.model_id, dataset=self.ctx.dataset)
+                                     model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
 
 
-def sweep(ctx: Context, config: SweepConfig, run: Run) -> dict:
-    """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket."""
+def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
+    """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket.
+
+    ``refresh`` recomputes points that other runs already stored (for benchmarks and ``--no-cache``).
+    """
     for method in config.methods:
         get_pruner(method)
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
@@ -182,28 +196,37 @@ def sweep(ctx: Context, config: SweepConfig, run: Run) -> dict:
         key = f"{method}@{s:.4f}"
         data = run.get(key)
         if data is None:
-            data = {**evaluator.evaluate(method, s), "refined": refined}
+            data = {**evaluator.evaluate(method, s, refresh), "refined": refined}
             run.point(key, data)
         done += 1
         run.progress(done=done, planned=len(plan), method=method, sparsity=s, accuracy=data["accuracy"])
         run.check()
         return data
 
-    for method, s in plan:
-        point(method, s, False)
+    for method in config.methods:
+        for s in _grid(method, config):
+            if point(method, s, False)["accuracy"] < dense["accuracy"] - config.eps - 1e-12 and config.stop_at_drop:
+                break
     essential = {}
     for method in config.methods:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
         ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
-            mid = round((ess.bracket[0] + ess.bracket[1]) / 2, 4)
+            mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
                 break
             point(method, mid, True)
             ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         essential[method] = ess.to_dict()
     return {"dense": dense, "essential": essential}
+
+
+def _midpoint(lo: float, hi: float, resolution: float) -> float:
+    """The middle of [lo, hi] snapped to the ``resolution`` grid, so refined points are the fine
+    grid's own points (a bisection ends on the same turning point as a full fine grid of a
+    monotone curve)."""
+    return round(round((lo + hi) / 2 / resolution) * resolution, 6)
 
 
 def _grid(method: str, config: SweepConfig) -> Sequence[float]:
@@ -224,7 +247,8 @@ class SweepResult:
 def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], None] | None = None,
               refresh: bool = False) -> SweepResult:
     """Run (or read back) a stored sweep and return its curve as a table."""
-    summary = run_experiment(ctx, "sweep", config, sweep, on_progress=on_progress, refresh=refresh)
+    fn = functools.partial(sweep, refresh=True) if refresh else sweep
+    summary = run_experiment(ctx, "sweep", config, fn, on_progress=on_progress, refresh=refresh)
     return sweep_result(ctx, summary, config)
 
 

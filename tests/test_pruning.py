@@ -132,3 +132,41 @@ def test_mask_roundtrip_invariants_and_mismatch_messages(tiny_vit, tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"garbage")
     with pytest.raises(LotusError, match="not a safetensors mask"):
         Mask.load(tmp_path / "junk.safetensors")
+
+
+@pytest.mark.parametrize("method", ["omp", "omp-layerwise", "random", "wanda"])
+def test_a_masker_sorts_once_for_all_levels_and_equals_prune(tiny_vit, method, monkeypatch):
+    from lotus_core.pruning import masker
+
+    x = calib()
+    sorts = []
+    real = torch.argsort
+    monkeypatch.setattr(torch, "argsort", lambda *a, **k: sorts.append(1) or real(*a, **k))
+    make = masker(tiny_vit, method, calib=x, seed=2)
+    after_ranking = len(sorts)
+    masks = {s: make(s) for s in (0.1, 0.3, 0.5, 0.7, 0.9)}
+    assert len(sorts) == after_ranking  # thresholds only: no sort per level
+    assert after_ranking == (1 if method in ("omp", "random") else len(masks[0.1]))  # one global sort, or one per tensor
+    monkeypatch.setattr(torch, "argsort", real)
+    for s, mask in masks.items():
+        ref = prune(tiny_vit, method, s, calib=x, seed=2)
+        assert all(torch.equal(mask[n], ref[n]) for n in ref), s
+
+
+
+def test_ties_are_pruned_in_flat_order_and_masks_stay_nested(tiny_vit):
+    model = copy.deepcopy(tiny_vit)
+    with torch.no_grad():
+        for p in scoped_parameters(model).values():
+            p.copy_(torch.round(p * 20) / 20)  # many equal magnitudes
+    masks = [prune(model, "omp", s) for s in (0.3, 0.5, 0.7)]
+    for s, mask in zip((0.3, 0.5, 0.7), masks):
+        assert mask.num_pruned() == round(s * mask.numel())
+    for dense, sparse in zip(masks, masks[1:]):
+        assert all(torch.all(sparse[n] <= dense[n]) for n in dense)
+    w = torch.cat([p.detach().abs().reshape(-1) for p in scoped_parameters(model).values()])
+    keep = torch.cat([t.reshape(-1) for t in masks[1].values()])
+    assert w[~keep].max() <= w[keep].min()  # never a larger weight pruned before a smaller one
+    tied = (w == w[~keep].max()).nonzero().flatten()
+    pruned_tied = tied[~keep[tied]]
+    assert torch.equal(pruned_tied, tied[: len(pruned_tied)])  # among equals, the earlier entries go first

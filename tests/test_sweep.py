@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from lotus_core.cli import main
@@ -18,6 +19,8 @@ def test_turning_point_rule_and_bracket():
     assert never.essential_sparsity == 0.2 and never.bracket == (0.2, None)
     first = essential_sparsity([(0.1, 0.5)], 0.9)
     assert first.essential_sparsity == 0.0 and first.bracket == (0.0, 0.1)
+    frame = pd.DataFrame(curve[::-1], columns=["sparsity", "accuracy"])  # a table, in any order
+    assert essential_sparsity(frame, 0.90, 0.01) == ess
 
 
 def test_non_monotone_curve_uses_the_first_drop_and_says_so():
@@ -43,10 +46,24 @@ def test_refinement_finds_the_fine_grid_point_with_fewer_evaluations(trained_tin
     coarse = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), limit=100, eps=0.05, refine=True, resolution=0.01))
     f, c = fine.essential["omp"], coarse.essential["omp"]
     assert c["bracket"][1] - c["bracket"][0] <= 0.01 + 1e-9
-    assert abs(f["essential_sparsity"] - c["essential_sparsity"]) <= 0.01 + 1e-9
-    assert c["evaluations"] <= 9 + 7 < f["evaluations"] == 99
+    # bisection on the 0.01 grid lands on the fine grid's own turning point and bracket
+    assert c["essential_sparsity"] == f["essential_sparsity"] and c["bracket"] == f["bracket"]
+    assert c["evaluations"] <= 9 + 5 < f["evaluations"] == 99  # a 0.1 bracket halves to 0.01 in at most 5 steps
+    assert all(round(100 * s, 6) == round(100 * s) for s in coarse.frame["sparsity"])  # refined points are on the grid
     assert coarse.frame["refined"].sum() == c["evaluations"] - 9
 
+
+
+def test_stopping_the_grid_at_the_first_drop_locates_the_same_turning_point(trained_tiny_ctx):
+    base = dict(methods=("omp",), limit=100, eps=0.05, refine=True)
+    full = run_sweep(trained_tiny_ctx, SweepConfig(**base))
+    short = run_sweep(trained_tiny_ctx, SweepConfig(**base, stop_at_drop=True))
+    assert short.essential["omp"]["bracket"] == full.essential["omp"]["bracket"]
+    grid = full.frame[~full.frame["refined"]]
+    first_drop = grid.loc[grid["accuracy"] < full.dense["accuracy"] - 0.05, "sparsity"].min()
+    assert short.frame.loc[~short.frame["refined"], "sparsity"].tolist() == \
+        [s for s in grid["sparsity"] if s <= first_drop]
+    assert short.essential["omp"]["evaluations"] < full.essential["omp"]["evaluations"]
 
 def test_sweep_points_are_stored_resumed_and_served_from_the_store(tiny_ctx, monkeypatch):
     config = SweepConfig(methods=("omp", "random"), sparsities=(0.2, 0.5, 0.8), limit=50)
@@ -114,3 +131,18 @@ def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
     assert set(out["essential"]) == {"omp", "nm"}
     assert main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db]) == 2
     assert "outside [0, 1)" in capsys.readouterr().err
+
+
+def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
+    from lotus_core import jobs
+    from lotus_core.context import open_context
+
+    ctx = open_context(db=tmp_path / "r.db")
+    config = SweepConfig(methods=("omp",), sparsities=(0.6,), limit=100, finetune_steps=2)
+    run_id = jobs.submit(jobs.context_spec(ctx, "default"), "sweep", config, ctx)  # runs now ($LOTUS_JOBS_IMMEDIATE)
+    run = ctx.store.get_run(run_id)
+    assert run["status"] == "done" and run["kind"] == "sweep" and jobs.JOBS["sweep"].config_cls is SweepConfig
+    (point,) = ctx.store.points(run_id).values()
+    assert point["sparsity"] == 0.6 and point["n"] == 100
+    assert point["sparsity_reached"] == prune(ctx.model, "omp", 0.6).sparsity
+    assert run_sweep(ctx, config).frame["accuracy"].tolist() == [point["accuracy"]]  # served from the store

@@ -9,7 +9,7 @@ import pandas as pd
 from ..errors import LotusError
 from ..evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
-from ..sweep import PointEvaluator, SweepConfig, essential_sparsity, layer_sparsity_table, parse_sparsities, run_sweep
+from ..sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
 from . import arg, command, fraction, positive_int
 
 _COMMON = [
@@ -43,7 +43,7 @@ def prune_cmd(args, ctx) -> dict:
     if args.mask_out:
         mask.save(args.mask_out)
     dense = ctx.dense_accuracy(limit=args.limit, seed=args.seed)
-    return {"method": args.method, "sparsity": mask.sparsity, "sparsity_requested": args.sparsity,
+    return {"method": args.method, "sparsity": mask.sparsity, "sparsity_requested": sparsity,
             "accuracy": point["accuracy"], "ci95": [point["ci_low"], point["ci_high"]], "n": point["n"],
             "dense_accuracy": dense["accuracy"], "mask_out": args.mask_out,
             "per_layer": mask.layer_sparsity()}
@@ -56,31 +56,24 @@ def prune_cmd(args, ctx) -> dict:
     arg("--resolution", type=float, default=0.01),
     arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
+    arg("--stop-at-drop", action="store_true",
+        help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
     *_COMMON,
 ])
 def sweep_cmd(args, ctx) -> dict:
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if not methods:
+        raise LotusError(f"no methods given; choose from {', '.join(PRUNERS)}")
     unknown = [m for m in methods if m not in PRUNERS]
-    if unknown or not methods:
-        raise LotusError(f"unknown method {unknown[0] if unknown else '(none)'!r}; choose from {', '.join(PRUNERS)}")
+    if unknown:
+        raise LotusError(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
     config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
                          seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
-                         eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m)
-    if args.no_cache:
-        _forget_points(ctx, config)
+                         eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
+                         stop_at_drop=args.stop_at_drop)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
             "essential": result.essential}
-
-
-def _forget_points(ctx, config: SweepConfig) -> None:
-    """--no-cache: drop the stored per-point evaluations this sweep would reuse."""
-    evaluator = PointEvaluator(ctx, config)
-    from ..store import config_id
-
-    for method in config.methods:
-        for s in config.sparsities:
-            ctx.store.delete_run(config_id(evaluator.point_config(method, s)))
 
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
@@ -106,7 +99,7 @@ def essential_cmd(args, ctx) -> dict:
         raise LotusError(f"{path} has no row with sparsity 0 (the dense model's accuracy)")
     if frame["accuracy"].max() > 1.0:
         raise LotusError(f"{path} has accuracies above 1; give fractions in [0, 1], not percentages")
-    ess = essential_sparsity(zip(frame["sparsity"], frame["accuracy"]), float(dense.iloc[0]), args.eps)
+    ess = essential_sparsity(frame, float(dense.iloc[0]), args.eps)
     return {"essential_sparsity": ess.essential_sparsity, "bracket": list(ess.bracket), "monotone": ess.monotone,
             "dense_accuracy": float(dense.iloc[0]), "eps": args.eps}
 
@@ -123,5 +116,3 @@ def sensitivity_cmd(args, ctx) -> dict:
                             on_progress=_progress)
     return {"drop": {layer: {str(s): v for s, v in row.items()} for layer, row in table.iterrows()}}
 
-
-__all__ = ["layer_sparsity_table"]

@@ -1,6 +1,7 @@
 """N:M semi-structured magnitude pruning: in every group of M consecutive weights along the
 input dimension, keep the N largest |w| (2:4 by default, the pattern NVIDIA sparse tensor
-cores accelerate). Sparsity is fixed at 1 - N/M.
+cores accelerate; "Accelerating Sparse Deep Neural Networks", Mishra et al., 2021).
+Sparsity is fixed at 1 - N/M whatever is asked.
 """
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 
 from ..errors import LotusError
 from .mask import Mask
+from .ranking import MaskFn
 
 
 def check_nm(params, n: int, m: int) -> None:
@@ -18,13 +20,13 @@ def check_nm(params, n: int, m: int) -> None:
             raise LotusError(f"{name} has {p.shape[-1]} inputs, not a multiple of M={m}; choose M dividing it")
 
 
-def nm(params, sparsity, options):
+def nm(params, options) -> MaskFn:
     n, m = options.n, options.m
     check_nm(params, n, m)
     out = {}
     for name, p in params.items():
         groups = p.detach().abs().reshape(-1, m)  # (out * in / M, M)
         idx = torch.argsort(groups, dim=1, descending=True, stable=True)[:, :n]
-        keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True)
-        out[name] = keep.reshape(p.shape)
-    return Mask(out)
+        out[name] = torch.zeros_like(groups, dtype=torch.bool).scatter_(1, idx, True).reshape(p.shape)
+    mask = Mask(out)
+    return lambda sparsity: Mask(mask)

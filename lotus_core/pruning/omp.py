@@ -6,8 +6,8 @@ with ``L1Unstructured`` over the same tensors, and are nested across sparsities.
 """
 from __future__ import annotations
 
-from .ranking import GlobalRanking
+from .ranking import GlobalRanking, MaskFn
 
 
-def omp(params, sparsity, options):
-    return GlobalRanking({n: p.abs() for n, p in params.items()}).mask(sparsity)
+def omp(params, options) -> MaskFn:
+    return GlobalRanking({n: p.abs() for n, p in params.items()}).mask

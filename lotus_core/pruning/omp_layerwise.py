@@ -1,8 +1,8 @@
-"""Layer-wise magnitude pruning: the same sparsity in every scoped weight tensor."""
+"""Layer-wise magnitude pruning: the smallest |w| of each scoped tensor, the same sparsity in every one."""
 from __future__ import annotations
 
-from .ranking import layerwise_mask
+from .ranking import LayerRanking, MaskFn
 
 
-def omp_layerwise(params, sparsity, options):
-    return layerwise_mask({n: p.abs() for n, p in params.items()}, sparsity)
+def omp_layerwise(params, options) -> MaskFn:
+    return LayerRanking({n: p.abs() for n, p in params.items()}).mask

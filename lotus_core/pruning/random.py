@@ -1,7 +1,7 @@
 """Random pruning, the control of every paper in this field.
 
-Global (uniformly random entries across all scoped weights) or, given ``options.like``, with
-the layer-wise budget of another mask (the same number pruned in every tensor).
+Global (uniformly random entries across all scoped weights, seeded) or, given ``options.like``,
+with the layer-wise budget of another mask (the same number pruned in every tensor).
 """
 from __future__ import annotations
 
@@ -9,12 +9,7 @@ import torch
 
 from ..errors import LotusError
 from .mask import Mask
-from .ranking import GlobalRanking
-
-
-def random_scores(params, seed: int) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(p.shape, generator=g) for n, p in params.items()}
+from .ranking import GlobalRanking, MaskFn
 
 
 def random_like(like: Mask, seed: int = 0) -> Mask:
@@ -28,9 +23,10 @@ def random_like(like: Mask, seed: int = 0) -> Mask:
     return Mask(out)
 
 
-def random_prune(params, sparsity, options):
+def random_prune(params, options) -> MaskFn:
     if options.like is not None:
         if set(options.like) != set(params):
             raise LotusError("the mask given as layer-wise budget covers other parameters; use a mask of the same scope")
-        return random_like(options.like, options.seed)
-    return GlobalRanking(random_scores(params, options.seed)).mask(sparsity)
+        return lambda sparsity: random_like(options.like, options.seed)
+    g = torch.Generator().manual_seed(options.seed)
+    return GlobalRanking({n: torch.rand(p.shape, generator=g) for n, p in params.items()}).mask

@@ -1,18 +1,23 @@
 """Turning scores into masks: rank once, threshold at any sparsity.
 
-Ranks are computed with one stable sort, so masks at several sparsities come from the same
-ranking (nested by construction) and a sweep sorts once instead of once per level.
-``k = round(sparsity * n)`` entries are pruned, the rule of
-``torch.nn.utils.prune`` (``_compute_nparams_toprune``).
+Every method scores the weights, ranks the scores once (one stable sort: over all scoped
+weights together, per tensor, or per output row) and then thresholds the ranks at each
+requested sparsity. Masks of one ranking are therefore nested across sparsities, and a sweep
+sorts once instead of once per level. ``k = round(sparsity * n)`` entries are pruned, the
+rule of ``torch.nn.utils.prune`` (``_compute_nparams_toprune``). Equal scores are pruned in
+flat order (earlier entries first); ``torch.nn.utils.prune`` leaves that order to ``torch.topk``,
+so the two agree whenever the k-th smallest score is unique (always, for trained weights).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Callable, Mapping
 
 import torch
 
 from ..errors import LotusError
 from .mask import Mask
+
+MaskFn = Callable[[float], Mask]  # sparsity (fraction pruned) -> keep-mask
 
 
 def check_sparsity(sparsity: float) -> float:
@@ -26,44 +31,48 @@ def num_to_prune(sparsity: float, n: int) -> int:
     return round(check_sparsity(sparsity) * n)
 
 
-def ranks(scores: torch.Tensor) -> torch.Tensor:
-    """Rank of each entry of a 1-D score vector (0 = lowest score; ties by position)."""
-    order = torch.argsort(scores, stable=True)
-    out = torch.empty_like(order)
-    out[order] = torch.arange(len(order))
-    return out
+def ranks(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Rank of each entry along ``dim`` (0 = lowest score; ties by position), as int32."""
+    order = torch.argsort(scores, dim=dim, stable=True)
+    positions = torch.arange(scores.shape[dim], dtype=torch.int32)
+    positions = positions.reshape([-1 if d == dim % scores.dim() else 1 for d in range(scores.dim())])
+    return torch.empty(scores.shape, dtype=torch.int32).scatter_(dim, order, positions.expand(scores.shape))
 
 
 class GlobalRanking:
-    """Global ranking of all entries of several tensors (lowest score pruned first)."""
+    """All entries of several tensors ranked together (lowest score pruned first)."""
 
     def __init__(self, scores: Mapping[str, torch.Tensor]):
         self.shapes = {n: s.shape for n, s in scores.items()}
         self.sizes = [s.numel() for s in scores.values()]
-        flat = torch.cat([s.detach().reshape(-1).float() for s in scores.values()])
-        self.rank = ranks(flat)
+        self.rank = ranks(torch.cat([s.detach().reshape(-1).float() for s in scores.values()]))  # (total,)
 
     def mask(self, sparsity: float) -> Mask:
-        k = num_to_prune(sparsity, len(self.rank))
-        keep = self.rank >= k
+        keep = self.rank >= num_to_prune(sparsity, len(self.rank))
         return Mask({n: part.reshape(shape) for (n, shape), part
                      in zip(self.shapes.items(), torch.split(keep, self.sizes))})
 
 
-def rowwise_mask(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    """Keep-mask pruning the ``round(sparsity * in)`` lowest scores of every row of a 2-D tensor."""
-    k = num_to_prune(sparsity, scores.shape[1])
-    keep = torch.ones_like(scores, dtype=torch.bool)
-    if k:
-        idx = torch.argsort(scores, dim=1, stable=True)[:, :k]
-        keep.scatter_(1, idx, False)
-    return keep
+class LayerRanking:
+    """Entries ranked within each tensor: the same sparsity in every tensor."""
+
+    def __init__(self, scores: Mapping[str, torch.Tensor]):
+        self.rank = {n: ranks(s.detach().reshape(-1).float()).reshape(s.shape) for n, s in scores.items()}
+
+    def mask(self, sparsity: float) -> Mask:
+        return Mask({n: r >= num_to_prune(sparsity, r.numel()) for n, r in self.rank.items()})
+
+
+class RowRanking:
+    """Entries ranked within each output row of 2-D tensors (out, in): the same sparsity in every row."""
+
+    def __init__(self, scores: Mapping[str, torch.Tensor]):
+        self.rank = {n: ranks(s.detach().float(), dim=1) for n, s in scores.items()}  # (out, in)
+
+    def mask(self, sparsity: float) -> Mask:
+        return Mask({n: r >= num_to_prune(sparsity, r.shape[1]) for n, r in self.rank.items()})
 
 
 def layerwise_mask(scores: Mapping[str, torch.Tensor], sparsity: float) -> Mask:
     """The same sparsity in every tensor, lowest scores pruned first."""
-    out = {}
-    for n, s in scores.items():
-        r = ranks(s.detach().reshape(-1).float())
-        out[n] = (r >= num_to_prune(sparsity, r.numel())).reshape(s.shape)
-    return Mask(out)
+    return LayerRanking(scores).mask(sparsity)

@@ -1,15 +1,15 @@
 """Wanda: prune by |W| times the L2 norm of the layer's input activations, per output row.
 
 "A Simple and Effective Pruning Approach for Large Language Models" (Sun et al., ICLR 2024):
-score S_ij = |W_ij| * ||X_j||_2 over a calibration batch, compared within each output row i.
+score S_ij = |W_ij| * ||X_j||_2 over a calibration batch (all its tokens), compared within
+each output row i. Inputs are captured with forward hooks on the scoped Linear layers.
 """
 from __future__ import annotations
 
 import torch
 
 from ..errors import LotusError
-from .mask import Mask
-from .ranking import rowwise_mask
+from .ranking import MaskFn, RowRanking
 
 
 @torch.inference_mode()
@@ -25,17 +25,18 @@ def input_norms(model, names, calib: torch.Tensor) -> dict[str, torch.Tensor]:
             sums[name] = sums.get(name, 0) + (x * x).sum(dim=0)
 
         hooks.append(layer.register_forward_hook(hook))
+    was_training = model.training
     try:
         model.eval()(calib)
     finally:
         for h in hooks:
             h.remove()
+        model.train(was_training)
     return {n: s.sqrt() for n, s in sums.items()}
 
 
-def wanda(params, sparsity, options):
+def wanda(params, options) -> MaskFn:
     if options.calib is None or options.model is None:
         raise LotusError("wanda needs a calibration batch; pass calibration images (default 128 training images)")
     norms = input_norms(options.model, list(params), options.calib)
-    return Mask({n: rowwise_mask(p.detach().abs() * norms[n].to(p.device)[None, :], sparsity)
-                 for n, p in params.items()})
+    return RowRanking({n: p.detach().abs() * norms[n].to(p.device)[None, :] for n, p in params.items()}).mask
