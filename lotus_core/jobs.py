@@ -50,7 +50,8 @@ def register_jobs() -> None:
 
 
 # Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = ["lotus_core.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp"]
+JOB_MODULES: list[str] = ["lotus_core.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
+                          "lotus_core.lottery_data"]
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -161,6 +162,10 @@ def run_worker(store_path: Path) -> None:
     """Consume the queue of ``store_path`` until killed (``python -m lotus_core worker``)."""
     from huey.consumer import Consumer
 
+    import torch
+
     register_jobs()
+    # leave a core to the dashboard: two processes spinning on all cores slow each other many-fold
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     _pid_path(store_path).write_text(str(os.getpid()))
     Consumer(queue(str(store_path))[0], workers=1, worker_type="thread", periodic=False).run()

@@ -62,3 +62,4 @@ def positive_int(text: str) -> int:
 from . import core  # noqa: E402,F401
 from . import pruning  # noqa: E402,F401
 from . import lottery  # noqa: E402,F401
+from . import patches  # noqa: E402,F401

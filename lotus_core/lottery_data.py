@@ -1,0 +1,215 @@
+"""Training on data lottery tickets: the images with their least important patches dropped.
+
+LOTUS's first idea: a ViT's attention says which patches matter; dropping the lowest-scored
+patches of every training image (10% by default: 5 of the default model's 49) gives a
+"data lottery ticket" said to reach near its best accuracy by the fifth epoch. This
+experiment trains two arms side by side with the same budget, seed and batches:
+
+- ``lottery``: every training image with its dropped patches filled with the dataset mean
+  pixel (pixel masking, applied per batch through :func:`lotus_core.training.train`'s
+  ``transform``); the kept-patch masks are computed once, with the *base* model and the chosen
+  scorer, and stored as a blob (``keep.safetensors``), so neither a resume nor the next epoch
+  recomputes them;
+- ``full``: the same images, whole.
+
+Both start from the same point (``start="pretrained"``: the base model; ``"scratch"``: the
+base architecture re-initialised with ``seed``). Epoch ``e`` of either arm trains
+``steps_per_epoch`` steps with batch order ``seed + e`` and its own warm-up + cosine cycle
+(warm restarts, Loshchilov & Hutter, SGDR, ICLR 2017), then evaluates top-1 accuracy on the
+fixed test subset of ``limit`` *whole* test images. Each finished epoch stores its point
+(``<arm>-epoch-<e>``) and its weights (``<arm>-epoch-<e>.safetensors``) at once, so a stopped
+run resumes at the next unfinished epoch and equals an uninterrupted one.
+
+The summary reports, per arm, the first epoch whose accuracy is within 1 point (0.01) of the
+best full-data accuracy, and the total training time. Pixel masking costs the same compute as
+full images; the compute a ticket could save with token dropping is measured by
+``benchmarks/bench_token_drop.py``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .context import Context
+from .data import subset_indices
+from .errors import LotusError
+from .jobs import JOBS, JobSpec
+from .lottery.common import load_state_bytes, state_bytes
+from .models import build_from_arch
+from .patches import ScoreOptions, get_scorer, patch_grid, score_images
+from .patches.select import check_drop, drop_count, fill_value, mask_pixels, select_patches
+from .runs import Run
+from .training import TrainConfig, train
+
+ARMS = ("lottery", "full")
+STARTS = ("scratch", "pretrained")
+WITHIN = 0.01  # "within 1 point" of the best full-data accuracy (absolute fraction)
+
+
+@dataclass(frozen=True)
+class LotteryTrainConfig:
+    """Side-by-side training on data lottery tickets and on full images. Fractions in [0, 1]."""
+
+    scorer: str = "cls"  # patch scorer (a key of lotus_core.patches.SCORERS), run on the base model
+    drop: float = 0.1  # fraction of patches dropped per image (0.1 drops 5 of 49)
+    epochs: int = 5  # epochs per arm
+    steps_per_epoch: int = 0  # optimizer steps per epoch; 0 = one pass over the training pool
+    fraction: float = 0.2  # fraction of the training split used (a fixed seeded subset)
+    lr: float = 1e-3  # peak AdamW learning rate of each epoch's cycle
+    weight_decay: float = 0.05  # AdamW decoupled weight decay
+    warmup_steps: int = 0  # linear warm-up at the start of each epoch's cycle
+    batch_size: int = 128  # images per step
+    seed: int = 0  # initialisation (scratch), training pool, batch order, random scorer
+    start: str = "scratch"  # "scratch" (base architecture re-initialised with seed) or "pretrained"
+    limit: int = 1000  # test images per evaluation (fixed seeded subset, whole images)
+    block: int = -1  # cls scorer: attention block read
+    fuse: str = "mean"  # cls/rollout scorers: head fusion
+    discard_ratio: float = 0.0  # rollout scorer: fraction of each attention row discarded
+
+    def options(self) -> ScoreOptions:
+        return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio, seed=self.seed)
+
+
+def check_config(cfg: LotteryTrainConfig) -> None:
+    get_scorer(cfg.scorer)
+    check_drop(cfg.drop)
+    cfg.options().check()
+    if cfg.start not in STARTS:
+        raise LotusError(f"start {cfg.start!r} is not one of {', '.join(STARTS)}")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.steps_per_epoch < 0 or cfg.limit < 1:
+        raise LotusError("epochs, batch size and limit must be at least 1 and steps per epoch at least 0")
+    if not 0.0 < cfg.fraction <= 1.0:
+        raise LotusError(f"training fraction {cfg.fraction} is outside (0, 1]")
+
+
+def training_pool(ctx: Context, cfg: LotteryTrainConfig) -> torch.Tensor:
+    """The training-split indices both arms draw batches from (sorted)."""
+    n = len(ctx.train)
+    return subset_indices(n, max(1, math.floor(cfg.fraction * n + 0.5)), cfg.seed)
+
+
+def keep_masks(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(pool, keep)``: the training pool and its ``(len(pool), P)`` keep masks, computed once and stored."""
+    from safetensors.torch import load, save
+
+    blob = run.blob("keep.safetensors")
+    if blob is None:
+        pool = training_pool(ctx, cfg)
+        t0 = time.perf_counter()
+        scores = score_images(ctx.model, ctx.train.images[pool], ctx.data_config, cfg.scorer, cfg.options(),
+                              fill_value(ctx.train, ctx.data_config), ids=pool,
+                              on_batch=lambda done, total: run.progress(phase="scoring patches", done=done,
+                                                                        planned=total))
+        keep = select_patches(scores, cfg.drop)
+        blob = run.blob("keep.safetensors", save({"pool": pool.contiguous(), "keep": keep.contiguous()}))
+        run.point("keep-masks", {"images": len(pool), "patches": keep.shape[1], "kept": int(keep[0].sum()),
+                                 "scoring_s": time.perf_counter() - t0})
+    data = load(blob)
+    return data["pool"], data["keep"]
+
+
+def initial_model(ctx: Context, cfg: LotteryTrainConfig) -> nn.Module:
+    """The common starting point of both arms."""
+    if cfg.start == "pretrained":
+        return ctx.copy_model()
+    arch = getattr(ctx.model, "lotus_arch", None)
+    if not arch:
+        raise LotusError("start 'scratch' needs the model's architecture (a LOTUS checkpoint or a timm name); "
+                         "use start 'pretrained'")
+    with torch.random.fork_rng():
+        torch.manual_seed(cfg.seed)
+        model = build_from_arch(arch)
+    model.lotus_arch = arch
+    return model.eval()
+
+
+def epoch_key(arm: str, epoch: int) -> str:
+    return f"{arm}-epoch-{epoch}"
+
+
+def steps_per_epoch(cfg: LotteryTrainConfig, pool_size: int) -> int:
+    return cfg.steps_per_epoch or max(1, pool_size // cfg.batch_size)
+
+
+def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
+    """Experiment: both arms for ``cfg.epochs`` epochs, interleaved (see the module docstring)."""
+    check_config(cfg)
+    pool, keep = keep_masks(ctx, cfg, run)
+    grid = patch_grid(ctx.model, ctx.data_config["input_size"][1:])
+    fill = fill_value(ctx.train, ctx.data_config)
+    row = torch.full((len(ctx.train),), -1, dtype=torch.int64)
+    row[pool] = torch.arange(len(pool))
+
+    def lottery_batch(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return mask_pixels(x, keep[row[batch]], grid, fill)
+
+    if run.blob("init.safetensors") is None:
+        run.blob("init.safetensors", state_bytes(initial_model(ctx, cfg)))
+    steps = steps_per_epoch(cfg, len(pool))
+    done = sum(run.has(epoch_key(arm, e)) for arm in ARMS for e in range(1, cfg.epochs + 1))
+    for epoch in range(1, cfg.epochs + 1):
+        for arm in ARMS:
+            key = epoch_key(arm, epoch)
+            if run.has(key):
+                continue
+            start = "init.safetensors" if epoch == 1 else f"{epoch_key(arm, epoch - 1)}.safetensors"
+            model = load_state_bytes(ctx.copy_model(), run.blob(start))
+            t0 = time.perf_counter()
+            result = train(model, ctx.train, TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                                         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                                         seed=cfg.seed + epoch),
+                           ctx.data_config, indices=pool, transform=lottery_batch if arm == "lottery" else None,
+                           should_stop=run.stopped)
+            train_s = time.perf_counter() - t0
+            run.check()
+            res = ctx.evaluate(model, limit=cfg.limit)
+            run.blob(f"{key}.safetensors", state_bytes(model))
+            run.point(key, {"arm": arm, "epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
+                            "ci_high": res.ci95[1], "loss": result.final_loss, "steps": result.steps,
+                            "train_s": train_s})
+            done += 1
+            run.progress(done=done, planned=2 * cfg.epochs, arm=arm, epoch=epoch, accuracy=res.accuracy)
+    return summarise(cfg, run.points(), len(pool), grid.num_patches, steps)
+
+
+def summarise(cfg: LotteryTrainConfig, points: dict[str, dict], images: int, patches: int, steps: int) -> dict:
+    """Headline numbers from the epoch points of both arms."""
+    curves = {arm: [points[epoch_key(arm, e)]["accuracy"] for e in range(1, cfg.epochs + 1)] for arm in ARMS}
+    best_full = max(curves["full"])
+
+    def epochs_to_within(accs: list[float]) -> int | None:
+        return next((e for e, a in enumerate(accs, start=1) if a >= best_full - WITHIN - 1e-12), None)
+
+    out = {"best_full_accuracy": best_full, "images": images, "patches": patches,
+           "patches_dropped": drop_count(patches, cfg.drop), "steps_per_epoch": steps, "epochs": cfg.epochs,
+           "scoring_s": points.get("keep-masks", {}).get("scoring_s")}
+    for arm in ARMS:
+        out[arm] = {"accuracy": curves[arm], "final_accuracy": curves[arm][-1], "best_accuracy": max(curves[arm]),
+                    "epochs_to_within_1pt": epochs_to_within(curves[arm]),
+                    "train_time_s": sum(points[epoch_key(arm, e)]["train_s"] for e in range(1, cfg.epochs + 1))}
+    return out
+
+
+def epoch_frame(ctx: Context, run_id: str) -> pd.DataFrame:
+    """The epoch points of a (possibly unfinished) run as a DataFrame: arm, epoch, accuracy, ci_low, ci_high, train_s."""
+    rows = [p for k, p in ctx.store.points(run_id).items() if "-epoch-" in k]
+    cols = ["arm", "epoch", "accuracy", "ci_low", "ci_high", "loss", "steps", "train_s"]
+    return pd.DataFrame(rows, columns=cols).sort_values(["arm", "epoch"], ignore_index=True)
+
+
+def lottery_runs(ctx: Context) -> pd.DataFrame:
+    """Stored lottery-training runs of the current model and dataset (newest first), with a ``label`` column."""
+    runs = ctx.store.runs(kind="lottery-train", model=ctx.model_id)
+    runs = runs[runs["dataset"] == ctx.dataset].reset_index(drop=True)
+    runs["label"] = [f"{c['scorer']}, drop {100 * c['drop']:.0f}%, {c['start']}, {c['epochs']} epochs, "
+                     f"{100 * c['fraction']:.0f}% of the data ({s}) [{i[:6]}]"
+                     for c, s, i in zip(runs["config"], runs["status"], runs["id"])]
+    return runs
+
+
+JOBS["lottery-train"] = JobSpec(LotteryTrainConfig, run_lottery_train)

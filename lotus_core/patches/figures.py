@@ -1,0 +1,86 @@
+"""plotly figures of the Patches page: score heatmaps over images, deletion/insertion curves and
+the lottery-training convergence chart. Accuracies are shown in percent."""
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+
+from ..figures import style
+from .grid import PatchGrid
+
+SCORER_COLORS = {"cls": "#c2185b", "rollout": "#7b1fa2", "captum-ablation": "#0288d1", "captum-ig": "#f57c00",
+                 "random": "#757575"}
+ARM_COLORS = {"lottery": "#2e7d32", "full": "#424242"}
+
+
+def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, grid: PatchGrid,
+                   titles: list[str], cols: int = 4, opacity: float = 0.45) -> go.Figure:
+    """Each uint8 image ``(C, H, W)`` with its patch scores as a heatmap (raw score values) and
+    its dropped patches outlined in red, kept patches in faint white."""
+    from plotly.subplots import make_subplots
+
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = (n + cols - 1) // cols
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.03, vertical_spacing=0.1)
+    shapes = []
+    for i in range(n):
+        r, c = i // cols + 1, i % cols + 1
+        img = images[i].expand(3, -1, -1) if images[i].shape[0] == 1 else images[i]
+        fig.add_trace(go.Image(z=img.permute(1, 2, 0).numpy(), hoverinfo="skip"), row=r, col=c)
+        fig.add_trace(go.Heatmap(z=grid.to_grid(scores[i]).numpy(), x0=(grid.patch_w - 1) / 2, dx=grid.patch_w,
+                                 y0=(grid.patch_h - 1) / 2, dy=grid.patch_h, colorscale="Inferno", opacity=opacity,
+                                 showscale=i == 0, colorbar=dict(title="score", len=0.8),
+                                 hovertemplate="patch row %{y:.0f}px, col %{x:.0f}px<br>score %{z:.4g}<extra></extra>"),
+                      row=r, col=c)
+        axes = fig.data[-1]  # the heatmap's subplot axes ("x", "x2", ...)
+        for p in range(grid.num_patches):
+            py, px = divmod(p, grid.cols)
+            kept = bool(keep[i, p])
+            shapes.append(dict(type="rect", xref=axes.xaxis, yref=axes.yaxis, name="kept" if kept else "dropped",
+                               x0=px * grid.patch_w - 0.5, x1=(px + 1) * grid.patch_w - 0.5,
+                               y0=py * grid.patch_h - 0.5, y1=(py + 1) * grid.patch_h - 0.5,
+                               line=dict(color="rgba(255,255,255,0.25)" if kept else "#e53935",
+                                         width=0.5 if kept else 2.5)))
+    fig.update_layout(shapes=shapes)  # one layout update: add_shape per patch costs seconds on a page
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    fig.update_layout(height=260 * rows + 40, margin=dict(l=0, r=0, t=40, b=0), template="plotly_white")
+    return fig
+
+
+def fidelity_curves(curves: pd.DataFrame, auc: pd.DataFrame, mode: str) -> go.Figure:
+    """Accuracy against the fraction of patches deleted (or inserted), one line per scorer, AUC in the legend."""
+    fig = go.Figure()
+    areas = auc.set_index("scorer")[f"{mode}_auc"]
+    for scorer, part in curves[curves["mode"] == mode].groupby("scorer", sort=False):
+        part = part.sort_values("fraction")
+        fig.add_trace(go.Scatter(x=100 * part["fraction"], y=100 * part["accuracy"], mode="lines+markers",
+                                 name=f"{scorer} (AUC {areas[scorer]:.3f})", line=dict(color=SCORER_COLORS.get(scorer)),
+                                 hovertemplate=f"{scorer}<br>%{{x:.0f}}% of patches {mode}<br>"
+                                               "accuracy %{y:.1f}%<extra></extra>"))
+    verb = "deleted (most important first)" if mode == "deletion" else "inserted (most important first)"
+    return style(fig, f"patches {verb} (%)", "top-1 accuracy (%)",
+                 f"{mode.capitalize()} curve: " + ("lower is a better scorer" if mode == "deletion" else
+                                                   "higher is a better scorer"), height=380)
+
+
+def convergence(frame: pd.DataFrame, best_full: float | None = None) -> go.Figure:
+    """Test accuracy after each epoch, lottery data against full images (frame from lottery_data.epoch_frame)."""
+    fig = go.Figure()
+    for arm, part in frame.groupby("arm", sort=False):
+        part = part.sort_values("epoch")
+        label = "data lottery ticket" if arm == "lottery" else "full images"
+        fig.add_trace(go.Scatter(
+            x=part["epoch"], y=100 * part["accuracy"], mode="lines+markers", name=label,
+            line=dict(color=ARM_COLORS.get(arm)),
+            error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
+                         arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
+            hovertemplate=f"{label}<br>epoch %{{x}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
+    if best_full is not None:
+        fig.add_hrect(y0=100 * best_full - 1, y1=100 * best_full, fillcolor="#2e7d32", opacity=0.08, line_width=0,
+                      annotation_text="within 1 point of the best full-data accuracy",
+                      annotation_position="bottom left")
+    fig.update_xaxes(dtick=1)
+    return style(fig, "epoch", "top-1 test accuracy (%)", "Training on data lottery tickets against full images")
