@@ -1,0 +1,88 @@
+import base64
+import json
+
+import numpy as np
+import pytest
+
+from lotus_core.context import open_context
+from lotus_core.lottery_data import lottery_runs
+from lotus_core.patches import ScoreOptions
+from lotus_core.patches.analysis import class_indices, explain_images
+from lotus_core.patches.fidelity import FidelityConfig, fidelity
+from tests.pages.helpers import open_page
+
+
+def widget(items, label):
+    return next(w for w in items if w.label == label)
+
+
+def array(value) -> np.ndarray:
+    """A plotly array: a list, or numpy's typed-array encoding {dtype, bdata (base64), shape}."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return flat.reshape([int(s) for s in str(value["shape"]).split(",")]) if "shape" in value else flat
+    return np.asarray(value)
+
+
+def overlay(at) -> tuple[np.ndarray, int]:
+    """The heatmaps' z values and the number of red (dropped) outlines in the overlay figure."""
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    z = np.stack([array(t["z"]) for t in spec["data"] if t["type"] == "heatmap"])
+    red = sum(1 for s in spec["layout"]["shapes"] if s["line"]["color"] == "#e53935")
+    return z, red
+
+
+def test_patches_page_shows_the_core_scores_and_follows_scorer_and_drop():
+    at = open_page("patches")
+    assert not at.exception
+    ctx = open_context()
+    indices = class_indices(ctx.test, 0, 4)  # default: the first 4 images of class 0
+    assert widget(at.metric, "Kept patches per image").value == "44 of 49"
+    z, red = overlay(at)
+    expected = explain_images(ctx, "cls", 0.1, ScoreOptions(), indices=indices)
+    assert red == 4 * 5 and len(z) == 4
+    np.testing.assert_allclose(z, expected.scores.view(4, 7, 7).numpy(), rtol=1e-5, atol=1e-7)
+    unchanged = widget(at.metric, "Predictions unchanged (pixel masking)").value
+    assert unchanged == f"{expected.unchanged_lottery} of 4"
+
+    widget(at.slider, "Drop ratio (% of patches)").set_value(25).run()
+    assert not at.exception
+    assert widget(at.metric, "Kept patches per image").value == "37 of 49"
+    assert overlay(at)[1] == 4 * 12
+
+    widget(at.selectbox, "Scorer").set_value("rollout").run()
+    assert not at.exception
+    z_rollout, _ = overlay(at)
+    rollout = explain_images(ctx, "rollout", 0.25, ScoreOptions(), indices=indices)
+    np.testing.assert_allclose(z_rollout, rollout.scores.view(4, 7, 7).numpy(), rtol=1e-5, atol=1e-7)
+    assert not np.allclose(z_rollout, z)
+
+
+def test_patches_page_compares_scorers_and_launches_lottery_training():
+    at = open_page("patches")
+    widget(at.multiselect, "Scorers to compare").set_value(["cls", "random"]).run()
+    widget(at.select_slider, "Test images").set_value(50).run()
+    assert widget(at.button, "Compare scorers")
+    widget(at.button, "Compare scorers").click().run()
+    assert not at.exception
+    ctx = open_context()
+    result = fidelity(ctx, FidelityConfig(scorers=("cls", "random"), limit=50))
+    shown = at.dataframe[0].value
+    assert list(shown["scorer_a"]) == ["cls"] and shown["spearman"].iloc[0] == pytest.approx(
+        result.agreement["spearman"].iloc[0])
+    names = [[t["name"] for t in json.loads(c.proto.spec)["data"]] for c in at.get("plotly_chart")[1:3]]
+    areas = result.auc.set_index("scorer")
+    assert names[0] == [f"{s} (AUC {areas.loc[s, 'deletion_auc']:.3f})" for s in ("cls", "random")]
+    assert names[1] == [f"{s} (AUC {areas.loc[s, 'insertion_auc']:.3f})" for s in ("cls", "random")]
+
+    widget(at.number_input, "Epochs").set_value(1)
+    widget(at.select_slider, "Training data used").set_value(0.01)
+    widget(at.button, "Launch lottery training").click().run()  # jobs run inline in tests
+    assert not at.exception
+    runs = lottery_runs(ctx)
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "done"
+    assert runs.iloc[0]["config"]["epochs"] == 1 and runs.iloc[0]["config"]["fraction"] == 0.01
+    chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
+    assert [t["name"] for t in chart["data"]] == ["full images", "data lottery ticket"]
+    summary = runs.iloc[0]["summary"]
+    assert array(chart["data"][0]["y"]).tolist() == pytest.approx([100 * summary["full"]["accuracy"][0]])
