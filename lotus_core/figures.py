@@ -12,8 +12,10 @@ COLORS = {"omp": "#c2185b", "omp-layerwise": "#7b1fa2", "random": "#757575", "nm
 
 
 def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, height: int = 420) -> go.Figure:
-    """Axis titles (with units), a compact margin and a legend on top."""
-    fig.update_layout(title=title, height=height, margin=dict(l=60, r=20, t=50 if title else 30, b=50),
+    """Axis titles (with units), a compact margin and a legend on top (under the title, if any)."""
+    fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yanchor="top", yref="container",
+                                 pad=dict(t=10, l=10)) if title else None,
+                      height=height, margin=dict(l=60, r=20, t=80 if title else 30, b=50),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), template="plotly_white")
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
@@ -63,10 +65,11 @@ def layer_sparsity_bars(table: pd.DataFrame, title: str | None = None) -> go.Fig
 
 
 def heatmap(table: pd.DataFrame, x_title: str, y_title: str, colorbar: str, title: str | None = None,
-            zmin: float | None = None, zmax: float | None = None, colorscale: str = "RdBu_r") -> go.Figure:
-    """A heatmap of a DataFrame (rows: index, columns: columns)."""
+            zmin: float | None = None, zmax: float | None = None, colorscale: str = "RdBu_r",
+            zmid: float | None = None) -> go.Figure:
+    """A heatmap of a DataFrame (rows: index, columns: columns); ``zmid`` centres a diverging scale."""
     fig = go.Figure(go.Heatmap(z=table.values, x=[str(c) for c in table.columns], y=[str(i) for i in table.index],
-                               colorscale=colorscale, zmin=zmin, zmax=zmax, colorbar=dict(title=colorbar),
+                               colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, colorbar=dict(title=colorbar),
                                hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>"))
     return style(fig, x_title, y_title, title, height=max(300, 22 * len(table) + 120))
 

@@ -199,7 +199,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             data = {**evaluator.evaluate(method, s, refresh), "refined": refined}
             run.point(key, data)
         done += 1
-        run.progress(done=done, planned=len(plan), method=method, sparsity=s, accuracy=data["accuracy"])
+        run.progress(done=done, planned=max(len(plan), done), method=method, sparsity=s, accuracy=data["accuracy"])
         run.check()
         return data
 

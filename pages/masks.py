@@ -4,31 +4,33 @@ import streamlit as st
 
 from app import charts, state, ui
 from lotus_core.figures import kept_weights, similarity_curve
-from lotus_core.lottery.catalog import mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
+from lotus_core.lottery.catalog import gap_by_layer, mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
 from lotus_core.pruning import Mask
-from lotus_core.similarity import mask_similarity, similarity_matrix
+from lotus_core.similarity import MEASURES, mask_similarity, similarity_matrix
 
 ui.header("Masks", "Cosine similarity of keep-masks and Jaccard index of pruned sets, each beside the value two "
-          "random masks of the same per-layer densities would reach.",
+          "random masks with the same number kept in every layer reach on average (the chance level).",
           "Essential Sparsity reports OMP-vs-lottery-ticket cosine above 96% within the essential range")
 ctx = state.context()
-measure = st.radio("Measure", ["cosine", "jaccard_pruned"], horizontal=True,
-                   format_func=lambda m: {"cosine": "cosine of keep-masks", "jaccard_pruned": "Jaccard of pruned sets"}[m])
+measure = st.radio("Measure", list(MEASURES), horizontal=True, format_func=MEASURES.get)
 
-st.subheader("OMP against lottery tickets")
+st.subheader("OMP against lottery tickets at the same sparsity")
 runs = ticket_runs(ctx)
-done = runs[runs["status"].isin(["done", "interrupted", "cancelled", "running"])] if len(runs) else runs
-if len(done):
-    labels = {run_label(r): r["id"] for _, r in done.iterrows()}
-    chosen = st.selectbox("Ticket run", list(labels))
+labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
+if labels:
+    chosen = st.selectbox("Ticket run (every finished round is compared with OMP at its exact sparsity)", list(labels))
     with ui.guard(), st.spinner("Comparing every round with OMP at the same sparsity..."):
         table = omp_vs_tickets(ctx, labels[chosen])
     if len(table):
-        charts.show(similarity_curve(table, None, measure, "OMP mask vs the ticket's mask at each round's sparsity"),
+        overall = table[table["layer"] == "all"]
+        charts.show(similarity_curve(overall, None, measure, "OMP mask vs the ticket's mask (shaded: above chance)"),
                     key="omp_lth")
-        last = table.iloc[-1]
-        st.caption(f"At {100 * last['sparsity']:.1f}% sparsity: {measure} {100 * last[measure]:.1f}% against "
-                   f"{100 * last['chance_' + measure]:.1f}% for random masks of the same densities.")
+        last = overall.iloc[-1]
+        st.caption(f"At {100 * last['sparsity']:.1f}% sparsity: {MEASURES[measure]} {100 * last[measure]:.1f}% "
+                   f"against {100 * last['chance_' + measure]:.1f}% for random masks of the same per-layer densities.")
+        charts.show(charts.heatmap(100 * gap_by_layer(table, measure), "round", "layer", "points above chance",
+                                   f"Per layer: {MEASURES[measure]} minus chance, by round", colorscale="RdBu_r",
+                                   zmid=0), key="omp_lth_layers")
     else:
         st.info("This run has no finished round yet.")
 else:
@@ -36,7 +38,7 @@ else:
             "Meanwhile, here is OMP against the other one-shot criteria.")
     with ui.guard(), st.spinner("Computing one-shot masks..."):
         table = omp_vs_one_shot(ctx)
-    charts.show(similarity_curve(table, "other", measure, "OMP mask vs other one-shot masks, with chance levels"),
+    charts.show(similarity_curve(table, "other", measure, "OMP mask vs other one-shot masks (shaded: above chance)"),
                 key="omp_one_shot")
 
 st.subheader("Compare two masks")
@@ -45,7 +47,7 @@ choices = mask_choices(ctx, sparsity)
 c1, c2, c3 = st.columns(3)
 label_a = c1.selectbox("Mask A", list(choices), index=0)
 label_b = c2.selectbox("Mask B", list(choices), index=min(2, len(choices) - 1))
-upload = c3.file_uploader("or upload mask B (.safetensors)", type=["safetensors"])
+upload = c3.file_uploader("or upload mask B (.safetensors, e.g. from `prune --mask-out`)", type=["safetensors"])
 with ui.guard():
     mask_a = choices[label_a]()
     if upload is not None:
@@ -61,11 +63,11 @@ m3.metric("Jaccard (pruned)", ui.pct(sim["jaccard_pruned"], 2),
 m4.metric("Chance Jaccard", ui.pct(sim["chance_jaccard_pruned"], 2))
 per_layer = pd.DataFrame({n: {"similarity": v[measure], "chance": v[f"chance_{measure}"],
                               "above chance": v[measure] - v[f"chance_{measure}"]}
-                          for n, v in sim["per_layer"].items()}).T.reindex(list(mask_a))
+                          for n, v in sim["per_layer"].items()}).T
 left, right = st.columns([2, 3])
 with left:
-    charts.show(charts.heatmap(100 * per_layer, "", "layer", "%", f"Per-layer {measure}", colorscale="Viridis"),
-                key="per_layer")
+    charts.show(charts.heatmap(100 * per_layer, "", "layer", "%", f"Per layer: {MEASURES[measure]}",
+                               colorscale="Viridis"), key="per_layer")
 with right:
     layer = st.selectbox("Layer to draw", list(mask_a))
     charts.show(kept_weights(mask_a[layer], mask_b[layer], label_a, label_b, layer), key="kept")
@@ -73,7 +75,8 @@ with right:
 with st.expander("Similarity matrix over several masks"):
     many = st.multiselect("Masks", list(choices), default=list(choices)[:4])
     if len(many) >= 2:
-        with ui.guard():
+        with ui.guard(), st.spinner("Comparing every pair..."):
             values, chance = similarity_matrix({k: choices[k]() for k in many}, measure)
         charts.show(charts.heatmap(100 * (values - chance), "", "", "points above chance",
-                                   f"{measure} minus its chance level", colorscale="RdBu_r"), key="matrix")
+                                   f"{MEASURES[measure]} minus its chance level", colorscale="RdBu_r", zmid=0),
+                    key="matrix")

@@ -1,62 +1,98 @@
-"""Soup: launch lottery-ticket (LTH) and Instant Sparse Soup Pruning (ISSP) runs, compare them with one-shot OMP."""
-import pandas as pd
+"""Soup: launch lottery-ticket (LTH) and Instant Sparse Soup Pruning (ISSP) runs and their
+controls as background jobs, and compare them with one-shot OMP and random pruning."""
 import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.figures import accuracy_lines
-from lotus_core.lottery.catalog import accuracy_comparison, run_label, ticket_runs
+from lotus_core.lottery.catalog import (accuracy_comparison, omp_finetune_config, run_costs, run_label, stored_config,
+                                       ticket_runs)
+from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
 
-ui.header("Soup", "Lottery tickets by iterative magnitude pruning, and Instant Soup Pruning's single-pass masks, "
-          "against one-shot OMP and random pruning.",
+ui.header("Soup", "Lottery tickets by iterative magnitude pruning with rewinding, and Instant Soup Pruning's masks "
+          "from merged look-aheads, against one-shot OMP and random pruning. Runs go to a background worker: "
+          "they keep going when you leave the page and resume after a restart.",
           "Instant Soup Pruning (Jaiswal et al., ICML 2023), which LOTUS used as ISSP and saw collapse to about 50% "
           "accuracy with masks from 10% of the data")
 ctx = state.context()
+limit = st.select_slider("Test images per evaluation", [200, 500, 1000, 2000], value=1000,
+                         help="A fixed seeded subset of the test set; its 95% interval is about ±2 points at 1000.")
 
-lth_tab, issp_tab = st.tabs(["Launch LTH", "Launch ISSP"])
+lth_tab, issp_tab, control_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket"])
 with lth_tab:
     c1, c2, c3, c4 = st.columns(4)
     target = c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="lth_target") / 100
-    fraction = c2.slider("Pruned per round (%)", 5, 50, 20, 5) / 100
+    fraction = c2.slider("Pruned per round (% of what is left)", 5, 50, 20, 5) / 100
     steps = c3.number_input("Fine-tune steps per round", 1, 5000, 100, 10)
     rewind = c4.selectbox("Rewind to", ["pretrained", "step:50", "step:200"])
     if st.button("Launch LTH", type="primary"):
         with ui.guard():
-            rid = launch(ctx, "lth", LTHConfig(target=target, prune_fraction=fraction, steps=int(steps), rewind=rewind))
+            rid = launch(ctx, "lth", LTHConfig(target=target, prune_fraction=fraction, steps=int(steps), rewind=rewind,
+                                               limit=limit))
         st.toast(f"LTH run {rid[:6]} queued")
 with issp_tab:
-    c1, c2, c3, c4, c5 = st.columns(5)
-    s_target = c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="issp_target") / 100
-    denoisers = c2.number_input("Denoisers N", 1, 20, 5)
-    lookahead = c3.number_input("Look-ahead steps C", 1, 1000, 50, 10)
-    data_fraction = c4.select_slider("Data fraction f", [0.1, 0.3, 1.0], value=0.1)
-    merge = c5.selectbox("Merge", MERGES)
-    if st.button("Launch ISSP", type="primary"):
+    c1, c2, c3, c4, c5, c6 = st.columns(6)
+    issp = dict(target=c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="issp_target") / 100,
+                denoisers=int(c2.number_input("Denoisers N", 1, 20, 5)),
+                lookahead_steps=int(c3.number_input("Look-ahead steps C", 1, 1000, 50, 10)),
+                data_fraction=c4.select_slider("Data fraction f", [0.1, 0.3, 1.0], value=0.1),
+                merge=c5.selectbox("Merge", list(MERGES), help="; ".join(f"{k}: {v}" for k, v in MERGES.items())),
+                finetune_steps=int(c6.number_input("Final fine-tune steps", 0, 5000, 100, 10)), limit=limit)
+    b1, b2 = st.columns(2)
+    if b1.button("Launch ISSP", type="primary"):
         with ui.guard():
-            rid = launch(ctx, "issp", ISSPConfig(target=s_target, denoisers=int(denoisers), lookahead_steps=int(lookahead),
-                                                 data_fraction=data_fraction, merge=merge))
+            rid = launch(ctx, "issp", ISSPConfig(**issp))
         st.toast(f"ISSP run {rid[:6]} queued")
+    if b2.button("Sweep the data fraction (10%, 30%, 100%)"):
+        with ui.guard():
+            for f in (0.1, 0.3, 1.0):
+                launch(ctx, "issp", ISSPConfig(**{**issp, "data_fraction": f}))
+        st.toast("Three ISSP runs queued")
+with control_tab:
+    runs = ticket_runs(ctx, ("lth",))
+    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == "done"}
+    if not done:
+        st.info("Controls need a finished LTH run: launch one first.")
+    else:
+        row = done[st.selectbox("LTH run", list(done))]
+        rnd = st.number_input("Round", 1, int(row["summary"]["rounds"]), int(row["summary"]["rounds"]))
+        for col, (kind, what) in zip(st.columns(len(CONTROLS)), CONTROLS.items()):
+            if col.button(f"{kind}: {what}", key=f"control-{kind}"):
+                with ui.guard():
+                    rid = launch(ctx, "lth-control", ControlConfig(stored_config(LTHConfig, row["config"]), int(rnd), kind))
+                st.toast(f"{kind} control {rid[:6]} queued")
 
-active_jobs(ctx, ("lth", "issp"))
+active_jobs(ctx, ("lth", "issp", "lth-control"))
 
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx)
-labels = {run_label(r): r["id"] for _, r in runs.iterrows()} if len(runs) else {}
+labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
 chosen = st.multiselect("Ticket runs to compare", list(labels), default=list(labels)[:3])
+status = runs.set_index("id")[["kind", "status"]]
+done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == "done"]
+lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
+if lth_chosen and st.button("Fine-tune OMP at these LTH runs' sparsities with the same budget",
+                            help="The Essential Sparsity comparison: OMP masks of the pre-trained weights, each "
+                                 "fine-tuned with one LTH round's steps and learning rate."):
+    with ui.guard():
+        for rid in lth_chosen:
+            launch(ctx, "sweep", omp_finetune_config(ctx, rid))
+    st.toast("OMP + fine-tune queued")
 with ui.guard(), st.spinner("One-shot OMP and random points (stored after the first time)..."):
-    table = accuracy_comparison(ctx, [labels[c] for c in chosen])
-    dense = ctx.dense_accuracy(limit=1000)["accuracy"]
-charts.show(accuracy_lines(table, dense, "OMP, random, LTH and ISSP (one-shot points without fine-tuning)"),
-            key="comparison")
+    table = accuracy_comparison(ctx, [labels[c] for c in chosen], limit=limit)
+    dense = ctx.dense_accuracy(limit=limit)["accuracy"]
+charts.show(accuracy_lines(table, dense, "OMP and random one-shot (no fine-tune); LTH tickets after each round's "
+                                         "fine-tune; ISSP soups before and after their fine-tune"), key="comparison")
+st.caption("One-shot points are not fine-tuned: compare LTH with **OMP + fine-tune** (button above) for the "
+           "paper's claim that the two agree within the essential range.")
 if not labels:
-    st.info("No LTH or ISSP run yet: launch one above. A run to 80% takes a few minutes on 2 CPU cores; "
-            "it keeps going if you leave the page.")
+    st.info("No LTH or ISSP run yet: launch one above. An LTH run to 80% takes a few minutes on 2 CPU cores.")
 else:
-    costs = pd.DataFrame([{"run": k, "training steps": (runs.set_index("id").loc[v, "summary"] or {}).get("train_steps"),
-                           "training time (s)": (runs.set_index("id").loc[v, "summary"] or {}).get("train_time_s"),
-                           "final accuracy": (runs.set_index("id").loc[v, "summary"] or {}).get("final_accuracy")}
-                          for k, v in labels.items()])
-    st.markdown("**Cost of each run** (LTH fine-tunes every round; ISSP's look-aheads are its cost)")
-    st.dataframe(costs, hide_index=True)
+    st.markdown("**Cost of each finished run**: LTH fine-tunes every round; ISSP's cost is N x C look-ahead steps "
+                "per round plus one final fine-tune.")
+    st.dataframe(run_costs(ctx, done_ids), hide_index=True,
+                 column_config={"final sparsity": st.column_config.NumberColumn(format="percent"),
+                                "final accuracy": st.column_config.NumberColumn(format="percent"),
+                                "training time (s)": st.column_config.NumberColumn(format="%.0f")})

@@ -13,21 +13,30 @@ ui.header("Sparsity curves",
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
 
+DEFAULT = SweepConfig(methods=("omp",), limit=1000, refine=True)  # drawn on first load (about 13 evaluations)
 c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
-methods = c1.multiselect("Methods", list(PRUNERS), default=["omp", "random"],
+methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
-limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=2000)
-r1, r2 = st.columns([2, 8])
-refine = r1.checkbox("Refine turning point", value=True, help="Bisect each bracket until it is 1 point wide.")
-eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 1.0, 0.1) / 100
+limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=DEFAULT.limit)
+r1, r2, r3 = st.columns([2, 3, 2])
+refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
+eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
+compute = r3.button("Compute curve", type="primary")
 sparsities = tuple(round(s / 100, 4) for s in range(lo, hi + 1, step))
 
 if not methods:
     st.info("Pick at least one method.")
     st.stop()
-config = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps)
+chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps)
+# show the chosen curve when asked, on first load, or when it is already stored (instant);
+# otherwise keep the last one drawn until "Compute curve" is clicked
+if compute or "curve_config" not in st.session_state or stored_summary(ctx, "sweep", chosen) is not None:
+    st.session_state["curve_config"] = chosen
+config = st.session_state["curve_config"]
+if config != chosen:
+    st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
     result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
@@ -35,9 +44,9 @@ with ui.guard():
         text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}%"))
     bar.empty()
 
-charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, eps), key="curve")
-cols = st.columns(len(methods))
-for col, method in zip(cols, methods):
+charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
+cols = st.columns(len(config.methods))
+for col, method in zip(cols, config.methods):
     ess = result.essential[method]
     hi_txt = "never below" if ess["bracket"][1] is None else f"{100 * ess['bracket'][1]:.1f}%"
     col.metric(f"{method} essential sparsity", f"{100 * ess['essential_sparsity']:.1f}%",
@@ -55,15 +64,17 @@ sparsity = p2.slider("Sparsity (%)", 0, 95, 50, key="prune_sparsity") / 100
 if p3.button("Prune", type="primary"):
     with ui.guard(), st.spinner("Pruning and evaluating..."):
         evaluator = PointEvaluator(ctx, SweepConfig(methods=(method,), limit=limit))
-        if PRUNERS[method].fixed_sparsity:
-            sparsity = 0.5
+        if PRUNERS[method].fixed_sparsity:  # N:M: 1 - N/M
+            sparsity = round(1 - evaluator.config.n / evaluator.config.m, 6)
         point = evaluator.evaluate(method, sparsity)
-        st.session_state["pruned"] = (point, evaluator.mask(method, sparsity).to_bytes())
+        st.session_state["pruned"] = (point, evaluator.mask(method, sparsity).to_bytes(),
+                                      ctx.dense_accuracy(limit=limit)["accuracy"])
 if "pruned" in st.session_state:
-    point, mask_bytes = st.session_state["pruned"]
+    point, mask_bytes, dense_accuracy = st.session_state["pruned"]
     m1, m2, m3 = st.columns([2, 2, 3])
     m1.metric("Pruned accuracy", ui.pct(point["accuracy"], 2),
-              delta=f"{100 * (point['accuracy'] - result.dense['accuracy']):+.2f} points vs dense")
+              delta=f"{100 * (point['accuracy'] - dense_accuracy):+.2f} points vs dense",
+              help=f"on {point['n']:,} test images; dense {ui.pct(dense_accuracy, 2)}")
     m2.metric("Sparsity reached", ui.pct(point["sparsity_reached"], 2), help=point["method"])
     m3.download_button("Download mask (safetensors)", mask_bytes, f"mask-{point['method']}-{point['sparsity']}.safetensors")
 

@@ -1,2 +1,4 @@
-"""Lottery tickets: iterative magnitude pruning with rewinding (lth.py), Instant Soup Pruning
-(issp.py), and the controls that test whether a ticket's topology matters (controls.py)."""
+"""Lottery tickets: iterative magnitude pruning with rewinding (lth.py), Instant Sparse Soup
+Pruning (issp.py), the controls that test whether a ticket's topology or its weights matter
+(controls.py), the pieces they share (common.py: schedule, IMP step, stored masks) and what the
+dashboard picks and compares (catalog.py)."""

@@ -1,90 +1,176 @@
-"""What the Masks and Soup pages choose from: stored ticket runs, their masks, and one-shot
-masks computed on demand, plus the comparisons drawn from them."""
+"""What the Masks and Soup pages choose from and compare: stored ticket runs and their round
+masks, one-shot masks computed on demand, and the tables drawn from them (fractions throughout)."""
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
 from ..context import Context
-from ..pruning import PRUNERS, Mask, prune
+from ..pruning import PRUNERS, Mask, masker
 from ..similarity import mask_similarity
-from .lth import round_masks
+from .common import ordered, round_masks
+
+TICKET_KINDS = ("lth", "issp")
+RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
 
 
-def ticket_runs(ctx: Context, kinds: tuple[str, ...] = ("lth", "issp")) -> pd.DataFrame:
-    """Stored LTH/ISSP runs of this model: id, kind, status, config, progress, summary."""
-    frames = [ctx.store.runs(kind=k, model=ctx.model_id) for k in kinds]
-    frame = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else \
-        pd.DataFrame(columns=["id", "kind", "status", "config", "progress", "summary", "created"])
-    return frame.sort_values("created", ascending=False).reset_index(drop=True)
+def ticket_runs(ctx: Context, kinds: Sequence[str] = TICKET_KINDS) -> pd.DataFrame:
+    """Stored runs of ``kinds`` for this model, newest first (columns as ``Store.runs``)."""
+    frames = [f for f in (ctx.store.runs(kind=k, model=ctx.model_id) for k in kinds) if len(f)]
+    if not frames:
+        return pd.DataFrame(columns=RUN_COLUMNS)
+    return pd.concat(frames, ignore_index=True).sort_values("created", ascending=False).reset_index(drop=True)
 
 
-def run_label(row) -> str:
+def run_label(row: Mapping) -> str:
+    """A short human label of a stored LTH/ISSP/control run row."""
     cfg = row["config"]
-    extra = f"f={cfg.get('data_fraction')}, {cfg.get('merge')}" if row["kind"] == "issp" else \
-        f"p={cfg.get('prune_fraction')}, {cfg.get('steps')} steps/round"
-    return f"{row['kind'].upper()} to {100 * cfg.get('target', 0):.0f}% ({extra}) [{row['status']}] {row['id'][:6]}"
+    if row["kind"] == "issp":
+        extra = f"N={cfg['denoisers']}, C={cfg['lookahead_steps']}, f={cfg['data_fraction']:g}, {cfg['merge']}"
+    elif row["kind"] == "lth":
+        extra = f"p={cfg['prune_fraction']:g}, {cfg['steps']} steps/round, rewind {cfg['rewind']}"
+    else:
+        return f"{cfg['control']} control of LTH round {cfg['round']} [{row['status']}] {row['id'][:6]}"
+    return f"{row['kind'].upper()} to {100 * cfg['target']:.0f}% ({extra}) [{row['status']}] {row['id'][:6]}"
 
 
-def one_shot_mask(ctx: Context, method: str, sparsity: float, seed: int = 0) -> Mask:
-    """A one-shot mask of the base model (wanda is calibrated on 128 training images)."""
+def stored_config(cls, config: Mapping):
+    """The experiment config dataclass ``cls`` back from a stored run's full config."""
+    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
+
+
+def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
+    """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps)."""
     from ..sweep import PointEvaluator, SweepConfig
 
-    return PointEvaluator(ctx, SweepConfig(methods=(method,), seed=seed)).mask(method, sparsity)
+    return PointEvaluator(ctx, SweepConfig(methods=(method,), scope=scope, seed=seed)).mask(method, sparsity)
 
 
 def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]:
-    """Label -> loader for every mask the user can pick: one-shot masks at ``sparsity`` and stored rounds."""
+    """Label -> loader of every mask a user can pick: one-shot masks at ``sparsity`` and stored rounds."""
     out: dict[str, Callable[[], Mask]] = {
         f"{m} at {100 * sparsity:.0f}%": (lambda m=m: one_shot_mask(ctx, m, sparsity))
-        for m in PRUNERS if not PRUNERS[m].fixed_sparsity
+        for m, pruner in PRUNERS.items() if not pruner.fixed_sparsity
     }
-    out["nm 2:4"] = lambda: one_shot_mask(ctx, "nm", 0.5)
+    out.update({f"{m} 2:4 (50%)": (lambda m=m: one_shot_mask(ctx, m, 0.5))  # the sweeps' default N:M pattern
+                for m, p in PRUNERS.items() if p.fixed_sparsity})
     for _, row in ticket_runs(ctx).iterrows():
-        for r, point in ctx.store.points(row["id"]).items():
-            if r.startswith("round-") and point.get("round", 0) > 0:
-                rnd = point["round"]
-                out[f"{row['kind'].upper()} {row['id'][:6]} round {rnd} ({100 * point['sparsity']:.1f}%)"] = \
-                    (lambda rid=row["id"], rnd=rnd: round_masks(ctx, rid)[rnd])
+        for key, point in ctx.store.points(row["id"]).items():
+            if key.startswith("round-") and point["round"] > 0:
+                label = f"{row['kind'].upper()} {row['id'][:6]} round {point['round']} ({100 * point['sparsity']:.1f}%)"
+                out[label] = lambda rid=row["id"], r=point["round"]: ordered(round_masks(ctx.store, rid)[r], ctx.model)
     return out
 
 
 def omp_vs_tickets(ctx: Context, run_id: str) -> pd.DataFrame:
-    """For each round of a stored LTH/ISSP run: OMP at the same sparsity against the ticket's mask."""
+    """For each finished round of a stored LTH/ISSP run: OMP at exactly that round's pruned count
+    against the round's mask, overall (layer "all") and per layer.
+
+    Columns: round, sparsity, layer and the keys of :func:`~lotus_core.similarity.mask_similarity`.
+    """
+    run = ctx.store.get_run(run_id)
+    omp = masker(ctx.model, "omp", run["config"].get("scope", "blocks"))  # ranks once for all rounds
     rows = []
-    for r, mask in round_masks(ctx, run_id).items():
-        s = mask_similarity(one_shot_mask(ctx, "omp", round(mask.sparsity, 6)), mask)
-        rows.append({"round": r, "sparsity": mask.sparsity, **{k: v for k, v in s.items() if k != "per_layer"}})
+    for r, mask in round_masks(ctx.store, run_id).items():
+        sim = mask_similarity(omp(mask.num_pruned() / mask.numel()), ordered(mask, ctx.model))
+        overall = {k: v for k, v in sim.items() if k != "per_layer"}
+        rows += [{"round": r, "sparsity": mask.sparsity, "layer": layer, **values}
+                 for layer, values in {"all": overall, **sim["per_layer"]}.items()]
     return pd.DataFrame(rows)
 
 
-def omp_vs_one_shot(ctx: Context, sparsities: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)) -> pd.DataFrame:
-    """OMP against the other one-shot criteria at each sparsity (needs no stored run)."""
+def gap_by_layer(table: pd.DataFrame, measure: str = "cosine") -> pd.DataFrame:
+    """Per-layer ``measure`` minus its chance level (fractions): layers x rounds, from :func:`omp_vs_tickets`."""
+    part = table[table["layer"] != "all"].assign(gap=lambda t: t[measure] - t[f"chance_{measure}"])
+    order = list(dict.fromkeys(part["layer"]))
+    return part.pivot(index="layer", columns="round", values="gap").reindex(order)
+
+
+def omp_vs_one_shot(ctx: Context, sparsities: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
+                    others: Sequence[str] = ("omp-layerwise", "wanda", "random")) -> pd.DataFrame:
+    """OMP against other one-shot criteria at each sparsity (needs no stored run). Columns:
+    other, sparsity and the keys of mask_similarity."""
     rows = []
     for s in sparsities:
         omp = one_shot_mask(ctx, "omp", s)
-        for method in ("omp-layerwise", "wanda", "random"):
+        for method in others:
             sim = mask_similarity(omp, one_shot_mask(ctx, method, s))
             rows.append({"other": method, "sparsity": s, **{k: v for k, v in sim.items() if k != "per_layer"}})
     return pd.DataFrame(rows)
 
 
-def accuracy_comparison(ctx: Context, run_ids: list[str], limit: int = 1000,
-                        sparsities: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(1, 10))) -> pd.DataFrame:
-    """Accuracy against sparsity for OMP and random (one-shot, stored points) and the given ticket runs."""
-    from ..sweep import SweepConfig, run_sweep
+def omp_finetune_config(ctx: Context, lth_run_id: str):
+    """The sweep that fine-tunes OMP masks at an LTH run's round sparsities with one round's
+    steps and learning rate (batch size 128 and the sweep's seed): the Essential Sparsity
+    paper's comparison of OMP + fine-tune with lottery tickets, as a :class:`SweepConfig`."""
+    from ..sweep import SweepConfig
 
-    sweep = run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=sparsities, limit=limit)).frame
-    rows = [{"series": r.method, "sparsity": r.sparsity, "accuracy": r.accuracy} for r in sweep.itertuples()]
-    runs = ticket_runs(ctx).set_index("id")
+    cfg = ctx.store.get_run(lth_run_id)["config"]
+    levels = [p["sparsity"] for k, p in ctx.store.points(lth_run_id).items() if k.startswith("round-") and p["round"]]
+    return SweepConfig(methods=("omp",), sparsities=tuple(round(s, 6) for s in levels), limit=cfg["limit"],
+                       scope=cfg["scope"], finetune_steps=cfg["steps"], finetune_lr=cfg["lr"])
+
+
+def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
+                        sparsities: Sequence[float] = tuple(round(0.1 * i, 1) for i in range(1, 10))) -> pd.DataFrame:
+    """Accuracy against sparsity: one-shot OMP and random (stored sweep points, no fine-tune) and,
+    for each given run, its rounds; for LTH runs also their stored controls and OMP + fine-tune
+    at their sparsities (when that sweep was run, see :func:`omp_finetune_config`).
+
+    Columns: series, sparsity, accuracy, ci_low, ci_high (fractions). ISSP rounds are the masked
+    soups before the final fine-tune; its fine-tuned ticket is a separate one-point series.
+    """
+    from ..runs import stored_summary
+    from ..sweep import SweepConfig, run_sweep, sweep_result
+
+    cols = ["sparsity", "accuracy", "ci_low", "ci_high"]
+
+    def frame_rows(frame: pd.DataFrame, series: str | None = None) -> list[dict]:
+        return [{"series": series or r["method"], **{c: r[c] for c in cols}} for _, r in frame.iterrows()]
+
+    rows = frame_rows(run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=tuple(sparsities),
+                                                 limit=limit)).frame)
+    runs = ticket_runs(ctx, (*TICKET_KINDS, "lth-control")).set_index("id")
     for rid in run_ids:
-        kind = runs.loc[rid, "kind"] if rid in runs.index else "run"
+        kind, tag = runs.loc[rid, "kind"], rid[:6]
         for key, p in ctx.store.points(rid).items():
             if key.startswith("round-") and p["sparsity"] > 0:
-                rows.append({"series": f"{kind.upper()} {rid[:6]}" + (" (before fine-tune)" if kind == "issp" else ""),
-                             "sparsity": p["sparsity"], "accuracy": p["accuracy"]})
+                series = f"LTH {tag}" if kind == "lth" else f"ISSP {tag} before fine-tune"
+                rows.append({"series": series, **{c: p[c] for c in cols}})
             elif key == "final":
-                rows.append({"series": f"{kind.upper()} {rid[:6]} fine-tuned", "sparsity": p["sparsity"],
-                             "accuracy": p["accuracy"]})
+                rows.append({"series": f"ISSP {tag} fine-tuned", **{c: p[c] for c in cols}})
+        if kind != "lth":
+            continue
+        for _, c in runs[runs["kind"] == "lth-control"].iterrows():
+            if c["status"] == "done" and _controls_run(ctx, c["config"], rid):
+                rows.append({"series": f"LTH {tag} {c['config']['control']} control", **{k: c["summary"][k] for k in cols}})
+        sweep_cfg = omp_finetune_config(ctx, rid)
+        summary = stored_summary(ctx, "sweep", sweep_cfg) if sweep_cfg.sparsities else None
+        if summary is not None:
+            steps = sweep_cfg.finetune_steps
+            rows += frame_rows(sweep_result(ctx, summary, sweep_cfg).frame, f"OMP + {steps} fine-tune steps ({tag})")
+    return pd.DataFrame(rows, columns=["series", *cols])
+
+
+def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
+    """What each finished LTH/ISSP run cost and reached. Columns: run, kind, data fraction (ISSP),
+    rounds, final sparsity, final accuracy (fractions), training steps, training time (s)."""
+    runs = ticket_runs(ctx).set_index("id")
+    rows = []
+    for rid in run_ids:
+        row, summary = runs.loc[rid], runs.loc[rid, "summary"] or {}
+        rows.append({"run": run_label(row.to_dict() | {"id": rid}), "kind": row["kind"],
+                     "data fraction": row["config"].get("data_fraction"), "rounds": summary.get("rounds"),
+                     "final sparsity": summary.get("final_sparsity"), "final accuracy": summary.get("final_accuracy"),
+                     "training steps": summary.get("train_steps"), "training time (s)": summary.get("train_time_s")})
     return pd.DataFrame(rows)
+
+
+def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
+    """Whether a stored control's config belongs to the LTH run ``lth_run_id``."""
+    from ..runs import run_id_for
+    from .lth import LTHConfig
+
+    return run_id_for(ctx, "lth", LTHConfig(**control_config["lth"])) == lth_run_id

@@ -25,6 +25,8 @@ def prune_counts(total: int, target: float, fraction: float) -> list[int]:
     if not 0 < target < 1:
         raise LotusError(f"target sparsity {target} is outside (0, 1); give a fraction such as 0.8")
     goal, pruned, out = num_to_prune(target, total), 0, []
+    if goal == 0:
+        raise LotusError(f"target sparsity {target} prunes no weight of {total}; give a larger target")
     while pruned < goal:
         pruned = min(goal, pruned + max(1, round(fraction * (total - pruned))))
         out.append(pruned)

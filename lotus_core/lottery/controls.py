@@ -1,11 +1,17 @@
-"""Controls for a lottery ticket, each one click in the dashboard:
+"""Controls for a lottery ticket: does its topology, or do its surviving weights, matter?
 
-- ``reinit``: the same mask on randomly re-initialised scoped weights (drawn from timm's ViT
-  Linear init, truncated normal with std 0.02; embeddings, norms and head kept), as in
-  Frankle & Carbin's random-reinitialisation control;
-- ``shuffle``: the mask shuffled within each layer (same per-layer count, topology destroyed).
+- ``reinit``: the ticket's mask on *re-initialised* scoped weights, each masked tensor redrawn
+  from timm's ViT Linear initialisation (truncated normal, std 0.02); embeddings, norms, biases
+  and the head stay at the rewinding point. The random-reinitialisation control of Frankle &
+  Carbin, "The Lottery Ticket Hypothesis" (ICLR 2019).
+- ``shuffle``: the ticket's kept positions shuffled uniformly within each tensor (the same
+  number kept in every layer, the topology destroyed) on the rewinding-point weights, the
+  layer-wise shuffling of Frankle et al., "Pruning Neural Networks at Initialization: Why
+  Are We Missing the Mark?" (ICLR 2021).
 
-Each is fine-tuned with the same budget as the ticket's round and evaluated.
+Each control is fine-tuned with exactly the ticket's round budget (steps, learning rate, batch
+size and batch order) and evaluated on the same test subset, so its accuracy pairs with the
+ticket's recorded accuracy at that round.
 """
 from __future__ import annotations
 
@@ -15,45 +21,74 @@ import torch
 
 from ..context import Context
 from ..errors import LotusError
+from ..finetune import finetune
+from ..jobs import JOBS, JobSpec
 from ..pruning import random_like
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
 from ..runs import Run, run_id_for
-from ..training import TrainConfig, apply_mask_, train
-from .common import load_state_bytes
-from .lth import LTHConfig, rewind_state
+from ..training import apply_mask_
+from .common import mask_blob, ordered
+from .lth import LTHConfig, rewind_model
 
-CONTROLS = ("reinit", "shuffle")
+CONTROLS = {
+    "reinit": "the same mask on randomly re-initialised weights",
+    "shuffle": "the mask shuffled within each layer (same per-layer count)",
+}
 
 
 @dataclass(frozen=True)
 class ControlConfig:
+    """A control of one round of a stored LTH run."""
+
     lth: LTHConfig  # the LTH run whose ticket is controlled
-    round: int  # which round's mask
+    round: int  # which round's mask (1 = the first pruned round)
     control: str = "shuffle"  # reinit | shuffle
+    seed: int = 0  # the shuffle's or the re-initialisation's random draw
+
+    def __post_init__(self):  # a job hands the nested config over as a dict
+        if isinstance(self.lth, dict):
+            object.__setattr__(self, "lth", LTHConfig(**self.lth))
+
+
+def control_model(ctx: Context, cfg: ControlConfig) -> tuple[torch.nn.Module, Mask]:
+    """The control's starting model (mask applied) and its mask, before fine-tuning."""
+    if cfg.control not in CONTROLS:
+        raise LotusError(f"unknown control {cfg.control!r}; choose one of {', '.join(CONTROLS)}")
+    lth = cfg.lth
+    lth_run = Run(ctx.store, run_id_for(ctx, "lth", lth), "lth")
+    data = lth_run.blob(mask_blob(cfg.round))
+    if data is None or not lth_run.has(f"round-{cfg.round}"):
+        raise LotusError(f"round {cfg.round} of this LTH run is not stored; run the LTH experiment that far first")
+    model = rewind_model(ctx, lth, lth_run)
+    mask = ordered(Mask.from_bytes(data), model)
+    if cfg.control == "shuffle":
+        mask = random_like(mask, seed=cfg.seed)
+    else:
+        g = torch.Generator().manual_seed(cfg.seed)
+        with torch.no_grad():
+            for p in scoped_parameters(model, lth.scope).values():
+                torch.nn.init.trunc_normal_(p, std=0.02, generator=g)  # timm's ViT Linear init
+    apply_mask_(model, mask)
+    return model, mask
 
 
 def run_control(ctx: Context, cfg: ControlConfig, run: Run) -> dict:
-    if cfg.control not in CONTROLS:
-        raise LotusError(f"unknown control {cfg.control!r}; choose one of {', '.join(CONTROLS)}")
-    lth = LTHConfig(**cfg.lth) if isinstance(cfg.lth, dict) else cfg.lth
-    lth_id = run_id_for(ctx, "lth", lth)
-    data = ctx.store.get_blob(lth_id, f"mask-round-{cfg.round}.safetensors")
-    if data is None or ctx.store.get_point(lth_id, f"round-{cfg.round}") is None:
-        raise LotusError(f"LTH round {cfg.round} is not stored; run the LTH experiment to that round first")
-    mask = Mask.from_bytes(data)
-    model = load_state_bytes(ctx.copy_model(), rewind_state(ctx, lth, Run(ctx.store, lth_id, "lth")))
-    if cfg.control == "shuffle":
-        mask = random_like(mask, seed=lth.seed + cfg.round)
-    else:
-        g = torch.Generator().manual_seed(lth.seed + cfg.round)
-        with torch.no_grad():
-            for p in scoped_parameters(model, lth.scope).values():
-                p.copy_((torch.randn(p.shape, generator=g) * 0.02).clamp(-0.04, 0.04))
-    apply_mask_(model, mask)
-    train(model, ctx.train, TrainConfig(steps=lth.steps, batch_size=lth.batch_size, lr=lth.lr, weight_decay=0.0,
-                                        seed=lth.seed + cfg.round), ctx.data_config, mask=mask)
+    """Experiment: build the control, fine-tune it with the round's budget, evaluate.
+
+    Stores the control's mask (``mask.safetensors``); returns control, round, sparsity,
+    accuracy with its Wilson 95% interval, and the ticket's accuracy at that round.
+    """
+    lth = cfg.lth
+    model, mask = control_model(ctx, cfg)
+    run.blob("mask.safetensors", mask.to_bytes())
+    finetune(model, mask, ctx.train, ctx.data_config, lth.steps, lth.lr, lth.batch_size, lth.seed,
+             on_progress=lambda p: run.progress(step=p.step, steps=p.steps, loss=p.loss), should_stop=run.stopped)
+    run.check()
     res = ctx.evaluate(model, limit=lth.limit, seed=lth.seed)
-    ticket = ctx.store.get_point(lth_id, f"round-{cfg.round}")
+    ticket = ctx.store.get_point(run_id_for(ctx, "lth", lth), f"round-{cfg.round}")
     return {"control": cfg.control, "round": cfg.round, "sparsity": mask.sparsity, "accuracy": res.accuracy,
-            "ticket_accuracy": ticket["accuracy"], "ci95": list(res.ci95)}
+            "ci_low": res.ci95[0], "ci_high": res.ci95[1], "ticket_accuracy": ticket["accuracy"], "steps": lth.steps}
+
+
+JOBS["lth-control"] = JobSpec(ControlConfig, run_control)

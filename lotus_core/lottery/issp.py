@@ -1,143 +1,221 @@
-"""Instant Sparse Soup Pruning (ISSP).
+"""Instant Sparse Soup Pruning (ISSP): lottery-ticket masks from cheap, noisy look-aheads.
 
-After "Instant Soup: Cheap Pruning Ensembles in A Single Pass Can Draw Lottery Tickets from
-Large Models" (Jaiswal et al., ICML 2023), Algorithms 1 and 2, as LOTUS used it. Per round
-of the compression schedule (``per_round`` of the remaining weights, default 15%):
+After Jaiswal et al., "Instant Soup: Cheap Pruning Ensembles in A Single Pass Can Draw Lottery
+Tickets from Large Models" (ICML 2023): Algorithm 1 (Instant Soup Pruning: weak masks from
+short trainings on data subsets, superposed to average out their noise) with the weight
+averaging of its Algorithm 2 (the instant model soup), as LOTUS used it. The compression
+schedule prunes ``per_round`` of the remaining scoped weights per round (default 15%), with
+pruned counts as in :func:`~lotus_core.lottery.common.prune_counts`. Round r, from the current
+weights theta and mask m_{r-1} (all ones before round 1), to k_r pruned weights (sparsity s_r):
 
-1. start from the magnitude mask of the current weights at the round's sparsity s_r;
-2. for each of N denoisers (default 5): draw a random fraction f of the training data
-   (default 10%), run C look-ahead steps (default 50) from the current weights with that
-   mask, and take the trained model's magnitude mask at s_r;
-3. merge the N masks: ``union`` (the paper's), ``intersection`` or ``majority`` vote, and
-   average the N trained models' weights (the soup);
-4. re-project to exactly s_r: the merged set's entries rank above all others, ties broken by
-   the soup's magnitudes (a union is denser than s_r, so its weakest soup weights go; an
-   intersection is sparser, so the strongest remaining soup weights come back);
-5. the soup, masked, is the current model of the next round.
+1. the starting point is the magnitude mask of theta at s_r (the IMP step, recorded to
+   show how much the soup changes it);
+2. each of N denoisers (default 5) draws a random fraction f of the training set (default
+   10%), runs C look-ahead steps (default 50) from theta *under m_{r-1}*, and takes its own
+   magnitude mask at s_r (the round's increment pruned among m_{r-1}'s survivors).
+   Look-aheads run under m_{r-1}, not under the s_r mask: pruned weights stay exactly zero,
+   so a model trained under the s_r mask hands that very mask back and the soup would be a
+   no-op. The authors' code does the same (weak models under the previous mask, pruned after);
+3. the N masks are merged: ``union`` (a weight survives if any denoiser keeps it: the
+   paper's), ``intersection`` (if all do) or ``majority`` (if more than half do);
+4. the N look-ahead models' weights are averaged: the soup is the next theta;
+5. the merge is re-projected to exactly k_r pruned weights by soup magnitude: a union
+   prunes too few, so its smallest soup weights go; an intersection prunes too many, so the
+   largest soup weights it lost (among m_{r-1}'s survivors) come back. Masks stay nested.
+   (The authors' code lets the union lag the schedule and prunes the remainder at the end;
+   re-projecting each round keeps every round at its scheduled sparsity, comparable with LTH.)
 
-After the last round the ticket is fine-tuned for ``finetune_steps`` and evaluated. Each
-round stores its point (accuracy before the final fine-tune) and mask; the soup weights
-are stored too, so a stopped run resumes at the next round.
+After the last round the soup with the final mask is fine-tuned for ``finetune_steps`` and
+evaluated. Round points record the masked soup's accuracy *before* that fine-tune; the
+``final`` point the fine-tuned ticket's. Each round stores its mask and soup weights the
+moment it ends, so a stopped run resumes at the next round and equals an uninterrupted one.
+Cost (training steps, wall time) is N x C per round plus the final fine-tune.
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
+import pandas as pd
 import torch
+from torch import nn
 
 from ..context import Context
 from ..errors import LotusError
+from ..finetune import finetune
 from ..jobs import JOBS, JobSpec
 from ..pruning.mask import Mask
-from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters
-from ..runs import Run
+from ..runs import Run, run_experiment
 from ..training import TrainConfig, apply_mask_, train
-from .common import load_state_bytes, magnitude_mask, schedule, state_bytes
+from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
 
-MERGES = ("union", "intersection", "majority")
+MERGES = {
+    "union": "a weight survives if any denoiser keeps it (the paper's)",
+    "intersection": "a weight survives if every denoiser keeps it",
+    "majority": "a weight survives if more than half of the denoisers keep it",
+}
 
 
 @dataclass(frozen=True)
 class ISSPConfig:
     """Instant Sparse Soup Pruning. Sparsities and the data fraction are fractions."""
 
-    target: float = 0.8  # final sparsity
-    per_round: float = 0.15  # fraction of the remaining weights pruned per round
-    denoisers: int = 5  # N weak models per round
-    lookahead_steps: int = 50  # C steps per denoiser
-    data_fraction: float = 0.1  # f: each denoiser sees this random fraction of the training set
-    merge: str = "union"  # union | intersection | majority
-    finetune_steps: int = 100  # after the last round
-    lr: float = 1e-4
-    batch_size: int = 128
-    scope: str = "blocks"
-    seed: int = 0
+    target: float = 0.8  # final sparsity of the scoped weights
+    per_round: float = 0.15  # fraction of the remaining scoped weights pruned per round
+    denoisers: int = 5  # N look-ahead models per round
+    lookahead_steps: int = 50  # C training steps of each look-ahead
+    data_fraction: float = 0.1  # f: each look-ahead draws its batches from this random fraction of the training set
+    merge: str = "union"  # union | intersection | majority (see MERGES)
+    finetune_steps: int = 100  # after the last round, with the final mask held fixed
+    lr: float = 1e-4  # peak AdamW learning rate of look-aheads and fine-tune (cosine decay, no weight decay)
+    batch_size: int = 128  # training images per step
+    scope: str = "blocks"  # which weights are pruned (lotus_core.pruning.scope.SCOPES)
+    seed: int = 0  # data subsets, batch orders and the fixed test subset
     limit: int = 1000  # test images per evaluation
 
 
-def merge_masks(masks: list[Mask], rule: str) -> Mask:
-    """Union, intersection or majority vote of keep-masks."""
+def merge_masks(masks: Sequence[Mask], rule: str) -> Mask:
+    """Union, intersection or majority vote (more than half) of keep-masks."""
     if rule not in MERGES:
         raise LotusError(f"unknown merge rule {rule!r}; choose one of {', '.join(MERGES)}")
     out = {}
     for name in masks[0]:
-        stack = torch.stack([m[name] for m in masks])
-        out[name] = stack.any(0) if rule == "union" else stack.all(0) if rule == "intersection" \
-            else stack.sum(0) * 2 > len(masks)
+        votes = torch.stack([m[name] for m in masks]).sum(0)  # (N, ...) -> keep votes per weight
+        out[name] = votes > 0 if rule == "union" else votes == len(masks) if rule == "intersection" \
+            else votes * 2 > len(masks)
     return Mask(out)
 
 
-def reproject(merged: Mask, soup, sparsity: float, scope: str) -> Mask:
-    """Exactly ``sparsity``: merged entries first, then by soup magnitude (see module docstring)."""
-    params = scoped_parameters(soup, scope)
-    scores = {n: p.detach().abs().float() / (p.detach().abs().max() * len(params) + 1e-12) + merged[n].float()
-              for n, p in params.items()}
-    return GlobalRanking(scores).mask(sparsity)
+def reproject(merged: Mask, soup: nn.Module, previous: Mask, num_pruned: int, scope: str = "blocks") -> Mask:
+    """``merged`` brought to exactly ``num_pruned`` pruned weights by soup magnitude (step 5)."""
+    if merged.num_pruned() <= num_pruned:
+        return prune_remaining(soup, merged, num_pruned, scope)
+    return regrow(soup, merged, previous, num_pruned, scope)
+
+
+def check_config(cfg: ISSPConfig) -> None:
+    if not 0 < cfg.data_fraction <= 1:
+        raise LotusError(f"data fraction {cfg.data_fraction} is outside (0, 1]; give a fraction such as 0.1")
+    if cfg.denoisers < 1 or cfg.lookahead_steps < 1:
+        raise LotusError("ISSP needs at least one denoiser and one look-ahead step")
+    if cfg.finetune_steps < 0:
+        raise LotusError(f"fine-tuning steps {cfg.finetune_steps} must not be negative")
+    if cfg.merge not in MERGES:
+        raise LotusError(f"unknown merge rule {cfg.merge!r}; choose one of {', '.join(MERGES)}")
+
+
+def issp_counts(ctx: Context, cfg: ISSPConfig) -> list[int]:
+    """Pruned scoped weights after rounds 1, 2, ..."""
+    check_config(cfg)
+    total = sum(p.numel() for p in scoped_parameters(ctx.model, cfg.scope).values())
+    return prune_counts(total, cfg.target, cfg.per_round)
+
+
+def lookahead(ctx: Context, cfg: ISSPConfig, theta: nn.Module, mask: Mask, r: int, i: int, run: Run) -> nn.Module:
+    """Denoiser ``i`` of round ``r``: C steps from ``theta`` under ``mask`` on a random fraction f of the data."""
+    seed = cfg.seed * 1_000_003 + r * 1_009 + i
+    subset = torch.randperm(len(ctx.train), generator=torch.Generator().manual_seed(seed))
+    subset = subset[: max(1, round(cfg.data_fraction * len(ctx.train)))]
+    model = ctx.copy_model()
+    model.load_state_dict(theta.state_dict())
+    train(model, ctx.train, TrainConfig(steps=cfg.lookahead_steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                                        weight_decay=0.0, seed=seed), ctx.data_config, mask=mask, indices=subset,
+          should_stop=run.stopped)
+    run.check()
+    return model
+
+
+def issp_round(ctx: Context, cfg: ISSPConfig, run: Run, theta: nn.Module, mask: Mask, r: int,
+               num_pruned: int, rounds: int) -> tuple[nn.Module, Mask, dict]:
+    """Steps 1-5 of round ``r``: the soup (masked), its mask and round statistics."""
+    start = prune_remaining(theta, mask, num_pruned, cfg.scope)
+    weak, total = [], None
+    for i in range(cfg.denoisers):
+        model = lookahead(ctx, cfg, theta, mask, r, i, run)
+        weak.append(prune_remaining(model, mask, num_pruned, cfg.scope))
+        state = {k: v.detach().double() for k, v in model.state_dict().items()}
+        total = state if total is None else {k: total[k] + v for k, v in state.items()}
+        del model
+        run.progress(round=r, of=rounds, denoiser=i + 1, denoisers=cfg.denoisers)
+    soup = ctx.copy_model()
+    soup.load_state_dict({k: (v / cfg.denoisers).to(theta.state_dict()[k].dtype) for k, v in total.items()})
+    merged = merge_masks(weak, cfg.merge)
+    new = reproject(merged, soup, mask, num_pruned, cfg.scope)
+    apply_mask_(soup, new)
+    stats = {"merged_sparsity": merged.sparsity,
+             "changed_vs_magnitude": sum(int((new[n] != start[n]).sum()) for n in new) / new.numel()}
+    return soup, new, stats
+
+
+def state_after(ctx: Context, cfg: ISSPConfig, run: Run, r: int) -> tuple[nn.Module, Mask]:
+    """The (masked) soup and mask stored after round ``r``; round 0: the base model, nothing pruned."""
+    if r == 0:
+        return ctx.copy_model(), Mask.ones(scoped_parameters(ctx.model, cfg.scope))
+    return (load_state_bytes(ctx.copy_model(), run.blob(f"soup-round-{r}.safetensors")),
+            Mask.from_bytes(run.blob(mask_blob(r))))
 
 
 def run_issp(ctx: Context, cfg: ISSPConfig, run: Run) -> dict:
-    """Experiment: the ISSP rounds, then the final fine-tune (see the module docstring)."""
-    if not 0 < cfg.data_fraction <= 1:
-        raise LotusError(f"data fraction {cfg.data_fraction} is outside (0, 1]")
-    if cfg.denoisers < 1 or cfg.lookahead_steps < 1:
-        raise LotusError("ISSP needs at least one denoiser and one look-ahead step")
-    merge_masks([Mask()], cfg.merge)
-    levels = schedule(cfg.target, cfg.per_round)
-    current = ctx.copy_model()
-    mask = None
-    steps = 0
-    for r, sparsity in enumerate(levels, start=1):
-        key = f"round-{r}"
-        if run.has(key):
-            current = load_state_bytes(current, run.blob(f"soup-round-{r}.safetensors"))
-            mask = Mask.from_bytes(run.blob(f"mask-round-{r}.safetensors"))
-            steps += cfg.denoisers * cfg.lookahead_steps
+    """Experiment: the ISSP rounds, then the final fine-tune (see the module docstring).
+
+    Points ``round-r``: round, sparsity, num_pruned, accuracy (masked soup, before the final
+    fine-tune) with its Wilson 95% interval, merged_sparsity (the merge before re-projection),
+    changed_vs_magnitude (fraction of scoped weights whose keep/prune differs from plain
+    magnitude pruning of the same weights), steps, elapsed_s. Point ``final``: the fine-tuned
+    ticket. Blobs: ``mask-round-r`` and ``soup-round-r`` (weights).
+    """
+    counts = issp_counts(ctx, cfg)
+    theta, mask, at = None, None, None  # the soup and mask after round `at`
+    for r, num_pruned in enumerate(counts, start=1):
+        if run.has(f"round-{r}"):
             continue
+        if at != r - 1:
+            theta, mask = state_after(ctx, cfg, run, r - 1)
         t0 = time.perf_counter()
-        start = magnitude_mask(current, sparsity, cfg.scope, within=mask)
-        g = torch.Generator().manual_seed(cfg.seed * 1000 + r)
-        n_sub = max(cfg.batch_size, round(cfg.data_fraction * len(ctx.train)))
-        weak, states = [], []
-        for i in range(cfg.denoisers):
-            model = ctx.copy_model()
-            model.load_state_dict(current.state_dict())
-            subset = torch.randperm(len(ctx.train), generator=g)[:n_sub]
-            train(model, ctx.train, TrainConfig(steps=cfg.lookahead_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                                weight_decay=0.0, seed=cfg.seed * 1000 + r * 10 + i),
-                  ctx.data_config, mask=start, indices=subset, should_stop=run.stopped)
-            run.check()
-            weak.append(magnitude_mask(model, sparsity, cfg.scope))
-            states.append(model.state_dict())
-            steps += cfg.lookahead_steps
-            run.progress(round=r, of=len(levels), denoiser=i + 1, denoisers=cfg.denoisers)
-        soup = {k: torch.stack([s[k].float() for s in states]).mean(0).to(states[0][k].dtype) for k in states[0]}
-        current.load_state_dict(soup)
-        mask = reproject(merge_masks(weak, cfg.merge), current, sparsity, cfg.scope)
-        apply_mask_(current, mask)
-        res = ctx.evaluate(current, limit=cfg.limit, seed=cfg.seed)
-        run.blob(f"soup-round-{r}.safetensors", state_bytes(current))
-        run.blob(f"mask-round-{r}.safetensors", mask.to_bytes())
-        agreement = float(sum((w[n] == mask[n]).sum() for w in weak for n in mask)) / (len(weak) * mask.numel())
-        run.point(key, {"round": r, "sparsity": mask.sparsity, "accuracy": res.accuracy, "ci_low": res.ci95[0],
-                        "ci_high": res.ci95[1], "denoiser_agreement": agreement, "elapsed_s": time.perf_counter() - t0})
-        run.progress(round=r, of=len(levels), sparsity=mask.sparsity, accuracy=res.accuracy)
-    final = run.get("final")
-    if final is None:
+        theta, mask, stats = issp_round(ctx, cfg, run, theta, mask, r, num_pruned, len(counts))
+        at = r
+        res = ctx.evaluate(theta, limit=cfg.limit, seed=cfg.seed)
+        run.blob(f"soup-round-{r}.safetensors", state_bytes(theta))
+        run.blob(mask_blob(r), mask.to_bytes())
+        run.point(f"round-{r}", {"round": r, "sparsity": mask.sparsity, "num_pruned": mask.num_pruned(),
+                                 "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n,
+                                 **stats, "steps": cfg.denoisers * cfg.lookahead_steps,
+                                 "elapsed_s": time.perf_counter() - t0})
+        run.progress(round=r, of=len(counts), sparsity=mask.sparsity, accuracy=res.accuracy)
+    if not run.has("final"):
         t0 = time.perf_counter()
-        train(current, ctx.train, TrainConfig(steps=cfg.finetune_steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                              weight_decay=0.0, seed=cfg.seed), ctx.data_config, mask=mask,
-              should_stop=run.stopped)
+        if at != len(counts):
+            theta, mask = state_after(ctx, cfg, run, len(counts))
+        finetune(theta, mask, ctx.train, ctx.data_config, cfg.finetune_steps, cfg.lr, cfg.batch_size, cfg.seed,
+                 on_progress=lambda p: run.progress(round=len(counts), of=len(counts), step=p.step, steps=p.steps,
+                                                    loss=p.loss), should_stop=run.stopped)
         run.check()
-        res = ctx.evaluate(current, limit=cfg.limit, seed=cfg.seed)
-        final = {"sparsity": mask.sparsity, "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1],
-                 "elapsed_s": time.perf_counter() - t0}
-        run.point("final", final)
-    rounds = [run.get(f"round-{r}") for r in range(1, len(levels) + 1)]
-    return {"rounds": len(levels), "final_sparsity": final["sparsity"], "final_accuracy": final["accuracy"],
-            "train_steps": steps + cfg.finetune_steps,
-            "train_time_s": sum(p["elapsed_s"] for p in rounds) + final["elapsed_s"]}
+        res = ctx.evaluate(theta, limit=cfg.limit, seed=cfg.seed)
+        run.point("final", {"sparsity": mask.sparsity, "num_pruned": mask.num_pruned(), "accuracy": res.accuracy,
+                            "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n, "steps": cfg.finetune_steps,
+                            "elapsed_s": time.perf_counter() - t0})
+    points = [run.get(f"round-{r}") for r in range(1, len(counts) + 1)] + [run.get("final")]
+    return {"rounds": len(counts), "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
+            "before_finetune_accuracy": points[-2]["accuracy"], "train_steps": sum(p["steps"] for p in points),
+            "train_time_s": sum(p["elapsed_s"] for p in points)}
+
+
+def data_fraction_sweep(ctx: Context, cfg: ISSPConfig, fractions: Sequence[float] = (0.1, 0.3, 1.0),
+                        on_progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
+    """ISSP at each data fraction f (all else as ``cfg``): does the ticket collapse at 10%?
+
+    Each fraction is its own stored, resumable run. Columns: data_fraction, final_sparsity,
+    final_accuracy, before_finetune_accuracy, train_steps, train_time_s, run_id.
+    """
+    rows = []
+    for f in fractions:
+        summary = run_experiment(ctx, "issp", dataclasses.replace(cfg, data_fraction=float(f)), run_issp, on_progress)
+        rows.append({"data_fraction": float(f), **{k: summary[k] for k in (
+            "final_sparsity", "final_accuracy", "before_finetune_accuracy", "train_steps", "train_time_s", "run_id")}})
+    return pd.DataFrame(rows)
 
 
 JOBS["issp"] = JobSpec(ISSPConfig, run_issp)

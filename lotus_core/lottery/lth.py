@@ -1,121 +1,142 @@
 """Lottery tickets by iterative magnitude pruning (IMP) with rewinding.
 
 Frankle & Carbin, "The Lottery Ticket Hypothesis" (ICLR 2019), with the rewinding of Frankle
-et al. (2020) and the protocol of the Essential Sparsity paper (Jaiswal et al., NeurIPS
-2023), where the rewinding point is the *pre-trained* weights:
+et al., "Linear Mode Connectivity and the Lottery Ticket Hypothesis" (ICML 2020), run as the
+Essential Sparsity paper (Jaiswal et al., NeurIPS 2023) runs it on pre-trained transformers:
+the rewinding point is the *pre-trained* weights, and each round fine-tunes on the task.
 
-round 0: fine-tune the dense model from the rewinding point for ``steps``; record its accuracy;
-         prune ``prune_fraction`` of the scoped weights by magnitude of the fine-tuned weights.
-round r: the ticket is rewind_weights * mask_r; fine-tune it for ``steps`` with the mask held
-         fixed; record its accuracy (the ticket's accuracy at sparsity s_r after the same
-         budget as the dense run); prune ``prune_fraction`` of the *remaining* weights by
-         magnitude of these fine-tuned weights to get mask_{r+1}.
-until the target sparsity is reached (the last step is clipped to land on it exactly).
+Round 0: the dense model at the rewinding point is fine-tuned for ``steps``; its accuracy is
+    the dense baseline under the same budget. The ``prune_fraction`` smallest-|w| scoped
+    weights of the fine-tuned model (global ranking) give mask 1.
+Round r >= 1: the ticket is ``rewind weights * mask_r``. It is fine-tuned for ``steps`` with
+    the mask held fixed (pruned weights stay exactly 0) and evaluated: **the accuracy recorded
+    for round r is that of the ticket at sparsity s_r after this fine-tune**, from the
+    rewinding point, with the same budget, learning rate and batch order as every other round.
+    Then ``prune_fraction`` of the weights that are left go, by |w| of the fine-tuned ticket
+    (:func:`~lotus_core.lottery.common.prune_remaining`), giving mask r+1.
+Rounds continue until ``target`` (the last one clipped onto it); pruned counts compound as in
+:func:`~lotus_core.lottery.common.prune_counts`.
 
-Each round stores its point, its mask (``mask-round-r.safetensors``) and the next round's
-mask before anything else happens, so a stopped run resumes at the next round and equals an
-uninterrupted one (every round trains with seed ``seed + r``).
+Round r's point and mask r+1 are stored the moment round r ends, so a stopped run resumes at the
+next round and equals an uninterrupted one (every step is seeded).
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
+from torch import nn
+
 from ..context import Context
 from ..errors import LotusError
+from ..finetune import finetune
 from ..jobs import JOBS, JobSpec
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
 from ..runs import Run
 from ..training import TrainConfig, apply_mask_, train
-from .common import load_state_bytes, magnitude_mask, schedule, state_bytes
+from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
 
 
 @dataclass(frozen=True)
 class LTHConfig:
-    """Iterative magnitude pruning with rewinding. Sparsities are fractions of scoped weights."""
+    """Iterative magnitude pruning with rewinding. Sparsities are fractions of the scoped weights."""
 
     target: float = 0.8  # final sparsity
-    prune_fraction: float = 0.2  # fraction of the remaining weights pruned per round
+    prune_fraction: float = 0.2  # fraction of the *remaining* scoped weights pruned per round
     steps: int = 100  # fine-tuning steps per round (batch_size images each)
-    lr: float = 1e-4  # peak AdamW learning rate of each round's fine-tuning
-    batch_size: int = 128
-    rewind: str = "pretrained"  # "pretrained" or "step:K" (weights after K dense fine-tuning steps)
-    scope: str = "blocks"
-    seed: int = 0
+    lr: float = 1e-4  # peak AdamW learning rate of each round's fine-tune (cosine decay, no weight decay)
+    batch_size: int = 128  # training images per step
+    rewind: str = "pretrained"  # "pretrained" or "step:K" (the weights after K dense fine-tuning steps)
+    scope: str = "blocks"  # which weights are pruned (lotus_core.pruning.scope.SCOPES)
+    seed: int = 0  # batch order (the same in every round) and the fixed test subset
     limit: int = 1000  # test images per evaluation
 
 
-def check_config(cfg: LTHConfig) -> None:
-    if not 0 < cfg.target < 1:
-        raise LotusError(f"target sparsity {cfg.target} is outside (0, 1)")
-    if not 0 < cfg.prune_fraction < 1:
-        raise LotusError(f"prune fraction {cfg.prune_fraction} is outside (0, 1); the default is 0.2")
-    if cfg.rewind != "pretrained" and not (cfg.rewind.startswith("step:") and cfg.rewind[5:].isdigit()):
-        raise LotusError(f"rewind {cfg.rewind!r} is not 'pretrained' or 'step:K' (e.g. step:50)")
+def rewind_steps(cfg: LTHConfig) -> int:
+    """K of ``step:K`` (0 for ``pretrained``); raises LotusError on anything else."""
+    if cfg.rewind == "pretrained":
+        return 0
+    if cfg.rewind.startswith("step:") and cfg.rewind[5:].isdigit():
+        return int(cfg.rewind[5:])
+    raise LotusError(f"rewind {cfg.rewind!r} is not 'pretrained' or 'step:K' (e.g. step:50)")
 
 
-def _train_config(cfg: LTHConfig, steps: int, seed: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0, seed=seed)
+def lth_counts(ctx: Context, cfg: LTHConfig) -> list[int]:
+    """Pruned scoped weights after rounds 1, 2, ... (round 0 is dense)."""
+    if cfg.steps < 1:
+        raise LotusError(f"fine-tuning steps per round must be at least 1, not {cfg.steps}")
+    rewind_steps(cfg)
+    total = sum(p.numel() for p in scoped_parameters(ctx.model, cfg.scope).values())
+    return prune_counts(total, cfg.target, cfg.prune_fraction)
 
 
-def rewind_state(ctx: Context, cfg: LTHConfig, run: Run) -> bytes:
-    """The weights every ticket is rewound to (stored, so resumes and controls reuse them)."""
+def rewind_model(ctx: Context, cfg: LTHConfig, run: Run) -> nn.Module:
+    """A fresh copy of the model at the rewinding point.
+
+    ``step:K``: the model after K dense fine-tuning steps (lr, batch size and seed of ``cfg``),
+    computed once (in round 0, whose elapsed time includes it) and stored with the run, so
+    resumes and controls reuse the same weights.
+    """
+    k = rewind_steps(cfg)
+    model = ctx.copy_model()
+    if k == 0:
+        return model
     data = run.blob("rewind.safetensors")
     if data is None:
-        model = ctx.copy_model()
-        if cfg.rewind.startswith("step:"):
-            train(model, ctx.train, _train_config(cfg, int(cfg.rewind[5:]), cfg.seed), ctx.data_config)
-        data = run.blob("rewind.safetensors", state_bytes(model))
-    return data
+        train(model, ctx.train, TrainConfig(steps=k, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0,
+                                            seed=cfg.seed), ctx.data_config, should_stop=run.stopped)
+        run.check()
+        run.blob("rewind.safetensors", state_bytes(model))
+        return model
+    return load_state_bytes(model, data)
 
 
-def ticket(ctx: Context, rewind: bytes, mask: Mask):
-    """A fresh copy of the model at the rewinding point with ``mask`` applied."""
-    model = load_state_bytes(ctx.copy_model(), rewind)
+def ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask) -> nn.Module:
+    """The rewinding point with ``mask`` applied (pruned weights zero)."""
+    model = rewind_model(ctx, cfg, run)
     apply_mask_(model, mask)
     return model
 
 
+def train_ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask, r: int) -> nn.Module:
+    """Round ``r``'s ticket after its fine-tune (mask held fixed), reporting step progress."""
+    model = ticket(ctx, cfg, run, mask)
+    rounds = len(lth_counts(ctx, cfg))
+    finetune(model, mask, ctx.train, ctx.data_config, cfg.steps, cfg.lr, cfg.batch_size, cfg.seed,
+             on_progress=lambda p: run.progress(round=r, of=rounds, step=p.step, steps=p.steps, loss=p.loss),
+             should_stop=run.stopped)
+    run.check()
+    return model
+
+
 def run_lth(ctx: Context, cfg: LTHConfig, run: Run) -> dict:
-    """Experiment: IMP rounds until ``cfg.target`` (see the module docstring)."""
-    check_config(cfg)
-    levels = [0.0] + schedule(cfg.target, cfg.prune_fraction)
-    rewind = rewind_state(ctx, cfg, run)
-    for r, sparsity in enumerate(levels):
-        key = f"round-{r}"
-        if run.has(key):
+    """Experiment: IMP rounds until ``cfg.target`` (see the module docstring).
+
+    Points ``round-r``: round, sparsity, num_pruned, accuracy with its Wilson 95% interval
+    (ci_low, ci_high), n test images, steps of that round, elapsed_s. Blobs: ``mask-round-r``.
+    """
+    counts = lth_counts(ctx, cfg)
+    dense = Mask.ones(scoped_parameters(ctx.model, cfg.scope))
+    for r in range(len(counts) + 1):
+        if run.has(f"round-{r}"):
             continue
         t0 = time.perf_counter()
-        mask = Mask.from_bytes(run.blob(f"mask-round-{r}.safetensors")) if r else \
-            Mask.ones(scoped_parameters(ctx.model, cfg.scope))
-        model = ticket(ctx, rewind, mask)
-        train(model, ctx.train, _train_config(cfg, cfg.steps, cfg.seed + r), ctx.data_config, mask=mask,
-              should_stop=run.stopped)
-        run.check()
+        mask = Mask.from_bytes(run.blob(mask_blob(r))) if r else dense
+        model = train_ticket(ctx, cfg, run, mask, r)
         res = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed)
-        if r + 1 < len(levels):
-            run.blob(f"mask-round-{r + 1}.safetensors",
-                     magnitude_mask(model, levels[r + 1], cfg.scope, within=mask).to_bytes())
-        run.point(key, {"round": r, "sparsity": mask.sparsity, "accuracy": res.accuracy, "ci_low": res.ci95[0],
-                        "ci_high": res.ci95[1], "steps": cfg.steps, "elapsed_s": time.perf_counter() - t0})
-        run.progress(round=r, of=len(levels) - 1, sparsity=mask.sparsity, accuracy=res.accuracy)
-    points = [run.get(f"round-{r}") for r in range(len(levels))]
-    return {"rounds": len(levels) - 1, "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
-            "dense_finetuned_accuracy": points[0]["accuracy"], "train_steps": cfg.steps * len(levels)
-            + (int(cfg.rewind[5:]) if cfg.rewind.startswith("step:") else 0),
+        if r < len(counts):
+            run.blob(mask_blob(r + 1), prune_remaining(model, mask, counts[r], cfg.scope).to_bytes())
+        del model
+        run.point(f"round-{r}", {"round": r, "sparsity": mask.sparsity, "num_pruned": mask.num_pruned(),
+                                 "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n,
+                                 "steps": cfg.steps, "elapsed_s": time.perf_counter() - t0})
+        run.progress(round=r, of=len(counts), sparsity=mask.sparsity, accuracy=res.accuracy)
+    points = [run.get(f"round-{r}") for r in range(len(counts) + 1)]
+    return {"rounds": len(counts), "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
+            "dense_finetuned_accuracy": points[0]["accuracy"],
+            "train_steps": cfg.steps * len(points) + rewind_steps(cfg),
             "train_time_s": sum(p["elapsed_s"] for p in points)}
-
-
-def round_masks(ctx: Context, run_id: str) -> dict[int, Mask]:
-    """The stored masks of an LTH or ISSP run, by round."""
-    out = {}
-    for name in ctx.store.blob_names(run_id):
-        if name.startswith("mask-round-"):
-            r = int(name[len("mask-round-"):].split(".")[0])
-            if ctx.store.get_point(run_id, f"round-{r}") is not None:
-                out[r] = Mask.from_bytes(ctx.store.get_blob(run_id, name))
-    return dict(sorted(out.items()))
 
 
 JOBS["lth"] = JobSpec(LTHConfig, run_lth)

@@ -1,22 +1,49 @@
+"""The Soup page on the default model: launching runs and controls (jobs run inline in tests) and the comparison."""
 import json
 
+import pytest
+
 from lotus_core.context import open_context
-from lotus_core.lottery.lth import LTHConfig
+from lotus_core.lottery.catalog import accuracy_comparison
 from tests.pages.helpers import open_page
+from tests.pages.test_masks import values
 
 
-def test_soup_page_compares_omp_and_random_and_launches_an_lth_run():
+def _names(at):
+    return [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+
+
+def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_omp():
     at = open_page("soup")
     assert not at.exception
-    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
-    assert names == ["omp", "random"]
-    at.number_input[0].set_value(2).run()  # 2 fine-tune steps per round: a fast run (jobs run inline in tests)
+    assert _names(at) == ["omp", "random"]
+    at.select_slider[0].set_value(200).run()  # test images per evaluation
+    at.number_input[0].set_value(2).run()  # 2 fine-tune steps per round: a fast run
     at.slider[0].set_value(40).run()
     next(b for b in at.button if b.label == "Launch LTH").click().run()
     assert not at.exception
-    names = [t["name"] for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
-    assert names[:2] == ["omp", "random"] and len(names) == 3 and names[2].startswith("LTH ")
     ctx = open_context()
     runs = ctx.store.runs(kind="lth")
     assert len(runs) == 1 and runs.iloc[0]["status"] == "done"
-    assert runs.iloc[0]["config"]["steps"] == 2 and runs.iloc[0]["config"]["target"] == 0.4
+    cfg, rid = runs.iloc[0]["config"], runs.iloc[0]["id"]
+    assert (cfg["steps"], cfg["target"], cfg["limit"]) == (2, 0.4, 200)
+    names = _names(at)
+    assert names == ["omp", "random", f"LTH {rid[:6]}"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)["data"][2]
+    expect = accuracy_comparison(ctx, [rid], limit=200)
+    assert values(spec["y"]) == pytest.approx((100 * expect[expect["series"] == f"LTH {rid[:6]}"]["accuracy"]).tolist())
+    costs = at.dataframe[0].value
+    assert costs["training steps"].tolist() == [2 * 4] and costs["rounds"].tolist() == [3]
+    next(b for b in at.button if b.label.startswith("shuffle:")).click().run()  # the control of the last round
+    assert not at.exception
+    control = ctx.store.runs(kind="lth-control")
+    assert len(control) == 1 and control.iloc[0]["status"] == "done" and control.iloc[0]["config"]["round"] == 3
+    assert _names(at)[-1] == f"LTH {rid[:6]} shuffle control"
+    next(b for b in at.button if b.label.startswith("Fine-tune OMP")).click().run()
+    assert not at.exception
+    names = _names(at)
+    assert names[-1] == f"OMP + 2 fine-tune steps ({rid[:6]})"
+    expect = accuracy_comparison(ctx, [rid], limit=200)
+    omp_ft = expect[expect["series"] == names[-1]]
+    assert len(omp_ft) == 3 and omp_ft["sparsity"].tolist() == pytest.approx(
+        [p["sparsity"] for k, p in ctx.store.points(rid).items() if p["round"]], abs=1e-6)

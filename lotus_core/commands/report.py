@@ -1,0 +1,39 @@
+"""Report and housekeeping commands: report (the stakeholder report as one HTML file), delete."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import LotusError
+from ..evaluate import DEFAULT_LIMIT
+from . import arg, command, positive_int
+
+
+@command("report", "the stakeholder report from stored results, as one self-contained HTML file", [
+    arg("--out", default="report.html", help="HTML file to write (opens offline: plotly.js is embedded)"),
+    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images of the dense accuracy"),
+    arg("--example-class", type=int, default=0, help="class index of the patch-selection example images"),
+])
+def report_cmd(args, ctx) -> dict:
+    from ..report import ReportOptions, build_report
+
+    if not 0 <= args.example_class < len(ctx.test.classes):
+        raise LotusError(f"--example-class {args.example_class} is outside 0..{len(ctx.test.classes) - 1}")
+    report = build_report(ctx, ReportOptions(limit=args.limit, example_class=args.example_class))
+    text = report.to_html()
+    out = Path(args.out)
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise LotusError(f"cannot write {out} ({exc.strerror}); pass a writable --out path") from None
+    return {"out": str(out), "bytes": len(text.encode()), **report.to_dict()}
+
+
+@command("delete", "delete a stored run (and its points and blobs); cancel a running one first", [
+    arg("run_id", help="run id, or a unique prefix of it (see `runs`)"),
+], context=False)
+def delete_cmd(args, ctx) -> dict:
+    from ..experiments import delete_run
+    from ..store import Store
+
+    run = delete_run(Store(args.db), args.run_id)
+    return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}

@@ -1,0 +1,312 @@
+"""The Experiments table: every stored run in one flat table, curves of chosen runs, downloads.
+
+:func:`run_table` flattens :meth:`Store.runs` into one row per run with its headline numbers
+(:data:`HEADLINES`, one function per result kind); :func:`overlay_curves` turns the points of
+chosen runs into one long table (:data:`CURVES`, one function per curve-type kind) and
+:func:`overlay_figures` draws it, one figure per x quantity (sparsity, epoch, patch fraction).
+Accuracies and sparsities are fractions in [0, 1]; figures show percent.
+"""
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from .errors import LotusError
+from .figures import style
+from .store import Store, canonical_json
+
+ACTIVE = ("queued", "running", "cancelling")
+POINT_KINDS = ("prune-eval",)  # single evaluations that sweeps are made of (one run per point, shared by sweeps)
+TABLE_COLUMNS = ["id", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
+                 "headline", "config", "error"]
+
+
+# ---------------------------------------------------------------------------- headline numbers
+@dataclass(frozen=True)
+class Headline:
+    """A finished run's headline numbers."""
+
+    accuracy: float | None = None  # its headline top-1 accuracy (fraction)
+    sparsity: float | None = None  # the sparsity that accuracy was reached at (fraction of scoped weights pruned)
+    text: str = ""  # the same and more, in words (percent)
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _evaluate(s: dict) -> Headline:
+    return Headline(s["accuracy"], 0.0, f"dense accuracy {_pct(s['accuracy'])} on {s['n']:,} images")
+
+
+def _prune_eval(s: dict) -> Headline:
+    return Headline(s["accuracy"], s["sparsity_reached"],
+                    f"{s['method']} at {_pct(s['sparsity_reached'])}: {_pct(s['accuracy'])}")
+
+
+def _sweep(s: dict) -> Headline:
+    ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
+    first = next(iter(ess.values()), None)
+    return Headline(s["dense"]["accuracy"], first, f"dense {_pct(s['dense']['accuracy'])}; essential sparsity "
+                    + ", ".join(f"{m} {_pct(v)}" for m, v in ess.items()))
+
+
+def _ticket(s: dict) -> Headline:
+    extra = f" ({_pct(s['before_finetune_accuracy'])} before the final fine-tune)" if "before_finetune_accuracy" in s else ""
+    return Headline(s["final_accuracy"], s["final_sparsity"],
+                    f"{s['rounds']} rounds to {_pct(s['final_sparsity'])}: {_pct(s['final_accuracy'])}{extra}")
+
+
+def _control(s: dict) -> Headline:
+    return Headline(s["accuracy"], s["sparsity"], f"{s['control']} control of round {s['round']}: "
+                    f"{_pct(s['accuracy'])} (ticket {_pct(s['ticket_accuracy'])})")
+
+
+def _lottery_train(s: dict) -> Headline:
+    lot, full = s["lottery"], s["full"]
+    return Headline(lot["final_accuracy"], None,
+                    f"after {s['epochs']} epochs: lottery {_pct(lot['final_accuracy'])}, "
+                    f"full {_pct(full['final_accuracy'])}; within 1 point at epoch "
+                    f"{lot['epochs_to_within_1pt'] or 'never'} / {full['epochs_to_within_1pt'] or 'never'}")
+
+
+def _sensitivity(s: dict) -> Headline:
+    return Headline(s["dense_accuracy"], None, f"{s['layers']} layers pruned one at a time")
+
+
+def _omp_vs_ticket(s: dict) -> Headline:
+    last = [r for r in s["rows"] if r.get("layer", "all") == "all"][-1]  # the last round, all layers
+    return Headline(None, last["sparsity"], f"OMP vs ticket at {_pct(last['sparsity'])}: cosine {_pct(last['cosine'])} "
+                    f"(chance {_pct(last['chance_cosine'])})")
+
+
+def _fidelity(s: dict) -> Headline:
+    return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
+
+
+HEADLINES: dict[str, Callable[[dict], Headline]] = {
+    "evaluate": _evaluate, "prune-eval": _prune_eval, "sweep": _sweep, "lth": _ticket, "issp": _ticket,
+    "lth-control": _control, "lottery-train": _lottery_train, "sensitivity": _sensitivity, "fidelity": _fidelity,
+    "omp-vs-ticket": _omp_vs_ticket,
+}
+"""Result kind -> its headline numbers; a kind not listed shows its first scalar summary fields."""
+
+
+def headline(kind: str, summary: dict | None) -> Headline:
+    """The headline numbers of a run's summary (empty for a run without one)."""
+    if not summary:
+        return Headline()
+    try:
+        return HEADLINES[kind](summary)
+    except (KeyError, TypeError):  # an unknown kind, or a summary written by an older version
+        scalars = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "run_id"]
+        return Headline(text=", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars[:4]))
+
+
+# ---------------------------------------------------------------------------- the run table
+def run_table(store: Store) -> pd.DataFrame:
+    """Every stored run, newest first: :data:`TABLE_COLUMNS` (``config`` as canonical JSON text,
+    ``created`` as a local timestamp, ``duration_s`` in seconds, accuracy and sparsity fractions)."""
+    runs = store.runs()
+    rows = []
+    for r in runs.itertuples(index=False):
+        head = headline(r.kind, r.summary) if r.status == "done" else Headline()
+        rows.append({"id": r.id, "kind": r.kind, "model": r.model, "dataset": r.dataset, "status": r.status,
+                     "created": pd.Timestamp.fromtimestamp(r.created).floor("s"),
+                     "duration_s": r.duration_s, "accuracy": head.accuracy, "sparsity": head.sparsity,
+                     "headline": head.text, "config": canonical_json(r.config), "error": r.error})
+    return pd.DataFrame(rows, columns=TABLE_COLUMNS).astype({"accuracy": float, "sparsity": float, "duration_s": float})
+
+
+def filter_runs(table: pd.DataFrame, kinds: Iterable[str] = (), statuses: Iterable[str] = (),
+                models: Iterable[str] = (), text: str = "", points: bool = True) -> pd.DataFrame:
+    """Rows of ``table`` whose kind, status and model are among those given (empty: any) and whose
+    id, kind, model, dataset, status, headline or configuration contains ``text`` (case-insensitive);
+    without ``points``, the runs of :data:`POINT_KINDS` are left out."""
+    keep = pd.Series(True, index=table.index) if points else ~table["kind"].isin(POINT_KINDS)
+    for column, allowed in (("kind", kinds), ("status", statuses), ("model", models)):
+        allowed = list(allowed)
+        if allowed:
+            keep &= table[column].isin(allowed)
+    if text.strip():
+        haystack = table[["id", "kind", "model", "dataset", "status", "headline", "config"]].fillna("").astype(str) \
+            .agg(" ".join, axis=1).str.lower()
+        keep &= haystack.str.contains(text.strip().lower(), regex=False)
+    return table[keep]
+
+
+# ---------------------------------------------------------------------------- curves
+AXES = {"sparsity": "sparsity (% of scoped weights pruned)", "epoch": "epoch",
+        "fraction": "patches deleted or inserted (% of the patches)"}
+"""x quantity of a curve -> its axis title (sparsity and fraction are shown in percent)."""
+
+CURVE_COLUMNS = ["run", "kind", "series", "axis", "x", "accuracy"]
+
+
+def _sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for p in points.values() if "method" in p]
+    if summary and rows:  # every method starts at the dense model
+        rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
+                 for m in dict.fromkeys(r["series"] for r in rows)]
+    return rows
+
+
+def _ticket_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    rows = [{"series": "rounds", "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for k, p in points.items() if k.startswith("round-")]
+    if "final" in points:
+        rows.append({"series": "fine-tuned", "axis": "sparsity", "x": points["final"]["sparsity"],
+                     "accuracy": points["final"]["accuracy"]})
+    return rows
+
+
+def _epoch_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    return [{"series": p["arm"], "axis": "epoch", "x": p["epoch"], "accuracy": p["accuracy"]}
+            for k, p in points.items() if "-epoch-" in k]
+
+
+def _sensitivity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    return [{"series": p["layer"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for p in points.values() if "layer" in p]
+
+
+def _fidelity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    return [{"series": f"{p['scorer']} {c['mode']}", "axis": "fraction", "x": c["fraction"], "accuracy": c["accuracy"]}
+            for p in points.values() if "curve" in p for c in p["curve"]]
+
+
+CURVES: dict[str, Callable[[dict[str, dict], dict | None], list[dict]]] = {
+    "sweep": _sweep_curve, "lth": _ticket_curve, "issp": _ticket_curve, "lottery-train": _epoch_curve,
+    "sensitivity": _sensitivity_curve, "fidelity": _fidelity_curve,
+}
+"""Curve-type result kind -> ``(points, summary) -> rows`` of series, axis, x, accuracy."""
+
+
+def overlay_curves(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
+    """The curves of the given runs (those of a kind in :data:`CURVES`; others are skipped) as one
+    table: :data:`CURVE_COLUMNS`, ``run`` being ``"<kind> <id[:6]>"``, sorted by run, series and x."""
+    frames = []
+    for run_id in run_ids:
+        run = store.get_run(run_id)
+        if run is None or run["kind"] not in CURVES:
+            continue
+        rows = CURVES[run["kind"]](store.points(run_id), run["summary"])
+        frames.append(pd.DataFrame(rows, columns=CURVE_COLUMNS[2:]).assign(run=f"{run['kind']} {run_id[:6]}",
+                                                                          kind=run["kind"]))
+    if not frames:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    frame = pd.concat(frames, ignore_index=True)[CURVE_COLUMNS]
+    return frame.sort_values(["run", "series", "x"], kind="stable", ignore_index=True)
+
+
+def overlay_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
+    """One figure per x quantity in ``frame`` (from :func:`overlay_curves`): accuracy (%) against it,
+    one line per run and series."""
+    figures = {}
+    for axis, part in frame.groupby("axis", sort=False):
+        fig = go.Figure()
+        scale = 1 if axis == "epoch" else 100
+        for (run, series), line in part.groupby(["run", "series"], sort=False):
+            fig.add_trace(go.Scatter(x=scale * line["x"], y=100 * line["accuracy"], mode="lines+markers",
+                                     name=f"{run}: {series}",
+                                     hovertemplate=f"{run}: {series}<br>%{{x:.1f}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
+        figures[axis] = style(fig, AXES.get(axis, axis), "top-1 accuracy (%)", f"Accuracy against {axis}")
+    return figures
+
+
+def curve_runs(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of ``table`` whose kind has a curve (:data:`CURVES`)."""
+    return table[table["kind"].isin(list(CURVES))]
+
+
+# ---------------------------------------------------------------------------- downloads and deletion
+def get_run(store: Store, run_id: str) -> dict:
+    """The stored run ``run_id`` (or the one run whose id starts with it), else a LotusError."""
+    run = store.get_run(run_id)
+    if run is not None:
+        return run
+    matches = [i for i in store.runs()["id"] if i.startswith(run_id)] if run_id else []
+    if len(matches) == 1:
+        return store.get_run(matches[0])
+    if len(matches) > 1:
+        raise LotusError(f"run id {run_id!r} is ambiguous ({len(matches)} runs start with it); give more digits")
+    raise LotusError(f"no run {run_id!r} in {store.path}; list runs with `python -m lotus_core runs`")
+
+
+def config_json(store: Store, run_id: str) -> str:
+    """The run's full configuration as indented JSON (its hash is the run id)."""
+    return json.dumps(get_run(store, run_id)["config"], indent=2, sort_keys=True)
+
+
+def mask_blobs(store: Store, run_id: str) -> list[str]:
+    """Names of the run's masks: its ``mask*.safetensors`` blobs (LTH and ISSP rounds, controls)."""
+    names = store.blob_names(get_run(store, run_id)["id"])
+    return [n for n in names if n.startswith("mask") and n.endswith(".safetensors")]
+
+
+def masks_download(store: Store, run_id: str) -> tuple[str, bytes] | None:
+    """``(file name, bytes)`` of the run's masks: the safetensors file itself when there is one,
+    a zip of them (named as stored) when there are several; None when the run has none."""
+    run_id = get_run(store, run_id)["id"]
+    names = mask_blobs(store, run_id)
+    if not names:
+        return None
+    return _masks_name(run_id, names), _masks_bytes(store, run_id, names)
+
+
+def _masks_name(run_id: str, names: list[str]) -> str:
+    return f"{run_id}-{names[0]}" if len(names) == 1 else f"{run_id}-masks.zip"
+
+
+def _masks_bytes(store: Store, run_id: str, names: list[str]) -> bytes:
+    if len(names) == 1:
+        return store.get_blob(run_id, names[0])
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for name in names:
+            archive.writestr(name, store.get_blob(run_id, name))
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Download:
+    """One file a run can be downloaded as; ``data()`` reads it from the store when asked."""
+
+    label: str  # button label
+    file_name: str
+    mime: str
+    data: Callable[[], str | bytes]
+
+
+def downloads(store: Store, run_id: str) -> list[Download]:
+    """A run's table (CSV of its points), its masks (when it has any) and its configuration (JSON)."""
+    run_id = get_run(store, run_id)["id"]
+    out = [Download("Table (CSV)", f"{run_id}.csv", "text/csv", lambda: store.export_csv(run_id))]
+    names = mask_blobs(store, run_id)
+    if names:
+        label = "Mask (safetensors)" if len(names) == 1 else f"Masks ({len(names)} safetensors, zip)"
+        out.append(Download(label, _masks_name(run_id, names),
+                            "application/octet-stream" if len(names) == 1 else "application/zip",
+                            lambda: _masks_bytes(store, run_id, names)))
+    out.append(Download("Configuration (JSON)", f"{run_id}-config.json", "application/json",
+                        lambda: config_json(store, run_id)))
+    return out
+
+
+def delete_run(store: Store, run_id: str) -> dict:
+    """Delete a finished, failed or cancelled run with its points and blobs; returns what was deleted.
+
+    A queued or running run must be cancelled first (its worker would write to it again).
+    """
+    run = get_run(store, run_id)
+    if run["status"] in ACTIVE:
+        raise LotusError(f"run {run['id']} is {run['status']}; cancel it first, then delete it")
+    store.delete_run(run["id"])
+    return run

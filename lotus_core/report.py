@@ -1,0 +1,387 @@
+"""The stakeholder report: one page of stored results for one model, in plain words.
+
+Each section shows one plotly figure and one generated sentence that states the number the
+figure shows; where the result behind a section is not stored yet, the section says which
+dashboard page produces it instead of failing. The report reads the results store and
+recomputes nothing expensive: the dense accuracy comes from :meth:`Context.dense_accuracy`
+(stored after the first time), the OMP-vs-LTH similarity from the stored round masks, and the
+patch-selection example uses the cheap ``cls`` attention scorer on a few images.
+
+Sections (:data:`SECTIONS`), after the papers the dashboard relates to:
+
+- dense accuracy, the baseline every result is compared with;
+- the essential-sparsity curve and its turning point (Jaiswal et al., NeurIPS 2023);
+- OMP-vs-LTH mask similarity against its chance level (the same paper's 96% claim), computed once
+  per LTH run and stored as the result "omp-vs-ticket";
+- ISSP vs OMP vs LTH accuracy (Instant Soup Pruning, Jaiswal et al., ICML 2023; Frankle & Carbin, ICLR 2019);
+- a patch-selection example (a data lottery ticket: the least-attended patches dropped);
+- the lottery-training convergence (lottery data against full images, epoch by epoch).
+
+Accuracies and sparsities are fractions in [0, 1]; sentences and figures show percent.
+:meth:`Report.to_html` writes one self-contained HTML file (plotly.js embedded inline, no
+CDN), which opens offline.
+"""
+from __future__ import annotations
+
+import html
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .context import Context
+from .errors import LotusError
+from .evaluate import DEFAULT_LIMIT
+from .figures import accuracy_lines, similarity_curve, sparsity_curve, style
+
+if TYPE_CHECKING:
+    from .sweep import SweepResult
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """What the report shows beyond the stored results."""
+
+    limit: int = DEFAULT_LIMIT  # test images of the dense accuracy (fixed seeded subset)
+    example_class: int = 0  # class of the patch-selection example images (index into the dataset's classes)
+    example_images: int = 4  # how many example images
+    drop: float = 0.1  # fraction of patches the example drops
+    scorer: str = "cls"  # patch scorer of the example (cls: CLS attention of the last block, cheap)
+
+
+@dataclass
+class Section:
+    """One section: a figure and the sentence stating its number, or a note on what is missing."""
+
+    key: str  # stable id, e.g. "essential"
+    title: str
+    sentence: str  # the generated sentence (or, when missing, what to do)
+    figure: go.Figure | None = None
+    value: float | None = None  # the headline number the sentence states (a fraction)
+    missing: str | None = None  # the page that produces the missing result (None: present)
+    notes: list[str] = field(default_factory=list)  # secondary notes (e.g. a missing part of a comparison)
+
+    def to_dict(self) -> dict:
+        return {"key": self.key, "title": self.title, "sentence": self.sentence, "value": self.value,
+                "missing": self.missing, "notes": self.notes, "figure": self.figure is not None}
+
+
+@dataclass
+class Report:
+    model: str  # model id (name@checkpoint hash)
+    dataset: str
+    created: str  # local time the report was built, ISO format
+    sections: list[Section]
+
+    def section(self, key: str) -> Section:
+        return next(s for s in self.sections if s.key == key)
+
+    def to_dict(self) -> dict:
+        """JSON-ready: everything but the figures."""
+        return {"model": self.model, "dataset": self.dataset, "created": self.created,
+                "sections": [s.to_dict() for s in self.sections]}
+
+    def to_html(self) -> str:
+        """One self-contained HTML page: plotly.js is embedded inline once (no CDN), so it opens offline."""
+        parts, first = [], True
+        for s in self.sections:
+            parts.append(f"<section><h2>{html.escape(s.title)}</h2><p>{html.escape(s.sentence)}</p>")
+            parts += [f'<p class="note">{html.escape(n)}</p>' for n in s.notes]
+            if s.figure is not None:
+                parts.append(s.figure.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
+                first = False
+            parts.append("</section>")
+        return _PAGE.format(title=html.escape(f"LOTUS report: {self.model} on {self.dataset}"),
+                            meta=html.escape(f"Model {self.model} on {self.dataset}; built {self.created} from the "
+                                             "LOTUS results store."), body="\n".join(parts))
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#212121}}
+h2{{margin-top:2em}} .note{{color:#616161;font-style:italic}} .meta{{color:#757575}}</style></head>
+<body><h1>{title}</h1><p class="meta">{meta}</p>
+{body}
+</body></html>
+"""
+
+
+def _pct(x: float, digits: int = 1) -> str:
+    return f"{100 * x:.{digits}f}%"
+
+
+# ---------------------------------------------------------------------------- stored results
+class Stored:
+    """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once:
+    the newest finished run of a kind, else the newest one with some finished points."""
+
+    def __init__(self, ctx: Context):
+        self.ctx = ctx
+
+    def latest(self, kind: str, usable: Callable[[dict], bool]) -> dict | None:
+        """The newest usable run of ``kind`` (finished ones first) as a dict with its points."""
+        runs = self.ctx.store.runs(kind=kind, model=self.ctx.model_id)
+        runs = runs[runs["dataset"] == self.ctx.dataset]
+        runs = runs.assign(done=runs["status"] == "done").sort_values(["done", "created"], ascending=False)
+        for row in runs.to_dict(orient="records"):
+            row["points"] = self.ctx.store.points(row["id"])
+            if usable(row):
+                return row
+        return None
+
+    @cached_property
+    def sweep(self) -> SweepResult | None:
+        """The newest finished sweep with a refined OMP turning point, else with an OMP curve, else any, or None."""
+        from .sweep import sweep_result
+
+        def done(r: dict) -> bool:
+            return r["status"] == "done"
+
+        def omp(r: dict) -> bool:
+            return done(r) and "omp" in r["summary"]["essential"]
+
+        run = self.latest("sweep", lambda r: omp(r) and r["config"].get("refine")) or self.latest("sweep", omp) \
+            or self.latest("sweep", done)
+        return None if run is None else sweep_result(self.ctx, run["summary"])
+
+    @cached_property
+    def lth(self) -> dict | None:
+        return self.latest("lth", lambda r: any(k.startswith("round-") and p["sparsity"] > 0
+                                                for k, p in r["points"].items()))
+
+    @cached_property
+    def issp(self) -> dict | None:
+        return self.latest("issp", lambda r: any(k.startswith("round-") for k in r["points"]))
+
+    @cached_property
+    def lottery(self) -> dict | None:
+        return self.latest("lottery-train", lambda r: any("-epoch-" in k for k in r["points"]))
+
+
+def _rounds(run: dict) -> pd.DataFrame:
+    """A ticket run's round points: round, sparsity, accuracy (sorted by round)."""
+    rows = [p for k, p in run["points"].items() if k.startswith("round-")]
+    return pd.DataFrame(rows, columns=["round", "sparsity", "accuracy"]).sort_values("round", ignore_index=True)
+
+
+# ---------------------------------------------------------------------------- sections
+def dense_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    dense = ctx.dense_accuracy(limit=options.limit)
+    per_class = pd.Series(dense["per_class"]).sort_values()
+    fig = go.Figure(go.Bar(x=100 * per_class.values, y=per_class.index, orientation="h", marker_color="#0288d1",
+                           hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
+    fig.add_vline(x=100 * dense["accuracy"], line_dash="dash")
+    style(fig, "top-1 accuracy (%)", "class",
+          f"Accuracy of the unpruned model, class by class (dashed: all classes, {_pct(dense['accuracy'])})",
+          height=max(300, 28 * len(per_class) + 120))
+    lo, hi = dense["ci95"]
+    sentence = (f"Before any pruning, the model labels {_pct(dense['accuracy'])} of {dense['n']:,} test images correctly "
+                f"(95% confidence interval {_pct(lo)} to {_pct(hi)}); it does best on {per_class.index[-1]} "
+                f"({_pct(per_class.iloc[-1])}) and worst on {per_class.index[0]} ({_pct(per_class.iloc[0])}).")
+    return Section("dense", "How accurate is the model before pruning?", sentence, fig, dense["accuracy"])
+
+
+def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    from .pruning import PRUNERS
+
+    result = stored.sweep
+    if result is None:
+        return _missing("essential", "How much can be pruned at almost no cost?", "Sparsity curves",
+                        "no sparsity curve is stored for this model yet")
+    method = "omp" if "omp" in result.essential else next(iter(result.essential))
+    eps = result.config.eps if result.config else ctx.store.get_run(result.run_id)["config"].get("eps", 0.01)
+    ess = result.essential[method]
+    dense = result.dense["accuracy"]
+    name = f"{method.upper()} ({PRUNERS[method].help})" if method in PRUNERS else method
+    sentence = (f"Pruning the {_pct(ess['essential_sparsity'], 0)} least important weights at once with {name} keeps "
+                f"accuracy within {100 * eps:g} point of the unpruned {_pct(dense)}: this turning point is the "
+                "essential sparsity.")
+    first_drop = ess["bracket"][1]
+    curve = result.frame[result.frame["method"] == method]
+    if first_drop is not None:
+        below = curve.loc[(curve["sparsity"] - first_drop).abs() < 1e-9, "accuracy"]
+        sentence += f" At {_pct(first_drop, 0)} sparsity accuracy falls to {_pct(float(below.iloc[0]))}."
+    else:
+        sentence += f" Accuracy never fell further up to the highest sparsity tried, {_pct(curve['sparsity'].max(), 0)}."
+    fig = sparsity_curve(result.frame, result.dense, result.essential, eps,
+                         "Accuracy against sparsity; stars mark each method's turning point")
+    return Section("essential", "How much can be pruned at almost no cost?", sentence, fig, ess["essential_sparsity"])
+
+
+def similarity_table(ctx: Context, lth: dict) -> pd.DataFrame:
+    """OMP against each finished round of the LTH run ``lth`` (lottery.catalog.omp_vs_tickets), stored as
+    the result "omp-vs-ticket" of that run's finished rounds, so it is computed once."""
+    from .lottery.catalog import omp_vs_tickets
+
+    rounds = sorted(p["round"] for k, p in lth["points"].items() if k.startswith("round-"))
+    summary = ctx.store.cached("omp-vs-ticket", ctx.key(kind="omp-vs-ticket", run=lth["id"], rounds=rounds),
+                               lambda: {"rows": omp_vs_tickets(ctx, lth["id"]).to_dict(orient="records")},
+                               model=ctx.model_id, dataset=ctx.dataset)
+    table = pd.DataFrame(summary["rows"])
+    return table[table["layer"] == "all"].reset_index(drop=True) if "layer" in table else table  # overall rows
+
+
+def similarity_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    title = "Do lottery tickets and one-shot pruning keep the same weights?"
+    if stored.lth is None:
+        return _missing("similarity", title, "Soup", "no lottery-ticket (LTH) run with a finished round is stored yet")
+    table = similarity_table(ctx, stored.lth)
+    last = table.iloc[-1]
+    gap = last["cosine"] - last["chance_cosine"]
+    sentence = (f"At {_pct(last['sparsity'])} sparsity, the lottery ticket's mask (round {int(last['round'])} of iterative "
+                f"pruning and re-training) and the one-shot magnitude mask of the same sparsity have a cosine similarity "
+                f"of {_pct(last['cosine'])}; two random masks of the same layer-by-layer densities would reach "
+                f"{_pct(last['chance_cosine'])}, so the agreement is {100 * gap:.1f} points above chance.")
+    fig = similarity_curve(table, None, "cosine", "OMP mask against the lottery ticket's mask, with the chance level")
+    return Section("similarity", title, sentence, fig, float(last["cosine"]))
+
+
+def comparison_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    title = "Are lottery tickets and Instant Soup worth their training?"
+    lth, issp, sweep = stored.lth, stored.issp, stored.sweep
+    if lth is None and issp is None:
+        return _missing("comparison", title, "Soup", "no LTH or ISSP run is stored for this model yet")
+    frames, parts, notes = [], [], []
+    omp = None
+    if sweep is not None and "omp" in sweep.essential:
+        omp = pd.concat([pd.DataFrame([{"sparsity": 0.0, "accuracy": sweep.dense["accuracy"]}]),
+                         sweep.frame.loc[sweep.frame["method"] == "omp", ["sparsity", "accuracy"]]]).sort_values("sparsity")
+        frames.append(omp.assign(series="OMP one-shot, no re-training"))
+    else:
+        notes.append("The one-shot OMP curve is missing: produce it on the Sparsity curves page.")
+    for run, name in ((lth, "LTH"), (issp, "ISSP")):
+        if run is None:
+            notes.append(f"No {name} run is stored yet: launch one on the Soup page to add it.")
+            continue
+        rounds = _rounds(run)
+        label = "LTH rounds (re-trained each round)" if name == "LTH" else "ISSP rounds (before the final fine-tune)"
+        frames.append(rounds.assign(series=label))
+        final = run["points"].get("final")  # ISSP's fine-tuned ticket
+        point = final if final is not None else rounds.iloc[-1]
+        if final is not None:
+            frames.append(pd.DataFrame([{"sparsity": final["sparsity"], "accuracy": final["accuracy"]}])
+                          .assign(series="ISSP after its final fine-tune"))
+        text = f"{name} {_pct(point['accuracy'])} at {_pct(point['sparsity'])} sparsity"
+        if omp is not None:
+            text += f" (one-shot OMP there: {_pct(float(np.interp(point['sparsity'], omp['sparsity'], omp['accuracy'])))})"
+        parts.append(text)
+    main = lth if lth is not None else issp
+    value = float((main["points"].get("final") or _rounds(main).iloc[-1])["accuracy"])
+    sentence = ("At the sparsest mask each method reached, accuracy is: " + "; ".join(parts) + ". OMP's value is read "
+                "off its curve and needs no training at all.")
+    frame = pd.concat(frames, ignore_index=True)
+    fig = accuracy_lines(frame, sweep.dense["accuracy"] if sweep is not None else None,
+                         "Accuracy against sparsity: one-shot OMP, lottery tickets (LTH) and Instant Soup (ISSP)")
+    return Section("comparison", title, sentence, fig, value, notes=notes)
+
+
+def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    from .patches.analysis import class_indices, explain_images
+    from .patches.figures import patch_overlays
+
+    title = "Which parts of an image does the model need?"
+    classes = ctx.test.classes
+    label = min(max(0, options.example_class), len(classes) - 1)
+    try:
+        rep = explain_images(ctx, options.scorer, options.drop,
+                             indices=class_indices(ctx.test, label, options.example_images))
+    except LotusError as exc:
+        return Section("patches", title, f"{exc}", missing="Patches")
+    n, p = len(rep.scores), rep.grid.num_patches
+    unchanged = rep.unchanged_lottery
+    sentence = (f"The model's attention ranks the {p} patches of each image; hiding the {p - rep.kept_count} it "
+                f"attends to least ({_pct(options.drop, 0)}, outlined in red) leaves its answer unchanged on "
+                f"{unchanged} of {n} example {classes[label]} images.")
+    titles = [f"#{i}: {classes[int(a)]} -> {classes[int(b)]}"
+              for i, a, b in zip(rep.indices, rep.prediction, rep.prediction_lottery)]
+    fig = patch_overlays(rep.model_images, rep.scores, rep.keep, rep.grid, titles)
+    fig.update_layout(title=dict(text="Patch importance (brighter = more attended); titles: answer on the whole image "
+                                      "-> with the red patches hidden", x=0, xanchor="left", y=1, yanchor="top",
+                                 yref="container", pad=dict(t=10, l=10)),
+                      margin=dict(t=fig.layout.margin.t + 40), height=fig.layout.height + 40)
+    return Section("patches", title, sentence, fig, unchanged / n if n else None)
+
+
+def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    from .lottery_data import epoch_frame
+    from .patches.figures import convergence
+
+    title = "Does training on the kept patches learn as fast?"
+    run = stored.lottery
+    if run is None:
+        return _missing("convergence", title, "Patches", "no lottery-training run is stored for this model yet")
+    frame = epoch_frame(ctx, run["id"])
+    summary, drop = run["summary"], run["config"]["drop"]
+    if run["status"] == "done" and summary:
+        lot, full = summary["lottery"], summary["full"]
+        epochs, best_txt = summary["epochs"], _pct(summary["best_full_accuracy"])
+        e_lot, e_full = lot["epochs_to_within_1pt"], full["epochs_to_within_1pt"]
+        reach = (f"it comes within 1 point of the best full-image accuracy ({best_txt}) at epoch {e_lot}" if e_lot else
+                 f"it does not come within 1 point of the best full-image accuracy ({best_txt}) in {epochs} epochs")
+        sentence = (f"Trained on data lottery tickets ({_pct(drop, 0)} of each image's patches hidden), the model reaches "
+                    f"{_pct(lot['final_accuracy'])} after {epochs} epochs, against {_pct(full['final_accuracy'])} "
+                    f"on full images; {reach} (full images: "
+                    f"{f'epoch {e_full}' if e_full else f'not within {epochs} epochs'}).")
+        value, best = lot["final_accuracy"], summary["best_full_accuracy"]
+    else:
+        last = frame.groupby("arm")["accuracy"].last().reindex(["lottery", "full"])
+        sentence = (f"After {int(frame['epoch'].max())} finished epoch(s) of a run that is {run['status']}: lottery "
+                    f"tickets {_pct(last['lottery'])}, full images {_pct(last['full'])}.")
+        value, best = float(last["lottery"]), None
+    return Section("convergence", title, sentence, convergence(frame, best), value)
+
+
+def _missing(key: str, title: str, page: str, what: str) -> Section:
+    return Section(key, title, f"Missing: {what}; produce it on the {page} page.", missing=page)
+
+
+SECTIONS: list[tuple[str, Callable[[Context, ReportOptions, Stored], Section]]] = [
+    ("Dense accuracy", dense_section),
+    ("Essential sparsity", essential_section),
+    ("OMP vs LTH similarity", similarity_section),
+    ("ISSP vs OMP vs LTH", comparison_section),
+    ("Patch selection", patches_section),
+    ("Lottery-training convergence", convergence_section),
+]
+"""(progress label, builder) in report order."""
+
+SECTION_PAGES = {"dense": "Overview", "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
+                 "patches": "Patches", "convergence": "Patches"}
+"""Section key -> the page that produces (and explores) its result."""
+
+
+def build_report(ctx: Context, options: ReportOptions = ReportOptions(),
+                 on_progress: Callable[[int, int, str], None] | None = None) -> Report:
+    """The report for ``ctx``'s model and dataset from the stored results (see the module docstring).
+
+    ``on_progress(done, total, label)`` is called before each section. A section whose stored
+    result cannot be read (a LotusError, or a result written by another version) says so and
+    names the page that produces it again, instead of failing the report.
+    """
+    stored, sections = Stored(ctx), []
+    for i, (label, build) in enumerate(SECTIONS):
+        if on_progress is not None:
+            on_progress(i, len(SECTIONS), label)
+        try:
+            sections.append(build(ctx, options, stored))
+        except Exception as exc:  # noqa: BLE001 - a report never fails on one bad stored result
+            key = build.__name__.removesuffix("_section")
+            reason = str(exc) if isinstance(exc, LotusError) else f"{type(exc).__name__}: {exc}"
+            sections.append(Section(key, label, f"This section could not be built from the stored results ({reason}); "
+                                                f"produce them again on the {SECTION_PAGES[key]} page.",
+                                    missing=SECTION_PAGES[key]))
+    return Report(ctx.model_id, ctx.dataset, time.strftime("%Y-%m-%d %H:%M"), sections)
+
+
+def results_version(ctx: Context) -> tuple:
+    """A fingerprint of the stored results of ``ctx``'s model: it changes whenever one of its runs is
+    added, updated or deleted (a page keeps a built report while it stays the same)."""
+    runs = ctx.store.runs(model=ctx.model_id)
+    return (str(ctx.store.path), ctx.model_id, ctx.dataset, len(runs), float(runs["updated"].max()) if len(runs) else 0.0)
+
+
+__all__ = ["Report", "ReportOptions", "Section", "SECTIONS", "SECTION_PAGES", "build_report", "results_version"]

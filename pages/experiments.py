@@ -1,0 +1,94 @@
+"""Experiments: every stored run in one filterable table; overlay the curves of chosen runs;
+download a run's table, masks and configuration; delete a run; running jobs with live progress."""
+import streamlit as st
+
+from app import charts, state, ui
+from app.jobs import active_jobs
+from lotus_core.experiments import ACTIVE, POINT_KINDS, curve_runs, delete_run, downloads, filter_runs, overlay_curves, \
+    overlay_figures, run_table
+
+ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
+          "configuration, status, duration and headline numbers. Select rows to overlay their curves.",
+          "every number on the other pages is one of these runs, stored under the hash of its configuration")
+ctx = state.context()
+active_jobs(ctx)
+
+table = run_table(ctx.store)
+if table.empty:
+    st.info("No run is stored yet. The Overview page stores the dense accuracy, the Sparsity curves page computes a "
+            "curve on first visit, the Soup page launches LTH and ISSP runs and the Patches page lottery training.")
+    st.stop()
+
+f1, f2, f3, f4 = st.columns([3, 2, 3, 3])
+points = st.toggle("Show sweep points", help=f"Every point of a sweep is also a run of its own ({', '.join(POINT_KINDS)}), "
+                   "shared by all sweeps that contain it.")
+kinds = f1.multiselect("Kind", sorted(k for k in table["kind"].unique() if points or k not in POINT_KINDS),
+                       placeholder="all kinds")
+statuses = f2.multiselect("Status", sorted(table["status"].unique()), placeholder="any status")
+models = f3.multiselect("Model", sorted(table["model"].dropna().unique()), placeholder="all models")
+text = f4.text_input("Search", placeholder="id, method, setting...", help="Matches id, kind, model, dataset, status, "
+                     "headline and configuration.")
+shown = filter_runs(table, kinds, statuses, models, text, points).reset_index(drop=True)
+st.caption(f"{len(shown)} of {len(table)} runs, newest first. Accuracy and sparsity are the run's headline numbers.")
+event = st.dataframe(
+    shown, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    column_order=["kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created", "model", "dataset",
+                  "id", "config", "error"],
+    column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+                   "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
+                   "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),
+                   "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+                   "headline": st.column_config.TextColumn("headline", width="large"),
+                   "config": st.column_config.TextColumn("configuration (JSON)")})
+rows = [i for i in (event.selection.rows if event is not None else []) if i < len(shown)]  # a filter may shrink the table
+selected = shown.iloc[rows]
+
+st.subheader("Curves")
+curves = curve_runs(selected if len(selected) else shown)
+if len(selected) and curves.empty:
+    st.info("The selected runs have no curve (single evaluations and points); select a sweep, LTH, ISSP, "
+            "lottery-training, sensitivity or fidelity run.")
+elif curves.empty:
+    st.info("No run in the table has a curve yet: compute one on the Sparsity curves page.")
+else:
+    ids = list(curves["id"] if len(selected) else curves["id"].head(1))
+    if not len(selected):
+        st.caption(f"Showing the newest run with a curve ({curves.iloc[0]['kind']} {ids[0][:6]}); select rows in the "
+                   "table to overlay others.")
+    for axis, fig in overlay_figures(overlay_curves(ctx.store, ids)).items():
+        charts.show(fig, key=f"overlay-{axis}")
+
+st.subheader("One run")
+pick = selected if len(selected) else shown
+if pick.empty:
+    st.info("No run matches the filters.")
+    st.stop()
+labels = {f"{r.kind} {r.id[:6]} ({r.status}) {r.headline}": r.id for r in pick.itertuples()}
+run_id = labels[st.selectbox("Run", list(labels), help="From the selected rows, else from the table.")]
+run = ctx.store.get_run(run_id)
+cols = st.columns(4)
+for col, item in zip(cols, downloads(ctx.store, run_id)):
+    col.download_button(item.label, item.data, item.file_name, item.mime, key=f"dl-{item.file_name}")
+with st.expander("Configuration and summary"):
+    st.json({"id": run_id, "status": run["status"], "error": run["error"], "config": run["config"],
+             "summary": run["summary"], "progress": run["progress"]}, expanded=1)
+
+if st.session_state.get("confirm_delete") != run_id:
+    if cols[3].button("Delete run", disabled=run["status"] in ACTIVE,
+                      help="Cancel it first (above)." if run["status"] in ACTIVE else "Asks for confirmation."):
+        st.session_state["confirm_delete"] = run_id
+        st.rerun()
+else:
+    points = len(ctx.store.points(run_id))
+    st.warning(f"Delete {run['kind']} run {run_id} with its {points} stored points and its blobs? This cannot be undone; "
+               "a later request recomputes it.")
+    yes, no = st.columns([1, 6])
+    if yes.button("Yes, delete", type="primary"):
+        with ui.guard():
+            delete_run(ctx.store, run_id)
+        del st.session_state["confirm_delete"]
+        st.toast(f"Deleted run {run_id}")
+        st.rerun()
+    if no.button("Keep it"):
+        del st.session_state["confirm_delete"]
+        st.rerun()

@@ -1,0 +1,72 @@
+"""The dashboard in a real browser (Chromium), as a person uses it: every page in the navigation
+renders without an exception and draws its chart, and an on-demand prune shows its accuracy.
+
+Screenshots of every page go to artifacts/screenshots/. Generous timeouts: on a fresh store the
+first visit of a page computes its results (the Sparsity curves page its default curve, the Soup
+page its OMP and random points), which takes tens of seconds on a busy 2-core machine.
+"""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.harness import (EXCEPTION, PLOT, SCREENSHOTS, current_path, nav_pages, open_page, screenshot,
+                               wait_for_page)
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(2400)]
+
+
+def test_navigation_lists_every_page_in_order(page):
+    wait_for_page(page)
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    labels = [links.nth(i).inner_text().split("\n")[-1].strip() for i in range(links.count())]  # after the icon
+    assert labels == [p.title for p in nav_pages()]
+    assert [p.title for p in nav_pages()][:3] == ["Overview", "Patches", "Sparsity curves"]
+
+
+def test_every_page_renders_its_chart_without_an_exception(page):
+    problems = []
+    for nav in nav_pages():
+        drawn = open_page(page, nav) is not None
+        assert current_path(page) == nav.path  # the URL path Streamlit derives from the page's file name
+        screenshot(page, SCREENSHOTS / f"{nav.path or 'overview'}.png")
+        if page.locator(EXCEPTION).count():
+            problems.append(f"{nav.title}: exception: {page.locator(EXCEPTION).first.inner_text()[:300]}")
+        if not drawn:
+            problems.append(f"{nav.title}: no chart drawn")
+    assert not problems, "\n".join(problems)
+
+
+def test_on_demand_prune_shows_the_pruned_accuracy(page):
+    nav = next(p for p in nav_pages() if p.title == "Sparsity curves")
+    open_page(page, nav)
+    page.get_by_role("button", name="Prune", exact=True).click()
+    metric = page.locator('[data-testid="stMetric"]', has_text="Pruned accuracy")
+    metric.wait_for(state="visible", timeout=300_000)
+    wait_for_page(page)
+    value = metric.locator('[data-testid="stMetricValue"]').inner_text()
+    assert re.fullmatch(r"\d{1,3}\.\d\d%", value.strip()), value
+    assert page.locator(EXCEPTION).count() == 0 and page.locator(PLOT).count() >= 1
+    screenshot(page, SCREENSHOTS / "sparsity_curves-pruned.png")
+
+
+def test_the_exported_report_opens_offline_with_every_chart(browser, tiny_ctx, tmp_path):
+    from lotus_core.report import ReportOptions, build_report
+    from lotus_core.sweep import SweepConfig, run_sweep
+
+    run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=50))
+    report = build_report(tiny_ctx, ReportOptions(limit=50, example_images=2))
+    path = tmp_path / "report.html"
+    path.write_text(report.to_html(), encoding="utf-8")
+    context = browser.new_context(offline=True)  # no network at all: plotly.js must be inside the file
+    tab = context.new_page()
+    errors = []
+    tab.on("pageerror", lambda exc: errors.append(str(exc)))
+    tab.goto(path.as_uri())
+    charts = sum(s.figure is not None for s in report.sections)
+    tab.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {charts}", timeout=60_000)
+    assert tab.locator(".js-plotly-plot").count() == charts == 3  # dense, essential sparsity, patches
+    assert tab.locator("h2").all_inner_texts() == [s.title for s in report.sections]
+    assert not errors
+    context.close()

@@ -1,0 +1,84 @@
+"""The Experiments page on the default model: the run table, its filters, the curve overlay, delete."""
+import json
+
+from lotus_core.context import open_context
+from lotus_core.experiments import run_table
+from lotus_core.sweep import SweepConfig, run_sweep
+from tests.pages.helpers import ROOT, open_page
+from tests.pages.test_masks import values
+
+
+def _stored_sweep():
+    """A one-point OMP sweep on 200 images (rows: evaluate, prune-eval, sweep; the Overview adds an evaluate)."""
+    return run_sweep(open_context(), SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=200))
+
+
+def test_an_empty_store_says_which_pages_produce_runs():
+    at = open_page()  # the Overview stores the dense accuracy: empty the store before switching
+    store = open_context().store
+    for run_id in store.runs()["id"]:
+        store.delete_run(run_id)
+    at.switch_page(str(ROOT / "pages" / "experiments.py")).run()
+    assert not at.exception
+    assert any("Sparsity curves page computes a curve on first visit" in i.value for i in at.info)
+    assert not at.get("plotly_chart")
+
+
+def test_table_filters_and_the_newest_curve_is_drawn():
+    result = _stored_sweep()
+    at = open_page("experiments")
+    assert not at.exception
+    table = at.dataframe[0].value
+    expected = run_table(open_context().store)
+    assert table["id"].tolist() == expected.loc[expected["kind"] != "prune-eval", "id"].tolist()
+    assert sorted(table["kind"]) == ["evaluate", "evaluate", "sweep"]  # + Overview's dense; sweep points hidden
+    assert at.caption[1].value.startswith("3 of 4 runs")
+    at.toggle[0].set_value(True).run()  # show sweep points
+    assert at.dataframe[0].value["id"].tolist() == expected["id"].tolist()
+    assert at.caption[1].value.startswith("4 of 4 runs")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert [t["name"] for t in spec["data"]] == [f"sweep {result.run_id[:6]}: omp"]
+    assert values(spec["data"][0]["y"]) == [100 * result.dense["accuracy"], 100 * result.frame["accuracy"].item()]
+
+    at.multiselect[0].set_value(["evaluate"]).run()  # the kind filter
+    assert not at.exception
+    assert at.dataframe[0].value["kind"].tolist() == ["evaluate", "evaluate"]
+    assert at.caption[1].value.startswith("2 of 4 runs")
+    assert any("No run in the table has a curve yet" in i.value for i in at.info)
+    options = at.selectbox[0].options  # the run picker follows the table
+    assert len(options) == 2 and all(o.startswith("evaluate ") for o in options)
+
+    at.multiselect[0].set_value([]).run()
+    at.text_input[0].set_value(result.run_id[:8]).run()  # the text search
+    assert at.dataframe[0].value["id"].tolist() == [result.run_id]
+
+
+def test_delete_asks_for_confirmation_then_removes_the_run():
+    result = _stored_sweep()
+    at = open_page("experiments")
+    at.text_input[0].set_value(result.run_id).run()
+    assert [b.label for b in at.get("download_button")] == ["Table (CSV)", "Configuration (JSON)"]
+    next(b for b in at.button if b.label == "Delete run").click().run()
+    assert not at.exception
+    assert at.warning[0].value.startswith(f"Delete sweep run {result.run_id} with its 1 stored points")
+    assert open_context().store.get_run(result.run_id) is not None  # not before confirming
+    next(b for b in at.button if b.label == "Yes, delete").click().run()
+    assert not at.exception
+    assert open_context().store.get_run(result.run_id) is None
+    assert sorted(run_table(open_context().store)["kind"]) == ["evaluate", "evaluate", "prune-eval"]
+
+
+def test_a_running_job_shows_its_progress_and_can_be_cancelled_but_not_deleted():
+    ctx = open_context()
+    run_id = ctx.store.start_run("lth", ctx.key(kind="lth", target=0.8), ctx.model_id, ctx.dataset)  # status running
+    ctx.store.set_progress(run_id, {"round": 1, "of": 4, "step": 30, "steps": 100})
+    at = open_page("experiments")
+    assert not at.exception
+    bars = at.get("progress")
+    assert len(bars) == 1 and bars[0].proto.value == 25  # round 1 of 4
+    assert f"lth {run_id[:6]} (running)" in bars[0].proto.text
+    at.selectbox[0].set_value(next(o for o in at.selectbox[0].options if o.startswith(f"lth {run_id[:6]}"))).run()
+    assert next(b for b in at.button if b.label == "Delete run").disabled  # running: cancel it first
+    next(b for b in at.button if b.label == "Cancel").click().run()
+    assert not at.exception
+    assert ctx.store.get_run(run_id)["status"] == "cancelling"

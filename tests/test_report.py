@@ -1,0 +1,203 @@
+"""The stakeholder report: each section states the stored number its figure shows, missing results
+name the page that produces them, the HTML export is self-contained; and the report/delete CLI."""
+import json
+import re
+
+import pytest
+
+from lotus_core.cli import main
+from lotus_core.experiments import headline
+from lotus_core.lottery.catalog import omp_vs_tickets
+from lotus_core.lottery.issp import ISSPConfig, run_issp
+from lotus_core.lottery.lth import LTHConfig, run_lth
+from lotus_core.lottery_data import LotteryTrainConfig, run_lottery_train
+from lotus_core.patches.analysis import class_indices, explain_images
+from lotus_core.report import SECTIONS, ReportOptions, build_report, results_version
+from lotus_core.runs import run_experiment
+from lotus_core.store import Store
+from lotus_core.sweep import SweepConfig, run_sweep
+
+OPTIONS = ReportOptions(limit=100, example_class=3, example_images=2)
+KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence"]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+@pytest.fixture
+def full_ctx(tiny_ctx):
+    """tiny_ctx with every result the report draws on: a sweep, LTH, ISSP and lottery training."""
+    ctx = tiny_ctx
+    ctx.results = {
+        "sweep": run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=(0.25, 0.5, 0.75), limit=100)),
+        "lth": run_experiment(ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50),
+                              run_lth),
+        "issp": run_experiment(ctx, "issp", ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1,
+                                                       data_fraction=0.05, finetune_steps=1, batch_size=8, limit=50),
+                               run_issp),
+        "lottery": run_experiment(ctx, "lottery-train", LotteryTrainConfig(epochs=2, steps_per_epoch=1, batch_size=8,
+                                                                           fraction=0.05, limit=50), run_lottery_train),
+    }
+    return ctx
+
+
+def test_an_empty_store_gives_dense_and_patches_and_names_the_pages_for_the_rest(tiny_ctx):
+    report = build_report(tiny_ctx, OPTIONS)
+    assert [s.key for s in report.sections] == KEYS and len(SECTIONS) == len(KEYS)
+    missing = {s.key: s.missing for s in report.sections}
+    assert missing == {"dense": None, "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
+                       "patches": None, "convergence": "Patches"}
+    essential = report.section("essential")
+    assert essential.sentence == ("Missing: no sparsity curve is stored for this model yet; produce it on the "
+                                  "Sparsity curves page.")
+    assert essential.figure is None and essential.value is None
+    assert "produce it on the Patches page" in report.section("convergence").sentence
+    dense = tiny_ctx.dense_accuracy(limit=100)
+    assert report.section("dense").value == dense["accuracy"]
+    assert f"labels {_pct(dense['accuracy'])} of 100 test images correctly" in report.section("dense").sentence
+
+
+def test_every_section_states_the_stored_number_it_shows(full_ctx):
+    ctx, res = full_ctx, full_ctx.results
+    report = build_report(ctx, OPTIONS)
+    assert all(s.missing is None and s.figure is not None for s in report.sections), report.to_dict()
+
+    sweep = res["sweep"]
+    ess = sweep.essential["omp"]["essential_sparsity"]
+    section = report.section("essential")
+    assert section.value == ess
+    assert section.sentence.startswith(f"Pruning the {100 * ess:.0f}% least important weights at once with OMP "
+                                       f"(one-shot global magnitude) keeps accuracy within 1 point of the unpruned "
+                                       f"{_pct(sweep.dense['accuracy'])}")
+    assert len(section.figure.data) >= 2  # omp and random curves
+
+    table = omp_vs_tickets(ctx, res["lth"]["run_id"])
+    last = table[table["layer"] == "all"].iloc[-1]  # the overall similarity of the last round
+    section = report.section("similarity")
+    assert section.value == last["cosine"]
+    assert (f"cosine similarity of {_pct(last['cosine'])}; two random masks of the same layer-by-layer densities "
+            f"would reach {_pct(last['chance_cosine'])}") in section.sentence
+
+    section = report.section("comparison")
+    assert section.value == res["lth"]["final_accuracy"]
+    assert f"LTH {_pct(res['lth']['final_accuracy'])} at {_pct(res['lth']['final_sparsity'])} sparsity" in section.sentence
+    assert f"ISSP {_pct(res['issp']['final_accuracy'])} at {_pct(res['issp']['final_sparsity'])}" in section.sentence
+    names = [t.name for t in section.figure.data]
+    assert names == ["OMP one-shot, no re-training", "LTH rounds (re-trained each round)",
+                     "ISSP rounds (before the final fine-tune)", "ISSP after its final fine-tune"]
+
+    explained = explain_images(ctx, "cls", 0.1, indices=class_indices(ctx.test, 3, 2))
+    section = report.section("patches")
+    assert section.value == explained.unchanged_lottery / 2
+    assert section.sentence.endswith(f"leaves its answer unchanged on {explained.unchanged_lottery} of 2 example "
+                                     "class3 images.")
+
+    lottery = res["lottery"]
+    section = report.section("convergence")
+    assert section.value == lottery["lottery"]["final_accuracy"]
+    assert (f"reaches {_pct(lottery['lottery']['final_accuracy'])} after 2 epochs, against "
+            f"{_pct(lottery['full']['final_accuracy'])} on full images") in section.sentence
+
+
+def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, monkeypatch):
+    first = build_report(full_ctx, OPTIONS).section("similarity")
+    stored = full_ctx.store.runs(kind="omp-vs-ticket")
+    assert len(stored) == 1 and stored["config"].item()["run"] == full_ctx.results["lth"]["run_id"]
+    assert stored["config"].item()["rounds"] == [0, 1, 2]
+    last = [r for r in stored["summary"].item()["rows"] if r["layer"] == "all"][-1]
+    assert last["cosine"] == first.value
+    assert headline("omp-vs-ticket", stored["summary"].item()).text == (  # its row on the Experiments page
+        f"OMP vs ticket at {_pct(last['sparsity'])}: cosine {_pct(last['cosine'])} (chance {_pct(last['chance_cosine'])})")
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr("lotus_core.lottery.catalog.omp_vs_tickets", fail)
+    again = build_report(full_ctx, OPTIONS).section("similarity")
+    assert (again.value, again.sentence) == (first.value, first.sentence)
+
+
+def test_results_version_changes_when_a_result_is_stored(tiny_ctx):
+    before = results_version(tiny_ctx)
+    assert before == results_version(tiny_ctx)
+    tiny_ctx.dense_accuracy(limit=20)
+    assert results_version(tiny_ctx)[3] == before[3] + 1
+
+
+def test_html_export_is_self_contained_with_one_inline_plotly(full_ctx):
+    report = build_report(full_ctx, OPTIONS)
+    text = report.to_html()
+    assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
+    assert text.count("* plotly.js v") == 1  # the library itself, inline, once
+    assert not re.search(r"<script[^>]+src=", text)  # no CDN, no external script
+    assert text.count('class="plotly-graph-div"') == len(report.sections) == 6
+    for section in report.sections:
+        assert section.sentence.replace("&", "&amp;").replace("'", "&#x27;") in text
+
+
+def test_the_essential_section_prefers_a_refined_sweep_to_a_newer_coarse_one(tiny_ctx):
+    refined = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5, 0.75), limit=100, refine=True))
+    run_sweep(tiny_ctx, SweepConfig(methods=("omp", "random"), sparsities=(0.5,), limit=100))  # newer, coarse
+    section = build_report(tiny_ctx, OPTIONS).section("essential")
+    assert section.value == refined.essential["omp"]["essential_sparsity"]
+    assert [t.name for t in section.figure.data if t.mode == "lines+markers"] == ["omp"]
+
+
+def test_a_broken_stored_result_is_a_note_not_a_failure(tiny_ctx):
+    store = tiny_ctx.store
+    run_id = store.start_run("sweep", tiny_ctx.key(kind="sweep", broken=True), tiny_ctx.model_id, tiny_ctx.dataset)
+    store.finish_run(run_id, {"dense": {"accuracy": 0.5}, "essential": {"omp": {}}, "run_id": run_id})
+    report = build_report(tiny_ctx, OPTIONS)
+    section = report.section("essential")
+    assert section.missing == "Sparsity curves" and section.figure is None
+    assert section.sentence.startswith("This section could not be built from the stored results (KeyError")
+    assert section.sentence.endswith("produce them again on the Sparsity curves page.")
+
+
+def test_cli_report_writes_the_html_and_prints_the_sections(tmp_path, capsys):
+    out = tmp_path / "report.html"
+    assert main(["report", "--db", str(tmp_path / "r.db"), "--out", str(out), "--limit", "200", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["out"] == str(out) and result["bytes"] == len(out.read_bytes())
+    assert [s["key"] for s in result["sections"]] == KEYS
+    assert [s["missing"] for s in result["sections"]] == [None, "Sparsity curves", "Soup", "Soup", None, "Patches"]
+    dense = Store(tmp_path / "r.db").runs(kind="evaluate")["summary"].item()
+    assert result["sections"][0]["value"] == dense["accuracy"] and dense["n"] == 200
+    assert result["sections"][0]["sentence"] in out.read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["report", "--example-class", "10"], "lotus report: error: --example-class 10 is outside 0..9\n"),
+    (["report", "--limit", "200", "--out", "/nonexistent-dir/r.html"],
+     "lotus report: error: cannot write /nonexistent-dir/r.html (No such file or directory); pass a writable --out path\n"),
+    (["delete", "0123abcd"], "lotus delete: error: no run '0123abcd' in {db}; list runs with `python -m lotus_core runs`\n"),
+])
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    db = tmp_path / "e.db"
+    assert main(argv + ["--db", str(db)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == message.format(db=db) and captured.out == ""
+
+
+def test_cli_delete_removes_a_run(tmp_path, capsys):
+    store = Store(tmp_path / "d.db")
+    run_id = store.start_run("evaluate", {"limit": 1})
+    store.finish_run(run_id, {"accuracy": 0.5})
+    assert main(["delete", run_id[:6], "--db", str(store.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"deleted": run_id, "kind": "evaluate", "status": "done"}
+    assert store.get_run(run_id) is None
+    store.start_run("lth", {"x": 1})  # running
+    assert main(["delete", store.runs()["id"].item(), "--db", str(store.path)]) == 2
+    assert capsys.readouterr().err.endswith("is running; cancel it first, then delete it\n")
+
+
+def test_an_unfinished_lottery_training_shows_its_finished_epochs(tiny_ctx):
+    cfg = LotteryTrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.05, limit=50)
+    summary = run_experiment(tiny_ctx, "lottery-train", cfg, run_lottery_train)
+    tiny_ctx.store.set_status(summary["run_id"], "running")  # as while its worker trains epoch 2
+    section = build_report(tiny_ctx, OPTIONS).section("convergence")
+    lottery, full = summary["lottery"]["accuracy"][0], summary["full"]["accuracy"][0]
+    assert section.value == lottery and section.figure is not None
+    assert section.sentence == (f"After 1 finished epoch(s) of a run that is running: lottery tickets {_pct(lottery)}, "
+                                f"full images {_pct(full)}.")
