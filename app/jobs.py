@@ -30,6 +30,12 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     active = runs[runs["status"].isin(["queued", "running", "cancelling"])]
     if kinds:
         active = active[active["kind"].isin(kinds)]
+    # a job that left the active list since the last tick has finished: redraw the whole page with its results
+    seen_key = f"active-jobs-{kinds}"
+    finished = st.session_state.get(seen_key, set()) - set(active["id"])
+    st.session_state[seen_key] = set(active["id"])
+    if finished:
+        st.rerun(scope="app")
     if active.empty:
         return
     st.markdown("**Running and queued jobs**")

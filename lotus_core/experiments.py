@@ -86,6 +86,14 @@ def _omp_vs_ticket(s: dict) -> Headline:
                     f"(chance {_pct(last['chance_cosine'])})")
 
 
+def _omp_vs_one_shot(s: dict) -> Headline:
+    levels = sorted({r["sparsity"] for r in s["rows"]})
+    middle = levels[len(levels) // 2]
+    return Headline(None, middle, f"OMP vs one-shot masks at {_pct(middle)}: " + ", ".join(
+        f"{r['other']} cosine {_pct(r['cosine'])} (chance {_pct(r['chance_cosine'])})"
+        for r in s["rows"] if r["sparsity"] == middle))
+
+
 def _fidelity(s: dict) -> Headline:
     return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
 
@@ -93,7 +101,7 @@ def _fidelity(s: dict) -> Headline:
 HEADLINES: dict[str, Callable[[dict], Headline]] = {
     "evaluate": _evaluate, "prune-eval": _prune_eval, "sweep": _sweep, "lth": _ticket, "issp": _ticket,
     "lth-control": _control, "lottery-train": _lottery_train, "sensitivity": _sensitivity, "fidelity": _fidelity,
-    "omp-vs-ticket": _omp_vs_ticket,
+    "omp-vs-ticket": _omp_vs_ticket, "omp-vs-one-shot": _omp_vs_one_shot,
 }
 """Result kind -> its headline numbers; a kind not listed shows its first scalar summary fields."""
 

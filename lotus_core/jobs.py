@@ -128,14 +128,18 @@ def _pid_path(store_path: Path) -> Path:
     return Path(store_path).with_name(Path(store_path).stem + "-worker.pid")
 
 
-def worker_alive(store_path: Path) -> bool:
-    pid_file = _pid_path(store_path)
+def worker_pid(store_path: Path) -> int | None:
+    """The process id of the live worker of ``store_path``, or None when none is running."""
     try:
-        pid = int(pid_file.read_text())
+        pid = int(_pid_path(store_path).read_text())
         os.kill(pid, 0)
-        return True
+        return pid
     except (OSError, ValueError):
-        return False
+        return None
+
+
+def worker_alive(store_path: Path) -> bool:
+    return worker_pid(store_path) is not None
 
 
 def ensure_worker(store: Store) -> bool:

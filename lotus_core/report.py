@@ -213,15 +213,11 @@ def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> S
 
 
 def similarity_table(ctx: Context, lth: dict) -> pd.DataFrame:
-    """OMP against each finished round of the LTH run ``lth`` (lottery.catalog.omp_vs_tickets), stored as
-    the result "omp-vs-ticket" of that run's finished rounds, so it is computed once."""
+    """OMP against each finished round of the LTH run ``lth``, overall (lottery.catalog.omp_vs_tickets,
+    which stores it, so it is computed once)."""
     from .lottery.catalog import omp_vs_tickets
 
-    rounds = sorted(p["round"] for k, p in lth["points"].items() if k.startswith("round-"))
-    summary = ctx.store.cached("omp-vs-ticket", ctx.key(kind="omp-vs-ticket", run=lth["id"], rounds=rounds),
-                               lambda: {"rows": omp_vs_tickets(ctx, lth["id"]).to_dict(orient="records")},
-                               model=ctx.model_id, dataset=ctx.dataset)
-    table = pd.DataFrame(summary["rows"])
+    table = omp_vs_tickets(ctx, lth["id"])
     return table[table["layer"] == "all"].reset_index(drop=True) if "layer" in table else table  # overall rows
 
 

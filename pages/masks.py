@@ -73,7 +73,7 @@ with right:
     charts.show(kept_weights(mask_a[layer], mask_b[layer], label_a, label_b, layer), key="kept")
 
 with st.expander("Similarity matrix over several masks"):
-    many = st.multiselect("Masks", list(choices), default=list(choices)[:4])
+    many = st.multiselect("Masks", list(choices), placeholder="Pick two or more masks")
     if len(many) >= 2:
         with ui.guard(), st.spinner("Comparing every pair..."):
             values, chance = similarity_matrix({k: choices[k]() for k in many}, measure)

@@ -85,8 +85,9 @@ with ui.guard(), st.spinner("One-shot OMP and random points (stored after the fi
     dense = ctx.dense_accuracy(limit=limit)["accuracy"]
 charts.show(accuracy_lines(table, dense, "OMP and random one-shot (no fine-tune); LTH tickets after each round's "
                                          "fine-tune; ISSP soups before and after their fine-tune"), key="comparison")
-st.caption("One-shot points are not fine-tuned: compare LTH with **OMP + fine-tune** (button above) for the "
-           "paper's claim that the two agree within the essential range.")
+if lth_chosen:
+    st.caption("One-shot points are not fine-tuned: compare LTH with **OMP + fine-tune** (button above) for the "
+               "paper's claim that the two agree within the essential range.")
 if not labels:
     st.info("No LTH or ISSP run yet: launch one above. An LTH run to 80% takes a few minutes on 2 CPU cores.")
 else:

@@ -113,7 +113,7 @@ def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr("lotus_core.lottery.catalog.omp_vs_tickets", fail)
+    monkeypatch.setattr("lotus_core.lottery.catalog.round_masks", fail)  # the computation, not the lookup
     again = build_report(full_ctx, OPTIONS).section("similarity")
     assert (again.value, again.sentence) == (first.value, first.sentence)
 

@@ -64,21 +64,34 @@ def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]
     return out
 
 
+def stored_table(ctx: Context, kind: str, compute: Callable[[], pd.DataFrame], **key) -> pd.DataFrame:
+    """The table ``compute()`` returns, computed once per (model, dataset, ``kind``, ``key``) and read from
+    the results store afterwards (stored as the result ``kind`` with the table's rows as its summary)."""
+    summary = ctx.store.cached(kind, ctx.key(kind=kind, **key), lambda: {"rows": compute().to_dict(orient="records")},
+                               model=ctx.model_id, dataset=ctx.dataset)
+    return pd.DataFrame(summary["rows"])
+
+
 def omp_vs_tickets(ctx: Context, run_id: str) -> pd.DataFrame:
     """For each finished round of a stored LTH/ISSP run: OMP at exactly that round's pruned count
-    against the round's mask, overall (layer "all") and per layer.
+    against the round's mask, overall (layer "all") and per layer. Stored as the result
+    "omp-vs-ticket" of the run's finished rounds, so it is computed once per round set.
 
     Columns: round, sparsity, layer and the keys of :func:`~lotus_core.similarity.mask_similarity`.
     """
-    run = ctx.store.get_run(run_id)
-    omp = masker(ctx.model, "omp", run["config"].get("scope", "blocks"))  # ranks once for all rounds
-    rows = []
-    for r, mask in round_masks(ctx.store, run_id).items():
-        sim = mask_similarity(omp(mask.num_pruned() / mask.numel()), ordered(mask, ctx.model))
-        overall = {k: v for k, v in sim.items() if k != "per_layer"}
-        rows += [{"round": r, "sparsity": mask.sparsity, "layer": layer, **values}
-                 for layer, values in {"all": overall, **sim["per_layer"]}.items()]
-    return pd.DataFrame(rows)
+    def compute() -> pd.DataFrame:
+        run = ctx.store.get_run(run_id)
+        omp = masker(ctx.model, "omp", run["config"].get("scope", "blocks"))  # ranks once for all rounds
+        rows = []
+        for r, mask in round_masks(ctx.store, run_id).items():
+            sim = mask_similarity(omp(mask.num_pruned() / mask.numel()), ordered(mask, ctx.model))
+            overall = {k: v for k, v in sim.items() if k != "per_layer"}
+            rows += [{"round": r, "sparsity": mask.sparsity, "layer": layer, **values}
+                     for layer, values in {"all": overall, **sim["per_layer"]}.items()]
+        return pd.DataFrame(rows)
+
+    rounds = sorted(p["round"] for k, p in ctx.store.points(run_id).items() if k.startswith("round-"))
+    return stored_table(ctx, "omp-vs-ticket", compute, run=run_id, rounds=rounds)
 
 
 def gap_by_layer(table: pd.DataFrame, measure: str = "cosine") -> pd.DataFrame:
@@ -90,15 +103,18 @@ def gap_by_layer(table: pd.DataFrame, measure: str = "cosine") -> pd.DataFrame:
 
 def omp_vs_one_shot(ctx: Context, sparsities: Sequence[float] = (0.1, 0.3, 0.5, 0.7, 0.9),
                     others: Sequence[str] = ("omp-layerwise", "wanda", "random")) -> pd.DataFrame:
-    """OMP against other one-shot criteria at each sparsity (needs no stored run). Columns:
-    other, sparsity and the keys of mask_similarity."""
-    rows = []
-    for s in sparsities:
-        omp = one_shot_mask(ctx, "omp", s)
-        for method in others:
-            sim = mask_similarity(omp, one_shot_mask(ctx, method, s))
-            rows.append({"other": method, "sparsity": s, **{k: v for k, v in sim.items() if k != "per_layer"}})
-    return pd.DataFrame(rows)
+    """OMP against other one-shot criteria at each sparsity (needs no stored run; stored as the
+    result "omp-vs-one-shot"). Columns: other, sparsity and the keys of mask_similarity."""
+    def compute() -> pd.DataFrame:
+        rows = []
+        for s in sparsities:
+            omp = one_shot_mask(ctx, "omp", s)
+            for method in others:
+                sim = mask_similarity(omp, one_shot_mask(ctx, method, s))
+                rows.append({"other": method, "sparsity": s, **{k: v for k, v in sim.items() if k != "per_layer"}})
+        return pd.DataFrame(rows)
+
+    return stored_table(ctx, "omp-vs-one-shot", compute, sparsities=list(sparsities), others=list(others))
 
 
 def omp_finetune_config(ctx: Context, lth_run_id: str):

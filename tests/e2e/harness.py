@@ -51,9 +51,16 @@ class Server:
     url: str
     process: subprocess.Popen
     log: Path
+    db: Path
 
     def stop(self) -> None:
-        """Stop the server and everything it started (its process group)."""
+        """Stop the server and everything it started: its process group and the background-job worker
+        (which runs in a session of its own so that jobs outlive a dashboard restart)."""
+        from lotus_core.jobs import worker_pid
+
+        pid = worker_pid(self.db)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -75,7 +82,7 @@ def start_server(db: Path, log: Path, timeout_s: float = 180) -> Server:
                                 "--browser.gatherUsageStats", "false"],
                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                start_new_session=True)
-    server = Server(f"http://127.0.0.1:{port}", process, log)
+    server = Server(f"http://127.0.0.1:{port}", process, log, db)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:

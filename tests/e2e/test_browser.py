@@ -70,3 +70,30 @@ def test_the_exported_report_opens_offline_with_every_chart(browser, tiny_ctx, t
     assert tab.locator("h2").all_inner_texts() == [s.title for s in report.sections]
     assert not errors
     context.close()
+
+
+def test_an_lth_job_runs_in_the_background_and_its_ticket_is_drawn(page, server):
+    """Launch a one-round LTH run on the Soup page: the background worker runs it, the page shows its
+    progress, then redraws itself with the ticket's curve and cost once the run is done."""
+    from lotus_core.jobs import worker_pid
+
+    nav = next(p for p in nav_pages() if p.title == "Soup")
+    open_page(page, nav)
+    target = page.locator('[data-testid="stSlider"]', has_text="Target sparsity (%)").first.get_by_role("slider")
+    target.focus()
+    target.press("Home")  # the slider's minimum: 20%, one round at 20% per round
+    wait_for_page(page)
+    steps = page.get_by_label("Fine-tune steps per round")
+    steps.fill("2")
+    steps.press("Enter")
+    wait_for_page(page)
+    page.get_by_role("button", name="Launch LTH", exact=True).click()
+    ticket = page.get_by_text(re.compile(r"LTH to 20% \(p=0\.2, 2 steps/round, rewind pretrained\) \[done\]"))
+    ticket.first.wait_for(state="visible", timeout=600_000)
+    wait_for_page(page)
+    assert worker_pid(server.db) is not None  # it ran in the worker process, not in the page's script
+    legend = page.locator(".js-plotly-plot .legendtext").all_inner_texts()
+    assert any(re.fullmatch(r"LTH [0-9a-f]{6}", t) for t in legend), legend
+    assert page.get_by_text("Cost of each finished run").count() == 1
+    assert page.locator(EXCEPTION).count() == 0
+    screenshot(page, SCREENSHOTS / "soup-lth.png")

@@ -84,3 +84,17 @@ def test_an_uploaded_mask_is_compared_and_a_mismatched_one_is_a_one_line_error()
     at.file_uploader[0].set_value(("bad.safetensors", bad.to_bytes(), "application/octet-stream")).run()
     assert not at.exception
     assert len(at.error) == 1 and "different parameters" in at.error[0].value and "\n" not in at.error[0].value
+
+
+def test_the_one_shot_comparison_is_stored_and_not_recomputed_on_the_next_visit(monkeypatch):
+    ctx = open_context()
+    first = omp_vs_one_shot(ctx, sparsities=(0.3, 0.6), others=("random",))
+    stored = ctx.store.runs(kind="omp-vs-one-shot")
+    assert len(stored) == 1 and stored["config"].item()["sparsities"] == [0.3, 0.6]
+    assert first["sparsity"].tolist() == [0.3, 0.6] and first["other"].tolist() == ["random", "random"]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed")
+
+    monkeypatch.setattr("lotus_core.lottery.catalog.one_shot_mask", fail)
+    assert omp_vs_one_shot(ctx, sparsities=(0.3, 0.6), others=("random",)).equals(first)
