@@ -92,7 +92,7 @@ def test_an_lth_job_runs_in_the_background_and_its_ticket_is_drawn(page, server)
     ticket.first.wait_for(state="visible", timeout=600_000)
     wait_for_page(page)
     assert worker_pid(server.db) is not None  # it ran in the worker process, not in the page's script
-    legend = page.locator(".js-plotly-plot .legendtext").all_inner_texts()
+    legend = page.locator(".js-plotly-plot .legendtext").all_text_contents()
     assert any(re.fullmatch(r"LTH [0-9a-f]{6}", t) for t in legend), legend
     assert page.get_by_text("Cost of each finished run").count() == 1
     assert page.locator(EXCEPTION).count() == 0
