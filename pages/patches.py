@@ -74,7 +74,7 @@ if report.unchanged_token_drop is not None:
 def title(i: int) -> str:
     where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
     truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
-    return f"{where}{truth}: {classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
+    return f"{where}{truth}<br>{classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
 
 
 charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,

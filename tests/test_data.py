@@ -90,3 +90,27 @@ def test_subset_is_fixed_sorted_and_seeded():
     assert torch.equal(subset_indices(50, 100), torch.arange(50))
     with pytest.raises(LotusError):
         subset_indices(10, 0)
+
+
+def test_cifar10_reads_a_local_folder_in_torchvisions_format(tmp_path, monkeypatch):
+    """A generated cifar-10-batches-py folder (the pickled batches the real download unpacks to); only
+    torchvision's MD5 check of the real files is bypassed, the reading and conversion are the real path."""
+    import pickle
+
+    import torchvision.datasets.cifar
+
+    monkeypatch.setenv("LOTUS_OFFLINE", "1")
+    monkeypatch.setattr(torchvision.datasets.cifar, "check_integrity", lambda *args, **kwargs: True)
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    with open(folder / "batches.meta", "wb") as f:
+        pickle.dump({"label_names": classes}, f)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(4, 3 * 32 * 32), dtype=np.uint8)  # rows: R plane, G plane, B plane
+    with open(folder / "test_batch", "wb") as f:
+        pickle.dump({"data": pixels, "labels": [3, 1, 4, 1]}, f)
+    ds = load_dataset("cifar10", "test", root=tmp_path)
+    assert ds.classes == classes and ds.labels.tolist() == [3, 1, 4, 1]
+    assert ds.images.shape == (4, 3, 32, 32) and ds.images.dtype == torch.uint8
+    assert torch.equal(ds.images[2], torch.from_numpy(pixels[2].reshape(3, 32, 32)))  # channel planes kept in order

@@ -46,7 +46,8 @@ def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tenso
     fig.update_layout(shapes=shapes)  # one layout update: add_shape per patch costs seconds on a page
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    fig.update_layout(height=260 * rows + 40, margin=dict(l=0, r=0, t=40, b=0), template="plotly_white")
+    fig.update_annotations(font_size=12)  # subplot titles (two lines fit: "#12 (Coat)<br>Coat -> Shirt")
+    fig.update_layout(height=260 * rows + 60, margin=dict(l=0, r=0, t=60, b=0), template="plotly_white")
     return fig
 
 
