@@ -146,3 +146,20 @@ def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
     assert point["sparsity"] == 0.6 and point["n"] == 100
     assert point["sparsity_reached"] == prune(ctx.model, "omp", 0.6).sparsity
     assert run_sweep(ctx, config).frame["accuracy"].tolist() == [point["accuracy"]]  # served from the store
+
+
+def test_fp32_cli_flag_evaluates_without_autocast(tmp_path, capsys):
+    """--fp32 gives the fp32 accuracy of the same pruned model (and is stored apart from the bf16 point)."""
+    from lotus_core.context import open_context
+    from lotus_core.pruning import prune
+
+    db = str(tmp_path / "r.db")
+    assert main(["prune", "--method", "omp", "--sparsity", "0.7", "--limit", "300", "--db", db, "--fp32",
+                 "--json"]) == 0
+    fp32 = json.loads(capsys.readouterr().out)
+    ctx = open_context(db=db)
+    pruned = prune(ctx.model, "omp", 0.7).apply(ctx.model)
+    assert fp32["accuracy"] == ctx.evaluate(pruned, limit=300, bf16=False).accuracy
+    assert [c.get("precision") for c in ctx.store.runs(kind="prune-eval")["config"]] == ["fp32"]
+    assert main(["prune", "--method", "omp", "--sparsity", "0.7", "--limit", "300", "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accuracy"] == ctx.evaluate(pruned, limit=300, bf16=True).accuracy

@@ -19,6 +19,7 @@ _COMMON = [
     arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
     arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
     arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
+    arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
 ]
 
 
@@ -35,7 +36,7 @@ def _progress(fields: dict) -> None:
 ])
 def prune_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=(args.method,), scope=args.scope, limit=args.limit, seed=args.seed, n=args.n,
-                         m=args.m, finetune_steps=args.finetune_steps)
+                         m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32)
     evaluator = PointEvaluator(ctx, config)
     sparsity = round(1 - args.n / args.m, 6) if PRUNERS[args.method].fixed_sparsity else args.sparsity
     point = evaluator.evaluate(args.method, sparsity)
@@ -70,7 +71,7 @@ def sweep_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
                          seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
                          eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
-                         stop_at_drop=args.stop_at_drop)
+                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
             "essential": result.essential}
