@@ -114,6 +114,24 @@ def similarity_curve(frame: pd.DataFrame, group: str | None, measure: str = "cos
     return style(fig, "sparsity (% pruned)", unit, title)
 
 
+def layer_similarity(per_layer: dict[str, dict], measure: str = "cosine", title: str | None = None) -> go.Figure:
+    """Per layer (``mask_similarity(...)["per_layer"]``): ``measure`` as a bar, its chance level as a tick."""
+    layers = list(per_layer)[::-1]  # first layer on top
+    value = [100 * per_layer[n][measure] for n in layers]
+    chance = [100 * per_layer[n][f"chance_{measure}"] for n in layers]
+    fig = go.Figure([
+        go.Bar(x=value, y=layers, orientation="h", name=measure.replace("_", " "), marker_color="#c2185b",
+               customdata=[v - c for v, c in zip(value, chance)],
+               hovertemplate="%{y}<br>%{x:.2f}% (%{customdata:+.2f} points vs chance)<extra></extra>"),
+        go.Scatter(x=chance, y=layers, mode="markers", name="chance", marker=dict(symbol="line-ns-open", size=14,
+                   line=dict(width=3, color="#212121")), hovertemplate="%{y}<br>chance %{x:.2f}%<extra></extra>"),
+    ])
+    unit = "cosine similarity of keep-masks (%)" if measure == "cosine" else "Jaccard index of pruned sets (%)"
+    fig = style(fig, unit, "layer", title, height=max(320, 18 * len(layers) + 120))
+    fig.update_xaxes(range=[0, 100])
+    return fig
+
+
 def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None) -> go.Figure:
     """Accuracy against sparsity per series (columns series, sparsity, accuracy)."""
     fig = go.Figure()

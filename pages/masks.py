@@ -1,9 +1,8 @@
 """Masks: how similar OMP masks are to lottery-ticket masks, always against the chance level."""
-import pandas as pd
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.figures import kept_weights, similarity_curve
+from lotus_core.figures import kept_weights, layer_similarity, similarity_curve
 from lotus_core.lottery.catalog import gap_by_layer, mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
 from lotus_core.pruning import Mask
 from lotus_core.similarity import MEASURES, mask_similarity, similarity_matrix
@@ -61,13 +60,10 @@ m2.metric("Chance cosine", ui.pct(sim["chance_cosine"], 2))
 m3.metric("Jaccard (pruned)", ui.pct(sim["jaccard_pruned"], 2),
           delta=f"{100 * (sim['jaccard_pruned'] - sim['chance_jaccard_pruned']):+.2f} vs chance")
 m4.metric("Chance Jaccard", ui.pct(sim["chance_jaccard_pruned"], 2))
-per_layer = pd.DataFrame({n: {"similarity": v[measure], "chance": v[f"chance_{measure}"],
-                              "above chance": v[measure] - v[f"chance_{measure}"]}
-                          for n, v in sim["per_layer"].items()}).T
 left, right = st.columns([2, 3])
 with left:
-    charts.show(charts.heatmap(100 * per_layer, "", "layer", "%", f"Per layer: {MEASURES[measure]}",
-                               colorscale="Viridis"), key="per_layer")
+    charts.show(layer_similarity(sim["per_layer"], measure, f"Per layer: {MEASURES[measure]} (ticks: chance)"),
+                key="per_layer")
 with right:
     layer = st.selectbox("Layer to draw", list(mask_a))
     charts.show(kept_weights(mask_a[layer], mask_b[layer], label_a, label_b, layer), key="kept")

@@ -51,6 +51,10 @@ def test_comparing_a_mask_with_itself_gives_one():
     boxes[1].set_value(boxes[0].value).run()
     assert not at.exception
     assert at.metric[0].value == "100.00%"
+    bars, ticks = _spec(at, 1)["data"]  # per layer: the similarity as bars, the chance level as ticks
+    assert bars["type"] == "bar" and values(bars["x"]) == [100.0] * 24  # 6 blocks x (qkv, proj, fc1, fc2)
+    assert bars["y"][0] == "blocks.5.mlp.fc2.weight" and ticks["name"] == "chance"
+    assert all(0 < c < 100 for c in values(ticks["x"]))
 
 
 def test_a_stored_lth_run_is_compared_round_by_round_with_omp():
