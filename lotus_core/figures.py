@@ -31,7 +31,7 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
     fig = go.Figure()
     a = 100 * dense["accuracy"]
     fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0,
-                  annotation_text=f"within {100 * eps:.0f} point of dense", annotation_position="bottom left")
+                  annotation_text=f"within {100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'} of dense", annotation_position="bottom right")
     fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_text=f"dense {a:.1f}%",
                   annotation_position="top right")
     dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}

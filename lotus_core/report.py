@@ -158,6 +158,21 @@ class Stored:
         return self.latest("issp", lambda r: any(k.startswith("round-") for k in r["points"]))
 
     @cached_property
+    def issp_by_fraction(self) -> dict[float, dict]:
+        """Data fraction f -> the newest finished ISSP run with that f and otherwise the settings of
+        :attr:`issp` (the data-fraction sweep of the Soup page), when there are at least two such fractions."""
+        if self.issp is None or self.issp["status"] != "done":
+            return {}
+        base = {k: v for k, v in self.issp["config"].items() if k != "data_fraction"}
+        runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
+        out: dict[float, dict] = {}
+        for row in runs[runs["status"] == "done"].to_dict(orient="records"):  # newest first
+            f = row["config"]["data_fraction"]
+            if f not in out and {k: v for k, v in row["config"].items() if k != "data_fraction"} == base:
+                out[f] = row
+        return dict(sorted(out.items())) if len(out) >= 2 else {}
+
+    @cached_property
     def lottery(self) -> dict | None:
         return self.latest("lottery-train", lambda r: any("-epoch-" in k for k in r["points"]))
 
@@ -269,6 +284,11 @@ def comparison_section(ctx: Context, options: ReportOptions, stored: Stored) -> 
     value = float((main["points"].get("final") or _rounds(main).iloc[-1])["accuracy"])
     sentence = ("At the sparsest mask each method reached, accuracy is: " + "; ".join(parts) + ". OMP's value is read "
                 "off its curve and needs no training at all.")
+    by_fraction = stored.issp_by_fraction
+    if by_fraction:
+        sentence += (" ISSP's final accuracy by the fraction of training data each look-ahead saw: " + ", ".join(
+            f"{_pct(f, 0)}: {_pct(r['summary']['final_accuracy'])}" for f, r in by_fraction.items())
+            + " (LOTUS saw about 50% with 10%).")
     frame = pd.concat(frames, ignore_index=True)
     fig = accuracy_lines(frame, sweep.dense["accuracy"] if sweep is not None else None,
                          "Accuracy against sparsity: one-shot OMP, lottery tickets (LTH) and Instant Soup (ISSP)")

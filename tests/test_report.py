@@ -1,5 +1,6 @@
 """The stakeholder report: each section states the stored number its figure shows, missing results
 name the page that produces them, the HTML export is self-contained; and the report/delete CLI."""
+import dataclasses
 import json
 import re
 
@@ -116,6 +117,19 @@ def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, 
     monkeypatch.setattr("lotus_core.lottery.catalog.round_masks", fail)  # the computation, not the lookup
     again = build_report(full_ctx, OPTIONS).section("similarity")
     assert (again.value, again.sentence) == (first.value, first.sentence)
+
+
+def test_a_data_fraction_sweep_of_issp_is_summarised_fraction_by_fraction(full_ctx):
+    single = build_report(full_ctx, OPTIONS).section("comparison")
+    assert "by the fraction of training data" not in single.sentence  # one fraction: nothing to compare
+    base = ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1, data_fraction=0.05, finetune_steps=1,
+                      batch_size=8, limit=50)
+    run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.2, denoisers=2), run_issp)  # another sweep
+    other = run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.5), run_issp)  # the newest
+    sentence = build_report(full_ctx, OPTIONS).section("comparison").sentence
+    first = full_ctx.results["issp"]["final_accuracy"]
+    assert (" ISSP's final accuracy by the fraction of training data each look-ahead saw: "
+            f"5%: {_pct(first)}, 50%: {_pct(other['final_accuracy'])} (LOTUS saw about 50% with 10%).") in sentence
 
 
 def test_results_version_changes_when_a_result_is_stored(tiny_ctx):
