@@ -5,12 +5,20 @@ patches of every training image (10% by default: 5 of the default model's 49) gi
 "data lottery ticket" said to reach near its best accuracy by the fifth epoch. This
 experiment trains two arms side by side with the same budget, seed and batches:
 
-- ``lottery``: every training image with its dropped patches filled with the dataset mean
-  pixel (pixel masking, applied per batch through :func:`lotus_core.training.train`'s
-  ``transform``); the kept-patch masks are computed once, with the *base* model and the chosen
-  scorer, and stored as a blob (``keep.safetensors``), so neither a resume nor the next epoch
-  recomputes them;
+- ``lottery``: every training image as its ticket, applied as ``apply`` says: ``pixels``
+  (dropped patches filled with the dataset mean pixel, through :func:`lotus_core.training.train`'s
+  ``transform``) or ``tokens`` (dropped tokens removed after the patch embedding, through its
+  ``forward``: the transformer computes on fewer tokens). The kept-patch masks are computed
+  once, with the *base* model and the chosen scorer, and stored as a blob (``keep.safetensors``),
+  so neither a resume nor the next epoch recomputes them;
 - ``full``: the same images, whole.
+
+Both arms are evaluated after every epoch twice on the same fixed test subset: on the whole
+images (``accuracy``) and on the test images' own tickets, applied the same way
+(``ticket_accuracy``; test masks from the base model too, stored as ``test-keep.safetensors``).
+The two differ when the ticket itself carries information: filled patches sit where an image
+has no object, so their positions trace the object's outline, and a model trained from scratch
+on mean-filled tickets learns to read that outline and fails on whole images.
 
 Both start from the same point (``start="pretrained"``: the base model; ``"scratch"``: the
 base architecture re-initialised with ``seed``). Epoch ``e`` of either arm trains
@@ -22,8 +30,8 @@ run resumes at the next unfinished epoch and equals an uninterrupted one.
 
 The summary reports, per arm, the first epoch whose accuracy is within 1 point (0.01) of the
 best full-data accuracy, and the total training time. Pixel masking costs the same compute as
-full images; the compute a ticket could save with token dropping is measured by
-``benchmarks/bench_token_drop.py``.
+full images; with ``apply="tokens"`` the lottery arm's training time shows what computing on
+fewer tokens saves (inference throughput: ``benchmarks/bench_token_drop.py``).
 """
 from __future__ import annotations
 
@@ -36,17 +44,19 @@ import torch
 from torch import nn
 
 from .context import Context
-from .data import subset_indices
+from .data import subset_indices, to_model_input
 from .errors import LotusError
 from .jobs import JOBS, JobSpec
 from .lottery.common import load_state_bytes, state_bytes
 from .models import build_from_arch
 from .patches import ScoreOptions, get_scorer, patch_grid, score_images
-from .patches.select import check_drop, drop_count, fill_value, mask_pixels, select_patches
+from .patches.select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
 from .runs import Run
 from .training import TrainConfig, train
 
 ARMS = ("lottery", "full")
+APPLIES = {"pixels": "dropped patches filled with the dataset mean pixel",
+           "tokens": "dropped tokens removed after the patch embedding (timm ViTs)"}
 STARTS = ("scratch", "pretrained")
 WITHIN = 0.01  # "within 1 point" of the best full-data accuracy (absolute fraction)
 
@@ -66,7 +76,8 @@ class LotteryTrainConfig:
     batch_size: int = 128  # images per step
     seed: int = 0  # initialisation (scratch), training pool, batch order, random scorer
     start: str = "scratch"  # "scratch" (base architecture re-initialised with seed) or "pretrained"
-    limit: int = 1000  # test images per evaluation (fixed seeded subset, whole images)
+    limit: int = 1000  # test images per evaluation (fixed seeded subset; whole images and their tickets)
+    apply: str = "pixels"  # how a ticket is applied in training and in the ticket evaluation (see APPLIES)
     block: int = -1  # cls scorer: attention block read
     fuse: str = "mean"  # cls/rollout scorers: head fusion
     discard_ratio: float = 0.0  # rollout scorer: fraction of each attention row discarded
@@ -79,6 +90,8 @@ def check_config(cfg: LotteryTrainConfig) -> None:
     get_scorer(cfg.scorer)
     check_drop(cfg.drop)
     cfg.options().check()
+    if cfg.apply not in APPLIES:
+        raise LotusError(f"apply {cfg.apply!r} is not one of {', '.join(APPLIES)}")
     if cfg.start not in STARTS:
         raise LotusError(f"start {cfg.start!r} is not one of {', '.join(STARTS)}")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.steps_per_epoch < 0 or cfg.limit < 1:
@@ -93,24 +106,48 @@ def training_pool(ctx: Context, cfg: LotteryTrainConfig) -> torch.Tensor:
     return subset_indices(n, max(1, math.floor(cfg.fraction * n + 0.5)), cfg.seed)
 
 
-def keep_masks(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(pool, keep)``: the training pool and its ``(len(pool), P)`` keep masks, computed once and stored."""
+def keep_masks(ctx: Context, cfg: LotteryTrainConfig, run: Run, split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indices, keep)``: the training pool (or, for ``split="test"``, the fixed test subset) and its
+    ``(len(indices), P)`` keep masks from the base model, computed once and stored."""
     from safetensors.torch import load, save
 
-    blob = run.blob("keep.safetensors")
+    name = "keep.safetensors" if split == "train" else "test-keep.safetensors"
+    blob = run.blob(name)
     if blob is None:
-        pool = training_pool(ctx, cfg)
+        data = ctx.train if split == "train" else ctx.test
+        idx = training_pool(ctx, cfg) if split == "train" else subset_indices(len(ctx.test), cfg.limit, 0)
         t0 = time.perf_counter()
-        scores = score_images(ctx.model, ctx.train.images[pool], ctx.data_config, cfg.scorer, cfg.options(),
-                              fill_value(ctx.train, ctx.data_config), ids=pool,
-                              on_batch=lambda done, total: run.progress(phase="scoring patches", done=done,
+        scores = score_images(ctx.model, data.images[idx], ctx.data_config, cfg.scorer, cfg.options(),
+                              fill_value(ctx.train, ctx.data_config), ids=idx,
+                              on_batch=lambda done, total: run.progress(phase=f"scoring {split} patches", done=done,
                                                                         planned=total))
         keep = select_patches(scores, cfg.drop)
-        blob = run.blob("keep.safetensors", save({"pool": pool.contiguous(), "keep": keep.contiguous()}))
-        run.point("keep-masks", {"images": len(pool), "patches": keep.shape[1], "kept": int(keep[0].sum()),
-                                 "scoring_s": time.perf_counter() - t0})
-    data = load(blob)
-    return data["pool"], data["keep"]
+        blob = run.blob(name, save({"pool": idx.contiguous(), "keep": keep.contiguous()}))
+        if split == "train":
+            run.point("keep-masks", {"images": len(idx), "patches": keep.shape[1], "kept": int(keep[0].sum()),
+                                     "scoring_s": time.perf_counter() - t0})
+    stored = load(blob)
+    return stored["pool"], stored["keep"]
+
+
+def ticket_accuracy(ctx: Context, model: nn.Module, cfg: LotteryTrainConfig, idx: torch.Tensor, keep: torch.Tensor,
+                    batch_size: int = 500) -> float:
+    """Top-1 accuracy of ``model`` on the test images ``idx`` with their tickets ``keep`` applied as ``cfg.apply``."""
+    from .device import autocast, default_device
+
+    grid = patch_grid(ctx.model, ctx.data_config["input_size"][1:])
+    fill = fill_value(ctx.train, ctx.data_config)
+    device = default_device()
+    model = model.to(device).eval()
+    correct = 0
+    with torch.inference_mode():
+        for start in range(0, len(idx), batch_size):
+            batch, k = idx[start: start + batch_size], keep[start: start + batch_size]
+            x = to_model_input(ctx.test.images[batch], ctx.data_config).to(device)
+            with autocast(device):
+                logits = model(mask_pixels(x, k, grid, fill)) if cfg.apply == "pixels" else drop_tokens(model, x, k)
+            correct += int((logits.argmax(dim=-1).cpu() == ctx.test.labels[batch]).sum())
+    return correct / max(1, len(idx))
 
 
 def initial_model(ctx: Context, cfg: LotteryTrainConfig) -> nn.Module:
@@ -148,6 +185,12 @@ def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
     def lottery_batch(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         return mask_pixels(x, keep[row[batch]], grid, fill)
 
+    def lottery_forward(model: nn.Module, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
+        return drop_tokens(model, x, keep[row[batch]])
+
+    ticket = {"transform": lottery_batch} if cfg.apply == "pixels" else {"forward": lottery_forward}
+    test_idx, test_keep = keep_masks(ctx, cfg, run, "test")
+
     if run.blob("init.safetensors") is None:
         run.blob("init.safetensors", state_bytes(initial_model(ctx, cfg)))
     steps = steps_per_epoch(cfg, len(pool))
@@ -163,15 +206,15 @@ def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
             result = train(model, ctx.train, TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                                          weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                                                          seed=cfg.seed + epoch),
-                           ctx.data_config, indices=pool, transform=lottery_batch if arm == "lottery" else None,
-                           should_stop=run.stopped)
+                           ctx.data_config, indices=pool, should_stop=run.stopped, **(ticket if arm == "lottery" else {}))
             train_s = time.perf_counter() - t0
             run.check()
             res = ctx.evaluate(model, limit=cfg.limit)
+            on_tickets = ticket_accuracy(ctx, model, cfg, test_idx, test_keep)
             run.blob(f"{key}.safetensors", state_bytes(model))
             run.point(key, {"arm": arm, "epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
-                            "ci_high": res.ci95[1], "loss": result.final_loss, "steps": result.steps,
-                            "train_s": train_s})
+                            "ci_high": res.ci95[1], "ticket_accuracy": on_tickets, "loss": result.final_loss,
+                            "steps": result.steps, "train_s": train_s})
             done += 1
             run.progress(done=done, planned=2 * cfg.epochs, arm=arm, epoch=epoch, accuracy=res.accuracy)
     return summarise(cfg, run.points(), len(pool), grid.num_patches, steps)
@@ -189,7 +232,9 @@ def summarise(cfg: LotteryTrainConfig, points: dict[str, dict], images: int, pat
            "patches_dropped": drop_count(patches, cfg.drop), "steps_per_epoch": steps, "epochs": cfg.epochs,
            "scoring_s": points.get("keep-masks", {}).get("scoring_s")}
     for arm in ARMS:
+        tickets = [points[epoch_key(arm, e)].get("ticket_accuracy") for e in range(1, cfg.epochs + 1)]
         out[arm] = {"accuracy": curves[arm], "final_accuracy": curves[arm][-1], "best_accuracy": max(curves[arm]),
+                    "ticket_accuracy": tickets, "final_ticket_accuracy": tickets[-1],
                     "epochs_to_within_1pt": epochs_to_within(curves[arm]),
                     "train_time_s": sum(points[epoch_key(arm, e)]["train_s"] for e in range(1, cfg.epochs + 1))}
     return out
@@ -198,7 +243,7 @@ def summarise(cfg: LotteryTrainConfig, points: dict[str, dict], images: int, pat
 def epoch_frame(ctx: Context, run_id: str) -> pd.DataFrame:
     """The epoch points of a (possibly unfinished) run as a DataFrame: arm, epoch, accuracy, ci_low, ci_high, train_s."""
     rows = [p for k, p in ctx.store.points(run_id).items() if "-epoch-" in k]
-    cols = ["arm", "epoch", "accuracy", "ci_low", "ci_high", "loss", "steps", "train_s"]
+    cols = ["arm", "epoch", "accuracy", "ci_low", "ci_high", "ticket_accuracy", "loss", "steps", "train_s"]
     return pd.DataFrame(rows, columns=cols).sort_values(["arm", "epoch"], ignore_index=True)
 
 

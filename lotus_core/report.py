@@ -342,6 +342,10 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
                     f"{_pct(lot['final_accuracy'])} after {epochs} epochs, against {_pct(full['final_accuracy'])} "
                     f"on full images; {reach} (full images: "
                     f"{f'epoch {e_full}' if e_full else f'not within {epochs} epochs'}).")
+        if lot.get("final_ticket_accuracy") is not None:  # runs stored before the ticket test lack it
+            sentence += (f" On the test images' own tickets it scores {_pct(lot['final_ticket_accuracy'])} (the "
+                         f"full-image model: {_pct(full['final_ticket_accuracy'])}): a large gap to its whole-image "
+                         "accuracy means the hidden patches' positions, not the image, taught it.")
         value, best = lot["final_accuracy"], summary["best_full_accuracy"]
     else:
         last = frame.groupby("arm")["accuracy"].last().reindex(["lottery", "full"])

@@ -6,7 +6,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.data import subset_indices
 from lotus_core.errors import LotusError
-from lotus_core.lottery_data import STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
+from lotus_core.lottery_data import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
 from lotus_core.patches import FUSES, SCORERS, ScoreOptions
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
@@ -113,12 +113,13 @@ else:
 # ----------------------------------------------------------------------------- lottery training
 st.subheader("Training on data lottery tickets")
 with st.form("lottery_train"):
-    t1, t2, t3, t4 = st.columns(4)
+    t1, t2, t3, t4, t5 = st.columns(5)
     epochs = t1.number_input("Epochs", 1, 50, 5)
     fraction = t2.select_slider("Training data used", [0.01, 0.05, 0.2, 0.5, 1.0], value=0.2,
                                 format_func=lambda f: f"{100 * f:.0f}%")
     start = t3.selectbox("Start from", STARTS)
     lr = t4.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
+    apply = t5.selectbox("Ticket applied as", list(APPLIES), help="; ".join(f"{k}: {v}" for k, v in APPLIES.items()))
     st.caption(f"Uses the scorer ({scorer}) and drop ratio ({100 * drop:.0f}%) chosen above; both arms get the same "
                "steps, batches and seed.")
     submitted = st.form_submit_button("Launch lottery training", type="primary")
@@ -126,7 +127,7 @@ if submitted:
     with ui.guard():
         rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
                                                               fraction=fraction, start=start, lr=lr, block=int(block),
-                                                              fuse=fuse, discard_ratio=discard))
+                                                              fuse=fuse, discard_ratio=discard, apply=apply))
     st.toast(f"Lottery training {rid[:6]} queued")
 active_jobs(ctx, ("lottery-train",))
 

@@ -112,3 +112,48 @@ def test_the_job_kind_runs_the_same_experiment(tiny_ctx, monkeypatch):
 def test_bad_configs_are_refused_before_any_work(tiny_ctx, change, message):
     with pytest.raises(LotusError, match=message):
         run_experiment(tiny_ctx, "lottery-train", dataclasses.replace(CFG, **change), run_lottery_train)
+
+
+def test_both_arms_are_also_tested_on_the_test_images_own_tickets(tiny_ctx):
+    from lotus_core.data import subset_indices, to_model_input
+    from lotus_core.device import autocast, default_device
+    from lotus_core.patches import patch_grid
+    from lotus_core.patches.select import mask_pixels
+
+    summary = run_experiment(tiny_ctx, "lottery-train", CFG, run_lottery_train)
+    store, run_id = tiny_ctx.store, summary["run_id"]
+    idx = subset_indices(len(tiny_ctx.test), CFG.limit, 0)  # the fixed subset ctx.evaluate uses
+    fill = fill_value(tiny_ctx.train, tiny_ctx.data_config)
+    scores = score_images(tiny_ctx.model, tiny_ctx.test.images[idx], tiny_ctx.data_config, "cls", fill=fill, ids=idx)
+    keep = select_patches(scores, CFG.drop)
+    stored = load(store.get_blob(run_id, "test-keep.safetensors"))
+    assert torch.equal(stored["pool"], idx) and torch.equal(stored["keep"], keep)
+    grid = patch_grid(tiny_ctx.model, tiny_ctx.data_config["input_size"][1:])
+    for arm in ("lottery", "full"):
+        model = load_state_bytes(tiny_ctx.copy_model(), store.get_blob(run_id, f"{arm}-epoch-2.safetensors"))
+        x = mask_pixels(to_model_input(tiny_ctx.test.images[idx], tiny_ctx.data_config), keep, grid, fill)
+        with torch.inference_mode(), autocast(default_device()):  # the evaluation's precision
+            expected = int((model(x).argmax(-1) == tiny_ctx.test.labels[idx]).sum()) / CFG.limit
+        assert summary[arm]["final_ticket_accuracy"] == expected
+        assert epoch_frame(tiny_ctx, run_id).query("arm == @arm")["ticket_accuracy"].tolist() == \
+            summary[arm]["ticket_accuracy"]
+
+
+def test_tokens_apply_trains_the_lottery_arm_on_the_kept_tokens_only(tiny_ctx, monkeypatch):
+    import lotus_core.lottery_data as lottery_data
+
+    calls = []
+    real = lottery_data.drop_tokens
+
+    def spy(model, x, keep):
+        calls.append((x.shape[0], keep.sum(dim=1).unique().tolist()))
+        return real(model, x, keep)
+
+    monkeypatch.setattr(lottery_data, "drop_tokens", spy)
+    cfg = dataclasses.replace(CFG, apply="tokens")
+    summary = run_experiment(tiny_ctx, "lottery-train", cfg, run_lottery_train)
+    # training: 2 epochs x 4 steps of 16 images, lottery arm only; tickets test: 50 images per arm and epoch
+    assert sorted(calls) == [(16, [12])] * 8 + [(50, [12])] * 4
+    assert len(summary["lottery"]["ticket_accuracy"]) == 2
+    with pytest.raises(LotusError, match="apply 'both' is not one of pixels, tokens"):
+        run_experiment(tiny_ctx, "lottery-train", dataclasses.replace(CFG, apply="both"), run_lottery_train)

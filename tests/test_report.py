@@ -99,6 +99,8 @@ def test_every_section_states_the_stored_number_it_shows(full_ctx):
     assert section.value == lottery["lottery"]["final_accuracy"]
     assert (f"reaches {_pct(lottery['lottery']['final_accuracy'])} after 2 epochs, against "
             f"{_pct(lottery['full']['final_accuracy'])} on full images") in section.sentence
+    assert (f" On the test images' own tickets it scores {_pct(lottery['lottery']['final_ticket_accuracy'])} (the "
+            f"full-image model: {_pct(lottery['full']['final_ticket_accuracy'])})") in section.sentence
 
 
 def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, monkeypatch):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..lottery_data import STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
+from ..lottery_data import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
 from ..patches import FUSES, SCORERS, ScoreOptions
 from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
@@ -79,6 +79,8 @@ def fidelity_cmd(args, ctx) -> dict:
     arg("--seed", type=int, default=0),
     arg("--start", choices=STARTS, default="scratch", help="re-initialised architecture or the base model"),
     arg("--limit", type=positive_int, default=1000, help="test images per evaluation"),
+    arg("--apply", choices=list(APPLIES), default="pixels",
+        help="; ".join(f"{k}: {v}" for k, v in APPLIES.items())),
     *_SCORE_OPTIONS,
 ])
 def lottery_train_cmd(args, ctx) -> dict:
@@ -86,6 +88,6 @@ def lottery_train_cmd(args, ctx) -> dict:
                              fraction=args.fraction, lr=args.lr, weight_decay=args.weight_decay,
                              warmup_steps=args.warmup_steps, batch_size=args.batch_size, seed=args.seed,
                              start=args.start, limit=args.limit, block=args.block, fuse=args.fuse,
-                             discard_ratio=args.discard_ratio)
+                             discard_ratio=args.discard_ratio, apply=args.apply)
     summary = run_experiment(ctx, "lottery-train", cfg, run_lottery_train, on_progress=_progress)
     return {**summary, "points": epoch_frame(ctx, summary["run_id"]).to_dict(orient="records")}

@@ -68,7 +68,8 @@ def fidelity_curves(curves: pd.DataFrame, auc: pd.DataFrame, mode: str) -> go.Fi
 
 
 def convergence(frame: pd.DataFrame, best_full: float | None = None) -> go.Figure:
-    """Test accuracy after each epoch, lottery data against full images (frame from lottery_data.epoch_frame)."""
+    """Test accuracy after each epoch, lottery data against full images (frame from lottery_data.epoch_frame):
+    on whole test images (solid) and, where recorded, on the test images' own tickets (dotted)."""
     fig = go.Figure()
     for arm, part in frame.groupby("arm", sort=False):
         part = part.sort_values("epoch")
@@ -79,6 +80,12 @@ def convergence(frame: pd.DataFrame, best_full: float | None = None) -> go.Figur
             error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
                          arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
             hovertemplate=f"{label}<br>epoch %{{x}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
+        if "ticket_accuracy" in part and part["ticket_accuracy"].notna().all():
+            fig.add_trace(go.Scatter(
+                x=part["epoch"], y=100 * part["ticket_accuracy"], mode="lines+markers", name=f"{label}, tested on tickets",
+                line=dict(color=ARM_COLORS.get(arm), dash="dot"), marker=dict(symbol="circle-open"),
+                hovertemplate=f"{label}, tested on the test images' tickets<br>epoch %{{x}}<br>accuracy %{{y:.2f}}%"
+                              "<extra></extra>"))
     if best_full is not None:
         fig.add_hrect(y0=100 * best_full - 1, y1=100 * best_full, fillcolor="#2e7d32", opacity=0.08, line_width=0,
                       annotation_text="within 1 point of the best full-data accuracy",

@@ -83,6 +83,7 @@ def test_patches_page_compares_scorers_and_launches_lottery_training():
     assert len(runs) == 1 and runs.iloc[0]["status"] == "done"
     assert runs.iloc[0]["config"]["epochs"] == 1 and runs.iloc[0]["config"]["fraction"] == 0.01
     chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
-    assert [t["name"] for t in chart["data"]] == ["full images", "data lottery ticket"]
+    assert [t["name"] for t in chart["data"]] == ["full images", "full images, tested on tickets", "data lottery ticket",
+                                                  "data lottery ticket, tested on tickets"]
     summary = runs.iloc[0]["summary"]
     assert array(chart["data"][0]["y"]).tolist() == pytest.approx([100 * summary["full"]["accuracy"][0]])
