@@ -135,11 +135,16 @@ def layer_similarity(per_layer: dict[str, dict], measure: str = "cosine", title:
 def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None) -> go.Figure:
     """Accuracy against sparsity per series (columns series, sparsity, accuracy)."""
     fig = go.Figure()
+    colors: dict[str, str] = {}  # one colour per series (an ISSP run's two share one), the kind's own first
+    spare = iter(["#0288d1", "#f57c00", "#5e35b1", "#6d4c41", "#00acc1", "#9e9d24", "#d81b60", "#43a047"] * 4)
     for name, part in frame.groupby("series", sort=False):
         part = part.sort_values("sparsity")
         key = str(name).split(" ")[0].lower()
+        run = str(name).removesuffix(" before fine-tune").removesuffix(" fine-tuned")  # both ISSP curves of a run
+        if run not in colors:
+            colors[run] = COLORS[key] if key in COLORS and COLORS[key] not in colors.values() else next(spare)
         fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part["accuracy"], mode="lines+markers", name=str(name),
-                                 line=dict(color=COLORS.get(key), dash="dot" if "before" in str(name) else None),
+                                 line=dict(color=colors[run], dash="dot" if "before" in str(name) else None),
                                  hovertemplate=f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
     if dense is not None:
         fig.add_hline(y=100 * dense, line_dash="dash", annotation_text=f"dense {100 * dense:.1f}%")

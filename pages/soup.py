@@ -69,7 +69,10 @@ active_jobs(ctx, ("lth", "issp", "lth-control"))
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx)
 labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
-chosen = st.multiselect("Ticket runs to compare", list(labels), default=list(labels)[:3])
+newest_lth = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "lth"][:1]
+newest_issp = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "issp"][:3]
+chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp,
+                        help="By default the newest LTH run and the three newest ISSP runs (a data-fraction sweep).")
 status = runs.set_index("id")[["kind", "status"]]
 done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == "done"]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]

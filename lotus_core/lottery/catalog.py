@@ -151,12 +151,13 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
     runs = ticket_runs(ctx, (*TICKET_KINDS, "lth-control")).set_index("id")
     for rid in run_ids:
         kind, tag = runs.loc[rid, "kind"], rid[:6]
+        fraction = f"f={runs.loc[rid, 'config'].get('data_fraction', 0):g}"  # ISSP's data fraction
         for key, p in ctx.store.points(rid).items():
             if key.startswith("round-") and p["sparsity"] > 0:
-                series = f"LTH {tag}" if kind == "lth" else f"ISSP {tag} before fine-tune"
+                series = f"LTH {tag}" if kind == "lth" else f"ISSP {tag} {fraction} before fine-tune"
                 rows.append({"series": series, **{c: p[c] for c in cols}})
             elif key == "final":
-                rows.append({"series": f"ISSP {tag} fine-tuned", **{c: p[c] for c in cols}})
+                rows.append({"series": f"ISSP {tag} {fraction} fine-tuned", **{c: p[c] for c in cols}})
         if kind != "lth":
             continue
         for _, c in runs[runs["kind"] == "lth-control"].iterrows():
