@@ -17,7 +17,8 @@ st.subheader("OMP against lottery tickets at the same sparsity")
 runs = ticket_runs(ctx)
 labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
 if labels:
-    chosen = st.selectbox("Ticket run (every finished round is compared with OMP at its exact sparsity)", list(labels))
+    lth_first = sorted(labels, key=lambda label: not label.startswith("LTH"))  # lottery tickets first, then ISSP
+    chosen = st.selectbox("Ticket run (every finished round is compared with OMP at its exact sparsity)", lth_first)
     with ui.guard(), st.spinner("Comparing every round with OMP at the same sparsity..."):
         table = omp_vs_tickets(ctx, labels[chosen])
     if len(table):
@@ -62,7 +63,7 @@ m3.metric("Jaccard (pruned)", ui.pct(sim["jaccard_pruned"], 2),
 m4.metric("Chance Jaccard", ui.pct(sim["chance_jaccard_pruned"], 2))
 left, right = st.columns([2, 3])
 with left:
-    charts.show(layer_similarity(sim["per_layer"], measure, f"Per layer: {MEASURES[measure]} (ticks: chance)"),
+    charts.show(layer_similarity(sim["per_layer"], measure, "Per layer (ticks: chance level)"),
                 key="per_layer")
 with right:
     layer = st.selectbox("Layer to draw", list(mask_a))
