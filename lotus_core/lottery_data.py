@@ -251,8 +251,8 @@ def lottery_runs(ctx: Context) -> pd.DataFrame:
     """Stored lottery-training runs of the current model and dataset (newest first), with a ``label`` column."""
     runs = ctx.store.runs(kind="lottery-train", model=ctx.model_id)
     runs = runs[runs["dataset"] == ctx.dataset].reset_index(drop=True)
-    runs["label"] = [f"{c['scorer']}, drop {100 * c['drop']:.0f}%, {c['start']}, {c['epochs']} epochs, "
-                     f"{100 * c['fraction']:.0f}% of the data ({s}) [{i[:6]}]"
+    runs["label"] = [f"{c['scorer']}, drop {100 * c['drop']:.0f}% as {c.get('apply', 'pixels')}, {c['start']}, "
+                     f"{c['epochs']} epoch{'s' if c['epochs'] != 1 else ''}, {100 * c['fraction']:.0f}% of the data ({s}) [{i[:6]}]"
                      for c, s, i in zip(runs["config"], runs["status"], runs["id"])]
     return runs
 

@@ -82,6 +82,7 @@ def test_patches_page_compares_scorers_and_launches_lottery_training():
     runs = lottery_runs(ctx)
     assert len(runs) == 1 and runs.iloc[0]["status"] == "done"
     assert runs.iloc[0]["config"]["epochs"] == 1 and runs.iloc[0]["config"]["fraction"] == 0.01
+    assert runs.iloc[0]["label"].startswith("cls, drop 10% as pixels, scratch, 1 epoch, 1% of the data (done)")
     chart = json.loads(at.get("plotly_chart")[-1].proto.spec)
     assert [t["name"] for t in chart["data"]] == ["full images", "full images, tested on tickets", "data lottery ticket",
                                                   "data lottery ticket, tested on tickets"]
