@@ -2,6 +2,7 @@
 import streamlit as st
 
 from app import charts, state, ui
+from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
 from lotus_core.runs import stored_summary
 from lotus_core.sensitivity import SensitivityConfig, run_sensitivity
@@ -20,22 +21,36 @@ methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods)
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
 limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=DEFAULT.limit)
-r1, r2, r3 = st.columns([2, 3, 2])
+r1, r2, r3, r4 = st.columns([2, 3, 3, 2])
 refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
 eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
-compute = r3.button("Compute curve", type="primary")
+finetune = r3.select_slider("Fine-tune steps per point", [0, 30, 100, 300], value=0,
+                            help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
+                                 "0 draws the instant one-shot curve; fine-tuned curves run as a background job.")
+compute = r4.button("Compute curve", type="primary")
 sparsities = tuple(round(s / 100, 4) for s in range(lo, hi + 1, step))
 
 if not methods:
     st.info("Pick at least one method.")
     st.stop()
-chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps)
+chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
+                     finetune_steps=finetune)
+stored = stored_summary(ctx, "sweep", chosen) is not None
+background = finetune > 0 and not stored  # fine-tuning every point takes minutes: the worker does it
+if background and compute:
+    with ui.guard():
+        run_id = launch(ctx, "sweep", chosen)
+    st.toast(f"Fine-tuned sweep {run_id[:6]} queued")
 # show the chosen curve when asked, on first load, or when it is already stored (instant);
 # otherwise keep the last one drawn until "Compute curve" is clicked
-if compute or "curve_config" not in st.session_state or stored_summary(ctx, "sweep", chosen) is not None:
+if not background and (compute or "curve_config" not in st.session_state or stored):
     st.session_state["curve_config"] = chosen
 config = st.session_state["curve_config"]
-if config != chosen:
+if background:
+    st.info("Fine-tuned curves run in the background: **Compute curve** queues this one, and the chart switches to it "
+            "when it is done (meanwhile it shows the last curve).")
+    active_jobs(ctx, ("sweep",))
+elif config != chosen:
     st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
@@ -45,6 +60,9 @@ with ui.guard():
     bar.empty()
 
 charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
+if config.finetune_steps:
+    st.caption(f"Every point was fine-tuned for {config.finetune_steps} steps with its mask held fixed; the dense "
+               "line is the model before any fine-tuning.")
 cols = st.columns(len(config.methods))
 for col, method in zip(cols, config.methods):
     ess = result.essential[method]

@@ -1,8 +1,6 @@
 """The Masks page on the default model: similarity against chance, with and without a stored LTH run."""
-import base64
 import json
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,18 +10,11 @@ from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.pruning import Mask, prune
 from lotus_core.runs import run_experiment
 from lotus_core.similarity import mask_similarity
-from tests.pages.helpers import open_page
+from tests.pages.helpers import open_page, values
 
 
 def _spec(at, i):
     return json.loads(at.get("plotly_chart")[i].proto.spec)
-
-
-def values(data) -> list:
-    """A plotly trace's x or y as a list (plotly ships numpy arrays as base64 ``bdata``)."""
-    if isinstance(data, dict) and "bdata" in data:
-        return np.frombuffer(base64.b64decode(data["bdata"]), dtype=data["dtype"]).tolist()
-    return list(data)
 
 
 def test_without_runs_omp_is_compared_with_one_shot_masks_against_chance_and_the_measure_switches():

@@ -1,4 +1,3 @@
-import base64
 import json
 
 import numpy as np
@@ -9,19 +8,11 @@ from lotus_core.lottery_data import lottery_runs
 from lotus_core.patches import ScoreOptions
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
-from tests.pages.helpers import open_page
+from tests.pages.helpers import array, open_page
 
 
 def widget(items, label):
     return next(w for w in items if w.label == label)
-
-
-def array(value) -> np.ndarray:
-    """A plotly array: a list, or numpy's typed-array encoding {dtype, bdata (base64), shape}."""
-    if isinstance(value, dict):
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return flat.reshape([int(s) for s in str(value["shape"]).split(",")]) if "shape" in value else flat
-    return np.asarray(value)
 
 
 def overlay(at) -> tuple[np.ndarray, int]:

@@ -1,9 +1,11 @@
 import json
 
+import pytest
+
 from lotus_core.context import open_context
 from lotus_core.pruning import PRUNERS
 from lotus_core.sweep import PointEvaluator, SweepConfig, run_sweep
-from tests.pages.helpers import open_page
+from tests.pages.helpers import open_page, values
 
 
 def curve_names(at) -> list[str]:
@@ -39,3 +41,23 @@ def test_compute_curve_adds_methods_and_prune_shows_the_core_accuracy():
     pruned = next(m for m in at.metric if m.label == "Pruned accuracy")
     point = PointEvaluator(open_context(), SweepConfig(methods=("omp",), limit=500)).evaluate("omp", 0.5)
     assert pruned.value == f"{100 * point['accuracy']:.2f}%"
+
+
+def test_a_fine_tuned_curve_is_queued_as_a_job_and_drawn_once_stored():
+    at = open_page("sparsity_curves")
+    at.slider[0].set_value((80, 90))
+    at.select_slider[2].set_value(30)  # fine-tune steps per point
+    at.checkbox[0].uncheck().run()
+    assert not at.exception and curve_names(at) == ["omp"]  # still the default curve
+    assert any("run in the background" in i.value for i in at.info)
+    next(b for b in at.button if b.label == "Compute curve").click().run()  # jobs run inline in tests
+    at.run()
+    assert not at.exception
+    config = SweepConfig(methods=("omp",), sparsities=(0.8, 0.9), limit=1000, refine=False, finetune_steps=30)
+    result = run_sweep(open_context(), config)  # served from the store the job wrote
+    assert result.frame["sparsity"].tolist() == [0.8, 0.9]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    omp = next(t for t in spec["data"] if t.get("name") == "omp")
+    assert values(omp["x"])[-2:] == [80.0, 90.0]
+    assert values(omp["y"])[-2:] == pytest.approx((100 * result.frame["accuracy"]).tolist())
+    assert any("fine-tuned for 30 steps" in c.value for c in at.caption)
