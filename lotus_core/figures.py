@@ -30,10 +30,10 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
     """
     fig = go.Figure()
     a = 100 * dense["accuracy"]
-    fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0,
-                  annotation_text=f"within {100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'} of dense", annotation_position="bottom right")
-    fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_text=f"dense {a:.1f}%",
-                  annotation_position="top right")
+    points = f"{100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'}"
+    fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
+    fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_position="top right",
+                  annotation_text=f"dense {a:.1f}% (shaded: within {points})")
     dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}
     for method, part in frame.groupby("method", sort=False):
         part = pd.concat([pd.DataFrame([dense_row]), part]).sort_values("sparsity")
