@@ -50,11 +50,13 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_size: int = 500,
             bf16: bool = True, device: torch.device | None = None,
-            transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
+            transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+            forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
     """Predicted labels for uint8 ``images`` (B, C, H, W).
 
     ``transform(model_input, start)`` may alter each normalised batch (``start`` is the
-    batch's offset into ``images``), e.g. to mask patches.
+    batch's offset into ``images``), e.g. to mask patches; ``forward(model, model_input, start)``
+    replaces ``model(model_input)``, e.g. to compute on the kept patch tokens only.
     """
     device = device or default_device()
     model = model.to(device).eval()
@@ -63,8 +65,10 @@ def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_siz
         x = to_model_input(images[start: start + batch_size], data_config)
         if transform is not None:
             x = transform(x, start)
+        x = x.to(device)
         with autocast(device, bf16):
-            out.append(model(x.to(device)).argmax(dim=-1).cpu())
+            logits = model(x) if forward is None else forward(model, x, start)
+        out.append(logits.argmax(dim=-1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
 
 

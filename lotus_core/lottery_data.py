@@ -5,12 +5,12 @@ patches of every training image (10% by default: 5 of the default model's 49) gi
 "data lottery ticket" said to reach near its best accuracy by the fifth epoch. This
 experiment trains two arms side by side with the same budget, seed and batches:
 
-- ``lottery``: every training image as its ticket, applied as ``apply`` says: ``pixels``
-  (dropped patches filled with the dataset mean pixel, through :func:`lotus_core.training.train`'s
-  ``transform``) or ``tokens`` (dropped tokens removed after the patch embedding, through its
-  ``forward``: the transformer computes on fewer tokens). The kept-patch masks are computed
-  once, with the *base* model and the chosen scorer, and stored as a blob (``keep.safetensors``),
-  so neither a resume nor the next epoch recomputes them;
+- ``lottery``: every training image as its ticket (through :func:`lotus_core.training.train`'s
+  ``forward``), applied as ``apply`` says: ``pixels`` (dropped patches filled with the dataset
+  mean pixel) or ``tokens`` (dropped tokens removed after the patch embedding: the transformer
+  computes on fewer tokens). The kept-patch masks are computed once, with the *base* model and
+  the chosen scorer, and stored as a blob (``keep.safetensors``), so neither a resume nor the
+  next epoch recomputes them;
 - ``full``: the same images, whole.
 
 Both arms are evaluated after every epoch twice on the same fixed test subset: on the whole
@@ -44,8 +44,9 @@ import torch
 from torch import nn
 
 from .context import Context
-from .data import subset_indices, to_model_input
+from .data import subset_indices
 from .errors import LotusError
+from .evaluate import predict
 from .jobs import JOBS, JobSpec
 from .lottery.common import load_state_bytes, state_bytes
 from .models import build_from_arch
@@ -130,26 +131,6 @@ def keep_masks(ctx: Context, cfg: LotteryTrainConfig, run: Run, split: str = "tr
     return stored["pool"], stored["keep"]
 
 
-def ticket_accuracy(ctx: Context, model: nn.Module, cfg: LotteryTrainConfig, idx: torch.Tensor, keep: torch.Tensor,
-                    batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` on the test images ``idx`` with their tickets ``keep`` applied as ``cfg.apply``."""
-    from .device import autocast, default_device
-
-    grid = patch_grid(ctx.model, ctx.data_config["input_size"][1:])
-    fill = fill_value(ctx.train, ctx.data_config)
-    device = default_device()
-    model = model.to(device).eval()
-    correct = 0
-    with torch.inference_mode():
-        for start in range(0, len(idx), batch_size):
-            batch, k = idx[start: start + batch_size], keep[start: start + batch_size]
-            x = to_model_input(ctx.test.images[batch], ctx.data_config).to(device)
-            with autocast(device):
-                logits = model(mask_pixels(x, k, grid, fill)) if cfg.apply == "pixels" else drop_tokens(model, x, k)
-            correct += int((logits.argmax(dim=-1).cpu() == ctx.test.labels[batch]).sum())
-    return correct / max(1, len(idx))
-
-
 def initial_model(ctx: Context, cfg: LotteryTrainConfig) -> nn.Module:
     """The common starting point of both arms."""
     if cfg.start == "pretrained":
@@ -182,14 +163,17 @@ def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
     row = torch.full((len(ctx.train),), -1, dtype=torch.int64)
     row[pool] = torch.arange(len(pool))
 
-    def lottery_batch(x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        return mask_pixels(x, keep[row[batch]], grid, fill)
+    def on_ticket(model: nn.Module, x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        """Logits of ``model`` on the tickets of the model inputs ``x``, applied as ``cfg.apply``."""
+        return model(mask_pixels(x, kept, grid, fill)) if cfg.apply == "pixels" else drop_tokens(model, x, kept)
 
-    def lottery_forward(model: nn.Module, x: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
-        return drop_tokens(model, x, keep[row[batch]])
-
-    ticket = {"transform": lottery_batch} if cfg.apply == "pixels" else {"forward": lottery_forward}
     test_idx, test_keep = keep_masks(ctx, cfg, run, "test")
+
+    def ticket_accuracy(model: nn.Module) -> float:
+        """Top-1 accuracy on the fixed test subset, each image as its own ticket."""
+        preds = predict(model, ctx.test.images[test_idx], ctx.data_config,
+                        forward=lambda m, x, start: on_ticket(m, x, test_keep[start: start + len(x)]))
+        return int((preds == ctx.test.labels[test_idx]).sum()) / len(test_idx)
 
     if run.blob("init.safetensors") is None:
         run.blob("init.safetensors", state_bytes(initial_model(ctx, cfg)))
@@ -206,11 +190,12 @@ def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
             result = train(model, ctx.train, TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                                          weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
                                                          seed=cfg.seed + epoch),
-                           ctx.data_config, indices=pool, should_stop=run.stopped, **(ticket if arm == "lottery" else {}))
+                           ctx.data_config, indices=pool, should_stop=run.stopped,
+                           forward=(lambda m, x, batch: on_ticket(m, x, keep[row[batch]])) if arm == "lottery" else None)
             train_s = time.perf_counter() - t0
             run.check()
             res = ctx.evaluate(model, limit=cfg.limit)
-            on_tickets = ticket_accuracy(ctx, model, cfg, test_idx, test_keep)
+            on_tickets = ticket_accuracy(model)
             run.blob(f"{key}.safetensors", state_bytes(model))
             run.point(key, {"arm": arm, "epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
                             "ci_high": res.ci95[1], "ticket_accuracy": on_tickets, "loss": result.final_loss,

@@ -84,7 +84,6 @@ def train(
     data_config: dict,
     mask: Mapping[str, torch.Tensor] | None = None,
     indices: torch.Tensor | None = None,
-    transform: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     forward: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -99,10 +98,8 @@ def train(
         data_config: the model's input config (see :func:`lotus_core.models.data_config`).
         mask: optional keep-mask; pruned weights are held at exactly zero throughout.
         indices: optional subset of ``data`` to draw batches from.
-        transform: optional ``f(model_input, batch_indices) -> model_input`` applied after
-            normalisation (e.g. patch masking for data lottery tickets).
         forward: optional ``f(model, model_input, batch_indices) -> logits`` used instead of
-            ``model(model_input)`` (e.g. computing on the kept patch tokens only).
+            ``model(model_input)`` (e.g. a data lottery ticket: patches masked or tokens dropped).
         on_progress: called about 20 times per run and at the end.
         should_stop: polled each step; returning True ends training early (cancellation).
     """
@@ -138,8 +135,6 @@ def train(
         x = to_model_input(data.images[batch], data_config)
         if config.augment:
             x = augment_batch(x, g)
-        if transform is not None:
-            x = transform(x, batch)
         x, y = x.to(device), data.labels[batch].to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step)

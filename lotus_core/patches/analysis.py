@@ -114,7 +114,7 @@ def explain_images(ctx: Context, scorer: str, drop: float, options: ScoreOptions
                       transform=lambda x, start: mask_pixels(x, keep, grid, fill))
     tokens = None
     if grid.tokens:
-        with torch.no_grad():
-            tokens = drop_tokens(ctx.model, to_model_input(images, ctx.data_config), keep).argmax(dim=-1)
+        tokens = predict(ctx.model, images, ctx.data_config, bf16=False, batch_size=len(images),
+                         forward=lambda model, x, start: drop_tokens(model, x, keep))
     return PatchReport(scorer, drop, grid, images, to_uint8_model_size(images, ctx.data_config), where, labels,
                        scores, keep, prediction, lottery, tokens)
