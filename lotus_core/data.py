@@ -9,7 +9,8 @@ Fashion-MNIST is looked for, in order: a folder given by ``root`` or ``$LOTUS_DA
 the Debian package ``dataset-fashion-mnist`` (/usr/share/datasets/fashion-mnist), a
 torchvision download (when online), and finally the copy embedded in ``data/`` (the full
 test split and a fixed 10,000-image training subset), so the default demo always works
-offline.
+offline. ``$LOTUS_NO_SYSTEM_DATA=1`` skips the system locations (the Debian package and the
+download cache) and downloads, as on a fresh machine: CI runs the tests that way.
 """
 from __future__ import annotations
 
@@ -74,9 +75,14 @@ def data_root() -> Path:
     return Path(os.environ.get("LOTUS_DATA_ROOT", Path.home() / ".cache" / "lotus" / "datasets"))
 
 
+def system_data_hidden() -> bool:
+    """True when ``$LOTUS_NO_SYSTEM_DATA`` is set: behave as on a fresh machine (embedded data only)."""
+    return bool(os.environ.get("LOTUS_NO_SYSTEM_DATA"))
+
+
 def downloads_allowed() -> bool:
-    """Downloads are attempted unless ``$LOTUS_OFFLINE`` is set to a non-empty value."""
-    return not os.environ.get("LOTUS_OFFLINE")
+    """Downloads are attempted unless ``$LOTUS_OFFLINE`` or ``$LOTUS_NO_SYSTEM_DATA`` is set to a non-empty value."""
+    return not (os.environ.get("LOTUS_OFFLINE") or system_data_hidden())
 
 
 # --------------------------------------------------------------------------- idx files
@@ -117,7 +123,9 @@ def _idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None
 # --------------------------------------------------------------------------- loaders
 def _fashion_mnist(split: str, root: Path | None) -> ImageSet:
     prefix = "train" if split == "train" else "t10k"
-    candidates = [p for p in (root, data_root() / "FashionMNIST" / "raw", data_root(), DEBIAN_FMNIST) if p]
+    system = () if system_data_hidden() else (data_root() / "FashionMNIST" / "raw", data_root(), DEBIAN_FMNIST)
+    explicit = os.environ.get("LOTUS_DATA_ROOT") if system_data_hidden() else None
+    candidates = [Path(p) for p in (root, explicit, *system) if p]
     for folder in candidates:
         pair = _idx_pair(Path(folder), prefix)
         if pair is not None:

@@ -33,6 +33,26 @@ def test_fashion_mnist_falls_back_to_embedded_copy(monkeypatch, tmp_path):
     assert test.classes[9] == "Ankle boot"
 
 
+def test_hidden_system_data_ignores_a_full_set_in_system_locations(monkeypatch, tmp_path):
+    """LOTUS_NO_SYSTEM_DATA (what CI sets) behaves as a fresh machine: a full set in a system folder is not used."""
+    import lotus_core.data as data
+
+    system = tmp_path / "debian"
+    system.mkdir()
+    write_idx(system / "train-images-idx3-ubyte.gz", np.zeros((3, 28, 28), np.uint8))
+    write_idx(system / "train-labels-idx1-ubyte.gz", np.array([0, 1, 2], np.uint8))
+    monkeypatch.setattr(data, "DEBIAN_FMNIST", system)
+    monkeypatch.delenv("LOTUS_DATA_ROOT", raising=False)
+    monkeypatch.delenv("LOTUS_NO_SYSTEM_DATA", raising=False)
+    assert len(load_dataset("fashion-mnist", "train")) == 3
+    monkeypatch.setenv("LOTUS_NO_SYSTEM_DATA", "1")
+    train = load_dataset("fashion-mnist", "train")
+    assert len(train) == 10_000 and "embedded" in train.source
+    assert not data.downloads_allowed()
+    monkeypatch.setenv("LOTUS_DATA_ROOT", str(system))  # an explicit folder is still honoured
+    assert len(load_dataset("fashion-mnist", "train")) == 3
+
+
 def test_idx_roundtrip_and_truncated_file_is_refused(tmp_path):
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     write_idx(tmp_path / "x.gz", arr)

@@ -80,13 +80,14 @@ def test_fidelity_reports_what_the_core_stores(capsys, tmp_path):
     assert len(res["curves"]) == 2 * 2 * 5
 
 
-def test_lottery_train_runs_the_stored_experiment(capsys, tmp_path):
+def test_lottery_train_runs_the_stored_experiment(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("LOTUS_NO_SYSTEM_DATA", "1")  # the embedded 10,000-image split, whatever the machine has
     db = tmp_path / "r.db"
     code, out, err = run_cli(capsys, "lottery-train", "--start", "pretrained", "--epochs", "1", "--steps-per-epoch", "1",
-                             "--batch-size", "8", "--fraction", "0.0005", "--limit", "40", "--json", "--db", str(db))
+                             "--batch-size", "8", "--fraction", "0.003", "--limit", "40", "--json", "--db", str(db))
     assert code == 0, err
     res = json.loads(out)
-    cfg = LotteryTrainConfig(start="pretrained", epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.0005, limit=40)
+    cfg = LotteryTrainConfig(start="pretrained", epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.003, limit=40)
     stored = stored_summary(open_context(db=db), "lottery-train", cfg)
     assert res["run_id"] == stored["run_id"] and res["images"] == 30 and res["patches_dropped"] == 5
     assert [(p["arm"], p["epoch"]) for p in res["points"]] == [("full", 1), ("lottery", 1)]
