@@ -5,8 +5,8 @@ from typing import Any
 
 import streamlit as st
 
-from lotus_core import jobs
-from lotus_core.context import Context
+from lotus_core.results import jobs
+from lotus_core.core.context import Context
 
 
 def launch(ctx: Context, kind: str, config: Any) -> str:

@@ -9,9 +9,9 @@ import os
 
 import streamlit as st
 
-from lotus_core.context import Context, open_context
+from lotus_core.core.context import Context, open_context
 from lotus_core.data import DATASETS
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 
 MODEL_CHOICES = ["default", "vit_small_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.dino",
                  "vit_tiny_patch16_224.augreg_in21k_ft_in1k"]

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 
 
 def header(title: str, what: str, paper: str | None = None) -> None:

@@ -3,7 +3,7 @@
 (a) As the paper's code does it: for every sparsity on the 0.01 grid from 0.01 to 0.99,
     deep-copy the model, torch.nn.utils.prune.global_unstructured (L1Unstructured) over the
     scoped weights, evaluate in fp32.
-(b) lotus_core.sweep in fp32: a 0.1 grid up to the first drop below dense - eps, then bisection
+(b) lotus_core.pruning.sweep in fp32: a 0.1 grid up to the first drop below dense - eps, then bisection
     of the bracket on the 0.01 grid, one working copy of the model, the scores sorted once for
     the whole sweep; nothing read from the store. Same precision as (a), so only the search
     differs and the turning points must agree.
@@ -30,10 +30,10 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.utils.prune as tprune  # noqa: E402
 
-from lotus_core.context import open_context  # noqa: E402
-from lotus_core.evaluate import evaluate  # noqa: E402
+from lotus_core.core.context import open_context  # noqa: E402
+from lotus_core.training.evaluate import evaluate  # noqa: E402
 from lotus_core.pruning.scope import scoped_parameters  # noqa: E402
-from lotus_core.sweep import SweepConfig, essential_sparsity, run_sweep  # noqa: E402
+from lotus_core.pruning.sweep import SweepConfig, essential_sparsity, run_sweep  # noqa: E402
 
 
 def timed(fn, *args, **kwargs) -> dict:

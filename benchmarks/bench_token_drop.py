@@ -3,7 +3,7 @@
 A data lottery ticket drops a fraction d of the patches; with token dropping
 (:func:`lotus_core.patches.select.drop_tokens`) the transformer really computes on
 ``prefix + P - dropped`` tokens. This measures images/s under bf16 autocast (where it is fast,
-see :mod:`lotus_core.device`) at d = 0.1, 0.25, 0.5 against the ordinary forward (fused
+see :mod:`lotus_core.core.device`) at d = 0.1, 0.25, 0.5 against the ordinary forward (fused
 attention, all tokens) on
 
 - the default model (7x7 grid = 49 patches + CLS, 28x28 Fashion-MNIST), and
@@ -30,8 +30,8 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 
 from lotus_core.data import load_dataset, to_model_input  # noqa: E402
-from lotus_core.device import autocast, bf16_available, default_device  # noqa: E402
-from lotus_core.models import data_config, load_model  # noqa: E402
+from lotus_core.core.device import autocast, bf16_available, default_device  # noqa: E402
+from lotus_core.models.loading import data_config, load_model  # noqa: E402
 from lotus_core.patches import patch_grid, score_patches  # noqa: E402
 from lotus_core.patches.select import drop_count, drop_tokens, select_patches  # noqa: E402
 

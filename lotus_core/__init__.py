@@ -2,12 +2,12 @@
 
 The library behind the dashboard and ``python -m lotus_core``; it never imports streamlit.
 """
-from .context import Context, open_context
+from .core.context import Context, open_context
 from .data import ImageSet, load_dataset
-from .errors import LotusError
-from .evaluate import EvalResult, evaluate
-from .models import load_model
-from .store import Store, config_id
+from .core.errors import LotusError
+from .training.evaluate import EvalResult, evaluate
+from .models.loading import load_model
+from .results.store import Store, config_id
 
 __all__ = ["Context", "open_context", "ImageSet", "load_dataset", "LotusError", "EvalResult", "evaluate",
            "load_model", "Store", "config_id"]

@@ -12,7 +12,7 @@ import sys
 from typing import Any, Sequence
 
 from .commands import COMMANDS
-from .errors import LotusError
+from .core.errors import LotusError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ctx = None
         if cmd.context:
-            from .context import open_context
+            from .core.context import open_context
 
             ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch)
         result = cmd.run(args, ctx)

@@ -24,12 +24,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import LotusError
+from .core.errors import LotusError
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DATA_DIR = REPO_ROOT / "data"
-EMBEDDED_FMNIST = DATA_DIR / "fashion-mnist"
-DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")
+from .core.paths import DATA_DIR, DEBIAN_FMNIST, EMBEDDED_FMNIST, REPO_ROOT  # noqa: F401 (re-exported)
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -4,7 +4,7 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs
-from lotus_core.experiments import ACTIVE, POINT_KINDS, curve_runs, delete_run, downloads, filter_runs, overlay_curves, \
+from lotus_core.views.experiments import ACTIVE, POINT_KINDS, curve_runs, delete_run, downloads, filter_runs, overlay_curves, \
     overlay_figures, run_table
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "

@@ -2,10 +2,10 @@
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.figures import kept_weights, layer_similarity, similarity_curve
-from lotus_core.lottery.catalog import gap_by_layer, mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
+from lotus_core.views.figures import kept_weights, layer_similarity, similarity_curve
+from lotus_core.views.catalog import gap_by_layer, mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
 from lotus_core.pruning import Mask
-from lotus_core.similarity import MEASURES, mask_similarity, similarity_matrix
+from lotus_core.pruning.similarity import MEASURES, mask_similarity, similarity_matrix
 
 ui.header("Masks", "Cosine similarity of keep-masks and Jaccard index of pruned sets, each beside the value two "
           "random masks with the same number kept in every layer reach on average (the chance level).",

@@ -4,9 +4,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.evaluate import DEFAULT_LIMIT
-from lotus_core.models import model_card
-from lotus_core.overview import sample_predictions
+from lotus_core.training.evaluate import DEFAULT_LIMIT
+from lotus_core.models.loading import model_card
+from lotus_core.views.overview import sample_predictions
 
 ui.header("LOTUS: what pruning does to a Vision Transformer",
           "The model under study, its dense (unpruned) accuracy, and a sample of the data it sees.",

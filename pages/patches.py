@@ -5,14 +5,14 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.data import subset_indices
-from lotus_core.errors import LotusError
-from lotus_core.lottery_data import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
+from lotus_core.core.errors import LotusError
+from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
 from lotus_core.patches import FUSES, SCORERS, ScoreOptions
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
 from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
 from lotus_core.patches.upload import load_uploads
-from lotus_core.runs import stored_summary
+from lotus_core.results.runs import stored_summary
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",

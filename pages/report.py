@@ -3,7 +3,7 @@ sidebar's model, with an offline HTML export."""
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.report import ReportOptions, build_report, results_version
+from lotus_core.views.report import ReportOptions, build_report, results_version
 
 ui.header("Report", "What pruning does to this model, in six charts and six sentences, built from the results "
           "stored by the other pages. Missing results say which page produces them.",

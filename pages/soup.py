@@ -4,8 +4,8 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
-from lotus_core.figures import accuracy_lines
-from lotus_core.lottery.catalog import (accuracy_comparison, omp_finetune_config, run_costs, run_label, stored_config,
+from lotus_core.views.figures import accuracy_lines
+from lotus_core.views.catalog import (accuracy_comparison, omp_finetune_config, run_costs, run_label, stored_config,
                                        ticket_runs)
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig

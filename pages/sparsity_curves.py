@@ -4,9 +4,9 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
-from lotus_core.runs import stored_summary
-from lotus_core.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+from lotus_core.results.runs import stored_summary
+from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
+from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",

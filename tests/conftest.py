@@ -15,10 +15,10 @@ import torch
 os.environ.setdefault("LOTUS_OFFLINE", "1")  # tests never touch the network
 torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core for the rest
 
-from lotus_core.context import Context  # noqa: E402
+from lotus_core.core.context import Context  # noqa: E402
 from lotus_core.data import ImageSet  # noqa: E402
-from lotus_core.models import data_config  # noqa: E402
-from lotus_core.store import Store  # noqa: E402
+from lotus_core.models.loading import data_config  # noqa: E402
+from lotus_core.results.store import Store  # noqa: E402
 
 TINY_ARCH = dict(model_name="vit_tiny_patch16_224", img_size=28, patch_size=7, in_chans=1, num_classes=10,
                  embed_dim=16, depth=2, num_heads=2, mlp_ratio=2.0)
@@ -72,7 +72,7 @@ def tiny_ctx(tmp_path, tiny_vit) -> Context:
 @pytest.fixture(scope="session")
 def trained_tiny_vit() -> torch.nn.Module:
     """The tiny ViT after 300 steps on the tiny task (100% test accuracy); do not modify it."""
-    from lotus_core.training import TrainConfig, train
+    from lotus_core.training.train import TrainConfig, train
 
     model = make_tiny_vit(0)
     train(model, make_tiny_imageset(400, seed=1, split="train"),

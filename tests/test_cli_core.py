@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from lotus_core.cli import main
-from lotus_core.models import model_card
+from lotus_core.models.loading import model_card
 
 ROOT = Path(__file__).resolve().parent.parent
 

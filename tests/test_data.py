@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from lotus_core.data import (EMBEDDED_FMNIST, load_dataset, read_idx, subset_indices, to_model_input, write_idx)
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 
 
 def test_embedded_fashion_mnist_ships_full_test_split_and_balanced_train_subset():

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from lotus_core.device import cpu_supports_bf16
-from lotus_core.evaluate import evaluate, predict, wilson_interval
-from lotus_core.models import data_config, load_model
+from lotus_core.core.device import cpu_supports_bf16
+from lotus_core.training.evaluate import evaluate, predict, wilson_interval
+from lotus_core.models.loading import data_config, load_model
 from lotus_core.data import load_dataset
 
 

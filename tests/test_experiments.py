@@ -5,16 +5,16 @@ import zipfile
 
 import pytest
 
-from lotus_core.errors import LotusError
-from lotus_core.experiments import (CURVE_COLUMNS, TABLE_COLUMNS, config_json, curve_runs, delete_run, downloads,
+from lotus_core.core.errors import LotusError
+from lotus_core.views.experiments import (CURVE_COLUMNS, TABLE_COLUMNS, config_json, curve_runs, delete_run, downloads,
                                     filter_runs, get_run, headline, mask_blobs, masks_download, overlay_curves,
                                     overlay_figures, run_table)
 from lotus_core.lottery.lth import LTHConfig, run_lth
-from lotus_core.lottery_data import LotteryTrainConfig, run_lottery_train
+from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
 from lotus_core.pruning import Mask
-from lotus_core.runs import run_experiment
-from lotus_core.store import config_id
-from lotus_core.sweep import SweepConfig, run_sweep
+from lotus_core.results.runs import run_experiment
+from lotus_core.results.store import config_id
+from lotus_core.pruning.sweep import SweepConfig, run_sweep
 
 SWEEP = SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=100)
 LTH = LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50)  # rounds at 25% and 40%

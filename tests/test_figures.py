@@ -1,7 +1,7 @@
 """Shared figures: series colours tell runs apart."""
 import pandas as pd
 
-from lotus_core.figures import COLORS, accuracy_lines
+from lotus_core.views.figures import COLORS, accuracy_lines
 
 
 def test_each_ticket_run_gets_its_own_colour_and_an_issp_runs_two_curves_share_one():

@@ -5,14 +5,14 @@ import json
 import pytest
 import torch
 
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 from lotus_core.lottery.common import prune_counts, prune_remaining, round_masks
 from lotus_core.lottery.issp import (ISSPConfig, data_fraction_sweep, issp_counts, issp_round, lookahead, merge_masks,
                                      reproject, run_issp)
 from lotus_core.pruning import Mask, prune
 from lotus_core.pruning.scope import scoped_parameters
-from lotus_core.runs import Run, run_experiment, run_id_for
-from lotus_core.store import Store
+from lotus_core.results.runs import Run, run_experiment, run_id_for
+from lotus_core.results.store import Store
 from tests.test_cli_core import run_cli
 from tests.test_lth import assert_same_run
 

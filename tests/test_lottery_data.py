@@ -5,14 +5,14 @@ import pytest
 import torch
 from safetensors.torch import load
 
-from lotus_core import jobs
-from lotus_core.errors import LotusError
+from lotus_core.results import jobs
+from lotus_core.core.errors import LotusError
 from lotus_core.lottery.common import load_state_bytes
-from lotus_core.lottery_data import (LotteryTrainConfig, epoch_frame, run_lottery_train, summarise,
+from lotus_core.patches.ticket_training import (LotteryTrainConfig, epoch_frame, run_lottery_train, summarise,
                                      training_pool)
 from lotus_core.patches import score_images
 from lotus_core.patches.select import fill_value, select_patches
-from lotus_core.runs import Cancelled, run_experiment, run_id_for
+from lotus_core.results.runs import Cancelled, run_experiment, run_id_for
 from tests.conftest import make_tiny_vit
 
 CFG = LotteryTrainConfig(scorer="cls", drop=0.25, epochs=2, steps_per_epoch=4, fraction=0.25, lr=3e-3,
@@ -116,7 +116,7 @@ def test_bad_configs_are_refused_before_any_work(tiny_ctx, change, message):
 
 def test_both_arms_are_also_tested_on_the_test_images_own_tickets(tiny_ctx):
     from lotus_core.data import subset_indices, to_model_input
-    from lotus_core.device import autocast, default_device
+    from lotus_core.core.device import autocast, default_device
     from lotus_core.patches import patch_grid
     from lotus_core.patches.select import mask_pixels
 
@@ -140,7 +140,7 @@ def test_both_arms_are_also_tested_on_the_test_images_own_tickets(tiny_ctx):
 
 
 def test_tokens_apply_trains_the_lottery_arm_on_the_kept_tokens_only(tiny_ctx, monkeypatch):
-    import lotus_core.lottery_data as lottery_data
+    import lotus_core.patches.ticket_training as lottery_data
 
     calls = []
     real = lottery_data.drop_tokens

@@ -7,16 +7,16 @@ import pytest
 import torch
 from torch.nn.utils import prune as torch_prune
 
-from lotus_core.context import open_context
-from lotus_core.errors import LotusError
+from lotus_core.core.context import open_context
+from lotus_core.core.errors import LotusError
 from lotus_core.lottery.common import prune_counts, prune_remaining, round_masks
 from lotus_core.lottery.controls import ControlConfig, control_model, run_control
 from lotus_core.lottery.lth import LTHConfig, lth_counts, rewind_model, run_lth, ticket, train_ticket
 from lotus_core.pruning import Mask, prune
 from lotus_core.pruning.scope import scoped_parameters
-from lotus_core.runs import Run, run_experiment, run_id_for
-from lotus_core.store import Store
-from lotus_core.training import TrainConfig, train
+from lotus_core.results.runs import Run, run_experiment, run_id_for
+from lotus_core.results.store import Store
+from lotus_core.training.train import TrainConfig, train
 from tests.test_cli_core import run_cli
 
 CFG = LTHConfig(target=0.6, prune_fraction=0.2, steps=6, lr=3e-3, batch_size=32, limit=50)

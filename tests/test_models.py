@@ -6,8 +6,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lotus_core.errors import LotusError
-from lotus_core.models import (DEFAULT_CARD, DEFAULT_WEIGHTS, data_config, load_model, save_checkpoint)
+from lotus_core.core.errors import LotusError
+from lotus_core.models.loading import (DEFAULT_CARD, DEFAULT_WEIGHTS, data_config, load_model, save_checkpoint)
 from tests.conftest import make_tiny_vit
 
 
@@ -35,7 +35,7 @@ def test_checkpoint_roundtrip_keeps_weights_and_architecture(tmp_path):
 
 
 def test_plain_torch_state_dict_loads_with_weights_only(tmp_path):
-    from lotus_core.models import build_from_arch, default_arch
+    from lotus_core.models.loading import build_from_arch, default_arch
 
     torch.manual_seed(0)
     model = build_from_arch(default_arch()).eval()

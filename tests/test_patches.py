@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from lotus_core.data import to_model_input
-from lotus_core.errors import LotusError
-from lotus_core.models import data_config
+from lotus_core.core.errors import LotusError
+from lotus_core.models.loading import data_config
 from lotus_core.patches import SCORERS, ScoreOptions, patch_grid, score_images, score_patches
 from lotus_core.patches.attention import attention_maps, attention_modules
 from lotus_core.patches.select import (drop_count, drop_tokens, fill_value, mask_pixels, patch_ranks,

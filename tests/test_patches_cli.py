@@ -5,14 +5,14 @@ import pytest
 import timm
 import torch
 
-from lotus_core.context import open_context
-from lotus_core.evaluate import predict
-from lotus_core.lottery_data import LotteryTrainConfig
-from lotus_core.models import save_checkpoint
+from lotus_core.core.context import open_context
+from lotus_core.training.evaluate import predict
+from lotus_core.patches.ticket_training import LotteryTrainConfig
+from lotus_core.models.loading import save_checkpoint
 from lotus_core.patches import ScoreOptions
 from lotus_core.patches.analysis import explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
-from lotus_core.runs import stored_summary
+from lotus_core.results.runs import stored_summary
 from tests.test_cli_core import run_cli
 
 

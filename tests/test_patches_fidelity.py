@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from lotus_core.evaluate import predict
+from lotus_core.training.evaluate import predict
 from lotus_core.patches import fidelity as fidelity_module
 from lotus_core.patches.fidelity import (FidelityConfig, agreement, auc, curve_counts, deletion_insertion,
                                          fidelity)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 from lotus_core.patches.analysis import explain_images
 from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_upload, load_uploads
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.utils.prune as tprune
 
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 from lotus_core.pruning import PRUNERS, Mask, prune, random_like, scoped_parameters
 from lotus_core.pruning.ranking import num_to_prune
 

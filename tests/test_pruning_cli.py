@@ -4,9 +4,9 @@ import json
 import pytest
 import torch
 
-from lotus_core.context import open_context
+from lotus_core.core.context import open_context
 from lotus_core.pruning import Mask, prune
-from lotus_core.sweep import PointEvaluator, SweepConfig
+from lotus_core.pruning.sweep import PointEvaluator, SweepConfig
 from tests.test_cli_core import run_cli
 
 
@@ -49,7 +49,7 @@ def test_prune_reports_what_the_core_computes_and_writes_the_mask(capsys, tmp_pa
 
 
 def test_sweep_no_cache_recomputes_and_a_repeat_is_served(capsys, tmp_path, monkeypatch):
-    import lotus_core.sweep as sweep_mod
+    import lotus_core.pruning.sweep as sweep_mod
 
     calls = []
     real = sweep_mod.PointEvaluator.pruned_model

@@ -3,8 +3,8 @@ import copy
 import pytest
 import torch
 
-from lotus_core.errors import LotusError
-from lotus_core.finetune import finetune
+from lotus_core.core.errors import LotusError
+from lotus_core.training.finetune import finetune
 from lotus_core.pruning import Mask, prune, scoped_parameters
 
 

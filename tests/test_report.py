@@ -7,16 +7,16 @@ import re
 import pytest
 
 from lotus_core.cli import main
-from lotus_core.experiments import headline
-from lotus_core.lottery.catalog import omp_vs_tickets
+from lotus_core.views.experiments import headline
+from lotus_core.views.catalog import omp_vs_tickets
 from lotus_core.lottery.issp import ISSPConfig, run_issp
 from lotus_core.lottery.lth import LTHConfig, run_lth
-from lotus_core.lottery_data import LotteryTrainConfig, run_lottery_train
+from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
 from lotus_core.patches.analysis import class_indices, explain_images
-from lotus_core.report import SECTIONS, ReportOptions, build_report, results_version
-from lotus_core.runs import run_experiment
-from lotus_core.store import Store
-from lotus_core.sweep import SweepConfig, run_sweep
+from lotus_core.views.report import SECTIONS, ReportOptions, build_report, results_version
+from lotus_core.results.runs import run_experiment
+from lotus_core.results.store import Store
+from lotus_core.pruning.sweep import SweepConfig, run_sweep
 
 OPTIONS = ReportOptions(limit=100, example_class=3, example_images=2)
 KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence"]
@@ -116,7 +116,7 @@ def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, 
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr("lotus_core.lottery.catalog.round_masks", fail)  # the computation, not the lookup
+    monkeypatch.setattr("lotus_core.views.catalog.round_masks", fail)  # the computation, not the lookup
     again = build_report(full_ctx, OPTIONS).section("similarity")
     assert (again.value, again.sentence) == (first.value, first.sentence)
 

@@ -2,9 +2,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from lotus_core import jobs
-from lotus_core.errors import LotusError
-from lotus_core.runs import Cancelled, run_experiment, run_id_for
+from lotus_core.results import jobs
+from lotus_core.core.errors import LotusError
+from lotus_core.results.runs import Cancelled, run_experiment, run_id_for
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-from lotus_core.sensitivity import SensitivityConfig, run_sensitivity
+from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 
 
 def test_sensitivity_prunes_one_layer_at_a_time(tiny_ctx):

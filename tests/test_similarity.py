@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from lotus_core.cli import main
-from lotus_core.errors import LotusError
+from lotus_core.core.errors import LotusError
 from lotus_core.pruning import Mask, prune, random_like
-from lotus_core.similarity import chance_jaccard_exact, mask_similarity, similarity_matrix
+from lotus_core.pruning.similarity import chance_jaccard_exact, mask_similarity, similarity_matrix
 
 
 def m(**layers):

@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 
 from lotus_core.cli import main
-from lotus_core.errors import LotusError
-from lotus_core.runs import run_id_for
-from lotus_core.sweep import SweepConfig, essential_sparsity, layer_sparsity_table, parse_sparsities, run_sweep
+from lotus_core.core.errors import LotusError
+from lotus_core.results.runs import run_id_for
+from lotus_core.pruning.sweep import SweepConfig, essential_sparsity, layer_sparsity_table, parse_sparsities, run_sweep
 from lotus_core.pruning import prune
 
 
@@ -68,7 +68,7 @@ def test_stopping_the_grid_at_the_first_drop_locates_the_same_turning_point(trai
 def test_sweep_points_are_stored_resumed_and_served_from_the_store(tiny_ctx, monkeypatch):
     config = SweepConfig(methods=("omp", "random"), sparsities=(0.2, 0.5, 0.8), limit=50)
     calls = []
-    import lotus_core.sweep as sweep_mod
+    import lotus_core.pruning.sweep as sweep_mod
 
     real = sweep_mod.PointEvaluator.pruned_model
     monkeypatch.setattr(sweep_mod.PointEvaluator, "pruned_model",
@@ -134,8 +134,8 @@ def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
 
 
 def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
-    from lotus_core import jobs
-    from lotus_core.context import open_context
+    from lotus_core.results import jobs
+    from lotus_core.core.context import open_context
 
     ctx = open_context(db=tmp_path / "r.db")
     config = SweepConfig(methods=("omp",), sparsities=(0.6,), limit=100, finetune_steps=2)
@@ -150,7 +150,7 @@ def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
 
 def test_fp32_cli_flag_evaluates_without_autocast(tmp_path, capsys):
     """--fp32 gives the fp32 accuracy of the same pruned model (and is stored apart from the bf16 point)."""
-    from lotus_core.context import open_context
+    from lotus_core.core.context import open_context
     from lotus_core.pruning import prune
 
     db = str(tmp_path / "r.db")

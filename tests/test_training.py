@@ -2,8 +2,8 @@ import copy
 
 import torch
 
-from lotus_core.models import data_config
-from lotus_core.training import TrainConfig, augment_batch, train
+from lotus_core.models.loading import data_config
+from lotus_core.training.train import TrainConfig, augment_batch, train
 from tests.conftest import make_tiny_imageset, make_tiny_vit
 
 
@@ -16,7 +16,7 @@ def test_training_is_reproducible_from_a_seed_and_learns_the_tiny_task():
     train(b, data, cfg, data_config(b))
     for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
         assert torch.equal(p, q), n
-    from lotus_core.evaluate import evaluate
+    from lotus_core.training.evaluate import evaluate
 
     before = evaluate(make_tiny_vit(0), test, data_config(a), limit=None, bf16=False).accuracy
     after = evaluate(a, test, data_config(a), limit=None, bf16=False).accuracy

@@ -1,6 +1,6 @@
 """CLI commands: one registry, filled by the ``@command`` decorator in each module below.
 
-A command is a function ``run(args, ctx) -> dict`` (``ctx`` is a :class:`~lotus_core.context.Context`,
+A command is a function ``run(args, ctx) -> dict`` (``ctx`` is a :class:`~lotus_core.core.context.Context`,
 or None for commands declared with ``context=False``); the dict is printed as one JSON
 object with ``--json``. Add a command by decorating a function in one of these modules.
 """

@@ -5,9 +5,9 @@ import platform
 
 import torch
 
-from ..device import bf16_available, default_device
-from ..evaluate import DEFAULT_LIMIT
-from ..models import count_parameters
+from ..core.device import bf16_available, default_device
+from ..training.evaluate import DEFAULT_LIMIT
+from ..models.loading import count_parameters
 from . import arg, command, positive_int
 
 
@@ -51,8 +51,8 @@ def train_default_cmd(args, ctx) -> dict:
     import sys
     from pathlib import Path
 
-    from ..default_model import train_default
-    from ..models import DEFAULT_CARD, DEFAULT_WEIGHTS
+    from ..models.default import train_default
+    from ..models.loading import DEFAULT_CARD, DEFAULT_WEIGHTS
 
     out = Path(args.out) if args.out else DEFAULT_WEIGHTS
     card = out.with_suffix(".json") if args.out else DEFAULT_CARD
@@ -63,7 +63,7 @@ def train_default_cmd(args, ctx) -> dict:
 
 @command("runs", "list stored runs", [arg("--kind", default=None, help="only runs of this kind")], context=False)
 def runs_cmd(args, ctx) -> dict:
-    from ..store import Store
+    from ..results.store import Store
 
     frame = Store(args.db).runs(kind=args.kind)
     cols = ["id", "kind", "model", "dataset", "status", "duration_s", "summary"]
@@ -75,7 +75,7 @@ def runs_cmd(args, ctx) -> dict:
     arg("--out", required=True, help="CSV file to write"),
 ], context=False)
 def export_cmd(args, ctx) -> dict:
-    from ..store import Store
+    from ..results.store import Store
 
     text = Store(args.db).export_csv(args.run_id, args.out)
     return {"run": args.run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
@@ -86,8 +86,8 @@ def export_cmd(args, ctx) -> dict:
 def worker_cmd(args, ctx) -> dict:
     from pathlib import Path
 
-    from ..jobs import run_worker
-    from ..store import Store
+    from ..results.jobs import run_worker
+    from ..results.store import Store
 
     run_worker(Store(args.db).path)
     return {}

@@ -1,6 +1,6 @@
 """Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, similarity.
 
-``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.runs.run_experiment`, the
+``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
 an interrupted one resumes at its next round.
 """
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from ..lottery.common import round_masks
 from ..lottery.controls import CONTROLS, ControlConfig, run_control
 from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
 from ..lottery.lth import LTHConfig, run_lth
 from ..pruning import SCOPES
 from ..pruning.mask import Mask
-from ..runs import run_experiment
-from ..similarity import mask_similarity
+from ..results.runs import run_experiment
+from ..pruning.similarity import mask_similarity
 from . import arg, command, fraction, positive_int
 from .pruning import _progress
 

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import argparse
 
-from ..lottery_data import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
+from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
 from ..patches import FUSES, SCORERS, ScoreOptions
 from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
-from ..runs import run_experiment
+from ..results.runs import run_experiment
 from . import arg, command, fraction, positive_int
 from .pruning import _progress
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import LotusError
-from ..evaluate import DEFAULT_LIMIT
+from ..core.errors import LotusError
+from ..training.evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
-from ..sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
+from ..pruning.sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
 from . import arg, command, fraction, positive_int
 
 _COMMON = [
@@ -111,7 +111,7 @@ def essential_cmd(args, ctx) -> dict:
     arg("--seed", type=int, default=0),
 ])
 def sensitivity_cmd(args, ctx) -> dict:
-    from ..sensitivity import SensitivityConfig, run_sensitivity
+    from ..pruning.sensitivity import SensitivityConfig, run_sensitivity
 
     table = run_sensitivity(ctx, SensitivityConfig(parse_sparsities(args.sparsities), args.limit, args.seed),
                             on_progress=_progress)

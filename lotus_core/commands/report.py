@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import LotusError
-from ..evaluate import DEFAULT_LIMIT
+from ..core.errors import LotusError
+from ..training.evaluate import DEFAULT_LIMIT
 from . import arg, command, positive_int
 
 
@@ -14,7 +14,7 @@ from . import arg, command, positive_int
     arg("--example-class", type=int, default=0, help="class index of the patch-selection example images"),
 ])
 def report_cmd(args, ctx) -> dict:
-    from ..report import ReportOptions, build_report
+    from ..views.report import ReportOptions, build_report
 
     if not 0 <= args.example_class < len(ctx.test.classes):
         raise LotusError(f"--example-class {args.example_class} is outside 0..{len(ctx.test.classes) - 1}")
@@ -32,8 +32,8 @@ def report_cmd(args, ctx) -> dict:
     arg("run_id", help="run id, or a unique prefix of it (see `runs`)"),
 ], context=False)
 def delete_cmd(args, ctx) -> dict:
-    from ..experiments import delete_run
-    from ..store import Store
+    from ..views.experiments import delete_run
+    from ..results.store import Store
 
     run = delete_run(Store(args.db), args.run_id)
     return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}

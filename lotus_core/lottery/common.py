@@ -10,11 +10,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from ..pruning.mask import Mask
 from ..pruning.ranking import GlobalRanking, num_to_prune
 from ..pruning.scope import scoped_parameters
-from ..store import Store
+from ..results.store import Store
 
 
 def prune_counts(total: int, target: float, fraction: float) -> list[int]:

@@ -19,15 +19,15 @@ from dataclasses import dataclass
 
 import torch
 
-from ..context import Context
-from ..errors import LotusError
-from ..finetune import finetune
-from ..jobs import JOBS, JobSpec
+from ..core.context import Context
+from ..core.errors import LotusError
+from ..training.finetune import finetune
+from ..results.jobs import JOBS, JobSpec
 from ..pruning import random_like
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
-from ..runs import Run, run_id_for
-from ..training import apply_mask_
+from ..results.runs import Run, run_id_for
+from ..training.train import apply_mask_
 from .common import mask_blob, ordered
 from .lth import LTHConfig, rewind_model
 

@@ -42,14 +42,14 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..context import Context
-from ..errors import LotusError
-from ..finetune import finetune
-from ..jobs import JOBS, JobSpec
+from ..core.context import Context
+from ..core.errors import LotusError
+from ..training.finetune import finetune
+from ..results.jobs import JOBS, JobSpec
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
-from ..runs import Run, run_experiment
-from ..training import TrainConfig, apply_mask_, train
+from ..results.runs import Run, run_experiment
+from ..training.train import TrainConfig, apply_mask_, train
 from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
 
 MERGES = {

@@ -27,14 +27,14 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..context import Context
-from ..errors import LotusError
-from ..finetune import finetune
-from ..jobs import JOBS, JobSpec
+from ..core.context import Context
+from ..core.errors import LotusError
+from ..training.finetune import finetune
+from ..results.jobs import JOBS, JobSpec
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
-from ..runs import Run
-from ..training import TrainConfig, apply_mask_, train
+from ..results.runs import Run
+from ..training.train import TrainConfig, apply_mask_, train
 from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import to_model_input
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .captum_ablation import captum_ablation
 from .captum_ig import captum_ig
 from .cls import cls_attention

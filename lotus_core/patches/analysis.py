@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..context import Context
+from ..core.context import Context
 from ..data import ImageSet, to_model_input
-from ..errors import LotusError
-from ..evaluate import predict
+from ..core.errors import LotusError
+from ..training.evaluate import predict
 from . import ScoreOptions, score_images
 from .grid import PatchGrid, patch_grid
 from .select import check_drop, drop_tokens, fill_value, mask_pixels, select_patches

@@ -25,7 +25,7 @@ from typing import Iterator
 import torch
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 
 _FLAGS_LOCK = threading.RLock()
 # model -> (ids of its modules when traced, its traced extractor); entries die with their model

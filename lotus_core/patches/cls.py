@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .attention import attention_maps, fuse_heads, require_cls_token
 from .options import PatchBatch, ScoreOptions
 

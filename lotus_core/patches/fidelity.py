@@ -26,11 +26,11 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..context import Context
+from ..core.context import Context
 from ..data import subset_indices
-from ..errors import LotusError
-from ..evaluate import predict
-from ..runs import Run, run_experiment
+from ..core.errors import LotusError
+from ..training.evaluate import predict
+from ..results.runs import Run, run_experiment
 from . import SCORERS, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import drop_count, fill_value, mask_pixels, patch_ranks
 

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 
-from ..figures import style
+from ..views.figures import style
 from .grid import PatchGrid
 
 SCORER_COLORS = {"cls": "#c2185b", "rollout": "#7b1fa2", "captum-ablation": "#0288d1", "captum-ig": "#f57c00",

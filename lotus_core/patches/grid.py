@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 
 NON_VIT_GRID = 7  # cells per side for models without a patch embedding
 

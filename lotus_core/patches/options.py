@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .grid import PatchGrid
 
 FUSES = ("mean", "max", "min")  # how attention heads are fused into one map

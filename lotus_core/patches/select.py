@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet, to_model_input
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .grid import PatchGrid, is_vit
 
 

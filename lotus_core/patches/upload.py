@@ -6,7 +6,7 @@ import io
 import numpy as np
 import torch
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MB
 MAX_UPLOAD_SIDE = 4096  # pixels

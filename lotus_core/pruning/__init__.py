@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .mask import Mask
 from .nm import nm
 from .omp import omp

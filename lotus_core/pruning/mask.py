@@ -13,8 +13,8 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import LotusError
-from ..training import apply_mask_
+from ..core.errors import LotusError
+from ..training.train import apply_mask_
 
 
 class Mask(dict):

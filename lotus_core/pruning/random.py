@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .mask import Mask
 from .ranking import GlobalRanking, MaskFn
 

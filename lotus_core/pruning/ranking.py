@@ -14,7 +14,7 @@ from typing import Callable, Mapping
 
 import torch
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .mask import Mask
 
 MaskFn = Callable[[float], Mask]  # sparsity (fraction pruned) -> keep-mask

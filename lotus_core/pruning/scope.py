@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 
 SCOPES: dict[str, str] = {
     "blocks": "weights of every Linear layer inside the transformer blocks (qkv, proj, fc1, fc2)",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import LotusError
+from ..core.errors import LotusError
 from .ranking import MaskFn, RowRanking
 
 

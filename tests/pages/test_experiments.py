@@ -1,9 +1,9 @@
 """The Experiments page on the default model: the run table, its filters, the curve overlay, delete."""
 import json
 
-from lotus_core.context import open_context
-from lotus_core.experiments import run_table
-from lotus_core.sweep import SweepConfig, run_sweep
+from lotus_core.core.context import open_context
+from lotus_core.views.experiments import run_table
+from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from tests.pages.helpers import ROOT, open_page
 from tests.pages.test_masks import values
 

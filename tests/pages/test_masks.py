@@ -4,12 +4,12 @@ import json
 import pytest
 import torch
 
-from lotus_core.context import open_context
-from lotus_core.lottery.catalog import omp_vs_one_shot, omp_vs_tickets
+from lotus_core.core.context import open_context
+from lotus_core.views.catalog import omp_vs_one_shot, omp_vs_tickets
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.pruning import Mask, prune
-from lotus_core.runs import run_experiment
-from lotus_core.similarity import mask_similarity
+from lotus_core.results.runs import run_experiment
+from lotus_core.pruning.similarity import mask_similarity
 from tests.pages.helpers import open_page, values
 
 
@@ -91,5 +91,5 @@ def test_the_one_shot_comparison_is_stored_and_not_recomputed_on_the_next_visit(
     def fail(*args, **kwargs):
         raise AssertionError("recomputed")
 
-    monkeypatch.setattr("lotus_core.lottery.catalog.one_shot_mask", fail)
+    monkeypatch.setattr("lotus_core.views.catalog.one_shot_mask", fail)
     assert omp_vs_one_shot(ctx, sparsities=(0.3, 0.6), others=("random",)).equals(first)

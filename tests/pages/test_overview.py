@@ -1,6 +1,6 @@
 import json
 
-from lotus_core.context import open_context
+from lotus_core.core.context import open_context
 from tests.pages.helpers import open_page
 
 

@@ -1,7 +1,7 @@
 """The Report page on the default model: sections built from the store, missing ones name their page."""
-from lotus_core.context import open_context
-from lotus_core.report import ReportOptions, build_report
-from lotus_core.sweep import SweepConfig, run_sweep
+from lotus_core.core.context import open_context
+from lotus_core.views.report import ReportOptions, build_report
+from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from tests.pages.helpers import open_page
 
 TITLES = ["How accurate is the model before pruning?", "How much can be pruned at almost no cost?",

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from lotus_core.context import open_context
-from lotus_core.lottery.catalog import accuracy_comparison
+from lotus_core.core.context import open_context
+from lotus_core.views.catalog import accuracy_comparison
 from tests.pages.helpers import open_page
 from tests.pages.test_masks import values
 

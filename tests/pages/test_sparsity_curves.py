@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from lotus_core.context import open_context
+from lotus_core.core.context import open_context
 from lotus_core.pruning import PRUNERS
-from lotus_core.sweep import PointEvaluator, SweepConfig, run_sweep
+from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, run_sweep
 from tests.pages.helpers import open_page, values
 
 

@@ -2,7 +2,7 @@
 
 The queue is huey's SQLite backend (``jobs.db`` beside the results store), consumed by one
 worker process (``python -m lotus_core worker``) that the dashboard starts on demand. A job
-is an experiment from :data:`JOBS` run through :func:`lotus_core.runs.run_experiment`, the
+is an experiment from :data:`JOBS` run through :func:`lotus_core.results.runs.run_experiment`, the
 same function the CLI calls, so its progress, points and outcome live in the results store:
 the page polls the store, a job survives page switches and browser refreshes, and a killed
 worker loses no finished point (re-submitting resumes the run).
@@ -23,8 +23,9 @@ from typing import Any, Callable
 
 from huey import SqliteHuey
 
-from .context import Context, open_context
-from .errors import LotusError
+from ..core.context import Context, open_context
+from ..core.errors import LotusError
+from ..core.paths import REPO_ROOT
 from .runs import Cancelled, run_experiment, run_id_for
 from .store import Store
 
@@ -50,8 +51,8 @@ def register_jobs() -> None:
 
 
 # Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = ["lotus_core.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
-                          "lotus_core.lottery_data"]
+JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
+                          "lotus_core.patches.ticket_training"]
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -157,7 +158,7 @@ def ensure_worker(store: Store) -> bool:
     log = open(store.path.with_name(store.path.stem + "-worker.log"), "ab")
     proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path)],
                             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(REPO_ROOT))
     _pid_path(store.path).write_text(str(proc.pid))
     return True
 

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .data import ImageSet, subset_indices, to_model_input
-from .device import autocast, default_device
+from ..data import ImageSet, subset_indices, to_model_input
+from ..core.device import autocast, default_device
 
 DEFAULT_LIMIT = 2000
 
@@ -80,7 +80,7 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
     Args:
         limit: number of test images (None = all); the subset depends only on ``seed`` and
             the dataset size, so every method is compared on the same images.
-        bf16: use bf16 autocast where it is fast (see :mod:`lotus_core.device`).
+        bf16: use bf16 autocast where it is fast (see :mod:`lotus_core.core.device`).
     """
     idx = subset_indices(len(data), limit, seed)
     preds = predict(model, data.images[idx], data_config, batch_size, bf16, device)

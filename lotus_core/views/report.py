@@ -33,13 +33,13 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .context import Context
-from .errors import LotusError
-from .evaluate import DEFAULT_LIMIT
+from ..core.context import Context
+from ..core.errors import LotusError
+from ..training.evaluate import DEFAULT_LIMIT
 from .figures import accuracy_lines, similarity_curve, sparsity_curve, style
 
 if TYPE_CHECKING:
-    from .sweep import SweepResult
+    from ..pruning.sweep import SweepResult
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,7 @@ class Stored:
     @cached_property
     def sweep(self) -> SweepResult | None:
         """The newest finished sweep with a refined OMP turning point, else with an OMP curve, else any, or None."""
-        from .sweep import sweep_result
+        from ..pruning.sweep import sweep_result
 
         def done(r: dict) -> bool:
             return r["status"] == "done"
@@ -201,7 +201,7 @@ def dense_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
 
 
 def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from .pruning import PRUNERS
+    from ..pruning import PRUNERS
 
     result = stored.sweep
     if result is None:
@@ -230,7 +230,7 @@ def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> S
 def similarity_table(ctx: Context, lth: dict) -> pd.DataFrame:
     """OMP against each finished round of the LTH run ``lth``, overall (lottery.catalog.omp_vs_tickets,
     which stores it, so it is computed once)."""
-    from .lottery.catalog import omp_vs_tickets
+    from .catalog import omp_vs_tickets
 
     table = omp_vs_tickets(ctx, lth["id"])
     return table[table["layer"] == "all"].reset_index(drop=True) if "layer" in table else table  # overall rows
@@ -296,8 +296,8 @@ def comparison_section(ctx: Context, options: ReportOptions, stored: Stored) -> 
 
 
 def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from .patches.analysis import class_indices, explain_images
-    from .patches.figures import patch_overlays
+    from ..patches.analysis import class_indices, explain_images
+    from ..patches.figures import patch_overlays
 
     title = "Which parts of an image does the model need?"
     classes = ctx.test.classes
@@ -323,8 +323,8 @@ def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Sec
 
 
 def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from .lottery_data import epoch_frame
-    from .patches.figures import convergence
+    from ..patches.ticket_training import epoch_frame
+    from ..patches.figures import convergence
 
     title = "Does training on the kept patches learn as fast?"
     run = stored.lottery

@@ -30,7 +30,7 @@ from typing import Mapping
 import pandas as pd
 import torch
 
-from .errors import LotusError
+from ..core.errors import LotusError
 
 MEASURES = {"cosine": "cosine similarity of keep-masks", "jaccard_pruned": "Jaccard index of pruned sets"}
 

@@ -25,10 +25,9 @@ from typing import Any, Callable, Iterator, Mapping
 
 import pandas as pd
 
-from .data import DATA_DIR
-from .errors import LotusError
+from ..core.errors import LotusError
+from ..core.paths import DEFAULT_DB
 
-DEFAULT_DB = DATA_DIR / "lotus.db"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -7,10 +7,10 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from ..context import Context
+from ..core.context import Context
 from ..pruning import PRUNERS, Mask, masker
-from ..similarity import mask_similarity
-from .common import ordered, round_masks
+from ..pruning.similarity import mask_similarity
+from ..lottery.common import ordered, round_masks
 
 TICKET_KINDS = ("lth", "issp")
 RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
@@ -43,7 +43,7 @@ def stored_config(cls, config: Mapping):
 
 def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
     """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps)."""
-    from ..sweep import PointEvaluator, SweepConfig
+    from ..pruning.sweep import PointEvaluator, SweepConfig
 
     return PointEvaluator(ctx, SweepConfig(methods=(method,), scope=scope, seed=seed)).mask(method, sparsity)
 
@@ -77,7 +77,7 @@ def omp_vs_tickets(ctx: Context, run_id: str) -> pd.DataFrame:
     against the round's mask, overall (layer "all") and per layer. Stored as the result
     "omp-vs-ticket" of the run's finished rounds, so it is computed once per round set.
 
-    Columns: round, sparsity, layer and the keys of :func:`~lotus_core.similarity.mask_similarity`.
+    Columns: round, sparsity, layer and the keys of :func:`~lotus_core.pruning.similarity.mask_similarity`.
     """
     def compute() -> pd.DataFrame:
         run = ctx.store.get_run(run_id)
@@ -121,7 +121,7 @@ def omp_finetune_config(ctx: Context, lth_run_id: str):
     """The sweep that fine-tunes OMP masks at an LTH run's round sparsities with one round's
     steps and learning rate (batch size 128 and the sweep's seed): the Essential Sparsity
     paper's comparison of OMP + fine-tune with lottery tickets, as a :class:`SweepConfig`."""
-    from ..sweep import SweepConfig
+    from ..pruning.sweep import SweepConfig
 
     cfg = ctx.store.get_run(lth_run_id)["config"]
     levels = [p["sparsity"] for k, p in ctx.store.points(lth_run_id).items() if k.startswith("round-") and p["round"]]
@@ -138,8 +138,8 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
     Columns: series, sparsity, accuracy, ci_low, ci_high (fractions). ISSP rounds are the masked
     soups before the final fine-tune; its fine-tuned ticket is a separate one-point series.
     """
-    from ..runs import stored_summary
-    from ..sweep import SweepConfig, run_sweep, sweep_result
+    from ..results.runs import stored_summary
+    from ..pruning.sweep import SweepConfig, run_sweep, sweep_result
 
     cols = ["sparsity", "accuracy", "ci_low", "ci_high"]
 
@@ -187,7 +187,7 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
 
 def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     """Whether a stored control's config belongs to the LTH run ``lth_run_id``."""
-    from ..runs import run_id_for
-    from .lth import LTHConfig
+    from ..results.runs import run_id_for
+    from ..lottery.lth import LTHConfig
 
     return run_id_for(ctx, "lth", LTHConfig(**control_config["lth"])) == lth_run_id

@@ -17,9 +17,9 @@ from typing import Callable, Iterable
 import pandas as pd
 import plotly.graph_objects as go
 
-from .errors import LotusError
+from ..core.errors import LotusError
 from .figures import style
-from .store import Store, canonical_json
+from ..results.store import Store, canonical_json
 
 ACTIVE = ("queued", "running", "cancelling")
 POINT_KINDS = ("prune-eval",)  # single evaluations that sweeps are made of (one run per point, shared by sweeps)

@@ -17,8 +17,8 @@ import timm
 import torch
 from torch import nn
 
-from .data import DATA_DIR
-from .errors import LotusError
+from ..core.paths import DATA_DIR
+from ..core.errors import LotusError
 
 DEFAULT_WEIGHTS = DATA_DIR / "default_vit.safetensors"
 DEFAULT_CARD = DATA_DIR / "default_vit.json"

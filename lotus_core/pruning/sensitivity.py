@@ -9,10 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from .context import Context
-from .pruning.ranking import LayerRanking
-from .pruning.scope import scoped_parameters
-from .runs import Run, run_experiment
+from ..core.context import Context
+from .ranking import LayerRanking
+from .scope import scoped_parameters
+from ..results.runs import Run, run_experiment
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ of hyperparameters and ``run`` a :class:`Run`: the function writes each finished
 ``run.point(key, data)`` and skips pieces already there (``run.has(key)``), reports
 ``run.progress(...)`` and polls ``run.stopped()``. :func:`run_experiment` gives it a run
 keyed by the hash of the full configuration, serves a finished run from the store, and
-records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.jobs`)
+records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.results.jobs`)
 call the very same function.
 """
 from __future__ import annotations
@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .context import Context
-from .errors import LotusError
+from ..core.context import Context
+from ..core.errors import LotusError
 from .store import Store, config_id
 
 

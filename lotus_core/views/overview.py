@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .context import Context
-from .evaluate import predict
+from ..core.context import Context
+from ..training.evaluate import predict
 
 
 @dataclass

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import ImageSet, to_model_input
-from .device import autocast, default_device
-from .errors import LotusError
+from ..data import ImageSet, to_model_input
+from ..core.device import autocast, default_device
+from ..core.errors import LotusError
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def train(
         model: the model, trained in place (and left in eval mode).
         data: training images.
         config: hyperparameters.
-        data_config: the model's input config (see :func:`lotus_core.models.data_config`).
+        data_config: the model's input config (see :func:`lotus_core.models.loading.data_config`).
         mask: optional keep-mask; pruned weights are held at exactly zero throughout.
         indices: optional subset of ``data`` to draw batches from.
         forward: optional ``f(model, model_input, batch_indices) -> logits`` used instead of

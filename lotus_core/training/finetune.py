@@ -1,5 +1,5 @@
 """Fine-tuning with a mask: the Essential Sparsity protocol is "prune the pre-trained weights,
-then fine-tune". Pruned weights stay exactly zero throughout (see :func:`lotus_core.training.train`).
+then fine-tune". Pruned weights stay exactly zero throughout (see :func:`lotus_core.training.train.train`).
 """
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Callable
 
 from torch import nn
 
-from .data import ImageSet
-from .pruning.mask import Mask
-from .training import TrainConfig, TrainProgress, TrainResult, train
+from ..data import ImageSet
+from ..pruning.mask import Mask
+from .train import TrainConfig, TrainProgress, TrainResult, train
 
 
 def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dict, steps: int, lr: float = 1e-4,

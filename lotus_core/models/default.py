@@ -17,11 +17,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .data import DEBIAN_FMNIST, EMBEDDED_FMNIST, load_dataset, read_idx, write_idx
-from .device import default_device
-from .evaluate import evaluate
-from .models import DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
-from .training import TrainConfig, TrainProgress, train
+from ..data import DEBIAN_FMNIST, EMBEDDED_FMNIST, load_dataset, read_idx, write_idx
+from ..core.device import default_device
+from ..training.evaluate import evaluate
+from .loading import DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
+from ..training.train import TrainConfig, TrainProgress, train
 
 EMBEDDED_TRAIN_SIZE = 10_000
 

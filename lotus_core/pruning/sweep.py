@@ -22,16 +22,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .context import Context
-from .data import subset_indices, to_model_input
-from .errors import LotusError
-from .evaluate import DEFAULT_LIMIT
-from .finetune import finetune
-from .jobs import JOBS, JobSpec
-from .pruning import PRUNERS, Mask, get_pruner, masker
-from .pruning.ranking import MaskFn, check_sparsity
-from .pruning.scope import scoped_parameters
-from .runs import Run, run_experiment
+from ..core.context import Context
+from ..data import subset_indices, to_model_input
+from ..core.errors import LotusError
+from ..training.evaluate import DEFAULT_LIMIT
+from ..training.finetune import finetune
+from ..results.jobs import JOBS, JobSpec
+from . import PRUNERS, Mask, get_pruner, masker
+from .ranking import MaskFn, check_sparsity
+from .scope import scoped_parameters
+from ..results.runs import Run, run_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 

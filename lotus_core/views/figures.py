@@ -55,7 +55,7 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
 
 
 def layer_sparsity_bars(table: pd.DataFrame, title: str | None = None) -> go.Figure:
-    """Per-layer sparsity (table from lotus_core.sweep.layer_sparsity_table)."""
+    """Per-layer sparsity (table from lotus_core.pruning.sweep.layer_sparsity_table)."""
     fig = go.Figure()
     for kind, part in table.groupby("kind", sort=False):
         fig.add_trace(go.Bar(x=part["block"], y=100 * part["sparsity"], name=kind,

@@ -14,10 +14,10 @@ from typing import Any
 
 from torch import nn
 
-from .data import ImageSet, load_dataset
-from .evaluate import DEFAULT_LIMIT, EvalResult, evaluate
-from .models import data_config, load_model
-from .store import Store
+from ..data import ImageSet, load_dataset
+from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
+from ..models.loading import data_config, load_model
+from ..results.store import Store
 
 
 @dataclass
@@ -73,7 +73,7 @@ class Context:
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
                  arch: str | None = None) -> Context:
-    """Load model, test split and store. Raises :class:`~lotus_core.errors.LotusError` on bad input."""
+    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
     net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)

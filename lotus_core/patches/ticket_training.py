@@ -5,7 +5,7 @@ patches of every training image (10% by default: 5 of the default model's 49) gi
 "data lottery ticket" said to reach near its best accuracy by the fifth epoch. This
 experiment trains two arms side by side with the same budget, seed and batches:
 
-- ``lottery``: every training image as its ticket (through :func:`lotus_core.training.train`'s
+- ``lottery``: every training image as its ticket (through :func:`lotus_core.training.train.train`'s
   ``forward``), applied as ``apply`` says: ``pixels`` (dropped patches filled with the dataset
   mean pixel) or ``tokens`` (dropped tokens removed after the patch embedding: the transformer
   computes on fewer tokens). The kept-patch masks are computed once, with the *base* model and
@@ -43,17 +43,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .context import Context
-from .data import subset_indices
-from .errors import LotusError
-from .evaluate import predict
-from .jobs import JOBS, JobSpec
-from .lottery.common import load_state_bytes, state_bytes
-from .models import build_from_arch
-from .patches import ScoreOptions, get_scorer, patch_grid, score_images
-from .patches.select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
-from .runs import Run
-from .training import TrainConfig, train
+from ..core.context import Context
+from ..data import subset_indices
+from ..core.errors import LotusError
+from ..training.evaluate import predict
+from ..results.jobs import JOBS, JobSpec
+from ..lottery.common import load_state_bytes, state_bytes
+from ..models.loading import build_from_arch
+from . import ScoreOptions, get_scorer, patch_grid, score_images
+from .select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
+from ..results.runs import Run
+from ..training.train import TrainConfig, train
 
 ARMS = ("lottery", "full")
 APPLIES = {"pixels": "dropped patches filled with the dataset mean pixel",
