@@ -14,7 +14,9 @@ download cache) and downloads, as on a fresh machine: CI runs the tests that way
 """
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,21 @@ class ImageSet:
     @property
     def channels(self) -> int:
         return int(self.images.shape[1])
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the split's content (images, labels, class names): which data a result saw."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.images.numpy()).tobytes())
+        h.update(np.ascontiguousarray(self.labels.numpy()).tobytes())
+        h.update("\n".join(self.classes).encode())
+        return h.hexdigest()
+
+    @property
+    def variant(self) -> str:
+        """``"<images>@<digest prefix>"``, e.g. ``"10000@1f3a..."`` for the embedded training subset; part of
+        every result key, so the embedded subset and the full set never share a result."""
+        return f"{len(self)}@{self.digest[:16]}"
 
     def mean_pixel(self) -> torch.Tensor:
         """Per-channel mean in [0, 1], shape ``(C,)`` (the fill value for dropped patches)."""

@@ -13,7 +13,8 @@ import timm
 import torch
 
 os.environ.setdefault("LOTUS_OFFLINE", "1")  # tests never touch the network
-torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core for the rest
+os.environ.setdefault("LOTUS_THREADS", "1")  # tiny models gain nothing from threads; leaves a core for the rest
+torch.set_num_threads(int(os.environ["LOTUS_THREADS"]))  # (subprocesses started by tests inherit the setting)
 
 from lotus_core.core.context import Context  # noqa: E402
 from lotus_core.data import ImageSet  # noqa: E402

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from .device import default_device, precision_used, use_compute_threads
+from .errors import LotusError
 from ..data import ImageSet, load_dataset
 from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
-from ..models.loading import data_config, load_model
+from ..models.loading import CHECKPOINT_SUFFIXES, data_config, load_model
 from ..results.store import Store
 
 
@@ -50,8 +53,22 @@ class Context:
         return self._train
 
     def key(self, **extra: Any) -> dict:
-        """The base of every experiment config: model id and dataset, plus ``extra``."""
-        return {"model": self.model_id, "dataset": self.dataset, **extra}
+        """The base of every result key: everything besides the hyperparameters ``extra`` that decides
+        the numbers.
+
+        - ``model``: the model id (name and checkpoint hash); ``dataset``: the dataset name;
+        - ``data``: the test and training splits actually loaded, as ``"<images>@<content hash>"``
+          (the embedded 10,000-image subset and the full 60,000-image set give different keys);
+        - ``device``: the device type (``cpu`` / ``cuda``);
+        - ``precision``: the evaluation precision actually used (bf16 only where it is fast, see
+          :func:`~lotus_core.core.device.precision_used`; asked for with ``bf16`` in ``extra``, default on);
+        - ``threads``: torch's CPU thread count (``$LOTUS_THREADS``), which changes reduction order.
+        """
+        device = default_device()
+        return {"model": self.model_id, "dataset": self.dataset,
+                "data": {"test": self.test.variant, "train": self.train.variant}, "device": device.type,
+                "precision": precision_used(device, bool(extra.get("bf16", True))),
+                "threads": torch.get_num_threads(), **extra}
 
     def copy_model(self) -> nn.Module:
         """A deep copy of the base model, safe to prune or train."""
@@ -65,7 +82,7 @@ class Context:
 
     def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
         """The base model's accuracy summary, served from the store when already computed."""
-        config = self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"precision": "fp32"}))
+        config = self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"bf16": False}))
         return self.store.cached("evaluate", config, lambda: self.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
                                  model=self.model_id, dataset=self.dataset)
 
@@ -73,9 +90,40 @@ class Context:
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
                  arch: str | None = None) -> Context:
-    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
+    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input.
+
+    Every input is checked before anything is computed or recorded: a ``data_root`` must exist,
+    ``weights`` apply to timm model names only, and the model's classifier head must have as many
+    outputs as the dataset has classes (the default model knows Fashion-MNIST's classes only).
+    Torch's CPU threads are set to ``$LOTUS_THREADS`` (part of every result key).
+    """
+    use_compute_threads()
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise LotusError(f"--data-root {data_root} is not a folder; pass an existing folder or leave it out")
+    data_root = Path(data_root).expanduser() if data_root is not None else None
+    if weights is not None and (model == "default" or Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file()):
+        raise LotusError(f"--weights applies to timm model names only; {model!r} carries its own weights, "
+                         "so leave --weights out (or pass the weights file as --model)")
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
     net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)
-    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db),
-                   Path(data_root) if data_root else None)
+    check_head(net, test)
+    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db), data_root)
+
+
+def check_head(model: nn.Module, data: ImageSet) -> None:
+    """Refuse a dataset whose classes the model's classifier head does not predict.
+
+    The embedded default model predicts Fashion-MNIST's ten classes (by name); any model's head
+    must have one output per class of the dataset.
+    """
+    from ..data import FASHION_MNIST_CLASSES
+
+    outputs = getattr(model, "num_classes", None)
+    if model.lotus_id.startswith("default@") and data.classes != FASHION_MNIST_CLASSES:
+        raise LotusError(f"the default model predicts Fashion-MNIST's 10 classes, not {data.name}'s "
+                         f"{len(data.classes)} ({', '.join(data.classes[:3])}, ...); fine-tune a model on it first "
+                         "or pick a timm model, whose head is adapted to the dataset")
+    if outputs is not None and int(outputs) != len(data.classes):
+        raise LotusError(f"the model's head has {outputs} classes but {data.name} has {len(data.classes)}; "
+                         "fine-tune the model on this dataset first or pick a model trained on it")

@@ -1,12 +1,18 @@
-"""Where to compute, and in which precision.
+"""Where to compute, in which precision, and on how many threads.
 
 bf16 autocast roughly doubles ViT inference throughput on CPUs with AVX-512 BF16 (or AMX)
-and on CUDA GPUs; elsewhere evaluation stays in fp32.
+and on CUDA GPUs; elsewhere evaluation stays in fp32. :func:`precision_used` says which of the
+two an evaluation really gets, and that (not the precision asked for) goes into result keys.
+
+The CPU thread count changes results (the order of floating-point reductions in matmuls), so
+the CLI, the background worker and the dashboard all compute on ``$LOTUS_THREADS`` threads
+(default: every core, :func:`compute_threads`) and the count is part of every result key.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import torch
 
@@ -30,6 +36,39 @@ def bf16_available(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_supports_bf16()
+
+
+def precision_used(device: torch.device, bf16: bool = True) -> str:
+    """The precision an evaluation on ``device`` actually runs in when bf16 is asked for (``bf16``) or not."""
+    return "bf16" if bf16 and bf16_available(device) else "fp32"
+
+
+THREADS_ENV = "LOTUS_THREADS"
+MAX_THREADS = 1024
+
+
+def compute_threads() -> int:
+    """Threads for training and evaluation: ``$LOTUS_THREADS``, default every core of the machine.
+
+    Raises :class:`~lotus_core.core.errors.LotusError` when the variable is not a whole number in 1..1024.
+    """
+    from .errors import LotusError
+
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return max(1, os.cpu_count() or 1)
+    if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise LotusError(f"{THREADS_ENV}={text!r} is not a thread count; set a whole number from 1 to {MAX_THREADS} "
+                         "or unset it (default: every core)")
+    return int(text)
+
+
+def use_compute_threads() -> int:
+    """Set torch's intra-op threads to :func:`compute_threads` (CLI, worker and dashboard alike); returns it."""
+    n = compute_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

@@ -35,6 +35,7 @@ DEFAULT_ARCH: dict[str, Any] = {
     "num_heads": 3,
     "mlp_ratio": 3.0,
 }
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")  # a --model ending so is a checkpoint file
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
@@ -180,7 +181,7 @@ def load_model(name_or_path: str = "default", num_classes: int | None = None,
     if name_or_path == "default":
         return _load_default()
     path = Path(name_or_path)
-    if path.suffix in (".safetensors", ".pt", ".pth", ".bin") or path.is_file():
+    if path.suffix in CHECKPOINT_SUFFIXES or path.is_file():
         arch_dict = {"model_name": arch, **({"num_classes": num_classes} if num_classes else {})} if arch else None
         return load_checkpoint(path, arch=arch_dict)
     return load_timm(name_or_path, num_classes=num_classes, weights=weights)

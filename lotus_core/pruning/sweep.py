@@ -162,7 +162,7 @@ class PointEvaluator:
         extra = {"n": c.n, "m": c.m} if method == "nm" else {}
         extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
-        extra.update({} if c.bf16 else {"precision": "fp32"})
+        extra.update({} if c.bf16 else {"bf16": False})
         return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
                             limit=c.limit, seed=c.seed, **extra)
 
