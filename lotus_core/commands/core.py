@@ -65,7 +65,7 @@ def train_default_cmd(args, ctx) -> dict:
 def runs_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
-    frame = Store(args.db).runs(kind=args.kind)
+    frame = Store(args.db, create=False).runs(kind=args.kind)
     cols = ["id", "kind", "model", "dataset", "status", "duration_s", "summary"]
     return {"runs": frame[cols].to_dict(orient="records")}
 
@@ -77,17 +77,19 @@ def runs_cmd(args, ctx) -> dict:
 def export_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
-    text = Store(args.db).export_csv(args.run_id, args.out)
+    text = Store(args.db, create=False).export_csv(args.run_id, args.out)
     return {"run": args.run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
 
 
-@command("worker", "consume the background job queue of a results store (started by the dashboard)",
-         context=False)
+@command("worker", "consume the background job queue of a results store (started by the dashboard)", [
+    arg("--exit-with-parent", action="store_true", help="stop when the process that started it exits"),
+    arg("--stop", action="store_true", help="stop this store's live workers instead (SIGTERM) and exit"),
+], context=False)
 def worker_cmd(args, ctx) -> dict:
-    from pathlib import Path
-
-    from ..results.jobs import run_worker
+    from ..results.jobs import run_worker, stop_workers
     from ..results.store import Store
 
-    run_worker(Store(args.db).path)
+    if args.stop:
+        return {"stopped": stop_workers(Store(args.db, create=False))}
+    run_worker(Store(args.db).path, exit_with_parent=args.exit_with_parent)
     return {}

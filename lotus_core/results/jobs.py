@@ -5,18 +5,26 @@ worker process (``python -m lotus_core worker``) that the dashboard starts on de
 is an experiment from :data:`JOBS` run through :func:`lotus_core.results.runs.run_experiment`, the
 same function the CLI calls, so its progress, points and outcome live in the results store:
 the page polls the store, a job survives page switches and browser refreshes, and a killed
-worker loses no finished point (re-submitting resumes the run).
+worker loses no finished point: its run's lease runs out (:mod:`lotus_core.results.lease`) and
+any live worker takes it over and resumes it, with no user action. The dashboard's worker
+stops with the dashboard; ``python -m lotus_core worker --stop`` stops a store's workers.
 
 Register a job kind with ``JOBS["lth"] = JobSpec(LTHConfig, run_lth)``.
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -24,9 +32,11 @@ from typing import Any, Callable
 from huey import SqliteHuey
 
 from ..core.context import Context, open_context
+from ..core.device import use_compute_threads
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
-from .runs import Cancelled, run_experiment, run_id_for
+from .lease import heartbeat_s, lease_s, token
+from .runs import Cancelled, LeaseLost, run_experiment, run_id_for
 from .store import Store
 
 
@@ -76,19 +86,25 @@ def _context(spec_json: str) -> Context:
 
 
 def execute(spec_json: str, kind: str, config: dict) -> None:
-    """Worker side: run one job (errors end up in the run's status, not in the worker's log only)."""
+    """Worker side: run one job (errors end up in the run's status, not in the worker's log only).
+
+    A run another live process computes is left alone (the worker picks it up again if that
+    process dies and its lease runs out); a queued run asked to cancel becomes cancelled.
+    """
     register_jobs()
     ctx = _context(spec_json)
     job = JOBS[kind]
     cfg = job.config_cls(**config)
     run_id = run_id_for(ctx, kind, cfg)
+    if ctx.store.live_owner(run_id, lease_s()) not in (None, token()):
+        return
     if ctx.store.cancel_requested(run_id):
         ctx.store.set_status(run_id, "cancelled")
         return
     try:
         run_experiment(ctx, kind, cfg, job.fn)
-    except (Cancelled, LotusError):
-        pass  # the status (cancelled / failed with its message) is already in the store
+    except (Cancelled, LotusError, LeaseLost):
+        pass  # the status (cancelled / failed with its message) is in the store; a busy or lost run has an owner
 
 
 def context_spec(ctx: Context, model: str, data_root: str | None = None, weights: str | None = None,
@@ -101,20 +117,24 @@ def context_spec(ctx: Context, model: str, data_root: str | None = None, weights
 def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
     """Queue experiment ``kind`` with ``config`` (a dataclass) and return its run id.
 
-    A finished run is not queued again; an unfinished one is re-queued and resumes.
+    A finished run, and one another live process computes, is not queued again; any other
+    (queued, stopped, failed, abandoned) is queued and resumes. The job's spec is stored with
+    the run, so any live worker can take the run over if its worker dies.
     """
     register_jobs()
     if kind not in JOBS:
         raise LotusError(f"unknown job kind {kind!r}; choose one of {', '.join(sorted(JOBS))}")
     run_id = run_id_for(ctx, kind, config)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and existing["status"] in ("done", "queued", "running"):
+    if existing is not None and (existing["status"] == "done" or ctx.store.live_owner(run_id, lease_s())):
         return run_id
     from .runs import experiment_config
 
+    job = {"spec": spec, "kind": kind, "config": dataclasses.asdict(config)}
     ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status="queued")
+    ctx.store.set_job(run_id, job)
     _, task = queue(str(ctx.store.path))
-    task(json.dumps(spec, sort_keys=True), kind, dataclasses.asdict(config))
+    task(json.dumps(spec, sort_keys=True), kind, job["config"])
     return run_id
 
 
@@ -125,52 +145,139 @@ def cancel(store: Store, run_id: str) -> None:
         store.set_status(run_id, "cancelling")
 
 
-def _pid_path(store_path: Path) -> Path:
-    return Path(store_path).with_name(Path(store_path).stem + "-worker.pid")
+# --------------------------------------------------------------------------- worker processes
+_CHILDREN: list[subprocess.Popen] = []  # workers this process started (reaped, and stopped at exit)
+
+
+def _reap() -> list[subprocess.Popen]:
+    """Collect exited children (no zombies) and return the ones still running."""
+    _CHILDREN[:] = [p for p in _CHILDREN if p.poll() is None]
+    return list(_CHILDREN)
+
+
+def _is_worker_process(pid: int) -> bool:
+    """Whether ``pid`` runs ``python -m lotus_core worker`` (its command line, not just a live pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return status != "Z" and b"lotus_core" in cmdline and b"worker" in cmdline
+
+
+def live_workers(store: Store) -> list[dict]:
+    """Workers of ``store`` that renewed their heartbeat within the lease and whose process is a worker."""
+    host = socket.gethostname()
+    return [w for w in store.live_workers(lease_s()) if w["host"] != host or _is_worker_process(w["pid"])]
 
 
 def worker_pid(store_path: Path) -> int | None:
-    """The process id of the live worker of ``store_path``, or None when none is running."""
-    try:
-        pid = int(_pid_path(store_path).read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+    """The process id of a live worker of the store at ``store_path``, or None when none is running."""
+    if not Path(store_path).is_file():
         return None
+    workers = live_workers(Store(store_path))
+    return workers[0]["pid"] if workers else None
 
 
 def worker_alive(store_path: Path) -> bool:
     return worker_pid(store_path) is not None
 
 
+def needs_worker(store: Store) -> bool:
+    """True when jobs wait (queued, or abandoned by a dead worker) and no live worker serves ``store``."""
+    return bool(store.stale_jobs(lease_s())) and not live_workers(store) and not _reap()
+
+
 def ensure_worker(store: Store) -> bool:
     """Start a worker process for ``store`` unless one is alive. Returns True if one was started.
 
-    Runs left 'running' or 'queued' by a worker that died are marked 'interrupted' (their
-    finished points are kept; submitting them again resumes them).
+    Liveness is the worker's heartbeat in the store (a pid file could name a reused pid or a
+    zombie). Nothing else is touched: runs another live process computes stay its own, and runs
+    of a dead worker are taken over by the new worker once their lease ran out. The worker exits
+    when this process does (``--exit-with-parent``) and is stopped at exit (see :func:`stop_children`).
     """
-    if os.environ.get("LOTUS_JOBS_IMMEDIATE") or worker_alive(store.path):
+    if os.environ.get("LOTUS_JOBS_IMMEDIATE") or live_workers(store) or _reap():
         return False
-    runs = store.runs()
-    for run_id in runs.loc[runs["status"].isin(["running", "queued", "cancelling"]), "id"]:
-        store.set_status(run_id, "interrupted", "the worker stopped; submit again to resume")
-    queue(str(store.path))[0].storage.flush_queue()
     log = open(store.path.with_name(store.path.stem + "-worker.log"), "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path)],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=str(REPO_ROOT))
-    _pid_path(store.path).write_text(str(proc.pid))
+    env = {k: v for k, v in os.environ.items() if k != "LOTUS_JOBS_IMMEDIATE"}
+    proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path),
+                             "--exit-with-parent"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=str(REPO_ROOT), env=env)
+    log.close()
+    if not _CHILDREN:
+        atexit.register(stop_children)
+    _CHILDREN.append(proc)
     return True
 
 
-def run_worker(store_path: Path) -> None:
-    """Consume the queue of ``store_path`` until killed (``python -m lotus_core worker``)."""
+def stop_children(timeout_s: float = 10.0) -> int:
+    """Stop the workers this process started (SIGTERM, then SIGKILL after ``timeout_s``); returns how many."""
+    alive = _reap()
+    for proc in alive:
+        proc.terminate()
+    for proc in alive:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+    return len(alive)
+
+
+def stop_workers(store: Store) -> list[int]:
+    """SIGTERM every live worker of ``store`` on this machine (verified by heartbeat and command line)."""
+    host, pids = socket.gethostname(), []
+    for w in live_workers(store):
+        if w["host"] == host:
+            os.kill(w["pid"], signal.SIGTERM)
+            pids.append(w["pid"])
+    return pids
+
+
+def _keeper(store: Store, huey_task: Callable[..., Any], exit_with_parent: bool) -> None:
+    """Worker thread: heartbeat, and queue every job whose owner's lease ran out (taken over, resumed)."""
+    me, pid, host, parent = token(), os.getpid(), socket.gethostname(), os.getppid()
+    seen: dict[str, float] = {}
+    first = True
+    while True:
+        try:
+            store.worker_beat(me, pid, host)
+            store.settle_abandoned_cancels(lease_s())
+            for run in store.stale_jobs(lease_s()):
+                mark = run["heartbeat"] or run["updated"]
+                if (run["status"] == "queued" and not first) or seen.get(run["id"]) == mark:
+                    continue  # queued jobs are in the queue; an abandoned one is queued once per abandonment
+                seen[run["id"]] = mark
+                job = run["job"]
+                huey_task(json.dumps(job["spec"], sort_keys=True), job["kind"], job["config"])
+            first = False
+        except Exception as exc:  # a busy store: try again at the next beat
+            print(f"lotus worker: heartbeat failed ({exc})", file=sys.stderr, flush=True)
+        if exit_with_parent and os.getppid() != parent:
+            print("lotus worker: the dashboard that started this worker exited; stopping", file=sys.stderr, flush=True)
+            os._exit(0)
+        time.sleep(heartbeat_s())
+
+
+def run_worker(store_path: Path, exit_with_parent: bool = False) -> None:
+    """Consume the queue of ``store_path`` until killed (``python -m lotus_core worker``).
+
+    The worker registers itself in the store with a heartbeat, computes on ``$LOTUS_THREADS``
+    threads like the CLI (at a lower scheduling priority, so the dashboard stays responsive),
+    and takes over the jobs of dead workers. ``exit_with_parent``: stop when the process that
+    started it (the dashboard) is gone.
+    """
     from huey.consumer import Consumer
 
-    import torch
-
     register_jobs()
-    # leave a core to the dashboard: two processes spinning on all cores slow each other many-fold
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    _pid_path(store_path).write_text(str(os.getpid()))
-    Consumer(queue(str(store_path))[0], workers=1, worker_type="thread", periodic=False).run()
+    use_compute_threads()
+    with contextlib.suppress(OSError):
+        os.nice(5)
+    store = Store(store_path)
+    huey, task = queue(str(store.path))
+    store.worker_beat(token(), os.getpid(), socket.gethostname())
+    threading.Thread(target=_keeper, args=(store, task, exit_with_parent), name="lotus-keeper", daemon=True).start()
+    try:
+        Consumer(huey, workers=1, worker_type="thread", periodic=False).run()
+    finally:
+        store.worker_gone(token())

@@ -7,6 +7,10 @@ of hyperparameters and ``run`` a :class:`Run`: the function writes each finished
 keyed by the hash of the full configuration, serves a finished run from the store, and
 records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.results.jobs`)
 call the very same function.
+
+While it computes, the run is *claimed* by this process and its heartbeat renewed
+(:mod:`lotus_core.results.lease`): a run another live process computes is never touched (the
+CLI says so in one line), and a run whose owner died is taken over and resumed.
 """
 from __future__ import annotations
 
@@ -17,11 +21,20 @@ from typing import Any, Callable
 
 from ..core.context import Context
 from ..core.errors import LotusError
+from .lease import Lease, lease_s, token
 from .store import Store, config_id
 
 
 class Cancelled(Exception):
     """Raised inside an experiment when its run was cancelled; finished points stay stored."""
+
+
+class LeaseLost(Exception):
+    """Raised inside an experiment whose run another process took over (this one stalled past its lease)."""
+
+
+class RunBusy(LotusError):
+    """The run is being computed by another live process (CLI or worker); it is left alone."""
 
 
 @dataclass
@@ -32,6 +45,7 @@ class Run:
     id: str
     kind: str
     on_progress: Callable[[dict], None] | None = None
+    lease: Lease | None = None
 
     def progress(self, **fields: Any) -> None:
         """Record progress (e.g. ``round=3, of=10, accuracy=0.88``) for pollers and the CLI."""
@@ -40,11 +54,13 @@ class Run:
             self.on_progress(fields)
 
     def stopped(self) -> bool:
-        """True once the run was asked to cancel."""
-        return self.store.cancel_requested(self.id)
+        """True once the run was asked to cancel or another process took it over."""
+        return (self.lease is not None and self.lease.lost) or self.store.cancel_requested(self.id)
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` if the run was asked to cancel."""
+        """Raise :class:`LeaseLost` if the run was taken over, :class:`Cancelled` if it was asked to cancel."""
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(self.id)
         if self.stopped():
             raise Cancelled(self.id)
 
@@ -84,20 +100,36 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
 
     A finished run is returned from the store unless ``refresh``; an unfinished one resumes
     (its stored points are kept). The run's status becomes done, failed, cancelled or
-    interrupted, and its wall time is recorded.
+    interrupted, and its wall time is recorded. Raises :class:`RunBusy` (a LotusError) while
+    another live process computes the same run.
     """
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
     if existing is not None and existing["status"] == "done" and not refresh:
         return existing["summary"]
+    me, lease = token(), lease_s()
+    owner = ctx.store.live_owner(run_id, lease)
+    if owner is not None and owner != me:
+        raise RunBusy(f"run {run_id} ({kind}) is being computed by another live process ({owner}); wait for it "
+                      "(see `python -m lotus_core runs`) or cancel it")
     if refresh and existing is not None:
         ctx.store.delete_run(run_id)
-    ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset)
-    run = Run(ctx.store, run_id, kind, on_progress)
+        existing = None
+    if existing is None:
+        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status="queued")
+    if not ctx.store.claim(run_id, me, lease):
+        raise RunBusy(f"run {run_id} ({kind}) was claimed by another process just now; wait for it or cancel it")
+    holder = Lease(ctx.store, run_id)
+    run = Run(ctx.store, run_id, kind, on_progress, holder)
     t0 = time.perf_counter()
     try:
-        summary = fn(ctx, config, run)
+        with holder:
+            summary = fn(ctx, config, run)
+        if holder.lost:  # taken over while its last piece computed: the new owner's row is not overwritten
+            raise LeaseLost(run_id)
+    except LeaseLost:
+        raise
     except Cancelled:
         ctx.store.set_status(run_id, "cancelled")
         raise
