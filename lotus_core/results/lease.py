@@ -6,7 +6,9 @@ the run's row gets the process's owner token and a heartbeat time, and a daemon 
 Nobody else touches a run whose heartbeat is younger than ``lease_s()``; once it is older (the
 owner was killed, its machine slept), any process may claim the run and resume it from its
 stored points. A pid alone is never trusted: pids are reused and a killed child stays a
-zombie until reaped, but only a live owner renews its heartbeat.
+zombie until reaped, but only a live owner renews its heartbeat. The one shortcut: an owner
+on this machine whose pid no longer runs (or is a zombie) is dead at once (:func:`owner_dead`),
+so a CLI run killed with kill -9 can be rerun immediately.
 
 ``$LOTUS_HEARTBEAT_S`` (default 2 s) and ``$LOTUS_LEASE_S`` (default 15 s) tune the two
 intervals; the lease must outlast several heartbeats.
@@ -17,6 +19,7 @@ import os
 import socket
 import threading
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import LotusError
@@ -57,6 +60,33 @@ def token() -> str:
     if TOKEN.split(":")[1] != str(os.getpid()):
         TOKEN = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return TOKEN
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie (killed, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
+def owner_dead(owner: str | None) -> bool:
+    """True when ``owner`` (a token) names a process of this machine that no longer runs.
+
+    Only a definite answer counts: an owner on another machine, or whose pid runs (perhaps
+    reused by another program), is left to its lease.
+    """
+    parts = (owner or "").split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    return not pid_alive(int(parts[1]))
 
 
 class Lease:

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from ..core.context import Context
 from ..core.errors import LotusError
-from .lease import Lease, lease_s, token
+from .lease import Lease, lease_s, owner_dead, token
 from .store import Store, config_id
 
 
@@ -118,7 +118,8 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
         existing = None
     if existing is None:
         ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status="queued")
-    if not ctx.store.claim(run_id, me, lease):
+    previous_owner = (existing or {}).get("owner")
+    if not ctx.store.claim(run_id, me, lease, dead_owner=previous_owner if owner_dead(previous_owner) else None):
         raise RunBusy(f"run {run_id} ({kind}) was claimed by another process just now; wait for it or cancel it")
     holder = Lease(ctx.store, run_id)
     run = Run(ctx.store, run_id, kind, on_progress, holder)

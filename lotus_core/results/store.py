@@ -183,20 +183,21 @@ class Store:
             )
         return run_id
 
-    def claim(self, run_id: str, owner: str, lease_s: float) -> bool:
+    def claim(self, run_id: str, owner: str, lease_s: float, dead_owner: str | None = None) -> bool:
         """Make ``owner`` the computing owner of run ``run_id`` (status running, fresh heartbeat).
 
         Refused (False) while another owner holds a live lease on it: status running or cancelling
-        with a heartbeat (or, for rows without one, an update) younger than ``lease_s`` seconds,
-        and for finished or cancelled runs. A stale owner's run is taken over.
+        with a heartbeat (or, for rows without one, an update) younger than ``lease_s`` seconds;
+        and for finished, cancelled or cancelling runs. A stale owner's run is taken over, and so is
+        one held by ``dead_owner`` (an owner known to be dead, see :func:`~lotus_core.results.lease.owner_dead`).
         """
         now = time.time()
         with self._connect() as con:
             cur = con.execute(
                 "UPDATE runs SET status='running', owner=?, heartbeat=?, updated=?, error=NULL WHERE id=? "
-                "AND status NOT IN ('done', 'cancelled') AND NOT (status IN ('running', 'cancelling') "
-                "AND COALESCE(owner, '') != ? AND COALESCE(heartbeat, updated) >= ?) AND status != 'cancelling'",
-                (owner, now, now, run_id, owner, now - lease_s))
+                "AND status NOT IN ('done', 'cancelled', 'cancelling') AND NOT (status = 'running' "
+                "AND COALESCE(owner, '') NOT IN (?, ?) AND COALESCE(heartbeat, updated) >= ?)",
+                (owner, now, now, run_id, owner, dead_owner or owner, now - lease_s))
             return cur.rowcount == 1
 
     def renew(self, run_id: str, owner: str) -> bool:
@@ -207,10 +208,12 @@ class Store:
 
     def live_owner(self, run_id: str, lease_s: float) -> str | None:
         """The owner token holding a live lease on ``run_id`` (see :meth:`claim`), or None."""
+        from .lease import owner_dead
+
         run = self.get_run(run_id)
         if run is None or run["status"] not in ("running", "cancelling"):
             return None
-        if (run["heartbeat"] or run["updated"]) < time.time() - lease_s:
+        if (run["heartbeat"] or run["updated"]) < time.time() - lease_s or owner_dead(run["owner"]):
             return None
         return run["owner"] or "a process without a lease"
 
@@ -220,12 +223,16 @@ class Store:
             con.execute("UPDATE runs SET job=? WHERE id=?", (json.dumps(job, sort_keys=True), run_id))
 
     def stale_jobs(self, lease_s: float) -> list[dict]:
-        """Background jobs whose owner's lease ran out (or that wait in the queue): what a worker resumes."""
+        """Background jobs waiting in the queue or abandoned (their owner's lease ran out, or the owner
+        is a dead process of this machine): what a worker resumes."""
+        from .lease import owner_dead
+
         with self._connect() as con:
-            rows = con.execute("SELECT * FROM runs WHERE job IS NOT NULL AND (status='queued' OR "
-                               "(status='running' AND COALESCE(heartbeat, updated) < ?)) ORDER BY created",
-                               (time.time() - lease_s,)).fetchall()
-        return [_decode(r) for r in rows]
+            rows = con.execute("SELECT * FROM runs WHERE job IS NOT NULL AND status IN ('queued', 'running') "
+                               "ORDER BY created").fetchall()
+        limit = time.time() - lease_s
+        return [_decode(r) for r in rows if r["status"] == "queued" or (r["heartbeat"] or r["updated"]) < limit
+                or owner_dead(r["owner"])]
 
     def settle_abandoned_cancels(self, lease_s: float) -> int:
         """Runs asked to cancel whose owner died before it saw the request become 'cancelled'."""
