@@ -10,7 +10,10 @@ from lotus_core.core.context import Context
 
 
 def launch(ctx: Context, kind: str, config: Any) -> str:
-    """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id."""
+    """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id.
+
+    The worker belongs to this dashboard: it exits when the dashboard does (and is stopped at a clean
+    shutdown); ``python -m lotus_core worker --stop`` stops it by hand."""
     jobs.ensure_worker(ctx.store)
     spec = jobs.context_spec(ctx, model=st.session_state.get("model", "default"),
                              weights=st.session_state.get("weights") or None)
@@ -26,6 +29,8 @@ def _describe(progress: dict | None) -> str:
 @st.fragment(run_every=2)
 def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     """Queued and running jobs with live progress and a cancel button; refreshes every 2 s."""
+    if jobs.needs_worker(ctx.store):  # jobs wait, or a dead worker's job needs taking over: start one
+        jobs.ensure_worker(ctx.store)
     runs = ctx.store.runs()
     active = runs[runs["status"].isin(["queued", "running", "cancelling"])]
     if kinds:

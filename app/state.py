@@ -10,6 +10,7 @@ import os
 import streamlit as st
 
 from lotus_core.core.context import Context, open_context
+from lotus_core.core.paths import check_served_path, is_loopback, serve_roots
 from lotus_core.data import DATASETS
 from lotus_core.core.errors import LotusError
 
@@ -20,6 +21,10 @@ DATASET_CHOICES = [name for name in DATASETS if name != "imagefolder"]
 
 @st.cache_resource(show_spinner="Loading model and data...", max_entries=4)
 def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None) -> Context:
+    if not is_loopback(st.get_option("server.address")):  # served on a network: only configured folders
+        roots = serve_roots()
+        for what, value in (("model", model), ("dataset", dataset), ("weights", weights)):
+            check_served_path(value, what, roots)
     return open_context(model, dataset, weights=weights or None, db=db)
 
 

@@ -73,6 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .core.context import open_context
 
             ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch)
+            limit = getattr(args, "limit", None)
+            if limit is not None and limit > len(ctx.test):
+                print(f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
+                      f"all {len(ctx.test)} are used", file=sys.stderr)
         result = cmd.run(args, ctx)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {exc}", file=sys.stderr)

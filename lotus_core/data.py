@@ -30,6 +30,9 @@ from .core.errors import LotusError
 
 from .core.paths import DATA_DIR, DEBIAN_FMNIST, EMBEDDED_FMNIST, REPO_ROOT  # noqa: F401 (re-exported)
 
+MAX_IMAGE_SIDE = 4096  # pixels: a larger image file (a decompression bomb, say) is refused before decoding
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the largest image file read from a folder or an upload (10 MB)
+
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -209,12 +212,20 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
         raise LotusError(f"{sub} is not an image folder ({exc}); lay it out as <class>/<image>.png") from None
     images = []
     for path, _ in ds.samples:
+        if os.path.getsize(path) > MAX_IMAGE_BYTES:
+            raise LotusError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB, over the 10 MB an image may have; "
+                             "shrink it or remove it from the folder")
         try:
             with Image.open(path) as im:
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    raise LotusError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over {MAX_IMAGE_SIDE} a side "
+                                     "(a decompression bomb?); shrink it or remove it from the folder")
                 im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                 images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
-        except (UnidentifiedImageError, OSError):
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
             raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
+    if not images:
+        raise LotusError(f"{sub} holds no images; lay it out as <class>/<image>.png")
     labels = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
     return ImageSet(f"imagefolder:{root}", split, torch.stack(images), labels, list(ds.classes), str(sub))
 

@@ -7,6 +7,7 @@ object with ``--json``. Add a command by decorating a function in one of these m
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -36,25 +37,92 @@ def command(name: str, help: str, arguments: list[tuple[tuple, dict]] = (), cont
     return register
 
 
+def _number(text: str, kind: type = float) -> float | int:
+    """``text`` as a finite number of ``kind`` (argparse's one-line error otherwise)."""
+    try:
+        value = kind(text)
+    except ValueError:
+        what = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a fraction such as 0.5") from None
+    value = _number(text)
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1); give a fraction such as 0.5 (not a percentage)")
     return value
 
 
+def share(text: str) -> float:
+    """argparse type: a fraction in (0, 1] (a share of a set: data fraction, top-k)."""
+    value = _number(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1]; give a fraction such as 0.2 (not a percentage)")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """argparse type: an accuracy tolerance, a finite fraction in [0, 1] (0.01 = one point)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]; give an absolute fraction such as 0.01")
+    return value
+
+
+def resolution(text: str) -> float:
+    """argparse type: a bisection resolution, a sparsity step in (0, 0.5]."""
+    value = _number(text)
+    if not 0.0 < value <= 0.5:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 0.5]; give a sparsity step such as 0.01")
+    return value
+
+
+def learning_rate(text: str) -> float:
+    """argparse type: a learning rate in (0, 10]."""
+    value = _number(text)
+    if not 0.0 < value <= 10.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside (0, 10]; give a learning rate such as 1e-4")
+    return value
+
+
+def weight_decay(text: str) -> float:
+    """argparse type: a weight decay in [0, 10]."""
+    value = _number(text)
+    if not 0.0 <= value <= 10.0:
+        raise argparse.ArgumentTypeError(f"{text} is outside [0, 10]; give a weight decay such as 0.05")
+    return value
+
+
+MAX_COUNT = 10_000_000  # steps, images, ...: a larger count is a typo, not a plan
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    """argparse type: an integer in 1..10,000,000."""
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is more than {MAX_COUNT:,}; give a smaller number")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer in 0..10,000,000."""
+    value = _number(text, int)
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{MAX_COUNT:,}; give a count such as 100 (0 = none)")
+    return value
+
+
+def seed(text: str) -> int:
+    """argparse type: a random seed in 0..2**32-1."""
+    value = _number(text, int)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{2 ** 32 - 1}; give a seed such as 0")
     return value
 
 

@@ -8,7 +8,7 @@ import torch
 from ..core.device import bf16_available, default_device
 from ..training.evaluate import DEFAULT_LIMIT
 from ..models.loading import count_parameters
-from . import arg, command, positive_int
+from . import arg, command, positive_int, seed
 
 
 @command("info", "model, dataset and device")
@@ -32,7 +32,7 @@ def info(args, ctx) -> dict:
 
 @command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", [
     arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="number of test images (default 2000)"),
-    arg("--seed", type=int, default=0, help="seed of the fixed test subset"),
+    arg("--seed", type=seed, default=0, help="seed of the fixed test subset"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
 ])
 def evaluate_cmd(args, ctx) -> dict:
@@ -44,7 +44,7 @@ def evaluate_cmd(args, ctx) -> dict:
 
 @command("train-default", "train the embedded default ViT from a seed and write data/default_vit.*", [
     arg("--epochs", type=positive_int, default=20),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--out", default=None, help="weights path (default data/default_vit.safetensors)"),
 ], context=False)
 def train_default_cmd(args, ctx) -> dict:

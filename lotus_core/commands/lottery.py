@@ -17,15 +17,15 @@ from ..pruning import SCOPES
 from ..pruning.mask import Mask
 from ..results.runs import run_experiment
 from ..pruning.similarity import mask_similarity
-from . import arg, command, fraction, positive_int
+from . import arg, command, fraction, learning_rate, non_negative_int, positive_int, seed, share
 from .pruning import _progress
 
 _SHARED = [
     arg("--target", type=fraction, default=0.8, help="final sparsity (fraction of scoped weights)"),
-    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
+    arg("--lr", type=learning_rate, default=1e-4, help="peak AdamW learning rate"),
     arg("--batch-size", type=positive_int, default=128),
     arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--limit", type=positive_int, default=1000, help="test images per evaluation (fixed seeded subset)"),
 ]
 _LTH = [
@@ -39,9 +39,9 @@ _ISSP = [
     arg("--per-round", type=fraction, default=0.15, help="fraction of the remaining weights pruned per round"),
     arg("--denoisers", type=positive_int, default=5, help="N look-ahead models per round"),
     arg("--lookahead-steps", type=positive_int, default=50, help="C steps per look-ahead"),
-    arg("--data-fraction", type=float, default=0.1, help="f: fraction of the training set each look-ahead sees"),
+    arg("--data-fraction", type=share, default=0.1, help="f: fraction of the training set each look-ahead sees"),
     arg("--merge", choices=list(MERGES), default="union"),
-    arg("--finetune-steps", type=int, default=100, help="fine-tuning steps after the last round"),
+    arg("--finetune-steps", type=non_negative_int, default=100, help="fine-tuning steps after the last round"),
 ]
 _MASK_OUT = arg("--mask-out", default=None, help="write the final mask as safetensors")
 
@@ -74,7 +74,7 @@ def lth_cmd(args, ctx) -> dict:
     arg("--round", type=positive_int, required=True, help="the LTH round whose mask is controlled"),
     arg("--kind", choices=list(CONTROLS), default="shuffle",
         help="; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
-    arg("--control-seed", type=int, default=0, help="random draw of the shuffle or re-initialisation"),
+    arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation"),
 ])
 def control_cmd(args, ctx) -> dict:
     cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)

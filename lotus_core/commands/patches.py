@@ -8,7 +8,7 @@ from ..patches import FUSES, SCORERS, ScoreOptions
 from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
 from ..results.runs import run_experiment
-from . import arg, command, fraction, positive_int
+from . import arg, command, fraction, learning_rate, non_negative_int, positive_int, seed, share, weight_decay
 from .pruning import _progress
 
 _SCORE_OPTIONS = [
@@ -31,7 +31,7 @@ def _scorer_list(text: str) -> tuple[str, ...]:
     arg("--index", type=int, action="append", help="test-set index (repeat for several images; default 0)"),
     arg("--score", choices=list(SCORERS), default="cls", help="patch scorer"),
     arg("--drop", type=fraction, default=0.1, help="fraction of patches dropped per image, in [0, 1)"),
-    arg("--seed", type=int, default=0, help="random scorer's seed"),
+    arg("--seed", type=seed, default=0, help="random scorer's seed"),
     arg("--ig-steps", type=positive_int, default=32, help="captum-ig: path steps"),
     *_SCORE_OPTIONS,
 ])
@@ -47,9 +47,9 @@ def patches_cmd(args, ctx) -> dict:
     arg("--score", type=_scorer_list, default=tuple(SCORERS), help=f"comma-separated, from: {', '.join(SCORERS)}"),
     arg("--limit", type=positive_int, default=100, help="test images (fixed seeded subset)"),
     arg("--steps", type=positive_int, default=10, help="curve points: fractions 0, 1/steps, ..., 1"),
-    arg("--top-k", type=float, default=0.2, help="fraction of patches compared by the top-k overlap"),
+    arg("--top-k", type=share, default=0.2, help="fraction of patches compared by the top-k overlap"),
     arg("--drop", type=fraction, default=0.1, help="drop ratio of the dropped-set overlap"),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--ig-steps", type=positive_int, default=32, help="captum-ig: path steps"),
     arg("--curves", action="store_true", help="include every curve point in the output"),
     *_SCORE_OPTIONS,
@@ -70,13 +70,13 @@ def fidelity_cmd(args, ctx) -> dict:
     arg("--score", choices=list(SCORERS), default="cls", help="patch scorer (run on the base model)"),
     arg("--drop", type=fraction, default=0.1, help="fraction of patches dropped per training image"),
     arg("--epochs", type=positive_int, default=5),
-    arg("--steps-per-epoch", type=int, default=0, help="optimizer steps per epoch (0 = one pass over the pool)"),
-    arg("--fraction", type=float, default=0.2, help="fraction of the training split used"),
-    arg("--lr", type=float, default=1e-3),
-    arg("--weight-decay", type=float, default=0.05),
-    arg("--warmup-steps", type=int, default=0),
+    arg("--steps-per-epoch", type=non_negative_int, default=0, help="optimizer steps per epoch (0 = one pass over the pool)"),
+    arg("--fraction", type=share, default=0.2, help="fraction of the training split used"),
+    arg("--lr", type=learning_rate, default=1e-3),
+    arg("--weight-decay", type=weight_decay, default=0.05),
+    arg("--warmup-steps", type=non_negative_int, default=0),
     arg("--batch-size", type=positive_int, default=128),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--start", choices=STARTS, default="scratch", help="re-initialised architecture or the base model"),
     arg("--limit", type=positive_int, default=1000, help="test images per evaluation"),
     arg("--apply", choices=list(APPLIES), default="pixels",

@@ -10,15 +10,15 @@ from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
 from ..pruning.sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
-from . import arg, command, fraction, positive_int
+from . import arg, command, fraction, non_negative_int, positive_int, resolution, seed, tolerance
 
 _COMMON = [
     arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
     arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images (fixed seeded subset)"),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
     arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
-    arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
+    arg("--finetune-steps", type=non_negative_int, default=0, help="fine-tune each pruned model this many steps first"),
     arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
 ]
 
@@ -54,8 +54,8 @@ def prune_cmd(args, ctx) -> dict:
     arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
     arg("--sparsities", default="0:0.9:0.1", help="start:stop:step or a comma list of fractions"),
     arg("--refine", action="store_true", help="bisect each turning point's bracket down to --resolution"),
-    arg("--resolution", type=float, default=0.01),
-    arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+    arg("--resolution", type=resolution, default=0.01),
+    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
     arg("--stop-at-drop", action="store_true",
         help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
@@ -79,7 +79,7 @@ def sweep_cmd(args, ctx) -> dict:
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
     arg("--curve", required=True, help="CSV file; the row with sparsity 0 is the dense model"),
-    arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
     path = Path(args.curve)
@@ -108,7 +108,7 @@ def essential_cmd(args, ctx) -> dict:
 @command("sensitivity", "accuracy drop when one layer alone is pruned", [
     arg("--sparsities", default="0.5,0.7,0.9"),
     arg("--limit", type=positive_int, default=1000),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
 ])
 def sensitivity_cmd(args, ctx) -> dict:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity

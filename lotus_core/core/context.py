@@ -104,6 +104,10 @@ def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str
     if weights is not None and (model == "default" or Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file()):
         raise LotusError(f"--weights applies to timm model names only; {model!r} carries its own weights, "
                          "so leave --weights out (or pass the weights file as --model)")
+    if arch is not None and (model == "default" or not (Path(model).suffix in CHECKPOINT_SUFFIXES
+                                                         or Path(model).is_file())):
+        raise LotusError(f"--arch describes a checkpoint file without metadata; {model!r} is not one, "
+                         "so leave --arch out")
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
     net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)

@@ -76,6 +76,9 @@ class ISSPConfig:
     seed: int = 0  # data subsets, batch orders and the fixed test subset
     limit: int = 1000  # test images per evaluation
 
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_config(self)
+
 
 def merge_masks(masks: Sequence[Mask], rule: str) -> Mask:
     """Union, intersection or majority vote (more than half) of keep-masks."""

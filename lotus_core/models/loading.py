@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +42,79 @@ FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
 
+# Architecture keys a checkpoint's ``lotus_arch`` metadata (or --arch) may carry, with their bounds: any
+# other key (e.g. timm's ``checkpoint_path``, which opens another file) is refused, and so is a size
+# that would make the loader allocate far more than a LOTUS ViT needs.
+ARCH_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "img_size": (8, 1024), "patch_size": (1, 64), "in_chans": (1, 4), "num_classes": (1, 100_000),
+    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64),
+}
+ARCH_FLOAT_BOUNDS: dict[str, tuple[float, float]] = {"mlp_ratio": (0.25, 16.0)}
+ARCH_KEYS = frozenset({"model_name", "mean", "std", *ARCH_INT_BOUNDS, *ARCH_FLOAT_BOUNDS})
+
+
+def validate_arch(arch: Any, source: str) -> dict[str, Any]:
+    """``arch`` checked against the allow-list :data:`ARCH_KEYS` and its bounds; raises LotusError.
+
+    ``model_name`` must be a timm model; whole numbers must lie in :data:`ARCH_INT_BOUNDS`, the MLP
+    ratio in :data:`ARCH_FLOAT_BOUNDS`; ``mean``/``std`` are lists of finite numbers (std > 0).
+    """
+    if not isinstance(arch, dict):
+        raise LotusError(f"{source}: lotus_arch must be a JSON object, not {type(arch).__name__}; re-save the checkpoint")
+    extra = sorted(set(arch) - ARCH_KEYS)
+    if extra:
+        raise LotusError(f"{source}: lotus_arch carries unsupported key {extra[0]!r}; allowed: "
+                         f"{', '.join(sorted(ARCH_KEYS))}")
+    name = arch.get("model_name")
+    if not isinstance(name, str) or not name:
+        raise LotusError(f"{source}: lotus_arch lacks model_name (a timm architecture such as vit_tiny_patch16_224)")
+    if not timm.is_model(name.split(".")[0]):
+        raise LotusError(f"{source}: unknown architecture {name!r}; name a timm model such as vit_tiny_patch16_224")
+    for key, (lo, hi) in ARCH_INT_BOUNDS.items():
+        value = arch.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside {lo}..{hi}")
+    for key, (lo, hi) in ARCH_FLOAT_BOUNDS.items():
+        value = arch.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not lo <= value <= hi):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside [{lo}, {hi}]")
+    for key in ("mean", "std"):
+        value = arch.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value) or (
+                key == "std" and min(value) <= 0):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is not a list of 1 to 4 finite numbers"
+                             f"{' above 0' if key == 'std' else ''}")
+    if ("mean" in arch) != ("std" in arch):
+        raise LotusError(f"{source}: lotus_arch gives {'mean' if 'mean' in arch else 'std'} without the other")
+    if "mean" in arch and "img_size" not in arch:
+        raise LotusError(f"{source}: lotus_arch gives mean/std without img_size")
+    return dict(arch)
+
+
+def _create(arch: dict[str, Any], **overrides: Any) -> nn.Module:
+    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
+    try:
+        return timm.create_model(arch["model_name"], pretrained=False, **{**kwargs, **overrides})
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LotusError(f"architecture {arch['model_name']} cannot be built with {kwargs} ({msg})") from None
+
+
+def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse ``state`` unless it fits ``arch`` exactly, checked on the meta device (nothing is allocated)."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = _create(arch)
+    compare_state(meta.state_dict(), state, source)
+
+
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
     """Create an untrained timm model from an architecture dict (``model_name`` + kwargs)."""
-    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
-    model = timm.create_model(arch["model_name"], pretrained=False, **kwargs)
+    model = _create(arch)
     if "mean" in arch:
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(arch["mean"]), "std": tuple(arch["std"]),
                                 "input_size": (arch.get("in_chans", 3), arch["img_size"], arch["img_size"])}
@@ -71,7 +142,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise LotusError(f"checkpoint {path} does not exist; pass a .safetensors or .pt file")
-    if path.suffix == ".safetensors":
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        raise LotusError(f"checkpoint {path} is empty (0 bytes); pass a .safetensors or .pt file")
+    is_safetensors = len(head) > 8 and head[8:9] == b"{"
+    if path.suffix == ".safetensors" or is_safetensors:
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -79,16 +155,25 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
         except (SafetensorError, OSError, ValueError) as exc:
             raise LotusError(f"checkpoint {path} is not a valid safetensors file ({exc}); re-export it") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        raise LotusError(f"{path} is not a checkpoint (neither safetensors nor a torch file); "
+                         "pass a .safetensors or .pt file saved from a state_dict")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below is the one line the user sees
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        if "weights only" not in str(exc).lower():
+            raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({first[:160]})") from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), first)
         raise LotusError(
-            f"refused to load {path}: it is not a plain tensor checkpoint and could execute code ({first[:160]}); "
+            f"refused to load {path}: it is not a plain tensor checkpoint and could execute code ({detail[:160]}); "
             "save a state_dict with safetensors instead"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file makes the unpickler raise almost anything
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({msg})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -96,9 +181,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return obj, {}
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` strictly, with a one-line message on any mismatch."""
-    own = model.state_dict()
+def compare_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a one-line LotusError unless ``state`` has exactly the names and shapes of ``own``."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
@@ -106,6 +190,11 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
         detail = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
                   f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else f"wrong shape: {wrong[0]}")
         raise LotusError(f"checkpoint {source} does not fit the architecture: {detail}; pass the matching --arch")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly, with a one-line message on any mismatch."""
+    compare_state(model.state_dict(), state, source)
     model.load_state_dict(state)
 
 
@@ -119,8 +208,13 @@ def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: 
     """Load a local checkpoint. The architecture comes from ``arch``, else the file's
     ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT."""
     state, meta = read_checkpoint(path)
-    if arch is None:
-        arch = json.loads(meta["lotus_arch"]) if "lotus_arch" in meta else default_arch()
+    if arch is None and "lotus_arch" in meta:
+        try:
+            arch = json.loads(meta["lotus_arch"])
+        except json.JSONDecodeError:
+            raise LotusError(f"{path}: lotus_arch metadata is not valid JSON; re-save the checkpoint") from None
+    arch = validate_arch(arch, str(path)) if arch is not None else default_arch()
+    check_fits(arch, state, str(path))
     model = build_from_arch(arch)
     load_state(model, state, str(path))
     model.lotus_id = f"{name or Path(path).name}@{file_sha256(Path(path))[:12]}"

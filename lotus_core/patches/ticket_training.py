@@ -86,6 +86,9 @@ class LotteryTrainConfig:
     def options(self) -> ScoreOptions:
         return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio, seed=self.seed)
 
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_config(self)
+
 
 def check_config(cfg: LotteryTrainConfig) -> None:
     get_scorer(cfg.scorer)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -34,6 +35,7 @@ from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
+MAX_GRID = 1000  # the most sparsities a grid may hold
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,26 @@ class SweepConfig:
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
     # turning point with fewer evaluations; the curve is then cut there)
+
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_sweep(self)
+
+
+def check_sweep(c: SweepConfig) -> None:
+    """Raise LotusError for a sweep no run can use: tolerance, resolution, counts and sparsities out of range."""
+    if not (math.isfinite(c.eps) and 0 <= c.eps <= 1):
+        raise LotusError(f"eps {c.eps} is outside [0, 1]; give an absolute tolerance such as 0.01")
+    if not (math.isfinite(c.resolution) and 0 < c.resolution <= 0.5):
+        raise LotusError(f"resolution {c.resolution} is outside (0, 0.5]; give a sparsity step such as 0.01")
+    if c.finetune_steps < 0 or c.limit < 1 or c.calib_size < 1:
+        raise LotusError(f"finetune_steps {c.finetune_steps} must be at least 0, limit {c.limit} and calib_size "
+                         f"{c.calib_size} at least 1")
+    if not (math.isfinite(c.finetune_lr) and 0 < c.finetune_lr <= 10):
+        raise LotusError(f"finetune_lr {c.finetune_lr} is outside (0, 10]")
+    if not 1 <= c.n <= c.m:
+        raise LotusError(f"N:M pattern {c.n}:{c.m} needs 1 <= N <= M (2:4 keeps 2 of every 4 weights)")
+    for s in c.sparsities:
+        check_sparsity(s)
 
 
 @dataclass
@@ -102,9 +124,11 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
+            if not (step > 0 and math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)):
                 raise ValueError
             count = int(round((stop - start) / step + 1e-9)) + 1
+            if count > MAX_GRID:
+                raise LotusError(f"sparsities {text!r} make {count:,} points; use a step giving at most {MAX_GRID}")
             values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
