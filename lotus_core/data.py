@@ -222,7 +222,10 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
                                      "(a decompression bomb?); shrink it or remove it from the folder")
                 im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                 images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        except Image.DecompressionBombError:
+            raise LotusError(f"{path} has too many pixels to decode safely (a decompression bomb?); "
+                             "shrink it or remove it from the folder") from None
+        except (UnidentifiedImageError, OSError, ValueError):
             raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
     if not images:
         raise LotusError(f"{sub} holds no images; lay it out as <class>/<image>.png")

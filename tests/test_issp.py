@@ -145,7 +145,7 @@ def test_cli_soup_reports_rounds_and_cost_and_writes_the_mask(capsys, tmp_path):
     assert Mask.load(out_file).num_pruned() == res["points"][-1]["num_pruned"] == res["final"]["num_pruned"]
     assert res["final"]["sparsity"] == pytest.approx(0.3, abs=1e-5)
     code, out, err = run_cli(capsys, "soup", *args, "--data-fraction", "0")
-    assert code == 2 and err.count("\n") == 1 and "data fraction 0.0 is outside (0, 1]" in err
+    assert code == 2 and err.count("\n") == 1 and "argument --data-fraction: 0 is outside (0, 1]" in err
 
 
 def test_cli_soup_sweep_refuses_unreadable_fractions(capsys, tmp_path):

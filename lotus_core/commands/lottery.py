@@ -96,7 +96,10 @@ def soup_sweep_cmd(args, ctx) -> dict:
         fractions = [float(x) for x in args.data_fractions.split(",") if x.strip()]
     except ValueError:
         raise LotusError(f"cannot read data fractions {args.data_fractions!r}; give a list such as 0.1,0.3,1.0") from None
-    table = data_fraction_sweep(ctx, _config(ISSPConfig, args), fractions, on_progress=_progress)
+    base = _config(ISSPConfig, args)
+    for f in fractions:  # every fraction is checked before the first run is recorded
+        dataclasses.replace(base, data_fraction=f)
+    table = data_fraction_sweep(ctx, base, fractions, on_progress=_progress)
     return {"runs": table.to_dict(orient="records")}
 
 

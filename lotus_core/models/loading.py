@@ -72,16 +72,16 @@ def validate_arch(arch: Any, source: str) -> dict[str, Any]:
         raise LotusError(f"{source}: unknown architecture {name!r}; name a timm model such as vit_tiny_patch16_224")
     for key, (lo, hi) in ARCH_INT_BOUNDS.items():
         value = arch.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+        if key in arch and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
             raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside {lo}..{hi}")
     for key, (lo, hi) in ARCH_FLOAT_BOUNDS.items():
         value = arch.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+        if key in arch and (isinstance(value, bool) or not isinstance(value, (int, float))
                                   or not math.isfinite(value) or not lo <= value <= hi):
             raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside [{lo}, {hi}]")
     for key in ("mean", "std"):
         value = arch.get(key)
-        if value is None:
+        if key not in arch:
             continue
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4 or not all(
                 isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value) or (

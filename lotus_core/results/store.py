@@ -188,14 +188,14 @@ class Store:
 
         Refused (False) while another owner holds a live lease on it: status running or cancelling
         with a heartbeat (or, for rows without one, an update) younger than ``lease_s`` seconds;
-        and for finished, cancelled or cancelling runs. A stale owner's run is taken over, and so is
+        and for finished runs. A stale owner's run is taken over (a cancelled one resumes), and so is
         one held by ``dead_owner`` (an owner known to be dead, see :func:`~lotus_core.results.lease.owner_dead`).
         """
         now = time.time()
         with self._connect() as con:
             cur = con.execute(
                 "UPDATE runs SET status='running', owner=?, heartbeat=?, updated=?, error=NULL WHERE id=? "
-                "AND status NOT IN ('done', 'cancelled', 'cancelling') AND NOT (status = 'running' "
+                "AND status != 'done' AND NOT (status IN ('running', 'cancelling') "
                 "AND COALESCE(owner, '') NOT IN (?, ?) AND COALESCE(heartbeat, updated) >= ?)",
                 (owner, now, now, run_id, owner, dead_owner or owner, now - lease_s))
             return cur.rowcount == 1
