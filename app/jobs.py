@@ -44,6 +44,7 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     if active.empty:
         return
     st.markdown("**Running and queued jobs**")
+    st.caption("The background worker stops with the dashboard; `python -m lotus_core worker --stop` stops it by hand.")
     for _, run in active.iterrows():
         progress = run["progress"] or {}
         c1, c2 = st.columns([5, 1])
