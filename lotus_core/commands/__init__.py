@@ -49,52 +49,27 @@ def _number(text: str, kind: type = float) -> float | int:
     return value
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    value = _number(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1); give a fraction such as 0.5 (not a percentage)")
-    return value
+def _float_in(name: str, lo: float, hi: float, example: str, low_open: bool = False,
+              high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type ``name``: a finite number in [lo, hi] (``low_open``/``high_open``: that end excluded)."""
+    interval = f"{'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not ((lo < value if low_open else lo <= value) and (value < hi if high_open else value <= hi)):
+            raise argparse.ArgumentTypeError(f"{text} is outside {interval}; give {example}")
+        return value
+
+    parse.__name__, parse.__doc__ = name, f"argparse type: a finite number in {interval} ({example})."
+    return parse
 
 
-def share(text: str) -> float:
-    """argparse type: a fraction in (0, 1] (a share of a set: data fraction, top-k)."""
-    value = _number(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside (0, 1]; give a fraction such as 0.2 (not a percentage)")
-    return value
-
-
-def tolerance(text: str) -> float:
-    """argparse type: an accuracy tolerance, a finite fraction in [0, 1] (0.01 = one point)."""
-    value = _number(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1]; give an absolute fraction such as 0.01")
-    return value
-
-
-def resolution(text: str) -> float:
-    """argparse type: a bisection resolution, a sparsity step in (0, 0.5]."""
-    value = _number(text)
-    if not 0.0 < value <= 0.5:
-        raise argparse.ArgumentTypeError(f"{text} is outside (0, 0.5]; give a sparsity step such as 0.01")
-    return value
-
-
-def learning_rate(text: str) -> float:
-    """argparse type: a learning rate in (0, 10]."""
-    value = _number(text)
-    if not 0.0 < value <= 10.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside (0, 10]; give a learning rate such as 1e-4")
-    return value
-
-
-def weight_decay(text: str) -> float:
-    """argparse type: a weight decay in [0, 10]."""
-    value = _number(text)
-    if not 0.0 <= value <= 10.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 10]; give a weight decay such as 0.05")
-    return value
+fraction = _float_in("fraction", 0, 1, "a fraction such as 0.5 (not a percentage)", high_open=True)
+share = _float_in("share", 0, 1, "a fraction such as 0.2 (not a percentage)", low_open=True)  # data fraction, top-k
+tolerance = _float_in("tolerance", 0, 1, "an absolute fraction such as 0.01")  # accuracy tolerance (0.01 = 1 point)
+resolution = _float_in("resolution", 0, 0.5, "a sparsity step such as 0.01", low_open=True)
+learning_rate = _float_in("learning_rate", 0, 10, "a learning rate such as 1e-4", low_open=True)
+weight_decay = _float_in("weight_decay", 0, 10, "a weight decay such as 0.05")
 
 
 MAX_COUNT = 10_000_000  # steps, images, ...: a larger count is a typo, not a plan
