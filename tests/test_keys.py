@@ -3,7 +3,6 @@ of each split), the precision actually used, the device type and the CPU thread 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import torch
@@ -55,12 +54,12 @@ def test_precision_in_the_key_is_the_one_used_not_the_one_asked(tiny_ctx, monkey
 
 def test_lotus_threads_sets_the_compute_threads_and_the_key(monkeypatch, tmp_path):
     """The CLI, the worker and the dashboard all open their Context with open_context, which applies
-    $LOTUS_THREADS (default: every core); the key records the count used."""
+    $LOTUS_THREADS (default 2 on every machine, so default keys travel); the key records the count used."""
     monkeypatch.setenv("LOTUS_THREADS", "2")
     try:
         ctx = open_context(db=tmp_path / "r.db")
         assert torch.get_num_threads() == 2 and ctx.key()["threads"] == 2
         monkeypatch.delenv("LOTUS_THREADS")
-        assert device.compute_threads() == max(1, os.cpu_count() or 1)
+        assert device.compute_threads() == device.DEFAULT_THREADS == 2
     finally:
         torch.set_num_threads(1)
