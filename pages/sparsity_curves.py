@@ -116,6 +116,5 @@ with right:
                 p["done"] / p["planned"], text=p["layer"]))
             bar.empty()
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
-        charts.show(charts.heatmap(100 * table, "sparsity of that layer alone", "layer", "accuracy drop (points)",
-                                   "Sensitivity: accuracy drop when one layer alone is pruned", zmin=0),
+        charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),
                     key="sensitivity")

@@ -24,8 +24,9 @@ def test_first_load_draws_the_default_omp_curve_with_its_turning_point():
     assert at.metric[0].label == "omp essential sparsity"
     assert at.metric[0].value == f"{100 * ess['essential_sparsity']:.1f}%"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    stars = [t for t in spec["data"] if t.get("mode") == "markers+text"]
-    assert stars[0]["text"] == [f"omp: {100 * ess['essential_sparsity']:.0f}%"]
+    stars = [t for t in spec["data"] if t.get("marker", {}).get("symbol") == "star"]
+    assert [t["name"] for t in stars] == [f"omp turning point: {100 * ess['essential_sparsity']:.0f}%"]
+    assert values(stars[0]["x"]) == [pytest.approx(100 * ess["essential_sparsity"])]
 
 
 def test_compute_curve_adds_methods_and_prune_shows_the_core_accuracy():
