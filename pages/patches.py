@@ -126,7 +126,7 @@ with st.form("lottery_train"):
     submitted = st.form_submit_button("Launch lottery training", type="primary")
 if submitted:
     with ui.guard():
-        rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
+        rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs), limit=state.limit(),
                                                               fraction=fraction, start=start, lr=lr, block=int(block),
                                                               fuse=fuse, discard_ratio=discard, apply=apply))
     st.toast(f"Lottery training {rid[:6]} queued")
