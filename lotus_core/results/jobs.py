@@ -24,7 +24,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -35,7 +34,7 @@ from ..core.context import Context, open_context
 from ..core.device import use_compute_threads
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
-from .lease import heartbeat_s, lease_s, token
+from .lease import heartbeat_s, lease_s, pid_alive, token
 from .runs import Cancelled, LeaseLost, run_experiment, run_id_for
 from .store import Store
 
@@ -159,10 +158,9 @@ def _is_worker_process(pid: int) -> bool:
     """Whether ``pid`` runs ``python -m lotus_core worker`` (its command line, not just a live pid)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        status = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return status != "Z" and b"lotus_core" in cmdline and b"worker" in cmdline
+    return pid_alive(pid) and b"lotus_core" in cmdline and b"worker" in cmdline
 
 
 def live_workers(store: Store) -> list[dict]:
@@ -234,29 +232,40 @@ def stop_workers(store: Store) -> list[int]:
     return pids
 
 
-def _keeper(store: Store, huey_task: Callable[..., Any], exit_with_parent: bool) -> None:
+def _keeper(store: Store, huey_task: Callable[..., Any], exit_with_parent: bool, stop: threading.Event,
+            lock: threading.Lock) -> None:
     """Worker thread: heartbeat, and queue every job whose owner's lease ran out (taken over, resumed)."""
     me, pid, host, parent = token(), os.getpid(), socket.gethostname(), os.getppid()
     seen: dict[str, float] = {}
     first = True
-    while True:
-        try:
-            store.worker_beat(me, pid, host)
-            store.settle_abandoned_cancels(lease_s())
-            for run in store.stale_jobs(lease_s()):
-                mark = run["heartbeat"] or run["updated"]
-                if (run["status"] == "queued" and not first) or seen.get(run["id"]) == mark:
-                    continue  # queued jobs are in the queue; an abandoned one is queued once per abandonment
-                seen[run["id"]] = mark
-                job = run["job"]
-                huey_task(json.dumps(job["spec"], sort_keys=True), job["kind"], job["config"])
-            first = False
-        except Exception as exc:  # a busy store: try again at the next beat
-            print(f"lotus worker: heartbeat failed ({exc})", file=sys.stderr, flush=True)
+    while not stop.is_set():
+        with lock:
+            if stop.is_set():
+                return
+            first = _keep(store, huey_task, me, pid, host, seen, first)
         if exit_with_parent and os.getppid() != parent:
             print("lotus worker: the dashboard that started this worker exited; stopping", file=sys.stderr, flush=True)
             os._exit(0)
-        time.sleep(heartbeat_s())
+        stop.wait(heartbeat_s())
+
+
+def _keep(store: Store, huey_task: Callable[..., Any], me: str, pid: int, host: str, seen: dict[str, float],
+          first: bool) -> bool:
+    """One beat of :func:`_keeper`; returns False once the first (full) scan is done."""
+    try:
+        store.worker_beat(me, pid, host)
+        store.settle_abandoned_cancels(lease_s())
+        for run in store.stale_jobs(lease_s()):
+            mark = run["heartbeat"] or run["updated"]
+            if (run["status"] == "queued" and not first) or seen.get(run["id"]) == mark:
+                continue  # queued jobs are in the queue; an abandoned one is queued once per abandonment
+            seen[run["id"]] = mark
+            job = run["job"]
+            huey_task(json.dumps(job["spec"], sort_keys=True), job["kind"], job["config"])
+        return False
+    except Exception as exc:  # a busy store: try again at the next beat
+        print(f"lotus worker: heartbeat failed ({exc})", file=sys.stderr, flush=True)
+        return first
 
 
 def run_worker(store_path: Path, exit_with_parent: bool = False) -> None:
@@ -276,8 +285,12 @@ def run_worker(store_path: Path, exit_with_parent: bool = False) -> None:
     store = Store(store_path)
     huey, task = queue(str(store.path))
     store.worker_beat(token(), os.getpid(), socket.gethostname())
-    threading.Thread(target=_keeper, args=(store, task, exit_with_parent), name="lotus-keeper", daemon=True).start()
+    stop, lock = threading.Event(), threading.Lock()
+    threading.Thread(target=_keeper, args=(store, task, exit_with_parent, stop, lock), name="lotus-keeper",
+                     daemon=True).start()
     try:
         Consumer(huey, workers=1, worker_type="thread", periodic=False).run()
     finally:
-        store.worker_gone(token())
+        stop.set()
+        with lock:  # no heartbeat re-registers the worker after this
+            store.worker_gone(token())
