@@ -84,8 +84,6 @@ def export_cmd(args, ctx) -> dict:
 @command("worker", "consume the background job queue of a results store (started by the dashboard)",
          context=False)
 def worker_cmd(args, ctx) -> dict:
-    from pathlib import Path
-
     from ..results.jobs import run_worker
     from ..results.store import Store
 

@@ -24,10 +24,9 @@ from ..core.errors import LotusError
 from ..training.finetune import finetune
 from ..results.jobs import JOBS, JobSpec
 from ..pruning import random_like
-from ..pruning.mask import Mask
+from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.runs import Run, run_id_for
-from ..training.train import apply_mask_
 from .common import mask_blob, ordered
 from .lth import LTHConfig, rewind_model
 

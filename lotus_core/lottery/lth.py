@@ -31,10 +31,10 @@ from ..core.context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
 from ..results.jobs import JOBS, JobSpec
-from ..pruning.mask import Mask
+from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.runs import Run
-from ..training.train import TrainConfig, apply_mask_, train
+from ..training.train import TrainConfig, train
 from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
 
 

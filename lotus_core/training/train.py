@@ -19,6 +19,7 @@ from torch import nn
 from ..data import ImageSet, to_model_input
 from ..core.device import autocast, default_device
 from ..core.errors import LotusError
+from ..pruning.mask import apply_mask_
 
 
 @dataclass(frozen=True)
@@ -65,16 +66,6 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float 
     theta[flip, 0, 0] = -1
     grid = F.affine_grid(theta.to(x.device), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
-    """Zero the pruned entries of ``model`` in place (``mask`` maps parameter name -> bool keep)."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, keep in mask.items():
-            if name not in params:
-                raise LotusError(f"mask names parameter {name!r}, which the model does not have; use a mask made for this model")
-            params[name].mul_(keep.to(params[name].device, params[name].dtype))
 
 
 def train(

@@ -259,16 +259,6 @@ def mask_blobs(store: Store, run_id: str) -> list[str]:
     return [n for n in names if n.startswith("mask") and n.endswith(".safetensors")]
 
 
-def masks_download(store: Store, run_id: str) -> tuple[str, bytes] | None:
-    """``(file name, bytes)`` of the run's masks: the safetensors file itself when there is one,
-    a zip of them (named as stored) when there are several; None when the run has none."""
-    run_id = get_run(store, run_id)["id"]
-    names = mask_blobs(store, run_id)
-    if not names:
-        return None
-    return _masks_name(run_id, names), _masks_bytes(store, run_id, names)
-
-
 def _masks_name(run_id: str, names: list[str]) -> str:
     return f"{run_id}-{names[0]}" if len(names) == 1 else f"{run_id}-masks.zip"
 
