@@ -13,6 +13,7 @@ from lotus_core.patches.fidelity import FidelityConfig, fidelity
 from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
 from lotus_core.patches.upload import load_uploads
 from lotus_core.results.runs import stored_summary
+from lotus_core.results.store import RunStatus
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
@@ -138,7 +139,7 @@ if runs.empty:
 else:
     labels = dict(zip(runs["label"], runs["id"]))
     picked = labels[st.selectbox("Run", list(labels))]
-    running = runs.set_index("id").loc[picked, "status"] in ("queued", "running")
+    running = runs.set_index("id").loc[picked, "status"] in (RunStatus.QUEUED, RunStatus.RUNNING)
 
     @st.fragment(run_every=2 if running else None)
     def show_run(run_id: str) -> None:

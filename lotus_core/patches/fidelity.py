@@ -31,6 +31,7 @@ from ..data import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..results.runs import Run, run_experiment
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from . import SCORERS, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import drop_count, fill_value, mask_pixels, patch_ranks
 
@@ -178,3 +179,17 @@ def fidelity(ctx: Context, cfg: FidelityConfig = FidelityConfig(), on_progress=N
     curves = pd.concat([pd.DataFrame(points[f"scorer-{n}"]["curve"]).assign(scorer=n) for n in cfg.scorers],
                        ignore_index=True)[["scorer", "mode", "fraction", "patches", "accuracy"]]
     return FidelityResult(curves, pd.DataFrame(summary["auc"]), pd.DataFrame(summary["agreement"]), summary)
+
+
+def fidelity_headline(s: dict) -> Headline:
+    """Headline of a stored fidelity comparison: each scorer's deletion AUC."""
+    return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
+
+
+def fidelity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against the fraction of patches deleted or inserted, one series per scorer and mode."""
+    return [{"series": f"{p['scorer']} {c['mode']}", "axis": "fraction", "x": c["fraction"], "accuracy": c["accuracy"]}
+            for p in points.values() if "curve" in p for c in p["curve"]]
+
+
+register_experiment(ExperimentSpec("fidelity", FidelityConfig, run_fidelity, fidelity_headline, fidelity_curve))

@@ -27,11 +27,11 @@ from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..training.finetune import finetune
-from ..results.jobs import JOBS, JobSpec
 from . import PRUNERS, Mask, get_pruner, masker
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 
@@ -158,25 +158,25 @@ class PointEvaluator:
         return self.work
 
     def point_config(self, method: str, sparsity: float) -> dict:
+        """The key of one point (beside model and dataset): everything that changes its accuracy."""
         c = self.config
         extra = {"n": c.n, "m": c.m} if method == "nm" else {}
         extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
         extra.update({} if c.bf16 else {"precision": "fp32"})
-        return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
-                            limit=c.limit, seed=c.seed, **extra)
+        return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
 
     def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
         """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
-        def compute() -> dict:
+        def compute(ctx: Context, _: dict, run: Run) -> dict:
             mask = self.mask(method, sparsity)
             res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
                                     bf16=self.config.bf16)
             return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
-        return self.ctx.store.cached("prune-eval", self.point_config(method, sparsity), compute,
-                                     model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
+        summary = run_experiment(self.ctx, "prune-eval", self.point_config(method, sparsity), compute, refresh=refresh)
+        return {k: v for k, v in summary.items() if k != "run_id"}
 
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
@@ -271,4 +271,29 @@ def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-JOBS["sweep"] = JobSpec(SweepConfig, sweep)
+def prune_eval_headline(s: dict) -> Headline:
+    """Headline of one stored sweep point."""
+    return Headline(s["accuracy"], s["sparsity_reached"],
+                    f"{s['method']} at {pct(s['sparsity_reached'])}: {pct(s['accuracy'])}")
+
+
+def sweep_headline(s: dict) -> Headline:
+    """Headline of a stored sweep: dense accuracy and each method's essential sparsity."""
+    ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
+    first = next(iter(ess.values()), None)
+    return Headline(s["dense"]["accuracy"], first, f"dense {pct(s['dense']['accuracy'])}; essential sparsity "
+                    + ", ".join(f"{m} {pct(v)}" for m, v in ess.items()))
+
+
+def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against sparsity, one series per method, each starting at the dense model."""
+    rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for p in points.values() if "method" in p]
+    if summary and rows:  # every method starts at the dense model
+        rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
+                 for m in dict.fromkeys(r["series"] for r in rows)]
+    return rows
+
+
+register_experiment(ExperimentSpec("prune-eval", headline=prune_eval_headline))  # PointEvaluator.evaluate stores it
+register_experiment(ExperimentSpec("sweep", SweepConfig, sweep, sweep_headline, sweep_curve, job=True))

@@ -2,15 +2,18 @@
 masks, one-shot masks computed on demand, and the tables drawn from them (fractions throughout)."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from ..core.config import from_mapping
 from ..core.context import Context
 from ..pruning import PRUNERS, Mask, masker
 from ..pruning.similarity import mask_similarity
 from ..lottery.common import ordered, round_masks
+from ..results.runs import run_experiment
+from ..results.store import RunStatus
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 TICKET_KINDS = ("lth", "issp")
 RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
@@ -34,11 +37,6 @@ def run_label(row: Mapping) -> str:
     else:
         return f"{cfg['control']} control of LTH round {cfg['round']} [{row['status']}] {row['id'][:6]}"
     return f"{row['kind'].upper()} to {100 * cfg['target']:.0f}% ({extra}) [{row['status']}] {row['id'][:6]}"
-
-
-def stored_config(cls, config: Mapping):
-    """The experiment config dataclass ``cls`` back from a stored run's full config."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
 
 
 def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
@@ -67,8 +65,7 @@ def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]
 def stored_table(ctx: Context, kind: str, compute: Callable[[], pd.DataFrame], **key) -> pd.DataFrame:
     """The table ``compute()`` returns, computed once per (model, dataset, ``kind``, ``key``) and read from
     the results store afterwards (stored as the result ``kind`` with the table's rows as its summary)."""
-    summary = ctx.store.cached(kind, ctx.key(kind=kind, **key), lambda: {"rows": compute().to_dict(orient="records")},
-                               model=ctx.model_id, dataset=ctx.dataset)
+    summary = run_experiment(ctx, kind, key, lambda *_: {"rows": compute().to_dict(orient="records")})
     return pd.DataFrame(summary["rows"])
 
 
@@ -161,7 +158,7 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
         if kind != "lth":
             continue
         for _, c in runs[runs["kind"] == "lth-control"].iterrows():
-            if c["status"] == "done" and _controls_run(ctx, c["config"], rid):
+            if c["status"] == RunStatus.DONE and _controls_run(ctx, c["config"], rid):
                 rows.append({"series": f"LTH {tag} {c['config']['control']} control", **{k: c["summary"][k] for k in cols}})
         sweep_cfg = omp_finetune_config(ctx, rid)
         summary = stored_summary(ctx, "sweep", sweep_cfg) if sweep_cfg.sparsities else None
@@ -187,7 +184,27 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
 
 def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     """Whether a stored control's config belongs to the LTH run ``lth_run_id``."""
-    from ..results.runs import run_id_for
     from ..lottery.lth import LTHConfig
+    from ..results.runs import run_id_for
 
-    return run_id_for(ctx, "lth", LTHConfig(**control_config["lth"])) == lth_run_id
+    return run_id_for(ctx, "lth", from_mapping(LTHConfig, control_config["lth"])) == lth_run_id
+
+
+def omp_vs_ticket_headline(s: dict) -> Headline:
+    """Headline of a stored OMP-vs-ticket table: the last round, all layers."""
+    last = [r for r in s["rows"] if r.get("layer", "all") == "all"][-1]  # the last round, all layers
+    return Headline(None, last["sparsity"], f"OMP vs ticket at {pct(last['sparsity'])}: cosine {pct(last['cosine'])} "
+                    f"(chance {pct(last['chance_cosine'])})")
+
+
+def omp_vs_one_shot_headline(s: dict) -> Headline:
+    """Headline of a stored OMP-vs-one-shot table at its middle sparsity."""
+    levels = sorted({r["sparsity"] for r in s["rows"]})
+    middle = levels[len(levels) // 2]
+    return Headline(None, middle, f"OMP vs one-shot masks at {pct(middle)}: " + ", ".join(
+        f"{r['other']} cosine {pct(r['cosine'])} (chance {pct(r['chance_cosine'])})"
+        for r in s["rows"] if r["sparsity"] == middle))
+
+
+register_experiment(ExperimentSpec("omp-vs-ticket", headline=omp_vs_ticket_headline))  # omp_vs_tickets stores it
+register_experiment(ExperimentSpec("omp-vs-one-shot", headline=omp_vs_one_shot_headline))  # omp_vs_one_shot stores it

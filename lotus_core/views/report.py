@@ -35,6 +35,7 @@ import plotly.graph_objects as go
 
 from ..core.context import Context
 from ..core.errors import LotusError
+from ..results.store import RunStatus
 from ..training.evaluate import DEFAULT_LIMIT
 from .figures import accuracy_lines, similarity_curve, sparsity_curve, style
 
@@ -126,7 +127,7 @@ class Stored:
         """The newest usable run of ``kind`` (finished ones first) as a dict with its points."""
         runs = self.ctx.store.runs(kind=kind, model=self.ctx.model_id)
         runs = runs[runs["dataset"] == self.ctx.dataset]
-        runs = runs.assign(done=runs["status"] == "done").sort_values(["done", "created"], ascending=False)
+        runs = runs.assign(done=runs["status"] == RunStatus.DONE).sort_values(["done", "created"], ascending=False)
         for row in runs.to_dict(orient="records"):
             row["points"] = self.ctx.store.points(row["id"])
             if usable(row):
@@ -139,7 +140,7 @@ class Stored:
         from ..pruning.sweep import sweep_result
 
         def done(r: dict) -> bool:
-            return r["status"] == "done"
+            return r["status"] == RunStatus.DONE
 
         def omp(r: dict) -> bool:
             return done(r) and "omp" in r["summary"]["essential"]
@@ -161,12 +162,12 @@ class Stored:
     def issp_by_fraction(self) -> dict[float, dict]:
         """Data fraction f -> the newest finished ISSP run with that f and otherwise the settings of
         :attr:`issp` (the data-fraction sweep of the Soup page), when there are at least two such fractions."""
-        if self.issp is None or self.issp["status"] != "done":
+        if self.issp is None or self.issp["status"] != RunStatus.DONE:
             return {}
         base = {k: v for k, v in self.issp["config"].items() if k != "data_fraction"}
         runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
         out: dict[float, dict] = {}
-        for row in runs[runs["status"] == "done"].to_dict(orient="records"):  # newest first
+        for row in runs[runs["status"] == RunStatus.DONE].to_dict(orient="records"):  # newest first
             f = row["config"]["data_fraction"]
             if f not in out and {k: v for k, v in row["config"].items() if k != "data_fraction"} == base:
                 out[f] = row
@@ -332,7 +333,7 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
         return _missing("convergence", title, "Patches", "no lottery-training run is stored for this model yet")
     frame = epoch_frame(ctx, run["id"])
     summary, drop = run["summary"], run["config"]["drop"]
-    if run["status"] == "done" and summary:
+    if run["status"] == RunStatus.DONE and summary:
         lot, full = summary["lottery"], summary["full"]
         epochs, best_txt = summary["epochs"], _pct(summary["best_full_accuracy"])
         e_lot, e_full = lot["epochs_to_within_1pt"], full["epochs_to_within_1pt"]
