@@ -38,7 +38,7 @@ def prune_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=(args.method,), scope=args.scope, limit=args.limit, seed=args.seed, n=args.n,
                          m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32)
     evaluator = PointEvaluator(ctx, config)
-    sparsity = round(1 - args.n / args.m, 6) if PRUNERS[args.method].fixed_sparsity else args.sparsity
+    sparsity = evaluator.effective_sparsity(args.method, args.sparsity)
     point = evaluator.evaluate(args.method, sparsity)
     mask = evaluator.mask(args.method, sparsity)
     if args.mask_out:

@@ -14,6 +14,7 @@ dashboard is never computed again, and an interrupted sweep resumes where it sto
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -50,9 +51,9 @@ class SweepConfig:
     eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
     finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
-    calib_size: int = 128  # training images for wanda's activation norms
-    n: int = 2  # N:M pattern of the nm method
-    m: int = 4  # (1 - n/m is nm's fixed sparsity)
+    calib_size: int = 128  # training images for wanda's activation norms (WandaOptions)
+    n: int = 2  # N of the nm method's N:M pattern (NMOptions; 1 - n/m is its fixed sparsity)
+    m: int = 4  # M of the nm method's N:M pattern (NMOptions)
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
     # turning point with fewer evaluations; the curve is then cut there)
@@ -143,7 +144,7 @@ class PointEvaluator:
         if method not in self._maskers:
             calib = self.calib() if get_pruner(method).needs_calibration else None
             self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib,
-                                           seed=self.config.seed, n=self.config.n, m=self.config.m)
+                                           seed=self.config.seed, **self.options(method))
         return self._maskers[method](sparsity)
 
     def pruned_model(self, mask: Mask) -> nn.Module:
@@ -157,11 +158,18 @@ class PointEvaluator:
             return model
         return self.work
 
+    def options(self, method: str) -> dict:
+        """``method``'s own options (Pruner.options) as this sweep sets them (empty for a method without any)."""
+        return get_pruner(method).option_values(dataclasses.asdict(self.config))
+
+    def effective_sparsity(self, method: str, requested: float) -> float:
+        """The sparsity ``method`` reaches when ``requested`` is asked (N:M: its fixed 1 - N/M)."""
+        return get_pruner(method).effective_sparsity(requested, dataclasses.asdict(self.config))
+
     def point_config(self, method: str, sparsity: float) -> dict:
         """The key of one point (beside model and dataset): everything that changes its accuracy."""
         c = self.config
-        extra = {"n": c.n, "m": c.m} if method == "nm" else {}
-        extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
+        extra = self.options(method)
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
         extra.update({} if c.bf16 else {"precision": "fp32"})
         return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
@@ -211,7 +219,8 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     for method in config.methods:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
         ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
+        while config.refine and PRUNERS[method].fixed_sparsity(dataclasses.asdict(config)) is None \
+                and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
@@ -230,8 +239,9 @@ def _midpoint(lo: float, hi: float, resolution: float) -> float:
 
 
 def _grid(method: str, config: SweepConfig) -> Sequence[float]:
-    if PRUNERS[method].fixed_sparsity:  # N:M: one point at 1 - N/M
-        return [round(1 - config.n / config.m, 6)]
+    fixed = PRUNERS[method].fixed_sparsity(dataclasses.asdict(config))
+    if fixed is not None:  # N:M: one point at 1 - N/M
+        return [fixed]
     return [s for s in config.sparsities if s > 0]
 
 

@@ -50,10 +50,10 @@ def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]
     """Label -> loader of every mask a user can pick: one-shot masks at ``sparsity`` and stored rounds."""
     out: dict[str, Callable[[], Mask]] = {
         f"{m} at {100 * sparsity:.0f}%": (lambda m=m: one_shot_mask(ctx, m, sparsity))
-        for m, pruner in PRUNERS.items() if not pruner.fixed_sparsity
+        for m, pruner in PRUNERS.items() if pruner.fixed_sparsity() is None
     }
-    out.update({f"{m} 2:4 (50%)": (lambda m=m: one_shot_mask(ctx, m, 0.5))  # the sweeps' default N:M pattern
-                for m, p in PRUNERS.items() if p.fixed_sparsity})
+    out.update({f"{m} at {100 * p.fixed_sparsity():.0f}% (fixed)": (lambda m=m: one_shot_mask(ctx, m, 0.5))
+                for m, p in PRUNERS.items() if p.fixed_sparsity() is not None})  # with the method's default options
     for _, row in ticket_runs(ctx).iterrows():
         for key, point in ctx.store.points(row["id"]).items():
             if key.startswith("round-") and point["round"] > 0:
