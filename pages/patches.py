@@ -7,7 +7,7 @@ from app.jobs import active_jobs, launch
 from lotus_core.data import subset_indices
 from lotus_core.core.errors import LotusError
 from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
-from lotus_core.patches import FUSES, SCORERS, ScoreOptions
+from lotus_core.patches import FUSES, SCORERS, PatchScoring
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
 from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
@@ -59,7 +59,8 @@ with c3.expander("Scorer options"):
     block = st.number_input("Block (cls; -1 = last)", -50, 50, -1)
     fuse = st.selectbox("Head fusion (cls, rollout)", FUSES)
     discard = st.slider("Rollout discard ratio (%)", 0, 95, 0, 5) / 100
-options = ScoreOptions(block=int(block), fuse=fuse, discard_ratio=discard)
+scoring = PatchScoring(block=int(block), fuse=fuse, discard_ratio=discard)
+options = scoring.with_seed(0)
 
 with ui.guard(), st.spinner(f"Scoring patches with {scorer}..."):
     report = explain_images(ctx, scorer, drop, options, indices=indices, images=images)
@@ -88,8 +89,7 @@ st.subheader("Do the scorers find what the model needs, and do they agree?")
 f1, f2 = st.columns([5, 2])
 chosen = f1.multiselect("Scorers to compare", list(SCORERS), default=list(SCORERS))
 limit = f2.select_slider("Test images", [50, 100, 200, 500], value=100)
-fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, block=int(block), fuse=fuse,
-                            discard_ratio=discard)
+fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, scoring=scoring)
 if not chosen:
     st.info("Pick at least one scorer.")
 elif stored_summary(ctx, "fidelity", fid_config) is None and not st.button("Compare scorers"):
@@ -127,8 +127,8 @@ with st.form("lottery_train"):
 if submitted:
     with ui.guard():
         rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
-                                                              fraction=fraction, start=start, lr=lr, block=int(block),
-                                                              fuse=fuse, discard_ratio=discard, apply=apply))
+                                                              fraction=fraction, start=start, lr=lr, scoring=scoring,
+                                                              apply=apply))
     st.toast(f"Lottery training {rid[:6]} queued")
 active_jobs(ctx, ("lottery-train",))
 

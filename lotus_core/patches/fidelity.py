@@ -32,7 +32,7 @@ from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..results.runs import Run, run_experiment
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
-from . import SCORERS, ScoreOptions, get_scorer, patch_grid, score_images
+from . import SCORERS, PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import drop_count, fill_value, mask_pixels, patch_ranks
 
 
@@ -45,15 +45,11 @@ class FidelityConfig:
     steps: int = 10  # curve points: fractions 0, 1/steps, ..., 1 of the patches (rounded to whole patches)
     top_k: float = 0.2  # top-k overlap compares each scorer's top round(top_k * P) patches
     drop: float = 0.1  # dropped-set overlap at this drop ratio
-    block: int = -1  # cls: attention block read
-    fuse: str = "mean"  # cls, rollout: head fusion
-    discard_ratio: float = 0.0  # rollout: fraction of each attention row discarded
-    ig_steps: int = 32  # captum-ig: path steps
+    scoring: PatchScoring = PatchScoring()  # how the scorers read the model (block, head fusion, ...)
     seed: int = 0  # test subset and random scorer
 
     def options(self) -> ScoreOptions:
-        return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio,
-                            ig_steps=self.ig_steps, seed=self.seed)
+        return self.scoring.with_seed(self.seed)
 
 
 @dataclass

@@ -49,7 +49,7 @@ from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..lottery.common import load_state_bytes, state_bytes
 from ..models.loading import build_from_arch
-from . import ScoreOptions, get_scorer, patch_grid, score_images
+from . import PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
@@ -80,12 +80,10 @@ class LotteryTrainConfig:
     start: str = "scratch"  # "scratch" (base architecture re-initialised with seed) or "pretrained"
     limit: int = 1000  # test images per evaluation (fixed seeded subset; whole images and their tickets)
     apply: str = "pixels"  # how a ticket is applied in training and in the ticket evaluation (see APPLIES)
-    block: int = -1  # cls scorer: attention block read
-    fuse: str = "mean"  # cls/rollout scorers: head fusion
-    discard_ratio: float = 0.0  # rollout scorer: fraction of each attention row discarded
+    scoring: PatchScoring = PatchScoring()  # how the scorer reads the base model (block, head fusion, ...)
 
     def options(self) -> ScoreOptions:
-        return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio, seed=self.seed)
+        return self.scoring.with_seed(self.seed)
 
 
 def check_config(cfg: LotteryTrainConfig) -> None:

@@ -55,8 +55,7 @@ class SweepConfig:
     n: int = 2  # N of the nm method's N:M pattern (NMOptions; 1 - n/m is its fixed sparsity)
     m: int = 4  # M of the nm method's N:M pattern (NMOptions)
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
-    stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
-    # turning point with fewer evaluations; the curve is then cut there)
+    stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
 
 
 @dataclass
