@@ -77,12 +77,17 @@ def config_args(cls: type, skip: tuple[str, ...] = (), **overrides: Callable | d
     return out
 
 
+def _number(text: str, kind: type, what: str) -> float | int:
+    """``kind(text)``, or an argparse error saying ``text`` is not ``what``."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+
+
 def fraction(text: str) -> float:
     """argparse type: a number in [0, 1)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give a fraction such as 0.5") from None
+    value = _number(text, float, "a number; give a fraction such as 0.5")
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"{text} is outside [0, 1); give a fraction such as 0.5 (not a percentage)")
     return value
@@ -90,10 +95,7 @@ def fraction(text: str) -> float:
 
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    value = _number(text, int, "a whole number")
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
     return value
