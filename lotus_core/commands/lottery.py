@@ -9,11 +9,12 @@ from __future__ import annotations
 from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..lottery.common import round_masks
-from ..lottery.controls import CONTROLS, ControlConfig, run_control
-from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
-from ..lottery.lth import LTHConfig, run_lth
+from ..lottery.controls import CONTROLS, ControlConfig
+from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep
+from ..lottery.lth import LTHConfig
 from ..pruning import SCOPES
 from ..pruning.mask import Mask
+from ..results.registry import get_experiment
 from ..results.runs import run_experiment
 from ..pruning.similarity import mask_similarity
 from . import arg, command, config_args, fraction, positive_int
@@ -32,10 +33,10 @@ def _config(cls, args):
     return from_mapping(cls, vars(args))
 
 
-def _run_ticket(ctx, args, kind: str, cls, fn) -> dict:
-    """Run (or read back) a ticket experiment; its summary, per-round points and, with
+def _run_ticket(ctx, args, kind: str) -> dict:
+    """Run (or read back) the ticket experiment ``kind``; its summary, per-round points and, with
     ``--mask-out``, the last round's mask written to that file."""
-    summary = run_experiment(ctx, kind, _config(cls, args), fn, on_progress=_progress)
+    summary = run_experiment(ctx, kind, _config(get_experiment(kind).config_cls, args), on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     if args.mask_out:
         masks = round_masks(ctx.store, summary["run_id"])
@@ -47,7 +48,7 @@ def _run_ticket(ctx, args, kind: str, cls, fn) -> dict:
 @command("lth", "lottery tickets: iterative magnitude pruning with rewinding, fine-tuned every round",
          [*_LTH, _MASK_OUT])
 def lth_cmd(args, ctx) -> dict:
-    return _run_ticket(ctx, args, "lth", LTHConfig, run_lth)
+    return _run_ticket(ctx, args, "lth")
 
 
 @command("lth-control", "a ticket's control: its mask re-initialised or shuffled within layers, same fine-tune", [
@@ -59,13 +60,13 @@ def lth_cmd(args, ctx) -> dict:
 ])
 def control_cmd(args, ctx) -> dict:
     cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)
-    return run_experiment(ctx, "lth-control", cfg, run_control, on_progress=_progress)
+    return run_experiment(ctx, "lth-control", cfg, on_progress=_progress)
 
 
 @command("soup", "Instant Sparse Soup Pruning (ISSP): masks from merged look-aheads, then a fine-tune",
          [*_ISSP, _MASK_OUT])
 def soup_cmd(args, ctx) -> dict:
-    return _run_ticket(ctx, args, "issp", ISSPConfig, run_issp)
+    return _run_ticket(ctx, args, "issp")
 
 
 @command("soup-sweep", "ISSP at several data fractions (does the ticket collapse at 10%?)", [

@@ -7,7 +7,7 @@ from ..core.config import from_mapping
 from ..patches import FUSES, SCORERS, ScoreOptions
 from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
-from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
+from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame
 from ..results.runs import run_experiment
 from . import arg, command, config_args, fraction, positive_int
 from .pruning import _progress
@@ -62,5 +62,5 @@ def fidelity_cmd(args, ctx) -> dict:
                                          "help": "decay norms, biases and embeddings too (not timm's convention)"}))
 def lottery_train_cmd(args, ctx) -> dict:
     cfg = from_mapping(LotteryTrainConfig, vars(args))
-    summary = run_experiment(ctx, "lottery-train", cfg, run_lottery_train, on_progress=_progress)
+    summary = run_experiment(ctx, "lottery-train", cfg, on_progress=_progress)
     return {**summary, "points": epoch_frame(ctx, summary["run_id"]).to_dict(orient="records")}

@@ -102,5 +102,5 @@ def score_images(model: nn.Module, images: torch.Tensor, data_config: dict, scor
     return torch.cat(out)
 
 
-__all__ = ["SCORERS", "Scorer", "FUSES", "PatchGrid", "ScoreOptions", "get_scorer", "patch_grid", "score_patches",
+__all__ = ["SCORERS", "Scorer", "FUSES", "PatchGrid", "PatchScoring", "ScoreOptions", "get_scorer", "patch_grid", "score_patches",
            "score_images", "select_patches", "drop_count", "mask_pixels", "drop_tokens", "fill_value"]

@@ -31,7 +31,7 @@ from ..data import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..results.runs import Run, run_experiment
-from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
+from ..results.registry import ExperimentSpec, Headline, register_experiment
 from . import SCORERS, PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import drop_count, fill_value, mask_pixels, patch_ranks
 

@@ -13,7 +13,7 @@ from ..core.context import Context
 from .ranking import LayerRanking
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
-from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
+from ..results.registry import ExperimentSpec, Headline, register_experiment
 
 
 @dataclass(frozen=True)

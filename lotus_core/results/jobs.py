@@ -60,7 +60,7 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
         ctx.store.set_status(run_id, RunStatus.CANCELLED)
         return
     try:
-        run_experiment(ctx, kind, cfg, job.fn)
+        run_experiment(ctx, kind, cfg)
     except (Cancelled, LotusError):
         pass  # the status (cancelled / failed with its message) is already in the store
 

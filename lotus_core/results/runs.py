@@ -86,12 +86,13 @@ def run_id_for(ctx: Context, kind: str, config: Any) -> str:
     return config_id(experiment_config(ctx, kind, config))
 
 
-def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict] | None,
+def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict] | None = None,
                    on_progress: Callable[[dict], None] | None = None, refresh: bool = False) -> dict:
     """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary (with ``run_id``).
 
-    See the module docstring for what is served, resumed, refreshed and recorded; the run's
-    wall time accumulates over resumes.
+    ``fn`` defaults to the function registered for ``kind`` (:mod:`lotus_core.results.registry`), which
+    is how the CLI and the worker run a kind. See the module docstring for what is served, resumed,
+    refreshed and recorded; the run's wall time accumulates over resumes.
     """
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
@@ -101,6 +102,10 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     if refresh and existing is not None:
         ctx.store.delete_run(run_id)
         existing = None
+    if fn is None:
+        from .registry import get_experiment
+
+        fn = get_experiment(kind).fn
     ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset)
     run = Run(ctx.store, run_id, kind, on_progress)
     t0 = time.perf_counter()

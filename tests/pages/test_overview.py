@@ -1,5 +1,3 @@
-import json
-
 from lotus_core.core.context import open_context
 from tests.pages.helpers import open_page
 
