@@ -83,17 +83,15 @@ def selection_section(ctx: Context, indices, images, scorer: str, drop: float, s
     if report.unchanged_token_drop is not None:
         m3.metric("Predictions unchanged (token dropping)", f"{report.unchanged_token_drop} of {len(report.scores)}")
 
-
     def title(i: int) -> str:
         where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
         truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
         return f"{where}{truth}<br>{classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
 
-
     charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
                                [title(i) for i in range(len(report.scores))]), key="overlays")
     st.caption("Titles: true class, then the prediction on the original -> on the lottery version (dropped patches, "
-               "outlined in red, filled with the dataset mean pixel).")
+               "washed out in grey here, filled with the dataset mean pixel for the model).")
 
 
 def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
@@ -121,8 +119,9 @@ def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
             charts.show(fidelity_curves(result.curves, result.auc, "insertion"), key="insertion")
         st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * fid_config.top_k:.0f}% of patches, "
                     f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
-        st.dataframe(result.agreement, hide_index=True, column_config={
-            c: st.column_config.NumberColumn(format="%.3f") for c in result.agreement.columns[2:]})
+        table = result.agreement_in_words()
+        st.dataframe(table, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
 
 
 def lottery_training_section(ctx: Context, scorer: str, drop: float, scoring: PatchScoring) -> None:
@@ -142,6 +141,7 @@ def lottery_training_section(ctx: Context, scorer: str, drop: float, scoring: Pa
     if submitted:
         with ui.guard():
             rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
+                                                                  limit=state.limit(),
                                                                   fraction=fraction, start=start, lr=lr, scoring=scoring,
                                                                   apply=apply))
         st.toast(f"Lottery training {rid[:6]} queued")
