@@ -4,8 +4,10 @@
 enumerate. A method with options of its own declares them as a frozen dataclass beside it
 (``NMOptions`` in nm.py) and names it in its registry line; the options are part of every
 result key of that method, their fields become CLI flags, and an options class with a
-``fixed_sparsity`` property fixes the sparsity the method reaches (N:M: 1 - N/M). ``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with
-``mask.apply(model)`` (a pruned copy; the model is never modified). ``masker(model, method)``
+``fixed_sparsity`` property fixes the sparsity the method reaches (N:M: 1 - N/M).
+
+``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with ``mask.apply(model)``
+(a pruned copy; the model is never modified). ``masker(model, method)``
 scores and ranks once and returns ``sparsity -> Mask``, which is what a sweep uses: one sort
 for all its levels.
 """

@@ -47,7 +47,7 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
                   annotation_text=f"dense {a:.1f}% (shaded: within {points})")
     dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}
     for method, part in frame.groupby("method", sort=False):
-        fixed = method in PRUNERS and PRUNERS[method].fixed_sparsity
+        fixed = method in PRUNERS and PRUNERS[method].fixed_sparsity() is not None
         part = part.drop_duplicates("sparsity") if fixed else pd.concat([pd.DataFrame([dense_row]), part])
         part = part.sort_values("sparsity")
         color = COLORS.get(method)
