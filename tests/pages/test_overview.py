@@ -1,3 +1,5 @@
+import json
+
 from lotus_core.core.context import open_context
 from streamlit.testing.v1 import AppTest
 
