@@ -147,11 +147,3 @@ def test_config_id_of_a_claimed_run_is_unchanged(tiny_ctx):
     assert tiny_ctx.store.claim(rid, "x:1:y", lease_s=15)
     assert rid == config_id({"a": 1}) and tiny_ctx.store.get_run(rid)["config"] == {"a": 1}
 
-
-def test_a_cached_result_another_live_process_computes_is_computed_here_but_not_written(tiny_ctx):
-    store = tiny_ctx.store
-    rid = store.start_run("evaluate", {"k": 1}, status="queued")
-    own_run(store, rid, FOREIGN, age_s=0)
-    assert store.cached("evaluate", {"k": 1}, lambda: {"accuracy": 0.5}) == {"accuracy": 0.5}
-    run = store.get_run(rid)
-    assert (run["status"], run["owner"], run["summary"]) == ("running", FOREIGN, None)

@@ -2,14 +2,13 @@
 
 The queue is huey's SQLite backend (``jobs.db`` beside the results store), consumed by one
 worker process (``python -m lotus_core worker``) that the dashboard starts on demand. A job
-is an experiment from :data:`JOBS` run through :func:`lotus_core.results.runs.run_experiment`, the
-same function the CLI calls, so its progress, points and outcome live in the results store:
-the page polls the store, a job survives page switches and browser refreshes, and a killed
-worker loses no finished point: its run's lease runs out (:mod:`lotus_core.results.lease`) and
-any live worker takes it over and resumes it, with no user action. The dashboard's worker
-stops with the dashboard; ``python -m lotus_core worker --stop`` stops a store's workers.
-
-Register a job kind with ``JOBS["lth"] = JobSpec(LTHConfig, run_lth)``.
+is an experiment kind registered with ``job=True`` (:mod:`lotus_core.results.registry`) run through
+:func:`lotus_core.results.runs.run_experiment`, the same function the CLI calls, so its progress,
+points and outcome live in the results store: the page polls the store, a job survives page
+switches and browser refreshes, and a killed worker loses no finished point: its run's lease runs
+out (:mod:`lotus_core.results.lease`) and any live worker takes it over and resumes it, with no
+user action. The dashboard's worker stops with the dashboard; ``python -m lotus_core worker
+--stop`` stops a store's workers. This is the only module that imports the queue (huey).
 """
 from __future__ import annotations
 
@@ -24,44 +23,20 @@ import socket
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from huey import SqliteHuey
 
 from ..core.context import Context, open_context
+from ..core.config import from_mapping
 from ..core.device import use_compute_threads
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
 from .lease import heartbeat_s, lease_s, pid_alive, token
-from .runs import Cancelled, LeaseLost, run_experiment, run_id_for
-from .store import Store
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A job kind: its config dataclass and the experiment function ``fn(ctx, config, run) -> summary``."""
-
-    config_cls: type
-    fn: Callable[..., dict]
-
-
-JOBS: dict[str, JobSpec] = {}
-"""The job registry, filled by the modules that define long experiments (see :func:`register_jobs`)."""
-
-
-def register_jobs() -> None:
-    """Import the modules that register job kinds (kept lazy so importing jobs stays cheap)."""
-    import importlib
-
-    for module in JOB_MODULES:
-        importlib.import_module(module)
-
-
-# Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
-                          "lotus_core.patches.ticket_training"]
+from .registry import get_experiment
+from .runs import Cancelled, LeaseLost, experiment_config, run_experiment, run_id_for
+from .store import RunStatus, Store
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -90,18 +65,17 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
     A run another live process computes is left alone (the worker picks it up again if that
     process dies and its lease runs out); a queued run asked to cancel becomes cancelled.
     """
-    register_jobs()
+    job = get_experiment(kind, job=True)
     ctx = _context(spec_json)
-    job = JOBS[kind]
-    cfg = job.config_cls(**config)
+    cfg = from_mapping(job.config_cls, config)
     run_id = run_id_for(ctx, kind, cfg)
     if ctx.store.live_owner(run_id, lease_s()) not in (None, token()):
         return
     if ctx.store.cancel_requested(run_id):
-        ctx.store.set_status(run_id, "cancelled")
+        ctx.store.set_status(run_id, RunStatus.CANCELLED)
         return
     try:
-        run_experiment(ctx, kind, cfg, job.fn)
+        run_experiment(ctx, kind, cfg)
     except (Cancelled, LotusError, LeaseLost):
         pass  # the status (cancelled / failed with its message) is in the store; a busy or lost run has an owner
 
@@ -120,17 +94,13 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
     (queued, stopped, failed, abandoned) is queued and resumes. The job's spec is stored with
     the run, so any live worker can take the run over if its worker dies.
     """
-    register_jobs()
-    if kind not in JOBS:
-        raise LotusError(f"unknown job kind {kind!r}; choose one of {', '.join(sorted(JOBS))}")
+    get_experiment(kind, job=True)
     run_id = run_id_for(ctx, kind, config)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and (existing["status"] == "done" or ctx.store.live_owner(run_id, lease_s())):
+    if existing is not None and (existing["status"] == RunStatus.DONE or ctx.store.live_owner(run_id, lease_s())):
         return run_id
-    from .runs import experiment_config
-
     job = {"spec": spec, "kind": kind, "config": dataclasses.asdict(config)}
-    ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status="queued")
+    ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
     ctx.store.set_job(run_id, job)
     _, task = queue(str(ctx.store.path))
     task(json.dumps(spec, sort_keys=True), kind, job["config"])
@@ -140,8 +110,8 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
 def cancel(store: Store, run_id: str) -> None:
     """Ask a queued or running job to stop; it ends at its next check, keeping finished points."""
     run = store.get_run(run_id)
-    if run is not None and run["status"] in ("queued", "running"):
-        store.set_status(run_id, "cancelling")
+    if run is not None and run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
+        store.set_status(run_id, RunStatus.CANCELLING)
 
 
 # --------------------------------------------------------------------------- worker processes
@@ -257,7 +227,7 @@ def _keep(store: Store, huey_task: Callable[..., Any], me: str, pid: int, host: 
         store.settle_abandoned_cancels(lease_s())
         for run in store.stale_jobs(lease_s()):
             mark = run["heartbeat"] or run["updated"]
-            if (run["status"] == "queued" and not first) or seen.get(run["id"]) == mark:
+            if (run["status"] == RunStatus.QUEUED and not first) or seen.get(run["id"]) == mark:
                 continue  # queued jobs are in the queue; an abandoned one is queued once per abandonment
             seen[run["id"]] = mark
             job = run["job"]
@@ -278,7 +248,9 @@ def run_worker(store_path: Path, exit_with_parent: bool = False) -> None:
     """
     from huey.consumer import Consumer
 
-    register_jobs()
+    from .registry import experiments
+
+    experiments()  # import every job kind's module before the first job arrives
     use_compute_threads()
     with contextlib.suppress(OSError):
         os.nice(5)

@@ -1,28 +1,37 @@
-"""Experiments that are stored as they are produced.
+"""Experiments that are stored as they are produced: the one compute-or-serve primitive.
 
 An experiment is ``fn(ctx, config, run) -> summary`` where ``config`` is a frozen dataclass
-of hyperparameters and ``run`` a :class:`Run`: the function writes each finished piece with
-``run.point(key, data)`` and skips pieces already there (``run.has(key)``), reports
-``run.progress(...)`` and polls ``run.stopped()``. :func:`run_experiment` gives it a run
-keyed by the hash of the full configuration, serves a finished run from the store, and
-records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.results.jobs`)
-call the very same function.
+of hyperparameters (or, for small keyed results such as one evaluation, a plain mapping) and
+``run`` a :class:`Run`: the function writes each finished piece with ``run.point(key, data)``
+and skips pieces already there (``run.has(key)``), reports ``run.progress(...)`` and polls
+``run.stopped()``. :func:`run_experiment` gives it a run keyed by the hash of the full
+configuration, serves a finished run from the store, and records the outcome. Everything that
+stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.results.jobs`),
+single evaluations, sweep points and the catalog's tables. Its semantics, in one place:
+
+- a finished (``done``) run is served from the store, its summary with ``run_id`` added;
+- ``refresh=True`` deletes the stored run (points and blobs) and computes it afresh;
+- an unfinished run resumes: its stored points are kept;
+- the outcome is ``done``; ``cancelled`` on :class:`Cancelled`; ``interrupted`` on
+  KeyboardInterrupt (rerun to resume); ``failed`` on any other error, with a one-line message.
 
 While it computes, the run is *claimed* by this process and its heartbeat renewed
-(:mod:`lotus_core.results.lease`): a run another live process computes is never touched (the
-CLI says so in one line), and a run whose owner died is taken over and resumed.
+(:mod:`lotus_core.results.lease`): a run another live process computes is never touched
+(:class:`RunBusy`, one line), and a run whose owner died is taken over and resumed.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..core.context import Context
 from ..core.errors import LotusError
 from .lease import Lease, lease_s, owner_dead, token
-from .store import Store, config_id
+from .store import RunStatus, Store, config_id
+
+if TYPE_CHECKING:
+    from ..core.context import Context
 
 
 class Cancelled(Exception):
@@ -94,20 +103,20 @@ def run_id_for(ctx: Context, kind: str, config: Any) -> str:
     return config_id(experiment_config(ctx, kind, config))
 
 
-def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict],
+def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict] | None = None,
                    on_progress: Callable[[dict], None] | None = None, refresh: bool = False) -> dict:
-    """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary.
+    """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary (with ``run_id``).
 
-    A finished run is returned from the store unless ``refresh``; an unfinished one resumes
-    (its stored points are kept). The run's status becomes done, failed, cancelled or
-    interrupted, and its wall time is recorded. Raises :class:`RunBusy` (a LotusError) while
-    another live process computes the same run.
+    ``fn`` defaults to the function registered for ``kind`` (:mod:`lotus_core.results.registry`), which
+    is how the CLI and the worker run a kind. See the module docstring for what is served, resumed,
+    refreshed and recorded; the run's wall time accumulates over resumes.
+    Raises :class:`RunBusy` (a LotusError) while another live process computes the same run.
     """
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and existing["status"] == "done" and not refresh:
-        return existing["summary"]
+    if existing is not None and existing["status"] == RunStatus.DONE and not refresh:
+        return {**existing["summary"], "run_id": run_id}
     me, lease = token(), lease_s()
     owner = ctx.store.live_owner(run_id, lease)
     if owner is not None and owner != me:
@@ -116,8 +125,12 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     if refresh and existing is not None:
         ctx.store.delete_run(run_id)
         existing = None
+    if fn is None:
+        from .registry import get_experiment
+
+        fn = get_experiment(kind).fn
     if existing is None:
-        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status="queued")
+        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
     previous_owner = (existing or {}).get("owner")
     if not ctx.store.claim(run_id, me, lease, dead_owner=previous_owner if owner_dead(previous_owner) else None):
         raise RunBusy(f"run {run_id} ({kind}) was claimed by another process just now; wait for it or cancel it")
@@ -126,31 +139,35 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     t0 = time.perf_counter()
     try:
         with holder:
-            summary = fn(ctx, config, run)
+            summary = dict(fn(ctx, config, run))
         if holder.lost:  # taken over while its last piece computed: the new owner's row is not overwritten
             raise LeaseLost(run_id)
     except LeaseLost:
         raise
     except Cancelled:
-        ctx.store.set_status(run_id, "cancelled")
-        raise
-    except LotusError as exc:
-        ctx.store.set_status(run_id, "failed", str(exc))
+        ctx.store.set_status(run_id, RunStatus.CANCELLED)
         raise
     except KeyboardInterrupt:
-        ctx.store.set_status(run_id, "interrupted", "interrupted; rerun to resume")
+        ctx.store.set_status(run_id, RunStatus.INTERRUPTED, "interrupted; rerun to resume")
         raise
     except Exception as exc:
-        ctx.store.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}"[:300])
+        ctx.store.set_status(run_id, RunStatus.FAILED, one_line(exc))
         raise
+    summary["run_id"] = run_id
     previous = (existing or {}).get("duration_s") or 0.0
-    ctx.store.finish_run(run_id, {**summary, "run_id": run_id}, previous + time.perf_counter() - t0)
-    return {**summary, "run_id": run_id}
+    ctx.store.finish_run(run_id, summary, previous + time.perf_counter() - t0)
+    return summary
+
+
+def one_line(exc: BaseException) -> str:
+    """The message stored with a failed run: the error's first line (at most 300 characters), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
     """The summary of a finished run with this config, or None (never computes anything)."""
     run = ctx.store.get_run(run_id_for(ctx, kind, config))
-    if run is None or run["status"] != "done":
+    if run is None or run["status"] != RunStatus.DONE:
         return None
     return {**run["summary"], "run_id": run["id"]}
