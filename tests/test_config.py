@@ -24,8 +24,9 @@ def _parser(arguments) -> argparse.ArgumentParser:
     return parser
 
 
+# steps >= 50: a config is checked when built (step:50 rewinding needs at least 50 steps in round 0)
 @settings(max_examples=50, deadline=None)
-@given(target=st.floats(0.01, 0.99), steps=st.integers(1, 10_000), seed=st.integers(0, 2**31),
+@given(target=st.floats(0.01, 0.99), steps=st.integers(50, 10_000), seed=st.integers(0, 2**31),
        rewind=st.sampled_from(["pretrained", "step:1", "step:50"]), block=st.integers(-12, 11),
        scorers=st.lists(st.sampled_from(["cls", "rollout", "random"]), min_size=1, max_size=3))
 def test_configs_survive_the_store_round_trip(target, steps, seed, rewind, block, scorers):
