@@ -17,6 +17,7 @@ from torch import nn
 from ..data import ImageSet, load_dataset
 from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
 from ..models.loading import data_config, load_model
+from ..results.executors import ExecutorConfig
 from ..results.store import Store
 
 
@@ -30,7 +31,8 @@ class Context:
         dataset: dataset name, e.g. ``"fashion-mnist"``.
         data_config: the model's input config (input_size, mean, std).
         test: the test split.
-        store: the results store.
+        store: the results store (None in the copy shipped to executor workers, which never write it).
+        executor: where experiments run their independent units (:mod:`lotus_core.results.executors`).
     """
 
     model: nn.Module
@@ -38,9 +40,10 @@ class Context:
     dataset: str
     data_config: dict
     test: ImageSet
-    store: Store
+    store: Store | None
     data_root: Path | None = None
     _train: ImageSet | None = field(default=None, repr=False)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @property
     def train(self) -> ImageSet:
@@ -72,10 +75,13 @@ class Context:
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
-                 arch: str | None = None) -> Context:
-    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
+                 arch: str | None = None, executor: ExecutorConfig | None = None) -> Context:
+    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input.
+
+    ``executor`` defaults to the local one (in-process, as a loop).
+    """
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
     net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)
     return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db),
-                   Path(data_root) if data_root else None)
+                   Path(data_root) if data_root else None, executor=executor or ExecutorConfig())
