@@ -116,7 +116,14 @@ class Pool(ABC):
 
     @abstractmethod
     def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
-        """Run ``fn(state, unit)`` for each ``key -> unit`` of ``units``."""
+        """Run ``fn(state, unit)`` for each ``key -> unit`` of ``units``.
+
+        A unit that is a tuple may hold values from :meth:`share`: ``fn`` receives the values.
+        """
+
+    def share(self, value: Any) -> Any:
+        """``value`` (e.g. a round's weights) shipped once for many units of this pool."""
+        return value
 
     def close(self) -> None:
         """Release the shared state."""
@@ -199,11 +206,13 @@ def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], An
     ``shared`` is a one-element list holding the object-store reference, so Ray does not fetch
     and deserialise the model for every task, only when this process has not set it up yet.
     """
-    if token not in _STATE:
-        import ray
+    import ray
 
+    if token not in _STATE:
         _STATE.clear()  # one experiment at a time per process: never hold two models
         _STATE[token] = setup(*ray.get(shared[0]))
+    if isinstance(unit, tuple):  # values shared with Pool.share
+        unit = tuple(ray.get(u) if isinstance(u, ray.ObjectRef) else u for u in unit)
     return fn(_STATE[token], unit)
 
 
@@ -325,6 +334,13 @@ class _RayPool(Pool):
         self._task = ray.remote(_ray_unit).options(num_cpus=self.config.cpus_per_task,
                                                   num_gpus=self.config.gpus_per_task,
                                                   max_retries=self.config.max_retries, retry_exceptions=False)
+
+    def share(self, value: Any) -> Any:
+        import ray
+
+        if self._ref is None:
+            self._start()
+        return ray.put(value)
 
     def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
         if self._ref is None and units:
