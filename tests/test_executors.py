@@ -229,3 +229,26 @@ def test_executor_settings_come_from_the_environment_and_flags_win(gpus, cpus):
         mp.setenv("LOTUS_GPUS_PER_TASK", "half")
         with pytest.raises(LotusError, match="LOTUS_GPUS_PER_TASK must be a number, got 'half'"):
             ExecutorConfig.from_env()
+
+
+def test_fidelity_scorers_and_issp_denoisers_through_ray_equal_the_local_ones(tiny_ctx, tmp_path, ray_cluster):
+    from lotus_core.lottery.issp import ISSPConfig, run_issp
+    from lotus_core.patches.fidelity import FidelityConfig, run_fidelity
+    from lotus_core.results.runs import run_experiment
+    from tests.test_lth import assert_same_run
+
+    local, ray = on(tiny_ctx, tmp_path, "local", ExecutorConfig()), on(tiny_ctx, tmp_path, "ray")
+    fid = FidelityConfig(scorers=("cls", "rollout", "random"), limit=20, steps=4)
+    # evaluation-only units: identical curves, scores and agreement
+    assert run_experiment(local, "fidelity", fid, run_fidelity) == run_experiment(ray, "fidelity", fid, run_fidelity)
+    rid = run_id_for(local, "fidelity", fid)
+    assert local.store.points(rid) == ray.store.points(rid)
+    assert all(local.store.get_blob(rid, n) == ray.store.get_blob(rid, n) for n in local.store.blob_names(rid))
+    # training units with the same seeds on the same device type: the same soups and masks, bit for bit
+    cfg = ISSPConfig(target=0.5, per_round=0.3, denoisers=3, lookahead_steps=3, finetune_steps=2, lr=3e-3,
+                     batch_size=32, limit=50)
+    run_experiment(local, "issp", cfg, run_issp), run_experiment(ray, "issp", cfg, run_issp)
+    rid = run_id_for(local, "issp", cfg)
+    assert_same_run(local.store, rid, ray.store, rid)
+    assert [local.store.get_blob(rid, n) == ray.store.get_blob(rid, n) for n in local.store.blob_names(rid)] == \
+        [True] * 4  # masks and soups of both rounds
