@@ -252,3 +252,15 @@ def test_fidelity_scorers_and_issp_denoisers_through_ray_equal_the_local_ones(ti
     assert_same_run(local.store, rid, ray.store, rid)
     assert [local.store.get_blob(rid, n) == ray.store.get_blob(rid, n) for n in local.store.blob_names(rid)] == \
         [True] * 4  # masks and soups of both rounds
+
+
+def test_a_soup_sweep_runs_its_fractions_together_on_ray_with_the_local_results(tiny_ctx, tmp_path, ray_cluster):
+    from lotus_core.lottery.issp import ISSPConfig, data_fraction_sweep
+
+    cfg = ISSPConfig(target=0.3, per_round=0.3, denoisers=2, lookahead_steps=2, finetune_steps=1, batch_size=32,
+                     limit=50)
+    local, ray = on(tiny_ctx, tmp_path, "local", ExecutorConfig()), on(tiny_ctx, tmp_path, "ray")
+    a, b = data_fraction_sweep(local, cfg, (0.1, 1.0)), data_fraction_sweep(ray, cfg, (0.1, 1.0))
+    assert a.drop(columns="train_time_s").equals(b.drop(columns="train_time_s"))
+    assert list(b["data_fraction"]) == [0.1, 1.0] and b["run_id"].nunique() == 2
+    assert set(ray.store.runs(kind="issp")["status"]) == {"done"}

@@ -34,6 +34,7 @@ Cost (training steps, wall time) is N x C per round plus the final fine-tune.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -48,8 +49,8 @@ from ..training.finetune import finetune
 from ..results.jobs import JOBS, JobSpec
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
-from ..results.executors import Pool, get_executor, track
-from ..results.runs import Run, run_experiment
+from ..results.executors import Pool, get_executor, run_together, track
+from ..results.runs import Run, run_experiment, run_id_for
 from ..training.train import TrainConfig, apply_mask_, train
 from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
 
@@ -231,15 +232,16 @@ def data_fraction_sweep(ctx: Context, cfg: ISSPConfig, fractions: Sequence[float
                         on_progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """ISSP at each data fraction f (all else as ``cfg``): does the ticket collapse at 10%?
 
-    Each fraction is its own stored, resumable run. Columns: data_fraction, final_sparsity,
+    Each fraction is its own stored, resumable run; on a Ray executor the runs go together
+    (:func:`~lotus_core.results.executors.run_together`). Columns: data_fraction, final_sparsity,
     final_accuracy, before_finetune_accuracy, train_steps, train_time_s, run_id.
     """
-    rows = []
-    for f in fractions:
-        summary = run_experiment(ctx, "issp", dataclasses.replace(cfg, data_fraction=float(f)), run_issp, on_progress)
-        rows.append({"data_fraction": float(f), **{k: summary[k] for k in (
-            "final_sparsity", "final_accuracy", "before_finetune_accuracy", "train_steps", "train_time_s", "run_id")}})
-    return pd.DataFrame(rows)
+    configs = [dataclasses.replace(cfg, data_fraction=float(f)) for f in fractions]
+    summaries = run_together(ctx, [(run_id_for(ctx, "issp", c), functools.partial(
+        run_experiment, ctx, "issp", c, run_issp, on_progress)) for c in configs])
+    return pd.DataFrame([{"data_fraction": c.data_fraction, **{k: summary[k] for k in (
+        "final_sparsity", "final_accuracy", "before_finetune_accuracy", "train_steps", "train_time_s", "run_id")}}
+        for c, summary in zip(configs, summaries)])
 
 
 JOBS["issp"] = JobSpec(ISSPConfig, run_issp)

@@ -438,3 +438,27 @@ def shipped(ctx: Any, train: bool = False) -> Any:
         model = copy.deepcopy(model).cpu()
     return dataclasses.replace(ctx, model=model, store=None, _train=ctx.train if train else None,
                                executor=ExecutorConfig())
+
+
+def run_together(ctx: Any, runs: Sequence[tuple[str, Callable[[], Any]]]) -> list:
+    """Several whole experiments, ``(run_id, thunk)`` each (e.g. ISSP at several data fractions).
+
+    Local executor: one after another, as a loop. Ray: each gets a driver thread, so the units
+    of all of them share the cluster at once; each run still stores its own pieces as they
+    arrive. An interrupted driver asks every run to stop at its next check (finished pieces
+    stay stored; a rerun resumes them).
+    """
+    if ctx.executor.kind == "local" or len(runs) < 2:
+        return [thunk() for _, thunk in runs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="lotus-run") as threads:
+        futures = [threads.submit(thunk) for _, thunk in runs]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for run_id, _ in runs:
+                run = ctx.store.get_run(run_id)
+                if run is not None and run["status"] == "running":
+                    ctx.store.set_status(run_id, "cancelling")
+            raise
