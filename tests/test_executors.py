@@ -254,8 +254,11 @@ def test_fidelity_scorers_and_issp_denoisers_through_ray_equal_the_local_ones(ti
         [True] * 4  # masks and soups of both rounds
 
 
-def test_a_soup_sweep_runs_its_fractions_together_on_ray_with_the_local_results(tiny_ctx, tmp_path, ray_cluster):
+def test_soup_sweep_fractions_and_lottery_training_arms_on_ray_give_the_local_results(tiny_ctx, tmp_path,
+                                                                                      ray_cluster):
     from lotus_core.lottery.issp import ISSPConfig, data_fraction_sweep
+    from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
+    from lotus_core.results.runs import run_experiment
 
     cfg = ISSPConfig(target=0.3, per_round=0.3, denoisers=2, lookahead_steps=2, finetune_steps=1, batch_size=32,
                      limit=50)
@@ -264,3 +267,13 @@ def test_a_soup_sweep_runs_its_fractions_together_on_ray_with_the_local_results(
     assert a.drop(columns="train_time_s").equals(b.drop(columns="train_time_s"))
     assert list(b["data_fraction"]) == [0.1, 1.0] and b["run_id"].nunique() == 2
     assert set(ray.store.runs(kind="issp")["status"]) == {"done"}
+    # lottery training: the two arms of each epoch are units; same seeds, same weights bit for bit
+    lt = LotteryTrainConfig(epochs=2, steps_per_epoch=2, batch_size=8, fraction=0.05, limit=50)
+    run_experiment(local, "lottery-train", lt, run_lottery_train), run_experiment(ray, "lottery-train", lt,
+                                                                                   run_lottery_train)
+    rid = run_id_for(local, "lottery-train", lt)
+    strip = lambda points: {k: {f: v for f, v in p.items() if not f.endswith("_s")} for k, p in points.items()}  # noqa: E731
+    assert strip(local.store.points(rid)) == strip(ray.store.points(rid))
+    names = local.store.blob_names(rid)
+    assert sum("-epoch-" in n for n in names) == 4  # both arms' weights after each epoch, with init and the tickets
+    assert all(local.store.get_blob(rid, n) == ray.store.get_blob(rid, n) for n in names)
