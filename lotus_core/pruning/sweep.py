@@ -276,22 +276,21 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     for method in config.methods:
         get_pruner(method)
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
-    points = SweepPoints(ctx, config, run, refresh)
-    with points.pool:
-        points.evaluate([(m, s) for m in config.methods for s in _grid(m, config)], refined=False,
-                        cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
-        essential = {}
-        for method in config.methods:
-            curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
+    points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
+    points.evaluate([(m, s) for m in config.methods for s in _grid(m, config)], refined=False,
+                    cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
+    essential = {}
+    for method in config.methods:
+        curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
+        ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
+        while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
+                and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
+            mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
+            if mid in (ess.bracket[0], ess.bracket[1]):
+                break
+            points.evaluate([(method, mid)], refined=True)
             ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-            while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
-                    and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
-                mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
-                if mid in (ess.bracket[0], ess.bracket[1]):
-                    break
-                points.evaluate([(method, mid)], refined=True)
-                ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-            essential[method] = ess.to_dict()
+        essential[method] = ess.to_dict()
     return {"dense": dense, "essential": essential}
 
 

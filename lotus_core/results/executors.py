@@ -78,6 +78,10 @@ class ExecutorConfig:
             raise LotusError(f"$LOTUS_{name.upper()} must be a number, got {values[name]!r}") from None
         config = cls(**values)
         config.check()
+        ray_only = [k for k in ("address", "gpus_per_task", "cpus_per_task") if overrides.get(k) is not None]
+        if ray_only and config.kind == "local":
+            flags = ", ".join("--" + ("ray-address" if k == "address" else k.replace("_", "-")) for k in ray_only)
+            raise LotusError(f"{flags} only apply to Ray: add --executor ray (or set LOTUS_EXECUTOR=ray)")
         return config
 
 
@@ -412,16 +416,22 @@ def track(run: "Run", batch: Batch, slots: int, done: int, planned: int,
     them (the stored ones stay: a rerun submits only the failed ones).
     """
     failed: list[Outcome] = []
-    for outcome in batch:
-        if outcome.error is not None:
-            failed.append(outcome)
-        else:
-            yield outcome
-            done += 1
-        running = min(batch.pending, slots)
-        run.progress(done=done, planned=planned, running=running, queued=batch.pending - running, failed=len(failed),
-                     **({} if outcome.error else describe(outcome.result)))
-        run.check()
+    outcomes = iter(batch)
+    try:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                failed.append(outcome)
+            else:
+                yield outcome
+                done += 1
+            running = min(batch.pending, slots)
+            run.progress(done=done, planned=planned, running=running, queued=batch.pending - running,
+                         failed=len(failed), **({} if outcome.error else describe(outcome.result)))
+            run.check()
+    finally:  # stopped early (cancelled, interrupted, an error): the batch cancels what it still runs
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
     if failed:
         first = failed[0]
         raise LotusError(f"{len(failed)} unit(s) failed ({first.key}: {first.error}); the {done} others are stored, "
