@@ -243,8 +243,9 @@ def connection_error(exc: BaseException, address: str) -> LotusError:
         return LotusError(f"the Ray cluster at {address} runs another Ray or Python version ({text[:220]}); "
                           f"install ray=={RAY_VERSION} and the same Python on the driver and every node")
     if isinstance(exc, ConnectionError):
-        return LotusError(f"no Ray cluster at {address} ({text[:160]}); start one with `ray start --head` "
-                          "or drop --ray-address to start a local one")
+        return LotusError(f"no Ray cluster answered at {address} ({text[:160]}); start one with `ray start --head`, "
+                          "or, if it uses token authentication, set RAY_AUTH_MODE=token here and copy the head's "
+                          "~/.ray/auth_token")
     return LotusError(f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {text[:200]}")
 
 
