@@ -224,7 +224,7 @@ def test_executor_settings_come_from_the_environment_and_flags_win(gpus, cpus):
         assert ExecutorConfig.from_env() == ExecutorConfig("ray", "auto", gpus, cpus)
         assert ExecutorConfig.from_env(cpus_per_task=2.0) == ExecutorConfig("ray", "auto", gpus, 2.0)
         assert ExecutorConfig.from_env(kind="local") == ExecutorConfig("local", "auto", gpus, cpus)  # env: ray's own
-        with pytest.raises(LotusError, match="^--ray-address, --gpus-per-task only apply to Ray: add --executor ray"):
+        with pytest.raises(LotusError, match="^--ray-address, --gpus-per-task apply only to Ray: add --executor ray"):
             ExecutorConfig.from_env(kind="local", address="auto", gpus_per_task=gpus)
         mp.setenv("LOTUS_GPUS_PER_TASK", repr(-gpus - 0.5))
         with pytest.raises(LotusError, match="must be 0 or more"):

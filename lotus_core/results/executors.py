@@ -81,7 +81,8 @@ class ExecutorConfig:
         ray_only = [k for k in ("address", "gpus_per_task", "cpus_per_task") if overrides.get(k) is not None]
         if ray_only and config.kind == "local":
             flags = ", ".join("--" + ("ray-address" if k == "address" else k.replace("_", "-")) for k in ray_only)
-            raise LotusError(f"{flags} only apply to Ray: add --executor ray (or set LOTUS_EXECUTOR=ray)")
+            verb = "applies" if len(ray_only) == 1 else "apply"
+            raise LotusError(f"{flags} {verb} only to Ray: add --executor ray (or set LOTUS_EXECUTOR=ray)")
         return config
 
 
