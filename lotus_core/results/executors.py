@@ -28,6 +28,7 @@ import importlib.util
 import math
 import os
 import socket
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -222,6 +223,7 @@ def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], An
 
 
 _connected: dict[str, str] = {}  # the address this process's Ray connection was made with
+_connecting = threading.Lock()  # runs submitted together (run_together) connect from several threads
 
 
 def _check_reachable(address: str) -> None:
@@ -256,6 +258,11 @@ def connect(config: ExecutorConfig) -> None:
     A Ray session someone else started in this process (a test fixture, a benchmark) is reused
     when no address is asked for.
     """
+    with _connecting:
+        _connect(config)
+
+
+def _connect(config: ExecutorConfig) -> None:
     import ray
 
     address = config.address or "local"
