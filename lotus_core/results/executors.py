@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 from ..core.errors import LotusError
+from .store import RunStatus
 
 if TYPE_CHECKING:  # runs.py imports the Context, which holds an ExecutorConfig
     from .runs import Run
@@ -478,6 +479,6 @@ def run_together(ctx: Any, runs: Sequence[tuple[str, Callable[[], Any]]]) -> lis
         except BaseException:
             for run_id, _ in runs:
                 run = ctx.store.get_run(run_id)
-                if run is not None and run["status"] == "running":
-                    ctx.store.set_status(run_id, "cancelling")
+                if run is not None and run["status"] == RunStatus.RUNNING:
+                    ctx.store.set_status(run_id, RunStatus.CANCELLING)
             raise
