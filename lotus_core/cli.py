@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from .commands import COMMANDS
 from .core.errors import LotusError
+from .results.executors import EXECUTORS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,7 +32,7 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         p.add_argument("--arch", default=None, help="timm architecture of a checkpoint without metadata")
         g = p.add_argument_group("executor", "where an experiment's independent units run (default $LOTUS_EXECUTOR "
                                  "or local)")
-        g.add_argument("--executor", default=None, choices=["local", "ray"], help="local: in this process; ray: tasks")
+        g.add_argument("--executor", default=None, choices=list(EXECUTORS), help="local: in this process; ray: tasks")
         g.add_argument("--ray-address", default=None,
                        help="auto, HOST:6379 or ray://HOST:10001 (default $LOTUS_RAY_ADDRESS; none: a local cluster)")
         g.add_argument("--gpus-per-task", type=float, default=None, help="GPUs per unit; fractions pack units (0.25)")
