@@ -5,6 +5,7 @@ from typing import Any
 
 import streamlit as st
 
+from app import ui
 from lotus_core.results import jobs
 from lotus_core.results.store import ACTIVE, RunStatus
 from lotus_core.core.context import Context
@@ -24,7 +25,10 @@ def launch(ctx: Context, kind: str, config: Any) -> str:
 def _describe(progress: dict | None) -> str:
     if not progress:
         return "waiting for the worker"
-    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items())
+    counts = ("done", "running", "queued", "failed", "planned") if "running" in progress else ()  # executor units
+    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items()
+                     if k not in counts)
+    return f"{text}; units: {ui.units(progress)} of {progress.get('planned', '?')}" if counts else text
 
 
 @st.fragment(run_every=2)

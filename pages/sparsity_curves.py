@@ -56,7 +56,8 @@ with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
     result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
         min(1.0, p["done"] / max(p["planned"], p["done"])),
-        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}%"))
+        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}% "
+             f"({ui.units(p)})"))
     bar.empty()
 
 charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
@@ -112,7 +113,7 @@ with right:
         with ui.guard():
             bar = st.progress(0.0, text="Pruning layers one at a time...")
             table = run_sensitivity(ctx, sens_config, on_progress=lambda p: bar.progress(
-                p["done"] / p["planned"], text=p["layer"]))
+                p["done"] / p["planned"], text=f"{p['layer']} ({ui.units(p)})"))
             bar.empty()
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
         charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),

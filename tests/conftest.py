@@ -88,3 +88,18 @@ def trained_tiny_ctx(tmp_path, trained_tiny_vit) -> Context:
     return Context(trained_tiny_vit, trained_tiny_vit.lotus_id, "tiny", data_config(trained_tiny_vit),
                    make_tiny_imageset(200, seed=0), Store(tmp_path / "ctx.db"),
                    _train=make_tiny_imageset(400, seed=1, split="train"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """A local 2-CPU Ray cluster, started once per test session and only by tests that ask for it;
+    returns its GCS address (for a second driver process)."""
+    from pathlib import Path
+
+    import ray
+
+    root = str(Path(__file__).resolve().parent.parent)  # workers import lotus_core (and tests) from here
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

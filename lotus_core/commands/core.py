@@ -11,8 +11,10 @@ from ..models.loading import count_parameters
 from . import arg, command, positive_int, seed
 
 
-@command("info", "model, dataset and device")
+@command("info", "model, dataset, device, and the executor with its cluster's resources")
 def info(args, ctx) -> dict:
+    from ..results.executors import get_executor
+
     device = default_device()
     return {
         "model": ctx.model_id,
@@ -27,6 +29,7 @@ def info(args, ctx) -> dict:
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "store": str(ctx.store.path),
+        **get_executor(ctx.executor).resources(),
     }
 
 

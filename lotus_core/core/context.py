@@ -20,6 +20,7 @@ from .errors import LotusError
 from ..data import ImageSet, load_dataset
 from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
 from ..models.loading import CHECKPOINT_SUFFIXES, data_config, load_model
+from ..results.executors import ExecutorConfig
 from ..results.store import Store
 
 
@@ -33,7 +34,8 @@ class Context:
         dataset: dataset name, e.g. ``"fashion-mnist"``.
         data_config: the model's input config (input_size, mean, std).
         test: the test split.
-        store: the results store.
+        store: the results store (None in the copy shipped to executor workers, which never write it).
+        executor: where experiments run their independent units (:mod:`lotus_core.results.executors`).
     """
 
     model: nn.Module
@@ -41,9 +43,10 @@ class Context:
     dataset: str
     data_config: dict
     test: ImageSet
-    store: Store
+    store: Store | None
     data_root: Path | None = None
     _train: ImageSet | None = field(default=None, repr=False)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @property
     def train(self) -> ImageSet:
@@ -101,8 +104,10 @@ class Context:
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
-                 arch: str | None = None) -> Context:
+                 arch: str | None = None, executor: ExecutorConfig | None = None) -> Context:
     """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input.
+
+    ``executor`` defaults to the local one (in-process, as a loop).
 
     Every input is checked before anything is computed or recorded: a ``data_root`` must exist,
     ``weights`` apply to timm model names only, and the model's classifier head must have as many
@@ -124,7 +129,8 @@ def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str
     num_classes = None if model == "default" else len(test.classes)
     net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)
     check_head(net, test)
-    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db), data_root)
+    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db), data_root,
+                   executor=executor or ExecutorConfig())
 
 
 def check_head(model: nn.Module, data: ImageSet) -> None:

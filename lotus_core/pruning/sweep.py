@@ -32,7 +32,8 @@ from ..training.finetune import finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
-from ..results.runs import Run, run_experiment
+from ..results.executors import get_executor, track
+from ..results.runs import Run, run_experiment, stored_summary
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
@@ -190,24 +191,110 @@ class PointEvaluator:
         return get_pruner(method).effective_sparsity(requested, dataclasses.asdict(self.config))
 
     def point_config(self, method: str, sparsity: float) -> dict:
-        """The key of one point (beside model and dataset): everything that changes its accuracy."""
-        c = self.config
-        extra = self.options(method)
-        extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
-        extra.update({} if c.bf16 else {"bf16": False})
-        return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
+        return point_config(self.config, method, sparsity)
+
+    def compute(self, method: str, sparsity: float) -> dict:
+        """The point of ``method`` at ``sparsity``, computed (never read from the store)."""
+        mask = self.mask(method, sparsity)
+        res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
+                                bf16=self.config.bf16)
+        return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
+                "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
     def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
         """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
-        def compute(ctx: Context, _: dict, run: Run) -> dict:
-            mask = self.mask(method, sparsity)
-            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
-                                    bf16=self.config.bf16)
-            return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
-                    "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
-
-        summary = run_experiment(self.ctx, "prune-eval", self.point_config(method, sparsity), compute, refresh=refresh)
+        summary = run_experiment(self.ctx, "prune-eval", self.point_config(method, sparsity),
+                                 lambda ctx, _, run: self.compute(method, sparsity), refresh=refresh)
         return {k: v for k, v in summary.items() if k != "run_id"}
+
+
+def point_config(config: SweepConfig, method: str, sparsity: float) -> dict:
+    """The key of one point (beside model and dataset): everything that changes its accuracy."""
+    c = config
+    extra = get_pruner(method).option_values(dataclasses.asdict(c))
+    extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
+    extra.update({} if c.bf16 else {"bf16": False})
+    return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
+
+
+def point_state(ctx: Context, config: SweepConfig) -> PointEvaluator:
+    """Executor set-up of a sweep: one evaluator (working copy, rankings) per process."""
+    return PointEvaluator(ctx, config)
+
+
+def point_unit(evaluator: PointEvaluator, unit: tuple[str, float]) -> dict:
+    """Executor unit of a sweep: one (method, sparsity) point, computed."""
+    return evaluator.compute(*unit)
+
+
+class SweepPoints:
+    """The driver side of a sweep: serves stored points and sends the missing ones to ``ctx.executor``.
+
+    Every result is stored the moment it arrives, as the run's point and as the reusable
+    ``prune-eval`` result. With ``cut`` (stop-at-drop), each method's curve is written in grid
+    order and ends at its first point below ``cut``: points past it that arrive from other
+    workers are kept as ``prune-eval`` results only, and those not yet arrived are cancelled.
+    """
+
+    def __init__(self, ctx: Context, config: SweepConfig, run: Run, refresh: bool):
+        self.ctx, self.config, self.run, self.refresh = ctx, config, run, refresh
+        needs_train = config.finetune_steps > 0 or any(get_pruner(m).needs_calibration for m in config.methods)
+        self.pool = get_executor(ctx.executor).pool(point_state, ctx, config, train=needs_train)
+        self.done = 0
+
+    def evaluate(self, plan: Sequence[tuple[str, float]], refined: bool, cut: float | None = None) -> None:
+        known: dict[str, dict] = {}  # key -> point data, stored or arrived, not yet on the curve
+        todo: dict[str, tuple[str, float]] = {}
+        for method, s in plan:
+            key = _key(method, s)
+            data = self.run.get(key)
+            if data is None and not self.refresh:
+                stored = stored_summary(self.ctx, "prune-eval", point_config(self.config, method, s))
+                if stored is not None:
+                    data = {**{k: v for k, v in stored.items() if k != "run_id"}, "refined": refined}
+            if data is None:
+                todo[key] = (method, s)
+            else:
+                known[key] = data
+        cursor = {m: 0 for m, _ in plan}  # cut: index of each method's next grid point to write
+        grids = {m: [_key(m, s) for mm, s in plan if mm == m] for m in cursor}
+
+        def write(key: str, data: dict) -> None:
+            if self.run.get(key) != data:
+                self.run.point(key, data)
+
+        def advance(batch) -> None:
+            for method, keys in grids.items():
+                while cursor[method] < len(keys) and keys[cursor[method]] in known:
+                    data = known[keys[cursor[method]]]
+                    write(keys[cursor[method]], data)
+                    cursor[method] += 1
+                    if data["accuracy"] < cut:
+                        batch.cancel(keys[cursor[method]:])
+                        cursor[method] = len(keys)
+
+        def arrived(key: str, data: dict) -> None:
+            method, s = todo[key]
+            run_experiment(self.ctx, "prune-eval", point_config(self.config, method, s), lambda ctx, _, run: data,
+                           refresh=True)
+            known[key] = {**data, "refined": refined}
+
+        if cut is None:
+            for key, data in known.items():
+                write(key, data)
+        batch = self.pool.map(point_unit, todo)
+        if cut is not None:
+            advance(batch)
+        self.done += len(plan) - len(todo)
+        for outcome in track(self.run, batch, self.pool.slots, self.done, self.done + batch.pending,
+                             describe=lambda p: {"method": p["method"], "sparsity": p["sparsity"],
+                                                 "accuracy": p["accuracy"]}):
+            arrived(outcome.key, outcome.result)
+            if cut is None:
+                write(outcome.key, known[outcome.key])
+            else:
+                advance(batch)
+            self.done += 1
 
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
@@ -218,26 +305,9 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     for method in config.methods:
         get_pruner(method)
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
-    evaluator = PointEvaluator(ctx, config)
-    plan = [(m, s) for m in config.methods for s in _grid(m, config)]
-    done = 0
-
-    def point(method: str, s: float, refined: bool) -> dict:
-        nonlocal done
-        key = f"{method}@{s:.4f}"
-        data = run.get(key)
-        if data is None:
-            data = {**evaluator.evaluate(method, s, refresh), "refined": refined}
-            run.point(key, data)
-        done += 1
-        run.progress(done=done, planned=max(len(plan), done), method=method, sparsity=s, accuracy=data["accuracy"])
-        run.check()
-        return data
-
-    for method in config.methods:
-        for s in _grid(method, config):
-            if point(method, s, False)["accuracy"] < dense["accuracy"] - config.eps - 1e-12 and config.stop_at_drop:
-                break
+    points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
+    points.evaluate([(m, s) for m in config.methods for s in _grid(m, config)], refined=False,
+                    cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
     essential = {}
     for method in config.methods:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
@@ -248,10 +318,14 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
                 break
-            point(method, mid, True)
+            points.evaluate([(method, mid)], refined=True)
             ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         essential[method] = ess.to_dict()
     return {"dense": dense, "essential": essential}
+
+
+def _key(method: str, sparsity: float) -> str:
+    return f"{method}@{sparsity:.4f}"
 
 
 def _midpoint(lo: float, hi: float, resolution: float) -> float:

@@ -56,7 +56,10 @@ def queue(store_path: str) -> tuple[SqliteHuey, Callable[..., Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _context(spec_json: str) -> Context:
-    return open_context(**json.loads(spec_json))
+    """The worker's context; its executor comes from $LOTUS_EXECUTOR / $LOTUS_RAY_ADDRESS (default local)."""
+    from .executors import ExecutorConfig
+
+    return open_context(**json.loads(spec_json), executor=ExecutorConfig.from_env())
 
 
 def execute(spec_json: str, kind: str, config: dict) -> None:
