@@ -29,6 +29,8 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         p.add_argument("--data-root", default=None, help="folder to look for (or download) the dataset in")
         p.add_argument("--weights", default=None, help="local weights file for a timm model (instead of the hub)")
         p.add_argument("--arch", default=None, help="timm architecture of a checkpoint without metadata")
+        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present); chosen once")
+        p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cmd.context:
             from .core.context import open_context
 
-            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch)
+            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch,
+                               args.device, args.head_seed)
         result = cmd.run(args, ctx)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {exc}", file=sys.stderr)

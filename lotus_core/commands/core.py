@@ -46,6 +46,8 @@ def evaluate_cmd(args, ctx) -> dict:
     arg("--epochs", type=positive_int, default=20),
     arg("--seed", type=int, default=0),
     arg("--out", default=None, help="weights path (default data/default_vit.safetensors)"),
+    arg("--dataset", default="fashion-mnist",
+        help="training data (the transfer demo's upstream model: fashion-mnist-0to4 --out data/transfer_vit.safetensors)"),
 ], context=False)
 def train_default_cmd(args, ctx) -> dict:
     import sys
@@ -56,7 +58,7 @@ def train_default_cmd(args, ctx) -> dict:
 
     out = Path(args.out) if args.out else DEFAULT_WEIGHTS
     card = out.with_suffix(".json") if args.out else DEFAULT_CARD
-    return train_default(epochs=args.epochs, seed=args.seed, out=out, card=card,
+    return train_default(epochs=args.epochs, seed=args.seed, out=out, card=card, dataset=args.dataset,
                          on_progress=lambda p: print(f"step {p.step}/{p.steps} loss {p.loss:.3f} "
                                                      f"{p.elapsed_s:.0f}s", file=sys.stderr, flush=True))
 

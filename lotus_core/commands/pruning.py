@@ -9,7 +9,7 @@ import pandas as pd
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
-from ..pruning.sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
+from ..pruning.sweep import PROTOCOLS, PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
 from . import arg, command, fraction, positive_int
 
 _COMMON = [
@@ -59,6 +59,13 @@ def prune_cmd(args, ctx) -> dict:
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
     arg("--stop-at-drop", action="store_true",
         help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
+    arg("--protocol", default="lotus", choices=list(PROTOCOLS),
+        help="; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items())),
+    arg("--ft-epochs", type=positive_int, default=8, help="essential protocol: fine-tuning epochs per model"),
+    arg("--ft-lr", type=float, default=2e-5, help="essential protocol: peak AdamW learning rate"),
+    arg("--ft-batch-size", type=positive_int, default=64, help="essential protocol: batch size"),
+    arg("--ft-head-only", action="store_true", help="essential protocol: fine-tune the head only"),
+    arg("--ft-train-limit", type=positive_int, default=None, help="essential protocol: training images used"),
     *_COMMON,
 ])
 def sweep_cmd(args, ctx) -> dict:
@@ -71,10 +78,19 @@ def sweep_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
                          seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
                          eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
-                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32)
+                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32, protocol=args.protocol,
+                         recipe=_recipe(args) if args.protocol == "essential" else None)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
-    return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
-            "essential": result.essential}
+    return {"run_id": result.run_id, "protocol": args.protocol, "dense": result.dense,
+            "points": result.frame.to_dict(orient="records"), "essential": result.essential}
+
+
+def _recipe(args):
+    """The essential protocol's fine-tuning recipe from the --ft-* flags."""
+    from ..training.finetune import FinetuneConfig
+
+    return FinetuneConfig(epochs=args.ft_epochs, lr=args.ft_lr, batch_size=args.ft_batch_size,
+                          head_only=args.ft_head_only, train_limit=args.ft_train_limit, seed=args.seed)
 
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [

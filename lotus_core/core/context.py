@@ -3,7 +3,13 @@ datasets and the results store. The CLI and the dashboard both open one; analyse
 as their first argument.
 
 The base model is shared (and cached by the dashboard): never modify it; prune or train
-a copy (:meth:`Context.copy_model`).
+a copy (:meth:`Context.copy_model`). It is placed on its device once, here (``--device``);
+nothing afterwards moves it, and copies stay on the same device.
+
+A model whose classifier head was not trained on this dataset (a timm head re-initialised
+for the dataset's classes, or a checkpoint trained on other classes) is marked by
+:attr:`Context.head_problem`; experiments that use the head as it is refuse it
+(:meth:`Context.require_trained_head`) and say to fine-tune it first.
 """
 from __future__ import annotations
 
@@ -12,11 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..data import ImageSet, load_dataset
+from .device import model_device, resolve_device
+from .errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
-from ..models.loading import data_config, load_model
+from ..models.loading import Head, data_config, head_outputs, load_model
 from ..results.store import Store
 
 
@@ -49,6 +58,30 @@ class Context:
             self._train = load_dataset(self.dataset, "train", self.data_root)
         return self._train
 
+    @property
+    def device(self) -> torch.device:
+        """Where the base model (and every copy of it) computes."""
+        return model_device(self.model)
+
+    @property
+    def head(self) -> Head:
+        """What the base model's classifier was trained on (see :class:`~lotus_core.models.loading.Head`)."""
+        return getattr(self.model, "lotus_head", None) or Head("pretrained", head_outputs(self.model))
+
+    @property
+    def head_problem(self) -> str | None:
+        """``"head not trained on this dataset: fine-tune it first"`` (with detail) or None."""
+        return self.head.problem(self.test.classes)
+
+    def require_trained_head(self, what: str = "this experiment") -> None:
+        """Raise :class:`LotusError` when the head is not trained on this dataset (never prune and report a
+        random classifier as if it were trained)."""
+        problem = self.head_problem
+        if problem:
+            raise LotusError(f"{self.model_id} on {self.dataset}: {problem} "
+                             f"(`python -m lotus_core finetune --model ... --dataset {self.dataset}`) before {what}, "
+                             "or use the Essential Sparsity protocol (--protocol essential)")
+
     def key(self, **extra: Any) -> dict:
         """The base of every experiment config: model id and dataset, plus ``extra``."""
         return {"model": self.model_id, "dataset": self.dataset, **extra}
@@ -72,10 +105,13 @@ class Context:
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
-                 arch: str | None = None) -> Context:
-    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
+                 arch: str | None = None, device: str | None = None, head_seed: int = 0) -> Context:
+    """Load model, test split and store, and place the model on ``device`` (``cpu``, ``cuda``,
+    ``cuda:N``; default: CUDA when present). Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
+    where = resolve_device(device)
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
-    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)
+    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch, head_seed=head_seed)
+    net.to(where)  # the one place the shared model is moved
     return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db),
                    Path(data_root) if data_root else None)

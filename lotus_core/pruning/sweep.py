@@ -7,6 +7,13 @@ falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the brack
 [last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
 ``resolution``: the point is located with a handful of evaluations instead of a fine grid.
 
+Two protocols (:data:`PROTOCOLS`): ``lotus`` prunes the model as it is (a model already
+trained or fine-tuned on the dataset; what LOTUS does) and draws its accuracy as the dense
+line; ``essential`` is the Essential Sparsity paper's: the mask comes from the **pre-trained**
+weights (a new head is fine), every masked model is fine-tuned with the same recipe and
+budget as the dense reference (:class:`~lotus_core.training.finetune.FinetuneConfig`), and
+the dense line is that fine-tuned dense model's accuracy.
+
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
 dashboard is never computed again, and an interrupted sweep resumes where it stopped.
@@ -14,6 +21,7 @@ dashboard is never computed again, and an interrupted sweep resumes where it sto
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -26,7 +34,7 @@ from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
-from ..training.finetune import finetune
+from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from ..results.jobs import JOBS, JobSpec
 from . import PRUNERS, Mask, get_pruner, masker
 from .ranking import MaskFn, check_sparsity
@@ -34,6 +42,11 @@ from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
+PROTOCOLS: dict[str, str] = {
+    "lotus": "prune the model as it is (trained or fine-tuned on this dataset); dense line: that model",
+    "essential": "Essential Sparsity: mask from the pre-trained weights, each masked model fine-tuned with the "
+                 "dense reference's recipe; dense line: the fine-tuned dense model",
+}
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,23 @@ class SweepConfig:
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
     # turning point with fewer evaluations; the curve is then cut there)
+    protocol: str = "lotus"  # a key of PROTOCOLS
+    recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
+            object.__setattr__(self, "recipe", FinetuneConfig(**self.recipe))
+        if self.protocol not in PROTOCOLS:
+            raise LotusError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+    @property
+    def needs_trained_head(self) -> bool:
+        """Only the essential protocol trains the head (of every point); ``lotus`` uses it as it is."""
+        return self.protocol != "essential"
+
+    def finetune_recipe(self) -> FinetuneConfig:
+        """The essential protocol's recipe, evaluated on this sweep's test subset and precision."""
+        return dataclasses.replace(self.recipe or FinetuneConfig(), limit=self.limit, bf16=self.bf16)
 
 
 @dataclass
@@ -125,6 +155,8 @@ class PointEvaluator:
     """
 
     def __init__(self, ctx: Context, config: SweepConfig):
+        if config.needs_trained_head:
+            ctx.require_trained_head("pruning it")
         self.ctx, self.config = ctx, config
         self.work = copy.deepcopy(ctx.model)
         self.base_params = scoped_parameters(ctx.model, config.scope)
@@ -150,6 +182,8 @@ class PointEvaluator:
         with torch.no_grad():
             for name, p in self.work_params.items():
                 p.copy_(self.base_params[name] * mask[name])
+        if self.config.protocol == "essential":  # the dense reference's recipe, mask held fixed
+            return fine_tuned_model(self.ctx, self.config.finetune_recipe(), mask=mask)
         if self.config.finetune_steps:
             model = copy.deepcopy(self.work)
             finetune(model, mask, self.ctx.train, self.ctx.data_config, self.config.finetune_steps,
@@ -163,6 +197,8 @@ class PointEvaluator:
         extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
         extra.update({} if c.bf16 else {"precision": "fp32"})
+        if c.protocol == "essential":
+            extra.update({"protocol": "essential", "recipe": dataclasses.asdict(c.finetune_recipe())})
         return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
                             limit=c.limit, seed=c.seed, **extra)
 
@@ -186,7 +222,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     """
     for method in config.methods:
         get_pruner(method)
-    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
+    dense = dense_reference(ctx, config)
     evaluator = PointEvaluator(ctx, config)
     plan = [(m, s) for m in config.methods for s in _grid(m, config)]
     done = 0
@@ -220,6 +256,16 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         essential[method] = ess.to_dict()
     return {"dense": dense, "essential": essential}
+
+
+def dense_reference(ctx: Context, config: SweepConfig) -> dict:
+    """The dense line: the model's own accuracy (``lotus``) or the stored fine-tune of it with the
+    sweep's recipe (``essential``); a summary with accuracy, ci95 and n."""
+    if config.protocol == "essential":
+        ft = run_experiment(ctx, "finetune", config.finetune_recipe(), run_finetune)
+        return {"accuracy": ft["accuracy"], "ci95": ft["ci95"], "n": config.limit, "finetune_run": ft["run_id"],
+                "checkpoint": ft["checkpoint"], "accuracy_before": ft["accuracy_before"]}
+    return ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
 
 
 def _midpoint(lo: float, hi: float, resolution: float) -> float:

@@ -52,7 +52,7 @@ def register_jobs() -> None:
 
 # Modules whose import adds entries to JOBS.
 JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
-                          "lotus_core.patches.ticket_training"]
+                          "lotus_core.patches.ticket_training", "lotus_core.training.finetune"]
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -92,10 +92,10 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
 
 
 def context_spec(ctx: Context, model: str, data_root: str | None = None, weights: str | None = None,
-                 arch: str | None = None) -> dict:
-    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context`."""
+                 arch: str | None = None, head_seed: int = 0) -> dict:
+    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context` (the same device)."""
     return {"model": model, "dataset": ctx.dataset, "db": str(ctx.store.path), "data_root": data_root,
-            "weights": weights, "arch": arch}
+            "weights": weights, "arch": arch, "device": str(ctx.device), "head_seed": head_seed}
 
 
 def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:

@@ -86,6 +86,8 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     (its stored points are kept). The run's status becomes done, failed, cancelled or
     interrupted, and its wall time is recorded.
     """
+    if getattr(config, "needs_trained_head", True):  # fine-tuning and the Essential Sparsity protocol train it
+        ctx.require_trained_head(f"running {kind}")
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
