@@ -1,26 +1,44 @@
-"""The shared sidebar: model and dataset choice, held across pages, and the cached Context.
+"""The shared sidebar: model, dataset and device choice, held across pages, and the cached Context.
 
 Models and datasets are cached with ``st.cache_resource`` (one copy per server); pages must
-never modify ``ctx.model``: prune or train ``ctx.copy_model()``.
+never modify ``ctx.model``: prune or train ``ctx.copy_model()``. The model list holds the
+built-in choices, the transfer demo's pre-trained model and every fine-tuned model known to
+the results store; a model whose head is not trained on the dataset is marked here.
 """
 from __future__ import annotations
 
 import os
 
 import streamlit as st
+import torch
 
 from lotus_core.core.context import Context, open_context
+from lotus_core.core.device import describe
 from lotus_core.data import DATASETS
 from lotus_core.core.errors import LotusError
+from lotus_core.models.loading import TRANSFER_WEIGHTS
+from lotus_core.results.store import Store
+from lotus_core.training.finetune import fine_tuned_models
 
 MODEL_CHOICES = ["default", "vit_small_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.dino",
                  "vit_tiny_patch16_224.augreg_in21k_ft_in1k"]
 DATASET_CHOICES = [name for name in DATASETS if name != "imagefolder"]
+DEVICE_CHOICES = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
 @st.cache_resource(show_spinner="Loading model and data...", max_entries=4)
-def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None) -> Context:
-    return open_context(model, dataset, weights=weights or None, db=db)
+def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None,
+                 device: str | None = None) -> Context:
+    return open_context(model, dataset, weights=weights or None, db=db, device=device)
+
+
+def model_choices() -> tuple[list[str], dict[str, str]]:
+    """Model list (built-in names, the transfer demo, fine-tuned checkpoints in the store) and display labels."""
+    labels = {str(TRANSFER_WEIGHTS): "transfer demo: pre-trained on Fashion-MNIST classes 0-4"}
+    for m in fine_tuned_models(Store(os.environ.get("LOTUS_DB"))):
+        labels[m["checkpoint"]] = (f"fine-tuned: {m['source'].split('@')[0]} on {m['dataset']} "
+                                   f"({100 * m['accuracy']:.1f}%)")
+    return MODEL_CHOICES + [p for p in labels if p not in MODEL_CHOICES], labels
 
 
 def _persist(key: str, default: str) -> None:
@@ -40,22 +58,32 @@ def sidebar() -> None:
         _persist("model", "default")
         _persist("dataset", "fashion-mnist")
         _persist("weights", "")
-        st.selectbox("Model", MODEL_CHOICES, key="model", on_change=_save, args=("model",), accept_new_options=True,
+        _persist("device", "auto")
+        choices, labels = model_choices()
+        st.selectbox("Model", choices, key="model", on_change=_save, args=("model",), accept_new_options=True,
+                     format_func=lambda m: labels.get(m, m),
                      help="'default' is the embedded Fashion-MNIST ViT; timm names need the hub or a weights file. "
-                          "A checkpoint path (.safetensors) also works.")
+                          "A checkpoint path (.safetensors) also works; fine-tuned models are listed once made.")
         st.selectbox("Dataset", DATASET_CHOICES, key="dataset", on_change=_save, args=("dataset",),
                       accept_new_options=True, help="An image folder path (class/image.png) also works.")
-        if st.session_state["model"] != "default":
+        if st.session_state["model"] != "default" and not st.session_state["model"].endswith(".safetensors"):
             st.text_input("Weights file (optional)", key="weights", on_change=_save, args=("weights",),
                           help="A local timm weights file, used instead of downloading from the hub.")
+        st.selectbox("Device", DEVICE_CHOICES, key="device", on_change=_save, args=("device",),
+                     help="Chosen once: the model is placed there and every computation runs there.")
 
 
 def context() -> Context:
     """The Context for the sidebar's choice; on failure shows the message and stops the page."""
     try:
-        return load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
-                            st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"))
+        ctx = load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
+                           st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"),
+                           st.session_state.get("device", "auto"))
     except LotusError as exc:
         st.error(f"{exc}")
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")
         st.stop()
+    st.sidebar.caption(f"Running on {describe(ctx.device)}")
+    if ctx.head_problem:
+        st.sidebar.warning(f"{ctx.head_problem} (Overview: Fine-tune)")
+    return ctx

@@ -111,7 +111,8 @@ def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str
     where = resolve_device(device)
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
-    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch, head_seed=head_seed)
+    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch, head_seed=head_seed,
+                     classes=None if model == "default" else test.classes)
     net.to(where)  # the one place the shared model is moved
     return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db),
                    Path(data_root) if data_root else None)

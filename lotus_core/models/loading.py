@@ -27,6 +27,9 @@ from ..core.errors import LotusError
 
 DEFAULT_WEIGHTS = DATA_DIR / "default_vit.safetensors"
 DEFAULT_CARD = DATA_DIR / "default_vit.json"
+# the transfer demo's upstream model: the default architecture pre-trained on Fashion-MNIST classes 0-4 only
+# (`train-default --dataset fashion-mnist-0to4 --out data/transfer_vit.safetensors`), to fine-tune on classes 5-9
+TRANSFER_WEIGHTS = DATA_DIR / "transfer_vit.safetensors"
 
 # The default ViT: 28x28 grayscale, patch 4 -> a 7x7 grid of 49 patches plus the CLS token.
 DEFAULT_ARCH: dict[str, Any] = {
@@ -165,9 +168,26 @@ def _load_default() -> nn.Module:
     return model
 
 
-def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None) -> nn.Module:
+def new_head(model: nn.Module, num_classes: int, seed: int) -> nn.Module:
+    """Replace ``model``'s classifier by a fresh one for ``num_classes``, initialised from ``seed``; returned."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_classifier(num_classes)
+    model.lotus_head = Head("new", num_classes, seed=seed)
+    if getattr(model, "lotus_arch", None):
+        model.lotus_arch = {**model.lotus_arch, "num_classes": num_classes}
+    return model
+
+
+def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None,
+                    classes: list[str] | None = None, head_seed: int = 0) -> nn.Module:
     """Load a local checkpoint. The architecture comes from ``arch``, else the file's
-    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT."""
+    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT.
+
+    With ``classes`` (the dataset's), a head trained on other classes or with another class
+    count is replaced by a seeded new one (:func:`new_head`, ``+head<seed>`` in the id): it is
+    a pre-trained model to fine-tune, not a classifier of these classes.
+    """
     state, meta = read_checkpoint(path)
     if arch is None:
         arch = json.loads(meta["lotus_arch"]) if "lotus_arch" in meta else default_arch()
@@ -177,6 +197,10 @@ def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: 
     model.lotus_arch = arch
     model.lotus_head = Head.from_json(meta[HEAD_KEY]) if HEAD_KEY in meta else Head("pretrained", head_outputs(model))
     model.lotus_meta = meta  # provenance written by save_checkpoint (source, dataset, recipe, accuracy, ...)
+    if classes is not None and model.lotus_head.state == "trained" and model.lotus_head.problem(classes) \
+            or classes is not None and head_outputs(model) != len(classes):
+        new_head(model, len(classes), head_seed)
+        model.lotus_id += f"+head{head_seed}"
     return model.eval()
 
 
@@ -211,7 +235,7 @@ def _hub_revision(model: nn.Module) -> str:
 
 
 def load_timm(name: str, num_classes: int | None = None, weights: str | Path | None = None,
-              pretrained: bool = True, head_seed: int = 0) -> nn.Module:
+              pretrained: bool = True, head_seed: int = 0, classes: list[str] | None = None) -> nn.Module:
     """A timm model with pretrained weights from the hub (online) or a local ``weights`` file.
 
     The classifier head is re-initialised for ``num_classes`` when it differs from the
@@ -235,7 +259,15 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
     if weights is not None:
         if not Path(weights).is_file():
             raise LotusError(f"weights file {weights} does not exist; pass an existing --weights FILE")
-        state, _ = read_checkpoint(weights)
+        state, meta = read_checkpoint(weights)
+        if "lotus_arch" in meta:  # a LOTUS checkpoint of a timm architecture (any size): its header builds it
+            file_arch = json.loads(meta["lotus_arch"])
+            if file_arch.get("model_name", "").split(".")[0] != base:
+                raise LotusError(f"weights file {weights} holds a {file_arch.get('model_name')}, not a {base}; "
+                                 "pass the weights of this architecture")
+            if classes is None and num_classes:
+                classes = [str(i) for i in range(num_classes)]
+            return load_checkpoint(weights, classes=classes, head_seed=head_seed)
         head_w = next((v for k, v in state.items() if k.endswith("head.weight") or k.endswith("fc.weight")), None)
         file_classes = int(head_w.shape[0]) if head_w is not None and head_w.ndim == 2 else None
         # tell timm the file's head size, so a matching head is kept and a different one dropped
@@ -270,7 +302,8 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
 
 
 def load_model(name_or_path: str = "default", num_classes: int | None = None,
-               weights: str | Path | None = None, arch: str | None = None, head_seed: int = 0) -> nn.Module:
+               weights: str | Path | None = None, arch: str | None = None, head_seed: int = 0,
+               classes: list[str] | None = None) -> nn.Module:
     """Load a model in eval mode.
 
     Args:
@@ -279,15 +312,16 @@ def load_model(name_or_path: str = "default", num_classes: int | None = None,
         num_classes: classes of the target dataset (timm models get a new head when it differs).
         weights: local weights file for a timm model instead of the hub.
         arch: timm model name describing a checkpoint that carries no architecture metadata.
-        head_seed: seed of a re-initialised timm head.
+        head_seed: seed of a re-initialised head.
+        classes: the dataset's class names: a checkpoint's head trained on other classes is replaced.
     """
     if name_or_path == "default":
         return _load_default()
     path = Path(name_or_path)
     if path.suffix in (".safetensors", ".pt", ".pth", ".bin") or path.is_file():
         arch_dict = {"model_name": arch, **({"num_classes": num_classes} if num_classes else {})} if arch else None
-        return load_checkpoint(path, arch=arch_dict)
-    return load_timm(name_or_path, num_classes=num_classes, weights=weights, head_seed=head_seed)
+        return load_checkpoint(path, arch=arch_dict, classes=classes, head_seed=head_seed)
+    return load_timm(name_or_path, num_classes=num_classes, weights=weights, head_seed=head_seed, classes=classes)
 
 
 def data_config(model: nn.Module) -> dict[str, Any]:
