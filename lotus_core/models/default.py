@@ -20,7 +20,7 @@ import torch
 from ..data import DEBIAN_FMNIST, EMBEDDED_FMNIST, load_dataset, read_idx, write_idx
 from ..core.device import default_device
 from ..training.evaluate import evaluate
-from .loading import DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
+from .loading import Head, DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
 from ..training.train import TrainConfig, TrainProgress, train
 
 EMBEDDED_TRAIN_SIZE = 10_000
@@ -54,7 +54,8 @@ def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: fl
     train_time = time.perf_counter() - t0
     model.cpu()
     result = evaluate(model, test_set, cfg, limit=None, bf16=False)
-    save_checkpoint(model, out, {"lotus_head_dataset": dataset})
+    model.lotus_head = Head("trained", len(train_set.classes), dataset, tuple(train_set.classes))
+    save_checkpoint(model, out)
     info = {
         "name": "default" if out == DEFAULT_WEIGHTS else Path(out).stem,
         "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()},
