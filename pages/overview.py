@@ -17,32 +17,7 @@ ui.header("LOTUS: what pruning does to a Vision Transformer",
 ctx = state.context()
 if ctx.head_problem:
     st.warning(f"**{ctx.head_problem}.** The accuracies below measure an untrained classifier; pruning pages refuse "
-               "this model until it is fine-tuned (below), except the Essential Sparsity protocol on Sparsity curves.")
-
-with st.expander("Fine-tune this model on the dataset", expanded=bool(ctx.head_problem)):
-    f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 2])
-    mode = f1.radio("What", ["full fine-tune", "head only (linear probe)"],
-                    help="Full: every weight (Essential Sparsity's recipe); head only: the classifier alone, cheap.")
-    epochs = f2.number_input("Epochs", 1, 100, 2)
-    lr = f3.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3], value=2e-5 if mode[0] == "f" else 1e-3)
-    batch = f4.select_slider("Batch size", [16, 32, 64, 128, 256], value=64)
-    train_limit = f5.select_slider("Training images", ["all", 500, 1000, 2000, 5000, 10000], value="all")
-    recipe = FinetuneConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch), head_only=mode[0] == "h",
-                            train_limit=None if train_limit == "all" else int(train_limit))
-    with ui.guard():
-        done = finetune_summary(ctx, recipe)
-    if done is None and st.button("Fine-tune", type="primary"):
-        with ui.guard():
-            run_id = launch(ctx, "finetune", recipe)
-        st.toast(f"Fine-tuning {run_id[:6]} queued")
-    active_jobs(ctx, ("finetune",))
-    if done is not None:
-        st.success(f"Fine-tuned: {ui.pct(done['accuracy'], 2)} (95% CI {ui.pct(done['ci95'][0])} - "
-                   f"{ui.pct(done['ci95'][1])}), from {ui.pct(done['accuracy_before'], 1)} before, "
-                   f"{done['epochs']} epochs in {done['seconds']:.0f} s. Checkpoint `{done['checkpoint']}`.")
-        if st.button("Use the fine-tuned model"):
-            st.session_state["_model"] = done["checkpoint"]
-            st.rerun()
+               "this model until it is fine-tuned (at the bottom of this page), except the Essential Sparsity protocol on Sparsity curves.")
 
 limit = st.select_slider("Test images", [500, 1000, 2000, 5000, 10000], value=DEFAULT_LIMIT,
                          help="A fixed, seeded subset of the test split, the same for every method.")
@@ -108,3 +83,28 @@ labels = [f"{s.label}{'' if s.correct else ' ✗ ' + s.prediction}" for s in sam
 st.plotly_chart(charts.image_grid(ctx.test.images[[s.index for s in samples]], labels, cols=8, height=150),
                 config=charts.PLOT_CONFIG)
 st.caption("Caption: true class; ✗ marks a wrong prediction, followed by what the model said.")
+
+with st.expander("Fine-tune this model on the dataset", expanded=bool(ctx.head_problem)):
+    f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 2])
+    mode = f1.radio("What", ["full fine-tune", "head only (linear probe)"],
+                    help="Full: every weight (Essential Sparsity's recipe); head only: the classifier alone, cheap.")
+    epochs = f2.number_input("Epochs", 1, 100, 2)
+    lr = f3.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3], value=2e-5 if mode[0] == "f" else 1e-3)
+    batch = f4.select_slider("Batch size", [16, 32, 64, 128, 256], value=64)
+    train_limit = f5.select_slider("Training images", ["all", 500, 1000, 2000, 5000, 10000], value="all")
+    recipe = FinetuneConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch), head_only=mode[0] == "h",
+                            train_limit=None if train_limit == "all" else int(train_limit))
+    with ui.guard():
+        done = finetune_summary(ctx, recipe)
+    if done is None and st.button("Fine-tune", type="primary"):
+        with ui.guard():
+            run_id = launch(ctx, "finetune", recipe)
+        st.toast(f"Fine-tuning {run_id[:6]} queued")
+    active_jobs(ctx, ("finetune",))
+    if done is not None:
+        st.success(f"Fine-tuned: {ui.pct(done['accuracy'], 2)} (95% CI {ui.pct(done['ci95'][0])} - "
+                   f"{ui.pct(done['ci95'][1])}), from {ui.pct(done['accuracy_before'], 1)} before, "
+                   f"{done['epochs']} epochs in {done['seconds']:.0f} s. Checkpoint `{done['checkpoint']}`.")
+        if st.button("Use the fine-tuned model"):
+            st.session_state["_model"] = done["checkpoint"]
+            st.rerun()

@@ -156,6 +156,7 @@ def test_cli_finetune_then_evaluate_reproduces_the_accuracy(weights_file, tmp_pa
     (["--model", "vit_small_patch16_224", "--weights", "WEIGHTS"], "does not fit vit_small_patch16_224"),
     (["--model", "test_vit", "--weights", "LOTUS"], "holds a vit_tiny_patch16_224, not a test_vit"),
     (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--model", "vit_tiny_patch16_224.augreg_in21k"], "from the hub ("),
 ])
 def test_hub_and_device_failures_are_one_line(argv, message, weights_file, tmp_path, capsys):
     from safetensors.torch import save_file
@@ -166,3 +167,5 @@ def test_hub_and_device_failures_are_one_line(argv, message, weights_file, tmp_p
     assert cli.main(["info", *argv, "--db", str(tmp_path / "x.db")]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+    if "hub" in message:  # offline: what to do
+        assert err.endswith("go online or pass --weights FILE")

@@ -5,7 +5,7 @@ import platform
 
 import torch
 
-from ..core.device import bf16_available, default_device
+from ..core.device import bf16_available, describe
 from ..training.evaluate import DEFAULT_LIMIT
 from ..models.loading import count_parameters
 from . import arg, command, positive_int
@@ -13,7 +13,7 @@ from . import arg, command, positive_int
 
 @command("info", "model, dataset and device")
 def info(args, ctx) -> dict:
-    device = default_device()
+    device = ctx.device
     return {
         "model": ctx.model_id,
         "parameters": count_parameters(ctx.model),
@@ -22,7 +22,8 @@ def info(args, ctx) -> dict:
         "test_images": len(ctx.test),
         "classes": ctx.test.classes,
         "data_source": ctx.test.source,
-        "device": str(device),
+        "device": describe(device),
+        "head": ctx.head_problem or f"{ctx.head.state}" + (f" on {ctx.head.dataset}" if ctx.head.dataset else ""),
         "bf16": bf16_available(device),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
@@ -39,7 +40,8 @@ def evaluate_cmd(args, ctx) -> dict:
     config = ctx.key(kind="evaluate", limit=args.limit, seed=args.seed)
     summary = ctx.store.cached("evaluate", config, lambda: ctx.evaluate(limit=args.limit, seed=args.seed).summary(),
                                model=ctx.model_id, dataset=ctx.dataset, refresh=args.no_cache)
-    return {"model": ctx.model_id, "dataset": ctx.dataset, **summary}
+    head = {"head": ctx.head_problem} if ctx.head_problem else {}  # an untrained classifier is said so
+    return {"model": ctx.model_id, "dataset": ctx.dataset, **summary, **head}
 
 
 @command("train-default", "train the embedded default ViT from a seed and write data/default_vit.*", [

@@ -11,12 +11,13 @@ file that would execute code on load is refused, never run.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import timm
 import torch
@@ -217,6 +218,23 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, str] | 
     return path
 
 
+@contextlib.contextmanager
+def _hub_offline_unless_allowed() -> Iterator[None]:
+    """With ``$LOTUS_OFFLINE`` (or ``$LOTUS_NO_SYSTEM_DATA``) the hub is not tried: the local cache only,
+    failing at once instead of after huggingface_hub's retries."""
+    from ..data import downloads_allowed
+
+    if downloads_allowed():
+        yield
+        return
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+        yield
+
+
 def _hub_revision(model: nn.Module) -> str:
     """The commit of the hub weights timm just loaded, read from the local cache (``"hub"`` if unknown)."""
     repo = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
@@ -273,7 +291,7 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
         # tell timm the file's head size, so a matching head is kept and a different one dropped
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _hub_offline_unless_allowed():
             torch.manual_seed(head_seed)
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:

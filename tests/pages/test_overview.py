@@ -29,4 +29,4 @@ def test_sidebar_choice_of_a_missing_model_is_a_message_not_a_traceback():
     at = open_page()
     at.sidebar.selectbox[0].set_value("vit_small_patch16_224.dino").run()
     assert not at.exception
-    assert any("could not load timm weights" in e.value for e in at.error)
+    assert any("go online or pass --weights FILE" in e.value for e in at.error)
