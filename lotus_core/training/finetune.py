@@ -168,9 +168,10 @@ def fine_tuned_model(ctx: Context, cfg: FinetuneConfig, run: Run | None = None, 
         opt_state = result.optimizer_state
         if run is not None:
             run.check()
-            run.blob(STATE_BLOB, _state_bytes(model, opt_state, epoch + 1))
-        if on_epoch is not None:
+        if on_epoch is not None:  # before the state: a kill in between redoes the epoch, never loses its point
             on_epoch(epoch + 1, model, result)
+        if run is not None:
+            run.blob(STATE_BLOB, _state_bytes(model, opt_state, epoch + 1))
     for p in model.parameters():
         p.requires_grad_(True)
     return model.eval()
