@@ -41,6 +41,7 @@ def test_info_names_model_dataset_and_device(capsys, tmp_path):
     info = json.loads(out)
     assert code == 0 and info["model"].startswith("default@") and info["dataset"] == "fashion-mnist"
     assert info["input_size"] == [1, 28, 28] and info["test_images"] == 10_000 and info["device"] == "cpu"
+    assert info["head"] == "trained on fashion-mnist" and info["device_detail"].startswith("cpu (")
 
 
 @pytest.mark.parametrize("args, message", [
