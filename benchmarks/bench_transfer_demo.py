@@ -39,18 +39,21 @@ def main() -> None:
     parser.add_argument("--db", default=None)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--probe-lr", type=float, default=1e-3)
-    parser.add_argument("--sparsities", default="0.2,0.4,0.6,0.8")
+    parser.add_argument("--probe-lr", type=float, default=3e-3)
+    parser.add_argument("--sparsities", default="0.25,0.5,0.75")
+    parser.add_argument("--train-limit", type=int, default=2000, help="training images of every fine-tune")
     args = parser.parse_args()
     common = ["--dataset", "fashion-mnist-5to9", *(["--db", args.db] if args.db else [])]
     pre = ["--model", str(TRANSFER_WEIGHTS), *common]
     before = run(["evaluate", *pre])
-    probe = run(["finetune", *pre, "--epochs", str(args.epochs), "--lr", str(args.probe_lr), "--head-only"])
-    full = run(["finetune", *pre, "--epochs", str(args.epochs), "--lr", str(args.lr)])
+    budget = ["--epochs", str(args.epochs), "--train-limit", str(args.train_limit)]
+    probe = run(["finetune", *pre, *budget, "--lr", str(args.probe_lr), "--head-only"])
+    full = run(["finetune", *pre, *budget, "--lr", str(args.lr)])
     lotus = run(["sweep", "--model", full["checkpoint"], *common, "--methods", "omp", "--refine", "--stop-at-drop",
                  "--protocol", "lotus"])
     essential = run(["sweep", *pre, "--methods", "omp", "--sparsities", args.sparsities, "--protocol", "essential",
-                     "--ft-epochs", str(args.epochs), "--ft-lr", str(args.lr)])
+                     "--ft-epochs", str(args.epochs), "--ft-lr", str(args.lr), "--ft-train-limit", str(args.train_limit)])
+    assert essential["dense"]["finetune_run"] == full["run_id"]  # the same recipe: one dense reference
     print(f"model {before['model']} on fashion-mnist-5to9 ({before['n']} test images)")
     print("| what | accuracy | 95% CI | training |")
     print("|---|---|---|---|")
