@@ -16,9 +16,9 @@ from lotus_core.lottery.lth import LTHConfig
 from lotus_core.patches import score_images
 from lotus_core.patches.ticket_training import LotteryTrainConfig
 from lotus_core.pruning import PRUNERS
-from lotus_core.pruning.sensitivity import SensitivityConfig, sensitivity
+from lotus_core.pruning.sensitivity import SensitivityConfig
 from lotus_core.pruning.sweep import SweepConfig
-from lotus_core.results import jobs
+from lotus_core.results.registry import experiments
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import predict
@@ -43,17 +43,15 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
 def test_every_job_kind_is_covered():
-    jobs.register_jobs()
-    assert set(jobs.JOBS) | {"sensitivity"} == {k.replace("-essential", "") for k in KINDS}
+    jobs_kinds = {kind for kind, spec in experiments().items() if spec.job}
+    assert jobs_kinds | {"sensitivity"} == {k.replace("-essential", "") for k in KINDS}
 
 
 def run_kind(ctx: Context, kind: str) -> dict:
-    cfg = KINDS[kind]
     name = kind.replace("-essential", "")
     if name == "lth-control":
-        run_experiment(ctx, "lth", LTH, jobs.JOBS["lth"].fn)
-    fn = sensitivity if name == "sensitivity" else jobs.JOBS[name].fn
-    return run_experiment(ctx, name, cfg, fn)
+        run_experiment(ctx, "lth", LTH)
+    return run_experiment(ctx, name, KINDS[kind])  # the kind's registered function
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from ..core.errors import LotusError
 from ..data import ImageSet, subset_indices
 from ..models.loading import Head, head_outputs, save_checkpoint
 from ..pruning.mask import Mask
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, stored_summary
 from ..results.store import Store
 from .evaluate import DEFAULT_LIMIT
@@ -291,16 +291,32 @@ def model_card(model: nn.Module, data_config: dict) -> dict:
 
 def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dict, steps: int, lr: float = 1e-4,
              batch_size: int = 128, seed: int = 0, on_progress: Callable[[TrainProgress], None] | None = None,
-             should_stop: Callable[[], bool] | None = None) -> TrainResult:
+             should_stop: Callable[[], bool] | None = None,
+             on_step: Callable[[int, nn.Module], None] | None = None) -> TrainResult:
     """Fine-tune ``model`` in place for ``steps`` AdamW steps with ``mask`` held fixed.
 
     Args:
         lr: peak learning rate (cosine decay, no warm-up); fine-tuning uses a small one.
         seed: batch order.
+        on_step: called after every optimizer step with the step count (1-based) and the model.
     """
     mask.validate(model)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed)
-    return train(model, train_set, cfg, data_config, mask=mask, on_progress=on_progress, should_stop=should_stop)
+    return train(model, train_set, cfg, data_config, mask=mask, on_progress=on_progress, should_stop=should_stop,
+                 on_step=on_step)
 
 
-JOBS["finetune"] = JobSpec(FinetuneConfig, run_finetune)
+def finetune_headline(summary: dict) -> Headline:
+    """A fine-tune's headline: its test accuracy, and where it started."""
+    return Headline(summary.get("accuracy"), None, f"fine-tuned {pct(summary.get('accuracy'))} "
+                                                   f"(before {pct(summary.get('accuracy_before'))})")
+
+
+def finetune_curve(points: dict, summary: dict | None) -> list:
+    """Test accuracy after every epoch."""
+    return [{"series": "fine-tune", "axis": "epoch", "x": p["epoch"], "accuracy": p["accuracy"]}
+            for p in sorted(points.values(), key=lambda p: p["epoch"])]
+
+
+register_experiment(ExperimentSpec("finetune", FinetuneConfig, run_finetune, finetune_headline, finetune_curve,
+                                   job=True))
