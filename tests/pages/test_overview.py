@@ -67,7 +67,9 @@ def test_overview_fine_tunes_the_transfer_model_and_the_sidebar_lists_it():
     assert not at.exception
     done = next(s.value for s in at.success if s.value.startswith("Fine-tuned:"))
     checkpoint = done.split("Checkpoint `")[1].rstrip("`.")
-    assert checkpoint in at.sidebar.selectbox[0].options  # models known to the store
+    accuracy = done.split("Fine-tuned: ")[1].split(" ")[0]  # e.g. 49.80%
+    label = f"fine-tuned: transfer_vit.safetensors on fashion-mnist-5to9 ({float(accuracy[:-1]):.1f}%)"
+    assert label in at.sidebar.selectbox[0].options  # models known to the store, labelled
     next(b for b in at.button if b.label == "Use the fine-tuned model").click().run()
     assert not at.exception and at.sidebar.selectbox[0].value == checkpoint
     assert not at.sidebar.warning and not at.main.warning  # the head is trained now
