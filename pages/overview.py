@@ -6,7 +6,7 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.models.loading import count_parameters, model_card
-from lotus_core.training.finetune import FinetuneConfig, finetune_summary, model_card as loaded_card
+from lotus_core.training.finetune import FinetuneConfig, checkpoint_card, finetune_summary
 from lotus_core.views.figures import per_class_accuracy
 from lotus_core.views.overview import sample_predictions
 
@@ -57,7 +57,7 @@ with right:
                    "subset (bf16 where this CPU is fast at it), the protocol every page uses, so the two differ by "
                    "the subset's sampling error (see its 95% CI) and a few hundredths of a point of precision.")
     else:
-        card = loaded_card(ctx.model, ctx.data_config)
+        card = checkpoint_card(ctx.model, ctx.data_config)
         recipe_text = None if not card["recipe"] else (
             f"{'head only' if card['recipe']['head_only'] else 'full'}, {card['recipe']['epochs']} epochs, "
             f"AdamW lr {card['recipe']['lr']:g}, batch {card['recipe']['batch_size']}, seed {card['recipe']['seed']}")

@@ -264,7 +264,7 @@ def fine_tuned_models(store: Store) -> list[dict]:
     return out
 
 
-def model_card(model: nn.Module, data_config: dict) -> dict:
+def checkpoint_card(model: nn.Module, data_config: dict) -> dict:
     """Card of a loaded model: source, parameters, input size and patch grid, classes, accuracy with CI, recipe, time."""
     meta = getattr(model, "lotus_meta", {}) or {}
     head = getattr(model, "lotus_head", None)
