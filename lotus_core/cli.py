@@ -37,6 +37,8 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
                        help="auto, HOST:6379 or ray://HOST:10001 (default $LOTUS_RAY_ADDRESS; none: a local cluster)")
         g.add_argument("--gpus-per-task", type=float, default=None, help="GPUs per unit; fractions pack units (0.25)")
         g.add_argument("--cpus-per-task", type=float, default=None, help="CPUs per unit (default 1)")
+        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present); chosen once")
+        p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             executor = ExecutorConfig.from_env(kind=args.executor, address=args.ray_address,
                                                gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)
-            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch, executor)
+            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch,
+                               args.device, args.head_seed, executor)
             limit = getattr(args, "limit", None)
             if limit is not None and limit > len(ctx.test):
                 print(f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "

@@ -46,6 +46,16 @@ def make_tiny_imageset(n: int = 200, seed: int = 0, split: str = "test") -> Imag
     return ImageSet("tiny", split, images, labels, [f"class{c}" for c in range(10)], "synthetic")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``gpu`` tests on machines without CUDA (reported as deselected, never as skipped)."""
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if "gpu" not in item.keywords]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
     """Every test gets its own results store and job queue; jobs run synchronously."""

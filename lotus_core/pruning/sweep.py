@@ -7,6 +7,13 @@ falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the brack
 [last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
 ``resolution``: the point is located with a handful of evaluations instead of a fine grid.
 
+Two protocols (:data:`PROTOCOLS`): ``lotus`` prunes the model as it is (a model already
+trained or fine-tuned on the dataset; what LOTUS does) and draws its accuracy as the dense
+line; ``essential`` is the Essential Sparsity paper's: the mask comes from the **pre-trained**
+weights (a new head is fine), every masked model is fine-tuned with the same recipe and
+budget as the dense reference (:class:`~lotus_core.training.finetune.FinetuneConfig`), and
+the dense line is that fine-tuned dense model's accuracy.
+
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
 dashboard is never computed again, and an interrupted sweep resumes where it stopped.
@@ -28,7 +35,7 @@ from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
-from ..training.finetune import finetune
+from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
@@ -38,6 +45,11 @@ from ..results.registry import ExperimentSpec, Headline, pct, register_experimen
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 MAX_GRID = 1000  # the most sparsities a grid may hold
+PROTOCOLS: dict[str, str] = {
+    "lotus": "prune the model as it is (trained or fine-tuned on this dataset); dense line: that model",
+    "essential": "Essential Sparsity: mask from the pre-trained weights, each masked model fine-tuned with the "
+                 "dense reference's recipe; dense line: the fine-tuned dense model",
+}
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,24 @@ class SweepConfig:
     m: int = 4  # M of the nm method's N:M pattern (NMOptions)
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
+    protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
+    # masked model fine-tuned with the dense reference's recipe (PROTOCOLS)
+    recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
+            object.__setattr__(self, "recipe", FinetuneConfig(**self.recipe))
+        if self.protocol not in PROTOCOLS:
+            raise LotusError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+    @property
+    def needs_trained_head(self) -> bool:
+        """Only the essential protocol trains the head (of every point); ``lotus`` uses it as it is."""
+        return self.protocol != "essential"
+
+    def finetune_recipe(self) -> FinetuneConfig:
+        """The essential protocol's recipe, evaluated on this sweep's test subset and precision."""
+        return dataclasses.replace(self.recipe or FinetuneConfig(), limit=self.limit, bf16=self.bf16)
 
     def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
         check_sweep(self)
@@ -150,6 +180,8 @@ class PointEvaluator:
     """
 
     def __init__(self, ctx: Context, config: SweepConfig):
+        if config.needs_trained_head:
+            ctx.require_trained_head("pruning it")
         self.ctx, self.config = ctx, config
         self.work = copy.deepcopy(ctx.model)
         self.base_params = scoped_parameters(ctx.model, config.scope)
@@ -175,6 +207,8 @@ class PointEvaluator:
         with torch.no_grad():
             for name, p in self.work_params.items():
                 p.copy_(self.base_params[name] * mask[name])
+        if self.config.protocol == "essential":  # the dense reference's recipe, mask held fixed
+            return fine_tuned_model(self.ctx, self.config.finetune_recipe(), mask=mask)
         if self.config.finetune_steps:
             model = copy.deepcopy(self.work)
             finetune(model, mask, self.ctx.train, self.ctx.data_config, self.config.finetune_steps,
@@ -214,6 +248,8 @@ def point_config(config: SweepConfig, method: str, sparsity: float) -> dict:
     extra = get_pruner(method).option_values(dataclasses.asdict(c))
     extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
     extra.update({} if c.bf16 else {"bf16": False})
+    if c.protocol == "essential":
+        extra.update({"protocol": "essential", "recipe": dataclasses.asdict(c.finetune_recipe())})
     return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
 
 
@@ -304,7 +340,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     """
     for method in config.methods:
         get_pruner(method)
-    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
+    dense = dense_reference(ctx, config)
     points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
     points.evaluate([(m, s) for m in config.methods for s in _grid(m, config)], refined=False,
                     cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
@@ -326,6 +362,16 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
 
 def _key(method: str, sparsity: float) -> str:
     return f"{method}@{sparsity:.4f}"
+
+
+def dense_reference(ctx: Context, config: SweepConfig) -> dict:
+    """The dense line: the model's own accuracy (``lotus``) or the stored fine-tune of it with the
+    sweep's recipe (``essential``); a summary with accuracy, ci95 and n."""
+    if config.protocol == "essential":
+        ft = run_experiment(ctx, "finetune", config.finetune_recipe(), run_finetune)
+        return {"accuracy": ft["accuracy"], "ci95": ft["ci95"], "n": config.limit, "finetune_run": ft["run_id"],
+                "checkpoint": ft["checkpoint"], "accuracy_before": ft["accuracy_before"]}
+    return ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
 
 
 def _midpoint(lo: float, hi: float, resolution: float) -> float:
