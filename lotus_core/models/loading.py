@@ -7,6 +7,7 @@ file that would execute code on load is refused, never run.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import pickle
@@ -40,13 +41,32 @@ FASHION_MNIST_STD = (0.3530,)
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs)."""
-    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
+    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs).
+
+    ``attn_head_dim`` (a structurally head-pruned ViT: fewer heads of the original width) becomes
+    timm's Attention with that head width (:func:`head_width_attention`).
+    """
+    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std", "attn_head_dim")}
+    if arch.get("attn_head_dim") is not None:
+        kwargs["attn_layer"] = head_width_attention(int(arch["attn_head_dim"]))
     model = timm.create_model(arch["model_name"], pretrained=False, **kwargs)
     if "mean" in arch:
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(arch["mean"]), "std": tuple(arch["std"]),
                                 "input_size": (arch.get("in_chans", 3), arch["img_size"], arch["img_size"])}
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def head_width_attention(head_dim: int) -> type:
+    """timm's Attention with heads of width ``head_dim`` whatever the embedding width (timm's
+    ``attn_layer`` must be a class; plain timm: ``create_model(..., attn_layer=head_width_attention(d))``)."""
+    from timm.layers import Attention
+
+    def __init__(self, dim: int, num_heads: int = 8, **kwargs: Any) -> None:
+        kwargs.pop("attn_head_dim", None)
+        Attention.__init__(self, dim, num_heads=num_heads, attn_head_dim=head_dim, **kwargs)
+
+    return type(f"Attention{head_dim}", (Attention,), {"__init__": __init__, "__module__": __name__})
 
 
 def default_arch() -> dict[str, Any]:
