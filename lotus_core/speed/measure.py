@@ -62,13 +62,16 @@ def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: 
     return Timing(float(m.median), float(m.iqr), len(m.times), threads)
 
 
-def count_flops(forward: Forward, x: torch.Tensor) -> int:
-    """Floating-point operations of ``forward(x)`` as torch's flop counter sees them (whole batch)."""
+def count_flops(forward: Forward, x: torch.Tensor, model: nn.Module | None = None) -> int:
+    """Floating-point operations of ``forward(x)`` (whole batch): torch's flop counter, plus the sparse
+    CSR products of ``model``'s :class:`~lotus_core.speed.sparse.CSRLinear` layers, which it does not see."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    from .sparse import sparse_flops
 
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         forward(x)
-    return int(counter.get_total_flops())
+    return int(counter.get_total_flops()) + (sparse_flops(model) if model is not None else 0)
 
 
 class _LiveBytes(TorchDispatchMode):

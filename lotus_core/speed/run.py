@@ -115,7 +115,7 @@ def measure_row(variant: Variant, x: torch.Tensor, threads: int, min_run_time: f
     timing = measure.time_forward(variant.forward, x, threads, min_run_time)
     latency = timing.median_s
     return {"latency_ms": 1e3 * latency, "iqr_ms": 1e3 * timing.iqr_s, "images_per_s": len(x) / latency,
-            "flops": measure.count_flops(variant.forward, x[:1]), "params": measure.count_params(variant.model),
+            "flops": measure.count_flops(variant.forward, x[:1], variant.model), "params": measure.count_params(variant.model),
             "bytes": measure.checkpoint_bytes(variant.model),
             "peak_mem_bytes": measure.peak_memory(variant.forward, x, variant.model), "threads": timing.threads}
 
@@ -190,6 +190,16 @@ class SpeedResult:
         part["drop"] = self.dense["accuracy"] - part["accuracy"]
         part["pareto"] = pareto(part)
         return part
+
+    def rows(self) -> list[dict]:
+        """JSON-ready rows: every ROW_FIELDS key (null where not measured), without the optional
+        ``unavailable``, ``accuracy_finetuned`` and ``tokens`` when they do not apply."""
+        out = []
+        for row in self.frame.to_dict(orient="records"):
+            clean = {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+            out.append({k: v for k, v in clean.items()
+                        if v is not None or k not in ("unavailable", "accuracy_finetuned", "tokens")})
+        return out
 
     def best(self, eps: float | None = None) -> pd.DataFrame:
         """Per batch size and family: the fastest row within ``eps`` of dense accuracy (default: the config's eps)."""

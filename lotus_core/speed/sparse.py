@@ -12,6 +12,7 @@ Networks", 2021).
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from torch import nn
@@ -26,16 +27,25 @@ class CSRLinear(nn.Module):
         super().__init__()
         weight = linear.weight.detach() * (keep.to(linear.weight.dtype) if keep is not None else 1)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.weight = nn.Parameter(weight.to_sparse_csr(), requires_grad=False)  # (out, in), CSR
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+            self.weight = nn.Parameter(weight.to_sparse_csr(), requires_grad=False)  # (out, in), CSR
         self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().clone(), requires_grad=False)
+        self.rows = 0  # rows of the last input (for FLOP counting: torch's counter skips sparse products)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(-1, self.in_features)  # (B*N, in)
+        self.rows = flat.shape[0]
         if self.bias is None:
             out = torch.sparse.mm(self.weight, flat.T)  # (out, B*N)
         else:
             out = torch.sparse.addmm(self.bias.unsqueeze(1).expand(-1, flat.shape[0]), self.weight, flat.T)
         return out.T.reshape(*x.shape[:-1], self.out_features)
+
+
+def sparse_flops(model: nn.Module) -> int:
+    """FLOPs of the CSR products of the last forward: 2 per stored nonzero per input row."""
+    return sum(2 * m.weight.values().numel() * m.rows for m in model.modules() if isinstance(m, CSRLinear))
 
 
 def _replace_linears(model: nn.Module, names: list[str], make) -> nn.Module:
@@ -93,4 +103,4 @@ def to_semi_structured(model: nn.Module, mask: Mask) -> nn.Module:
     return out
 
 
-__all__ = ["CSRLinear", "to_csr", "to_semi_structured", "semi_structured_unavailable", "masked_linear_names"]
+__all__ = ["CSRLinear", "sparse_flops", "to_csr", "to_semi_structured", "semi_structured_unavailable", "masked_linear_names"]
