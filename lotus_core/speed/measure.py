@@ -65,11 +65,17 @@ def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: 
 def count_flops(forward: Forward, x: torch.Tensor, model: nn.Module | None = None) -> int:
     """Floating-point operations of ``forward(x)`` (whole batch): torch's flop counter, plus the sparse
     CSR products of ``model``'s :class:`~lotus_core.speed.sparse.CSRLinear` layers, which it does not see."""
-    from torch.utils.flop_counter import FlopCounterMode
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
 
     from .sparse import sparse_flops
 
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+    def cpu_attention(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)  # QK^T and AV: torch's counter misses the CPU flash kernel
+
+    custom = {}
+    if hasattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu"):
+        custom[torch.ops.aten._scaled_dot_product_flash_attention_for_cpu] = cpu_attention
+    with torch.inference_mode(), FlopCounterMode(display=False, custom_mapping=custom) as counter:
         forward(x)
     return int(counter.get_total_flops()) + (sparse_flops(model) if model is not None else 0)
 
