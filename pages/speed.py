@@ -34,10 +34,10 @@ with st.expander("Settings of each method"):
 if not methods or not batch_sizes:
     st.info("Pick at least one method and one batch size.")
     st.stop()
-config = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(sorted(batch_sizes)), sparsities=tuple(sorted(sparsities)),
-                     ratios=tuple(sorted(ratios)), importance=importance, keep_rates=tuple(sorted(keep, reverse=True)),
-                     fuse=fuse, tome_r=tuple(sorted(tome_r)), drops=tuple(sorted(drops)), finetune_steps=finetune, eps=eps,
-                     limit=DEFAULT.limit, min_run_time=DEFAULT.min_run_time)
+config = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
+                     ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
+                     drops=tuple(drops), finetune_steps=finetune, eps=eps, limit=DEFAULT.limit,
+                     min_run_time=DEFAULT.min_run_time)
 if st.button("Measure", type="primary"):
     with ui.guard():
         run_id = launch(ctx, "speed", config)

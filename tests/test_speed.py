@@ -253,3 +253,11 @@ def test_cli_speed_rejects_bad_input_in_one_line(tmp_path, capsys):
                                                + ", ".join(METHODS))
     assert main(["speed", "--db", str(tmp_path / "s.db"), "--ratios", "50"]) == 2
     assert "ratios must be fractions in [0, 1)" in capsys.readouterr().err
+
+
+def test_settings_of_methods_not_measured_do_not_make_another_run():
+    a = SpeedConfig(methods=("dense", "tome"), tome_r=(8, 4, 8), drops=(0.1,), ratios=(0.75,), importance="taylor")
+    b = SpeedConfig(methods=("tome", "dense"), tome_r=(4, 8))
+    assert (a.tome_r, a.drops, a.ratios, a.importance, a.sparsities) == ((4, 8), (), (), "magnitude", ())
+    assert a == b and a.methods == ("dense", "tome")
+    assert SpeedConfig(**a.__dict__) == a  # what a job rebuilds from the stored config

@@ -63,6 +63,23 @@ class SpeedConfig:
     threads: int = field(default_factory=torch.get_num_threads)  # torch intra-op threads while timing
     torch_version: str = torch.__version__  # timings differ between releases
 
+    def __post_init__(self) -> None:
+        """Normalise: sorted, de-duplicated tuples, and the settings of methods not measured reset, so that two
+        requests that measure the same thing are one stored run."""
+        used = set(self.methods)
+        unused = {"sparsities": not used & {"masked", "csr"}, "ratios": not used & {"heads", "channels"},
+                  "keep_rates": "evit" not in used, "tome_r": "tome" not in used, "drops": "patch-dropout" not in used}
+        for name in ("batch_sizes", "sparsities", "ratios", "keep_rates", "tome_r", "drops"):
+            values = () if unused.get(name) else tuple(sorted(set(getattr(self, name)), reverse=name == "keep_rates"))
+            object.__setattr__(self, name, values)
+        order = [m for m in METHODS if m in used] + [m for m in dict.fromkeys(self.methods) if m not in METHODS]
+        object.__setattr__(self, "methods", tuple(order))  # registry order (unknown names last: the run rejects them)
+        if unused["ratios"]:
+            object.__setattr__(self, "importance", "magnitude")
+            object.__setattr__(self, "finetune_steps", 0)
+        if unused["keep_rates"]:
+            object.__setattr__(self, "fuse", True)
+
 
 def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor:
     """The first ``batch_size`` test images (repeated when the test set is smaller) as model input."""
