@@ -13,8 +13,10 @@ ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make
           "EViT (Liang et al., ICLR 2022), ToMe (Bolya et al., ICLR 2023)")
 ctx = state.context()
 
+# drawn on first load, measured inline (one setting per method, about 10 s); anything else runs as a background job
 DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
-                      batch_sizes=(32,), sparsities=(0.5, 0.9), limit=500, min_run_time=0.2)
+                      batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
+                      limit=500, min_run_time=0.2)
 c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
 methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {METHODS[m].help}")
@@ -23,32 +25,39 @@ eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAUL
 axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True)
 with st.expander("Settings of each method"):
     s1, s2, s3, s4, s5 = st.columns(5)
-    sparsities = s1.multiselect("masked / csr sparsity", [0.5, 0.7, 0.9, 0.95, 0.99], default=list(DEFAULT.sparsities))
-    ratios = s2.multiselect("heads / channels removed", [0.25, 0.5, 0.75], default=list(DEFAULT.ratios))
+    sparsities = s1.multiselect("masked / csr sparsity", [0.5, 0.7, 0.9, 0.95, 0.99], default=[0.9])
+    ratios = s2.multiselect("heads / channels removed", [0.25, 0.5, 0.75], default=[0.5])
     importance = s2.selectbox("Structural importance", ["magnitude", "taylor"])
-    keep = s3.multiselect("EViT keep rate", [0.9, 0.7, 0.5, 0.3], default=list(DEFAULT.keep_rates))
+    keep = s3.multiselect("EViT keep rate", [0.9, 0.7, 0.5, 0.3], default=[0.5])
     fuse = s3.checkbox("EViT: fuse the dropped tokens", value=DEFAULT.fuse)
-    tome_r = s4.multiselect("ToMe r (merged per block)", [2, 4, 8, 12, 16], default=list(DEFAULT.tome_r))
-    drops = s5.multiselect("PatchDropout drop", [0.1, 0.25, 0.5, 0.75], default=list(DEFAULT.drops))
+    tome_r = s4.multiselect("ToMe r (merged per block)", [2, 4, 8, 12, 16], default=[8])
+    drops = s5.multiselect("PatchDropout drop", [0.1, 0.25, 0.5, 0.75], default=[0.5])
     finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300], value=0)
 if not methods or not batch_sizes:
     st.info("Pick at least one method and one batch size.")
     st.stop()
-config = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
+chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
                      ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
                      drops=tuple(drops), finetune_steps=finetune, eps=eps, limit=DEFAULT.limit,
                      min_run_time=DEFAULT.min_run_time)
-if st.button("Measure", type="primary"):
+stored = stored_summary(ctx, "speed", chosen) is not None
+if st.button("Measure", type="primary", disabled=stored, help="Queue this measurement on the background worker"):
     with ui.guard():
-        run_id = launch(ctx, "speed", config)
+        run_id = launch(ctx, "speed", chosen)
     st.toast(f"Speed measurement {run_id[:6]} queued")
-if stored_summary(ctx, "speed", config) is None:
-    st.info(f"Not measured yet on {config.device} ({config.device_name}, {config.threads} threads): **Measure** runs "
-            "it in the background (a minute or so) and stores every row as it is measured.")
+    stored = stored_summary(ctx, "speed", chosen) is not None  # tests run jobs inline
+# the chosen measurement once stored; until then the last one shown (on first load: DEFAULT, measured here)
+config = chosen if stored else st.session_state.get("speed_config", DEFAULT)
+st.session_state["speed_config"] = config
+if config != chosen:
+    st.info(f"Not measured yet on {chosen.device} ({chosen.device_name}, {chosen.threads} threads): **Measure** runs "
+            "it in the background and stores every row as it is measured; the chart shows the last measurement.")
     active_jobs(ctx, ("speed",))
-    st.stop()
 with ui.guard():
-    result = run_speed(ctx, config)  # served from the store
+    bar = st.progress(0.0, text="Measuring...")
+    result = run_speed(ctx, config, on_progress=lambda p: bar.progress(
+        p["done"] / p["planned"], text=f"{p['method']} {p['setting']} at batch {p['batch_size']}"))
+    bar.empty()
 
 batch = st.radio("Batch size shown", list(config.batch_sizes), index=len(config.batch_sizes) - 1, horizontal=True) \
     if len(config.batch_sizes) > 1 else config.batch_sizes[0]
@@ -86,7 +95,8 @@ if len(structural):
         with ui.guard(), st.spinner("Pruning, exporting and checking the ONNX graph with onnxruntime..."):
             pick = structural.loc[choice]
             st.session_state["speed_export"] = (f"{pick['method']}-{pick['value']:g}",
-                                                export_structural(ctx, pick["method"], float(pick["value"]), importance))
+                                                export_structural(ctx, pick["method"], float(pick["value"]),
+                                                                  config.importance))
     if "speed_export" in st.session_state:
         stem, exported = st.session_state["speed_export"]
         d1, d2 = st.columns(2)
