@@ -261,3 +261,16 @@ def test_settings_of_methods_not_measured_do_not_make_another_run():
     assert (a.tome_r, a.drops, a.ratios, a.importance, a.sparsities) == ((4, 8), (), (), "magnitude", ())
     assert a == b and a.methods == ("dense", "tome")
     assert SpeedConfig(**a.__dict__) == a  # what a job rebuilds from the stored config
+
+
+def test_the_experiments_table_headlines_a_speed_run(tiny_ctx):
+    from lotus_core.views.experiments import headline
+
+    result = run_speed(tiny_ctx, SpeedConfig(methods=("tome",), batch_sizes=(2,), tome_r=(0,), limit=20,
+                                             min_run_time=0.01))
+    summary = tiny_ctx.store.get_run(result.run_id)["summary"]
+    text = headline("speed", summary).text
+    tome = result.frame.set_index("method").loc["tome"]
+    assert tome["accuracy"] == result.dense["accuracy"]  # r = 0 is the model itself
+    assert text == f"2 rows; fastest within eps at batch 2: tome r 0 {tome['speedup']:.2f}x"
+    assert headline("speed-accuracy", {"accuracy": 0.5, "n": 20}).text == "accuracy 50.0% of 20"

@@ -96,8 +96,15 @@ def build_nm(b: Variants, value: float) -> Variant:
     why = sparse.semi_structured_unavailable(b.device, b.base, mask)
     if why is not None:
         return Variant("nm-2:4", "2:4", 0.5, b.work, b.work, unavailable=why)
-    model = sparse.to_semi_structured(b.work, mask).eval()
-    return Variant("nm-2:4", "2:4", 0.5, model, lambda x: model(x.half()).float(), dtype="float16")
+    try:  # the kernels have further shape rules (e.g. on the tokens per batch): try one batch first
+        model = sparse.to_semi_structured(b.work, mask).eval()
+        forward = lambda x: model(x.half()).float()  # noqa: E731
+        with torch.inference_mode():
+            forward(torch.zeros(1, *b.ctx.data_config["input_size"], device=b.device))
+    except (RuntimeError, ValueError) as exc:
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return Variant("nm-2:4", "2:4", 0.5, b.work, b.work, unavailable=f"2:4 kernels refused this model: {why}")
+    return Variant("nm-2:4", "2:4", 0.5, model, forward, dtype="float16")
 
 
 def _structural(kind: str, b: Variants, value: float) -> Variant:

@@ -98,10 +98,21 @@ def _fidelity(s: dict) -> Headline:
     return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
 
 
+def _speed(s: dict) -> Headline:
+    rows = [r for r in s["best"] if r["family"] != "reference"]
+    if not rows:
+        return Headline(s["dense"]["accuracy"], None, f"{s['configurations']} rows; none within eps is faster than dense")
+    batch = max(r["batch_size"] for r in rows)
+    best = max((r for r in rows if r["batch_size"] == batch), key=lambda r: r["speedup"])
+    return Headline(best["accuracy"], None, f"{s['configurations']} rows; fastest within eps at batch {batch}: "
+                    f"{best['method']} {best['setting']} {best['speedup']:.2f}x")
+
+
 HEADLINES: dict[str, Callable[[dict], Headline]] = {
     "evaluate": _evaluate, "prune-eval": _prune_eval, "sweep": _sweep, "lth": _ticket, "issp": _ticket,
     "lth-control": _control, "lottery-train": _lottery_train, "sensitivity": _sensitivity, "fidelity": _fidelity,
-    "omp-vs-ticket": _omp_vs_ticket, "omp-vs-one-shot": _omp_vs_one_shot,
+    "omp-vs-ticket": _omp_vs_ticket, "omp-vs-one-shot": _omp_vs_one_shot, "speed": _speed,
+    "speed-accuracy": lambda s: Headline(s["accuracy"], None, f"accuracy {_pct(s['accuracy'])} of {s['n']:,}"),
 }
 """Result kind -> its headline numbers; a kind not listed shows its first scalar summary fields."""
 
