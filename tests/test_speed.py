@@ -113,7 +113,7 @@ def test_token_counts_per_block_are_the_configured_reduction():
     assert tokens.evit_blocks(6) == [1, 3, 4]
     # block 1: 49 -> 25 kept + 1 fused; block 3: 26 -> 13 + 1; block 4: 14 -> 7 + 1
     assert counts == [50, 50, 27, 27, 15, 9, 9]
-    dropped = tokens.with_patch_dropout(model, 0.5)
+    dropped = tokens.with_patch_dropout(model, 0.5).eval()  # evaluation puts models in eval mode: it still drops
     assert dropped.patch_drop(torch.zeros(2, 50, 96)).shape == (2, 1 + 24, 96)
     assert tokens.patch_dropout_counts(model, 0.5) == [25] * 7
 
@@ -274,3 +274,12 @@ def test_the_experiments_table_headlines_a_speed_run(tiny_ctx):
     assert tome["accuracy"] == result.dense["accuracy"]  # r = 0 is the model itself
     assert text == f"2 rows; fastest within eps at batch 2: tome r 0 {tome['speedup']:.2f}x"
     assert headline("speed-accuracy", {"accuracy": 0.5, "n": 20}).text == "accuracy 50.0% of 20"
+
+
+def test_both_clocks_time_the_forward_and_a_bad_clock_is_one_line(tiny_vit):
+    x = torch.zeros(2, 1, 28, 28)
+    for clock in measure.CLOCKS:
+        timing = measure.time_forward(tiny_vit, x, threads=1, min_run_time=0.02, clock=clock)
+        assert timing.median_s > 0 and timing.iqr_s >= 0 and timing.blocks >= 1 and timing.threads == 1
+    with pytest.raises(LotusError, match="unknown clock 'gpu'; choose one of wall, cpu"):
+        measure.time_forward(tiny_vit, x, threads=1, clock="gpu")

@@ -40,6 +40,8 @@ def _ints(text: str, what: str) -> tuple[int, ...]:
     arg("--finetune-steps", type=int, default=0, help="structural: also the accuracy after this many steps"),
     arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
     arg("--min-run-time", type=float, default=0.5, help="seconds of timing per configuration and batch size"),
+    arg("--clock", default="wall", choices=["wall", "cpu"],
+        help="wall: latency; cpu: process CPU time (steadier on a machine shared with other jobs)"),
     arg("--threads", type=positive_int, default=None, help="torch threads while timing (default: torch's)"),
     arg("--device", default=None, choices=["cpu", "cuda"], help="where to measure (default: CUDA when present)"),
     arg("--no-cache", action="store_true", help="measure again instead of reading the results store"),
@@ -70,12 +72,13 @@ def speed_cmd(args, ctx) -> dict:
     extra.update({"device": args.device} if args.device else {})
     config = SpeedConfig(methods=methods, batch_sizes=batch_sizes, importance=args.importance, keep_rates=keep,
                          fuse=not args.no_fuse, tome_r=_ints(args.tome_r, "ToMe r"), limit=args.limit, seed=args.seed,
-                         finetune_steps=args.finetune_steps, eps=args.eps, min_run_time=args.min_run_time,
+                         finetune_steps=args.finetune_steps, eps=args.eps, min_run_time=args.min_run_time, clock=args.clock,
                          **fractions, **extra)
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
         f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
     out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,
-           "device_name": config.device_name, "threads": config.threads, "torch": config.torch_version,
+           "device_name": config.device_name, "threads": config.threads, "clock": config.clock,
+           "torch": config.torch_version,
            "rows": result.rows(), "best": result.best().to_dict(orient="records")}
     if args.out:
         out["exported"] = _export_best(ctx, result, config, args.out)

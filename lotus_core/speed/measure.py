@@ -20,6 +20,8 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
+from ..core.errors import LotusError
+
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -38,15 +40,29 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+CLOCKS = ("wall", "cpu")
+
+
 def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: float = 0.5,
-                 warmup: int = 2) -> Timing:
+                 warmup: int = 2, clock: str = "wall") -> Timing:
     """Median and IQR of ``forward(x)`` under inference mode with ``threads`` intra-op threads.
 
     Args:
         min_run_time: seconds spent in measured blocks (after the ``warmup`` calls).
         warmup: untimed calls first (allocations, oneDNN kernel selection, lazy CUDA init).
+        clock: ``"wall"`` (latency, torch.utils.benchmark's default timer) or ``"cpu"`` (this process's
+            CPU time, ``time.process_time``: on a machine shared with other jobs it leaves out the time spent
+            waiting for a core; with one thread it is the compute latency on one free core). CPU only.
     """
+    import time
+
     from torch.utils import benchmark
+
+    if clock not in CLOCKS:
+        raise LotusError(f"unknown clock {clock!r}; choose one of {', '.join(CLOCKS)}")
+    if clock == "cpu" and x.device.type != "cpu":
+        raise LotusError("the cpu clock times CPU work; measure GPU runs with the wall clock")
+    timer_kw = {"timer": time.process_time} if clock == "cpu" else {}
 
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -55,7 +71,7 @@ def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: 
             for _ in range(warmup):
                 forward(x)
             _sync(x.device)
-            timer = benchmark.Timer("forward(x)", globals={"forward": forward, "x": x}, num_threads=threads)
+            timer = benchmark.Timer("forward(x)", globals={"forward": forward, "x": x}, num_threads=threads, **timer_kw)
             m = timer.blocked_autorange(min_run_time=min_run_time)
     finally:
         torch.set_num_threads(previous)
@@ -173,5 +189,5 @@ def device_name(device: torch.device) -> str:
     return name or platform.processor() or platform.machine()
 
 
-__all__ = ["Timing", "time_forward", "count_flops", "peak_memory", "state_bytes", "checkpoint_bytes", "count_params",
+__all__ = ["CLOCKS", "Timing", "time_forward", "count_flops", "peak_memory", "state_bytes", "checkpoint_bytes", "count_params",
            "device_name", "Forward"]

@@ -58,6 +58,7 @@ class SpeedConfig:
     finetune_lr: float = 1e-4  # peak learning rate of that fine-tune (cosine decay)
     eps: float = 0.01  # tolerance below dense accuracy for "within eps" (absolute fraction)
     min_run_time: float = 0.5  # seconds of timed blocks per configuration and batch size
+    clock: str = "wall"  # "wall": latency; "cpu": process CPU time (a shared machine; see measure.time_forward)
     device: str = field(default_factory=_device)  # "cpu" or "cuda"
     device_name: str = field(default_factory=lambda: measure.device_name(default_device()))  # CPU model / GPU name
     threads: int = field(default_factory=torch.get_num_threads)  # torch intra-op threads while timing
@@ -127,9 +128,9 @@ def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, devi
     return ctx.store.cached("speed-accuracy", key, compute, model=ctx.model_id, dataset=ctx.dataset)["accuracy"]
 
 
-def measure_row(variant: Variant, x: torch.Tensor, threads: int, min_run_time: float) -> dict:
+def measure_row(variant: Variant, x: torch.Tensor, threads: int, min_run_time: float, clock: str = "wall") -> dict:
     """Latency, FLOPs, size and memory of ``variant`` on the batch ``x`` (no accuracy, no speed-up)."""
-    timing = measure.time_forward(variant.forward, x, threads, min_run_time)
+    timing = measure.time_forward(variant.forward, x, threads, min_run_time, clock=clock)
     latency = timing.median_s
     return {"latency_ms": 1e3 * latency, "iqr_ms": 1e3 * timing.iqr_s, "images_per_s": len(x) / latency,
             "flops": measure.count_flops(variant.forward, x[:1], variant.model), "params": measure.count_params(variant.model),
@@ -165,7 +166,7 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
                 else:
                     if inputs[bs] is None:
                         inputs[bs] = _inputs(ctx, bs, device)
-                    row.update(measure_row(variant, inputs[bs], config.threads, config.min_run_time))
+                    row.update(measure_row(variant, inputs[bs], config.threads, config.min_run_time, config.clock))
                     row["accuracy"] = accuracy(ctx, variant, config, device)["accuracy"]
                     if config.finetune_steps and variant.trainable is not None:
                         row["accuracy_finetuned"] = finetuned_accuracy(ctx, variant, config, device)

@@ -156,16 +156,25 @@ def tome_forward(model: nn.Module, x: torch.Tensor, r: int, counts: list[int] | 
     return model.forward_head(model.norm(x))
 
 
-def with_patch_dropout(model: nn.Module, prob: float) -> nn.Module:
-    """A copy of ``model`` whose timm ``PatchDropout`` drops a random ``prob`` of the patch tokens at inference."""
+def _inference_patch_dropout(prob: float, num_prefix_tokens: int) -> nn.Module:
+    """timm's PatchDropout, dropping in eval mode too (timm's own only drops while training)."""
     from timm.layers import PatchDropout
+    from timm.layers.patch_dropout import patch_dropout_forward
 
+    class InferencePatchDropout(PatchDropout):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return patch_dropout_forward(x, self.prob, self.num_prefix_tokens, self.ordered, True)[0]
+
+    return InferencePatchDropout(prob, num_prefix_tokens=num_prefix_tokens)
+
+
+def with_patch_dropout(model: nn.Module, prob: float) -> nn.Module:
+    """A copy of ``model`` whose timm ``PatchDropout`` drops a random ``prob`` of the patch tokens, in eval mode too."""
     _check(model)
     if not 0.0 <= prob < 1.0:
         raise LotusError(f"patch dropout {prob} is outside [0, 1)")
-    out = copy.deepcopy(model)
-    out.patch_drop = PatchDropout(prob, num_prefix_tokens=model.num_prefix_tokens)
-    out.patch_drop.train()  # timm applies it only in training mode: this copy always drops
+    out = copy.deepcopy(model).eval()
+    out.patch_drop = _inference_patch_dropout(prob, model.num_prefix_tokens)
     return out
 
 
