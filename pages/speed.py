@@ -16,7 +16,7 @@ ctx = state.context()
 # drawn on first load, measured inline (one setting per method, about 10 s); anything else runs as a background job
 DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
                       batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
-                      limit=500, min_run_time=0.2)
+                      limit=state.limit(), min_run_time=0.2)
 c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
 methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {METHODS[m].help}")
