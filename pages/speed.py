@@ -5,7 +5,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.results.runs import stored_summary
 from lotus_core.speed import METHODS
-from lotus_core.speed.run import SpeedConfig, export_structural, run_speed
+from lotus_core.speed.run import EPS, SpeedConfig, export_structural, run_speed
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
           "accuracy: which ones really run faster on this machine?",
@@ -21,7 +21,7 @@ c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
 methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {METHODS[m].help}")
 batch_sizes = c2.multiselect("Batch sizes", [1, 8, 32, 64, 256], default=list(DEFAULT.batch_sizes))
-eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
+eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * EPS, 0.1) / 100
 axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True)
 with st.expander("Settings of each method"):
     s1, s2, s3, s4, s5 = st.columns(5)
@@ -38,7 +38,7 @@ if not methods or not batch_sizes:
     st.stop()
 chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
                      ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
-                     drops=tuple(drops), finetune_steps=finetune, eps=eps, limit=DEFAULT.limit,
+                     drops=tuple(drops), finetune_steps=finetune, limit=DEFAULT.limit,
                      min_run_time=DEFAULT.min_run_time)
 stored = stored_summary(ctx, "speed", chosen) is not None
 if st.button("Measure", type="primary", disabled=stored, help="Queue this measurement on the background worker"):

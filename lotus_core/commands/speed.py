@@ -72,20 +72,21 @@ def speed_cmd(args, ctx) -> dict:
     extra.update({"device": args.device} if args.device else {})
     config = SpeedConfig(methods=methods, batch_sizes=batch_sizes, importance=args.importance, keep_rates=keep,
                          fuse=not args.no_fuse, tome_r=_ints(args.tome_r, "ToMe r"), limit=args.limit, seed=args.seed,
-                         finetune_steps=args.finetune_steps, eps=args.eps, min_run_time=args.min_run_time, clock=args.clock,
+                         finetune_steps=args.finetune_steps, min_run_time=args.min_run_time, clock=args.clock,
                          **fractions, **extra)
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
         f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
     out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,
            "device_name": config.device_name, "threads": config.threads, "clock": config.clock,
            "torch": config.torch_version,
-           "rows": result.rows(), "best": result.best().to_dict(orient="records")}
+           "rows": result.rows(), "eps": args.eps,
+           "best": result.best(args.eps).to_dict(orient="records")}
     if args.out:
-        out["exported"] = _export_best(ctx, result, config, args.out)
+        out["exported"] = _export_best(ctx, result, config, args.eps, args.out)
     return out
 
 
-def _export_best(ctx, result, config, folder: str) -> dict:
+def _export_best(ctx, result, config, eps: float, folder: str) -> dict:
     """Write the fastest structural configuration within eps at the largest batch size (else the most
     accurate structural one) as safetensors + ONNX."""
     from ..speed.export import write
@@ -95,7 +96,7 @@ def _export_best(ctx, result, config, folder: str) -> dict:
     rows = rows[rows["family"] == "structural"]
     if rows.empty:
         raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")
-    within = rows[rows["drop"] <= config.eps + 1e-12]
+    within = rows[rows["drop"] <= eps + 1e-12]
     row = within.loc[within["speedup"].idxmax()] if len(within) else rows.loc[rows["accuracy"].idxmax()]
     exported = export_structural(ctx, row["method"], float(row["value"]), config.importance, config.seed)
     paths = write(exported, folder, f"{row['method']}-{row['value']:g}")

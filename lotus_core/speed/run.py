@@ -34,6 +34,10 @@ ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms"
               "threads", "dtype", "unavailable"]
 
 
+EPS = 0.01  # default tolerance below dense accuracy for "within eps" (absolute fraction; not part of a run's key:
+# it changes no measured number)
+
+
 def _device() -> str:
     return default_device().type
 
@@ -56,7 +60,6 @@ class SpeedConfig:
     seed: int = 0  # test subset, calibration images, patch dropout's draws
     finetune_steps: int = 0  # structural: also the accuracy after this many AdamW steps (0: one-shot only)
     finetune_lr: float = 1e-4  # peak learning rate of that fine-tune (cosine decay)
-    eps: float = 0.01  # tolerance below dense accuracy for "within eps" (absolute fraction)
     min_run_time: float = 0.5  # seconds of timed blocks per configuration and batch size
     clock: str = "wall"  # "wall": latency; "cpu": process CPU time (a shared machine; see measure.time_forward)
     device: str = field(default_factory=_device)  # "cpu" or "cuda"
@@ -179,7 +182,8 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
             run.progress(done=done, planned=total, method=method, setting=row["setting"], batch_size=bs)
             run.check()
     result = SpeedResult(rows_frame(run.points()), dense_acc, run.id, config)
-    return {"dense": dense_acc, "configurations": len(result.frame), "best": result.best().to_dict(orient="records")}
+    return {"dense": dense_acc, "configurations": len(result.frame), "eps": EPS,
+            "best": result.best(EPS).to_dict(orient="records")}
 
 
 def rows_frame(points: dict[str, dict]) -> pd.DataFrame:
@@ -219,9 +223,8 @@ class SpeedResult:
                         if v is not None or k not in ("unavailable", "accuracy_finetuned", "tokens")})
         return out
 
-    def best(self, eps: float | None = None) -> pd.DataFrame:
-        """Per batch size and family: the fastest row within ``eps`` of dense accuracy (default: the config's eps)."""
-        eps = self.config.eps if eps is None and self.config is not None else (0.01 if eps is None else eps)
+    def best(self, eps: float = EPS) -> pd.DataFrame:
+        """Per batch size and family: the fastest row within ``eps`` (absolute fraction) of dense accuracy."""
         ok = self.measured[self.measured["accuracy"] >= self.dense["accuracy"] - eps - 1e-12]
         if ok.empty:
             return ok

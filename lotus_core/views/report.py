@@ -367,14 +367,14 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
 
 
 def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from ..speed.run import speed_result
+    from ..speed.run import EPS, speed_result
 
     title = "Does it run faster?"
     run = stored.speed
     if run is None:
         return _missing("speed", title, "Speed", "no speed measurement is stored for this model yet")
     result = speed_result(ctx, run["summary"])
-    eps, batch = run["config"]["eps"], max(run["config"]["batch_sizes"])
+    eps, batch = EPS, max(run["config"]["batch_sizes"])
     rows = result.at(batch)
     dense = rows[rows["method"] == "dense"].iloc[0]
     fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense")]
