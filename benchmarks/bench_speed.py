@@ -12,7 +12,7 @@ accuracy (fp32, 1,000 fixed test images), then every row. Latency: torch.utils.b
 blocked_autorange (median and IQR over blocks, after warm-up), threads stated.
 
 Usage: python benchmarks/bench_speed.py [--threads 1] [--clock wall|cpu] [--min-run-time 0.5] [--batch-sizes 1,32,256]
-       [--small-batch-sizes 1,32] [--limit 1000]
+       [--small-batch-sizes 8] [--limit 1000] [--db FILE]
 """
 from __future__ import annotations
 
@@ -84,11 +84,13 @@ def main() -> None:
     parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
                         help="cpu: process CPU time, for a machine shared with other jobs (use with --threads 1)")
     parser.add_argument("--batch-sizes", default="1,32,256", help="default model")
-    parser.add_argument("--small-batch-sizes", default="1,32", help="vit_small at 224")
+    parser.add_argument("--small-batch-sizes", default="8", help="vit_small at 224")
     parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--db", default=None, help="results store (default: a fresh temporary one); a finished "
+                                                   "measurement in it is served, not repeated")
     args = parser.parse_args()
     sizes = lambda text: tuple(int(x) for x in text.split(","))  # noqa: E731
-    store = Store(Path(tempfile.mkdtemp()) / "bench-speed.db")
+    store = Store(args.db or Path(tempfile.mkdtemp()) / "bench-speed.db")
     default = open_context("default")
     default.store = store
     config = SpeedConfig(batch_sizes=sizes(args.batch_sizes), limit=args.limit, min_run_time=args.min_run_time,
@@ -97,7 +99,10 @@ def main() -> None:
     result = run_speed(default, config)
     t1 = time.perf_counter()
     small = small_context(default, store)
-    small_config = SpeedConfig(**{**config.__dict__, "batch_sizes": sizes(args.small_batch_sizes), "limit": 10})
+    # vit_small costs 75x the default model per image: one or two settings per method
+    small_config = SpeedConfig(**{**config.__dict__, "batch_sizes": sizes(args.small_batch_sizes), "limit": 10,
+                                  "sparsities": (0.5, 0.9), "ratios": (0.5,), "keep_rates": (0.7,), "tome_r": (8,),
+                                  "drops": (0.5,)})
     small_result = with_accuracy_of(run_speed(small, small_config), result)
     t2 = time.perf_counter()
     print(f"device: {config.device} ({config.device_name}), {config.threads} thread(s), {config.clock} clock, torch "

@@ -283,3 +283,17 @@ def test_both_clocks_time_the_forward_and_a_bad_clock_is_one_line(tiny_vit):
         assert timing.median_s > 0 and timing.iqr_s >= 0 and timing.blocks >= 1 and timing.threads == 1
     with pytest.raises(LotusError, match="unknown clock 'gpu'; choose one of wall, cpu"):
         measure.time_forward(tiny_vit, x, threads=1, clock="gpu")
+
+
+def test_structural_rows_carry_the_accuracy_after_a_short_fine_tune(tiny_ctx):
+    from lotus_core.training.train import TrainConfig, train
+
+    config = SpeedConfig(methods=("channels",), batch_sizes=(2,), ratios=(0.5,), limit=40, min_run_time=0.01,
+                         finetune_steps=3, seed=0)
+    row = run_speed(tiny_ctx, config).frame.set_index("method").loc["channels"]
+    model = structural.prune_structure(tiny_ctx.model, "channels", 0.5)  # the same one-shot model, tuned by hand
+    train(model, tiny_ctx.train, TrainConfig(steps=3, batch_size=64, lr=1e-4, weight_decay=0.0, seed=0),
+          tiny_ctx.data_config, device=torch.device("cpu"))
+    assert row["accuracy_finetuned"] == tiny_ctx.evaluate(model, limit=40, bf16=False).accuracy
+    assert row["accuracy"] == tiny_ctx.evaluate(structural.prune_structure(tiny_ctx.model, "channels", 0.5), limit=40,
+                                                bf16=False).accuracy
