@@ -76,7 +76,7 @@ def prune_structure(model: nn.Module, kind: str, ratio: float, importance: str =
         return out
     example = calib[0][:2] if calib is not None else torch.zeros(2, *_input_shape(out))
     # only the chosen structure may shrink: every other root layer is ignored (the residual width stays)
-    ignored: list[nn.Module] = [out.head, out.patch_embed.proj] if isinstance(out.head, nn.Module) else [out.patch_embed.proj]
+    ignored: list[nn.Module] = [out.head, out.patch_embed.proj]
     for b in out.blocks:
         ignored += [b.attn.proj, b.mlp.fc2, b.mlp.fc1 if kind == "heads" else b.attn.qkv]
     # Torch-Pruning removes ceil(ratio * heads) heads: aim half a head below the wanted count
