@@ -1,10 +1,10 @@
 """Overview: the model card, dense accuracy with its 95% CI, per-class accuracy, sample images."""
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.models.loading import model_card
+from lotus_core.models.loading import count_parameters, model_card
+from lotus_core.views.figures import per_class_accuracy
 from lotus_core.views.overview import sample_predictions
 
 ui.header("LOTUS: what pruning does to a Vision Transformer",
@@ -20,18 +20,14 @@ c1.metric("Dense top-1 accuracy", ui.pct(dense["accuracy"], 2),
           help=f"on {dense['n']:,} test images (the sidebar's setting), 95% CI {ui.pct(dense['ci95'][0])} - "
                f"{ui.pct(dense['ci95'][1])}")
 c2.metric("95% CI", f"{ui.pct(dense['ci95'][0])} - {ui.pct(dense['ci95'][1])}")
-c3.metric("Parameters", f"{sum(p.numel() for p in ctx.model.parameters()):,}")
+c3.metric("Parameters", f"{count_parameters(ctx.model):,}")
 c4.metric("Input", "x".join(map(str, ctx.data_config["input_size"])))
 st.caption(f"Model `{ctx.model_id}` on `{ctx.dataset}` ({len(ctx.test):,} test images from {ctx.test.source}).")
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Per-class accuracy")
-    per_class = dense["per_class"]
-    fig = go.Figure(go.Bar(x=list(per_class), y=[100 * v for v in per_class.values()],
-                           hovertemplate="%{x}: %{y:.1f}%<extra></extra>"))
-    fig.add_hline(y=100 * dense["accuracy"], line_dash="dash", annotation_text="overall")
-    st.plotly_chart(charts.style(fig, "class", "top-1 accuracy (%)", height=360), config=charts.PLOT_CONFIG)
+    charts.show(per_class_accuracy(dense), key="per-class")
 with right:
     st.subheader("Model card")
     if st.session_state.get("model", "default") == "default":

@@ -5,8 +5,9 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines
-from lotus_core.views.catalog import (accuracy_comparison, omp_finetune_config, run_costs, run_label, stored_config,
-                                       ticket_runs)
+from lotus_core.core.config import from_mapping
+from lotus_core.results.store import RunStatus
+from lotus_core.views.catalog import accuracy_comparison, omp_finetune_config, run_costs, run_label, ticket_runs
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
@@ -53,7 +54,7 @@ with issp_tab:
         st.toast("Three ISSP runs queued")
 with control_tab:
     runs = ticket_runs(ctx, ("lth",))
-    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == "done"}
+    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == RunStatus.DONE}
     if not done:
         st.info("Controls need a finished LTH run: launch one first.")
     else:
@@ -62,7 +63,7 @@ with control_tab:
         for col, (kind, what) in zip(st.columns(len(CONTROLS)), CONTROLS.items()):
             if col.button(f"{kind}: {what}", key=f"control-{kind}"):
                 with ui.guard():
-                    rid = launch(ctx, "lth-control", ControlConfig(stored_config(LTHConfig, row["config"]), int(rnd), kind))
+                    rid = launch(ctx, "lth-control", ControlConfig(from_mapping(LTHConfig, row["config"]), int(rnd), kind))
                 st.toast(f"{kind} control {rid[:6]} queued")
 
 active_jobs(ctx, ("lth", "issp", "lth-control"))
@@ -75,7 +76,7 @@ newest_issp = [label for label, rid in labels.items() if runs.set_index("id").lo
 chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp,
                         help="By default the newest LTH run and the three newest ISSP runs (a data-fraction sweep).")
 status = runs.set_index("id")[["kind", "status"]]
-done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == "done"]
+done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
 if lth_chosen and st.button("Fine-tune OMP at these LTH runs' sparsities with the same budget",
                             help="The Essential Sparsity comparison: OMP masks of the pre-trained weights, each "

@@ -82,8 +82,7 @@ sparsity = p2.slider("Sparsity (%)", 0, 95, 50, key="prune_sparsity") / 100
 if p3.button("Prune", type="primary"):
     with ui.guard(), st.spinner("Pruning and evaluating..."):
         evaluator = PointEvaluator(ctx, SweepConfig(methods=(method,), limit=limit))
-        if PRUNERS[method].fixed_sparsity:  # N:M: 1 - N/M
-            sparsity = round(1 - evaluator.config.n / evaluator.config.m, 6)
+        sparsity = evaluator.effective_sparsity(method, sparsity)  # N:M: its fixed 1 - N/M
         point = evaluator.evaluate(method, sparsity)
         st.session_state["pruned"] = (point, evaluator.mask(method, sparsity).to_bytes(),
                                       ctx.dense_accuracy(limit=limit)["accuracy"])

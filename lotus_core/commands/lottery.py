@@ -6,55 +6,37 @@ an interrupted one resumes at its next round.
 """
 from __future__ import annotations
 
-import dataclasses
-
+from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..lottery.common import round_masks
-from ..lottery.controls import CONTROLS, ControlConfig, run_control
-from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
-from ..lottery.lth import LTHConfig, run_lth
+from ..lottery.controls import CONTROLS, ControlConfig
+from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep
+from ..lottery.lth import LTHConfig
 from ..pruning import SCOPES
 from ..pruning.mask import Mask
+from ..results.registry import get_experiment
 from ..results.runs import run_experiment
 from ..pruning.similarity import mask_similarity
-from . import arg, command, fraction, positive_int
+from . import arg, command, config_args, fraction, positive_int
 from .pruning import _progress
 
-_SHARED = [
-    arg("--target", type=fraction, default=0.8, help="final sparsity (fraction of scoped weights)"),
-    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
-    arg("--batch-size", type=positive_int, default=128),
-    arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
-    arg("--seed", type=int, default=0),
-    arg("--limit", type=positive_int, default=1000, help="test images per evaluation (fixed seeded subset)"),
-]
-_LTH = [
-    *_SHARED,
-    arg("--prune-fraction", type=fraction, default=0.2, help="fraction of the remaining weights pruned per round"),
-    arg("--steps", type=positive_int, default=100, help="fine-tuning steps per round"),
-    arg("--rewind", default="pretrained", help="'pretrained' or 'step:K' (late rewinding to K fine-tuning steps)"),
-]
-_ISSP = [
-    *_SHARED,
-    arg("--per-round", type=fraction, default=0.15, help="fraction of the remaining weights pruned per round"),
-    arg("--denoisers", type=positive_int, default=5, help="N look-ahead models per round"),
-    arg("--lookahead-steps", type=positive_int, default=50, help="C steps per look-ahead"),
-    arg("--data-fraction", type=float, default=0.1, help="f: fraction of the training set each look-ahead sees"),
-    arg("--merge", choices=list(MERGES), default="union"),
-    arg("--finetune-steps", type=int, default=100, help="fine-tuning steps after the last round"),
-]
+_SHARED = dict(target=fraction, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)})
+_ISSP_TYPES = dict(per_round=fraction, denoisers=positive_int, lookahead_steps=positive_int,
+                   merge={"choices": list(MERGES)}, **_SHARED)
+_LTH = config_args(LTHConfig, prune_fraction=fraction, steps=positive_int, **_SHARED)
+_ISSP = config_args(ISSPConfig, **_ISSP_TYPES)
 _MASK_OUT = arg("--mask-out", default=None, help="write the final mask as safetensors")
 
 
 def _config(cls, args):
     """``cls`` (a config dataclass) from the parsed arguments of the same names."""
-    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)})
+    return from_mapping(cls, vars(args))
 
 
-def _run_ticket(ctx, args, kind: str, cls, fn) -> dict:
-    """Run (or read back) a ticket experiment; its summary, per-round points and, with
+def _run_ticket(ctx, args, kind: str) -> dict:
+    """Run (or read back) the ticket experiment ``kind``; its summary, per-round points and, with
     ``--mask-out``, the last round's mask written to that file."""
-    summary = run_experiment(ctx, kind, _config(cls, args), fn, on_progress=_progress)
+    summary = run_experiment(ctx, kind, _config(get_experiment(kind).config_cls, args), on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     if args.mask_out:
         masks = round_masks(ctx.store, summary["run_id"])
@@ -66,7 +48,7 @@ def _run_ticket(ctx, args, kind: str, cls, fn) -> dict:
 @command("lth", "lottery tickets: iterative magnitude pruning with rewinding, fine-tuned every round",
          [*_LTH, _MASK_OUT])
 def lth_cmd(args, ctx) -> dict:
-    return _run_ticket(ctx, args, "lth", LTHConfig, run_lth)
+    return _run_ticket(ctx, args, "lth")
 
 
 @command("lth-control", "a ticket's control: its mask re-initialised or shuffled within layers, same fine-tune", [
@@ -78,17 +60,17 @@ def lth_cmd(args, ctx) -> dict:
 ])
 def control_cmd(args, ctx) -> dict:
     cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)
-    return run_experiment(ctx, "lth-control", cfg, run_control, on_progress=_progress)
+    return run_experiment(ctx, "lth-control", cfg, on_progress=_progress)
 
 
 @command("soup", "Instant Sparse Soup Pruning (ISSP): masks from merged look-aheads, then a fine-tune",
          [*_ISSP, _MASK_OUT])
 def soup_cmd(args, ctx) -> dict:
-    return _run_ticket(ctx, args, "issp", ISSPConfig, run_issp)
+    return _run_ticket(ctx, args, "issp")
 
 
 @command("soup-sweep", "ISSP at several data fractions (does the ticket collapse at 10%?)", [
-    *[a for a in _ISSP if a[0] != ("--data-fraction",)],
+    *config_args(ISSPConfig, skip=("data_fraction",), **_ISSP_TYPES),
     arg("--data-fractions", default="0.1,0.3,1.0", help="comma-separated fractions of the training set"),
 ])
 def soup_sweep_cmd(args, ctx) -> dict:

@@ -1,28 +1,35 @@
 """Pruning methods: one file each, one registry.
 
 ``PRUNERS`` is what the CLI choices, the dashboard's select boxes and the parametrised tests
-enumerate. ``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with
-``mask.apply(model)`` (a pruned copy; the model is never modified). ``masker(model, method)``
+enumerate. A method with options of its own declares them as a frozen dataclass beside it
+(``NMOptions`` in nm.py) and names it in its registry line; the options are part of every
+result key of that method, their fields become CLI flags, and an options class with a
+``fixed_sparsity`` property fixes the sparsity the method reaches (N:M: 1 - N/M).
+
+``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with ``mask.apply(model)``
+(a pruned copy; the model is never modified). ``masker(model, method)``
 scores and ranks once and returns ``sparsity -> Mask``, which is what a sweep uses: one sort
 for all its levels.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from ..core.config import from_mapping
 from ..core.errors import LotusError
 from .mask import Mask
-from .nm import nm
+from .nm import NMOptions, nm
 from .omp import omp
 from .omp_layerwise import omp_layerwise
 from .random import random_like, random_prune
 from .ranking import MaskFn, check_sparsity
 from .scope import SCOPES, scoped_parameters
-from .wanda import wanda
+from .wanda import WandaOptions, wanda
 
 
 @dataclass(frozen=True)
@@ -33,16 +40,33 @@ class Pruner:
     prepare: Callable[..., MaskFn]  # prepare(params, options) -> (sparsity -> Mask): scores and ranks once
     help: str
     needs_calibration: bool = False
-    fixed_sparsity: bool = False  # N:M: sparsity is 1 - N/M whatever is asked
+    options: type | None = None  # the method's own options, a frozen dataclass (e.g. NMOptions); None: none
+
+    def make_options(self, values: Mapping[str, Any] | None = None) -> Any:
+        """This method's options from ``values`` (fields of the same names, defaults otherwise), or None."""
+        return None if self.options is None else from_mapping(self.options, values or {})
+
+    def option_values(self, values: Mapping[str, Any] | None = None) -> dict:
+        """The method's options from ``values`` as a plain dict (what result keys record); empty without options."""
+        own = self.make_options(values)
+        return {} if own is None else dataclasses.asdict(own)
+
+    def fixed_sparsity(self, values: Mapping[str, Any] | None = None) -> float | None:
+        """The sparsity the method reaches whatever is asked (N:M: 1 - N/M), or None when it follows the request."""
+        return getattr(self.make_options(values), "fixed_sparsity", None)
+
+    def effective_sparsity(self, requested: float, values: Mapping[str, Any] | None = None) -> float:
+        """The sparsity a request for ``requested`` reaches with these options."""
+        fixed = self.fixed_sparsity(values)
+        return requested if fixed is None else fixed
 
 
 @dataclass
 class PruneOptions:
-    """Method-specific inputs, passed to every ``Pruner.prepare`` (each reads what it needs)."""
+    """Inputs passed to every ``Pruner.prepare`` (each reads what it needs)."""
 
     seed: int = 0  # random pruning
-    n: int = 2  # N of N:M
-    m: int = 4  # M of N:M
+    own: Any = None  # the method's own options (an instance of Pruner.options, e.g. NMOptions)
     calib: torch.Tensor | None = None  # wanda: model-input batch
     model: nn.Module | None = None  # wanda: the model the batch goes through
     like: Mask | None = None  # random: copy this mask's layer-wise budget
@@ -52,8 +76,9 @@ PRUNERS: dict[str, Pruner] = {
     "omp": Pruner("omp", omp, "one-shot global magnitude"),
     "omp-layerwise": Pruner("omp-layerwise", omp_layerwise, "magnitude, same sparsity in every layer"),
     "random": Pruner("random", random_prune, "random (control)"),
-    "nm": Pruner("nm", nm, "N:M semi-structured magnitude (2:4)", fixed_sparsity=True),
-    "wanda": Pruner("wanda", wanda, "|W| x input-activation norm, per output row", needs_calibration=True),
+    "nm": Pruner("nm", nm, "N:M semi-structured magnitude (2:4)", options=NMOptions),
+    "wanda": Pruner("wanda", wanda, "|W| x input-activation norm, per output row", needs_calibration=True,
+                    options=WandaOptions),
 }
 
 
@@ -64,7 +89,7 @@ def get_pruner(method: str) -> Pruner:
 
 
 def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Tensor | None = None, seed: int = 0,
-           n: int = 2, m: int = 4, like: Mask | None = None) -> MaskFn:
+           like: Mask | None = None, **options: Any) -> MaskFn:
     """``sparsity -> Mask`` for ``method`` over the ``scope`` weights of ``model``, scored and ranked once.
 
     The weights are read now: prune the base model, not one that is changed afterwards.
@@ -74,7 +99,8 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
     params = scoped_parameters(model, scope)
     if pruner.needs_calibration and calib is None:
         raise LotusError(f"{method} needs calibration images; pass calib (the CLI and dashboard use 128 training images)")
-    make = pruner.prepare(params, PruneOptions(seed=seed, n=n, m=m, calib=calib, model=model, like=like))
+    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(options), calib=calib, model=model,
+                                               like=like))
 
     def mask(sparsity: float) -> Mask:
         return make(check_sparsity(sparsity))
@@ -83,18 +109,19 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
 
 
 def prune(model: nn.Module, method: str, sparsity: float, scope: str = "blocks", calib: torch.Tensor | None = None,
-          seed: int = 0, n: int = 2, m: int = 4, like: Mask | None = None) -> Mask:
+          seed: int = 0, like: Mask | None = None, **options: Any) -> Mask:
     """The keep-mask of ``method`` at ``sparsity`` (fraction pruned, in [0, 1)) over the ``scope`` weights.
 
     Args:
         calib: model-input batch for ``wanda`` (ignored by the others).
         seed: seed of ``random``.
-        n, m: the N:M pattern of ``nm`` (its sparsity is 1 - n/m; ``sparsity`` is ignored).
         like: for ``random``, a mask whose per-layer pruned counts are copied.
+        options: the method's own options by field name (``nm``: ``n``, ``m``; its sparsity is then
+            1 - n/m and ``sparsity`` is ignored); names the method does not have are ignored.
     """
     get_pruner(method)
     check_sparsity(sparsity)
-    return masker(model, method, scope, calib, seed, n, m, like)(sparsity)
+    return masker(model, method, scope, calib, seed, like, **options)(sparsity)
 
 
 __all__ = ["Mask", "PRUNERS", "Pruner", "prune", "masker", "get_pruner", "scoped_parameters", "SCOPES", "random_like"]

@@ -6,10 +6,19 @@ each output row i. Inputs are captured with forward hooks on the scoped Linear l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..core.errors import LotusError
 from .ranking import MaskFn, RowRanking
+
+
+@dataclass(frozen=True)
+class WandaOptions:
+    """Wanda's calibration."""
+
+    calib_size: int = 128  # training images whose activations give wanda's input norms
 
 
 @torch.inference_mode()

@@ -22,7 +22,7 @@ from ..core.context import Context
 from ..core.device import default_device
 from ..core.errors import LotusError
 from ..data import subset_indices, to_model_input
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, run_experiment
 from ..training.evaluate import predict, wilson_interval
 from ..training.train import TrainConfig, train
@@ -101,34 +101,34 @@ def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, d
     return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
 
 
-def _accuracy_key(ctx: Context, method: str, value: float, config: SpeedConfig, device: torch.device, **extra) -> dict:
+def _accuracy_params(method: str, value: float, config: SpeedConfig, device: torch.device, **extra) -> dict:
+    """What keys one stored accuracy (kind speed-accuracy; the model and dataset are added by the store's key)."""
     if METHODS[method].family == "structural":
         extra["importance"] = config.importance
     if method == "evit":
         extra["fuse"] = config.fuse
-    return ctx.key(kind="speed-accuracy", method=method, value=round(value, 6), limit=config.limit, seed=config.seed,
-                   device=device.type, **extra)
+    return {"method": method, "value": round(value, 6), "limit": config.limit, "seed": config.seed,
+            "device": device.type, **extra}
 
 
 def accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.device) -> dict:
     """Accuracy of ``variant``'s forward on the test subset, stored (kind speed-accuracy)."""
     method, value = variant.accuracy_of or (variant.method, variant.value)
-    return ctx.store.cached("speed-accuracy", _accuracy_key(ctx, method, value, config, device),
-                            lambda: _score(ctx, variant.model, variant.forward, config, device),
-                            model=ctx.model_id, dataset=ctx.dataset)
+    return run_experiment(ctx, "speed-accuracy", _accuracy_params(method, value, config, device),
+                          lambda c, _, run: _score(ctx, variant.model, variant.forward, config, device))
 
 
 def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.device) -> float:
     """Accuracy of a structurally pruned variant after ``config.finetune_steps`` steps of the training loop (stored)."""
-    def compute() -> dict:
+    def compute(c: Context, _, run: Run) -> dict:
         model = copy.deepcopy(variant.trainable)
         train(model, ctx.train, TrainConfig(steps=config.finetune_steps, batch_size=64, lr=config.finetune_lr,
                                             weight_decay=0.0, seed=config.seed), ctx.data_config, device=device)
         return _score(ctx, model, model, config, device)
 
-    key = _accuracy_key(ctx, variant.method, variant.value, config, device, finetune_steps=config.finetune_steps,
-                        finetune_lr=config.finetune_lr)
-    return ctx.store.cached("speed-accuracy", key, compute, model=ctx.model_id, dataset=ctx.dataset)["accuracy"]
+    params = _accuracy_params(variant.method, variant.value, config, device, finetune_steps=config.finetune_steps,
+                              finetune_lr=config.finetune_lr)
+    return run_experiment(ctx, "speed-accuracy", params, compute)["accuracy"]
 
 
 def measure_row(variant: Variant, x: torch.Tensor, threads: int, min_run_time: float, clock: str = "wall") -> dict:
@@ -266,4 +266,17 @@ def export_structural(ctx: Context, method: str, ratio: float, importance: str =
                   extra={"lotus_pruned": f"{method} {ratio:g}", "lotus_base": ctx.model_id})
 
 
-JOBS["speed"] = JobSpec(SpeedConfig, speed)
+def speed_headline(s: dict) -> Headline:
+    """A speed run's headline: the fastest configuration within eps at its largest batch size."""
+    rows = [r for r in s["best"] if r["family"] != "reference"]
+    if not rows:
+        return Headline(s["dense"]["accuracy"], None, f"{s['configurations']} rows; none within eps is faster than dense")
+    batch = max(r["batch_size"] for r in rows)
+    best = max((r for r in rows if r["batch_size"] == batch), key=lambda r: r["speedup"])
+    return Headline(best["accuracy"], None, f"{s['configurations']} rows; fastest within eps at batch {batch}: "
+                    f"{best['method']} {best['setting']} {best['speedup']:.2f}x")
+
+
+register_experiment(ExperimentSpec("speed", SpeedConfig, speed, headline=speed_headline, job=True))
+register_experiment(ExperimentSpec("speed-accuracy", headline=lambda s: Headline(
+    s["accuracy"], None, f"accuracy {pct(s['accuracy'])} of {s['n']:,}")))  # accuracy() stores it

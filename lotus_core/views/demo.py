@@ -41,11 +41,9 @@ def _lth_config(limit: int):
 
 def _run(kind: str) -> Callable[[Context, Any], Any]:
     def run(ctx: Context, cfg: Any) -> Any:
-        from ..results import jobs
         from ..results.runs import run_experiment
 
-        jobs.register_jobs()
-        return run_experiment(ctx, kind, cfg, jobs.JOBS[kind].fn)
+        return run_experiment(ctx, kind, cfg)  # the kind's registered experiment
     return run
 
 
@@ -92,7 +90,7 @@ def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
     """Labels of the demo steps whose result is not stored yet. Reads the store only: a step whose
     config needs an earlier, missing result (the controls of a missing ticket) counts as missing."""
     from ..results.runs import stored_summary
-    from ..results.store import config_id
+    from ..results.store import RunStatus, config_id
 
     out: list[str] = []
     for step in demo_plan(limit):
@@ -102,7 +100,7 @@ def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
             out.append(step.label)
             continue
         if step.kind == "evaluate":
-            found = (ctx.store.get_run(config_id(ctx.dense_key(cfg))) or {}).get("status") == "done"
+            found = (ctx.store.get_run(config_id(ctx.dense_key(cfg))) or {}).get("status") == RunStatus.DONE
         else:
             found = stored_summary(ctx, step.kind, cfg) is not None
         if not found:

@@ -47,7 +47,7 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
                   annotation_text=f"dense {a:.1f}% (shaded: within {points})")
     dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}
     for method, part in frame.groupby("method", sort=False):
-        fixed = method in PRUNERS and PRUNERS[method].fixed_sparsity
+        fixed = method in PRUNERS and PRUNERS[method].fixed_sparsity() is not None
         part = part.drop_duplicates("sparsity") if fixed else pd.concat([pd.DataFrame([dense_row]), part])
         part = part.sort_values("sparsity")
         color = COLORS.get(method)
@@ -190,6 +190,16 @@ def kept_weights(a, b, label_a: str, label_b: str, layer: str) -> go.Figure:
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="output feature", col=1)
     return fig
+
+
+def per_class_accuracy(dense: dict, title: str | None = None) -> go.Figure:
+    """Horizontal bars of a dense evaluation's per-class accuracy (%), worst class at the bottom, with the
+    overall accuracy dashed (``dense`` as :meth:`Context.dense_accuracy` returns it)."""
+    per_class = pd.Series(dense["per_class"]).sort_values()
+    fig = go.Figure(go.Bar(x=100 * per_class.values, y=per_class.index, orientation="h", marker_color="#0288d1",
+                           hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
+    fig.add_vline(x=100 * dense["accuracy"], line_dash="dash")
+    return style(fig, "top-1 accuracy (%)", "class", title, height=max(300, 28 * len(per_class) + 120))
 
 
 SPEED_COLORS = {"dense": "#212121", "masked": "#c2185b", "csr": "#7b1fa2", "nm-2:4": "#0288d1", "heads": "#2e7d32",
