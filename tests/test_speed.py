@@ -248,11 +248,15 @@ def test_cli_speed_prints_one_row_per_configuration_with_the_schema(tmp_path, ca
 
 
 def test_cli_speed_rejects_bad_input_in_one_line(tmp_path, capsys):
-    assert main(["speed", "--db", str(tmp_path / "s.db"), "--methods", "dense,fast"]) == 2
-    assert capsys.readouterr().err.strip() == ("lotus speed: error: unknown method 'fast'; choose from "
-                                               + ", ".join(METHODS))
-    assert main(["speed", "--db", str(tmp_path / "s.db"), "--ratios", "50"]) == 2
-    assert "ratios must be fractions in [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["speed", "--db", str(tmp_path / "s.db"), "--methods", "dense,fast"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == ("lotus speed: error: argument --methods: unknown method 'fast'; choose from "
+                                       + ", ".join(METHODS) + " (see --help)\n")
+    with pytest.raises(SystemExit):
+        main(["speed", "--db", str(tmp_path / "s.db"), "--ratios", "50"])
+    assert capsys.readouterr().err == ("lotus speed: error: argument --ratios: '50': give a comma list of fractions in "
+                                       "[0, 1) (not percentages) (see --help)\n")
 
 
 def test_settings_of_methods_not_measured_do_not_make_another_run():
