@@ -226,8 +226,23 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
     return ImageSet(f"imagefolder:{root}", split, torch.stack(images), labels, list(ds.classes), str(sub))
 
 
+def _class_subset(base: Callable[[str, Path | None], ImageSet], name: str, keep: range) -> Callable[..., ImageSet]:
+    """``base`` restricted to the classes in ``keep``, relabelled 0..len(keep)-1 (a transfer split)."""
+    def load(split: str, root: Path | None) -> ImageSet:
+        full = base(split, root)
+        sel = (full.labels >= keep.start) & (full.labels < keep.stop)
+        return ImageSet(name, split, full.images[sel], full.labels[sel] - keep.start,
+                        full.classes[keep.start:keep.stop], full.source, list(full.notes))
+
+    return load
+
+
 DATASETS: dict[str, Callable[..., ImageSet]] = {
     "fashion-mnist": _fashion_mnist,
+    # the transfer demo's upstream / downstream halves: a model pre-trained on five classes is
+    # fine-tuned to the five it never saw (README "Transfer demo")
+    "fashion-mnist-0to4": _class_subset(_fashion_mnist, "fashion-mnist-0to4", range(0, 5)),
+    "fashion-mnist-5to9": _class_subset(_fashion_mnist, "fashion-mnist-5to9", range(5, 10)),
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
     "imagefolder": _imagefolder,

@@ -46,6 +46,16 @@ def make_tiny_imageset(n: int = 200, seed: int = 0, split: str = "test") -> Imag
     return ImageSet("tiny", split, images, labels, [f"class{c}" for c in range(10)], "synthetic")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``gpu`` tests on machines without CUDA (reported as deselected, never as skipped)."""
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if "gpu" not in item.keywords]
+
+
 @pytest.fixture(autouse=True)
 def _isolated_store(tmp_path, monkeypatch):
     """Every test gets its own results store and job queue; jobs run synchronously."""
@@ -88,3 +98,18 @@ def trained_tiny_ctx(tmp_path, trained_tiny_vit) -> Context:
     return Context(trained_tiny_vit, trained_tiny_vit.lotus_id, "tiny", data_config(trained_tiny_vit),
                    make_tiny_imageset(200, seed=0), Store(tmp_path / "ctx.db"),
                    _train=make_tiny_imageset(400, seed=1, split="train"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """A local 2-CPU Ray cluster, started once per test session and only by tests that ask for it;
+    returns its GCS address (for a second driver process)."""
+    from pathlib import Path
+
+    import ray
+
+    root = str(Path(__file__).resolve().parent.parent)  # workers import lotus_core (and tests) from here
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

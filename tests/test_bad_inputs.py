@@ -218,9 +218,11 @@ def model_and_data_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["info", "--dataset", str(wide)], "is 5000x10 pixels, over 4096 a side"),
         (["info", "--dataset", str(notimg)], "fake.png is not a readable image"),
         (["info", "--dataset", str(tmp / "emptydir")], "is not an image folder"),
-        (["info", "--dataset", str(three)], "the default model predicts Fashion-MNIST's 10 classes"),
-        (["info", "--dataset", str(ten)], "the default model predicts Fashion-MNIST's 10 classes"),
-        (["info", "--model", str(ckpt), "--dataset", str(three)], "the model's head has 10 classes but"),
+        (["prune", "--method", "omp", "--dataset", str(three)],
+         "head not trained on this dataset (10 outputs, the dataset has 3 classes): fine-tune it first"),
+        (["prune", "--method", "omp", "--dataset", str(ten)], "head not trained on this dataset (trained on fashion-mnist"),
+        (["prune", "--method", "omp", "--model", str(ckpt), "--dataset", str(three)],
+         "head not trained on this dataset (10 outputs, the dataset has 3 classes)"),
     ]
 
 

@@ -1,5 +1,10 @@
 """Where to compute, in which precision, and on how many threads.
 
+The device is chosen once (``--device cpu|cuda|cuda:N``, the sidebar shows it): the shared
+model is placed there when its Context is opened, and nothing afterwards moves it. Every
+function that needs a device asks the model's parameters (:func:`model_device`) and creates
+masks, scores and fills there; predictions come back on the CPU for the store.
+
 bf16 autocast roughly doubles ViT inference throughput on CPUs with AVX-512 BF16 (or AMX)
 and on CUDA GPUs; elsewhere evaluation stays in fp32. :func:`precision_used` says which of the
 two an evaluation really gets, and that (not the precision asked for) goes into result keys.
@@ -18,11 +23,57 @@ import functools
 import os
 
 import torch
+from torch import nn
+
+from .errors import LotusError
 
 
 def default_device() -> torch.device:
     """The CUDA device when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, checked against this machine."""
+    if name in (None, "", "auto"):
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LotusError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise LotusError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LotusError(f"device {name!r} asked for but this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LotusError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s); "
+                             f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def describe(device: torch.device) -> str:
+    """A short human name, e.g. ``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def eval_batch_size(device: torch.device, input_size: tuple[int, ...]) -> int:
+    """Evaluation batch sized to the device and the input: 500 images of 28 px on the CPU,
+    scaled down with the pixel count (16 images of 224 px), and 8x that on a GPU, whose
+    throughput keeps growing with the batch where a CPU's does not."""
+    pixels = int(input_size[-1]) * int(input_size[-2])
+    per_cpu = max(16, min(500, 500 * 28 * 28 // pixels))
+    return per_cpu * 8 if device.type == "cuda" else per_cpu
 
 
 @functools.lru_cache(maxsize=None)

@@ -1,19 +1,26 @@
 """Models: the embedded default ViT, any timm model, or a local checkpoint.
 
 ``load_model(name_or_path)`` is the one entry point. The returned module is in eval mode
-and carries ``model.lotus_id`` (``"<name>@<sha256 prefix>"``), which keys every result in
-the store. Checkpoints are read with safetensors or ``torch.load(weights_only=True)``, so a
+and carries ``model.lotus_id`` (``"<name>@<sha256 prefix>"``; for a timm model also the hub
+revision and the seed of a re-initialised head), which keys every result in the store, and
+``model.lotus_head`` (:class:`Head`): whether its classifier was trained, and on which classes.
+A head timm re-initialised for a new class count is seeded (two processes get the same head)
+and marked ``new``: nothing prunes or reports such a model as if it were trained
+(:meth:`lotus_core.core.context.Context.require_trained_head`). Checkpoints are read with safetensors or ``torch.load(weights_only=True)``, so a
 file that would execute code on load is refused, never run.
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import math
 import pickle
 import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import timm
 import torch
@@ -24,6 +31,9 @@ from ..core.errors import LotusError
 
 DEFAULT_WEIGHTS = DATA_DIR / "default_vit.safetensors"
 DEFAULT_CARD = DATA_DIR / "default_vit.json"
+# the transfer demo's upstream model: the default architecture pre-trained on Fashion-MNIST classes 0-4 only
+# (`train-default --dataset fashion-mnist-0to4 --out data/transfer_vit.safetensors`), to fine-tune on classes 5-9
+TRANSFER_WEIGHTS = DATA_DIR / "transfer_vit.safetensors"
 
 # The default ViT: 28x28 grayscale, patch 4 -> a 7x7 grid of 49 patches plus the CLS token.
 DEFAULT_ARCH: dict[str, Any] = {
@@ -40,6 +50,48 @@ DEFAULT_ARCH: dict[str, Any] = {
 CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")  # a --model ending so is a checkpoint file
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
+HEAD_KEY = "lotus_head"  # checkpoint header entry holding the Head as JSON
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a model's classifier head was trained on.
+
+    ``state`` is ``"trained"`` (by LOTUS: on ``dataset``, whose class names are ``classes``),
+    ``"pretrained"`` (kept from the hub or a weights file; its classes are not known here) or
+    ``"new"`` (re-initialised at random from ``seed`` for ``num_classes`` classes: not trained).
+    """
+
+    state: str  # "trained" | "pretrained" | "new"
+    num_classes: int  # output units of the head
+    dataset: str | None = None  # what a "trained" head was trained on
+    classes: tuple[str, ...] | None = None  # class names of that dataset, in label order
+    seed: int | None = None  # seed of a "new" head's initialisation
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "classes": list(self.classes) if self.classes else None})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Head":
+        d = json.loads(text)
+        return cls(**{**d, "classes": tuple(d["classes"]) if d.get("classes") else None})
+
+    def problem(self, classes: list[str]) -> str | None:
+        """Why this head cannot be used as-is on a dataset with ``classes`` (None when it can)."""
+        if self.state == "new":
+            return "head not trained on this dataset: fine-tune it first"
+        if self.num_classes != len(classes):
+            return (f"head not trained on this dataset ({self.num_classes} outputs, the dataset has "
+                    f"{len(classes)} classes): fine-tune it first")
+        if self.state == "trained" and self.classes is not None and tuple(self.classes) != tuple(classes):
+            return (f"head not trained on this dataset (trained on {self.dataset}: "
+                    f"{', '.join(self.classes[:3])}...): fine-tune it first")
+        return None
+
+
+def head_outputs(model: nn.Module) -> int:
+    """Output units of the classifier (``model.num_classes`` for timm models)."""
+    return int(getattr(model, "num_classes", 0) or model.get_classifier().out_features)
 
 
 # Architecture keys a checkpoint's ``lotus_arch`` metadata (or --arch) may carry, with their bounds: any
@@ -47,7 +99,7 @@ FASHION_MNIST_STD = (0.3530,)
 # that would make the loader allocate far more than a LOTUS ViT needs.
 ARCH_INT_BOUNDS: dict[str, tuple[int, int]] = {
     "img_size": (8, 1024), "patch_size": (1, 64), "in_chans": (1, 4), "num_classes": (1, 100_000),
-    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64),
+    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64), "attn_head_dim": (1, 512),
 }
 ARCH_FLOAT_BOUNDS: dict[str, tuple[float, float]] = {"mlp_ratio": (0.25, 16.0)}
 ARCH_KEYS = frozenset({"model_name", "mean", "std", *ARCH_INT_BOUNDS, *ARCH_FLOAT_BOUNDS})
@@ -96,7 +148,9 @@ def validate_arch(arch: Any, source: str) -> dict[str, Any]:
 
 
 def _create(arch: dict[str, Any], **overrides: Any) -> nn.Module:
-    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
+    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std", "attn_head_dim")}
+    if arch.get("attn_head_dim") is not None:  # a head-pruned ViT: fewer heads of the original width
+        kwargs["attn_layer"] = head_width_attention(int(arch["attn_head_dim"]))
     try:
         return timm.create_model(arch["model_name"], pretrained=False, **{**kwargs, **overrides})
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
@@ -113,12 +167,29 @@ def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs)."""
+    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs).
+
+    ``attn_head_dim`` (a structurally head-pruned ViT: fewer heads of the original width) becomes
+    timm's Attention with that head width (:func:`head_width_attention`).
+    """
     model = _create(arch)
     if "mean" in arch:
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(arch["mean"]), "std": tuple(arch["std"]),
                                 "input_size": (arch.get("in_chans", 3), arch["img_size"], arch["img_size"])}
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def head_width_attention(head_dim: int) -> type:
+    """timm's Attention with heads of width ``head_dim`` whatever the embedding width (timm's
+    ``attn_layer`` must be a class; plain timm: ``create_model(..., attn_layer=head_width_attention(d))``)."""
+    from timm.layers import Attention
+
+    def __init__(self, dim: int, num_heads: int = 8, **kwargs: Any) -> None:
+        kwargs.pop("attn_head_dim", None)
+        Attention.__init__(self, dim, num_heads=num_heads, attn_head_dim=head_dim, **kwargs)
+
+    return type(f"Attention{head_dim}", (Attention,), {"__init__": __init__, "__module__": __name__})
 
 
 def default_arch() -> dict[str, Any]:
@@ -201,12 +272,33 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
 def _load_default() -> nn.Module:
     if not DEFAULT_WEIGHTS.exists():
         raise LotusError(f"default model weights {DEFAULT_WEIGHTS} are missing; run `python -m lotus_core train-default`")
-    return load_checkpoint(DEFAULT_WEIGHTS, arch=default_arch(), name="default")
+    model = load_checkpoint(DEFAULT_WEIGHTS, arch=default_arch(), name="default")
+    from ..data import FASHION_MNIST_CLASSES
+
+    model.lotus_head = Head("trained", 10, "fashion-mnist", tuple(FASHION_MNIST_CLASSES))
+    return model
 
 
-def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None) -> nn.Module:
+def new_head(model: nn.Module, num_classes: int, seed: int) -> nn.Module:
+    """Replace ``model``'s classifier by a fresh one for ``num_classes``, initialised from ``seed``; returned."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_classifier(num_classes)
+    model.lotus_head = Head("new", num_classes, seed=seed)
+    if getattr(model, "lotus_arch", None):
+        model.lotus_arch = {**model.lotus_arch, "num_classes": num_classes}
+    return model
+
+
+def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None,
+                    classes: list[str] | None = None, head_seed: int = 0) -> nn.Module:
     """Load a local checkpoint. The architecture comes from ``arch``, else the file's
-    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT."""
+    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT.
+
+    With ``classes`` (the dataset's), a head trained on other classes or with another class
+    count is replaced by a seeded new one (:func:`new_head`, ``+head<seed>`` in the id): it is
+    a pre-trained model to fine-tune, not a classifier of these classes.
+    """
     state, meta = read_checkpoint(path)
     if arch is None and "lotus_arch" in meta:
         try:
@@ -219,6 +311,12 @@ def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: 
     load_state(model, state, str(path))
     model.lotus_id = f"{name or Path(path).name}@{file_sha256(Path(path))[:12]}"
     model.lotus_arch = arch
+    model.lotus_head = Head.from_json(meta[HEAD_KEY]) if HEAD_KEY in meta else Head("pretrained", head_outputs(model))
+    model.lotus_meta = meta  # provenance written by save_checkpoint (source, dataset, recipe, accuracy, ...)
+    if classes is not None and model.lotus_head.state == "trained" and model.lotus_head.problem(classes) \
+            or classes is not None and head_outputs(model) != len(classes):
+        new_head(model, len(classes), head_seed)
+        model.lotus_id += f"+head{head_seed}"
     return model.eval()
 
 
@@ -229,40 +327,116 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, str] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"lotus_arch": json.dumps(getattr(model, "lotus_arch", default_arch())), **(extra or {})}
+    if hasattr(model, "lotus_head") and HEAD_KEY not in meta:
+        meta[HEAD_KEY] = model.lotus_head.to_json()
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path), metadata=meta)
     return path
 
 
+@contextlib.contextmanager
+def _hub_offline_unless_allowed() -> Iterator[None]:
+    """With ``$LOTUS_OFFLINE`` (or ``$LOTUS_NO_SYSTEM_DATA``) the hub is not tried: the local cache only,
+    failing at once instead of after huggingface_hub's retries."""
+    from ..data import downloads_allowed
+
+    if downloads_allowed():
+        yield
+        return
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+        yield
+
+
+def _hub_revision(model: nn.Module) -> str:
+    """The commit of the hub weights timm just loaded, read from the local cache (``"hub"`` if unknown)."""
+    repo = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
+    if not repo:
+        return "hub"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, filename)
+            if isinstance(hit, str):
+                return "hub-" + Path(hit).parent.name[:12]  # .../snapshots/<commit>/<file>
+    except Exception:  # an unreadable cache must not stop loading the model
+        pass
+    return "hub"
+
+
 def load_timm(name: str, num_classes: int | None = None, weights: str | Path | None = None,
-              pretrained: bool = True) -> nn.Module:
+              pretrained: bool = True, head_seed: int = 0, classes: list[str] | None = None) -> nn.Module:
     """A timm model with pretrained weights from the hub (online) or a local ``weights`` file.
 
     The classifier head is re-initialised for ``num_classes`` when it differs from the
-    checkpoint's; input size and normalisation come from timm's pretrained config.
+    checkpoint's, from ``head_seed`` (the whole init is seeded, then the pretrained weights
+    overwrite all but the head), and the model is marked ``Head("new")``. Input size and
+    normalisation come from timm's pretrained config. The id names the pretrained tag, the
+    weights (hub revision or file hash) and, for a new head, its seed:
+    ``vit_small_patch16_224.augreg_in21k_ft_in1k@hub-<commit>+head0``.
     """
-    base = name.split(".")[0]
+    base, _, tag = name.partition(".")
     if not timm.is_model(base):
-        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name")
+        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name "
+                         "(see timm.list_models())")
+    if tag and pretrained and name not in timm.list_pretrained(f"{base}.*"):
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")][:4]
+        raise LotusError(f"unknown pretrained tag {tag!r} for {base}; use one of {', '.join(tags) or 'none'}")
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    file_classes = None
     if weights is not None:
         if not Path(weights).is_file():
-            raise LotusError(f"weights file {weights} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+            raise LotusError(f"weights file {weights} does not exist; pass an existing --weights FILE")
+        state, meta = read_checkpoint(weights)
+        if "lotus_arch" in meta:  # a LOTUS checkpoint of a timm architecture (any size): its header builds it
+            file_arch = json.loads(meta["lotus_arch"])
+            if file_arch.get("model_name", "").split(".")[0] != base:
+                raise LotusError(f"weights file {weights} holds a {file_arch.get('model_name')}, not a {base}; "
+                                 "pass the weights of this architecture")
+            if classes is None and num_classes:
+                classes = [str(i) for i in range(num_classes)]
+            return load_checkpoint(weights, classes=classes, head_seed=head_seed)
+        head_w = next((v for k, v in state.items() if k.endswith("head.weight") or k.endswith("fc.weight")), None)
+        file_classes = int(head_w.shape[0]) if head_w is not None and head_w.ndim == 2 else None
+        # tell timm the file's head size, so a matching head is kept and a different one dropped
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
     try:
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:  # hub unreachable, bad file, unknown tag
+        with torch.random.fork_rng(devices=[]), _hub_offline_unless_allowed():
+            torch.manual_seed(head_seed)
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise LotusError(f"could not load timm weights for {name} ({msg}); go online or pass --weights FILE") from None
-    digest = file_sha256(Path(weights))[:12] if weights else ("hub" if pretrained else "random")
-    model.lotus_id = f"{name}@{digest}"
-    model.lotus_arch = {"model_name": name, **({"num_classes": num_classes} if num_classes else {})}
-    return model.eval()
+        if weights is not None:
+            raise LotusError(f"weights file {weights} does not fit {name} ({msg}); pass the weights of this "
+                             "architecture") from None
+        if "Invalid pretrained tag" in msg:
+            raise LotusError(f"{msg.rstrip('.')}; pick a tag from timm.list_pretrained('{base}.*')") from None
+        raise LotusError(f"could not fetch the weights of {name} from the hub ({msg[:100]}); go online or pass "
+                         "--weights FILE") from None
+    model.eval()
+    hub_classes = file_classes if weights else (model.pretrained_cfg or {}).get("num_classes")
+    outputs = head_outputs(model)
+    new_head = pretrained and hub_classes is not None and outputs != hub_classes
+    if not pretrained:
+        digest = "random"
+    else:
+        digest = file_sha256(Path(weights))[:12] if weights else _hub_revision(model)
+    model.lotus_head = Head("new", outputs, seed=head_seed) if new_head or not pretrained else Head("pretrained", outputs)
+    model.lotus_id = f"{name}@{digest}" + (f"+head{head_seed}" if model.lotus_head.state == "new" else "")
+    cfg = data_config(model)
+    model.lotus_arch = {"model_name": name, "num_classes": outputs, "img_size": cfg["input_size"][-1],
+                        "mean": list(cfg["mean"]), "std": list(cfg["std"])}
+    return model
 
 
 def load_model(name_or_path: str = "default", num_classes: int | None = None,
-               weights: str | Path | None = None, arch: str | None = None) -> nn.Module:
+               weights: str | Path | None = None, arch: str | None = None, head_seed: int = 0,
+               classes: list[str] | None = None) -> nn.Module:
     """Load a model in eval mode.
 
     Args:
@@ -271,14 +445,16 @@ def load_model(name_or_path: str = "default", num_classes: int | None = None,
         num_classes: classes of the target dataset (timm models get a new head when it differs).
         weights: local weights file for a timm model instead of the hub.
         arch: timm model name describing a checkpoint that carries no architecture metadata.
+        head_seed: seed of a re-initialised head.
+        classes: the dataset's class names: a checkpoint's head trained on other classes is replaced.
     """
     if name_or_path == "default":
         return _load_default()
     path = Path(name_or_path)
     if path.suffix in CHECKPOINT_SUFFIXES or path.is_file():
         arch_dict = {"model_name": arch, **({"num_classes": num_classes} if num_classes else {})} if arch else None
-        return load_checkpoint(path, arch=arch_dict)
-    return load_timm(name_or_path, num_classes=num_classes, weights=weights)
+        return load_checkpoint(path, arch=arch_dict, classes=classes, head_seed=head_seed)
+    return load_timm(name_or_path, num_classes=num_classes, weights=weights, head_seed=head_seed, classes=classes)
 
 
 def data_config(model: nn.Module) -> dict[str, Any]:

@@ -41,8 +41,14 @@ class Mask(dict):
 
     @classmethod
     def ones(cls, params: Mapping[str, torch.Tensor]) -> "Mask":
-        """A mask that keeps everything in ``params``."""
-        return cls({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()})
+        """A mask that keeps everything in ``params``, on their device."""
+        return cls({n: torch.ones(p.shape, dtype=torch.bool, device=p.device) for n, p in params.items()})
+
+    def to(self, device: torch.device | str) -> "Mask":
+        """This mask on ``device`` (itself when it is already there)."""
+        if all(t.device == torch.device(device) for t in self.values()):
+            return self
+        return Mask({n: t.to(device) for n, t in self.items()})
 
     def numel(self) -> int:
         return sum(t.numel() for t in self.values())
@@ -84,7 +90,7 @@ class Mask(dict):
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
-        return save({n: t.contiguous() for n, t in self.items()}, metadata={"lotus": "mask"})
+        return save({n: t.contiguous().cpu() for n, t in self.items()}, metadata={"lotus": "mask"})
 
     @classmethod
     def from_bytes(cls, data: bytes, max_bytes: int = MAX_MASK_BYTES) -> "Mask":

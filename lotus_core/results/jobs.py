@@ -56,7 +56,10 @@ def queue(store_path: str) -> tuple[SqliteHuey, Callable[..., Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _context(spec_json: str) -> Context:
-    return open_context(**json.loads(spec_json))
+    """The worker's context; its executor comes from $LOTUS_EXECUTOR / $LOTUS_RAY_ADDRESS (default local)."""
+    from .executors import ExecutorConfig
+
+    return open_context(**json.loads(spec_json), executor=ExecutorConfig.from_env())
 
 
 def execute(spec_json: str, kind: str, config: dict) -> None:
@@ -81,10 +84,10 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
 
 
 def context_spec(ctx: Context, model: str, data_root: str | None = None, weights: str | None = None,
-                 arch: str | None = None) -> dict:
-    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context`."""
+                 arch: str | None = None, head_seed: int = 0) -> dict:
+    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context` (the same device)."""
     return {"model": model, "dataset": ctx.dataset, "db": str(ctx.store.path), "data_root": data_root,
-            "weights": weights, "arch": arch}
+            "weights": weights, "arch": arch, "device": str(ctx.device), "head_seed": head_seed}
 
 
 def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:

@@ -112,6 +112,11 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     refreshed and recorded; the run's wall time accumulates over resumes.
     Raises :class:`RunBusy` (a LotusError) while another live process computes the same run.
     """
+    # an experiment config uses the model's head as it is unless it says otherwise (fine-tuning and the Essential
+    # Sparsity protocol train it); plain-mapping kinds (evaluate: the "before" accuracy; prune-eval, whose
+    # PointEvaluator checks) are measurements the caller vouches for
+    if dataclasses.is_dataclass(config) and getattr(config, "needs_trained_head", True):
+        ctx.require_trained_head(f"running {kind}")
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
