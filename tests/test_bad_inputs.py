@@ -218,11 +218,11 @@ def model_and_data_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["info", "--dataset", str(wide)], "is 5000x10 pixels, over 4096 a side"),
         (["info", "--dataset", str(notimg)], "fake.png is not a readable image"),
         (["info", "--dataset", str(tmp / "emptydir")], "is not an image folder"),
-        (["prune", "--method", "omp", "--dataset", str(three)],
+        (["prune", "--method", "omp", "--limit", "3", "--dataset", str(three)],
          "head not trained on this dataset (10 outputs, the dataset has 3 classes): fine-tune it first"),
-        (["prune", "--method", "omp", "--dataset", str(ten)], "head not trained on this dataset (trained on fashion-mnist"),
-        (["prune", "--method", "omp", "--model", str(ckpt), "--dataset", str(three)],
-         "head not trained on this dataset (10 outputs, the dataset has 3 classes)"),
+        (["prune", "--method", "omp", "--limit", "3", "--dataset", str(ten)], "head not trained on this dataset (trained on fashion-mnist"),
+        (["prune", "--method", "omp", "--limit", "3", "--model", str(ckpt), "--dataset", str(three)],
+         "head not trained on this dataset: fine-tune it first"),
     ]
 
 
