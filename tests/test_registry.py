@@ -17,10 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_stored_kind_is_registered_once_beside_its_experiment():
     specs = experiments()
     assert set(specs) == {"evaluate", "prune-eval", "sweep", "sensitivity", "lth", "issp", "lth-control",
-                          "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy"}
-    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed"}
+                          "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
+                          "finetune"}
+    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed",
+                                                      "finetune"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
-                                                        "fidelity"}
+                                                        "fidelity", "finetune"}
     assert all(s.headline is not None for s in specs.values())
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
