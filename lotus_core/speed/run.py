@@ -95,7 +95,7 @@ def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, d
     """Top-1 accuracy of ``forward`` on the fixed test subset (fp32), with its 95% Wilson interval."""
     torch.manual_seed(config.seed)  # patch dropout's draws
     idx = subset_indices(len(ctx.test), config.limit, config.seed)
-    preds = predict(model, ctx.test.images[idx], ctx.data_config, bf16=False, device=device,
+    preds = predict(model, ctx.test.images[idx], ctx.data_config, bf16=False,  # computed where the model is
                     forward=lambda m, x, start: forward(x))
     correct = int((preds == ctx.test.labels[idx]).sum())
     return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
