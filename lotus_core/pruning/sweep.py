@@ -10,6 +10,11 @@ falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the brack
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
 dashboard is never computed again, and an interrupted sweep resumes where it stopped.
+
+``controls`` adds the sanity checks of :mod:`lotus_core.pruning.controls` beside every method:
+the curve ``"snip+shuffle"`` is SNIP's mask at each sparsity with its kept positions shuffled
+within each layer, ``"snip+reinit"`` the same mask on re-initialised scoped weights (fine-tuned
+with the sweep's ``finetune_steps``, like every point).
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from ..training.evaluate import DEFAULT_LIMIT
 from ..training.finetune import finetune
 from ..results.jobs import JOBS, JobSpec
 from . import PRUNERS, Mask, get_pruner, masker
+from .controls import check_control, reinit_, shuffled
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
@@ -51,8 +57,12 @@ class SweepConfig:
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
     finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
     calib_size: int = 128  # training images for wanda's activation norms
-    n: int = 2  # N:M pattern of the nm method
-    m: int = 4  # (1 - n/m is nm's fixed sparsity)
+    n: int = 2  # N:M pattern of the nm and sparsegpt-nm methods
+    m: int = 4  # (1 - n/m is their fixed sparsity)
+    damp: float = 0.01  # sparsegpt: dampening, fraction of the mean Hessian diagonal
+    blocksize: int = 128  # sparsegpt: columns per lazy-update block
+    rounds: int = 100  # synflow: score-prune rounds
+    controls: tuple[str, ...] = ()  # sanity checks drawn beside every method: shuffle, reinit
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
     # turning point with fewer evaluations; the curve is then cut there)
@@ -117,6 +127,24 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
     return tuple(sorted(set(values)))
 
 
+def curve_name(method: str, control: str | None = None) -> str:
+    """The label of ``method``'s curve, or of its ``control`` (``"snip+shuffle"``)."""
+    return f"{method}+{control}" if control else method
+
+
+def split_curve(curve: str) -> tuple[str, str | None]:
+    """``(method, control or None)`` of a curve label (inverse of :func:`curve_name`)."""
+    method, _, control = curve.partition("+")
+    return method, control or None
+
+
+def curves(config: SweepConfig) -> list[str]:
+    """Every curve a sweep draws: each method, then each method's controls."""
+    for control in config.controls:
+        check_control(control)
+    return [curve_name(m, c) for m in config.methods for c in (None, *config.controls)]
+
+
 class PointEvaluator:
     """Evaluates pruned versions of ``ctx.model`` with one reusable working copy.
 
@@ -129,27 +157,44 @@ class PointEvaluator:
         self.work = copy.deepcopy(ctx.model)
         self.base_params = scoped_parameters(ctx.model, config.scope)
         self.work_params = scoped_parameters(self.work, config.scope)
-        self._calib: torch.Tensor | None = None
+        self._calib: tuple[torch.Tensor, torch.Tensor] | None = None
         self._maskers: dict[str, MaskFn] = {}  # method -> sparsity -> Mask (scores ranked once per sweep)
+        self._reinit: dict[str, torch.Tensor] | None = None  # the reinit control's scoped weights
 
     def calib(self) -> torch.Tensor:
+        """The calibration images (``calib_size`` seeded training images) as model input."""
+        return self.calib_batch()[0]
+
+    def calib_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The calibration images as model input and their labels."""
         if self._calib is None:
             idx = subset_indices(len(self.ctx.train), self.config.calib_size, self.config.seed)
-            self._calib = to_model_input(self.ctx.train.images[idx], self.ctx.data_config)
+            self._calib = (to_model_input(self.ctx.train.images[idx], self.ctx.data_config), self.ctx.train.labels[idx])
         return self._calib
 
     def mask(self, method: str, sparsity: float) -> Mask:
         """The mask of ``method`` at ``sparsity``; the method ranks the base weights once per evaluator."""
         if method not in self._maskers:
-            calib = self.calib() if get_pruner(method).needs_calibration else None
-            self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib,
-                                           seed=self.config.seed, n=self.config.n, m=self.config.m)
+            calib, labels = self.calib_batch() if get_pruner(method).needs_calibration else (None, None)
+            c = self.config
+            self._maskers[method] = masker(self.ctx.model, method, c.scope, calib=calib, labels=labels, seed=c.seed,
+                                           n=c.n, m=c.m, damp=c.damp, blocksize=c.blocksize, rounds=c.rounds)
         return self._maskers[method](sparsity)
 
-    def pruned_model(self, mask: Mask) -> nn.Module:
+    def reinit_weights(self) -> dict[str, torch.Tensor]:
+        """The scoped weights re-initialised once per evaluator (seeded), for the reinit control."""
+        if self._reinit is None:
+            self._reinit = {n: p.detach().clone() for n, p in self.base_params.items()}
+            reinit_(self._reinit, self.config.seed)
+        return self._reinit
+
+    def pruned_model(self, mask: Mask, reinit: bool = False) -> nn.Module:
+        """The working copy with ``mask`` applied to the base weights (or to the mask's reconstructed
+        weights, or with ``reinit`` to re-initialised ones), fine-tuned when the config says so."""
+        base = self.reinit_weights() if reinit else (mask.weights or self.base_params)
         with torch.no_grad():
             for name, p in self.work_params.items():
-                p.copy_(self.base_params[name] * mask[name])
+                p.copy_(base[name] * mask[name])
         if self.config.finetune_steps:
             model = copy.deepcopy(self.work)
             finetune(model, mask, self.ctx.train, self.ctx.data_config, self.config.finetune_steps,
@@ -157,25 +202,33 @@ class PointEvaluator:
             return model
         return self.work
 
-    def point_config(self, method: str, sparsity: float) -> dict:
+    def point_config(self, curve: str, sparsity: float) -> dict:
         c = self.config
-        extra = {"n": c.n, "m": c.m} if method == "nm" else {}
-        extra.update({"calib_size": c.calib_size} if get_pruner(method).needs_calibration else {})
+        method, control = split_curve(curve)
+        pruner = get_pruner(method)
+        extra = {name: getattr(c, name) for name in pruner.options}
+        extra.update({"calib_size": c.calib_size} if pruner.needs_calibration else {})
+        extra.update({"control": check_control(control)} if control else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
         extra.update({} if c.bf16 else {"precision": "fp32"})
         return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
                             limit=c.limit, seed=c.seed, **extra)
 
-    def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
-        """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
+    def evaluate(self, curve: str, sparsity: float, refresh: bool = False) -> dict:
+        """Accuracy of the ``curve`` (a method, or ``method+control``) at ``sparsity``, from the store
+        when already computed (unless ``refresh``)."""
+        method, control = split_curve(curve)
+
         def compute() -> dict:
             mask = self.mask(method, sparsity)
-            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
-                                    bf16=self.config.bf16)
-            return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
+            if control == "shuffle":
+                mask = shuffled(mask, self.config.seed)
+            res = self.ctx.evaluate(self.pruned_model(mask, reinit=control == "reinit"), limit=self.config.limit,
+                                    seed=self.config.seed, bf16=self.config.bf16)
+            return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
-        return self.ctx.store.cached("prune-eval", self.point_config(method, sparsity), compute,
+        return self.ctx.store.cached("prune-eval", self.point_config(curve, sparsity), compute,
                                      model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
 
 
@@ -186,9 +239,10 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     """
     for method in config.methods:
         get_pruner(method)
+    names = curves(config)
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
     evaluator = PointEvaluator(ctx, config)
-    plan = [(m, s) for m in config.methods for s in _grid(m, config)]
+    plan = [(c, s) for c in names for s in _grid(c, config)]
     done = 0
 
     def point(method: str, s: float, refined: bool) -> dict:
@@ -203,15 +257,16 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
         run.check()
         return data
 
-    for method in config.methods:
+    for method in names:
         for s in _grid(method, config):
             if point(method, s, False)["accuracy"] < dense["accuracy"] - config.eps - 1e-12 and config.stop_at_drop:
                 break
     essential = {}
-    for method in config.methods:
+    for method in names:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
         ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
+        base, control = split_curve(method)
+        while config.refine and control is None and not PRUNERS[base].fixed_sparsity and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
@@ -229,8 +284,8 @@ def _midpoint(lo: float, hi: float, resolution: float) -> float:
     return round(round((lo + hi) / 2 / resolution) * resolution, 6)
 
 
-def _grid(method: str, config: SweepConfig) -> Sequence[float]:
-    if PRUNERS[method].fixed_sparsity:  # N:M: one point at 1 - N/M
+def _grid(curve: str, config: SweepConfig) -> Sequence[float]:
+    if PRUNERS[split_curve(curve)[0]].fixed_sparsity:  # N:M: one point at 1 - N/M
         return [round(1 - config.n / config.m, 6)]
     return [s for s in config.sparsities if s > 0]
 
