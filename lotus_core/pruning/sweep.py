@@ -188,10 +188,10 @@ class PointEvaluator:
             reinit_(self._reinit, self.config.seed)
         return self._reinit
 
-    def pruned_model(self, mask: Mask, reinit: bool = False) -> nn.Module:
-        """The working copy with ``mask`` applied to the base weights (or to the mask's reconstructed
-        weights, or with ``reinit`` to re-initialised ones), fine-tuned when the config says so."""
-        base = self.reinit_weights() if reinit else (mask.weights or self.base_params)
+    def pruned_model(self, mask: Mask) -> nn.Module:
+        """The working copy with ``mask`` applied to the base weights (or to ``mask.weights`` when it
+        carries its own: SparseGPT's reconstruction, the reinit control), fine-tuned when the config says so."""
+        base = mask.weights if mask.weights is not None else self.base_params
         with torch.no_grad():
             for name, p in self.work_params.items():
                 p.copy_(base[name] * mask[name])
@@ -223,8 +223,10 @@ class PointEvaluator:
             mask = self.mask(method, sparsity)
             if control == "shuffle":
                 mask = shuffled(mask, self.config.seed)
-            res = self.ctx.evaluate(self.pruned_model(mask, reinit=control == "reinit"), limit=self.config.limit,
-                                    seed=self.config.seed, bf16=self.config.bf16)
+            elif control == "reinit":
+                mask = Mask(mask, weights=self.reinit_weights())
+            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
+                                    bf16=self.config.bf16)
             return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
