@@ -1,6 +1,7 @@
 """Pruning commands: prune, sweep, essential, sensitivity."""
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -9,8 +10,23 @@ import pandas as pd
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
-from ..pruning.sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
+from ..pruning.controls import CONTROLS
+from ..pruning.sweep import PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities, run_sweep
 from . import arg, command, fraction, positive_int
+
+
+def controls_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma list of sanity-check controls (shuffle, reinit), possibly empty."""
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    for c in names:
+        if c not in CONTROLS:
+            raise argparse.ArgumentTypeError(f"unknown control {c!r}; choose from {', '.join(CONTROLS)}")
+    return names
+
+
+_CONTROLS = arg("--controls", type=controls_list, default=(),
+                help="sanity checks beside each method, comma-separated: "
+                     + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items()))
 
 _COMMON = [
     arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
@@ -18,6 +34,9 @@ _COMMON = [
     arg("--seed", type=int, default=0),
     arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
     arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
+    arg("--damp", type=float, default=SweepConfig.damp, help="sparsegpt: dampening (fraction of the mean Hessian diagonal)"),
+    arg("--blocksize", type=positive_int, default=SweepConfig.blocksize, help="sparsegpt: columns per lazy-update block"),
+    arg("--rounds", type=positive_int, default=SweepConfig.rounds, help="synflow: score-prune rounds"),
     arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
     arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
 ]
@@ -32,14 +51,17 @@ def _progress(fields: dict) -> None:
     arg("--method", required=True, choices=list(PRUNERS)),
     arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
     arg("--mask-out", default=None, help="write the mask as safetensors"),
+    _CONTROLS,
     *_COMMON,
 ])
 def prune_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=(args.method,), scope=args.scope, limit=args.limit, seed=args.seed, n=args.n,
-                         m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32)
+                         m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32, damp=args.damp,
+                         blocksize=args.blocksize, rounds=args.rounds)
     evaluator = PointEvaluator(ctx, config)
     sparsity = round(1 - args.n / args.m, 6) if PRUNERS[args.method].fixed_sparsity else args.sparsity
     point = evaluator.evaluate(args.method, sparsity)
+    controls = {c: evaluator.evaluate(curve_name(args.method, c), sparsity)["accuracy"] for c in args.controls}
     mask = evaluator.mask(args.method, sparsity)
     if args.mask_out:
         mask.save(args.mask_out)
@@ -47,7 +69,7 @@ def prune_cmd(args, ctx) -> dict:
     return {"method": args.method, "sparsity": mask.sparsity, "sparsity_requested": sparsity,
             "accuracy": point["accuracy"], "ci95": [point["ci_low"], point["ci_high"]], "n": point["n"],
             "dense_accuracy": dense["accuracy"], "mask_out": args.mask_out,
-            "per_layer": mask.layer_sparsity()}
+            "per_layer": mask.layer_sparsity(), "controls": controls}
 
 
 @command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", [
@@ -59,6 +81,7 @@ def prune_cmd(args, ctx) -> dict:
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
     arg("--stop-at-drop", action="store_true",
         help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
+    _CONTROLS,
     *_COMMON,
 ])
 def sweep_cmd(args, ctx) -> dict:
@@ -71,7 +94,8 @@ def sweep_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
                          seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
                          eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
-                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32)
+                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32, damp=args.damp, blocksize=args.blocksize,
+                         rounds=args.rounds, controls=args.controls)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
             "essential": result.essential}
