@@ -1,4 +1,4 @@
-"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, similarity.
+"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, similarity.
 
 ``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
@@ -11,6 +11,7 @@ import dataclasses
 from ..core.errors import LotusError
 from ..lottery.common import round_masks
 from ..lottery.controls import CONTROLS, ControlConfig, run_control
+from ..lottery.instability import InstabilityConfig, run_instability
 from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
 from ..lottery.lth import LTHConfig, run_lth
 from ..pruning import SCOPES
@@ -105,3 +106,33 @@ def soup_sweep_cmd(args, ctx) -> dict:
 ], context=False)
 def similarity_cmd(args, ctx) -> dict:
     return mask_similarity(Mask.load(args.mask_a), Mask.load(args.mask_b))
+
+
+def _steps_list(text: str) -> tuple[int, ...]:
+    try:
+        ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise LotusError(f"cannot read rewinding points {text!r}; give whole steps such as 0,10,25,50") from None
+    if not ks:
+        raise LotusError("no rewinding points given; give whole steps such as 0,10,25,50")
+    return ks
+
+
+@command("instability", "error barrier between two copies trained from step k with different data orders", [
+    arg("--ks", default="0,10,25,50", help="rewinding points k (steps of the dense run), comma-separated"),
+    arg("--steps", type=positive_int, default=100, help="length of the dense run and training steps of each copy"),
+    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
+    arg("--batch-size", type=positive_int, default=128),
+    arg("--alphas", type=positive_int, default=11, help="interpolation points from 0 to 1"),
+    arg("--sparsity", type=fraction, default=0.0, help="> 0: a ticket (the OMP mask at this sparsity, held fixed)"),
+    arg("--tolerance", type=float, default=0.02, help="largest barrier counted as stable (fraction)"),
+    arg("--seed", type=int, default=0),
+    arg("--limit", type=positive_int, default=1000, help="test images per evaluation (fixed seeded subset)"),
+])
+def instability_cmd(args, ctx) -> dict:
+    cfg = InstabilityConfig(ks=_steps_list(args.ks), steps=args.steps, lr=args.lr, batch_size=args.batch_size,
+                            seed=args.seed, alphas=args.alphas, limit=args.limit, sparsity=args.sparsity,
+                            tolerance=args.tolerance)
+    summary = run_experiment(ctx, "instability", cfg, run_instability, on_progress=_progress)
+    points = ctx.store.points(summary["run_id"])
+    return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}
