@@ -53,6 +53,7 @@ def register_jobs() -> None:
 # Modules whose import adds entries to JOBS.
 JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
                           "lotus_core.lottery.instability",
+                          "lotus_core.lottery.rigl", "lotus_core.lottery.supermask", "lotus_core.lottery.lota",
                           "lotus_core.patches.ticket_training"]
 
 
