@@ -66,7 +66,7 @@ def test_edge_popup_at_full_density_is_the_dense_model(tiny_ctx):
 
 
 def test_edge_popup_trains_only_scores_and_keeps_k_per_layer(tiny_ctx):
-    cfg = SupermaskConfig(density=0.3, weights="reinit", **TINY)
+    cfg = SupermaskConfig(density=0.3, init="reinit", **TINY)
     out = run_experiment(tiny_ctx, "supermask", cfg, run_supermask)
     mask = Mask.from_bytes(Run(tiny_ctx.store, run_id_for(tiny_ctx, "supermask", cfg), "supermask").blob("mask.safetensors"))
     assert all(int(t.sum()) == t.numel() - round(0.7 * t.numel()) for t in mask.values())
@@ -95,3 +95,22 @@ def test_lota_compares_with_dense_fine_tuning_at_the_same_steps(tiny_ctx):
     out = run_experiment(tiny_ctx, "lota", LoTAConfig(sparsity=0.9, calibrate_steps=2, **TINY), run_lota)
     assert set(out) >= {"lota_accuracy", "dense_accuracy"} and out["trained_fraction"] == pytest.approx(0.1, abs=1e-3)
     assert 0 <= out["lota_accuracy"] <= 1 and out["steps"] == 6
+
+
+def test_cli_rigl_supermask_lota_on_the_default_model(capsys, tmp_path):
+    import json
+
+    from tests.test_cli_core import run_cli
+
+    db = str(tmp_path / "r.db")
+    small = ["--steps", "2", "--batch-size", "8", "--limit", "50", "--json", "--db", db]
+    code, out, err = run_cli(capsys, "rigl", "--target", "0.7", "--update-every", "1", "--end", "1", *small)
+    res = json.loads(out)
+    assert code == 0 and res["updates"] == 1 and res["sparsity"] == res["start_sparsity"] == round(0.7 * 552960) / 552960
+    code, out, err = run_cli(capsys, "supermask", "--density", "1.0", *small)
+    res = json.loads(out)
+    assert code == 0 and res["sparsity"] == 0.0 and res["accuracy"] == res["frozen_dense_accuracy"]
+    code, out, err = run_cli(capsys, "supermask", "--density", "1.5", *small)
+    assert code == 2 and "supermask density 1.5 is outside (0, 1]" in err and err.count("\n") == 1
+    code, out, err = run_cli(capsys, "lota", "--sparsity", "1.0", *small)
+    assert code == 2 and "1.0 is outside [0, 1)" in err

@@ -1,4 +1,5 @@
-"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, similarity.
+"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, rigl, supermask, lota,
+similarity.
 
 ``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
@@ -13,6 +14,9 @@ from ..lottery.common import round_masks
 from ..lottery.controls import CONTROLS, ControlConfig, run_control
 from ..lottery.instability import InstabilityConfig, run_instability
 from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
+from ..lottery.lota import LoTAConfig, run_lota
+from ..lottery.rigl import INITS, RigLConfig, run_rigl
+from ..lottery.supermask import WEIGHTS, SupermaskConfig, run_supermask
 from ..lottery.lth import LTHConfig, run_lth
 from ..pruning import SCOPES
 from ..pruning.mask import Mask
@@ -136,3 +140,47 @@ def instability_cmd(args, ctx) -> dict:
     summary = run_experiment(ctx, "instability", cfg, run_instability, on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}
+
+
+_TRAINING = [
+    arg("--steps", type=positive_int, default=100, help="training steps"),
+    arg("--batch-size", type=positive_int, default=128),
+    arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
+    arg("--seed", type=int, default=0),
+    arg("--limit", type=positive_int, default=1000, help="test images (fixed seeded subset)"),
+]
+
+
+@command("rigl", "RigL sparse fine-tuning: drop small weights, grow large gradients, sparsity exact", [
+    *_TRAINING,
+    arg("--target", type=fraction, default=0.8, help="sparsity of the scoped weights"),
+    arg("--init", choices=list(INITS), default="omp", help="; ".join(f"{k}: {v}" for k, v in INITS.items())),
+    arg("--update-every", type=positive_int, default=10, help="steps between drop-and-grow updates"),
+    arg("--drop-fraction", type=fraction, default=0.3, help="fraction updated at the first update (cosine decayed)"),
+    arg("--end", type=float, default=0.75, help="fraction of the steps after which the mask is fixed"),
+    arg("--n", type=int, default=0, help="N:M variant: N kept in every group of M (with --m)"),
+    arg("--m", type=int, default=0),
+    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
+])
+def rigl_cmd(args, ctx) -> dict:
+    return run_experiment(ctx, "rigl", _config(RigLConfig, args), run_rigl, on_progress=_progress)
+
+
+@command("supermask", "edge-popup: train only scores that pick the top-k weights of frozen weights", [
+    *_TRAINING,
+    arg("--density", type=float, default=0.5, help="fraction of each layer's weights kept, in (0, 1]"),
+    arg("--init", choices=list(WEIGHTS), default="pretrained", help="; ".join(f"{k}: {v}" for k, v in WEIGHTS.items())),
+    arg("--lr", type=float, default=1e-2, help="peak AdamW learning rate of the scores"),
+])
+def supermask_cmd(args, ctx) -> dict:
+    return run_experiment(ctx, "supermask", _config(SupermaskConfig, args), run_supermask, on_progress=_progress)
+
+
+@command("lota", "LoTA: fine-tune only the weights inside a task-vector mask, against dense fine-tuning", [
+    *_TRAINING,
+    arg("--sparsity", type=fraction, default=0.9, help="fraction of scoped weights frozen at pre-trained values"),
+    arg("--calibrate-steps", type=positive_int, default=50, help="dense steps whose task vector picks the mask"),
+    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
+])
+def lota_cmd(args, ctx) -> dict:
+    return run_experiment(ctx, "lota", _config(LoTAConfig, args), run_lota, on_progress=_progress)

@@ -2,7 +2,7 @@
 
 Ramanujan, Wortsman, Kembhavi, Farhadi & Rastegari, "What's Hidden in a Randomly Weighted Neural
 Network?" (CVPR 2020). Every weight of the model is frozen, either at the pre-trained values or
-at a random re-initialisation of the scoped weights (``weights="reinit"``, the paper's setting).
+at a random re-initialisation of the scoped weights (``init="reinit"``, the paper's setting).
 Each scoped Linear layer computes with ``W * top_k(|s|)``: the ``density`` fraction of its
 entries with the largest score |s| (per layer), and the scores are trained with the
 straight-through gradient ``dL/ds = dL/d(W_eff) * W``. Scores start uniform in
@@ -36,7 +36,7 @@ class SupermaskConfig:
     """Edge-popup. ``density`` is the fraction of each scoped layer's weights kept (k of the paper)."""
 
     density: float = 0.5  # kept fraction per layer, in (0, 1]
-    weights: str = "pretrained"  # pretrained | reinit (see WEIGHTS)
+    init: str = "pretrained"  # the frozen weights: pretrained | reinit (see WEIGHTS)
     steps: int = 100  # score-training steps
     lr: float = 1e-2  # peak AdamW learning rate of the scores (cosine decay, no weight decay)
     batch_size: int = 128  # training images per step
@@ -109,12 +109,12 @@ def run_supermask(ctx: Context, cfg: SupermaskConfig, run: Run) -> dict:
     Point ``final``: accuracy with its Wilson 95% interval, sparsity, and the accuracy of the
     frozen weights themselves (dense, no mask). Blob ``mask.safetensors``.
     """
-    if cfg.weights not in WEIGHTS:
-        raise LotusError(f"unknown supermask weights {cfg.weights!r}; choose one of {', '.join(WEIGHTS)}")
+    if cfg.init not in WEIGHTS:
+        raise LotusError(f"unknown supermask weights {cfg.init!r}; choose one of {', '.join(WEIGHTS)}")
     if not run.has("final"):
         model = ctx.copy_model()
         names = list(scoped_parameters(model, cfg.scope))
-        if cfg.weights == "reinit":
+        if cfg.init == "reinit":
             reinit_(scoped_parameters(model, cfg.scope), cfg.seed)
         frozen = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed).accuracy
         popups = attach(model, names, cfg.density, cfg.seed)
