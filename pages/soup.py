@@ -4,9 +4,10 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
-from lotus_core.views.figures import accuracy_lines
-from lotus_core.views.catalog import (accuracy_comparison, omp_finetune_config, run_costs, run_label, stored_config,
-                                       ticket_runs)
+from lotus_core.views.figures import accuracy_lines, barrier_curve
+from lotus_core.views.catalog import (accuracy_comparison, instability_table, omp_finetune_config, run_costs, run_label,
+                                       stored_config, ticket_runs)
+from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
@@ -20,7 +21,8 @@ ctx = state.context()
 limit = st.select_slider("Test images per evaluation", [200, 500, 1000, 2000], value=1000,
                          help="A fixed seeded subset of the test set; its 95% interval is about ±2 points at 1000.")
 
-lth_tab, issp_tab, control_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket"])
+lth_tab, issp_tab, control_tab, rewind_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket",
+                                                      "Which rewind point?"])
 with lth_tab:
     c1, c2, c3, c4 = st.columns(4)
     target = c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="lth_target") / 100
@@ -64,7 +66,25 @@ with control_tab:
                     rid = launch(ctx, "lth-control", ControlConfig(stored_config(LTHConfig, row["config"]), int(rnd), kind))
                 st.toast(f"{kind} control {rid[:6]} queued")
 
-active_jobs(ctx, ("lth", "issp", "lth-control"))
+with rewind_tab:
+    st.caption("Instability analysis (Frankle et al., ICML 2020): from step k of one dense fine-tuning run, two "
+               "copies train with different data orders; the error barrier on the straight line between them "
+               "says whether training from k is stable to SGD noise. The smallest stable k is the rewind point.")
+    c1, c2, c3 = st.columns(3)
+    ks = c1.multiselect("Rewind points k", [0, 5, 10, 25, 50, 100], default=[0, 10, 25, 50])
+    isteps = c2.number_input("Steps of the run and of each copy", 1, 5000, 100, 10)
+    isparsity = c3.slider("Ticket sparsity (%; 0 = dense)", 0, 95, 0, 5) / 100
+    if st.button("Launch instability analysis", type="primary"):
+        with ui.guard():
+            rid = launch(ctx, "instability", InstabilityConfig(ks=tuple(sorted(ks)), steps=int(isteps),
+                                                               sparsity=isparsity, limit=limit))
+        st.toast(f"Instability analysis {rid[:6]} queued")
+    barriers = instability_table(ctx)
+    if len(barriers):
+        charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the rewind point"),
+                    key="barrier")
+
+active_jobs(ctx, ("lth", "issp", "lth-control", "instability"))
 
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx)

@@ -114,3 +114,24 @@ def test_cli_rigl_supermask_lota_on_the_default_model(capsys, tmp_path):
     assert code == 2 and "supermask density 1.5 is outside (0, 1]" in err and err.count("\n") == 1
     code, out, err = run_cli(capsys, "lota", "--sparsity", "1.0", *small)
     assert code == 2 and "1.0 is outside [0, 1)" in err
+
+
+def test_core_ticket_is_the_intersection_with_its_chance_level(tiny_ctx):
+    from lotus_core.lottery.core_ticket import CoreTicketConfig, chance_kept, intersection, partition, run_core_ticket
+
+    parts = partition(10, 3, seed=0)
+    assert sorted(torch.cat(parts).tolist()) == list(range(10)) and [len(p) for p in parts] == [4, 3, 3]
+    a = Mask({"w": torch.tensor([True, True, False, False])})
+    b = Mask({"w": torch.tensor([True, False, True, False])})
+    assert intersection([a, b])["w"].tolist() == [True, False, False, False] and chance_kept([a, b]) == 0.25
+    cfg = CoreTicketConfig(partitions=2, target=0.5, **TINY)
+    out = run_experiment(tiny_ctx, "core-ticket", cfg, run_core_ticket)
+    run = Run(tiny_ctx.store, run_id_for(tiny_ctx, "core-ticket", cfg), "core-ticket")
+    masks = [Mask.from_bytes(run.blob(f"mask-part-{i}.safetensors")) for i in range(2)]
+    masks = [Mask({n: m[n] for n in masks[0]}) for m in masks]
+    core = intersection(masks)
+    assert out["core_kept"] == core.density and out["core_kept"] <= 0.5 and out["chance_kept"] == pytest.approx(chance_kept(masks))
+    assert abs(out["chance_kept"] - 0.25) < 0.01  # two independent masks at 50%: a quarter, up to per-layer spread
+    assert run.get("random")["sparsity"] == run.get("core")["sparsity"] == core.sparsity
+    with pytest.raises(LotusError, match="between 2 and"):
+        partition(10, 1)

@@ -1,5 +1,5 @@
 """Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, rigl, supermask, lota,
-similarity.
+core-ticket, similarity.
 
 ``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
@@ -12,6 +12,7 @@ import dataclasses
 from ..core.errors import LotusError
 from ..lottery.common import round_masks
 from ..lottery.controls import CONTROLS, ControlConfig, run_control
+from ..lottery.core_ticket import CoreTicketConfig, run_core_ticket
 from ..lottery.instability import InstabilityConfig, run_instability
 from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep, run_issp
 from ..lottery.lota import LoTAConfig, run_lota
@@ -184,3 +185,13 @@ def supermask_cmd(args, ctx) -> dict:
 ])
 def lota_cmd(args, ctx) -> dict:
     return run_experiment(ctx, "lota", _config(LoTAConfig, args), run_lota, on_progress=_progress)
+
+
+@command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance and random", [
+    *_TRAINING,
+    arg("--partitions", type=positive_int, default=3, help="disjoint parts of the training set (at least 2)"),
+    arg("--target", type=fraction, default=0.5, help="sparsity of each part's magnitude mask"),
+    arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
+])
+def core_ticket_cmd(args, ctx) -> dict:
+    return run_experiment(ctx, "core-ticket", _config(CoreTicketConfig, args), run_core_ticket, on_progress=_progress)

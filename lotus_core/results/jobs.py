@@ -54,6 +54,7 @@ def register_jobs() -> None:
 JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
                           "lotus_core.lottery.instability",
                           "lotus_core.lottery.rigl", "lotus_core.lottery.supermask", "lotus_core.lottery.lota",
+                          "lotus_core.lottery.core_ticket",
                           "lotus_core.patches.ticket_training"]
 
 

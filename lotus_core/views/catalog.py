@@ -191,3 +191,16 @@ def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     from ..lottery.lth import LTHConfig
 
     return run_id_for(ctx, "lth", LTHConfig(**control_config["lth"])) == lth_run_id
+
+
+def instability_table(ctx: Context) -> pd.DataFrame:
+    """The error barrier of every stored instability point for this model: columns run, series, k, barrier,
+    sparsity, tolerance (fractions; ``series`` labels the run by its sparsity and budget)."""
+    rows = []
+    for _, r in ctx.store.runs(kind="instability", model=ctx.model_id).iterrows():
+        cfg = r["config"]
+        series = f"sparsity {100 * cfg['sparsity']:.0f}%, {cfg['steps']} steps [{r['id'][:6]}]"
+        for p in ctx.store.points(r["id"]).values():
+            rows.append({"run": r["id"], "series": series, "k": p["k"], "barrier": p["barrier"],
+                         "sparsity": cfg["sparsity"], "tolerance": cfg["tolerance"]})
+    return pd.DataFrame(rows, columns=["run", "series", "k", "barrier", "sparsity", "tolerance"])

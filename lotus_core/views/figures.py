@@ -164,3 +164,15 @@ def kept_weights(a, b, label_a: str, label_b: str, layer: str) -> go.Figure:
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="output feature", col=1)
     return fig
+
+
+def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | None = None) -> go.Figure:
+    """Error barrier (points) against the rewinding step k per series (columns series, k, barrier; fractions),
+    with the stability tolerance as a dashed line (Frankle et al., ICML 2020)."""
+    fig = go.Figure()
+    for name, part in frame.groupby("series", sort=False):
+        part = part.sort_values("k")
+        fig.add_trace(go.Scatter(x=part["k"], y=100 * part["barrier"], mode="lines+markers", name=str(name),
+                                 hovertemplate=f"{name}<br>k %{{x}}<br>barrier %{{y:.2f}} points<extra></extra>"))
+    fig.add_hline(y=100 * tolerance, line_dash="dash", annotation_text=f"stable below {100 * tolerance:g} points")
+    return style(fig, "rewinding point k (training steps)", "error barrier (points)", title)
