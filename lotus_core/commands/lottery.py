@@ -152,8 +152,15 @@ _TRAINING = [
 ]
 
 
-@command("rigl", "RigL sparse fine-tuning: drop small weights, grow large gradients, sparsity exact", [
-    *_TRAINING,
+def _experiment_command(name: str, help: str, cls, fn, arguments: list) -> None:
+    """Register CLI command ``name``: ``cls`` from the arguments of the same names, run (or read back) as
+    experiment kind ``name`` with ``fn``; prints its summary."""
+    command(name, help, [*_TRAINING, *arguments])(
+        lambda args, ctx: run_experiment(ctx, name, _config(cls, args), fn, on_progress=_progress))
+
+
+_experiment_command("rigl", "RigL sparse fine-tuning: drop small weights, grow large gradients, sparsity exact",
+                    RigLConfig, run_rigl, [
     arg("--target", type=fraction, default=0.8, help="sparsity of the scoped weights"),
     arg("--init", choices=list(INITS), default="omp", help="; ".join(f"{k}: {v}" for k, v in INITS.items())),
     arg("--update-every", type=positive_int, default=10, help="steps between drop-and-grow updates"),
@@ -163,35 +170,21 @@ _TRAINING = [
     arg("--m", type=int, default=0),
     arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
 ])
-def rigl_cmd(args, ctx) -> dict:
-    return run_experiment(ctx, "rigl", _config(RigLConfig, args), run_rigl, on_progress=_progress)
-
-
-@command("supermask", "edge-popup: train only scores that pick the top-k weights of frozen weights", [
-    *_TRAINING,
+_experiment_command("supermask", "edge-popup: train only scores that pick the top-k weights of frozen weights",
+                    SupermaskConfig, run_supermask, [
     arg("--density", type=float, default=0.5, help="fraction of each layer's weights kept, in (0, 1]"),
     arg("--init", choices=list(WEIGHTS), default="pretrained", help="; ".join(f"{k}: {v}" for k, v in WEIGHTS.items())),
     arg("--lr", type=float, default=1e-2, help="peak AdamW learning rate of the scores"),
 ])
-def supermask_cmd(args, ctx) -> dict:
-    return run_experiment(ctx, "supermask", _config(SupermaskConfig, args), run_supermask, on_progress=_progress)
-
-
-@command("lota", "LoTA: fine-tune only the weights inside a task-vector mask, against dense fine-tuning", [
-    *_TRAINING,
+_experiment_command("lota", "LoTA: fine-tune only the weights inside a task-vector mask, against dense fine-tuning",
+                    LoTAConfig, run_lota, [
     arg("--sparsity", type=fraction, default=0.9, help="fraction of scoped weights frozen at pre-trained values"),
     arg("--calibrate-steps", type=positive_int, default=50, help="dense steps whose task vector picks the mask"),
     arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
 ])
-def lota_cmd(args, ctx) -> dict:
-    return run_experiment(ctx, "lota", _config(LoTAConfig, args), run_lota, on_progress=_progress)
-
-
-@command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance and random", [
-    *_TRAINING,
+_experiment_command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance",
+                    CoreTicketConfig, run_core_ticket, [
     arg("--partitions", type=positive_int, default=3, help="disjoint parts of the training set (at least 2)"),
     arg("--target", type=fraction, default=0.5, help="sparsity of each part's magnitude mask"),
     arg("--lr", type=float, default=1e-4, help="peak AdamW learning rate"),
 ])
-def core_ticket_cmd(args, ctx) -> dict:
-    return run_experiment(ctx, "core-ticket", _config(CoreTicketConfig, args), run_core_ticket, on_progress=_progress)
