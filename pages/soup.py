@@ -6,7 +6,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines, barrier_curve
 from lotus_core.views.catalog import (accuracy_comparison, instability_table, omp_finetune_config, run_costs, run_label,
-                                       stored_config, ticket_runs)
+                                       stable_rewind_points, stored_config, ticket_runs)
 from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
@@ -28,7 +28,10 @@ with lth_tab:
     target = c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="lth_target") / 100
     fraction = c2.slider("Pruned per round (% of what is left)", 5, 50, 20, 5) / 100
     steps = c3.number_input("Fine-tune steps per round", 1, 5000, 100, 10)
-    rewind = c4.selectbox("Rewind to", ["pretrained", "step:50", "step:200"])
+    stable = [f"step:{k}" for k in stable_rewind_points(ctx) if k]  # instability analyses (k = 0 is "pretrained")
+    rewind = c4.selectbox("Rewind to", list(dict.fromkeys(["pretrained", *stable, "step:50", "step:200"])),
+                          help="step:K entries before step:50 are the smallest stable k of finished instability "
+                               "analyses." if stable else None)
     if st.button("Launch LTH", type="primary"):
         with ui.guard():
             rid = launch(ctx, "lth", LTHConfig(target=target, prune_fraction=fraction, steps=int(steps), rewind=rewind,

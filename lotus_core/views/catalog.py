@@ -204,3 +204,10 @@ def instability_table(ctx: Context) -> pd.DataFrame:
             rows.append({"run": r["id"], "series": series, "k": p["k"], "barrier": p["barrier"],
                          "sparsity": cfg["sparsity"], "tolerance": cfg["tolerance"]})
     return pd.DataFrame(rows, columns=["run", "series", "k", "barrier", "sparsity", "tolerance"])
+
+
+def stable_rewind_points(ctx: Context) -> list[int]:
+    """The smallest stable k of every finished instability analysis of this model (distinct, ascending)."""
+    runs = ctx.store.runs(kind="instability", model=ctx.model_id)
+    return sorted({int(r["summary"]["stable_k"]) for _, r in runs.iterrows()
+                   if r["status"] == "done" and r["summary"] and r["summary"].get("stable_k") is not None})

@@ -65,3 +65,7 @@ def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
     chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                  if "barrier" in json.loads(c.proto.spec)["layout"]["yaxis"]["title"]["text"])
     assert values(chart["data"][0]["y"]) == pytest.approx([100 * point["barrier"]])
+    stable = runs.iloc[0]["summary"]["stable_k"]
+    at.run()  # the LTH launcher offers the analysis's smallest stable k
+    expect = ["pretrained", f"step:{stable}"] if stable else ["pretrained", "step:50"]
+    assert at.selectbox[0].options[:2] == expect
