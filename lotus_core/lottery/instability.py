@@ -128,6 +128,7 @@ def run_instability(ctx: Context, cfg: InstabilityConfig, run: Run) -> dict:
             model = load_state_bytes(ctx.copy_model(), snaps[k])
             train(model, ctx.train, TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                                 weight_decay=0.0, seed=copy_seed), ctx.data_config, mask=mask,
+                  on_progress=lambda p: run.progress(done=i, planned=len(cfg.ks), k=k, step=p.step, steps=p.steps),
                   should_stop=run.stopped)
             run.check()
             ends.append(model)
