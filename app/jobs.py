@@ -6,6 +6,7 @@ from typing import Any
 import streamlit as st
 
 from lotus_core.results import jobs
+from lotus_core.results.store import ACTIVE, RunStatus
 from lotus_core.core.context import Context
 
 
@@ -27,7 +28,7 @@ def _describe(progress: dict | None) -> str:
 def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     """Queued and running jobs with live progress and a cancel button; refreshes every 2 s."""
     runs = ctx.store.runs()
-    active = runs[runs["status"].isin(["queued", "running", "cancelling"])]
+    active = runs[runs["status"].isin(ACTIVE)]
     if kinds:
         active = active[active["kind"].isin(kinds)]
     # a job that left the active list since the last tick has finished: redraw the whole page with its results
@@ -49,6 +50,6 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
             frac = min(1.0, progress["done"] / progress["planned"])
         text = f"{run['kind']} {run['id'][:6]} ({run['status']}): {_describe(progress)}"
         c1.progress(frac or 0.0, text=text)
-        if run["status"] != "cancelling" and c2.button("Cancel", key=f"cancel-{run['id']}"):
+        if run["status"] != RunStatus.CANCELLING and c2.button("Cancel", key=f"cancel-{run['id']}"):
             jobs.cancel(ctx.store, run["id"])
             st.rerun()

@@ -14,7 +14,7 @@ from app.state import sidebar  # noqa: E402
 
 st.set_page_config(page_title="LOTUS: pruning Vision Transformers", page_icon=":lotus:", layout="wide")
 
-# (file, title, icon) in navigation order; pages not written yet are left out.
+# (file, title, icon) in navigation order.
 PAGES = [
     ("overview.py", "Overview", ":material/home:"),
     ("patches.py", "Patches", ":material/grid_on:"),
@@ -25,7 +25,7 @@ PAGES = [
     ("report.py", "Report", ":material/summarize:"),
 ]
 pages = [st.Page(ROOT / "pages" / f, title=t, icon=i, default=(f == "overview.py"))
-         for f, t, i in PAGES if (ROOT / "pages" / f).exists()]
+         for f, t, i in PAGES]
 nav = st.navigation(pages)
 sidebar()
 nav.run()

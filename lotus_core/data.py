@@ -99,13 +99,6 @@ def read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as a gzipped IDX file (used to build the embedded subset)."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.GzipFile(path, "wb", compresslevel=9, mtime=0) as f:
-        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
 def _idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None:
     for suffix in (".gz", ""):
         img, lab = folder / f"{prefix}-images-idx3-ubyte{suffix}", folder / f"{prefix}-labels-idx1-ubyte{suffix}"

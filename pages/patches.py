@@ -5,157 +5,181 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.data import subset_indices
+from lotus_core.core.context import Context
 from lotus_core.core.errors import LotusError
 from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
-from lotus_core.patches import FUSES, SCORERS, ScoreOptions
+from lotus_core.patches import FUSES, SCORERS, PatchScoring
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
 from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
 from lotus_core.patches.upload import load_uploads
 from lotus_core.results.runs import stored_summary
+from lotus_core.results.store import RunStatus
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
           "LOTUS's data lottery tickets: dropping the 10% least-attended patches keeps near-full accuracy by the "
           "fifth epoch; attention rollout (Abnar & Zuidema, 2020)")
+
+
+def image_source(ctx: Context) -> tuple[list[int] | None, object]:
+    """The images the user picks: test-set ``indices`` (by class, by index, at random) or uploaded ``images``."""
+    classes = ctx.test.classes
+    source = st.radio("Images", ["By class", "By index", "At random", "Upload"], horizontal=True)
+    indices, images = None, None
+    if source == "By class":
+        c1, c2 = st.columns([3, 2])
+        label = c1.selectbox("Class", range(len(classes)), format_func=lambda c: classes[c])
+        count = c2.slider("Images", 1, 8, 4, key="class_count")
+        indices = class_indices(ctx.test, label, count)
+    elif source == "By index":
+        text = st.text_input("Test-set indices (comma-separated)", "0, 1, 2, 3")
+        with ui.guard():
+            try:
+                indices = [int(t) for t in text.replace(" ", "").split(",") if t]
+            except ValueError:
+                raise LotusError(f"{text!r} is not a list of whole numbers; write e.g. 0, 1, 2") from None
+    elif source == "At random":
+        c1, c2 = st.columns(2)
+        count = c1.slider("Images", 1, 8, 4, key="random_count")
+        seed = c2.number_input("Seed", 0, 10_000, 0)
+        indices = subset_indices(len(ctx.test), count, int(seed)).tolist()
+    else:
+        files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
+                                 accept_multiple_files=True)
+        images, errors = load_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
+        for message in errors:
+            st.error(message)
+        if images is None:
+            st.info("Upload an image: it is converted to the model's input size and channels.")
+            st.stop()
+    return indices, images
+
+
+def scorer_controls() -> tuple[str, float, PatchScoring]:
+    """The scorer, the drop ratio (fraction) and the scoring options, shared by every section below."""
+    c1, c2, c3 = st.columns([3, 3, 4])
+    scorer = c1.selectbox("Scorer", list(SCORERS), format_func=lambda s: f"{s}: {SCORERS[s].help}")
+    drop = c2.slider("Drop ratio (% of patches)", 0, 90, 10, 5) / 100
+    with c3.expander("Scorer options"):
+        block = st.number_input("Block (cls; -1 = last)", -50, 50, -1)
+        fuse = st.selectbox("Head fusion (cls, rollout)", FUSES)
+        discard = st.slider("Rollout discard ratio (%)", 0, 95, 0, 5) / 100
+    scoring = PatchScoring(block=int(block), fuse=fuse, discard_ratio=discard)
+    return scorer, drop, scoring
+
+
+def selection_section(ctx: Context, indices, images, scorer: str, drop: float, scoring: PatchScoring) -> None:
+    """Patch scores and the data lottery ticket of each image (kept patches), with the predictions."""
+    classes = ctx.test.classes
+    options = scoring.with_seed(0)
+    with ui.guard(), st.spinner(f"Scoring patches with {scorer}..."):
+        report = explain_images(ctx, scorer, drop, options, indices=indices, images=images)
+    p = report.grid.num_patches
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Kept patches per image", f"{report.kept_count} of {p}",
+              help=f"dropped = round half up of {100 * drop:.0f}% x {p}, at most {p - 1}")
+    m2.metric("Predictions unchanged (pixel masking)", f"{report.unchanged_lottery} of {len(report.scores)}")
+    if report.unchanged_token_drop is not None:
+        m3.metric("Predictions unchanged (token dropping)", f"{report.unchanged_token_drop} of {len(report.scores)}")
+
+    def title(i: int) -> str:
+        where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
+        truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
+        return f"{where}{truth}<br>{classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
+
+    charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
+                               [title(i) for i in range(len(report.scores))]), key="overlays")
+    st.caption("Titles: true class, then the prediction on the original -> on the lottery version (dropped patches, "
+               "washed out in grey here, filled with the dataset mean pixel for the model).")
+
+
+def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
+    """Deletion/insertion curves and agreement of the chosen scorers (stored; computed on request)."""
+    st.subheader("Do the scorers find what the model needs, and do they agree?")
+    f1, f2 = st.columns([5, 2])
+    chosen = f1.multiselect("Scorers to compare", list(SCORERS), default=list(SCORERS))
+    limit = f2.select_slider("Test images", [50, 100, 200, 500], value=100)
+    fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, scoring=scoring)
+    if not chosen:
+        st.info("Pick at least one scorer.")
+    elif stored_summary(ctx, "fidelity", fid_config) is None and not st.button("Compare scorers"):
+        st.info(f"Deletion and insertion curves and agreement of {len(chosen)} scorers on {limit} test images "
+                "(all five on 100 images take about 30 s on 2 CPU cores; stored afterwards).")
+    else:
+        with ui.guard(), st.status("Scoring, deleting and inserting patches...") as status:
+            bar = st.progress(0.0)
+            result = fidelity(ctx, fid_config, on_progress=lambda f: bar.progress(f["done"] / f["planned"],
+                                                                                 text=f"{f['scorer']} done"))
+            status.update(label="Scorers compared", state="complete")
+        left, right = st.columns(2)
+        with left:
+            charts.show(fidelity_curves(result.curves, result.auc, "deletion"), key="deletion")
+        with right:
+            charts.show(fidelity_curves(result.curves, result.auc, "insertion"), key="insertion")
+        st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * fid_config.top_k:.0f}% of patches, "
+                    f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
+        table = result.agreement_in_words()
+        st.dataframe(table, hide_index=True, column_config={
+            c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
+
+
+def lottery_training_section(ctx: Context, scorer: str, drop: float, scoring: PatchScoring) -> None:
+    """Launch training on data lottery tickets beside full images; show a run's epoch curves."""
+    st.subheader("Training on data lottery tickets")
+    with st.form("lottery_train"):
+        t1, t2, t3, t4, t5 = st.columns(5)
+        epochs = t1.number_input("Epochs", 1, 50, 5)
+        fraction = t2.select_slider("Training data used", [0.01, 0.05, 0.2, 0.5, 1.0], value=0.2,
+                                    format_func=lambda f: f"{100 * f:.0f}%")
+        start = t3.selectbox("Start from", STARTS)
+        lr = t4.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
+        apply = t5.selectbox("Ticket applied as", list(APPLIES), help="; ".join(f"{k}: {v}" for k, v in APPLIES.items()))
+        st.caption(f"Uses the scorer ({scorer}) and drop ratio ({100 * drop:.0f}%) chosen above; both arms get the same "
+                   "steps, batches and seed.")
+        submitted = st.form_submit_button("Launch lottery training", type="primary")
+    if submitted:
+        with ui.guard():
+            rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
+                                                                  limit=state.limit(),
+                                                                  fraction=fraction, start=start, lr=lr, scoring=scoring,
+                                                                  apply=apply))
+        st.toast(f"Lottery training {rid[:6]} queued")
+    active_jobs(ctx, ("lottery-train",))
+
+    runs = lottery_runs(ctx)
+    if runs.empty:
+        st.info("No lottery-training run yet: launch one above. Five epochs on 20% of Fashion-MNIST take a few "
+                "minutes on 2 CPU cores; the run keeps going if you leave the page.")
+    else:
+        labels = dict(zip(runs["label"], runs["id"]))
+        picked = labels[st.selectbox("Run", list(labels))]
+        running = runs.set_index("id").loc[picked, "status"] in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+        @st.fragment(run_every=2 if running else None)
+        def show_run(run_id: str) -> None:
+            frame = epoch_frame(ctx, run_id)
+            summary = ctx.store.get_run(run_id)["summary"] or {}
+            if frame.empty:
+                st.info("No epoch finished yet.")
+                return
+            best = summary.get("best_full_accuracy")
+            charts.show(convergence(frame, best), key=f"convergence-{run_id}")
+            if summary:
+                cols = st.columns(4)
+                for col, arm, name in ((cols[0], "lottery", "Lottery"), (cols[1], "full", "Full images")):
+                    e = summary[arm]["epochs_to_within_1pt"]
+                    col.metric(f"{name}: epochs to within 1 point", "never" if e is None else str(e),
+                               help=f"best full-data accuracy {ui.pct(best, 2)}")
+                cols[2].metric("Training time, lottery", f"{summary['lottery']['train_time_s']:.0f} s")
+                cols[3].metric("Training time, full", f"{summary['full']['train_time_s']:.0f} s")
+
+        show_run(picked)
+
+
 ctx = state.context()
-classes = ctx.test.classes
-
-# ----------------------------------------------------------------------------- images
-source = st.radio("Images", ["By class", "By index", "At random", "Upload"], horizontal=True)
-indices, images = None, None
-if source == "By class":
-    c1, c2 = st.columns([3, 2])
-    label = c1.selectbox("Class", range(len(classes)), format_func=lambda c: classes[c])
-    count = c2.slider("Images", 1, 8, 4, key="class_count")
-    indices = class_indices(ctx.test, label, count)
-elif source == "By index":
-    text = st.text_input("Test-set indices (comma-separated)", "0, 1, 2, 3")
-    with ui.guard():
-        try:
-            indices = [int(t) for t in text.replace(" ", "").split(",") if t]
-        except ValueError:
-            raise LotusError(f"{text!r} is not a list of whole numbers; write e.g. 0, 1, 2") from None
-elif source == "At random":
-    c1, c2 = st.columns(2)
-    count = c1.slider("Images", 1, 8, 4, key="random_count")
-    seed = c2.number_input("Seed", 0, 10_000, 0)
-    indices = subset_indices(len(ctx.test), count, int(seed)).tolist()
-else:
-    files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
-                             accept_multiple_files=True)
-    images, errors = load_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
-    for message in errors:
-        st.error(message)
-    if images is None:
-        st.info("Upload an image: it is converted to the model's input size and channels.")
-        st.stop()
-
-c1, c2, c3 = st.columns([3, 3, 4])
-scorer = c1.selectbox("Scorer", list(SCORERS), format_func=lambda s: f"{s}: {SCORERS[s].help}")
-drop = c2.slider("Drop ratio (% of patches)", 0, 90, 10, 5) / 100
-with c3.expander("Scorer options"):
-    block = st.number_input("Block (cls; -1 = last)", -50, 50, -1)
-    fuse = st.selectbox("Head fusion (cls, rollout)", FUSES)
-    discard = st.slider("Rollout discard ratio (%)", 0, 95, 0, 5) / 100
-options = ScoreOptions(block=int(block), fuse=fuse, discard_ratio=discard)
-
-with ui.guard(), st.spinner(f"Scoring patches with {scorer}..."):
-    report = explain_images(ctx, scorer, drop, options, indices=indices, images=images)
-p = report.grid.num_patches
-m1, m2, m3 = st.columns(3)
-m1.metric("Kept patches per image", f"{report.kept_count} of {p}",
-          help=f"dropped = round half up of {100 * drop:.0f}% x {p}, at most {p - 1}")
-m2.metric("Predictions unchanged (pixel masking)", f"{report.unchanged_lottery} of {len(report.scores)}")
-if report.unchanged_token_drop is not None:
-    m3.metric("Predictions unchanged (token dropping)", f"{report.unchanged_token_drop} of {len(report.scores)}")
-
-
-def title(i: int) -> str:
-    where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
-    truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
-    return f"{where}{truth}<br>{classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
-
-
-charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
-                           [title(i) for i in range(len(report.scores))]), key="overlays")
-st.caption("Titles: true class, then the prediction on the original -> on the lottery version (dropped patches, "
-           "outlined in red, filled with the dataset mean pixel).")
-
-# ----------------------------------------------------------------------------- fidelity
-st.subheader("Do the scorers find what the model needs, and do they agree?")
-f1, f2 = st.columns([5, 2])
-chosen = f1.multiselect("Scorers to compare", list(SCORERS), default=list(SCORERS))
-limit = f2.select_slider("Test images", [50, 100, 200, 500], value=100)
-fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, block=int(block), fuse=fuse,
-                            discard_ratio=discard)
-if not chosen:
-    st.info("Pick at least one scorer.")
-elif stored_summary(ctx, "fidelity", fid_config) is None and not st.button("Compare scorers"):
-    st.info(f"Deletion and insertion curves and agreement of {len(chosen)} scorers on {limit} test images "
-            "(all five on 100 images take about 30 s on 2 CPU cores; stored afterwards).")
-else:
-    with ui.guard(), st.status("Scoring, deleting and inserting patches...") as status:
-        bar = st.progress(0.0)
-        result = fidelity(ctx, fid_config, on_progress=lambda f: bar.progress(f["done"] / f["planned"],
-                                                                             text=f"{f['scorer']} done"))
-        status.update(label="Scorers compared", state="complete")
-    left, right = st.columns(2)
-    with left:
-        charts.show(fidelity_curves(result.curves, result.auc, "deletion"), key="deletion")
-    with right:
-        charts.show(fidelity_curves(result.curves, result.auc, "insertion"), key="insertion")
-    st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * fid_config.top_k:.0f}% of patches, "
-                f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
-    st.dataframe(result.agreement, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in result.agreement.columns[2:]})
-
-# ----------------------------------------------------------------------------- lottery training
-st.subheader("Training on data lottery tickets")
-with st.form("lottery_train"):
-    t1, t2, t3, t4, t5 = st.columns(5)
-    epochs = t1.number_input("Epochs", 1, 50, 5)
-    fraction = t2.select_slider("Training data used", [0.01, 0.05, 0.2, 0.5, 1.0], value=0.2,
-                                format_func=lambda f: f"{100 * f:.0f}%")
-    start = t3.selectbox("Start from", STARTS)
-    lr = t4.select_slider("Learning rate", [1e-4, 3e-4, 1e-3, 3e-3], value=1e-3)
-    apply = t5.selectbox("Ticket applied as", list(APPLIES), help="; ".join(f"{k}: {v}" for k, v in APPLIES.items()))
-    st.caption(f"Uses the scorer ({scorer}) and drop ratio ({100 * drop:.0f}%) chosen above; both arms get the same "
-               "steps, batches and seed.")
-    submitted = st.form_submit_button("Launch lottery training", type="primary")
-if submitted:
-    with ui.guard():
-        rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
-                                                              fraction=fraction, start=start, lr=lr, block=int(block),
-                                                              fuse=fuse, discard_ratio=discard, apply=apply))
-    st.toast(f"Lottery training {rid[:6]} queued")
-active_jobs(ctx, ("lottery-train",))
-
-runs = lottery_runs(ctx)
-if runs.empty:
-    st.info("No lottery-training run yet: launch one above. Five epochs on 20% of Fashion-MNIST take a few "
-            "minutes on 2 CPU cores; the run keeps going if you leave the page.")
-else:
-    labels = dict(zip(runs["label"], runs["id"]))
-    picked = labels[st.selectbox("Run", list(labels))]
-    running = runs.set_index("id").loc[picked, "status"] in ("queued", "running")
-
-    @st.fragment(run_every=2 if running else None)
-    def show_run(run_id: str) -> None:
-        frame = epoch_frame(ctx, run_id)
-        summary = ctx.store.get_run(run_id)["summary"] or {}
-        if frame.empty:
-            st.info("No epoch finished yet.")
-            return
-        best = summary.get("best_full_accuracy")
-        charts.show(convergence(frame, best), key=f"convergence-{run_id}")
-        if summary:
-            cols = st.columns(4)
-            for col, arm, name in ((cols[0], "lottery", "Lottery"), (cols[1], "full", "Full images")):
-                e = summary[arm]["epochs_to_within_1pt"]
-                col.metric(f"{name}: epochs to within 1 point", "never" if e is None else str(e),
-                           help=f"best full-data accuracy {ui.pct(best, 2)}")
-            cols[2].metric("Training time, lottery", f"{summary['lottery']['train_time_s']:.0f} s")
-            cols[3].metric("Training time, full", f"{summary['full']['train_time_s']:.0f} s")
-
-    show_run(picked)
+indices, images = image_source(ctx)
+scorer, drop, scoring = scorer_controls()
+selection_section(ctx, indices, images, scorer, drop, scoring)
+fidelity_section(ctx, drop, scoring)
+lottery_training_section(ctx, scorer, drop, scoring)

@@ -3,7 +3,7 @@ sidebar's model, with an offline HTML export."""
 import streamlit as st
 
 from app import charts, state, ui
-from lotus_core.views.report import ReportOptions, build_report, results_version
+from lotus_core.views.report import Report, ReportOptions, build_report, results_version
 
 ui.header("Report", "What pruning does to this model, in six charts and six sentences, built from the results "
           "stored by the other pages. Missing results say which page produces them.",
@@ -12,26 +12,19 @@ ctx = state.context()
 classes = ctx.test.classes
 example = st.selectbox("Example images for the patch section", range(len(classes)), format_func=lambda c: classes[c],
                        help="Four test images of this class, with the 10% least-attended patches hidden.")
-options = ReportOptions(example_class=int(example))
+options = ReportOptions(limit=state.limit(), example_class=int(example))
 
 
-@st.cache_resource
-def built_reports() -> dict:
-    """Reports built on this server, by (results version, options): shared by sessions, never modified."""
-    return {}
+@st.cache_resource(max_entries=16, show_spinner="Reading stored results...")
+def built_report(version: tuple, options: ReportOptions, _ctx) -> Report:
+    """The report of the stored results at ``version``: built once per (version, options) on this server,
+    shared by sessions (streamlit's cache locks each key), never modified."""
+    return build_report(_ctx, options)
 
 
-# a report is rebuilt only when a stored result of this model changes (or the options do)
-reports, key = built_reports(), (results_version(ctx), options)
-if key not in reports:
-    with ui.guard(), st.status("Reading stored results...") as status:
-        bar = st.progress(0.0)
-        built = build_report(ctx, options, on_progress=lambda done, total, label: bar.progress(done / total, text=label))
-        status.update(label="Report built from stored results", state="complete", expanded=False)
-    while len(reports) >= 16:  # keep the newest few
-        reports.pop(next(iter(reports)))
-    reports[(results_version(ctx), options)] = reports[key] = built  # building may store the dense accuracy
-report = reports[key]
+with ui.guard():
+    ctx.dense_accuracy(limit=options.limit)  # stored before the version is read, so building does not change it
+    report = built_report(results_version(ctx), options, ctx)
 
 present = sum(s.missing is None for s in report.sections)
 st.caption(f"Model `{report.model}` on `{report.dataset}`; {present} of {len(report.sections)} sections have their "

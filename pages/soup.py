@@ -5,8 +5,10 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines, barrier_curve
+from lotus_core.core.config import from_mapping
+from lotus_core.results.store import RunStatus
 from lotus_core.views.catalog import (accuracy_comparison, instability_table, omp_finetune_config, run_costs, run_label,
-                                       stable_rewind_points, stored_config, ticket_runs)
+                                       stable_rewind_points, ticket_runs)
 from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
@@ -18,8 +20,9 @@ ui.header("Soup", "Lottery tickets by iterative magnitude pruning with rewinding
           "Instant Soup Pruning (Jaiswal et al., ICML 2023), which LOTUS used as ISSP and saw collapse to about 50% "
           "accuracy with masks from 10% of the data")
 ctx = state.context()
-limit = st.select_slider("Test images per evaluation", [200, 500, 1000, 2000], value=1000,
-                         help="A fixed seeded subset of the test set; its 95% interval is about ±2 points at 1000.")
+limit = state.limit()
+st.caption(f"Every run launched here, and every point compared below, is measured on the same {limit:,} test images "
+           "(the sidebar's setting).")
 
 lth_tab, issp_tab, control_tab, rewind_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket",
                                                       "Which rewind point?"])
@@ -57,7 +60,7 @@ with issp_tab:
         st.toast("Three ISSP runs queued")
 with control_tab:
     runs = ticket_runs(ctx, ("lth",))
-    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == "done"}
+    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == RunStatus.DONE}
     if not done:
         st.info("Controls need a finished LTH run: launch one first.")
     else:
@@ -66,7 +69,7 @@ with control_tab:
         for col, (kind, what) in zip(st.columns(len(CONTROLS)), CONTROLS.items()):
             if col.button(f"{kind}: {what}", key=f"control-{kind}"):
                 with ui.guard():
-                    rid = launch(ctx, "lth-control", ControlConfig(stored_config(LTHConfig, row["config"]), int(rnd), kind))
+                    rid = launch(ctx, "lth-control", ControlConfig(from_mapping(LTHConfig, row["config"]), int(rnd), kind))
                 st.toast(f"{kind} control {rid[:6]} queued")
 
 with rewind_tab:
@@ -97,7 +100,7 @@ newest_issp = [label for label, rid in labels.items() if runs.set_index("id").lo
 chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp,
                         help="By default the newest LTH run and the three newest ISSP runs (a data-fraction sweep).")
 status = runs.set_index("id")[["kind", "status"]]
-done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == "done"]
+done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
 if lth_chosen and st.button("Fine-tune OMP at these LTH runs' sparsities with the same budget",
                             help="The Essential Sparsity comparison: OMP masks of the pre-trained weights, each "

@@ -15,13 +15,13 @@ ui.header("Sparsity curves",
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
 
-DEFAULT = SweepConfig(methods=("omp",), limit=1000, refine=True)  # drawn on first load (about 13 evaluations)
-c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+limit = state.limit()
+DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (about 13 evaluations)
+c1, c2, c3 = st.columns([3, 3, 2])
 methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
-limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=DEFAULT.limit)
 r1, r2, r3, r4, r5 = st.columns([2, 2, 3, 3, 2])
 refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
 controls = r2.multiselect("Sanity checks", list(CONTROLS), default=[], format_func=lambda c: f"{c}: {CONTROLS[c]}",
@@ -87,8 +87,7 @@ sparsity = p2.slider("Sparsity (%)", 0, 95, 50, key="prune_sparsity") / 100
 if p3.button("Prune", type="primary"):
     with ui.guard(), st.spinner("Pruning and evaluating..."):
         evaluator = PointEvaluator(ctx, SweepConfig(methods=(method,), limit=limit))
-        if PRUNERS[method].fixed_sparsity:  # N:M: 1 - N/M
-            sparsity = round(1 - evaluator.config.n / evaluator.config.m, 6)
+        sparsity = evaluator.effective_sparsity(method, sparsity)  # N:M: its fixed 1 - N/M
         point = evaluator.evaluate(method, sparsity)
         st.session_state["pruned"] = (point, evaluator.mask(method, sparsity).to_bytes(),
                                       ctx.dense_accuracy(limit=limit)["accuracy"])
@@ -110,7 +109,7 @@ with left:
                                            f"Per-layer sparsity of the global OMP mask at {100 * sparsity:.0f}%"),
                 key="layers")
 with right:
-    sens_config = SensitivityConfig(limit=1000)
+    sens_config = SensitivityConfig(limit=limit)
     if stored_summary(ctx, "sensitivity", sens_config) is None and not st.button("Run sensitivity analysis"):
         st.info("Sensitivity: prune one layer alone at 50/70/90% and measure the accuracy drop "
                 "(24 layers x 3 levels, about 30 s on 2 CPU cores; stored afterwards).")
@@ -121,6 +120,5 @@ with right:
                 p["done"] / p["planned"], text=p["layer"]))
             bar.empty()
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
-        charts.show(charts.heatmap(100 * table, "sparsity of that layer alone", "layer", "accuracy drop (points)",
-                                   "Sensitivity: accuracy drop when one layer alone is pruned", zmin=0),
+        charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),
                     key="sensitivity")

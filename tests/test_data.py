@@ -1,12 +1,12 @@
 import gzip
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from lotus_core.data import (EMBEDDED_FMNIST, load_dataset, read_idx, subset_indices, to_model_input, write_idx)
+from lotus_core.data import EMBEDDED_FMNIST, load_dataset, read_idx, subset_indices, to_model_input
+from scripts.build_embedded_fmnist import write_idx
 from lotus_core.core.errors import LotusError
 
 

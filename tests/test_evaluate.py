@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from lotus_core.core.device import cpu_supports_bf16
 from lotus_core.training.evaluate import evaluate, predict, wilson_interval

@@ -7,7 +7,7 @@ import pytest
 
 from lotus_core.core.errors import LotusError
 from lotus_core.views.experiments import (CURVE_COLUMNS, TABLE_COLUMNS, config_json, curve_runs, delete_run, downloads,
-                                    filter_runs, get_run, headline, mask_blobs, masks_download, overlay_curves,
+                                    filter_runs, get_run, headline, mask_blobs, overlay_curves,
                                     overlay_figures, run_table)
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
@@ -73,11 +73,17 @@ def test_sweep_curve_starts_at_the_dense_model(sweep_ctx):
     assert fig.layout.xaxis.title.text == "sparsity (% of scoped weights pruned)"
 
 
+def _masks_download(store, run_id):
+    """(file name, bytes) of a run's mask download (from :func:`downloads`), or None without masks."""
+    found = [d for d in downloads(store, run_id) if d.label.startswith("Mask")]
+    return (found[0].file_name, found[0].data()) if found else None
+
+
 def test_lth_masks_download_as_a_zip_of_the_round_masks(tiny_ctx):
     summary = run_experiment(tiny_ctx, "lth", LTH, run_lth)
     run_id, store = summary["run_id"], tiny_ctx.store
     assert mask_blobs(store, run_id) == ["mask-round-1.safetensors", "mask-round-2.safetensors"]
-    name, data = masks_download(store, run_id)
+    name, data = _masks_download(store, run_id)
     assert name == f"{run_id}-masks.zip"
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert archive.namelist() == ["mask-round-1.safetensors", "mask-round-2.safetensors"]
@@ -95,10 +101,10 @@ def test_lth_masks_download_as_a_zip_of_the_round_masks(tiny_ctx):
 
 def test_a_single_mask_downloads_as_itself_and_a_run_without_masks_as_nothing(sweep_ctx):
     store, sweep_id = sweep_ctx.store, sweep_ctx.sweep.run_id
-    assert masks_download(store, sweep_id) is None
+    assert _masks_download(store, sweep_id) is None
     store.put_blob(sweep_id, "mask.safetensors", b"abc")
     store.put_blob(sweep_id, "keep.safetensors", b"not a mask")
-    assert masks_download(store, sweep_id) == (f"{sweep_id}-mask.safetensors", b"abc")
+    assert _masks_download(store, sweep_id) == (f"{sweep_id}-mask.safetensors", b"abc")
 
 
 def test_downloads_are_the_csv_the_masks_and_the_configuration(sweep_ctx):

@@ -12,6 +12,7 @@ from lotus_core.patches.ticket_training import (LotteryTrainConfig, epoch_frame,
                                      training_pool)
 from lotus_core.patches import score_images
 from lotus_core.patches.select import fill_value, select_patches
+from lotus_core.results.registry import experiments
 from lotus_core.results.runs import Cancelled, run_experiment, run_id_for
 from tests.conftest import make_tiny_vit
 
@@ -92,8 +93,7 @@ def test_summary_counts_epochs_to_within_one_point_of_the_best_full_accuracy():
 
 
 def test_the_job_kind_runs_the_same_experiment(tiny_ctx, monkeypatch):
-    jobs.register_jobs()
-    assert jobs.JOBS["lottery-train"].fn is run_lottery_train
+    assert experiments()["lottery-train"].fn is run_lottery_train
     cfg = dataclasses.replace(CFG, epochs=1, steps_per_epoch=1)
     # LOTUS_JOBS_IMMEDIATE (conftest): the job runs on submit, in this process, against the tiny model
     monkeypatch.setattr(jobs, "_context", lambda spec_json: tiny_ctx)

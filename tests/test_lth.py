@@ -86,15 +86,30 @@ def test_rewinding_restores_the_pretrained_weights_and_pruned_weights_stay_zero(
     assert run.get("round-1") is None and tiny_ctx.store.get_run(run.id)["progress"]["step"] == 6
 
 
-def test_late_rewinding_restores_the_weights_after_k_steps(tiny_ctx):
+def test_late_rewinding_restores_step_k_of_the_same_dense_run(tiny_ctx):
+    """Frankle et al. (2020): ``step:K`` rewinds to the weights after step K of round 0's own fine-tune (its
+    6-step cosine schedule), not to a separate K-step run with a schedule of its own."""
     late = dataclasses.replace(CFG, rewind="step:3")
     run = Run(tiny_ctx.store, tiny_ctx.store.start_run("lth", {"t": 2}), "lth")
-    by_hand = tiny_ctx.copy_model()
-    train(by_hand, tiny_ctx.train, TrainConfig(steps=3, batch_size=32, lr=3e-3, weight_decay=0.0, seed=0),
-          tiny_ctx.data_config)
-    for model in (rewind_model(tiny_ctx, late, run), rewind_model(tiny_ctx, late, run)):  # computed, then stored
+    with pytest.raises(LotusError, match="run its round 0 first"):
+        rewind_model(tiny_ctx, late, run)
+    dense = Mask.ones(scoped_parameters(tiny_ctx.model, late.scope))
+    round0 = train_ticket(tiny_ctx, late, run, dense, 0)
+    config = TrainConfig(steps=6, batch_size=32, lr=3e-3, weight_decay=0.0, seed=0)
+    by_hand, steps = tiny_ctx.copy_model(), []
+    train(by_hand, tiny_ctx.train, config, tiny_ctx.data_config, mask=dense,
+          should_stop=lambda: len(steps) == 3, on_step=lambda step, _: steps.append(step))
+    separate = tiny_ctx.copy_model()  # the old, wrong rewinding point: a 3-step run of its own
+    train(separate, tiny_ctx.train, dataclasses.replace(config, steps=3), tiny_ctx.data_config)
+    for model in (rewind_model(tiny_ctx, late, run), rewind_model(tiny_ctx, late, run)):
         for (n, a), (_, b) in zip(model.state_dict().items(), by_hand.state_dict().items()):
             assert torch.equal(a, b), n
+        assert not torch.equal(model.state_dict()["blocks.0.attn.qkv.weight"],
+                               separate.state_dict()["blocks.0.attn.qkv.weight"])
+        assert not torch.equal(model.state_dict()["blocks.0.attn.qkv.weight"],
+                               round0.state_dict()["blocks.0.attn.qkv.weight"])  # step 3, not step 6
+    with pytest.raises(LotusError, match="past round 0's 6 fine-tuning steps"):
+        lth_counts(tiny_ctx, dataclasses.replace(CFG, rewind="step:7"))
     with pytest.raises(LotusError, match="rewind 'epoch:2' is not 'pretrained' or 'step:K'"):
         lth_counts(tiny_ctx, dataclasses.replace(CFG, rewind="epoch:2"))
 

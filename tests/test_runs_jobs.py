@@ -1,10 +1,13 @@
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
 from lotus_core.results import jobs
 from lotus_core.core.errors import LotusError
+from lotus_core.results.registry import ExperimentSpec, experiments
 from lotus_core.results.runs import Cancelled, run_experiment, run_id_for
+from lotus_core.results.store import Store
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def test_cancelled_run_keeps_finished_pieces(tiny_ctx):
 
 
 def test_submit_runs_a_registered_job_through_the_queue(tiny_ctx, monkeypatch):
-    monkeypatch.setitem(jobs.JOBS, "count", jobs.JobSpec(CountConfig, count_experiment))
+    monkeypatch.setitem(experiments(), "count", ExperimentSpec("count", CountConfig, count_experiment, job=True))
     monkeypatch.setattr(jobs, "_context", lambda spec: tiny_ctx)
     spec = jobs.context_spec(tiny_ctx, model="tiny")
     CALLS.clear()
@@ -77,3 +80,23 @@ def test_submit_runs_a_registered_job_through_the_queue(tiny_ctx, monkeypatch):
     assert jobs.submit(spec, "count", CountConfig(pieces=3), tiny_ctx) == rid and CALLS == [0, 1, 2]
     with pytest.raises(LotusError, match="unknown job kind"):
         jobs.submit(spec, "nope", CountConfig(), tiny_ctx)
+
+
+def test_a_keyed_result_is_computed_once_and_refresh_recomputes(tiny_ctx, tmp_path):
+    """The one compute-or-serve primitive with a plain mapping config (as evaluations and tables use it)."""
+    calls = []
+    compute = lambda ctx, cfg, run: calls.append(1) or {"accuracy": 0.9}  # noqa: E731
+    rid = run_id_for(tiny_ctx, "evaluate", {"x": 1})
+    assert run_experiment(tiny_ctx, "evaluate", {"x": 1}, compute) == {"accuracy": 0.9, "run_id": rid}
+    again = dataclasses.replace(tiny_ctx, store=Store(tiny_ctx.store.path))  # another process, the same store
+    assert run_experiment(again, "evaluate", {"x": 1}, compute) == {"accuracy": 0.9, "run_id": rid}
+    assert len(calls) == 1
+    run_experiment(tiny_ctx, "evaluate", {"x": 1}, compute, refresh=True)
+    assert len(calls) == 2
+
+
+def test_failed_compute_is_recorded_and_not_cached(tiny_ctx):
+    with pytest.raises(ValueError):
+        run_experiment(tiny_ctx, "evaluate", {"x": 2}, lambda *_: (_ for _ in ()).throw(ValueError("boom")))
+    run = tiny_ctx.store.get_run(run_id_for(tiny_ctx, "evaluate", {"x": 2}))
+    assert run["status"] == "failed" and run["error"] == "boom"

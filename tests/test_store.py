@@ -15,25 +15,10 @@ def test_config_id_is_order_independent_and_sensitive_to_values():
     assert canonical_json((1, 2)) == "[1,2]"
 
 
-def test_store_is_wal_and_cached_computes_once(tmp_path):
+def test_store_is_wal(tmp_path):
     store = Store(tmp_path / "r.db")
     con = sqlite3.connect(store.path)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    calls = []
-    compute = lambda: calls.append(1) or {"accuracy": 0.9}  # noqa: E731
-    assert store.cached("evaluate", {"x": 1}, compute) == {"accuracy": 0.9}
-    assert Store(tmp_path / "r.db").cached("evaluate", {"x": 1}, compute) == {"accuracy": 0.9}
-    assert len(calls) == 1
-    store.cached("evaluate", {"x": 1}, compute, refresh=True)
-    assert len(calls) == 2
-
-
-def test_failed_compute_is_recorded_and_not_cached(tmp_path):
-    store = Store(tmp_path / "r.db")
-    with pytest.raises(ValueError):
-        store.cached("evaluate", {"x": 2}, lambda: (_ for _ in ()).throw(ValueError("boom")))
-    run = store.get_run(config_id({"x": 2}))
-    assert run["status"] == "failed" and run["error"] == "boom"
 
 
 def test_points_blobs_csv_export_and_delete(tmp_path):

@@ -5,6 +5,7 @@ import pytest
 
 from lotus_core.cli import main
 from lotus_core.core.errors import LotusError
+from lotus_core.results.registry import experiments
 from lotus_core.results.runs import run_id_for
 from lotus_core.pruning.sweep import SweepConfig, essential_sparsity, layer_sparsity_table, parse_sparsities, run_sweep
 from lotus_core.pruning import prune
@@ -141,7 +142,7 @@ def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
     config = SweepConfig(methods=("omp",), sparsities=(0.6,), limit=100, finetune_steps=2)
     run_id = jobs.submit(jobs.context_spec(ctx, "default"), "sweep", config, ctx)  # runs now ($LOTUS_JOBS_IMMEDIATE)
     run = ctx.store.get_run(run_id)
-    assert run["status"] == "done" and run["kind"] == "sweep" and jobs.JOBS["sweep"].config_cls is SweepConfig
+    assert run["status"] == "done" and run["kind"] == "sweep" and experiments()["sweep"].config_cls is SweepConfig
     (point,) = ctx.store.points(run_id).values()
     assert point["sparsity"] == 0.6 and point["n"] == 100
     assert point["sparsity_reached"] == prune(ctx.model, "omp", 0.6).sparsity

@@ -36,10 +36,8 @@ def info(args, ctx) -> dict:
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
 ])
 def evaluate_cmd(args, ctx) -> dict:
-    config = ctx.key(kind="evaluate", limit=args.limit, seed=args.seed)
-    summary = ctx.store.cached("evaluate", config, lambda: ctx.evaluate(limit=args.limit, seed=args.seed).summary(),
-                               model=ctx.model_id, dataset=ctx.dataset, refresh=args.no_cache)
-    return {"model": ctx.model_id, "dataset": ctx.dataset, **summary}
+    summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, refresh=args.no_cache)
+    return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"}}
 
 
 @command("train-default", "train the embedded default ViT from a seed and write data/default_vit.*", [
@@ -84,8 +82,6 @@ def export_cmd(args, ctx) -> dict:
 @command("worker", "consume the background job queue of a results store (started by the dashboard)",
          context=False)
 def worker_cmd(args, ctx) -> dict:
-    from pathlib import Path
-
     from ..results.jobs import run_worker
     from ..results.store import Store
 

@@ -3,19 +3,17 @@ from __future__ import annotations
 
 import argparse
 
-from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, run_lottery_train
+from ..core.config import from_mapping
 from ..patches import FUSES, SCORERS, ScoreOptions
 from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
+from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame
 from ..results.runs import run_experiment
-from . import arg, command, fraction, positive_int
+from . import arg, command, config_args, fraction, positive_int
 from .pruning import _progress
 
-_SCORE_OPTIONS = [
-    arg("--block", type=int, default=-1, help="cls: attention block read (-1 = last)"),
-    arg("--fuse", choices=FUSES, default="mean", help="cls/rollout: how heads are fused"),
-    arg("--discard-ratio", type=fraction, default=0.0, help="rollout: fraction of each attention row discarded"),
-]
+_SCORING = dict(fuse={"choices": FUSES}, discard_ratio=fraction, ig_steps=positive_int, drop=fraction,
+                limit=positive_int)  # validators of the patch-scoring fields (and of drop and limit)
 
 
 def _scorer_list(text: str) -> tuple[str, ...]:
@@ -31,33 +29,23 @@ def _scorer_list(text: str) -> tuple[str, ...]:
     arg("--index", type=int, action="append", help="test-set index (repeat for several images; default 0)"),
     arg("--score", choices=list(SCORERS), default="cls", help="patch scorer"),
     arg("--drop", type=fraction, default=0.1, help="fraction of patches dropped per image, in [0, 1)"),
-    arg("--seed", type=int, default=0, help="random scorer's seed"),
-    arg("--ig-steps", type=positive_int, default=32, help="captum-ig: path steps"),
-    *_SCORE_OPTIONS,
+    *config_args(ScoreOptions, **_SCORING),
 ])
 def patches_cmd(args, ctx) -> dict:
-    options = ScoreOptions(block=args.block, fuse=args.fuse, discard_ratio=args.discard_ratio, seed=args.seed,
-                           ig_steps=args.ig_steps)
+    options = from_mapping(ScoreOptions, vars(args))
     report = explain_images(ctx, args.score, args.drop, options, indices=args.index or [0])
     return {"images": report.records(), "grid": list(report.grid.shape), "scorer": args.score, "drop": args.drop,
             "dropped_per_image": report.grid.num_patches - report.kept_count, "classes": ctx.test.classes}
 
 
 @command("fidelity", "deletion/insertion curves (with AUC) and agreement of patch scorers", [
-    arg("--score", type=_scorer_list, default=tuple(SCORERS), help=f"comma-separated, from: {', '.join(SCORERS)}"),
-    arg("--limit", type=positive_int, default=100, help="test images (fixed seeded subset)"),
-    arg("--steps", type=positive_int, default=10, help="curve points: fractions 0, 1/steps, ..., 1"),
-    arg("--top-k", type=float, default=0.2, help="fraction of patches compared by the top-k overlap"),
-    arg("--drop", type=fraction, default=0.1, help="drop ratio of the dropped-set overlap"),
-    arg("--seed", type=int, default=0),
-    arg("--ig-steps", type=positive_int, default=32, help="captum-ig: path steps"),
+    *config_args(FidelityConfig, steps=positive_int, **_SCORING,
+                 scorers={"flags": ("--score",), "type": _scorer_list,
+                          "help": f"comma-separated, from: {', '.join(SCORERS)}"}),
     arg("--curves", action="store_true", help="include every curve point in the output"),
-    *_SCORE_OPTIONS,
 ])
 def fidelity_cmd(args, ctx) -> dict:
-    cfg = FidelityConfig(scorers=args.score, limit=args.limit, steps=args.steps, top_k=args.top_k, drop=args.drop,
-                         block=args.block, fuse=args.fuse, discard_ratio=args.discard_ratio, ig_steps=args.ig_steps,
-                         seed=args.seed)
+    cfg = from_mapping(FidelityConfig, vars(args))
     result = fidelity(ctx, cfg, on_progress=_progress)
     out = {"images": result.summary["images"], "grid": result.summary["grid"], "auc": result.auc.to_dict(orient="records"),
            "agreement": result.agreement.to_dict(orient="records"), "run_id": result.summary["run_id"]}
@@ -66,28 +54,13 @@ def fidelity_cmd(args, ctx) -> dict:
     return out
 
 
-@command("lottery-train", "train on data lottery tickets and on full images side by side, epoch by epoch", [
-    arg("--score", choices=list(SCORERS), default="cls", help="patch scorer (run on the base model)"),
-    arg("--drop", type=fraction, default=0.1, help="fraction of patches dropped per training image"),
-    arg("--epochs", type=positive_int, default=5),
-    arg("--steps-per-epoch", type=int, default=0, help="optimizer steps per epoch (0 = one pass over the pool)"),
-    arg("--fraction", type=float, default=0.2, help="fraction of the training split used"),
-    arg("--lr", type=float, default=1e-3),
-    arg("--weight-decay", type=float, default=0.05),
-    arg("--warmup-steps", type=int, default=0),
-    arg("--batch-size", type=positive_int, default=128),
-    arg("--seed", type=int, default=0),
-    arg("--start", choices=STARTS, default="scratch", help="re-initialised architecture or the base model"),
-    arg("--limit", type=positive_int, default=1000, help="test images per evaluation"),
-    arg("--apply", choices=list(APPLIES), default="pixels",
-        help="; ".join(f"{k}: {v}" for k, v in APPLIES.items())),
-    *_SCORE_OPTIONS,
-])
+@command("lottery-train", "train on data lottery tickets and on full images side by side, epoch by epoch",
+         config_args(LotteryTrainConfig, epochs=positive_int, batch_size=positive_int, **_SCORING,
+                     scorer={"flags": ("--score",), "choices": list(SCORERS)}, start={"choices": STARTS},
+                     apply={"choices": list(APPLIES), "help": "; ".join(f"{k}: {v}" for k, v in APPLIES.items())},
+                     exclude_from_decay={"flags": ("--decay-all",),
+                                         "help": "decay norms, biases and embeddings too (not timm's convention)"}))
 def lottery_train_cmd(args, ctx) -> dict:
-    cfg = LotteryTrainConfig(scorer=args.score, drop=args.drop, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-                             fraction=args.fraction, lr=args.lr, weight_decay=args.weight_decay,
-                             warmup_steps=args.warmup_steps, batch_size=args.batch_size, seed=args.seed,
-                             start=args.start, limit=args.limit, block=args.block, fuse=args.fuse,
-                             discard_ratio=args.discard_ratio, apply=args.apply)
-    summary = run_experiment(ctx, "lottery-train", cfg, run_lottery_train, on_progress=_progress)
+    cfg = from_mapping(LotteryTrainConfig, vars(args))
+    summary = run_experiment(ctx, "lottery-train", cfg, on_progress=_progress)
     return {**summary, "points": epoch_frame(ctx, summary["run_id"]).to_dict(orient="records")}

@@ -2,17 +2,37 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import pandas as pd
 
+from ..core.config import from_mapping
 from ..core.errors import LotusError
-from ..training.evaluate import DEFAULT_LIMIT
 from ..pruning import PRUNERS, SCOPES
 from ..pruning.controls import CONTROLS
 from ..pruning.sweep import PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities, run_sweep
-from . import arg, command, fraction, positive_int
+from . import arg, command, config_args, fraction, positive_int
+
+
+def _sweep_args(*names: str) -> list:
+    """Flags of the SweepConfig fields ``names`` (generated from the dataclass)."""
+    return config_args(SweepConfig, skip=tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in names),
+                       scope={"choices": list(SCOPES)}, limit=positive_int,
+                       bf16={"flags": ("--fp32",), "help": "evaluate in fp32 (default: bf16 autocast where the "
+                                                           "hardware makes it fast)"})
+
+
+def _method_args() -> list:
+    """Every pruning method's own options as flags, each flag once (NMOptions: --n, --m; WandaOptions:
+    --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds)."""
+    out: dict[tuple, tuple] = {}
+    for p in PRUNERS.values():
+        for a in config_args(p.options, n=positive_int, m=positive_int, calib_size=positive_int,
+                             blocksize=positive_int, rounds=positive_int) if p.options else []:
+            out.setdefault(a[0], a)
+    return list(out.values())
 
 
 def controls_list(text: str) -> tuple[str, ...]:
@@ -24,22 +44,17 @@ def controls_list(text: str) -> tuple[str, ...]:
     return names
 
 
-_CONTROLS = arg("--controls", type=controls_list, default=(),
-                help="sanity checks beside each method, comma-separated: "
-                     + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items()))
-
 _COMMON = [
-    arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images (fixed seeded subset)"),
-    arg("--seed", type=int, default=0),
-    arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
-    arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
-    arg("--damp", type=float, default=SweepConfig.damp, help="sparsegpt: dampening (fraction of the mean Hessian diagonal)"),
-    arg("--blocksize", type=positive_int, default=SweepConfig.blocksize, help="sparsegpt: columns per lazy-update block"),
-    arg("--rounds", type=positive_int, default=SweepConfig.rounds, help="synflow: score-prune rounds"),
-    arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
-    arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
+    *_sweep_args("scope", "limit", "seed", "finetune_steps", "bf16"),
+    *_method_args(),
+    arg("--controls", type=controls_list, default=(),
+        help="sanity checks beside each method, comma-separated: " + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
 ]
+
+
+def _sweep_config(args, **fields) -> SweepConfig:
+    """The sweep configuration of the parsed arguments (method options included), with ``fields`` set."""
+    return from_mapping(SweepConfig, {**vars(args), **fields})
 
 
 def _progress(fields: dict) -> None:
@@ -51,17 +66,14 @@ def _progress(fields: dict) -> None:
     arg("--method", required=True, choices=list(PRUNERS)),
     arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
     arg("--mask-out", default=None, help="write the mask as safetensors"),
-    _CONTROLS,
     *_COMMON,
 ])
 def prune_cmd(args, ctx) -> dict:
-    config = SweepConfig(methods=(args.method,), scope=args.scope, limit=args.limit, seed=args.seed, n=args.n,
-                         m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32, damp=args.damp,
-                         blocksize=args.blocksize, rounds=args.rounds)
+    config = _sweep_config(args, methods=(args.method,))
     evaluator = PointEvaluator(ctx, config)
-    sparsity = round(1 - args.n / args.m, 6) if PRUNERS[args.method].fixed_sparsity else args.sparsity
+    sparsity = evaluator.effective_sparsity(args.method, args.sparsity)
     point = evaluator.evaluate(args.method, sparsity)
-    controls = {c: evaluator.evaluate(curve_name(args.method, c), sparsity)["accuracy"] for c in args.controls}
+    controls = {c: evaluator.evaluate(curve_name(args.method, c), sparsity)["accuracy"] for c in config.controls}
     mask = evaluator.mask(args.method, sparsity)
     if args.mask_out:
         mask.save(args.mask_out)
@@ -75,13 +87,8 @@ def prune_cmd(args, ctx) -> dict:
 @command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", [
     arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
     arg("--sparsities", default="0:0.9:0.1", help="start:stop:step or a comma list of fractions"),
-    arg("--refine", action="store_true", help="bisect each turning point's bracket down to --resolution"),
-    arg("--resolution", type=float, default=0.01),
-    arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+    *_sweep_args("refine", "resolution", "eps", "stop_at_drop"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
-    arg("--stop-at-drop", action="store_true",
-        help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
-    _CONTROLS,
     *_COMMON,
 ])
 def sweep_cmd(args, ctx) -> dict:
@@ -91,11 +98,7 @@ def sweep_cmd(args, ctx) -> dict:
     unknown = [m for m in methods if m not in PRUNERS]
     if unknown:
         raise LotusError(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
-    config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
-                         seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
-                         eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
-                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32, damp=args.damp, blocksize=args.blocksize,
-                         rounds=args.rounds, controls=args.controls)
+    config = _sweep_config(args, methods=methods, sparsities=parse_sparsities(args.sparsities))
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
             "essential": result.essential}

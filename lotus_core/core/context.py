@@ -63,11 +63,23 @@ class Context:
         return evaluate(model if model is not None else self.model, self.test, self.data_config, limit=limit, seed=seed,
                         bf16=bf16)
 
-    def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
-        """The base model's accuracy summary, served from the store when already computed."""
-        config = self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"precision": "fp32"}))
-        return self.store.cached("evaluate", config, lambda: self.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
-                                 model=self.model_id, dataset=self.dataset)
+    def dense_key(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
+        """The configuration that keys the base model's stored accuracy."""
+        return self.key(kind="evaluate", **self._dense_params(limit, seed, bf16))
+
+    @staticmethod
+    def _dense_params(limit: int | None, seed: int, bf16: bool) -> dict:
+        return {"limit": limit, "seed": seed, **({} if bf16 else {"precision": "fp32"})}
+
+    def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True,
+                       refresh: bool = False) -> dict:
+        """The base model's accuracy summary (stored as the result "evaluate", keyed by :meth:`dense_key`),
+        served from the store when already computed; ``refresh`` recomputes it."""
+        from ..results.runs import run_experiment
+
+        return run_experiment(self, "evaluate", self._dense_params(limit, seed, bf16),
+                              lambda ctx, _, run: ctx.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
+                              refresh=refresh)
 
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,

@@ -14,6 +14,7 @@ from ..core.errors import LotusError
 from ..pruning.mask import Mask
 from ..pruning.ranking import GlobalRanking, num_to_prune
 from ..pruning.scope import scoped_parameters
+from ..results.registry import Headline, pct
 from ..results.store import Store
 
 
@@ -97,3 +98,20 @@ def load_state_bytes(model: nn.Module, data: bytes) -> nn.Module:
 
     model.load_state_dict(load(data))
     return model
+
+
+def ticket_headline(s: dict) -> Headline:
+    """Headline of a stored LTH or ISSP run: its last round (ISSP: after the final fine-tune)."""
+    extra = f" ({pct(s['before_finetune_accuracy'])} before the final fine-tune)" if "before_finetune_accuracy" in s else ""
+    return Headline(s["final_accuracy"], s["final_sparsity"],
+                    f"{s['rounds']} rounds to {pct(s['final_sparsity'])}: {pct(s['final_accuracy'])}{extra}")
+
+
+def ticket_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against sparsity of a ticket run's rounds (and ISSP's fine-tuned ticket)."""
+    rows = [{"series": "rounds", "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for k, p in points.items() if k.startswith("round-")]
+    if "final" in points:
+        rows.append({"series": "fine-tuned", "axis": "sparsity", "x": points["final"]["sparsity"],
+                     "accuracy": points["final"]["accuracy"]})
+    return rows

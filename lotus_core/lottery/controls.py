@@ -21,12 +21,11 @@ import torch
 from ..core.context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..results.jobs import JOBS, JobSpec
 from ..pruning.controls import CONTROLS, check_control, reinit_, shuffled  # noqa: F401 (CONTROLS: the CLI reads it here)
-from ..pruning.mask import Mask
+from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, run_id_for
-from ..training.train import apply_mask_
 from .common import mask_blob, ordered
 from .lth import LTHConfig, rewind_model
 
@@ -39,10 +38,6 @@ class ControlConfig:
     round: int  # which round's mask (1 = the first pruned round)
     control: str = "shuffle"  # reinit | shuffle
     seed: int = 0  # the shuffle's or the re-initialisation's random draw
-
-    def __post_init__(self):  # a job hands the nested config over as a dict
-        if isinstance(self.lth, dict):
-            object.__setattr__(self, "lth", LTHConfig(**self.lth))
 
 
 def control_model(ctx: Context, cfg: ControlConfig) -> tuple[torch.nn.Module, Mask]:
@@ -81,4 +76,10 @@ def run_control(ctx: Context, cfg: ControlConfig, run: Run) -> dict:
             "ci_low": res.ci95[0], "ci_high": res.ci95[1], "ticket_accuracy": ticket["accuracy"], "steps": lth.steps}
 
 
-JOBS["lth-control"] = JobSpec(ControlConfig, run_control)
+def control_headline(s: dict) -> Headline:
+    """Headline of a stored control beside its ticket's accuracy."""
+    return Headline(s["accuracy"], s["sparsity"], f"{s['control']} control of round {s['round']}: "
+                    f"{pct(s['accuracy'])} (ticket {pct(s['ticket_accuracy'])})")
+
+
+register_experiment(ExperimentSpec("lth-control", ControlConfig, run_control, control_headline, job=True))

@@ -22,7 +22,7 @@ from ..pruning import random_like
 from ..pruning.mask import Mask
 from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.finetune import finetune
 from ..training.train import TrainConfig, train
@@ -106,4 +106,10 @@ def run_core_ticket(ctx: Context, cfg: CoreTicketConfig, run: Run) -> dict:
             "core_sparsity": core.sparsity}
 
 
-JOBS["core-ticket"] = JobSpec(CoreTicketConfig, run_core_ticket)
+def core_ticket_headline(s: dict) -> Headline:
+    """Headline of a core ticket: its size against chance, its accuracy against a random mask's."""
+    return Headline(s["core_accuracy"], s["core_sparsity"], f"core ticket keeps {pct(s['core_kept'])} "
+                    f"(chance {pct(s['chance_kept'])}): {pct(s['core_accuracy'])}, random {pct(s['random_accuracy'])}")
+
+
+register_experiment(ExperimentSpec("core-ticket", CoreTicketConfig, run_core_ticket, core_ticket_headline, job=True))

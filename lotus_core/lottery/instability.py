@@ -28,7 +28,7 @@ from ..core.context import Context
 from ..core.errors import LotusError
 from ..pruning import prune
 from ..pruning.mask import Mask
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
 from .common import load_state_bytes, state_bytes
@@ -142,4 +142,10 @@ def run_instability(ctx: Context, cfg: InstabilityConfig, run: Run) -> dict:
             "sparsity": cfg.sparsity}
 
 
-JOBS["instability"] = JobSpec(InstabilityConfig, run_instability)
+def instability_headline(s: dict) -> Headline:
+    """Headline of an instability analysis: the barrier per k and the smallest stable k."""
+    barriers = ", ".join(f"k={k}: {pct(b)}" for k, b in s["barriers"].items())
+    return Headline(None, s["sparsity"], f"error barrier {barriers}; smallest stable k {s['stable_k']}")
+
+
+register_experiment(ExperimentSpec("instability", InstabilityConfig, run_instability, instability_headline, job=True))

@@ -45,12 +45,12 @@ from torch import nn
 from ..core.context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..results.jobs import JOBS, JobSpec
-from ..pruning.mask import Mask
+from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
+from ..results.registry import ExperimentSpec, register_experiment
 from ..results.runs import Run, run_experiment
-from ..training.train import TrainConfig, apply_mask_, train
-from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
+from ..training.train import TrainConfig, train
+from .common import ticket_curve, ticket_headline, load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
 
 MERGES = {
     "union": "a weight survives if any denoiser keeps it (the paper's)",
@@ -218,4 +218,4 @@ def data_fraction_sweep(ctx: Context, cfg: ISSPConfig, fractions: Sequence[float
     return pd.DataFrame(rows)
 
 
-JOBS["issp"] = JobSpec(ISSPConfig, run_issp)
+register_experiment(ExperimentSpec("issp", ISSPConfig, run_issp, ticket_headline, ticket_curve, job=True))

@@ -17,7 +17,7 @@ from ..core.context import Context
 from ..core.errors import LotusError
 from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
 
@@ -75,4 +75,10 @@ def run_lota(ctx: Context, cfg: LoTAConfig, run: Run) -> dict:
             "trained_fraction": lota["trained_fraction"], "steps": cfg.steps}
 
 
-JOBS["lota"] = JobSpec(LoTAConfig, run_lota)
+def lota_headline(s: dict) -> Headline:
+    """Headline of a LoTA run: the sparse fine-tune's accuracy beside the dense one's."""
+    return Headline(s["lota_accuracy"], None, f"LoTA {pct(s['lota_accuracy'])} training {pct(s['trained_fraction'])} "
+                    f"of the weights; dense fine-tune {pct(s['dense_accuracy'])} ({s['steps']} steps)")
+
+
+register_experiment(ExperimentSpec("lota", LoTAConfig, run_lota, lota_headline, job=True))

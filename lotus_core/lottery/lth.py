@@ -5,9 +5,11 @@ et al., "Linear Mode Connectivity and the Lottery Ticket Hypothesis" (ICML 2020)
 Essential Sparsity paper (Jaiswal et al., NeurIPS 2023) runs it on pre-trained transformers:
 the rewinding point is the *pre-trained* weights, and each round fine-tunes on the task.
 
-Round 0: the dense model at the rewinding point is fine-tuned for ``steps``; its accuracy is
-    the dense baseline under the same budget. The ``prune_fraction`` smallest-|w| scoped
-    weights of the fine-tuned model (global ranking) give mask 1.
+Round 0: the dense pre-trained model is fine-tuned for ``steps``; its accuracy is the dense
+    baseline under the same budget. The ``prune_fraction`` smallest-|w| scoped weights of the
+    fine-tuned model (global ranking) give mask 1. With late rewinding (``rewind="step:K"``,
+    Frankle et al. 2020) the rewinding point is the weights after step K *of this same
+    training* (its schedule, batches and seed), saved the moment step K ends.
 Round r >= 1: the ticket is ``rewind weights * mask_r``. It is fine-tuned for ``steps`` with
     the mask held fixed (pruned weights stay exactly 0) and evaluated: **the accuracy recorded
     for round r is that of the ticket at sparsity s_r after this fine-tune**, from the
@@ -30,12 +32,11 @@ from torch import nn
 from ..core.context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..results.jobs import JOBS, JobSpec
-from ..pruning.mask import Mask
+from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
+from ..results.registry import ExperimentSpec, register_experiment
 from ..results.runs import Run
-from ..training.train import TrainConfig, apply_mask_, train
-from .common import load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
+from .common import ticket_curve, ticket_headline, load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,21 @@ class LTHConfig:
     steps: int = 100  # fine-tuning steps per round (batch_size images each)
     lr: float = 1e-4  # peak AdamW learning rate of each round's fine-tune (cosine decay, no weight decay)
     batch_size: int = 128  # training images per step
-    rewind: str = "pretrained"  # "pretrained" or "step:K" (the weights after K dense fine-tuning steps)
+    rewind: str = "pretrained"  # "pretrained" or "step:K" (the weights at step K of round 0's dense fine-tune)
     scope: str = "blocks"  # which weights are pruned (lotus_core.pruning.scope.SCOPES)
     seed: int = 0  # batch order (the same in every round) and the fixed test subset
     limit: int = 1000  # test images per evaluation
 
 
 def rewind_steps(cfg: LTHConfig) -> int:
-    """K of ``step:K`` (0 for ``pretrained``); raises LotusError on anything else."""
+    """K of ``step:K`` (0 for ``pretrained``); raises LotusError on anything else or on K > steps."""
     if cfg.rewind == "pretrained":
         return 0
     if cfg.rewind.startswith("step:") and cfg.rewind[5:].isdigit():
-        return int(cfg.rewind[5:])
+        k = int(cfg.rewind[5:])
+        if k > cfg.steps:
+            raise LotusError(f"rewind step {k} is past round 0's {cfg.steps} fine-tuning steps; give K <= {cfg.steps}")
+        return k
     raise LotusError(f"rewind {cfg.rewind!r} is not 'pretrained' or 'step:K' (e.g. step:50)")
 
 
@@ -71,24 +75,21 @@ def lth_counts(ctx: Context, cfg: LTHConfig) -> list[int]:
     return prune_counts(total, cfg.target, cfg.prune_fraction)
 
 
+REWIND_BLOB = "rewind.safetensors"
+
+
 def rewind_model(ctx: Context, cfg: LTHConfig, run: Run) -> nn.Module:
     """A fresh copy of the model at the rewinding point.
 
-    ``step:K``: the model after K dense fine-tuning steps (lr, batch size and seed of ``cfg``),
-    computed once (in round 0, whose elapsed time includes it) and stored with the run, so
-    resumes and controls reuse the same weights.
+    ``step:K``: the weights after step K of round 0's dense fine-tune, stored with the run by
+    :func:`train_ticket` (so rounds, resumes and controls all rewind to the same weights).
     """
-    k = rewind_steps(cfg)
     model = ctx.copy_model()
-    if k == 0:
+    if rewind_steps(cfg) == 0:
         return model
-    data = run.blob("rewind.safetensors")
+    data = run.blob(REWIND_BLOB)
     if data is None:
-        train(model, ctx.train, TrainConfig(steps=k, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0,
-                                            seed=cfg.seed), ctx.data_config, should_stop=run.stopped)
-        run.check()
-        run.blob("rewind.safetensors", state_bytes(model))
-        return model
+        raise LotusError(f"this LTH run has no weights at step {rewind_steps(cfg)} yet; run its round 0 first")
     return load_state_bytes(model, data)
 
 
@@ -100,12 +101,21 @@ def ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask) -> nn.Module:
 
 
 def train_ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask, r: int) -> nn.Module:
-    """Round ``r``'s ticket after its fine-tune (mask held fixed), reporting step progress."""
-    model = ticket(ctx, cfg, run, mask)
+    """Round ``r``'s ticket after its fine-tune (mask held fixed), reporting step progress.
+
+    Round 0 starts from the pre-trained weights and, with ``step:K``, stores its weights after step K
+    as the rewinding point of every later round."""
+    k = rewind_steps(cfg)
+    model = ctx.copy_model() if r == 0 else ticket(ctx, cfg, run, mask)
     rounds = len(lth_counts(ctx, cfg))
+
+    def keep_rewind_point(step: int, trained: nn.Module) -> None:
+        if step == k:
+            run.blob(REWIND_BLOB, state_bytes(trained))
+
     finetune(model, mask, ctx.train, ctx.data_config, cfg.steps, cfg.lr, cfg.batch_size, cfg.seed,
              on_progress=lambda p: run.progress(round=r, of=rounds, step=p.step, steps=p.steps, loss=p.loss),
-             should_stop=run.stopped)
+             should_stop=run.stopped, on_step=keep_rewind_point if r == 0 and k else None)
     run.check()
     return model
 
@@ -135,8 +145,8 @@ def run_lth(ctx: Context, cfg: LTHConfig, run: Run) -> dict:
     points = [run.get(f"round-{r}") for r in range(len(counts) + 1)]
     return {"rounds": len(counts), "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
             "dense_finetuned_accuracy": points[0]["accuracy"],
-            "train_steps": cfg.steps * len(points) + rewind_steps(cfg),
+            "train_steps": cfg.steps * len(points),
             "train_time_s": sum(p["elapsed_s"] for p in points)}
 
 
-JOBS["lth"] = JobSpec(LTHConfig, run_lth)
+register_experiment(ExperimentSpec("lth", LTHConfig, run_lth, ticket_headline, ticket_curve, job=True))

@@ -26,7 +26,7 @@ from ..core.errors import LotusError
 from ..pruning import prune, random_like
 from ..pruning.mask import Mask
 from ..pruning.scope import scoped_parameters
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
 
@@ -156,4 +156,10 @@ def run_rigl(ctx: Context, cfg: RigLConfig, run: Run) -> dict:
     return {k: v for k, v in run.get("final").items() if k != "update_sparsities"}
 
 
-JOBS["rigl"] = JobSpec(RigLConfig, run_rigl)
+def rigl_headline(s: dict) -> Headline:
+    """Headline of a RigL run."""
+    return Headline(s["accuracy"], s["sparsity"], f"RigL at {pct(s['sparsity'])}: {pct(s['accuracy'])}, "
+                    f"{s['updates']} updates rewired {pct(s['rewired'])} of the kept weights")
+
+
+register_experiment(ExperimentSpec("rigl", RigLConfig, run_rigl, rigl_headline, job=True))

@@ -24,7 +24,7 @@ from ..pruning.controls import reinit_
 from ..pruning.mask import Mask
 from ..pruning.ranking import num_to_prune, ranks
 from ..pruning.scope import scoped_parameters
-from ..results.jobs import JOBS, JobSpec
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
 
@@ -130,4 +130,10 @@ def run_supermask(ctx: Context, cfg: SupermaskConfig, run: Run) -> dict:
     return run.get("final")
 
 
-JOBS["supermask"] = JobSpec(SupermaskConfig, run_supermask)
+def supermask_headline(s: dict) -> Headline:
+    """Headline of an edge-popup run: the mask's accuracy on the frozen weights."""
+    return Headline(s["accuracy"], s["sparsity"], f"supermask at {pct(s['sparsity'])}: {pct(s['accuracy'])} "
+                    f"(frozen weights alone {pct(s['frozen_dense_accuracy'])})")
+
+
+register_experiment(ExperimentSpec("supermask", SupermaskConfig, run_supermask, supermask_headline, job=True))

@@ -1,4 +1,4 @@
-"""Training the embedded default model and building the embedded Fashion-MNIST copy.
+"""Training the embedded default model.
 
 ``python -m lotus_core train-default`` reproduces ``data/default_vit.safetensors`` and its
 model card ``data/default_vit.json`` from a seed: a timm VisionTransformer (patch 4 on
@@ -14,16 +14,13 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 
-from ..data import DEBIAN_FMNIST, EMBEDDED_FMNIST, load_dataset, read_idx, write_idx
+from ..data import load_dataset
 from ..core.device import default_device
 from ..training.evaluate import evaluate
 from .loading import DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
 from ..training.train import TrainConfig, TrainProgress, train
-
-EMBEDDED_TRAIN_SIZE = 10_000
 
 
 def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
@@ -69,21 +66,3 @@ def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: fl
     Path(card).write_text(json.dumps(info, indent=2) + "\n")
     return info
 
-
-def build_embedded_fmnist(source: Path = DEBIAN_FMNIST, dest: Path = EMBEDDED_FMNIST,
-                          train_size: int = EMBEDDED_TRAIN_SIZE, seed: int = 0) -> list[Path]:
-    """Copy the test split and a fixed, class-balanced training subset into ``data/``."""
-    dest.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name in ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
-        arr = read_idx(source / f"{name}.gz")
-        write_idx(dest / f"{name}.gz", arr)
-        written.append(dest / f"{name}.gz")
-    images, labels = read_idx(source / "train-images-idx3-ubyte.gz"), read_idx(source / "train-labels-idx1-ubyte.gz")
-    rng = np.random.default_rng(seed)
-    per_class = train_size // 10
-    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(labels == c), per_class, replace=False) for c in range(10)]))
-    for name, arr in (("train-subset-images-idx3-ubyte", images[idx]), ("train-subset-labels-idx1-ubyte", labels[idx])):
-        write_idx(dest / f"{name}.gz", arr)
-        written.append(dest / f"{name}.gz")
-    return written

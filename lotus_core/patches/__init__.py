@@ -26,7 +26,7 @@ from .captum_ablation import captum_ablation
 from .captum_ig import captum_ig
 from .cls import cls_attention
 from .grid import PatchGrid, patch_grid
-from .options import FUSES, PatchBatch, ScoreOptions
+from .options import FUSES, PatchBatch, PatchScoring, ScoreOptions
 from .random import random_scores
 from .rollout import rollout
 from .select import drop_count, drop_tokens, fill_value, mask_pixels, select_patches
@@ -102,5 +102,5 @@ def score_images(model: nn.Module, images: torch.Tensor, data_config: dict, scor
     return torch.cat(out)
 
 
-__all__ = ["SCORERS", "Scorer", "FUSES", "PatchGrid", "ScoreOptions", "get_scorer", "patch_grid", "score_patches",
+__all__ = ["SCORERS", "Scorer", "FUSES", "PatchGrid", "PatchScoring", "ScoreOptions", "get_scorer", "patch_grid", "score_patches",
            "score_images", "select_patches", "drop_count", "mask_pixels", "drop_tokens", "fill_value"]

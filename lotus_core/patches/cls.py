@@ -2,7 +2,7 @@
 
 The score of patch ``p`` is the post-softmax attention weight from the CLS query to the key
 of patch ``p`` at block ``options.block`` (default: the last), with the heads fused by their
-mean or max. This is the selection rule of the data-lottery-ticket experiments: patches the
+mean, max or min. This is the selection rule of the data-lottery-ticket experiments: patches the
 classifier token ignores are the ones dropped. (Caron et al., "Emerging Properties in
 Self-Supervised Vision Transformers", ICCV 2021, show such CLS attention maps.)
 """

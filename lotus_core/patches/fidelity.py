@@ -31,7 +31,8 @@ from ..data import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..results.runs import Run, run_experiment
-from . import SCORERS, ScoreOptions, get_scorer, patch_grid, score_images
+from ..results.registry import ExperimentSpec, Headline, register_experiment
+from . import SCORERS, PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import drop_count, fill_value, mask_pixels, patch_ranks
 
 
@@ -44,15 +45,11 @@ class FidelityConfig:
     steps: int = 10  # curve points: fractions 0, 1/steps, ..., 1 of the patches (rounded to whole patches)
     top_k: float = 0.2  # top-k overlap compares each scorer's top round(top_k * P) patches
     drop: float = 0.1  # dropped-set overlap at this drop ratio
-    block: int = -1  # cls: attention block read
-    fuse: str = "mean"  # cls, rollout: head fusion
-    discard_ratio: float = 0.0  # rollout: fraction of each attention row discarded
-    ig_steps: int = 32  # captum-ig: path steps
+    scoring: PatchScoring = PatchScoring()  # how the scorers read the model (block, head fusion, ...)
     seed: int = 0  # test subset and random scorer
 
     def options(self) -> ScoreOptions:
-        return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio,
-                            ig_steps=self.ig_steps, seed=self.seed)
+        return self.scoring.with_seed(self.seed)
 
 
 @dataclass
@@ -63,6 +60,18 @@ class FidelityResult:
     auc: pd.DataFrame  # scorer, deletion_auc, insertion_auc
     agreement: pd.DataFrame  # scorer_a, scorer_b, spearman, topk_overlap, topk_chance, dropped_overlap, dropped_chance
     summary: dict = field(default_factory=dict)
+
+    def agreement_in_words(self) -> pd.DataFrame:
+        """The agreement table with plain column names, for people rather than code."""
+        return self.agreement.rename(columns=AGREEMENT_WORDS)
+
+
+AGREEMENT_WORDS = {
+    "scorer_a": "scorer", "scorer_b": "compared with", "spearman": "rank agreement (-1 to 1)",
+    "topk_overlap": "share of top patches in common", "topk_chance": "by chance",
+    "dropped_overlap": "share of dropped patches in common", "dropped_chance": "by chance (dropped)",
+}
+"""Display names of the agreement columns (rank agreement is Spearman's rho, averaged over images)."""
 
 
 def curve_counts(num_patches: int, steps: int) -> list[int]:
@@ -178,3 +187,17 @@ def fidelity(ctx: Context, cfg: FidelityConfig = FidelityConfig(), on_progress=N
     curves = pd.concat([pd.DataFrame(points[f"scorer-{n}"]["curve"]).assign(scorer=n) for n in cfg.scorers],
                        ignore_index=True)[["scorer", "mode", "fraction", "patches", "accuracy"]]
     return FidelityResult(curves, pd.DataFrame(summary["auc"]), pd.DataFrame(summary["agreement"]), summary)
+
+
+def fidelity_headline(s: dict) -> Headline:
+    """Headline of a stored fidelity comparison: each scorer's deletion AUC."""
+    return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
+
+
+def fidelity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against the fraction of patches deleted or inserted, one series per scorer and mode."""
+    return [{"series": f"{p['scorer']} {c['mode']}", "axis": "fraction", "x": c["fraction"], "accuracy": c["accuracy"]}
+            for p in points.values() if "curve" in p for c in p["curve"]]
+
+
+register_experiment(ExperimentSpec("fidelity", FidelityConfig, run_fidelity, fidelity_headline, fidelity_curve))

@@ -47,11 +47,11 @@ from ..core.context import Context
 from ..data import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
-from ..results.jobs import JOBS, JobSpec
 from ..lottery.common import load_state_bytes, state_bytes
 from ..models.loading import build_from_arch
-from . import ScoreOptions, get_scorer, patch_grid, score_images
+from . import PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
 
@@ -73,18 +73,17 @@ class LotteryTrainConfig:
     fraction: float = 0.2  # fraction of the training split used (a fixed seeded subset)
     lr: float = 1e-3  # peak AdamW learning rate of each epoch's cycle
     weight_decay: float = 0.05  # AdamW decoupled weight decay
+    exclude_from_decay: bool = True  # no decay for norms, biases, position/CLS embeddings (timm's no_weight_decay)
     warmup_steps: int = 0  # linear warm-up at the start of each epoch's cycle
     batch_size: int = 128  # images per step
     seed: int = 0  # initialisation (scratch), training pool, batch order, random scorer
     start: str = "scratch"  # "scratch" (base architecture re-initialised with seed) or "pretrained"
     limit: int = 1000  # test images per evaluation (fixed seeded subset; whole images and their tickets)
     apply: str = "pixels"  # how a ticket is applied in training and in the ticket evaluation (see APPLIES)
-    block: int = -1  # cls scorer: attention block read
-    fuse: str = "mean"  # cls/rollout scorers: head fusion
-    discard_ratio: float = 0.0  # rollout scorer: fraction of each attention row discarded
+    scoring: PatchScoring = PatchScoring()  # how the scorer reads the base model (block, head fusion, ...)
 
     def options(self) -> ScoreOptions:
-        return ScoreOptions(block=self.block, fuse=self.fuse, discard_ratio=self.discard_ratio, seed=self.seed)
+        return self.scoring.with_seed(self.seed)
 
 
 def check_config(cfg: LotteryTrainConfig) -> None:
@@ -189,6 +188,7 @@ def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
             t0 = time.perf_counter()
             result = train(model, ctx.train, TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                                          weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                                         exclude_from_decay=cfg.exclude_from_decay,
                                                          seed=cfg.seed + epoch),
                            ctx.data_config, indices=pool, should_stop=run.stopped,
                            forward=(lambda m, x, batch: on_ticket(m, x, keep[row[batch]])) if arm == "lottery" else None)
@@ -242,4 +242,20 @@ def lottery_runs(ctx: Context) -> pd.DataFrame:
     return runs
 
 
-JOBS["lottery-train"] = JobSpec(LotteryTrainConfig, run_lottery_train)
+def lottery_train_headline(s: dict) -> Headline:
+    """Headline of a stored lottery-training run: both arms' final accuracy."""
+    lot, full = s["lottery"], s["full"]
+    return Headline(lot["final_accuracy"], None,
+                    f"after {s['epochs']} epochs: lottery {pct(lot['final_accuracy'])}, "
+                    f"full {pct(full['final_accuracy'])}; within 1 point at epoch "
+                    f"{lot['epochs_to_within_1pt'] or 'never'} / {full['epochs_to_within_1pt'] or 'never'}")
+
+
+def epoch_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against epoch, one series per arm."""
+    return [{"series": p["arm"], "axis": "epoch", "x": p["epoch"], "accuracy": p["accuracy"]}
+            for k, p in points.items() if "-epoch-" in k]
+
+
+register_experiment(ExperimentSpec("lottery-train", LotteryTrainConfig, run_lottery_train, lottery_train_headline,
+                                   epoch_curve, job=True))

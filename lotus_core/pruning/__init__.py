@@ -1,33 +1,41 @@
 """Pruning methods: one file each, one registry.
 
 ``PRUNERS`` is what the CLI choices, the dashboard's select boxes and the parametrised tests
-enumerate. ``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with
-``mask.apply(model)`` (a pruned copy; the model is never modified). ``masker(model, method)``
+enumerate. A method with options of its own declares them as a frozen dataclass beside it
+(``NMOptions`` in nm.py) and names it in its registry line; the options are part of every
+result key of that method, their fields become CLI flags, and an options class with a
+``fixed_sparsity`` property fixes the sparsity the method reaches (N:M: 1 - N/M).
+
+``prune(model, method, sparsity)`` returns a :class:`Mask`; apply it with ``mask.apply(model)``
+(a pruned copy; the model is never modified). ``masker(model, method)``
 scores and ranks once and returns ``sparsity -> Mask``, which is what a sweep uses: one sort
 for all its levels.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import dataclasses
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
+from ..core.config import from_mapping
 from ..core.errors import LotusError
 from .mask import Mask
+from .calibration import CalibrationOptions
 from .grasp import grasp
-from .nm import nm
+from .nm import NMOptions, nm
 from .omp import omp
 from .omp_layerwise import omp_layerwise
 from .random import random_like, random_prune
 from .ranking import MaskFn, check_sparsity
 from .scope import SCOPES, scoped_parameters
 from .snip import snip
-from .sparsegpt import BLOCKSIZE, DAMP, sparsegpt, sparsegpt_nm
-from .synflow import ROUNDS, synflow
-from .wanda import wanda
+from .sparsegpt import SparseGPTNMOptions, SparseGPTOptions, sparsegpt, sparsegpt_nm
+from .synflow import SynFlowOptions, synflow
+from .wanda import WandaOptions, wanda
 
 
 @dataclass(frozen=True)
@@ -38,45 +46,61 @@ class Pruner:
     prepare: Callable[..., MaskFn]  # prepare(params, options) -> (sparsity -> Mask): scores and ranks once
     help: str
     needs_calibration: bool = False  # reads PruneOptions.calib (and labels) from training images
-    fixed_sparsity: bool = False  # N:M: sparsity is 1 - N/M whatever is asked
-    options: tuple[str, ...] = ()  # the PruneOptions fields that change its masks (part of every result key)
+    options: type | None = None  # the method's own options, a frozen dataclass (e.g. NMOptions); None: none
+
+    def make_options(self, values: Mapping[str, Any] | None = None) -> Any:
+        """This method's options from ``values`` (fields of the same names, defaults otherwise), or None."""
+        return None if self.options is None else from_mapping(self.options, values or {})
+
+    def option_values(self, values: Mapping[str, Any] | None = None) -> dict:
+        """The method's options from ``values`` as a plain dict (what result keys record); empty without options."""
+        own = self.make_options(values)
+        return {} if own is None else dataclasses.asdict(own)
+
+    def fixed_sparsity(self, values: Mapping[str, Any] | None = None) -> float | None:
+        """The sparsity the method reaches whatever is asked (N:M: 1 - N/M), or None when it follows the request."""
+        return getattr(self.make_options(values), "fixed_sparsity", None)
+
+    def effective_sparsity(self, requested: float, values: Mapping[str, Any] | None = None) -> float:
+        """The sparsity a request for ``requested`` reaches with these options."""
+        fixed = self.fixed_sparsity(values)
+        return requested if fixed is None else fixed
 
 
 @dataclass
 class PruneOptions:
-    """Method-specific inputs, passed to every ``Pruner.prepare`` (each reads what it needs)."""
+    """Inputs passed to every ``Pruner.prepare`` (each reads what it needs)."""
 
-    seed: int = 0  # random pruning
-    n: int = 2  # N of N:M
-    m: int = 4  # M of N:M
+    seed: int = 0  # random pruning, and the re-initialisation the -reinit methods score
+    own: Any = None  # the method's own options (an instance of Pruner.options, e.g. NMOptions)
     calib: torch.Tensor | None = None  # wanda, sparsegpt, snip, grasp: model-input batch
     labels: torch.Tensor | None = None  # snip, grasp: the batch's labels
     model: nn.Module | None = None  # the model the batch goes through (and synflow scores)
     like: Mask | None = None  # random: copy this mask's layer-wise budget
-    damp: float = DAMP  # sparsegpt: fraction of the mean Hessian diagonal added to it
-    blocksize: int = BLOCKSIZE  # sparsegpt: columns per lazy-update block
-    rounds: int = ROUNDS  # synflow: score-prune rounds
 
 
 PRUNERS: dict[str, Pruner] = {
     "omp": Pruner("omp", omp, "one-shot global magnitude"),
     "omp-layerwise": Pruner("omp-layerwise", omp_layerwise, "magnitude, same sparsity in every layer"),
     "random": Pruner("random", random_prune, "random (control)"),
-    "nm": Pruner("nm", nm, "N:M semi-structured magnitude (2:4)", fixed_sparsity=True, options=("n", "m")),
-    "wanda": Pruner("wanda", wanda, "|W| x input-activation norm, per output row", needs_calibration=True),
+    "nm": Pruner("nm", nm, "N:M semi-structured magnitude (2:4)", options=NMOptions),
+    "wanda": Pruner("wanda", wanda, "|W| x input-activation norm, per output row", needs_calibration=True,
+                    options=WandaOptions),
     "sparsegpt": Pruner("sparsegpt", sparsegpt, "layer-wise OBS reconstruction with weight update (SparseGPT)",
-                        needs_calibration=True, options=("damp", "blocksize")),
+                        needs_calibration=True, options=SparseGPTOptions),
     "sparsegpt-nm": Pruner("sparsegpt-nm", sparsegpt_nm, "SparseGPT with an N:M pattern (2:4)", needs_calibration=True,
-                           fixed_sparsity=True, options=("n", "m", "damp", "blocksize")),
-    "snip": Pruner("snip", snip, "|grad x w| on a labelled batch (SNIP)", needs_calibration=True),
+                           options=SparseGPTNMOptions),
+    "snip": Pruner("snip", snip, "|grad x w| on a labelled batch (SNIP)", needs_calibration=True,
+                   options=CalibrationOptions),
     "snip-reinit": Pruner("snip-reinit", partial(snip, reinit=True), "SNIP scored at a random re-initialisation",
-                          needs_calibration=True),
-    "grasp": Pruner("grasp", grasp, "keeps gradient flow: -w x Hg (GraSP)", needs_calibration=True),
+                          needs_calibration=True, options=CalibrationOptions),
+    "grasp": Pruner("grasp", grasp, "keeps gradient flow: -w x Hg (GraSP)", needs_calibration=True,
+                    options=CalibrationOptions),
     "grasp-reinit": Pruner("grasp-reinit", partial(grasp, reinit=True), "GraSP scored at a random re-initialisation",
-                           needs_calibration=True),
-    "synflow": Pruner("synflow", synflow, "iterative data-free synaptic flow (SynFlow)", options=("rounds",)),
+                           needs_calibration=True, options=CalibrationOptions),
+    "synflow": Pruner("synflow", synflow, "iterative data-free synaptic flow (SynFlow)", options=SynFlowOptions),
     "synflow-reinit": Pruner("synflow-reinit", partial(synflow, reinit=True),
-                             "SynFlow scored at a random re-initialisation", options=("rounds",)),
+                             "SynFlow scored at a random re-initialisation", options=SynFlowOptions),
 }
 
 
@@ -86,18 +110,8 @@ def get_pruner(method: str) -> Pruner:
     return PRUNERS[method]
 
 
-def prune_options(**values: Any) -> PruneOptions:
-    """:class:`PruneOptions` from keyword values; an unknown name is a LotusError naming the valid ones."""
-    known = {f.name for f in fields(PruneOptions)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise LotusError(f"unknown pruning option {unknown[0]!r}; valid options: {', '.join(sorted(known))}")
-    return PruneOptions(**values)
-
-
 def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Tensor | None = None, seed: int = 0,
-           n: int = 2, m: int = 4, like: Mask | None = None, labels: torch.Tensor | None = None,
-           **options: Any) -> MaskFn:
+           like: Mask | None = None, labels: torch.Tensor | None = None, **options: Any) -> MaskFn:
     """``sparsity -> Mask`` for ``method`` over the ``scope`` weights of ``model``, scored and ranked once.
 
     The weights are read now: prune the base model, not one that is changed afterwards.
@@ -107,8 +121,8 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
     params = scoped_parameters(model, scope)
     if pruner.needs_calibration and calib is None:
         raise LotusError(f"{method} needs calibration images; pass calib (the CLI and dashboard use 128 training images)")
-    make = pruner.prepare(params, prune_options(seed=seed, n=n, m=m, calib=calib, labels=labels, model=model,
-                                                like=like, **options))
+    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(options), calib=calib,
+                                               labels=labels, model=model, like=like))
 
     def mask(sparsity: float) -> Mask:
         return make(check_sparsity(sparsity))
@@ -117,22 +131,22 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
 
 
 def prune(model: nn.Module, method: str, sparsity: float, scope: str = "blocks", calib: torch.Tensor | None = None,
-          seed: int = 0, n: int = 2, m: int = 4, like: Mask | None = None, labels: torch.Tensor | None = None,
-          **options: Any) -> Mask:
+          seed: int = 0, like: Mask | None = None, labels: torch.Tensor | None = None, **options: Any) -> Mask:
     """The keep-mask of ``method`` at ``sparsity`` (fraction pruned, in [0, 1)) over the ``scope`` weights.
 
     Args:
         calib: model-input batch for the calibrated methods (``Pruner.needs_calibration``; ignored by the others).
-        labels: the labels of ``calib`` (snip, grasp).
         seed: seed of ``random`` and of the ``-reinit`` methods' re-initialisation.
-        n, m: the N:M pattern of ``nm`` and ``sparsegpt-nm`` (sparsity 1 - n/m; ``sparsity`` is ignored).
         like: for ``random``, a mask whose per-layer pruned counts are copied.
-        options: other :class:`PruneOptions` fields (damp, blocksize, rounds).
+        labels: the labels of ``calib`` (snip, grasp).
+        options: the method's own options by field name (``nm``: ``n``, ``m``; its sparsity is then
+            1 - n/m and ``sparsity`` is ignored; ``sparsegpt``: ``damp``, ``blocksize``; ``synflow``:
+            ``rounds``); names the method does not have are ignored.
     """
     get_pruner(method)
     check_sparsity(sparsity)
-    return masker(model, method, scope, calib, seed, n, m, like, labels, **options)(sparsity)
+    return masker(model, method, scope, calib, seed, like, labels, **options)(sparsity)
 
 
-__all__ = ["Mask", "PRUNERS", "Pruner", "PruneOptions", "prune", "masker", "get_pruner", "prune_options",
-           "scoped_parameters", "SCOPES", "random_like"]
+__all__ = ["Mask", "PRUNERS", "Pruner", "PruneOptions", "prune", "masker", "get_pruner", "scoped_parameters", "SCOPES",
+           "random_like"]

@@ -7,11 +7,19 @@ gradients. Inputs are captured with forward hooks on the Linear layers owning th
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclass(frozen=True)
+class CalibrationOptions:
+    """The calibration batch of a method that reads one (snip, grasp)."""
+
+    calib_size: int = 128  # training images (with their labels) in the calibration batch
 
 
 @torch.inference_mode()

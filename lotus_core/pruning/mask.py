@@ -18,7 +18,16 @@ import torch
 from torch import nn
 
 from ..core.errors import LotusError
-from ..training.train import apply_mask_
+
+
+def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned entries of ``model`` in place (``mask`` maps parameter name -> bool keep)."""
+    params = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, keep in mask.items():
+            if name not in params:
+                raise LotusError(f"mask names parameter {name!r}, which the model does not have; use a mask made for this model")
+            params[name].mul_(keep.to(params[name].device, params[name].dtype))
 
 
 class Mask(dict):

@@ -1,15 +1,30 @@
 """N:M semi-structured magnitude pruning: in every group of M consecutive weights along the
 input dimension, keep the N largest |w| (2:4 by default, the pattern NVIDIA sparse tensor
 cores accelerate; "Accelerating Sparse Deep Neural Networks", Mishra et al., 2021).
-Sparsity is fixed at 1 - N/M whatever is asked.
+Sparsity is fixed at 1 - N/M whatever is asked (:attr:`NMOptions.fixed_sparsity`).
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 from ..core.errors import LotusError
 from .mask import Mask
 from .ranking import MaskFn
+
+
+@dataclass(frozen=True)
+class NMOptions:
+    """The N:M pattern."""
+
+    n: int = 2  # N of the N:M pattern (nm): weights kept per group
+    m: int = 4  # M of the N:M pattern (nm): consecutive input weights per group
+
+    @property
+    def fixed_sparsity(self) -> float:
+        """The sparsity every N:M mask has, 1 - N/M (rounded to 6 digits, as sweep grids are)."""
+        return round(1 - self.n / self.m, 6)
 
 
 def check_nm(params, n: int, m: int) -> None:
@@ -21,7 +36,7 @@ def check_nm(params, n: int, m: int) -> None:
 
 
 def nm(params, options) -> MaskFn:
-    n, m = options.n, options.m
+    n, m = options.own.n, options.own.m
     check_nm(params, n, m)
     out = {}
     for name, p in params.items():

@@ -72,7 +72,3 @@ class RowRanking:
     def mask(self, sparsity: float) -> Mask:
         return Mask({n: r >= num_to_prune(sparsity, r.shape[1]) for n, r in self.rank.items()})
 
-
-def layerwise_mask(scores: Mapping[str, torch.Tensor], sparsity: float) -> Mask:
-    """The same sparsity in every tensor, lowest scores pruned first."""
-    return LayerRanking(scores).mask(sparsity)

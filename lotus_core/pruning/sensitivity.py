@@ -13,6 +13,7 @@ from ..core.context import Context
 from .ranking import LayerRanking
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
+from ..results.registry import ExperimentSpec, Headline, register_experiment
 
 
 @dataclass(frozen=True)
@@ -56,3 +57,18 @@ def run_sensitivity(ctx: Context, config: SensitivityConfig, on_progress=None) -
     table = points.pivot(index="layer", columns="sparsity", values="drop")
     order = list(scoped_parameters(ctx.model, config.scope))
     return table.reindex(order)
+
+
+def sensitivity_headline(s: dict) -> Headline:
+    """Headline of a stored sensitivity analysis."""
+    return Headline(s["dense_accuracy"], None, f"{s['layers']} layers pruned one at a time")
+
+
+def sensitivity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against the one layer's sparsity, one series per layer."""
+    return [{"series": p["layer"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for p in points.values() if "layer" in p]
+
+
+register_experiment(ExperimentSpec("sensitivity", SensitivityConfig, sensitivity, sensitivity_headline,
+                                   sensitivity_curve))

@@ -19,6 +19,7 @@ reconstructed weights (:attr:`Mask.weights`). Calibration: the same training ima
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -26,11 +27,25 @@ from torch import nn
 from ..core.errors import LotusError
 from .calibration import input_stats
 from .mask import Mask
-from .nm import check_nm
+from .nm import NMOptions, check_nm
 from .ranking import MaskFn, num_to_prune, ranks
 
 DAMP = 0.01  # dampening: fraction of the mean Hessian diagonal added to it (the paper's 1%)
 BLOCKSIZE = 128  # columns per lazy-update block (the paper's Bs = 128)
+
+
+@dataclass(frozen=True)
+class SparseGPTOptions:
+    """SparseGPT's calibration and solver."""
+
+    calib_size: int = 128  # training images whose layer inputs give the Hessians (as wanda's)
+    damp: float = DAMP  # sparsegpt: dampening, the fraction of the mean Hessian diagonal added to it
+    blocksize: int = BLOCKSIZE  # sparsegpt: columns per lazy-update block
+
+
+@dataclass(frozen=True)
+class SparseGPTNMOptions(NMOptions, SparseGPTOptions):
+    """SparseGPT with an N:M pattern: its sparsity is fixed at 1 - N/M."""
 
 
 def hessians(model: nn.Module, names: list[str], calib: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -124,16 +139,16 @@ def sparsegpt_mask(model: nn.Module, names: list[str], calib: torch.Tensor, spar
 def _prepare(params, options, nm: bool) -> MaskFn:
     if options.calib is None or options.model is None:
         raise LotusError("sparsegpt needs a calibration batch; pass calibration images (default 128 training images)")
+    own = options.own
     if nm:
-        check_nm(params, options.n, options.m)
+        check_nm(params, own.n, own.m)
     cache: dict[float, Mask] = {}
 
     def make(sparsity: float) -> Mask:
         key = 0.0 if nm else sparsity
         if key not in cache:
             cache[key] = sparsegpt_mask(options.model, list(params), options.calib, sparsity,
-                                        options.n if nm else 0, options.m if nm else 0,
-                                        options.blocksize, options.damp)
+                                        own.n if nm else 0, own.m if nm else 0, own.blocksize, own.damp)
         return cache[key]
 
     return make

@@ -19,6 +19,7 @@ with the sweep's ``finetune_steps``, like every point).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -32,12 +33,12 @@ from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..training.finetune import finetune
-from ..results.jobs import JOBS, JobSpec
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 
@@ -56,16 +57,15 @@ class SweepConfig:
     eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
     finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
-    calib_size: int = 128  # training images for wanda's activation norms
-    n: int = 2  # N:M pattern of the nm and sparsegpt-nm methods
-    m: int = 4  # (1 - n/m is their fixed sparsity)
-    damp: float = 0.01  # sparsegpt: dampening, fraction of the mean Hessian diagonal
-    blocksize: int = 128  # sparsegpt: columns per lazy-update block
-    rounds: int = 100  # synflow: score-prune rounds
+    calib_size: int = 128  # training images for the calibrated methods (wanda, sparsegpt, snip, grasp)
+    n: int = 2  # N of the N:M pattern of nm and sparsegpt-nm (NMOptions; 1 - n/m is their fixed sparsity)
+    m: int = 4  # M of that N:M pattern (NMOptions)
+    damp: float = 0.01  # sparsegpt: dampening, fraction of the mean Hessian diagonal (SparseGPTOptions)
+    blocksize: int = 128  # sparsegpt: columns per lazy-update block (SparseGPTOptions)
+    rounds: int = 100  # synflow: score-prune rounds (SynFlowOptions)
     controls: tuple[str, ...] = ()  # sanity checks drawn beside every method: shuffle, reinit
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
-    stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
-    # turning point with fewer evaluations; the curve is then cut there)
+    stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
 
 
 @dataclass
@@ -176,9 +176,8 @@ class PointEvaluator:
         """The mask of ``method`` at ``sparsity``; the method ranks the base weights once per evaluator."""
         if method not in self._maskers:
             calib, labels = self.calib_batch() if get_pruner(method).needs_calibration else (None, None)
-            c = self.config
-            self._maskers[method] = masker(self.ctx.model, method, c.scope, calib=calib, labels=labels, seed=c.seed,
-                                           n=c.n, m=c.m, damp=c.damp, blocksize=c.blocksize, rounds=c.rounds)
+            self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib, labels=labels,
+                                           seed=self.config.seed, **self.options(method))
         return self._maskers[method](sparsity)
 
     def reinit_weights(self) -> dict[str, torch.Tensor]:
@@ -202,24 +201,30 @@ class PointEvaluator:
             return model
         return self.work
 
+    def options(self, method: str) -> dict:
+        """``method``'s own options (Pruner.options) as this sweep sets them (empty for a method without any)."""
+        return get_pruner(method).option_values(dataclasses.asdict(self.config))
+
+    def effective_sparsity(self, method: str, requested: float) -> float:
+        """The sparsity ``method`` reaches when ``requested`` is asked (N:M: its fixed 1 - N/M)."""
+        return get_pruner(method).effective_sparsity(requested, dataclasses.asdict(self.config))
+
     def point_config(self, curve: str, sparsity: float) -> dict:
+        """The key of one point (beside model and dataset): everything that changes its accuracy."""
         c = self.config
         method, control = split_curve(curve)
-        pruner = get_pruner(method)
-        extra = {name: getattr(c, name) for name in pruner.options}
-        extra.update({"calib_size": c.calib_size} if pruner.needs_calibration else {})
+        extra = self.options(method)
         extra.update({"control": check_control(control)} if control else {})
         extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
         extra.update({} if c.bf16 else {"precision": "fp32"})
-        return self.ctx.key(kind="prune-eval", method=method, sparsity=round(sparsity, 6), scope=c.scope,
-                            limit=c.limit, seed=c.seed, **extra)
+        return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
 
     def evaluate(self, curve: str, sparsity: float, refresh: bool = False) -> dict:
         """Accuracy of the ``curve`` (a method, or ``method+control``) at ``sparsity``, from the store
         when already computed (unless ``refresh``)."""
         method, control = split_curve(curve)
 
-        def compute() -> dict:
+        def compute(ctx: Context, _: dict, run: Run) -> dict:
             mask = self.mask(method, sparsity)
             if control == "shuffle":
                 mask = shuffled(mask, self.config.seed)
@@ -230,8 +235,8 @@ class PointEvaluator:
             return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                     "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
-        return self.ctx.store.cached("prune-eval", self.point_config(curve, sparsity), compute,
-                                     model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
+        summary = run_experiment(self.ctx, "prune-eval", self.point_config(curve, sparsity), compute, refresh=refresh)
+        return {k: v for k, v in summary.items() if k != "run_id"}
 
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
@@ -268,7 +273,8 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
         ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         base, control = split_curve(method)
-        while config.refine and control is None and not PRUNERS[base].fixed_sparsity and ess.bracket[1] is not None \
+        while config.refine and control is None and PRUNERS[base].fixed_sparsity(dataclasses.asdict(config)) is None \
+                and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
@@ -287,8 +293,9 @@ def _midpoint(lo: float, hi: float, resolution: float) -> float:
 
 
 def _grid(curve: str, config: SweepConfig) -> Sequence[float]:
-    if PRUNERS[split_curve(curve)[0]].fixed_sparsity:  # N:M: one point at 1 - N/M
-        return [round(1 - config.n / config.m, 6)]
+    fixed = PRUNERS[split_curve(curve)[0]].fixed_sparsity(dataclasses.asdict(config))
+    if fixed is not None:  # N:M: one point at 1 - N/M
+        return [fixed]
     return [s for s in config.sparsities if s > 0]
 
 
@@ -328,4 +335,29 @@ def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-JOBS["sweep"] = JobSpec(SweepConfig, sweep)
+def prune_eval_headline(s: dict) -> Headline:
+    """Headline of one stored sweep point."""
+    return Headline(s["accuracy"], s["sparsity_reached"],
+                    f"{s['method']} at {pct(s['sparsity_reached'])}: {pct(s['accuracy'])}")
+
+
+def sweep_headline(s: dict) -> Headline:
+    """Headline of a stored sweep: dense accuracy and each method's essential sparsity."""
+    ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
+    first = next(iter(ess.values()), None)
+    return Headline(s["dense"]["accuracy"], first, f"dense {pct(s['dense']['accuracy'])}; essential sparsity "
+                    + ", ".join(f"{m} {pct(v)}" for m, v in ess.items()))
+
+
+def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
+    """Accuracy against sparsity, one series per method, each starting at the dense model."""
+    rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
+            for p in points.values() if "method" in p]
+    if summary and rows:  # every method starts at the dense model
+        rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
+                 for m in dict.fromkeys(r["series"] for r in rows)]
+    return rows
+
+
+register_experiment(ExperimentSpec("prune-eval", headline=prune_eval_headline))  # PointEvaluator.evaluate stores it
+register_experiment(ExperimentSpec("sweep", SweepConfig, sweep, sweep_headline, sweep_curve, job=True))

@@ -14,6 +14,7 @@ own iterative run (cached per level), so masks are not nested across sparsities.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -26,6 +27,13 @@ from .mask import Mask
 from .ranking import GlobalRanking, MaskFn
 
 ROUNDS = 100  # the paper's default number of score-prune rounds
+
+
+@dataclass(frozen=True)
+class SynFlowOptions:
+    """SynFlow's iteration."""
+
+    rounds: int = ROUNDS  # synflow: score-prune rounds (the paper's 100)
 
 
 def linearised(model: nn.Module) -> nn.Module:
@@ -77,7 +85,7 @@ def synflow(params, options, reinit: bool = False) -> MaskFn:
 
     def make(sparsity: float) -> Mask:
         if sparsity not in cache:
-            cache[sparsity] = synflow_mask(options.model, list(params), sparsity, shape, options.rounds, reinit,
+            cache[sparsity] = synflow_mask(options.model, list(params), sparsity, shape, options.own.rounds, reinit,
                                            options.seed)
         return Mask(cache[sparsity])
 

@@ -6,11 +6,20 @@ each output row i. Inputs are captured with forward hooks on the scoped Linear l
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from ..core.errors import LotusError
 from .calibration import input_stats
 from .ranking import MaskFn, RowRanking
+
+
+@dataclass(frozen=True)
+class WandaOptions:
+    """Wanda's calibration."""
+
+    calib_size: int = 128  # training images whose activations give wanda's input norms
 
 
 def input_norms(model, names, calib: torch.Tensor) -> dict[str, torch.Tensor]:

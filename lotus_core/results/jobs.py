@@ -2,12 +2,11 @@
 
 The queue is huey's SQLite backend (``jobs.db`` beside the results store), consumed by one
 worker process (``python -m lotus_core worker``) that the dashboard starts on demand. A job
-is an experiment from :data:`JOBS` run through :func:`lotus_core.results.runs.run_experiment`, the
-same function the CLI calls, so its progress, points and outcome live in the results store:
-the page polls the store, a job survives page switches and browser refreshes, and a killed
-worker loses no finished point (re-submitting resumes the run).
-
-Register a job kind with ``JOBS["lth"] = JobSpec(LTHConfig, run_lth)``.
+is an experiment kind registered with ``job=True`` (:mod:`lotus_core.results.registry`) run through
+:func:`lotus_core.results.runs.run_experiment`, the same function the CLI calls, so its progress,
+points and outcome live in the results store: the page polls the store, a job survives page
+switches and browser refreshes, and a killed worker loses no finished point (re-submitting
+resumes the run). This is the only module that imports the queue (huey).
 """
 from __future__ import annotations
 
@@ -17,45 +16,18 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from huey import SqliteHuey
 
 from ..core.context import Context, open_context
+from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
-from .runs import Cancelled, run_experiment, run_id_for
-from .store import Store
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """A job kind: its config dataclass and the experiment function ``fn(ctx, config, run) -> summary``."""
-
-    config_cls: type
-    fn: Callable[..., dict]
-
-
-JOBS: dict[str, JobSpec] = {}
-"""The job registry, filled by the modules that define long experiments (see :func:`register_jobs`)."""
-
-
-def register_jobs() -> None:
-    """Import the modules that register job kinds (kept lazy so importing jobs stays cheap)."""
-    import importlib
-
-    for module in JOB_MODULES:
-        importlib.import_module(module)
-
-
-# Modules whose import adds entries to JOBS.
-JOB_MODULES: list[str] = ["lotus_core.pruning.sweep", "lotus_core.lottery.lth", "lotus_core.lottery.issp", "lotus_core.lottery.controls",
-                          "lotus_core.lottery.instability",
-                          "lotus_core.lottery.rigl", "lotus_core.lottery.supermask", "lotus_core.lottery.lota",
-                          "lotus_core.lottery.core_ticket",
-                          "lotus_core.patches.ticket_training"]
+from .registry import get_experiment
+from .runs import Cancelled, experiment_config, run_experiment, run_id_for
+from .store import ACTIVE, RunStatus, Store
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -80,16 +52,15 @@ def _context(spec_json: str) -> Context:
 
 def execute(spec_json: str, kind: str, config: dict) -> None:
     """Worker side: run one job (errors end up in the run's status, not in the worker's log only)."""
-    register_jobs()
+    job = get_experiment(kind, job=True)
     ctx = _context(spec_json)
-    job = JOBS[kind]
-    cfg = job.config_cls(**config)
+    cfg = from_mapping(job.config_cls, config)
     run_id = run_id_for(ctx, kind, cfg)
     if ctx.store.cancel_requested(run_id):
-        ctx.store.set_status(run_id, "cancelled")
+        ctx.store.set_status(run_id, RunStatus.CANCELLED)
         return
     try:
-        run_experiment(ctx, kind, cfg, job.fn)
+        run_experiment(ctx, kind, cfg)
     except (Cancelled, LotusError):
         pass  # the status (cancelled / failed with its message) is already in the store
 
@@ -106,16 +77,12 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
 
     A finished run is not queued again; an unfinished one is re-queued and resumes.
     """
-    register_jobs()
-    if kind not in JOBS:
-        raise LotusError(f"unknown job kind {kind!r}; choose one of {', '.join(sorted(JOBS))}")
+    get_experiment(kind, job=True)
     run_id = run_id_for(ctx, kind, config)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and existing["status"] in ("done", "queued", "running"):
+    if existing is not None and existing["status"] in (RunStatus.DONE, RunStatus.QUEUED, RunStatus.RUNNING):
         return run_id
-    from .runs import experiment_config
-
-    ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status="queued")
+    ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
     _, task = queue(str(ctx.store.path))
     task(json.dumps(spec, sort_keys=True), kind, dataclasses.asdict(config))
     return run_id
@@ -124,8 +91,8 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
 def cancel(store: Store, run_id: str) -> None:
     """Ask a queued or running job to stop; it ends at its next check, keeping finished points."""
     run = store.get_run(run_id)
-    if run is not None and run["status"] in ("queued", "running"):
-        store.set_status(run_id, "cancelling")
+    if run is not None and run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
+        store.set_status(run_id, RunStatus.CANCELLING)
 
 
 def _pid_path(store_path: Path) -> Path:
@@ -155,8 +122,8 @@ def ensure_worker(store: Store) -> bool:
     if os.environ.get("LOTUS_JOBS_IMMEDIATE") or worker_alive(store.path):
         return False
     runs = store.runs()
-    for run_id in runs.loc[runs["status"].isin(["running", "queued", "cancelling"]), "id"]:
-        store.set_status(run_id, "interrupted", "the worker stopped; submit again to resume")
+    for run_id in runs.loc[runs["status"].isin(ACTIVE), "id"]:
+        store.set_status(run_id, RunStatus.INTERRUPTED, "the worker stopped; submit again to resume")
     queue(str(store.path))[0].storage.flush_queue()
     log = open(store.path.with_name(store.path.stem + "-worker.log"), "ab")
     proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path)],
@@ -172,7 +139,9 @@ def run_worker(store_path: Path) -> None:
 
     import torch
 
-    register_jobs()
+    from .registry import experiments
+
+    experiments()  # import every job kind's module before the first job arrives
     # leave a core to the dashboard: two processes spinning on all cores slow each other many-fold
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     _pid_path(store_path).write_text(str(os.getpid()))

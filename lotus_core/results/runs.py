@@ -1,23 +1,31 @@
-"""Experiments that are stored as they are produced.
+"""Experiments that are stored as they are produced: the one compute-or-serve primitive.
 
 An experiment is ``fn(ctx, config, run) -> summary`` where ``config`` is a frozen dataclass
-of hyperparameters and ``run`` a :class:`Run`: the function writes each finished piece with
-``run.point(key, data)`` and skips pieces already there (``run.has(key)``), reports
-``run.progress(...)`` and polls ``run.stopped()``. :func:`run_experiment` gives it a run
-keyed by the hash of the full configuration, serves a finished run from the store, and
-records the outcome. The CLI calls it directly; background jobs (:mod:`lotus_core.results.jobs`)
-call the very same function.
+of hyperparameters (or, for small keyed results such as one evaluation, a plain mapping) and
+``run`` a :class:`Run`: the function writes each finished piece with ``run.point(key, data)``
+and skips pieces already there (``run.has(key)``), reports ``run.progress(...)`` and polls
+``run.stopped()``. :func:`run_experiment` gives it a run keyed by the hash of the full
+configuration, serves a finished run from the store, and records the outcome. Everything that
+stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.results.jobs`),
+single evaluations, sweep points and the catalog's tables. Its semantics, in one place:
+
+- a finished (``done``) run is served from the store, its summary with ``run_id`` added;
+- ``refresh=True`` deletes the stored run (points and blobs) and computes it afresh;
+- an unfinished run resumes: its stored points are kept;
+- the outcome is ``done``; ``cancelled`` on :class:`Cancelled`; ``interrupted`` on
+  KeyboardInterrupt (rerun to resume); ``failed`` on any other error, with a one-line message.
 """
 from __future__ import annotations
 
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from ..core.context import Context
-from ..core.errors import LotusError
-from .store import Store, config_id
+from .store import RunStatus, Store, config_id
+
+if TYPE_CHECKING:
+    from ..core.context import Context
 
 
 class Cancelled(Exception):
@@ -78,46 +86,55 @@ def run_id_for(ctx: Context, kind: str, config: Any) -> str:
     return config_id(experiment_config(ctx, kind, config))
 
 
-def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict],
+def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict] | None = None,
                    on_progress: Callable[[dict], None] | None = None, refresh: bool = False) -> dict:
-    """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary.
+    """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary (with ``run_id``).
 
-    A finished run is returned from the store unless ``refresh``; an unfinished one resumes
-    (its stored points are kept). The run's status becomes done, failed, cancelled or
-    interrupted, and its wall time is recorded.
+    ``fn`` defaults to the function registered for ``kind`` (:mod:`lotus_core.results.registry`), which
+    is how the CLI and the worker run a kind. See the module docstring for what is served, resumed,
+    refreshed and recorded; the run's wall time accumulates over resumes.
     """
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and existing["status"] == "done" and not refresh:
-        return existing["summary"]
+    if existing is not None and existing["status"] == RunStatus.DONE and not refresh:
+        return {**existing["summary"], "run_id": run_id}
     if refresh and existing is not None:
         ctx.store.delete_run(run_id)
+        existing = None
+    if fn is None:
+        from .registry import get_experiment
+
+        fn = get_experiment(kind).fn
     ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset)
     run = Run(ctx.store, run_id, kind, on_progress)
     t0 = time.perf_counter()
     try:
-        summary = fn(ctx, config, run)
+        summary = dict(fn(ctx, config, run))
     except Cancelled:
-        ctx.store.set_status(run_id, "cancelled")
-        raise
-    except LotusError as exc:
-        ctx.store.set_status(run_id, "failed", str(exc))
+        ctx.store.set_status(run_id, RunStatus.CANCELLED)
         raise
     except KeyboardInterrupt:
-        ctx.store.set_status(run_id, "interrupted", "interrupted; rerun to resume")
+        ctx.store.set_status(run_id, RunStatus.INTERRUPTED, "interrupted; rerun to resume")
         raise
     except Exception as exc:
-        ctx.store.set_status(run_id, "failed", f"{type(exc).__name__}: {exc}"[:300])
+        ctx.store.set_status(run_id, RunStatus.FAILED, one_line(exc))
         raise
+    summary["run_id"] = run_id
     previous = (existing or {}).get("duration_s") or 0.0
-    ctx.store.finish_run(run_id, {**summary, "run_id": run_id}, previous + time.perf_counter() - t0)
-    return {**summary, "run_id": run_id}
+    ctx.store.finish_run(run_id, summary, previous + time.perf_counter() - t0)
+    return summary
+
+
+def one_line(exc: BaseException) -> str:
+    """The message stored with a failed run: the error's first line (at most 300 characters), or its type."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
     """The summary of a finished run with this config, or None (never computes anything)."""
     run = ctx.store.get_run(run_id_for(ctx, kind, config))
-    if run is None or run["status"] != "done":
+    if run is None or run["status"] != RunStatus.DONE:
         return None
     return {**run["summary"], "run_id": run["id"]}

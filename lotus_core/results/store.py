@@ -20,14 +20,30 @@ import json
 import os
 import sqlite3
 import time
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
 from ..core.errors import LotusError
 from ..core.paths import DEFAULT_DB
 
+
+class RunStatus(StrEnum):
+    """The status of a stored run (stored as its text; compares equal to it)."""
+
+    QUEUED = "queued"  # submitted to the background worker, not started
+    RUNNING = "running"
+    DONE = "done"  # finished; its summary is final and is served instead of recomputing
+    FAILED = "failed"  # raised an error (the one-line message is in ``error``)
+    CANCELLING = "cancelling"  # asked to stop; ends at its next check
+    CANCELLED = "cancelled"  # stopped on request; finished points are kept
+    INTERRUPTED = "interrupted"  # killed (Ctrl-C, a dead worker); finished points are kept, rerun to resume
+
+
+ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING)
+"""Statuses of a run that a worker or a process may still write to (cancel before deleting)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -36,7 +52,7 @@ CREATE TABLE IF NOT EXISTS runs (
     model TEXT,                   -- model.lotus_id (name@checkpoint-hash)
     dataset TEXT,
     config TEXT NOT NULL,         -- canonical JSON of the full configuration
-    status TEXT NOT NULL,         -- queued | running | done | failed | cancelling | cancelled
+    status TEXT NOT NULL,         -- RunStatus: queued | running | done | failed | cancelling | cancelled | interrupted
     progress TEXT,                -- JSON, e.g. {"round": 3, "of": 10, "accuracy": 0.88}
     summary TEXT,                 -- JSON headline numbers
     error TEXT,                   -- one-line message when failed
@@ -117,7 +133,7 @@ class Store:
         return _decode(row) if row else None
 
     def start_run(self, kind: str, config: Mapping | Any, model: str | None = None, dataset: str | None = None,
-                  status: str = "running") -> str:
+                  status: RunStatus = RunStatus.RUNNING) -> str:
         """Create (or reopen, keeping its points) the run for ``config``; returns its id."""
         run_id, now = config_id(config), time.time()
         with self._connect() as con:
@@ -128,7 +144,7 @@ class Store:
             )
         return run_id
 
-    def set_status(self, run_id: str, status: str, error: str | None = None) -> None:
+    def set_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         with self._connect() as con:
             con.execute("UPDATE runs SET status=?, error=?, updated=? WHERE id=?", (status, error, time.time(), run_id))
 
@@ -136,15 +152,16 @@ class Store:
         with self._connect() as con:
             con.execute("UPDATE runs SET progress=?, updated=? WHERE id=?", (json.dumps(progress), time.time(), run_id))
 
-    def finish_run(self, run_id: str, summary: Mapping, duration_s: float | None = None, status: str = "done") -> None:
+    def finish_run(self, run_id: str, summary: Mapping, duration_s: float | None = None,
+                   status: RunStatus = RunStatus.DONE) -> None:
         with self._connect() as con:
             con.execute("UPDATE runs SET status=?, summary=?, duration_s=COALESCE(?, duration_s), updated=? WHERE id=?",
                         (status, json.dumps(summary), duration_s, time.time(), run_id))
 
     def cancel_requested(self, run_id: str) -> bool:
-        """True once someone asked this run to stop (status 'cancelling')."""
+        """True once someone asked this run to stop (status cancelling)."""
         run = self.get_run(run_id)
-        return run is not None and run["status"] in ("cancelling", "cancelled")
+        return run is not None and run["status"] in (RunStatus.CANCELLING, RunStatus.CANCELLED)
 
     def delete_run(self, run_id: str) -> None:
         with self._connect() as con:
@@ -162,25 +179,6 @@ class Store:
         cols = ["id", "kind", "model", "dataset", "config", "status", "progress", "summary", "error",
                 "created", "updated", "duration_s"]
         return pd.DataFrame([_decode(r) for r in rows], columns=cols)
-
-    def cached(self, kind: str, config: Mapping | Any, compute: Callable[[], Mapping], model: str | None = None,
-               dataset: str | None = None, refresh: bool = False) -> dict:
-        """The stored summary of a finished run with this ``config``, computing and storing it if absent.
-
-        ``refresh=True`` recomputes (and overwrites) even when a result is stored.
-        """
-        run = self.get_run(config_id(config))
-        if run is not None and run["status"] == "done" and not refresh:
-            return run["summary"]
-        run_id = self.start_run(kind, config, model, dataset)
-        t0 = time.perf_counter()
-        try:
-            summary = dict(compute())
-        except BaseException as exc:
-            self.set_status(run_id, "failed", str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
-            raise
-        self.finish_run(run_id, summary, time.perf_counter() - t0)
-        return summary
 
     # ----------------------------------------------------------------- points
     def put_point(self, run_id: str, key: str, data: Mapping) -> None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..data import ImageSet, subset_indices, to_model_input
 from ..core.device import autocast, default_device
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_LIMIT = 2000
 
@@ -94,3 +95,11 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
             per_class[name] = float(hit[sel].float().mean())
     n = len(idx)
     return EvalResult(correct / n if n else 0.0, n, correct, wilson_interval(correct, n), per_class, preds, idx)
+
+
+def evaluate_headline(s: dict) -> Headline:
+    """Headline of a stored dense evaluation."""
+    return Headline(s["accuracy"], 0.0, f"dense accuracy {pct(s['accuracy'])} on {s['n']:,} images")
+
+
+register_experiment(ExperimentSpec("evaluate", headline=evaluate_headline))  # Context.dense_accuracy stores it

@@ -4,6 +4,11 @@ lottery-ticket rounds, soup look-aheads and training on data lottery tickets.
 Pruned weights stay exactly zero: when a mask is given, gradients of pruned entries are
 zeroed before the step and the weights are multiplied by the mask after it (AdamW's
 decoupled weight decay cannot revive a zero either way).
+
+Weight decay follows timm's and nanoGPT's convention: it applies to weight matrices only, not to
+LayerNorm weights, biases or the position and CLS embeddings (every 1-D parameter, every
+``.bias``, and the names in the model's ``no_weight_decay()``), via
+``timm.optim.param_groups_weight_decay``. ``TrainConfig.exclude_from_decay=False`` decays all.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from torch import nn
 from ..data import ImageSet, to_model_input
 from ..core.device import autocast, default_device
 from ..core.errors import LotusError
+from ..pruning.mask import apply_mask_
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,7 @@ class TrainConfig:
     batch_size: int = 128  # images per step
     lr: float = 1e-3  # peak AdamW learning rate
     weight_decay: float = 0.05  # decoupled (AdamW) weight decay
+    exclude_from_decay: bool = True  # no decay for norms, biases, position/CLS embeddings (see the module docstring)
     warmup_steps: int = 0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.0
     augment: bool = False  # random shifts of up to 2 px and horizontal flips
@@ -67,14 +74,13 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float 
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
-    """Zero the pruned entries of ``model`` in place (``mask`` maps parameter name -> bool keep)."""
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, keep in mask.items():
-            if name not in params:
-                raise LotusError(f"mask names parameter {name!r}, which the model does not have; use a mask made for this model")
-            params[name].mul_(keep.to(params[name].device, params[name].dtype))
+def weight_decay_groups(model: nn.Module, weight_decay: float, exclude: bool = True) -> list[dict]:
+    """AdamW parameter groups: ``weight_decay`` on weight matrices, 0 on the parameters the module
+    docstring names (with ``exclude``; otherwise everything decays). Frozen parameters are left out."""
+    from timm.optim import param_groups_weight_decay
+
+    skip = model.no_weight_decay() if exclude and hasattr(model, "no_weight_decay") else ()
+    return param_groups_weight_decay(model, weight_decay, weight_decay_exclude_1d=exclude, no_weight_decay_list=skip)
 
 
 def train(
@@ -87,6 +93,7 @@ def train(
     forward: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_step: Callable[[int, nn.Module], None] | None = None,
     device: torch.device | None = None,
     update_mask: Callable[[int, nn.Module], Mapping[str, torch.Tensor] | None] | None = None,
     trainable: Mapping[str, torch.Tensor] | None = None,
@@ -104,6 +111,8 @@ def train(
             ``model(model_input)`` (e.g. a data lottery ticket: patches masked or tokens dropped).
         on_progress: called about 20 times per run and at the end.
         should_stop: polled each step; returning True ends training early (cancellation).
+        on_step: called after every optimizer step with the step count (1-based) and the model
+            (e.g. to keep the weights at step K for late rewinding).
         update_mask: called after each backward pass with the step index and the model (its
             ``.grad`` still dense); a mask it returns replaces ``mask`` from this step on (dropped
             weights are zeroed, grown ones start from their current value): RigL's drop and grow.
@@ -116,8 +125,7 @@ def train(
     pool = indices if indices is not None else torch.arange(len(data))
     if len(pool) == 0:
         raise LotusError("no training images selected; use a larger data fraction")
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
-                            weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW(weight_decay_groups(model, config.weight_decay, config.exclude_from_decay), lr=config.lr)
 
     def lr_at(step: int) -> float:
         if step < config.warmup_steps:
@@ -172,6 +180,8 @@ def train(
         if keep is not None:
             apply_mask_(model, keep)
         losses.append(loss.item())
+        if on_step is not None:
+            on_step(step + 1, model)
         if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
             on_progress(TrainProgress(step + 1, config.steps, losses[-1], time.perf_counter() - t0))
     model.eval()

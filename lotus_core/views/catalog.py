@@ -2,15 +2,18 @@
 masks, one-shot masks computed on demand, and the tables drawn from them (fractions throughout)."""
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
+from ..core.config import from_mapping
 from ..core.context import Context
 from ..pruning import PRUNERS, Mask, masker
 from ..pruning.similarity import mask_similarity
 from ..lottery.common import ordered, round_masks
+from ..results.runs import run_experiment
+from ..results.store import RunStatus
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 TICKET_KINDS = ("lth", "issp")
 RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
@@ -36,11 +39,6 @@ def run_label(row: Mapping) -> str:
     return f"{row['kind'].upper()} to {100 * cfg['target']:.0f}% ({extra}) [{row['status']}] {row['id'][:6]}"
 
 
-def stored_config(cls, config: Mapping):
-    """The experiment config dataclass ``cls`` back from a stored run's full config."""
-    return cls(**{f.name: config[f.name] for f in dataclasses.fields(cls) if f.name in config})
-
-
 def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
     """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps)."""
     from ..pruning.sweep import PointEvaluator, SweepConfig
@@ -52,10 +50,10 @@ def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]
     """Label -> loader of every mask a user can pick: one-shot masks at ``sparsity`` and stored rounds."""
     out: dict[str, Callable[[], Mask]] = {
         f"{m} at {100 * sparsity:.0f}%": (lambda m=m: one_shot_mask(ctx, m, sparsity))
-        for m, pruner in PRUNERS.items() if not pruner.fixed_sparsity
+        for m, pruner in PRUNERS.items() if pruner.fixed_sparsity() is None
     }
-    out.update({f"{m} 2:4 (50%)": (lambda m=m: one_shot_mask(ctx, m, 0.5))  # the sweeps' default N:M pattern
-                for m, p in PRUNERS.items() if p.fixed_sparsity})
+    out.update({f"{m} at {100 * p.fixed_sparsity():.0f}% (fixed)": (lambda m=m: one_shot_mask(ctx, m, 0.5))
+                for m, p in PRUNERS.items() if p.fixed_sparsity() is not None})  # with the method's default options
     for _, row in ticket_runs(ctx).iterrows():
         for key, point in ctx.store.points(row["id"]).items():
             if key.startswith("round-") and point["round"] > 0:
@@ -67,8 +65,7 @@ def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]
 def stored_table(ctx: Context, kind: str, compute: Callable[[], pd.DataFrame], **key) -> pd.DataFrame:
     """The table ``compute()`` returns, computed once per (model, dataset, ``kind``, ``key``) and read from
     the results store afterwards (stored as the result ``kind`` with the table's rows as its summary)."""
-    summary = ctx.store.cached(kind, ctx.key(kind=kind, **key), lambda: {"rows": compute().to_dict(orient="records")},
-                               model=ctx.model_id, dataset=ctx.dataset)
+    summary = run_experiment(ctx, kind, key, lambda *_: {"rows": compute().to_dict(orient="records")})
     return pd.DataFrame(summary["rows"])
 
 
@@ -161,7 +158,7 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
         if kind != "lth":
             continue
         for _, c in runs[runs["kind"] == "lth-control"].iterrows():
-            if c["status"] == "done" and _controls_run(ctx, c["config"], rid):
+            if c["status"] == RunStatus.DONE and _controls_run(ctx, c["config"], rid):
                 rows.append({"series": f"LTH {tag} {c['config']['control']} control", **{k: c["summary"][k] for k in cols}})
         sweep_cfg = omp_finetune_config(ctx, rid)
         summary = stored_summary(ctx, "sweep", sweep_cfg) if sweep_cfg.sparsities else None
@@ -187,10 +184,30 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
 
 def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     """Whether a stored control's config belongs to the LTH run ``lth_run_id``."""
-    from ..results.runs import run_id_for
     from ..lottery.lth import LTHConfig
+    from ..results.runs import run_id_for
 
-    return run_id_for(ctx, "lth", LTHConfig(**control_config["lth"])) == lth_run_id
+    return run_id_for(ctx, "lth", from_mapping(LTHConfig, control_config["lth"])) == lth_run_id
+
+
+def omp_vs_ticket_headline(s: dict) -> Headline:
+    """Headline of a stored OMP-vs-ticket table: the last round, all layers."""
+    last = [r for r in s["rows"] if r.get("layer", "all") == "all"][-1]  # the last round, all layers
+    return Headline(None, last["sparsity"], f"OMP vs ticket at {pct(last['sparsity'])}: cosine {pct(last['cosine'])} "
+                    f"(chance {pct(last['chance_cosine'])})")
+
+
+def omp_vs_one_shot_headline(s: dict) -> Headline:
+    """Headline of a stored OMP-vs-one-shot table at its middle sparsity."""
+    levels = sorted({r["sparsity"] for r in s["rows"]})
+    middle = levels[len(levels) // 2]
+    return Headline(None, middle, f"OMP vs one-shot masks at {pct(middle)}: " + ", ".join(
+        f"{r['other']} cosine {pct(r['cosine'])} (chance {pct(r['chance_cosine'])})"
+        for r in s["rows"] if r["sparsity"] == middle))
+
+
+register_experiment(ExperimentSpec("omp-vs-ticket", headline=omp_vs_ticket_headline))  # omp_vs_tickets stores it
+register_experiment(ExperimentSpec("omp-vs-one-shot", headline=omp_vs_one_shot_headline))  # omp_vs_one_shot stores it
 
 
 def instability_table(ctx: Context) -> pd.DataFrame:

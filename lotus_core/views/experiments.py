@@ -1,8 +1,8 @@
 """The Experiments table: every stored run in one flat table, curves of chosen runs, downloads.
 
 :func:`run_table` flattens :meth:`Store.runs` into one row per run with its headline numbers
-(:data:`HEADLINES`, one function per result kind); :func:`overlay_curves` turns the points of
-chosen runs into one long table (:data:`CURVES`, one function per curve-type kind) and
+(each kind's ``headline``, :mod:`lotus_core.results.registry`); :func:`overlay_curves` turns the
+points of chosen runs into one long table (each kind's ``curve``) and
 :func:`overlay_figures` draws it, one figure per x quantity (sparsity, epoch, patch fraction).
 Accuracies and sparsities are fractions in [0, 1]; figures show percent.
 """
@@ -18,101 +18,24 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..core.errors import LotusError
+from ..results.registry import Headline, experiments
+from ..results.store import ACTIVE, RunStatus, Store, canonical_json
 from .figures import style
-from ..results.store import Store, canonical_json
 
-ACTIVE = ("queued", "running", "cancelling")
 POINT_KINDS = ("prune-eval",)  # single evaluations that sweeps are made of (one run per point, shared by sweeps)
 TABLE_COLUMNS = ["id", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
                  "headline", "config", "error"]
 
 
 # ---------------------------------------------------------------------------- headline numbers
-@dataclass(frozen=True)
-class Headline:
-    """A finished run's headline numbers."""
-
-    accuracy: float | None = None  # its headline top-1 accuracy (fraction)
-    sparsity: float | None = None  # the sparsity that accuracy was reached at (fraction of scoped weights pruned)
-    text: str = ""  # the same and more, in words (percent)
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def _evaluate(s: dict) -> Headline:
-    return Headline(s["accuracy"], 0.0, f"dense accuracy {_pct(s['accuracy'])} on {s['n']:,} images")
-
-
-def _prune_eval(s: dict) -> Headline:
-    return Headline(s["accuracy"], s["sparsity_reached"],
-                    f"{s['method']} at {_pct(s['sparsity_reached'])}: {_pct(s['accuracy'])}")
-
-
-def _sweep(s: dict) -> Headline:
-    ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
-    first = next(iter(ess.values()), None)
-    return Headline(s["dense"]["accuracy"], first, f"dense {_pct(s['dense']['accuracy'])}; essential sparsity "
-                    + ", ".join(f"{m} {_pct(v)}" for m, v in ess.items()))
-
-
-def _ticket(s: dict) -> Headline:
-    extra = f" ({_pct(s['before_finetune_accuracy'])} before the final fine-tune)" if "before_finetune_accuracy" in s else ""
-    return Headline(s["final_accuracy"], s["final_sparsity"],
-                    f"{s['rounds']} rounds to {_pct(s['final_sparsity'])}: {_pct(s['final_accuracy'])}{extra}")
-
-
-def _control(s: dict) -> Headline:
-    return Headline(s["accuracy"], s["sparsity"], f"{s['control']} control of round {s['round']}: "
-                    f"{_pct(s['accuracy'])} (ticket {_pct(s['ticket_accuracy'])})")
-
-
-def _lottery_train(s: dict) -> Headline:
-    lot, full = s["lottery"], s["full"]
-    return Headline(lot["final_accuracy"], None,
-                    f"after {s['epochs']} epochs: lottery {_pct(lot['final_accuracy'])}, "
-                    f"full {_pct(full['final_accuracy'])}; within 1 point at epoch "
-                    f"{lot['epochs_to_within_1pt'] or 'never'} / {full['epochs_to_within_1pt'] or 'never'}")
-
-
-def _sensitivity(s: dict) -> Headline:
-    return Headline(s["dense_accuracy"], None, f"{s['layers']} layers pruned one at a time")
-
-
-def _omp_vs_ticket(s: dict) -> Headline:
-    last = [r for r in s["rows"] if r.get("layer", "all") == "all"][-1]  # the last round, all layers
-    return Headline(None, last["sparsity"], f"OMP vs ticket at {_pct(last['sparsity'])}: cosine {_pct(last['cosine'])} "
-                    f"(chance {_pct(last['chance_cosine'])})")
-
-
-def _omp_vs_one_shot(s: dict) -> Headline:
-    levels = sorted({r["sparsity"] for r in s["rows"]})
-    middle = levels[len(levels) // 2]
-    return Headline(None, middle, f"OMP vs one-shot masks at {_pct(middle)}: " + ", ".join(
-        f"{r['other']} cosine {_pct(r['cosine'])} (chance {_pct(r['chance_cosine'])})"
-        for r in s["rows"] if r["sparsity"] == middle))
-
-
-def _fidelity(s: dict) -> Headline:
-    return Headline(None, None, "deletion AUC " + ", ".join(f"{a['scorer']} {a['deletion_auc']:.3f}" for a in s["auc"]))
-
-
-HEADLINES: dict[str, Callable[[dict], Headline]] = {
-    "evaluate": _evaluate, "prune-eval": _prune_eval, "sweep": _sweep, "lth": _ticket, "issp": _ticket,
-    "lth-control": _control, "lottery-train": _lottery_train, "sensitivity": _sensitivity, "fidelity": _fidelity,
-    "omp-vs-ticket": _omp_vs_ticket, "omp-vs-one-shot": _omp_vs_one_shot,
-}
-"""Result kind -> its headline numbers; a kind not listed shows its first scalar summary fields."""
-
-
 def headline(kind: str, summary: dict | None) -> Headline:
     """The headline numbers of a run's summary (empty for a run without one)."""
     if not summary:
         return Headline()
+    spec = experiments().get(kind)
     try:
-        return HEADLINES[kind](summary)
-    except (KeyError, TypeError):  # an unknown kind, or a summary written by an older version
+        return spec.headline(summary)
+    except (AttributeError, KeyError, TypeError):  # an unknown kind, or a summary written by an older version
         scalars = [(k, v) for k, v in summary.items() if isinstance(v, (int, float, str)) and k != "run_id"]
         return Headline(text=", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars[:4]))
 
@@ -124,7 +47,7 @@ def run_table(store: Store) -> pd.DataFrame:
     runs = store.runs()
     rows = []
     for r in runs.itertuples(index=False):
-        head = headline(r.kind, r.summary) if r.status == "done" else Headline()
+        head = headline(r.kind, r.summary) if r.status == RunStatus.DONE else Headline()
         rows.append({"id": r.id, "kind": r.kind, "model": r.model, "dataset": r.dataset, "status": r.status,
                      "created": pd.Timestamp.fromtimestamp(r.created).floor("s"),
                      "duration_s": r.duration_s, "accuracy": head.accuracy, "sparsity": head.sparsity,
@@ -157,55 +80,16 @@ AXES = {"sparsity": "sparsity (% of scoped weights pruned)", "epoch": "epoch",
 CURVE_COLUMNS = ["run", "kind", "series", "axis", "x", "accuracy"]
 
 
-def _sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
-            for p in points.values() if "method" in p]
-    if summary and rows:  # every method starts at the dense model
-        rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
-                 for m in dict.fromkeys(r["series"] for r in rows)]
-    return rows
-
-
-def _ticket_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    rows = [{"series": "rounds", "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
-            for k, p in points.items() if k.startswith("round-")]
-    if "final" in points:
-        rows.append({"series": "fine-tuned", "axis": "sparsity", "x": points["final"]["sparsity"],
-                     "accuracy": points["final"]["accuracy"]})
-    return rows
-
-
-def _epoch_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    return [{"series": p["arm"], "axis": "epoch", "x": p["epoch"], "accuracy": p["accuracy"]}
-            for k, p in points.items() if "-epoch-" in k]
-
-
-def _sensitivity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    return [{"series": p["layer"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
-            for p in points.values() if "layer" in p]
-
-
-def _fidelity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    return [{"series": f"{p['scorer']} {c['mode']}", "axis": "fraction", "x": c["fraction"], "accuracy": c["accuracy"]}
-            for p in points.values() if "curve" in p for c in p["curve"]]
-
-
-CURVES: dict[str, Callable[[dict[str, dict], dict | None], list[dict]]] = {
-    "sweep": _sweep_curve, "lth": _ticket_curve, "issp": _ticket_curve, "lottery-train": _epoch_curve,
-    "sensitivity": _sensitivity_curve, "fidelity": _fidelity_curve,
-}
-"""Curve-type result kind -> ``(points, summary) -> rows`` of series, axis, x, accuracy."""
-
-
 def overlay_curves(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
-    """The curves of the given runs (those of a kind in :data:`CURVES`; others are skipped) as one
+    """The curves of the given runs (those of a kind with a ``curve``; others are skipped) as one
     table: :data:`CURVE_COLUMNS`, ``run`` being ``"<kind> <id[:6]>"``, sorted by run, series and x."""
     frames = []
     for run_id in run_ids:
         run = store.get_run(run_id)
-        if run is None or run["kind"] not in CURVES:
+        curve = getattr(experiments().get(run["kind"] if run else ""), "curve", None)
+        if curve is None:
             continue
-        rows = CURVES[run["kind"]](store.points(run_id), run["summary"])
+        rows = curve(store.points(run_id), run["summary"])
         frames.append(pd.DataFrame(rows, columns=CURVE_COLUMNS[2:]).assign(run=f"{run['kind']} {run_id[:6]}",
                                                                           kind=run["kind"]))
     if not frames:
@@ -230,8 +114,8 @@ def overlay_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
 
 
 def curve_runs(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows of ``table`` whose kind has a curve (:data:`CURVES`)."""
-    return table[table["kind"].isin(list(CURVES))]
+    """Rows of ``table`` whose kind has a curve."""
+    return table[table["kind"].isin([k for k, spec in experiments().items() if spec.curve is not None])]
 
 
 # ---------------------------------------------------------------------------- downloads and deletion
@@ -257,16 +141,6 @@ def mask_blobs(store: Store, run_id: str) -> list[str]:
     """Names of the run's masks: its ``mask*.safetensors`` blobs (LTH and ISSP rounds, controls)."""
     names = store.blob_names(get_run(store, run_id)["id"])
     return [n for n in names if n.startswith("mask") and n.endswith(".safetensors")]
-
-
-def masks_download(store: Store, run_id: str) -> tuple[str, bytes] | None:
-    """``(file name, bytes)`` of the run's masks: the safetensors file itself when there is one,
-    a zip of them (named as stored) when there are several; None when the run has none."""
-    run_id = get_run(store, run_id)["id"]
-    names = mask_blobs(store, run_id)
-    if not names:
-        return None
-    return _masks_name(run_id, names), _masks_bytes(store, run_id, names)
 
 
 def _masks_name(run_id: str, names: list[str]) -> str:

@@ -35,8 +35,11 @@ import plotly.graph_objects as go
 
 from ..core.context import Context
 from ..core.errors import LotusError
+from ..lottery.common import ticket_curve
+from ..results.registry import get_experiment
+from ..results.store import RunStatus
 from ..training.evaluate import DEFAULT_LIMIT
-from .figures import accuracy_lines, similarity_curve, sparsity_curve, style
+from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve
 
 if TYPE_CHECKING:
     from ..pruning.sweep import SweepResult
@@ -117,16 +120,27 @@ def _pct(x: float, digits: int = 1) -> str:
 # ---------------------------------------------------------------------------- stored results
 class Stored:
     """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once:
-    the newest finished run of a kind, else the newest one with some finished points."""
+    the newest finished run of a kind, else the newest one with some finished points. Only runs
+    measured on ``limit`` test images count (one protocol: a 200-image ticket is never set
+    against 2,000-image OMP figures); runs without a test-image count (e.g. patch scores) always do.
+    Whether a run has something to show is read off its kind's registered curve
+    (:mod:`lotus_core.results.registry`)."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, limit: int = DEFAULT_LIMIT):
         self.ctx = ctx
+        self.limit = limit
 
-    def latest(self, kind: str, usable: Callable[[dict], bool]) -> dict | None:
-        """The newest usable run of ``kind`` (finished ones first) as a dict with its points."""
+    def _measured_alike(self, runs: pd.DataFrame) -> pd.DataFrame:
+        return runs[runs["config"].map(lambda c: c.get("limit", self.limit) == self.limit).astype(bool)]
+
+    def latest(self, kind: str, usable: Callable[[dict], bool] | None = None) -> dict | None:
+        """The newest usable run of ``kind`` (finished ones first) as a dict with its points; by default
+        a run is usable when its kind's curve has a point."""
+        spec = get_experiment(kind)
+        usable = usable or (lambda r: bool(spec.curve(r["points"], r["summary"])))
         runs = self.ctx.store.runs(kind=kind, model=self.ctx.model_id)
-        runs = runs[runs["dataset"] == self.ctx.dataset]
-        runs = runs.assign(done=runs["status"] == "done").sort_values(["done", "created"], ascending=False)
+        runs = self._measured_alike(runs[runs["dataset"] == self.ctx.dataset])
+        runs = runs.assign(done=runs["status"] == RunStatus.DONE).sort_values(["done", "created"], ascending=False)
         for row in runs.to_dict(orient="records"):
             row["points"] = self.ctx.store.points(row["id"])
             if usable(row):
@@ -139,7 +153,7 @@ class Stored:
         from ..pruning.sweep import sweep_result
 
         def done(r: dict) -> bool:
-            return r["status"] == "done"
+            return r["status"] == RunStatus.DONE
 
         def omp(r: dict) -> bool:
             return done(r) and "omp" in r["summary"]["essential"]
@@ -150,23 +164,23 @@ class Stored:
 
     @cached_property
     def lth(self) -> dict | None:
-        return self.latest("lth", lambda r: any(k.startswith("round-") and p["sparsity"] > 0
-                                                for k, p in r["points"].items()))
+        """The newest LTH run with a pruned round (its curve goes past sparsity 0)."""
+        return self.latest("lth", lambda r: any(row["x"] > 0 for row in ticket_curve(r["points"], r["summary"])))
 
     @cached_property
     def issp(self) -> dict | None:
-        return self.latest("issp", lambda r: any(k.startswith("round-") for k in r["points"]))
+        return self.latest("issp")
 
     @cached_property
     def issp_by_fraction(self) -> dict[float, dict]:
         """Data fraction f -> the newest finished ISSP run with that f and otherwise the settings of
         :attr:`issp` (the data-fraction sweep of the Soup page), when there are at least two such fractions."""
-        if self.issp is None or self.issp["status"] != "done":
+        if self.issp is None or self.issp["status"] != RunStatus.DONE:
             return {}
         base = {k: v for k, v in self.issp["config"].items() if k != "data_fraction"}
-        runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
+        runs = self._measured_alike(self.ctx.store.runs(kind="issp", model=self.ctx.model_id))
         out: dict[float, dict] = {}
-        for row in runs[runs["status"] == "done"].to_dict(orient="records"):  # newest first
+        for row in runs[runs["status"] == RunStatus.DONE].to_dict(orient="records"):  # newest first
             f = row["config"]["data_fraction"]
             if f not in out and {k: v for k, v in row["config"].items() if k != "data_fraction"} == base:
                 out[f] = row
@@ -174,7 +188,7 @@ class Stored:
 
     @cached_property
     def lottery(self) -> dict | None:
-        return self.latest("lottery-train", lambda r: any("-epoch-" in k for k in r["points"]))
+        return self.latest("lottery-train")
 
 
 def _rounds(run: dict) -> pd.DataFrame:
@@ -187,12 +201,8 @@ def _rounds(run: dict) -> pd.DataFrame:
 def dense_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
     dense = ctx.dense_accuracy(limit=options.limit)
     per_class = pd.Series(dense["per_class"]).sort_values()
-    fig = go.Figure(go.Bar(x=100 * per_class.values, y=per_class.index, orientation="h", marker_color="#0288d1",
-                           hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
-    fig.add_vline(x=100 * dense["accuracy"], line_dash="dash")
-    style(fig, "top-1 accuracy (%)", "class",
-          f"Accuracy of the unpruned model, class by class (dashed: all classes, {_pct(dense['accuracy'])})",
-          height=max(300, 28 * len(per_class) + 120))
+    fig = per_class_accuracy(dense, f"Accuracy of the unpruned model, class by class (dashed: all classes, "
+                                    f"{_pct(dense['accuracy'])})")
     lo, hi = dense["ci95"]
     sentence = (f"Before any pruning, the model labels {_pct(dense['accuracy'])} of {dense['n']:,} test images correctly "
                 f"(95% confidence interval {_pct(lo)} to {_pct(hi)}); it does best on {per_class.index[-1]} "
@@ -332,7 +342,7 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
         return _missing("convergence", title, "Patches", "no lottery-training run is stored for this model yet")
     frame = epoch_frame(ctx, run["id"])
     summary, drop = run["summary"], run["config"]["drop"]
-    if run["status"] == "done" and summary:
+    if run["status"] == RunStatus.DONE and summary:
         lot, full = summary["lottery"], summary["full"]
         epochs, best_txt = summary["epochs"], _pct(summary["best_full_accuracy"])
         e_lot, e_full = lot["epochs_to_within_1pt"], full["epochs_to_within_1pt"]
@@ -356,7 +366,8 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
 
 
 def _missing(key: str, title: str, page: str, what: str) -> Section:
-    return Section(key, title, f"Missing: {what}; produce it on the {page} page.", missing=page)
+    return Section(key, title, f"Missing: {what}; produce it on the {page} page (measured on the sidebar's number of "
+                   "test images, the one this report uses).", missing=page)
 
 
 SECTIONS: list[tuple[str, Callable[[Context, ReportOptions, Stored], Section]]] = [
@@ -382,7 +393,7 @@ def build_report(ctx: Context, options: ReportOptions = ReportOptions(),
     result cannot be read (a LotusError, or a result written by another version) says so and
     names the page that produces it again, instead of failing the report.
     """
-    stored, sections = Stored(ctx), []
+    stored, sections = Stored(ctx, options.limit), []
     for i, (label, build) in enumerate(SECTIONS):
         if on_progress is not None:
             on_progress(i, len(SECTIONS), label)

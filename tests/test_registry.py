@@ -1,0 +1,63 @@
+"""One registration per experiment kind, one status enum, and the job queue kept out of the algorithms."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lotus_core.core.errors import LotusError
+from lotus_core.lottery.lth import LTHConfig, run_lth
+from lotus_core.results import jobs
+from lotus_core.results.registry import experiments, get_experiment
+from lotus_core.results.store import ACTIVE, SCHEMA, RunStatus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_stored_kind_is_registered_once_beside_its_experiment():
+    specs = experiments()
+    assert set(specs) == {"evaluate", "prune-eval", "sweep", "sensitivity", "lth", "issp", "lth-control",
+                          "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot"}
+    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train"}
+    assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
+                                                        "fidelity"}
+    assert all(s.headline is not None for s in specs.values())
+    assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
+    for kind, spec in specs.items():
+        assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
+    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of issp, lottery-train, lth, lth-control, sweep"):
+        get_experiment("fidelity", job=True)
+
+
+def test_only_the_results_package_imports_the_job_queue():
+    importers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "lotus_core").rglob("*.py")
+                       if "huey" in p.read_text() and ("import huey" in p.read_text() or "from huey" in p.read_text()))
+    assert importers == ["lotus_core/results/jobs.py"]
+    code = ("import sys, lotus_core.pruning.sweep, lotus_core.lottery.lth, lotus_core.lottery.issp, "
+            "lotus_core.lottery.controls, lotus_core.patches.ticket_training, lotus_core.patches.fidelity; "
+            "from lotus_core.results.registry import experiments; experiments(); print('huey' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_statuses_are_one_enum_documented_in_the_schema():
+    assert [s.value for s in RunStatus] == ["queued", "running", "done", "failed", "cancelling", "cancelled",
+                                            "interrupted"]
+    documented = SCHEMA.split("status TEXT NOT NULL,")[1].split("\n")[0]
+    assert all(s.value in documented for s in RunStatus)
+    assert ACTIVE == ("queued", "running", "cancelling") and RunStatus.DONE == "done"
+
+
+def test_a_job_kind_rebuilds_its_nested_config_from_the_queued_dict(tiny_ctx, monkeypatch):
+    """The worker gets a plain dict (asdict of the config); from_mapping rebuilds nested configs (a control's LTH)."""
+    from lotus_core.lottery.controls import ControlConfig
+    from lotus_core.results.runs import run_experiment, run_id_for
+
+    lth = LTHConfig(target=0.3, prune_fraction=0.3, steps=2, lr=3e-3, batch_size=16, limit=20)
+    run_experiment(tiny_ctx, "lth", lth, run_lth)
+    monkeypatch.setattr(jobs, "_context", lambda spec: tiny_ctx)
+    cfg = ControlConfig(lth, 1, "shuffle", 0)
+    rid = jobs.submit(jobs.context_spec(tiny_ctx, model="tiny"), "lth-control", cfg, tiny_ctx)
+    run = tiny_ctx.store.get_run(rid)
+    assert rid == run_id_for(tiny_ctx, "lth-control", cfg) and run["status"] == RunStatus.DONE
+    assert run["summary"]["round"] == 1 and run["config"]["lth"]["steps"] == 2
