@@ -1,7 +1,12 @@
-# LOTUS dashboard. Build: docker build -t lotus .   Run: docker run -p 8501:8501 lotus
+# LOTUS dashboard. Build: docker build -t lotus .
+# Run:  docker run -p 127.0.0.1:8501:8501 -v lotus-data:/var/lib/lotus lotus
+# The container serves on its network interface (the host's -p decides who can reach it), so the
+# dashboard reads models, datasets and weights only from LOTUS_SERVE_ROOTS (data/ and /var/lib/lotus).
+# It runs as the unprivileged user `lotus`; the results store lives on the /var/lib/lotus volume.
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 LOTUS_DB=/var/lib/lotus/lotus.db
+ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 LOTUS_DB=/var/lib/lotus/lotus.db \
+    LOTUS_SERVE_ROOTS=/opt/lotus/data:/var/lib/lotus
 WORKDIR /opt/lotus
 
 # Dependency layer first, so source edits do not reinstall torch.
@@ -13,7 +18,11 @@ COPY app ./app
 COPY pages ./pages
 COPY data ./data
 COPY .streamlit ./.streamlit
-RUN pip install --no-deps -e . && mkdir -p /var/lib/lotus
+RUN pip install --no-deps -e . \
+ && useradd --system --uid 10001 --home-dir /var/lib/lotus --shell /usr/sbin/nologin lotus \
+ && mkdir -p /var/lib/lotus && chown lotus:lotus /var/lib/lotus
+USER lotus
+VOLUME ["/var/lib/lotus"]
 
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \

@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
+# The dashboard answers this machine only. `make run ADDRESS=0.0.0.0` serves it on the network; it then
+# reads models, datasets and weights only from the folders in LOTUS_SERVE_ROOTS (default data/).
+ADDRESS ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test test-fast browser bench clean
@@ -24,8 +27,8 @@ browser:
 	  else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
 
 run: install
-	$(VENV)/bin/streamlit run app/streamlit_app.py --server.port $(PORT) --server.headless true \
-	  --browser.gatherUsageStats false
+	$(VENV)/bin/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS) \
+	  --server.headless true --browser.gatherUsageStats false
 
 test: install browser
 	$(PY) -m pytest -q

@@ -5,28 +5,37 @@ from typing import Any
 
 import streamlit as st
 
+from app import ui
 from lotus_core.results import jobs
 from lotus_core.results.store import ACTIVE, RunStatus
 from lotus_core.core.context import Context
 
 
 def launch(ctx: Context, kind: str, config: Any) -> str:
-    """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id."""
+    """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id.
+
+    The worker belongs to this dashboard: it exits when the dashboard does (and is stopped at a clean
+    shutdown); ``python -m lotus_core worker --stop`` stops it by hand."""
     jobs.ensure_worker(ctx.store)
     spec = jobs.context_spec(ctx, model=st.session_state.get("model", "default"),
-                             weights=st.session_state.get("weights") or None)
+                             weights=st.session_state.get("weights") or None)  # the context's device too
     return jobs.submit(spec, kind, config, ctx)
 
 
 def _describe(progress: dict | None) -> str:
     if not progress:
         return "waiting for the worker"
-    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items())
+    counts = ("done", "running", "queued", "failed", "planned") if "running" in progress else ()  # executor units
+    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items()
+                     if k not in counts)
+    return f"{text}; units: {ui.units(progress)} of {progress.get('planned', '?')}" if counts else text
 
 
 @st.fragment(run_every=2)
 def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     """Queued and running jobs with live progress and a cancel button; refreshes every 2 s."""
+    if jobs.needs_worker(ctx.store):  # jobs wait, or a dead worker's job needs taking over: start one
+        jobs.ensure_worker(ctx.store)
     runs = ctx.store.runs()
     active = runs[runs["status"].isin(ACTIVE)]
     if kinds:
@@ -40,11 +49,14 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     if active.empty:
         return
     st.markdown("**Running and queued jobs**")
+    st.caption("The background worker stops with the dashboard; `python -m lotus_core worker --stop` stops it by hand.")
     for _, run in active.iterrows():
         progress = run["progress"] or {}
         c1, c2 = st.columns([5, 1])
         frac = None
-        if "round" in progress and progress.get("of"):
+        if "epoch" in progress and progress.get("steps"):  # fine-tuning: steps of the whole recipe
+            frac = min(1.0, progress["step"] / progress["steps"])
+        elif "round" in progress and progress.get("of"):
             frac = min(1.0, progress["round"] / progress["of"])
         elif "done" in progress and progress.get("planned"):
             frac = min(1.0, progress["done"] / progress["planned"])

@@ -1,33 +1,56 @@
-"""The shared sidebar: model, dataset and the evaluation protocol (how many test images), held across
-pages and in the URL (a reload or a shared link reopens the same view), and the cached Context.
+"""The shared sidebar: model, dataset, device and the evaluation protocol (how many test images), held
+across pages and in the URL (a reload or a shared link reopens the same view), and the cached Context.
 
 The number of test images is one setting for every page, job, baseline and the Report, so no page
 compares results measured on different subsets.
 
 Models and datasets are cached with ``st.cache_resource`` (one copy per server); pages must
-never modify ``ctx.model``: prune or train ``ctx.copy_model()``.
+never modify ``ctx.model``: prune or train ``ctx.copy_model()``. The model list holds the
+built-in choices, the transfer demo's pre-trained model and every fine-tuned model known to
+the results store; a model whose head is not trained on the dataset is marked here.
 """
 from __future__ import annotations
 
 import os
 
 import streamlit as st
+import torch
 
 from lotus_core.core.context import Context, open_context
+from lotus_core.core.paths import check_served_path, is_loopback, serve_roots
+from lotus_core.core.device import describe
 from lotus_core.data import DATASETS
 from lotus_core.core.errors import LotusError
+from lotus_core.models.loading import TRANSFER_WEIGHTS
+from lotus_core.results.store import Store
 from lotus_core.training.evaluate import DEFAULT_LIMIT
+from lotus_core.training.finetune import fine_tuned_models
 
 MODEL_CHOICES = ["default", "vit_small_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.dino",
                  "vit_tiny_patch16_224.augreg_in21k_ft_in1k"]
 DATASET_CHOICES = [name for name in DATASETS if name != "imagefolder"]
+DEVICE_CHOICES = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 LIMITS = [200, 500, 1000, 2000, 5000, 10000]  # test images per evaluation (a fixed seeded subset)
 URL_KEYS = {"model": "model", "dataset": "dataset", "limit": "n"}  # session key -> query parameter
 
 
 @st.cache_resource(show_spinner="Loading model and data...", max_entries=4)
-def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None) -> Context:
-    return open_context(model, dataset, weights=weights or None, db=db)
+def load_context(model: str, dataset: str, weights: str | None = None, db: str | None = None,
+                 device: str | None = None) -> Context:
+    if not is_loopback(st.get_option("server.address")):  # served on a network: only configured folders
+        roots = serve_roots()
+        for what, value in (("model", model), ("dataset", dataset), ("weights", weights)):
+            check_served_path(value, what, roots)
+    return open_context(model, dataset, weights=weights or None, db=db, device=device)
+
+
+def model_choices() -> tuple[list[str], dict[str, str]]:
+    """Model list (built-in names, the transfer demo, fine-tuned checkpoints in the store) and display labels."""
+    labels = {str(TRANSFER_WEIGHTS): "transfer demo: pre-trained on Fashion-MNIST classes 0-4"}
+    for m in fine_tuned_models(Store(os.environ.get("LOTUS_DB"))):
+        labels[m["checkpoint"]] = (f"fine-tuned: {m['source'].split('@')[0]} on {m['dataset']} "
+                                   f"({100 * m['accuracy']:.1f}%)")
+    return MODEL_CHOICES + [p for p in labels if p not in MODEL_CHOICES], labels
 
 
 def _from_url(key: str, default):
@@ -66,9 +89,12 @@ def sidebar() -> None:
         _persist("model", "default")
         _persist("dataset", "fashion-mnist")
         _persist("weights", "")
-        st.selectbox("Model", MODEL_CHOICES, key="model", on_change=_save, args=("model",), accept_new_options=True,
+        _persist("device", "auto")
+        choices, labels = model_choices()
+        st.selectbox("Model", choices, key="model", on_change=_save, args=("model",), accept_new_options=True,
+                     format_func=lambda m: labels.get(m, m),
                      help="'default' is the embedded Fashion-MNIST ViT; timm names need the hub or a weights file. "
-                          "A checkpoint path (.safetensors) also works.")
+                          "A checkpoint path (.safetensors) also works; fine-tuned models are listed once made.")
         st.selectbox("Dataset", DATASET_CHOICES, key="dataset", on_change=_save, args=("dataset",),
                       accept_new_options=True, help="An image folder path (class/image.png) also works.")
         _persist("limit", DEFAULT_LIMIT)
@@ -76,17 +102,24 @@ def sidebar() -> None:
                          help="A fixed, seeded subset of the test split used by every page, job, baseline and the "
                               "Report, so all numbers are measured the same way. Its 95% interval is about "
                               "±1.4 points at 2,000 images, ±2 at 1,000.")
-        if st.session_state["model"] != "default":
+        if st.session_state["model"] != "default" and not st.session_state["model"].endswith(".safetensors"):
             st.text_input("Weights file (optional)", key="weights", on_change=_save, args=("weights",),
                           help="A local timm weights file, used instead of downloading from the hub.")
+        st.selectbox("Device", DEVICE_CHOICES, key="device", on_change=_save, args=("device",),
+                     help="Chosen once: the model is placed there and every computation runs there.")
 
 
 def context() -> Context:
     """The Context for the sidebar's choice; on failure shows the message and stops the page."""
     try:
-        return load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
-                            st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"))
+        ctx = load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
+                           st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"),
+                           st.session_state.get("device", "auto"))
     except LotusError as exc:
         st.error(f"{exc}")
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")
         st.stop()
+    st.sidebar.caption(f"Running on {describe(ctx.device)}")
+    if ctx.head_problem:
+        st.sidebar.warning(f"{ctx.head_problem} (Overview: Fine-tune)")
+    return ctx

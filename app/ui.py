@@ -28,3 +28,9 @@ def guard() -> Iterator[None]:
 def pct(x: float | None, digits: int = 1) -> str:
     """A fraction in [0, 1] as a percentage string."""
     return "n/a" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def units(progress: dict) -> str:
+    """An executor's unit counts from a run's progress: '3 done, 2 running, 15 queued' (failed when any)."""
+    text = f"{progress.get('done', 0)} done, {progress.get('running', 0)} running, {progress.get('queued', 0)} queued"
+    return text + (f", {progress['failed']} failed" if progress.get("failed") else "")

@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 from .commands import COMMANDS
 from .core.errors import LotusError
+from .results.executors import EXECUTORS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,6 +30,15 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         p.add_argument("--data-root", default=None, help="folder to look for (or download) the dataset in")
         p.add_argument("--weights", default=None, help="local weights file for a timm model (instead of the hub)")
         p.add_argument("--arch", default=None, help="timm architecture of a checkpoint without metadata")
+        g = p.add_argument_group("executor", "where an experiment's independent units run (default $LOTUS_EXECUTOR "
+                                 "or local)")
+        g.add_argument("--executor", default=None, choices=list(EXECUTORS), help="local: in this process; ray: tasks")
+        g.add_argument("--ray-address", default=None,
+                       help="auto, HOST:6379 or ray://HOST:10001 (default $LOTUS_RAY_ADDRESS; none: a local cluster)")
+        g.add_argument("--gpus-per-task", type=float, default=None, help="GPUs per unit; fractions pack units (0.25)")
+        g.add_argument("--cpus-per-task", type=float, default=None, help="CPUs per unit (default 1)")
+        p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present); chosen once")
+        p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cmd.context:
             from .core.context import open_context
 
-            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch)
+            from .results.executors import ExecutorConfig
+
+            executor = ExecutorConfig.from_env(kind=args.executor, address=args.ray_address,
+                                               gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)
+            ctx = open_context(args.model, args.dataset, args.db, args.data_root, args.weights, args.arch,
+                               args.device, args.head_seed, executor)
+            limit = getattr(args, "limit", None)
+            if limit is not None and limit > len(ctx.test):
+                print(f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
+                      f"all {len(ctx.test)} are used", file=sys.stderr)
         result = cmd.run(args, ctx)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {exc}", file=sys.stderr)

@@ -14,7 +14,9 @@ download cache) and downloads, as on a fresh machine: CI runs the tests that way
 """
 from __future__ import annotations
 
+import functools
 import gzip
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,9 @@ import torch.nn.functional as F
 from .core.errors import LotusError
 
 from .core.paths import DATA_DIR, DEBIAN_FMNIST, EMBEDDED_FMNIST, REPO_ROOT  # noqa: F401 (re-exported)
+
+MAX_IMAGE_SIDE = 4096  # pixels: a larger image file (a decompression bomb, say) is refused before decoding
+MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the largest image file read from a folder or an upload (10 MB)
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -61,6 +66,21 @@ class ImageSet:
     @property
     def channels(self) -> int:
         return int(self.images.shape[1])
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the split's content (images, labels, class names): which data a result saw."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.images.numpy()).tobytes())
+        h.update(np.ascontiguousarray(self.labels.numpy()).tobytes())
+        h.update("\n".join(self.classes).encode())
+        return h.hexdigest()
+
+    @property
+    def variant(self) -> str:
+        """``"<images>@<digest prefix>"``, e.g. ``"10000@1f3a..."`` for the embedded training subset; part of
+        every result key, so the embedded subset and the full set never share a result."""
+        return f"{len(self)}@{self.digest[:16]}"
 
     def mean_pixel(self) -> torch.Tensor:
         """Per-channel mean in [0, 1], shape ``(C,)`` (the fill value for dropped patches)."""
@@ -185,18 +205,44 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
         raise LotusError(f"{sub} is not an image folder ({exc}); lay it out as <class>/<image>.png") from None
     images = []
     for path, _ in ds.samples:
+        if os.path.getsize(path) > MAX_IMAGE_BYTES:
+            raise LotusError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB, over the 10 MB an image may have; "
+                             "shrink it or remove it from the folder")
         try:
             with Image.open(path) as im:
+                if max(im.size) > MAX_IMAGE_SIDE:
+                    raise LotusError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over {MAX_IMAGE_SIDE} a side "
+                                     "(a decompression bomb?); shrink it or remove it from the folder")
                 im = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
                 images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
-        except (UnidentifiedImageError, OSError):
+        except Image.DecompressionBombError:
+            raise LotusError(f"{path} has too many pixels to decode safely (a decompression bomb?); "
+                             "shrink it or remove it from the folder") from None
+        except (UnidentifiedImageError, OSError, ValueError):
             raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
+    if not images:
+        raise LotusError(f"{sub} holds no images; lay it out as <class>/<image>.png")
     labels = torch.tensor([t for _, t in ds.samples], dtype=torch.int64)
     return ImageSet(f"imagefolder:{root}", split, torch.stack(images), labels, list(ds.classes), str(sub))
 
 
+def _class_subset(base: Callable[[str, Path | None], ImageSet], name: str, keep: range) -> Callable[..., ImageSet]:
+    """``base`` restricted to the classes in ``keep``, relabelled 0..len(keep)-1 (a transfer split)."""
+    def load(split: str, root: Path | None) -> ImageSet:
+        full = base(split, root)
+        sel = (full.labels >= keep.start) & (full.labels < keep.stop)
+        return ImageSet(name, split, full.images[sel], full.labels[sel] - keep.start,
+                        full.classes[keep.start:keep.stop], full.source, list(full.notes))
+
+    return load
+
+
 DATASETS: dict[str, Callable[..., ImageSet]] = {
     "fashion-mnist": _fashion_mnist,
+    # the transfer demo's upstream / downstream halves: a model pre-trained on five classes is
+    # fine-tuned to the five it never saw (README "Transfer demo")
+    "fashion-mnist-0to4": _class_subset(_fashion_mnist, "fashion-mnist-0to4", range(0, 5)),
+    "fashion-mnist-5to9": _class_subset(_fashion_mnist, "fashion-mnist-5to9", range(5, 10)),
     "cifar10": _cifar("cifar10"),
     "cifar100": _cifar("cifar100"),
     "imagefolder": _imagefolder,

@@ -5,6 +5,7 @@ from app import charts, state, ui
 from lotus_core.views.figures import kept_weights, layer_similarity, similarity_curve
 from lotus_core.views.catalog import gap_by_layer, mask_choices, omp_vs_one_shot, omp_vs_tickets, run_label, ticket_runs
 from lotus_core.pruning import Mask
+from lotus_core.pruning.mask import MAX_MASK_BYTES
 from lotus_core.pruning.similarity import MEASURES, mask_similarity, similarity_matrix
 
 ui.header("Masks", "Cosine similarity of keep-masks and Jaccard index of pruned sets, each beside the value two "
@@ -47,11 +48,12 @@ choices = mask_choices(ctx, sparsity)
 c1, c2, c3 = st.columns(3)
 label_a = c1.selectbox("Mask A", list(choices), index=0)
 label_b = c2.selectbox("Mask B", list(choices), index=min(2, len(choices) - 1))
-upload = c3.file_uploader("or upload mask B (.safetensors, e.g. from `prune --mask-out`)", type=["safetensors"])
+upload = c3.file_uploader("or upload mask B (.safetensors, e.g. from `prune --mask-out`)", type=["safetensors"],
+                          max_upload_size=MAX_MASK_BYTES // 2**20)
 with ui.guard():
     mask_a = choices[label_a]()
     if upload is not None:
-        mask_b, label_b = Mask.from_bytes(upload.getvalue()), upload.name
+        mask_b, label_b = Mask.from_bytes(upload.getvalue(), MAX_MASK_BYTES), upload.name
     else:
         mask_b = choices[label_b]()
     sim = mask_similarity(mask_a, mask_b)

@@ -1,9 +1,12 @@
-"""Overview: the model card, dense accuracy with its 95% CI, per-class accuracy, sample images."""
+"""Overview: the model card, dense accuracy with its 95% CI, per-class accuracy, sample images,
+and fine-tuning the model to the dataset (a background job; the result joins the sidebar's list)."""
 import pandas as pd
 import streamlit as st
 
 from app import charts, state, ui
+from app.jobs import active_jobs, launch
 from lotus_core.models.loading import count_parameters, model_card
+from lotus_core.training.finetune import FinetuneConfig, checkpoint_card, finetune_summary
 from lotus_core.views.figures import per_class_accuracy
 from lotus_core.views.overview import sample_predictions
 
@@ -11,6 +14,10 @@ ui.header("LOTUS: what pruning does to a Vision Transformer",
           "The model under study, its dense (unpruned) accuracy, and a sample of the data it sees.",
           "the dense baseline every sparsity result is compared against")
 ctx = state.context()
+if ctx.head_problem:
+    st.warning(f"**{ctx.head_problem}.** The accuracies below measure an untrained classifier; pruning pages refuse "
+               "this model until it is fine-tuned (at the bottom of this page), except the Essential Sparsity "
+               "protocol on Sparsity curves.")
 limit = state.limit()
 with ui.guard(), st.spinner("Evaluating the dense model..."):
     dense = ctx.dense_accuracy(limit=limit)
@@ -50,7 +57,23 @@ with right:
                    "subset (bf16 where this CPU is fast at it), the protocol every page uses, so the two differ by "
                    "the subset's sampling error (see its 95% CI) and a few hundredths of a point of precision.")
     else:
-        st.json({"model": ctx.model_id, "data_config": ctx.data_config}, expanded=False)
+        card = checkpoint_card(ctx.model, ctx.data_config)
+        recipe_text = None if not card["recipe"] else (
+            f"{'head only' if card['recipe']['head_only'] else 'full'}, {card['recipe']['epochs']} epochs, "
+            f"AdamW lr {card['recipe']['lr']:g}, batch {card['recipe']['batch_size']}, seed {card['recipe']['seed']}")
+        rows = {
+            "Source": card["source"] or ctx.model_id,
+            "Parameters": f"{card['parameters']:,}",
+            "Input / patch grid": f"{card['input_size']} / {card['patch_grid'] or '?'}",
+            "Head": {"trained": f"trained on {card['trained_on']}", "new": "new, not trained",
+                     "pretrained": "pre-trained (classes not checked)"}.get(card["head"], "?"),
+            "Classes": ", ".join(card["classes"] or ctx.test.classes),
+            "Accuracy (at fine-tuning)": "n/a" if card["accuracy"] is None else
+            f"{ui.pct(card['accuracy'], 2)} ({ui.pct(card['ci95'][0])} - {ui.pct(card['ci95'][1])})",
+            "Recipe": recipe_text or "n/a",
+            "Training time": "n/a" if card["train_seconds"] is None else f"{card['train_seconds']:.0f} s",
+        }
+        st.table(pd.DataFrame({"value": list(rows.values())}, index=list(rows)))
 
 st.subheader("Sample test images")
 seed = st.number_input("Sample seed", 0, 10_000, 0, help="Which 16 test images to show.")
@@ -59,3 +82,28 @@ labels = [f"{s.label}{'' if s.correct else ' ✗ ' + s.prediction}" for s in sam
 st.plotly_chart(charts.image_grid(ctx.test.images[[s.index for s in samples]], labels, cols=8, height=150),
                 config=charts.PLOT_CONFIG)
 st.caption("Caption: true class; ✗ marks a wrong prediction, followed by what the model said.")
+
+with st.expander("Fine-tune this model on the dataset", expanded=bool(ctx.head_problem)):
+    f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 2])
+    mode = f1.radio("What", ["full fine-tune", "head only (linear probe)"],
+                    help="Full: every weight (Essential Sparsity's recipe); head only: the classifier alone, cheap.")
+    epochs = f2.number_input("Epochs", 1, 100, 2)
+    lr = f3.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3], value=2e-5 if mode[0] == "f" else 1e-3)
+    batch = f4.select_slider("Batch size", [16, 32, 64, 128, 256], value=64)
+    train_limit = f5.select_slider("Training images", ["all", 500, 1000, 2000, 5000, 10000], value="all")
+    recipe = FinetuneConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch), head_only=mode[0] == "h",
+                            train_limit=None if train_limit == "all" else int(train_limit), limit=limit)
+    with ui.guard():
+        done = finetune_summary(ctx, recipe)
+    if done is None and st.button("Fine-tune", type="primary"):
+        with ui.guard():
+            run_id = launch(ctx, "finetune", recipe)
+        st.toast(f"Fine-tuning {run_id[:6]} queued")
+    active_jobs(ctx, ("finetune",))
+    if done is not None:
+        st.success(f"Fine-tuned: {ui.pct(done['accuracy'], 2)} (95% CI {ui.pct(done['ci95'][0])} - "
+                   f"{ui.pct(done['ci95'][1])}), from {ui.pct(done['accuracy_before'], 1)} before, "
+                   f"{done['epochs']} epochs in {done['seconds']:.0f} s. Checkpoint `{done['checkpoint']}`.")
+        if st.button("Use the fine-tuned model"):
+            st.session_state["_model"] = done["checkpoint"]
+            st.rerun()

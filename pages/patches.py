@@ -12,7 +12,7 @@ from lotus_core.patches import FUSES, SCORERS, PatchScoring
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
 from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
-from lotus_core.patches.upload import load_uploads
+from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_uploads
 from lotus_core.results.runs import stored_summary
 from lotus_core.results.store import RunStatus
 
@@ -46,7 +46,7 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
         indices = subset_indices(len(ctx.test), count, int(seed)).tolist()
     else:
         files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
-                                 accept_multiple_files=True)
+                                 accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20)
         images, errors = load_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
         for message in errors:
             st.error(message)

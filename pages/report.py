@@ -9,6 +9,8 @@ ui.header("Report", "What pruning does to this model, in six charts and six sent
           "stored by the other pages. Missing results say which page produces them.",
           "Essential Sparsity (NeurIPS 2023), Instant Soup Pruning (ICML 2023) and LOTUS's data lottery tickets")
 ctx = state.context()
+if ctx.head_problem:
+    st.warning(f"**{ctx.head_problem}.** This report describes an untrained classifier; fine-tune it on the Overview.")
 classes = ctx.test.classes
 example = st.selectbox("Example images for the patch section", range(len(classes)), format_func=lambda c: classes[c],
                        help="Four test images of this class, with the 10% least-attended patches hidden.")

@@ -7,13 +7,27 @@ from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.controls import CONTROLS
 from lotus_core.results.runs import stored_summary
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+from lotus_core.pruning.sweep import PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+from lotus_core.training.finetune import FinetuneConfig
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
           "Essential Sparsity (Jaiswal et al., NeurIPS 2023): 30-50% of a pre-trained transformer's weights "
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
+
+protocol = st.radio("Protocol", list(PROTOCOLS), index=1 if ctx.head_problem else 0, horizontal=True,
+                    format_func=lambda p: {"lotus": "(a) prune this model (LOTUS)",
+                                           "essential": "(b) Essential Sparsity: mask from the pre-trained weights, "
+                                                        "then fine-tune every masked model"}[p],
+                    help="; ".join(f"{k}: {v}" for k, v in PROTOCOLS.items()))
+recipe = None
+if protocol == "essential":
+    e1, e2, e3 = st.columns(3)
+    recipe = FinetuneConfig(epochs=int(e1.number_input("Fine-tune epochs per model", 1, 50, 2)),
+                            lr=float(e2.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3], value=2e-5)),
+                            train_limit=None if (t := e3.select_slider("Training images", ["all", 1000, 2000, 5000],
+                                                                       value="all")) == "all" else int(t))
 
 limit = state.limit()
 DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (about 13 evaluations)
@@ -39,9 +53,11 @@ if not methods:
     st.info("Pick at least one method.")
     st.stop()
 chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
-                     finetune_steps=finetune, controls=tuple(controls))
+                     finetune_steps=finetune if protocol == "lotus" else 0, protocol=protocol, recipe=recipe,
+                     controls=tuple(controls))
 stored = stored_summary(ctx, "sweep", chosen) is not None
-background = finetune > 0 and not stored  # fine-tuning every point takes minutes: the worker does it
+# fine-tuning every point takes minutes: the worker does it
+background = (finetune > 0 or protocol == "essential") and not stored
 if background and compute:
     with ui.guard():
         run_id = launch(ctx, "sweep", chosen)
@@ -50,6 +66,10 @@ if background and compute:
 # otherwise keep the last one drawn until "Compute curve" is clicked
 if not background and (compute or "curve_config" not in st.session_state or stored):
     st.session_state["curve_config"] = chosen
+if "curve_config" not in st.session_state:  # nothing drawn yet and this curve needs the worker
+    st.info("This curve fine-tunes every point: **Compute curve** queues it, and it is drawn when it is done.")
+    active_jobs(ctx, ("sweep", "finetune"))
+    st.stop()
 config = st.session_state["curve_config"]
 if background:
     st.info("Fine-tuned curves run in the background: **Compute curve** queues this one, and the chart switches to it "
@@ -61,10 +81,14 @@ with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
     result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
         min(1.0, p["done"] / max(p["planned"], p["done"])),
-        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}%"))
+        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}% "
+             f"({ui.units(p)})"))
     bar.empty()
 
 charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
+st.caption(f"Protocol drawn: **{config.protocol}**: {PROTOCOLS[config.protocol]}."
+           + (f" Dense line: the dense model fine-tuned with the same recipe ({config.finetune_recipe().epochs} "
+              f"epochs, lr {config.finetune_recipe().lr:g})." if config.protocol == "essential" else ""))
 if config.finetune_steps:
     st.caption(f"Every point was fine-tuned for {config.finetune_steps} steps with its mask held fixed; the dense "
                "line is the model before any fine-tuning.")
@@ -104,7 +128,7 @@ st.subheader("Which layers lose most")
 left, right = st.columns(2)
 with left:
     with ui.guard():
-        omp_mask = PointEvaluator(ctx, SweepConfig(limit=limit)).mask("omp", sparsity)
+        omp_mask = PointEvaluator(ctx, SweepConfig(limit=limit, protocol=protocol)).mask("omp", sparsity)
     charts.show(charts.layer_sparsity_bars(layer_sparsity_table(omp_mask),
                                            f"Per-layer sparsity of the global OMP mask at {100 * sparsity:.0f}%"),
                 key="layers")
@@ -117,7 +141,7 @@ with right:
         with ui.guard():
             bar = st.progress(0.0, text="Pruning layers one at a time...")
             table = run_sensitivity(ctx, sens_config, on_progress=lambda p: bar.progress(
-                p["done"] / p["planned"], text=p["layer"]))
+                p["done"] / p["planned"], text=f"{p['layer']} ({ui.units(p)})"))
             bar.empty()
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
         charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),

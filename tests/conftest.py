@@ -13,7 +13,8 @@ import timm
 import torch
 
 os.environ.setdefault("LOTUS_OFFLINE", "1")  # tests never touch the network
-torch.set_num_threads(1)  # tiny models gain nothing from threads; leaves a core for the rest
+os.environ.setdefault("LOTUS_THREADS", "1")  # tiny models gain nothing from threads; leaves a core for the rest
+torch.set_num_threads(int(os.environ["LOTUS_THREADS"]))  # (subprocesses started by tests inherit the setting)
 
 from lotus_core.core.context import Context  # noqa: E402
 from lotus_core.data import ImageSet  # noqa: E402
@@ -43,6 +44,16 @@ def make_tiny_imageset(n: int = 200, seed: int = 0, split: str = "test") -> Imag
         r, q = divmod(c, 4)
         images[i, 0, r * 7:(r + 1) * 7, q * 7:(q + 1) * 7] = 230
     return ImageSet("tiny", split, images, labels, [f"class{c}" for c in range(10)], "synthetic")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect ``gpu`` tests on machines without CUDA (reported as deselected, never as skipped)."""
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if "gpu" in item.keywords]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if "gpu" not in item.keywords]
 
 
 @pytest.fixture(autouse=True)
@@ -87,3 +98,18 @@ def trained_tiny_ctx(tmp_path, trained_tiny_vit) -> Context:
     return Context(trained_tiny_vit, trained_tiny_vit.lotus_id, "tiny", data_config(trained_tiny_vit),
                    make_tiny_imageset(200, seed=0), Store(tmp_path / "ctx.db"),
                    _train=make_tiny_imageset(400, seed=1, split="train"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> str:
+    """A local 2-CPU Ray cluster, started once per test session and only by tests that ask for it;
+    returns its GCS address (for a second driver process)."""
+    from pathlib import Path
+
+    import ray
+
+    root = str(Path(__file__).resolve().parent.parent)  # workers import lotus_core (and tests) from here
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,12 @@ def test_info_names_model_dataset_and_device(capsys, tmp_path):
     info = json.loads(out)
     assert code == 0 and info["model"].startswith("default@") and info["dataset"] == "fashion-mnist"
     assert info["input_size"] == [1, 28, 28] and info["test_images"] == 10_000 and info["device"] == "cpu"
+    assert info["head"] == "trained on fashion-mnist" and info["device_detail"].startswith("cpu (")
+    assert info["executor"] == "local" and info["resources"] == {"CPU": os.cpu_count(), "GPU": 0}
+    # Ray-only flags without the Ray executor: one line, exit 2, nothing started
+    code, _, err = run_cli(capsys, "info", "--gpus-per-task", "0.5", "--db", str(tmp_path / "r.db"))
+    assert code == 2 and err.strip() == ("lotus info: error: --gpus-per-task applies only to Ray: add --executor ray "
+                                         "(or set LOTUS_EXECUTOR=ray)")
 
 
 @pytest.mark.parametrize("args, message", [

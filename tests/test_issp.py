@@ -7,10 +7,11 @@ import torch
 
 from lotus_core.core.errors import LotusError
 from lotus_core.lottery.common import prune_counts, prune_remaining, round_masks
-from lotus_core.lottery.issp import (ISSPConfig, data_fraction_sweep, issp_counts, issp_round, lookahead, merge_masks,
-                                     reproject, run_issp)
+from lotus_core.lottery.issp import (ISSPConfig, data_fraction_sweep, denoiser_state, issp_counts, issp_round,
+                                     lookahead, merge_masks, reproject, run_issp)
 from lotus_core.pruning import Mask, prune
 from lotus_core.pruning.scope import scoped_parameters
+from lotus_core.results.executors import get_executor
 from lotus_core.results.runs import Run, run_experiment, run_id_for
 from lotus_core.results.store import Store
 from tests.test_cli_core import run_cli
@@ -65,9 +66,10 @@ def test_a_round_soups_the_lookaheads_and_the_denoisers_change_the_mask(tiny_ctx
     theta = tiny_ctx.copy_model()
     ones = Mask.ones(scoped_parameters(theta))
     k = issp_counts(tiny_ctx, CFG)[0]
-    soup, mask, stats = issp_round(tiny_ctx, CFG, run, theta, ones, 1, k, 2)
+    pool = get_executor(tiny_ctx.executor).pool(denoiser_state, tiny_ctx, CFG)
+    soup, mask, stats = issp_round(tiny_ctx, CFG, run, pool, theta, ones, 1, k, 2)
     assert mask.num_pruned() == k
-    heads = [lookahead(tiny_ctx, CFG, theta, ones, 1, i, run) for i in range(2)]
+    heads = [lookahead(tiny_ctx, CFG, theta.state_dict(), ones, 1, i) for i in range(2)]
     weak = [prune_remaining(h, ones, k) for h in heads]
     assert not all(torch.equal(weak[0][n], weak[1][n]) for n in mask)  # different data, different masks
     union = merge_masks(weak, "union")
@@ -145,7 +147,7 @@ def test_cli_soup_reports_rounds_and_cost_and_writes_the_mask(capsys, tmp_path):
     assert Mask.load(out_file).num_pruned() == res["points"][-1]["num_pruned"] == res["final"]["num_pruned"]
     assert res["final"]["sparsity"] == pytest.approx(0.3, abs=1e-5)
     code, out, err = run_cli(capsys, "soup", *args, "--data-fraction", "0")
-    assert code == 2 and err.count("\n") == 1 and "data fraction 0.0 is outside (0, 1]" in err
+    assert code == 2 and err.count("\n") == 1 and "argument --data-fraction: 0 is outside (0, 1]" in err
 
 
 def test_cli_soup_sweep_refuses_unreadable_fractions(capsys, tmp_path):

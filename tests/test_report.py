@@ -198,7 +198,8 @@ def test_cli_report_writes_the_html_and_prints_the_sections(tmp_path, capsys):
     (["report", "--example-class", "10"], "lotus report: error: --example-class 10 is outside 0..9\n"),
     (["report", "--limit", "200", "--out", "/nonexistent-dir/r.html"],
      "lotus report: error: cannot write /nonexistent-dir/r.html (No such file or directory); pass a writable --out path\n"),
-    (["delete", "0123abcd"], "lotus delete: error: no run '0123abcd' in {db}; list runs with `python -m lotus_core runs`\n"),
+    (["delete", "0123abcd"], "lotus delete: error: no results store at {db}; check --db / LOTUS_DB (a store is "
+                             "created by the first command that computes something)\n"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
     db = tmp_path / "e.db"

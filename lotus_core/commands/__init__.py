@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -68,8 +69,8 @@ def config_args(cls: type, skip: tuple[str, ...] = (), **overrides: Callable | d
             kwargs["action"] = "store_true" if default is False else "store_false"
             if default is True and "flags" not in overrides.get(name, {}):
                 flags = (f"--no-{name.replace('_', '-')}",)
-        elif kind in (int, float, str):
-            kwargs["type"] = kind
+        elif kind in (int, float, str):  # numbers are finite and bounded even without an override
+            kwargs["type"] = {int: whole_number, float: finite_number, str: str}[kind]
         kwargs.update(extra)
         if isinstance(kwargs["help"], str):
             kwargs["help"] = kwargs["help"].replace("%", "%%")
@@ -77,27 +78,80 @@ def config_args(cls: type, skip: tuple[str, ...] = (), **overrides: Callable | d
     return out
 
 
-def _number(text: str, kind: type, what: str) -> float | int:
-    """``kind(text)``, or an argparse error saying ``text`` is not ``what``."""
+def _number(text: str, kind: type = float) -> float | int:
+    """``text`` as a finite number of ``kind`` (argparse's one-line error otherwise)."""
     try:
-        return kind(text)
+        value = kind(text)
     except ValueError:
+        what = "a whole number" if kind is int else "a number"
         raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-
-
-def fraction(text: str) -> float:
-    """argparse type: a number in [0, 1)."""
-    value = _number(text, float, "a number; give a fraction such as 0.5")
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is outside [0, 1); give a fraction such as 0.5 (not a percentage)")
+    if kind is float and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
     return value
 
 
+def finite_number(text: str) -> float:
+    """argparse type of a float field without an override: any finite number."""
+    return _number(text)
+
+
+def whole_number(text: str) -> int:
+    """argparse type of an int field without an override: a whole number of at most 10 digits."""
+    value = _number(text, int)
+    if abs(value) > 10 ** 10:
+        raise argparse.ArgumentTypeError(f"{text} is too large; give a smaller number")
+    return value
+
+
+def _float_in(name: str, lo: float, hi: float, example: str, low_open: bool = False,
+              high_open: bool = False) -> Callable[[str], float]:
+    """An argparse type ``name``: a finite number in [lo, hi] (``low_open``/``high_open``: that end excluded)."""
+    interval = f"{'(' if low_open else '['}{lo:g}, {hi:g}{')' if high_open else ']'}"
+
+    def parse(text: str) -> float:
+        value = _number(text)
+        if not ((lo < value if low_open else lo <= value) and (value < hi if high_open else value <= hi)):
+            raise argparse.ArgumentTypeError(f"{text} is outside {interval}; give {example}")
+        return value
+
+    parse.__name__, parse.__doc__ = name, f"argparse type: a finite number in {interval} ({example})."
+    return parse
+
+
+fraction = _float_in("fraction", 0, 1, "a fraction such as 0.5 (not a percentage)", high_open=True)
+share = _float_in("share", 0, 1, "a fraction such as 0.2 (not a percentage)", low_open=True)  # data fraction, top-k
+tolerance = _float_in("tolerance", 0, 1, "an absolute fraction such as 0.01")  # accuracy tolerance (0.01 = 1 point)
+resolution = _float_in("resolution", 0, 0.5, "a sparsity step such as 0.01", low_open=True)
+learning_rate = _float_in("learning_rate", 0, 10, "a learning rate such as 1e-4", low_open=True)
+weight_decay = _float_in("weight_decay", 0, 10, "a weight decay such as 0.05")
+
+
+MAX_COUNT = 10_000_000  # steps, images, ...: a larger count is a typo, not a plan
+
+
 def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    value = _number(text, int, "a whole number")
+    """argparse type: an integer in 1..10,000,000."""
+    value = _number(text, int)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    if value > MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is more than {MAX_COUNT:,}; give a smaller number")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer in 0..10,000,000."""
+    value = _number(text, int)
+    if not 0 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{MAX_COUNT:,}; give a count such as 100 (0 = none)")
+    return value
+
+
+def seed(text: str) -> int:
+    """argparse type: a random seed in 0..2**32-1."""
+    value = _number(text, int)
+    if not 0 <= value < 2 ** 32:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0..{2 ** 32 - 1}; give a seed such as 0")
     return value
 
 
@@ -107,3 +161,4 @@ from . import pruning  # noqa: E402,F401
 from . import lottery  # noqa: E402,F401
 from . import patches  # noqa: E402,F401
 from . import report  # noqa: E402,F401
+from . import transfer  # noqa: E402,F401

@@ -5,15 +5,17 @@ import platform
 
 import torch
 
-from ..core.device import bf16_available, default_device
+from ..core.device import bf16_available, describe
 from ..training.evaluate import DEFAULT_LIMIT
 from ..models.loading import count_parameters
-from . import arg, command, positive_int
+from . import arg, command, positive_int, seed
 
 
-@command("info", "model, dataset and device")
+@command("info", "model, dataset, device, and the executor with its cluster's resources")
 def info(args, ctx) -> dict:
-    device = default_device()
+    from ..results.executors import get_executor
+
+    device = ctx.device
     return {
         "model": ctx.model_id,
         "parameters": count_parameters(ctx.model),
@@ -23,27 +25,33 @@ def info(args, ctx) -> dict:
         "classes": ctx.test.classes,
         "data_source": ctx.test.source,
         "device": str(device),
+        "device_detail": describe(device),
+        "head": ctx.head_problem or f"{ctx.head.state}" + (f" on {ctx.head.dataset}" if ctx.head.dataset else ""),
         "bf16": bf16_available(device),
         "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "store": str(ctx.store.path),
+        **get_executor(ctx.executor).resources(),
     }
 
 
 @command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", [
     arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="number of test images (default 2000)"),
-    arg("--seed", type=int, default=0, help="seed of the fixed test subset"),
+    arg("--seed", type=seed, default=0, help="seed of the fixed test subset"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
 ])
 def evaluate_cmd(args, ctx) -> dict:
     summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, refresh=args.no_cache)
-    return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"}}
+    head = {"head": ctx.head_problem} if ctx.head_problem else {}  # an untrained classifier is said so
+    return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"}, **head}
 
 
 @command("train-default", "train the embedded default ViT from a seed and write data/default_vit.*", [
     arg("--epochs", type=positive_int, default=20),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
     arg("--out", default=None, help="weights path (default data/default_vit.safetensors)"),
+    arg("--dataset", default="fashion-mnist",
+        help="training data (the transfer demo's upstream model: fashion-mnist-0to4 --out data/transfer_vit.safetensors)"),
 ], context=False)
 def train_default_cmd(args, ctx) -> dict:
     import sys
@@ -54,7 +62,7 @@ def train_default_cmd(args, ctx) -> dict:
 
     out = Path(args.out) if args.out else DEFAULT_WEIGHTS
     card = out.with_suffix(".json") if args.out else DEFAULT_CARD
-    return train_default(epochs=args.epochs, seed=args.seed, out=out, card=card,
+    return train_default(epochs=args.epochs, seed=args.seed, out=out, card=card, dataset=args.dataset,
                          on_progress=lambda p: print(f"step {p.step}/{p.steps} loss {p.loss:.3f} "
                                                      f"{p.elapsed_s:.0f}s", file=sys.stderr, flush=True))
 
@@ -63,7 +71,7 @@ def train_default_cmd(args, ctx) -> dict:
 def runs_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
-    frame = Store(args.db).runs(kind=args.kind)
+    frame = Store(args.db, create=False).runs(kind=args.kind)
     cols = ["id", "kind", "model", "dataset", "status", "duration_s", "summary"]
     return {"runs": frame[cols].to_dict(orient="records")}
 
@@ -75,15 +83,19 @@ def runs_cmd(args, ctx) -> dict:
 def export_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
-    text = Store(args.db).export_csv(args.run_id, args.out)
+    text = Store(args.db, create=False).export_csv(args.run_id, args.out)
     return {"run": args.run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
 
 
-@command("worker", "consume the background job queue of a results store (started by the dashboard)",
-         context=False)
+@command("worker", "consume the background job queue of a results store (started by the dashboard)", [
+    arg("--exit-with-parent", action="store_true", help="stop when the process that started it exits"),
+    arg("--stop", action="store_true", help="stop this store's live workers instead (SIGTERM) and exit"),
+], context=False)
 def worker_cmd(args, ctx) -> dict:
-    from ..results.jobs import run_worker
+    from ..results.jobs import run_worker, stop_workers
     from ..results.store import Store
 
-    run_worker(Store(args.db).path)
+    if args.stop:
+        return {"stopped": stop_workers(Store(args.db, create=False))}
+    run_worker(Store(args.db).path, exit_with_parent=args.exit_with_parent)
     return {}

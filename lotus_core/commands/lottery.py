@@ -23,12 +23,14 @@ from ..pruning.mask import Mask
 from ..results.registry import get_experiment
 from ..results.runs import run_experiment
 from ..pruning.similarity import mask_similarity
-from . import arg, command, config_args, fraction, positive_int
+from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, positive_int, seed,  # noqa: F401
+               share)
 from .pruning import _progress
 
-_SHARED = dict(target=fraction, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)})
-_ISSP_TYPES = dict(per_round=fraction, denoisers=positive_int, lookahead_steps=positive_int,
-                   merge={"choices": list(MERGES)}, **_SHARED)
+_SHARED = dict(target=fraction, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)},
+               lr=learning_rate, seed=seed)
+_ISSP_TYPES = dict(per_round=fraction, denoisers=positive_int, lookahead_steps=positive_int, data_fraction=share,
+                   finetune_steps=non_negative_int, merge={"choices": list(MERGES)}, **_SHARED)
 _LTH = config_args(LTHConfig, prune_fraction=fraction, steps=positive_int, **_SHARED)
 _ISSP = config_args(ISSPConfig, **_ISSP_TYPES)
 _MASK_OUT = arg("--mask-out", default=None, help="write the final mask as safetensors")
@@ -62,7 +64,7 @@ def lth_cmd(args, ctx) -> dict:
     arg("--round", type=positive_int, required=True, help="the LTH round whose mask is controlled"),
     arg("--kind", choices=list(CONTROLS), default="shuffle",
         help="; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
-    arg("--control-seed", type=int, default=0, help="random draw of the shuffle or re-initialisation"),
+    arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation"),
 ])
 def control_cmd(args, ctx) -> dict:
     cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)
@@ -84,7 +86,10 @@ def soup_sweep_cmd(args, ctx) -> dict:
         fractions = [float(x) for x in args.data_fractions.split(",") if x.strip()]
     except ValueError:
         raise LotusError(f"cannot read data fractions {args.data_fractions!r}; give a list such as 0.1,0.3,1.0") from None
-    table = data_fraction_sweep(ctx, _config(ISSPConfig, args), fractions, on_progress=_progress)
+    base = _config(ISSPConfig, args)
+    for f in fractions:  # every fraction is checked before the first run is recorded
+        dataclasses.replace(base, data_fraction=f)
+    table = data_fraction_sweep(ctx, base, fractions, on_progress=_progress)
     return {"runs": table.to_dict(orient="records")}
 
 

@@ -9,11 +9,11 @@ from ..patches.analysis import explain_images
 from ..patches.fidelity import FidelityConfig, fidelity
 from ..patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame
 from ..results.runs import run_experiment
-from . import arg, command, config_args, fraction, positive_int
+from . import arg, command, config_args, fraction, learning_rate, non_negative_int, positive_int, seed, share, weight_decay
 from .pruning import _progress
 
 _SCORING = dict(fuse={"choices": FUSES}, discard_ratio=fraction, ig_steps=positive_int, drop=fraction,
-                limit=positive_int)  # validators of the patch-scoring fields (and of drop and limit)
+                limit=positive_int, seed=seed)  # validators of the patch-scoring fields (and of drop and limit)
 
 
 def _scorer_list(text: str) -> tuple[str, ...]:
@@ -39,7 +39,7 @@ def patches_cmd(args, ctx) -> dict:
 
 
 @command("fidelity", "deletion/insertion curves (with AUC) and agreement of patch scorers", [
-    *config_args(FidelityConfig, steps=positive_int, **_SCORING,
+    *config_args(FidelityConfig, steps=positive_int, top_k=share, **_SCORING,
                  scorers={"flags": ("--score",), "type": _scorer_list,
                           "help": f"comma-separated, from: {', '.join(SCORERS)}"}),
     arg("--curves", action="store_true", help="include every curve point in the output"),
@@ -55,7 +55,9 @@ def fidelity_cmd(args, ctx) -> dict:
 
 
 @command("lottery-train", "train on data lottery tickets and on full images side by side, epoch by epoch",
-         config_args(LotteryTrainConfig, epochs=positive_int, batch_size=positive_int, **_SCORING,
+         config_args(LotteryTrainConfig, epochs=positive_int, batch_size=positive_int, fraction=share,
+                     lr=learning_rate, weight_decay=weight_decay, warmup_steps=non_negative_int,
+                     steps_per_epoch=non_negative_int, **_SCORING,
                      scorer={"flags": ("--score",), "choices": list(SCORERS)}, start={"choices": STARTS},
                      apply={"choices": list(APPLIES), "help": "; ".join(f"{k}: {v}" for k, v in APPLIES.items())},
                      exclude_from_decay={"flags": ("--decay-all",),

@@ -12,14 +12,16 @@ from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..pruning import PRUNERS, SCOPES
 from ..pruning.controls import CONTROLS
-from ..pruning.sweep import PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities, run_sweep
-from . import arg, command, config_args, fraction, positive_int
+from ..pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities,
+                             run_sweep)
+from . import arg, command, config_args, fraction, non_negative_int, positive_int, resolution, seed, tolerance
 
 
 def _sweep_args(*names: str) -> list:
     """Flags of the SweepConfig fields ``names`` (generated from the dataclass)."""
     return config_args(SweepConfig, skip=tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in names),
                        scope={"choices": list(SCOPES)}, limit=positive_int,
+                       seed=seed, finetune_steps=non_negative_int, resolution=resolution, eps=tolerance,
                        bf16={"flags": ("--fp32",), "help": "evaluate in fp32 (default: bf16 autocast where the "
                                                            "hardware makes it fast)"})
 
@@ -89,6 +91,13 @@ def prune_cmd(args, ctx) -> dict:
     arg("--sparsities", default="0:0.9:0.1", help="start:stop:step or a comma list of fractions"),
     *_sweep_args("refine", "resolution", "eps", "stop_at_drop"),
     arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
+    *_sweep_args("protocol"),
+    # the essential protocol's fine-tuning recipe (FinetuneConfig; the same as `finetune`'s flags)
+    arg("--ft-epochs", type=positive_int, default=8, help="essential protocol: fine-tuning epochs per model"),
+    arg("--ft-lr", type=float, default=2e-5, help="essential protocol: peak AdamW learning rate"),
+    arg("--ft-batch-size", type=positive_int, default=64, help="essential protocol: batch size"),
+    arg("--ft-head-only", action="store_true", help="essential protocol: fine-tune the head only"),
+    arg("--ft-train-limit", type=positive_int, default=None, help="essential protocol: training images used"),
     *_COMMON,
 ])
 def sweep_cmd(args, ctx) -> dict:
@@ -98,15 +107,24 @@ def sweep_cmd(args, ctx) -> dict:
     unknown = [m for m in methods if m not in PRUNERS]
     if unknown:
         raise LotusError(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
-    config = _sweep_config(args, methods=methods, sparsities=parse_sparsities(args.sparsities))
+    config = _sweep_config(args, methods=methods, sparsities=parse_sparsities(args.sparsities),
+                           recipe=_recipe(args) if args.protocol == "essential" else None)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
-    return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
-            "essential": result.essential}
+    return {"run_id": result.run_id, "protocol": args.protocol, "dense": result.dense,
+            "points": result.frame.to_dict(orient="records"), "essential": result.essential}
+
+
+def _recipe(args):
+    """The essential protocol's fine-tuning recipe from the --ft-* flags."""
+    from ..training.finetune import FinetuneConfig
+
+    return FinetuneConfig(epochs=args.ft_epochs, lr=args.ft_lr, batch_size=args.ft_batch_size,
+                          head_only=args.ft_head_only, train_limit=args.ft_train_limit, seed=args.seed)
 
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
     arg("--curve", required=True, help="CSV file; the row with sparsity 0 is the dense model"),
-    arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
     path = Path(args.curve)
@@ -135,7 +153,7 @@ def essential_cmd(args, ctx) -> dict:
 @command("sensitivity", "accuracy drop when one layer alone is pruned", [
     arg("--sparsities", default="0.5,0.7,0.9"),
     arg("--limit", type=positive_int, default=1000),
-    arg("--seed", type=int, default=0),
+    arg("--seed", type=seed, default=0),
 ])
 def sensitivity_cmd(args, ctx) -> dict:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity

@@ -35,7 +35,7 @@ def delete_cmd(args, ctx) -> dict:
     from ..views.experiments import delete_run
     from ..results.store import Store
 
-    run = delete_run(Store(args.db), args.run_id)
+    run = delete_run(Store(args.db, create=False), args.run_id)
     return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}
 
 

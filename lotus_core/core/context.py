@@ -3,7 +3,13 @@ datasets and the results store. The CLI and the dashboard both open one; analyse
 as their first argument.
 
 The base model is shared (and cached by the dashboard): never modify it; prune or train
-a copy (:meth:`Context.copy_model`).
+a copy (:meth:`Context.copy_model`). It is placed on its device once, here (``--device``);
+nothing afterwards moves it, and copies stay on the same device.
+
+A model whose classifier head was not trained on this dataset (a timm head re-initialised
+for the dataset's classes, or a checkpoint trained on other classes) is marked by
+:attr:`Context.head_problem`; experiments that use the head as it is refuse it
+(:meth:`Context.require_trained_head`) and say to fine-tune it first.
 """
 from __future__ import annotations
 
@@ -12,11 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from .device import precision_used, use_compute_threads
+from .errors import LotusError
 from ..data import ImageSet, load_dataset
+from .device import model_device, resolve_device
 from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
-from ..models.loading import data_config, load_model
+from ..models.loading import CHECKPOINT_SUFFIXES, Head, data_config, head_outputs, load_model
+from ..results.executors import ExecutorConfig
 from ..results.store import Store
 
 
@@ -30,7 +41,8 @@ class Context:
         dataset: dataset name, e.g. ``"fashion-mnist"``.
         data_config: the model's input config (input_size, mean, std).
         test: the test split.
-        store: the results store.
+        store: the results store (None in the copy shipped to executor workers, which never write it).
+        executor: where experiments run their independent units (:mod:`lotus_core.results.executors`).
     """
 
     model: nn.Module
@@ -38,9 +50,10 @@ class Context:
     dataset: str
     data_config: dict
     test: ImageSet
-    store: Store
+    store: Store | None
     data_root: Path | None = None
     _train: ImageSet | None = field(default=None, repr=False)
+    executor: ExecutorConfig = field(default_factory=ExecutorConfig)
 
     @property
     def train(self) -> ImageSet:
@@ -49,9 +62,47 @@ class Context:
             self._train = load_dataset(self.dataset, "train", self.data_root)
         return self._train
 
+    @property
+    def device(self) -> torch.device:
+        """Where the base model (and every copy of it) computes."""
+        return model_device(self.model)
+
+    @property
+    def head(self) -> Head:
+        """What the base model's classifier was trained on (see :class:`~lotus_core.models.loading.Head`)."""
+        return getattr(self.model, "lotus_head", None) or Head("pretrained", head_outputs(self.model))
+
+    @property
+    def head_problem(self) -> str | None:
+        """``"head not trained on this dataset: fine-tune it first"`` (with detail) or None."""
+        return self.head.problem(self.test.classes)
+
+    def require_trained_head(self, what: str = "this experiment") -> None:
+        """Raise :class:`LotusError` when the head is not trained on this dataset (never prune and report a
+        random classifier as if it were trained)."""
+        problem = self.head_problem
+        if problem:
+            raise LotusError(f"{self.model_id} on {self.dataset}: {problem} "
+                             f"(`python -m lotus_core finetune --model ... --dataset {self.dataset}`) before {what}, "
+                             "or use the Essential Sparsity protocol (--protocol essential)")
+
     def key(self, **extra: Any) -> dict:
-        """The base of every experiment config: model id and dataset, plus ``extra``."""
-        return {"model": self.model_id, "dataset": self.dataset, **extra}
+        """The base of every result key: everything besides the hyperparameters ``extra`` that decides
+        the numbers.
+
+        - ``model``: the model id (name and checkpoint hash); ``dataset``: the dataset name;
+        - ``data``: the test and training splits actually loaded, as ``"<images>@<content hash>"``
+          (the embedded 10,000-image subset and the full 60,000-image set give different keys);
+        - ``device``: the device type (``cpu`` / ``cuda``);
+        - ``precision``: the evaluation precision actually used (bf16 only where it is fast, see
+          :func:`~lotus_core.core.device.precision_used`; asked for with ``bf16`` in ``extra``, default on);
+        - ``threads``: torch's CPU thread count (``$LOTUS_THREADS``), which changes reduction order.
+        """
+        device = self.device
+        return {"model": self.model_id, "dataset": self.dataset,
+                "data": {"test": self.test.variant, "train": self.train.variant}, "device": device.type,
+                "precision": precision_used(device, bool(extra.get("bf16", True))),
+                "threads": torch.get_num_threads(), **extra}
 
     def copy_model(self) -> nn.Module:
         """A deep copy of the base model, safe to prune or train."""
@@ -69,7 +120,7 @@ class Context:
 
     @staticmethod
     def _dense_params(limit: int | None, seed: int, bf16: bool) -> dict:
-        return {"limit": limit, "seed": seed, **({} if bf16 else {"precision": "fp32"})}
+        return {"limit": limit, "seed": seed, **({} if bf16 else {"bf16": False})}
 
     def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True,
                        refresh: bool = False) -> dict:
@@ -84,10 +135,34 @@ class Context:
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,
                  data_root: str | Path | None = None, weights: str | Path | None = None,
-                 arch: str | None = None) -> Context:
-    """Load model, test split and store. Raises :class:`~lotus_core.core.errors.LotusError` on bad input."""
+                 arch: str | None = None, device: str | None = None, head_seed: int = 0,
+                 executor: ExecutorConfig | None = None) -> Context:
+    """Load model, test split and store, and place the model on ``device`` (``cpu``, ``cuda``,
+    ``cuda:N``; default: CUDA when present). Raises :class:`~lotus_core.core.errors.LotusError` on bad input.
+
+    ``executor`` defaults to the local one (in-process, as a loop). Every input is checked before
+    anything is computed or recorded: a ``data_root`` must exist, ``weights`` apply to timm model
+    names only, ``arch`` to checkpoints without metadata. A head that does not fit the dataset is
+    not refused here (the user is told, and may fine-tune it): :meth:`Context.require_trained_head`
+    refuses to prune or report with it. Torch's CPU threads are set to ``$LOTUS_THREADS`` (part of
+    every result key).
+    """
+    use_compute_threads()
+    if data_root is not None and not Path(data_root).expanduser().is_dir():
+        raise LotusError(f"--data-root {data_root} is not a folder; pass an existing folder or leave it out")
+    data_root = Path(data_root).expanduser() if data_root is not None else None
+    if weights is not None and (model == "default" or Path(model).suffix in CHECKPOINT_SUFFIXES or Path(model).is_file()):
+        raise LotusError(f"--weights applies to timm model names only; {model!r} carries its own weights, "
+                         "so leave --weights out (or pass the weights file as --model)")
+    if arch is not None and (model == "default" or not (Path(model).suffix in CHECKPOINT_SUFFIXES
+                                                         or Path(model).is_file())):
+        raise LotusError(f"--arch describes a checkpoint file without metadata; {model!r} is not one, "
+                         "so leave --arch out")
+    where = resolve_device(device)
     test = load_dataset(dataset, "test", data_root)
     num_classes = None if model == "default" else len(test.classes)
-    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch)
-    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db),
-                   Path(data_root) if data_root else None)
+    net = load_model(model, num_classes=num_classes, weights=weights, arch=arch, head_seed=head_seed,
+                     classes=None if model == "default" else test.classes)
+    net.to(where)  # the one place the shared model is moved
+    return Context(net, net.lotus_id, dataset, data_config(net), test, Store(db), data_root,
+                   executor=executor or ExecutorConfig())

@@ -1,19 +1,79 @@
-"""Where to compute, and in which precision.
+"""Where to compute, in which precision, and on how many threads.
+
+The device is chosen once (``--device cpu|cuda|cuda:N``, the sidebar shows it): the shared
+model is placed there when its Context is opened, and nothing afterwards moves it. Every
+function that needs a device asks the model's parameters (:func:`model_device`) and creates
+masks, scores and fills there; predictions come back on the CPU for the store.
 
 bf16 autocast roughly doubles ViT inference throughput on CPUs with AVX-512 BF16 (or AMX)
-and on CUDA GPUs; elsewhere evaluation stays in fp32.
+and on CUDA GPUs; elsewhere evaluation stays in fp32. :func:`precision_used` says which of the
+two an evaluation really gets, and that (not the precision asked for) goes into result keys.
+
+The CPU thread count changes results (the order of floating-point reductions in matmuls: an LTH
+round measured 88.00% on one thread count and 88.33% on another), so the CLI, the background worker
+and the dashboard all compute on ``$LOTUS_THREADS`` threads (:func:`compute_threads`) and the count
+is part of every result key. The default is a fixed :data:`DEFAULT_THREADS`, not the machine's core
+count, so results computed with the defaults (the shipped ones, say) carry the same key on every
+machine; set ``LOTUS_THREADS`` to the core count for speed, and results get keys of their own.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import torch
+from torch import nn
+
+from .errors import LotusError
 
 
 def default_device() -> torch.device:
     """The CUDA device when one is present, else the CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(name: str | None) -> torch.device:
+    """``None``/``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``, checked against this machine."""
+    if name in (None, "", "auto"):
+        return default_device()
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise LotusError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise LotusError(f"device {name!r} is not supported; use cpu, cuda or cuda:N")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise LotusError(f"device {name!r} asked for but this machine has no CUDA GPU; use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise LotusError(f"device {name!r} does not exist: this machine has {torch.cuda.device_count()} GPU(s); "
+                             f"use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s parameters (the CPU for a model without any)."""
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def describe(device: torch.device) -> str:
+    """A short human name, e.g. ``"cuda:0 (NVIDIA H200)"`` or ``"cpu (2 threads)"``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def eval_batch_size(device: torch.device, input_size: tuple[int, ...]) -> int:
+    """Evaluation batch sized to the device and the input: 500 images of 28 px on the CPU,
+    scaled down with the pixel count (16 images of 224 px), and 8x that on a GPU, whose
+    throughput keeps growing with the batch where a CPU's does not."""
+    pixels = int(input_size[-1]) * int(input_size[-2])
+    per_cpu = max(16, min(500, 500 * 28 * 28 // pixels))
+    return per_cpu * 8 if device.type == "cuda" else per_cpu
 
 
 @functools.lru_cache(maxsize=None)
@@ -30,6 +90,40 @@ def bf16_available(device: torch.device) -> bool:
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_supports_bf16()
+
+
+def precision_used(device: torch.device, bf16: bool = True) -> str:
+    """The precision an evaluation on ``device`` actually runs in when bf16 is asked for (``bf16``) or not."""
+    return "bf16" if bf16 and bf16_available(device) else "fp32"
+
+
+THREADS_ENV = "LOTUS_THREADS"
+DEFAULT_THREADS = 2  # the same on every machine (see the module docstring); the development machine's cores
+MAX_THREADS = 1024
+
+
+def compute_threads() -> int:
+    """Threads for training and evaluation: ``$LOTUS_THREADS``, default :data:`DEFAULT_THREADS`.
+
+    Raises :class:`~lotus_core.core.errors.LotusError` when the variable is not a whole number in 1..1024.
+    """
+    from .errors import LotusError
+
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return DEFAULT_THREADS
+    if not text.isdigit() or not 1 <= int(text) <= MAX_THREADS:
+        raise LotusError(f"{THREADS_ENV}={text!r} is not a thread count; set a whole number from 1 to {MAX_THREADS} "
+                         f"or unset it (default {DEFAULT_THREADS})")
+    return int(text)
+
+
+def use_compute_threads() -> int:
+    """Set torch's intra-op threads to :func:`compute_threads` (CLI, worker and dashboard alike); returns it."""
+    n = compute_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
 
 
 def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractContextManager:

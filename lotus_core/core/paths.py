@@ -1,6 +1,7 @@
 """Every path LOTUS knows, in one place: the repository, its shipped data, the default store."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -8,3 +9,37 @@ DATA_DIR = REPO_ROOT / "data"  # the embedded default model, demo data and the d
 EMBEDDED_FMNIST = DATA_DIR / "fashion-mnist"  # full test split + a fixed 10,000-image training subset
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 DEFAULT_DB = DATA_DIR / "lotus.db"
+
+# --------------------------------------------------------------------------- serving beyond localhost
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+SERVE_ROOTS_ENV = "LOTUS_SERVE_ROOTS"  # folders (os.pathsep-separated) a dashboard served on a network may read
+
+
+def serve_roots() -> list[Path]:
+    """The folders a network-served dashboard may read models, datasets and weights from:
+    ``$LOTUS_SERVE_ROOTS`` (``os.pathsep``-separated), default the repository's data/ folder."""
+    text = os.environ.get(SERVE_ROOTS_ENV, "")
+    roots = [Path(p).expanduser().resolve() for p in text.split(os.pathsep) if p.strip()]
+    return roots or [DATA_DIR.resolve()]
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a server bound to ``address`` answers this machine only (None binds every interface)."""
+    return address is not None and address.strip() in LOOPBACK
+
+
+def check_served_path(value: str | None, what: str, roots: list[Path]) -> None:
+    """Refuse ``value`` (a --model, --dataset or --weights choice) when it names a file or folder outside
+    ``roots`` (symlinks resolved). Registry names (``default``, timm names, ``fashion-mnist``) pass."""
+    from .errors import LotusError
+
+    if not value:
+        return
+    text = value.split(":", 1)[1] if value.startswith("imagefolder:") else value
+    looks_like_path = "/" in text or os.sep in text or text.startswith(("~", ".")) or Path(text).exists()
+    if value.startswith("hf-hub:") or not looks_like_path:
+        return
+    target = Path(text).expanduser().resolve()
+    if not any(target == root or root in target.parents for root in roots):
+        raise LotusError(f"{what} {value!r} is outside the folders this dashboard may read "
+                         f"({', '.join(map(str, roots))}); put it there or set {SERVE_ROOTS_ENV}")

@@ -44,7 +44,8 @@ def prune_remaining(model: nn.Module, keep: Mask, num_pruned: int, scope: str = 
     params = scoped_parameters(model, scope)
     if num_pruned < keep.num_pruned():
         raise LotusError(f"cannot prune {num_pruned} weights: the mask already prunes {keep.num_pruned()}")
-    scores = {n: torch.where(keep[n], p.detach().abs().float(), torch.full(p.shape, -1.0)) for n, p in params.items()}
+    scores = {n: torch.where(keep[n].to(p.device), p.detach().abs().float(), torch.full(p.shape, -1.0, device=p.device))
+              for n, p in params.items()}
     return GlobalRanking(scores).mask(num_pruned / keep.numel())
 
 
@@ -57,8 +58,9 @@ def regrow(model: nn.Module, keep: Mask, within: Mask, num_pruned: int, scope: s
     if extra == 0:
         return Mask(dict(keep))
     params = scoped_parameters(model, scope)
+    keep, within = keep.to(next(iter(params.values())).device), within.to(next(iter(params.values())).device)
     candidates = {n: within[n] & ~keep[n] for n in keep}
-    scores = {n: torch.where(candidates[n], p.detach().abs().float(), torch.full(p.shape, -1.0))
+    scores = {n: torch.where(candidates[n], p.detach().abs().float(), torch.full(p.shape, -1.0, device=p.device))
               for n, p in params.items()}
     grown = GlobalRanking(scores).mask(1 - extra / keep.numel())  # keeps the `extra` highest scores
     return Mask({n: keep[n] | (grown[n] & candidates[n]) for n in keep})

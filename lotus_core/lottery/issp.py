@@ -34,6 +34,7 @@ Cost (training steps, wall time) is N x C per round plus the final fine-tune.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -47,8 +48,9 @@ from ..core.errors import LotusError
 from ..training.finetune import finetune
 from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
+from ..results.executors import Pool, get_executor, run_together, track
 from ..results.registry import ExperimentSpec, register_experiment
-from ..results.runs import Run, run_experiment
+from ..results.runs import Run, run_experiment, run_id_for
 from ..training.train import TrainConfig, train
 from .common import ticket_curve, ticket_headline, load_state_bytes, mask_blob, prune_counts, prune_remaining, regrow, state_bytes
 
@@ -75,6 +77,9 @@ class ISSPConfig:
     scope: str = "blocks"  # which weights are pruned (lotus_core.pruning.scope.SCOPES)
     seed: int = 0  # data subsets, batch orders and the fixed test subset
     limit: int = 1000  # test images per evaluation
+
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_config(self)
 
 
 def merge_masks(masks: Sequence[Mask], rule: str) -> Mask:
@@ -114,32 +119,54 @@ def issp_counts(ctx: Context, cfg: ISSPConfig) -> list[int]:
     return prune_counts(total, cfg.target, cfg.per_round)
 
 
-def lookahead(ctx: Context, cfg: ISSPConfig, theta: nn.Module, mask: Mask, r: int, i: int, run: Run) -> nn.Module:
-    """Denoiser ``i`` of round ``r``: C steps from ``theta`` under ``mask`` on a random fraction f of the data."""
+def lookahead(ctx: Context, cfg: ISSPConfig, theta: dict[str, torch.Tensor], mask: Mask, r: int, i: int,
+              should_stop: Callable[[], bool] | None = None) -> nn.Module:
+    """Denoiser ``i`` of round ``r``: C steps from weights ``theta`` under ``mask`` on a random fraction f of the data."""
     seed = cfg.seed * 1_000_003 + r * 1_009 + i
     subset = torch.randperm(len(ctx.train), generator=torch.Generator().manual_seed(seed))
     subset = subset[: max(1, round(cfg.data_fraction * len(ctx.train)))]
     model = ctx.copy_model()
-    model.load_state_dict(theta.state_dict())
+    model.load_state_dict(theta)
     train(model, ctx.train, TrainConfig(steps=cfg.lookahead_steps, batch_size=cfg.batch_size, lr=cfg.lr,
                                         weight_decay=0.0, seed=seed), ctx.data_config, mask=mask, indices=subset,
-          should_stop=run.stopped)
-    run.check()
+          should_stop=should_stop)
     return model
 
 
-def issp_round(ctx: Context, cfg: ISSPConfig, run: Run, theta: nn.Module, mask: Mask, r: int,
+def denoiser_state(ctx: Context, cfg: ISSPConfig) -> tuple[Context, ISSPConfig]:
+    """Executor state of an ISSP run: the base model and the training split, shipped once."""
+    return ctx, cfg
+
+
+def denoiser(state: tuple[Context, ISSPConfig], unit: tuple) -> dict:
+    """Executor unit: denoiser ``i`` of round ``r`` (step 2): its look-ahead weights and weak mask."""
+    ctx, cfg = state
+    r, i, num_pruned, theta, mask = unit
+    model = lookahead(ctx, cfg, theta, mask, r, i)
+    return {"i": i, "state": model.state_dict(), "mask": prune_remaining(model, mask, num_pruned, cfg.scope)}
+
+
+def issp_round(ctx: Context, cfg: ISSPConfig, run: Run, pool: Pool, theta: nn.Module, mask: Mask, r: int,
                num_pruned: int, rounds: int) -> tuple[nn.Module, Mask, dict]:
-    """Steps 1-5 of round ``r``: the soup (masked), its mask and round statistics."""
+    """Steps 1-5 of round ``r``: the soup (masked), its mask and round statistics.
+
+    The N denoisers are units on ``pool``; their weights are summed in denoiser order (as
+    they become contiguous), so the soup is the same whatever order they arrive in.
+    """
     start = prune_remaining(theta, mask, num_pruned, cfg.scope)
-    weak, total = [], None
-    for i in range(cfg.denoisers):
-        model = lookahead(ctx, cfg, theta, mask, r, i, run)
-        weak.append(prune_remaining(model, mask, num_pruned, cfg.scope))
-        state = {k: v.detach().double() for k, v in model.state_dict().items()}
-        total = state if total is None else {k: total[k] + v for k, v in state.items()}
-        del model
-        run.progress(round=r, of=rounds, denoiser=i + 1, denoisers=cfg.denoisers)
+    theta_ref, mask_ref = pool.share(theta.state_dict()), pool.share(mask)
+    units = {f"denoiser-{i}": (r, i, num_pruned, theta_ref, mask_ref) for i in range(cfg.denoisers)}
+    weak, total, arrived = [], None, {}
+    batch = pool.map(denoiser, units)
+    for outcome in track(run, batch, pool.slots, 0, cfg.denoisers,
+                         describe=lambda res: {"round": r, "of": rounds, "denoiser": res["i"] + 1,
+                                               "denoisers": cfg.denoisers}):
+        arrived[outcome.result["i"]] = outcome.result
+        while len(weak) in arrived:  # the next denoiser in order
+            res = arrived.pop(len(weak))
+            weak.append(res["mask"])
+            state = {k: v.detach().double() for k, v in res["state"].items()}
+            total = state if total is None else {k: total[k] + v for k, v in state.items()}
     soup = ctx.copy_model()
     soup.load_state_dict({k: (v / cfg.denoisers).to(theta.state_dict()[k].dtype) for k, v in total.items()})
     merged = merge_masks(weak, cfg.merge)
@@ -169,13 +196,14 @@ def run_issp(ctx: Context, cfg: ISSPConfig, run: Run) -> dict:
     """
     counts = issp_counts(ctx, cfg)
     theta, mask, at = None, None, None  # the soup and mask after round `at`
+    pool = get_executor(ctx.executor).pool(denoiser_state, ctx, cfg, train=True)
     for r, num_pruned in enumerate(counts, start=1):
         if run.has(f"round-{r}"):
             continue
         if at != r - 1:
             theta, mask = state_after(ctx, cfg, run, r - 1)
         t0 = time.perf_counter()
-        theta, mask, stats = issp_round(ctx, cfg, run, theta, mask, r, num_pruned, len(counts))
+        theta, mask, stats = issp_round(ctx, cfg, run, pool, theta, mask, r, num_pruned, len(counts))
         at = r
         res = ctx.evaluate(theta, limit=cfg.limit, seed=cfg.seed)
         run.blob(f"soup-round-{r}.safetensors", state_bytes(theta))
@@ -207,15 +235,16 @@ def data_fraction_sweep(ctx: Context, cfg: ISSPConfig, fractions: Sequence[float
                         on_progress: Callable[[dict], None] | None = None) -> pd.DataFrame:
     """ISSP at each data fraction f (all else as ``cfg``): does the ticket collapse at 10%?
 
-    Each fraction is its own stored, resumable run. Columns: data_fraction, final_sparsity,
+    Each fraction is its own stored, resumable run; on a Ray executor the runs go together
+    (:func:`~lotus_core.results.executors.run_together`). Columns: data_fraction, final_sparsity,
     final_accuracy, before_finetune_accuracy, train_steps, train_time_s, run_id.
     """
-    rows = []
-    for f in fractions:
-        summary = run_experiment(ctx, "issp", dataclasses.replace(cfg, data_fraction=float(f)), run_issp, on_progress)
-        rows.append({"data_fraction": float(f), **{k: summary[k] for k in (
-            "final_sparsity", "final_accuracy", "before_finetune_accuracy", "train_steps", "train_time_s", "run_id")}})
-    return pd.DataFrame(rows)
+    configs = [dataclasses.replace(cfg, data_fraction=float(f)) for f in fractions]
+    summaries = run_together(ctx, [(run_id_for(ctx, "issp", c), functools.partial(
+        run_experiment, ctx, "issp", c, run_issp, on_progress)) for c in configs])
+    return pd.DataFrame([{"data_fraction": c.data_fraction, **{k: summary[k] for k in (
+        "final_sparsity", "final_accuracy", "before_finetune_accuracy", "train_steps", "train_time_s", "run_id")}}
+        for c, summary in zip(configs, summaries)])
 
 
 register_experiment(ExperimentSpec("issp", ISSPConfig, run_issp, ticket_headline, ticket_curve, job=True))

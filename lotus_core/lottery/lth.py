@@ -53,6 +53,23 @@ class LTHConfig:
     seed: int = 0  # batch order (the same in every round) and the fixed test subset
     limit: int = 1000  # test images per evaluation
 
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_config(self)
+
+
+def check_config(cfg: LTHConfig) -> None:
+    """Raise LotusError for a configuration no LTH run can use (checked when it is built)."""
+    if not 0 < cfg.target < 1:
+        raise LotusError(f"target sparsity {cfg.target} is outside (0, 1); give a fraction such as 0.8")
+    if not 0 < cfg.prune_fraction < 1:
+        raise LotusError(f"pruning fraction per round {cfg.prune_fraction} is outside (0, 1); the default is 0.2")
+    if cfg.steps < 1:
+        raise LotusError(f"fine-tuning steps per round must be at least 1, not {cfg.steps}")
+    if not (0 < cfg.lr <= 10) or cfg.batch_size < 1 or cfg.limit < 1:
+        raise LotusError(f"learning rate {cfg.lr} must be in (0, 10], batch size {cfg.batch_size} and limit "
+                         f"{cfg.limit} at least 1")
+    rewind_steps(cfg)
+
 
 def rewind_steps(cfg: LTHConfig) -> int:
     """K of ``step:K`` (0 for ``pretrained``); raises LotusError on anything else or on K > steps."""

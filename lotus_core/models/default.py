@@ -19,21 +19,25 @@ import torch
 from ..data import load_dataset
 from ..core.device import default_device
 from ..training.evaluate import evaluate
-from .loading import DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
+from .loading import Head, DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
 from ..training.train import TrainConfig, TrainProgress, train
 
 
 def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: float = 1e-3,
                   out: Path = DEFAULT_WEIGHTS, card: Path = DEFAULT_CARD,
-                  on_progress: Callable[[TrainProgress], None] | None = None) -> dict:
-    """Train the default ViT from scratch and write its weights and model card.
+                  on_progress: Callable[[TrainProgress], None] | None = None,
+                  dataset: str = "fashion-mnist") -> dict:
+    """Train the default ViT architecture from scratch and write its weights and model card.
 
-    Returns the model card (dict). Test accuracy is measured on the full test split.
+    ``dataset`` other than Fashion-MNIST trains the same architecture with a head of that
+    dataset's classes: the transfer demo's upstream model is ``dataset="fashion-mnist-0to4"``
+    (README "Transfer demo"). Returns the model card (dict). Test accuracy is measured on the
+    full test split.
     """
     torch.manual_seed(seed)
-    train_set = load_dataset("fashion-mnist", "train")
-    test_set = load_dataset("fashion-mnist", "test")
-    arch = default_arch()
+    train_set = load_dataset(dataset, "train")
+    test_set = load_dataset(dataset, "test")
+    arch = {**default_arch(), "num_classes": len(train_set.classes)}
     model = build_from_arch(arch)
     model.lotus_arch = arch
     cfg = data_config(model)
@@ -42,17 +46,19 @@ def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: fl
                          warmup_steps=steps_per_epoch, label_smoothing=0.1, augment=True, seed=seed)
     device = default_device()
     t0 = time.perf_counter()
-    train(model, train_set, config, cfg, on_progress=on_progress, device=device)
+    model.to(device)  # a fresh model this function owns
+    train(model, train_set, config, cfg, on_progress=on_progress)
     train_time = time.perf_counter() - t0
     model.cpu()
     result = evaluate(model, test_set, cfg, limit=None, bf16=False)
+    model.lotus_head = Head("trained", len(train_set.classes), dataset, tuple(train_set.classes))
     save_checkpoint(model, out)
     info = {
-        "name": "default",
+        "name": "default" if out == DEFAULT_WEIGHTS else Path(out).stem,
         "architecture": {k: (list(v) if isinstance(v, tuple) else v) for k, v in arch.items()},
         "parameters": count_parameters(model),
         "seed": seed,
-        "data": {"dataset": "fashion-mnist", "train_images": len(train_set), "train_source": train_set.source,
+        "data": {"dataset": dataset, "classes": train_set.classes, "train_images": len(train_set), "train_source": train_set.source,
                  "test_images": len(test_set)},
         "epochs": epochs,
         "training": {k: v for k, v in config.__dict__.items()},

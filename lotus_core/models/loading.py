@@ -1,17 +1,25 @@
 """Models: the embedded default ViT, any timm model, or a local checkpoint.
 
 ``load_model(name_or_path)`` is the one entry point. The returned module is in eval mode
-and carries ``model.lotus_id`` (``"<name>@<sha256 prefix>"``), which keys every result in
-the store. Checkpoints are read with safetensors or ``torch.load(weights_only=True)``, so a
+and carries ``model.lotus_id`` (``"<name>@<sha256 prefix>"``; for a timm model also the hub
+revision and the seed of a re-initialised head), which keys every result in the store, and
+``model.lotus_head`` (:class:`Head`): whether its classifier was trained, and on which classes.
+A head timm re-initialised for a new class count is seeded (two processes get the same head)
+and marked ``new``: nothing prunes or reports such a model as if it were trained
+(:meth:`lotus_core.core.context.Context.require_trained_head`). Checkpoints are read with safetensors or ``torch.load(weights_only=True)``, so a
 file that would execute code on load is refused, never run.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import pickle
+import warnings
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import timm
 import torch
@@ -22,6 +30,9 @@ from ..core.errors import LotusError
 
 DEFAULT_WEIGHTS = DATA_DIR / "default_vit.safetensors"
 DEFAULT_CARD = DATA_DIR / "default_vit.json"
+# the transfer demo's upstream model: the default architecture pre-trained on Fashion-MNIST classes 0-4 only
+# (`train-default --dataset fashion-mnist-0to4 --out data/transfer_vit.safetensors`), to fine-tune on classes 5-9
+TRANSFER_WEIGHTS = DATA_DIR / "transfer_vit.safetensors"
 
 # The default ViT: 28x28 grayscale, patch 4 -> a 7x7 grid of 49 patches plus the CLS token.
 DEFAULT_ARCH: dict[str, Any] = {
@@ -35,14 +46,126 @@ DEFAULT_ARCH: dict[str, Any] = {
     "num_heads": 3,
     "mlp_ratio": 3.0,
 }
+CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")  # a --model ending so is a checkpoint file
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
+HEAD_KEY = "lotus_head"  # checkpoint header entry holding the Head as JSON
+
+
+@dataclass(frozen=True)
+class Head:
+    """What a model's classifier head was trained on.
+
+    ``state`` is ``"trained"`` (by LOTUS: on ``dataset``, whose class names are ``classes``),
+    ``"pretrained"`` (kept from the hub or a weights file; its classes are not known here) or
+    ``"new"`` (re-initialised at random from ``seed`` for ``num_classes`` classes: not trained).
+    """
+
+    state: str  # "trained" | "pretrained" | "new"
+    num_classes: int  # output units of the head
+    dataset: str | None = None  # what a "trained" head was trained on
+    classes: tuple[str, ...] | None = None  # class names of that dataset, in label order
+    seed: int | None = None  # seed of a "new" head's initialisation
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "classes": list(self.classes) if self.classes else None})
+
+    @classmethod
+    def from_json(cls, text: str) -> "Head":
+        d = json.loads(text)
+        return cls(**{**d, "classes": tuple(d["classes"]) if d.get("classes") else None})
+
+    def problem(self, classes: list[str]) -> str | None:
+        """Why this head cannot be used as-is on a dataset with ``classes`` (None when it can)."""
+        if self.state == "new":
+            return "head not trained on this dataset: fine-tune it first"
+        if self.num_classes != len(classes):
+            return (f"head not trained on this dataset ({self.num_classes} outputs, the dataset has "
+                    f"{len(classes)} classes): fine-tune it first")
+        if self.state == "trained" and self.classes is not None and tuple(self.classes) != tuple(classes):
+            return (f"head not trained on this dataset (trained on {self.dataset}: "
+                    f"{', '.join(self.classes[:3])}...): fine-tune it first")
+        return None
+
+
+def head_outputs(model: nn.Module) -> int:
+    """Output units of the classifier (``model.num_classes`` for timm models)."""
+    return int(getattr(model, "num_classes", 0) or model.get_classifier().out_features)
+
+
+# Architecture keys a checkpoint's ``lotus_arch`` metadata (or --arch) may carry, with their bounds: any
+# other key (e.g. timm's ``checkpoint_path``, which opens another file) is refused, and so is a size
+# that would make the loader allocate far more than a LOTUS ViT needs.
+ARCH_INT_BOUNDS: dict[str, tuple[int, int]] = {
+    "img_size": (8, 1024), "patch_size": (1, 64), "in_chans": (1, 4), "num_classes": (1, 100_000),
+    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64),
+}
+ARCH_FLOAT_BOUNDS: dict[str, tuple[float, float]] = {"mlp_ratio": (0.25, 16.0)}
+ARCH_KEYS = frozenset({"model_name", "mean", "std", *ARCH_INT_BOUNDS, *ARCH_FLOAT_BOUNDS})
+
+
+def validate_arch(arch: Any, source: str) -> dict[str, Any]:
+    """``arch`` checked against the allow-list :data:`ARCH_KEYS` and its bounds; raises LotusError.
+
+    ``model_name`` must be a timm model; whole numbers must lie in :data:`ARCH_INT_BOUNDS`, the MLP
+    ratio in :data:`ARCH_FLOAT_BOUNDS`; ``mean``/``std`` are lists of finite numbers (std > 0).
+    """
+    if not isinstance(arch, dict):
+        raise LotusError(f"{source}: lotus_arch must be a JSON object, not {type(arch).__name__}; re-save the checkpoint")
+    extra = sorted(set(arch) - ARCH_KEYS)
+    if extra:
+        raise LotusError(f"{source}: lotus_arch carries unsupported key {extra[0]!r}; allowed: "
+                         f"{', '.join(sorted(ARCH_KEYS))}")
+    name = arch.get("model_name")
+    if not isinstance(name, str) or not name:
+        raise LotusError(f"{source}: lotus_arch lacks model_name (a timm architecture such as vit_tiny_patch16_224)")
+    if not timm.is_model(name.split(".")[0]):
+        raise LotusError(f"{source}: unknown architecture {name!r}; name a timm model such as vit_tiny_patch16_224")
+    for key, (lo, hi) in ARCH_INT_BOUNDS.items():
+        value = arch.get(key)
+        if key in arch and (isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside {lo}..{hi}")
+    for key, (lo, hi) in ARCH_FLOAT_BOUNDS.items():
+        value = arch.get(key)
+        if key in arch and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value) or not lo <= value <= hi):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is outside [{lo}, {hi}]")
+    for key in ("mean", "std"):
+        value = arch.get(key)
+        if key not in arch:
+            continue
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value) or (
+                key == "std" and min(value) <= 0):
+            raise LotusError(f"{source}: lotus_arch {key}={value!r} is not a list of 1 to 4 finite numbers"
+                             f"{' above 0' if key == 'std' else ''}")
+    if ("mean" in arch) != ("std" in arch):
+        raise LotusError(f"{source}: lotus_arch gives {'mean' if 'mean' in arch else 'std'} without the other")
+    if "mean" in arch and "img_size" not in arch:
+        raise LotusError(f"{source}: lotus_arch gives mean/std without img_size")
+    return dict(arch)
+
+
+def _create(arch: dict[str, Any], **overrides: Any) -> nn.Module:
+    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
+    try:
+        return timm.create_model(arch["model_name"], pretrained=False, **{**kwargs, **overrides})
+    except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LotusError(f"architecture {arch['model_name']} cannot be built with {kwargs} ({msg})") from None
+
+
+def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse ``state`` unless it fits ``arch`` exactly, checked on the meta device (nothing is allocated)."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = _create(arch)
+    compare_state(meta.state_dict(), state, source)
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
     """Create an untrained timm model from an architecture dict (``model_name`` + kwargs)."""
-    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
-    model = timm.create_model(arch["model_name"], pretrained=False, **kwargs)
+    model = _create(arch)
     if "mean" in arch:
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(arch["mean"]), "std": tuple(arch["std"]),
                                 "input_size": (arch.get("in_chans", 3), arch["img_size"], arch["img_size"])}
@@ -70,7 +193,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     path = Path(path)
     if not path.is_file():
         raise LotusError(f"checkpoint {path} does not exist; pass a .safetensors or .pt file")
-    if path.suffix == ".safetensors":
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if not head:
+        raise LotusError(f"checkpoint {path} is empty (0 bytes); pass a .safetensors or .pt file")
+    is_safetensors = len(head) > 8 and head[8:9] == b"{"
+    if path.suffix == ".safetensors" or is_safetensors:
         from safetensors import SafetensorError, safe_open
 
         try:
@@ -78,16 +206,25 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
                 return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
         except (SafetensorError, OSError, ValueError) as exc:
             raise LotusError(f"checkpoint {path} is not a valid safetensors file ({exc}); re-export it") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch's zip format, or a legacy pickle
+        raise LotusError(f"{path} is not a checkpoint (neither safetensors nor a torch file); "
+                         "pass a .safetensors or .pt file saved from a state_dict")
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # the refusal below is the one line the user sees
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsupported object"
+        if "weights only" not in str(exc).lower():
+            raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({first[:160]})") from None
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "GLOBAL" in ln or "Unsupported" in ln), first)
         raise LotusError(
-            f"refused to load {path}: it is not a plain tensor checkpoint and could execute code ({first[:160]}); "
+            f"refused to load {path}: it is not a plain tensor checkpoint and could execute code ({detail[:160]}); "
             "save a state_dict with safetensors instead"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as exc:
-        raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({str(exc).splitlines()[0][:160]})") from None
+    except Exception as exc:  # noqa: BLE001 - a damaged file makes the unpickler raise almost anything
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({msg})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -95,9 +232,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     return obj, {}
 
 
-def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Load ``state`` into ``model`` strictly, with a one-line message on any mismatch."""
-    own = model.state_dict()
+def compare_state(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> None:
+    """Raise a one-line LotusError unless ``state`` has exactly the names and shapes of ``own``."""
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in own if k in state and state[k].shape != own[k].shape]
@@ -105,25 +241,62 @@ def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) ->
         detail = (f"{len(missing)} missing (e.g. {missing[0]})" if missing else
                   f"{len(unexpected)} unexpected (e.g. {unexpected[0]})" if unexpected else f"wrong shape: {wrong[0]}")
         raise LotusError(f"checkpoint {source} does not fit the architecture: {detail}; pass the matching --arch")
+
+
+def load_state(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model`` strictly, with a one-line message on any mismatch."""
+    compare_state(model.state_dict(), state, source)
     model.load_state_dict(state)
 
 
 def _load_default() -> nn.Module:
     if not DEFAULT_WEIGHTS.exists():
         raise LotusError(f"default model weights {DEFAULT_WEIGHTS} are missing; run `python -m lotus_core train-default`")
-    return load_checkpoint(DEFAULT_WEIGHTS, arch=default_arch(), name="default")
+    model = load_checkpoint(DEFAULT_WEIGHTS, arch=default_arch(), name="default")
+    from ..data import FASHION_MNIST_CLASSES
+
+    model.lotus_head = Head("trained", 10, "fashion-mnist", tuple(FASHION_MNIST_CLASSES))
+    return model
 
 
-def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None) -> nn.Module:
+def new_head(model: nn.Module, num_classes: int, seed: int) -> nn.Module:
+    """Replace ``model``'s classifier by a fresh one for ``num_classes``, initialised from ``seed``; returned."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.reset_classifier(num_classes)
+    model.lotus_head = Head("new", num_classes, seed=seed)
+    if getattr(model, "lotus_arch", None):
+        model.lotus_arch = {**model.lotus_arch, "num_classes": num_classes}
+    return model
+
+
+def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: str | None = None,
+                    classes: list[str] | None = None, head_seed: int = 0) -> nn.Module:
     """Load a local checkpoint. The architecture comes from ``arch``, else the file's
-    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT."""
+    ``lotus_arch`` metadata (written by :func:`save_checkpoint`), else the default ViT.
+
+    With ``classes`` (the dataset's), a head trained on other classes or with another class
+    count is replaced by a seeded new one (:func:`new_head`, ``+head<seed>`` in the id): it is
+    a pre-trained model to fine-tune, not a classifier of these classes.
+    """
     state, meta = read_checkpoint(path)
-    if arch is None:
-        arch = json.loads(meta["lotus_arch"]) if "lotus_arch" in meta else default_arch()
+    if arch is None and "lotus_arch" in meta:
+        try:
+            arch = json.loads(meta["lotus_arch"])
+        except json.JSONDecodeError:
+            raise LotusError(f"{path}: lotus_arch metadata is not valid JSON; re-save the checkpoint") from None
+    arch = validate_arch(arch, str(path)) if arch is not None else default_arch()
+    check_fits(arch, state, str(path))
     model = build_from_arch(arch)
     load_state(model, state, str(path))
     model.lotus_id = f"{name or Path(path).name}@{file_sha256(Path(path))[:12]}"
     model.lotus_arch = arch
+    model.lotus_head = Head.from_json(meta[HEAD_KEY]) if HEAD_KEY in meta else Head("pretrained", head_outputs(model))
+    model.lotus_meta = meta  # provenance written by save_checkpoint (source, dataset, recipe, accuracy, ...)
+    if classes is not None and model.lotus_head.state == "trained" and model.lotus_head.problem(classes) \
+            or classes is not None and head_outputs(model) != len(classes):
+        new_head(model, len(classes), head_seed)
+        model.lotus_id += f"+head{head_seed}"
     return model.eval()
 
 
@@ -134,40 +307,116 @@ def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, str] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"lotus_arch": json.dumps(getattr(model, "lotus_arch", default_arch())), **(extra or {})}
+    if hasattr(model, "lotus_head") and HEAD_KEY not in meta:
+        meta[HEAD_KEY] = model.lotus_head.to_json()
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path), metadata=meta)
     return path
 
 
+@contextlib.contextmanager
+def _hub_offline_unless_allowed() -> Iterator[None]:
+    """With ``$LOTUS_OFFLINE`` (or ``$LOTUS_NO_SYSTEM_DATA``) the hub is not tried: the local cache only,
+    failing at once instead of after huggingface_hub's retries."""
+    from ..data import downloads_allowed
+
+    if downloads_allowed():
+        yield
+        return
+    from unittest import mock
+
+    import huggingface_hub.constants
+
+    with mock.patch.object(huggingface_hub.constants, "HF_HUB_OFFLINE", True):
+        yield
+
+
+def _hub_revision(model: nn.Module) -> str:
+    """The commit of the hub weights timm just loaded, read from the local cache (``"hub"`` if unknown)."""
+    repo = (getattr(model, "pretrained_cfg", None) or {}).get("hf_hub_id")
+    if not repo:
+        return "hub"
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        for filename in ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin"):
+            hit = try_to_load_from_cache(repo, filename)
+            if isinstance(hit, str):
+                return "hub-" + Path(hit).parent.name[:12]  # .../snapshots/<commit>/<file>
+    except Exception:  # an unreadable cache must not stop loading the model
+        pass
+    return "hub"
+
+
 def load_timm(name: str, num_classes: int | None = None, weights: str | Path | None = None,
-              pretrained: bool = True) -> nn.Module:
+              pretrained: bool = True, head_seed: int = 0, classes: list[str] | None = None) -> nn.Module:
     """A timm model with pretrained weights from the hub (online) or a local ``weights`` file.
 
     The classifier head is re-initialised for ``num_classes`` when it differs from the
-    checkpoint's; input size and normalisation come from timm's pretrained config.
+    checkpoint's, from ``head_seed`` (the whole init is seeded, then the pretrained weights
+    overwrite all but the head), and the model is marked ``Head("new")``. Input size and
+    normalisation come from timm's pretrained config. The id names the pretrained tag, the
+    weights (hub revision or file hash) and, for a new head, its seed:
+    ``vit_small_patch16_224.augreg_in21k_ft_in1k@hub-<commit>+head0``.
     """
-    base = name.split(".")[0]
+    base, _, tag = name.partition(".")
     if not timm.is_model(base):
-        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name")
+        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name "
+                         "(see timm.list_models())")
+    if tag and pretrained and name not in timm.list_pretrained(f"{base}.*"):
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")][:4]
+        raise LotusError(f"unknown pretrained tag {tag!r} for {base}; use one of {', '.join(tags) or 'none'}")
     kwargs: dict[str, Any] = {}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
+    file_classes = None
     if weights is not None:
         if not Path(weights).is_file():
-            raise LotusError(f"weights file {weights} does not exist")
-        kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+            raise LotusError(f"weights file {weights} does not exist; pass an existing --weights FILE")
+        state, meta = read_checkpoint(weights)
+        if "lotus_arch" in meta:  # a LOTUS checkpoint of a timm architecture (any size): its header builds it
+            file_arch = json.loads(meta["lotus_arch"])
+            if file_arch.get("model_name", "").split(".")[0] != base:
+                raise LotusError(f"weights file {weights} holds a {file_arch.get('model_name')}, not a {base}; "
+                                 "pass the weights of this architecture")
+            if classes is None and num_classes:
+                classes = [str(i) for i in range(num_classes)]
+            return load_checkpoint(weights, classes=classes, head_seed=head_seed)
+        head_w = next((v for k, v in state.items() if k.endswith("head.weight") or k.endswith("fc.weight")), None)
+        file_classes = int(head_w.shape[0]) if head_w is not None and head_w.ndim == 2 else None
+        # tell timm the file's head size, so a matching head is kept and a different one dropped
+        kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
     try:
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:  # hub unreachable, bad file, unknown tag
+        with torch.random.fork_rng(devices=[]), _hub_offline_unless_allowed():
+            torch.manual_seed(head_seed)
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        raise LotusError(f"could not load timm weights for {name} ({msg}); go online or pass --weights FILE") from None
-    digest = file_sha256(Path(weights))[:12] if weights else ("hub" if pretrained else "random")
-    model.lotus_id = f"{name}@{digest}"
-    model.lotus_arch = {"model_name": name, **({"num_classes": num_classes} if num_classes else {})}
-    return model.eval()
+        if weights is not None:
+            raise LotusError(f"weights file {weights} does not fit {name} ({msg}); pass the weights of this "
+                             "architecture") from None
+        if "Invalid pretrained tag" in msg:
+            raise LotusError(f"{msg.rstrip('.')}; pick a tag from timm.list_pretrained('{base}.*')") from None
+        raise LotusError(f"could not fetch the weights of {name} from the hub ({msg[:100]}); go online or pass "
+                         "--weights FILE") from None
+    model.eval()
+    hub_classes = file_classes if weights else (model.pretrained_cfg or {}).get("num_classes")
+    outputs = head_outputs(model)
+    new_head = pretrained and hub_classes is not None and outputs != hub_classes
+    if not pretrained:
+        digest = "random"
+    else:
+        digest = file_sha256(Path(weights))[:12] if weights else _hub_revision(model)
+    model.lotus_head = Head("new", outputs, seed=head_seed) if new_head or not pretrained else Head("pretrained", outputs)
+    model.lotus_id = f"{name}@{digest}" + (f"+head{head_seed}" if model.lotus_head.state == "new" else "")
+    cfg = data_config(model)
+    model.lotus_arch = {"model_name": name, "num_classes": outputs, "img_size": cfg["input_size"][-1],
+                        "mean": list(cfg["mean"]), "std": list(cfg["std"])}
+    return model
 
 
 def load_model(name_or_path: str = "default", num_classes: int | None = None,
-               weights: str | Path | None = None, arch: str | None = None) -> nn.Module:
+               weights: str | Path | None = None, arch: str | None = None, head_seed: int = 0,
+               classes: list[str] | None = None) -> nn.Module:
     """Load a model in eval mode.
 
     Args:
@@ -176,14 +425,16 @@ def load_model(name_or_path: str = "default", num_classes: int | None = None,
         num_classes: classes of the target dataset (timm models get a new head when it differs).
         weights: local weights file for a timm model instead of the hub.
         arch: timm model name describing a checkpoint that carries no architecture metadata.
+        head_seed: seed of a re-initialised head.
+        classes: the dataset's class names: a checkpoint's head trained on other classes is replaced.
     """
     if name_or_path == "default":
         return _load_default()
     path = Path(name_or_path)
-    if path.suffix in (".safetensors", ".pt", ".pth", ".bin") or path.is_file():
+    if path.suffix in CHECKPOINT_SUFFIXES or path.is_file():
         arch_dict = {"model_name": arch, **({"num_classes": num_classes} if num_classes else {})} if arch else None
-        return load_checkpoint(path, arch=arch_dict)
-    return load_timm(name_or_path, num_classes=num_classes, weights=weights)
+        return load_checkpoint(path, arch=arch_dict, classes=classes, head_seed=head_seed)
+    return load_timm(name_or_path, num_classes=num_classes, weights=weights, head_seed=head_seed, classes=classes)
 
 
 def data_config(model: nn.Module) -> dict[str, Any]:

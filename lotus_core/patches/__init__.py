@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..data import to_model_input
+from ..core.device import model_device
 from ..core.errors import LotusError
 from .captum_ablation import captum_ablation
 from .captum_ig import captum_ig
@@ -70,7 +71,9 @@ def score_patches(model: nn.Module, x: torch.Tensor, scorer: str, options: Score
     spec = get_scorer(scorer)
     options.check()
     grid = patch_grid(model, x.shape[-2:])
-    fill = torch.zeros(x.shape[1]) if fill is None else fill
+    device = model_device(model)  # the input and the fill go where the model is (it is never moved)
+    x = x.to(device)
+    fill = torch.zeros(x.shape[1], device=device) if fill is None else fill.to(device)
     ids = torch.arange(x.shape[0]) if ids is None else ids
     was_training = model.training
     model.eval()

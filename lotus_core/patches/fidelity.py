@@ -30,6 +30,7 @@ from ..core.context import Context
 from ..data import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
+from ..results.executors import get_executor, track
 from ..results.runs import Run, run_experiment
 from ..results.registry import ExperimentSpec, Headline, register_experiment
 from . import SCORERS, PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
@@ -152,26 +153,54 @@ def check_config(cfg: FidelityConfig) -> None:
     cfg.options().check()
 
 
+@dataclass
+class ScorerState:
+    """Executor state of a fidelity run: the base model's context and the fixed images."""
+
+    ctx: Context
+    cfg: FidelityConfig
+    images: torch.Tensor  # (N, C, H, W) uint8
+    labels: torch.Tensor  # (N,)
+    ids: torch.Tensor  # (N,) dataset indices (the random scorer's per-image seeds)
+    fill: torch.Tensor  # the mean pixel that replaces removed patches
+
+
+def scorer_unit(state: ScorerState, unit: tuple[str, torch.Tensor | None]) -> dict:
+    """Executor unit: one scorer's ``(N, P)`` scores (unless already stored) and its curves."""
+    name, scores = unit
+    if scores is None:
+        scores = score_images(state.ctx.model, state.images, state.ctx.data_config, name, state.cfg.options(),
+                              state.fill, ids=state.ids)
+    curve = deletion_insertion(state.ctx, state.images, state.labels, scores, state.fill, state.cfg.steps)
+    return {"scores": scores, "point": {"scorer": name, "curve": curve.to_dict(orient="records"),
+                                        "deletion_auc": auc(curve[curve["mode"] == "deletion"]),
+                                        "insertion_auc": auc(curve[curve["mode"] == "insertion"])}}
+
+
 def run_fidelity(ctx: Context, cfg: FidelityConfig, run: Run) -> dict:
-    """Experiment: scores, curves and agreement of ``cfg.scorers`` on ``cfg.limit`` test images."""
+    """Experiment: scores, curves and agreement of ``cfg.scorers`` on ``cfg.limit`` test images.
+
+    Each scorer is a unit on ``ctx.executor``; its scores (a blob) and curves (a point) are
+    stored as they arrive.
+    """
     check_config(cfg)
     idx = subset_indices(len(ctx.test), cfg.limit, cfg.seed)
     images, labels = ctx.test.images[idx], ctx.test.labels[idx]
     fill = fill_value(ctx.train, ctx.data_config)
-    scores = {}
-    for i, name in enumerate(cfg.scorers):
+    todo = {}
+    for name in cfg.scorers:
         blob = run.blob(f"scores-{name}.safetensors")
-        if blob is None:
-            s = score_images(ctx.model, images, ctx.data_config, name, cfg.options(), fill, ids=idx)
-            blob = run.blob(f"scores-{name}.safetensors", _tensor_blob(s))
-        scores[name] = _blob_tensor(blob)
-        run.check()
-        if not run.has(f"scorer-{name}"):
-            curve = deletion_insertion(ctx, images, labels, scores[name], fill, cfg.steps)
-            run.point(f"scorer-{name}", {"scorer": name, "curve": curve.to_dict(orient="records"),
-                                         "deletion_auc": auc(curve[curve["mode"] == "deletion"]),
-                                         "insertion_auc": auc(curve[curve["mode"] == "insertion"])})
-        run.progress(done=i + 1, planned=len(cfg.scorers), scorer=name)
+        if blob is None or not run.has(f"scorer-{name}"):
+            todo[f"scorer-{name}"] = (name, None if blob is None else _blob_tensor(blob))
+    with get_executor(ctx.executor).pool(ScorerState, ctx, cfg, images, labels, idx, fill) as pool:
+        batch = pool.map(scorer_unit, todo)
+        for outcome in track(run, batch, pool.slots, len(cfg.scorers) - len(todo), len(cfg.scorers),
+                             describe=lambda r: {"scorer": r["point"]["scorer"]}):
+            name = outcome.result["point"]["scorer"]
+            if run.blob(f"scores-{name}.safetensors") is None:
+                run.blob(f"scores-{name}.safetensors", _tensor_blob(outcome.result["scores"]))
+            run.point(outcome.key, outcome.result["point"])
+    scores = {name: _blob_tensor(run.blob(f"scores-{name}.safetensors")) for name in cfg.scorers}
     points = [run.get(f"scorer-{name}") for name in cfg.scorers]
     return {"images": len(idx), "grid": list(patch_grid(ctx.model, ctx.data_config["input_size"][1:]).shape),
             "auc": [{"scorer": p["scorer"], "deletion_auc": p["deletion_auc"], "insertion_auc": p["insertion_auc"]}

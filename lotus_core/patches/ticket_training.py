@@ -51,6 +51,7 @@ from ..lottery.common import load_state_bytes, state_bytes
 from ..models.loading import build_from_arch
 from . import PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
+from ..results.executors import get_executor, track
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train
@@ -84,6 +85,9 @@ class LotteryTrainConfig:
 
     def options(self) -> ScoreOptions:
         return self.scoring.with_seed(self.seed)
+
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_config(self)
 
 
 def check_config(cfg: LotteryTrainConfig) -> None:
@@ -153,56 +157,84 @@ def steps_per_epoch(cfg: LotteryTrainConfig, pool_size: int) -> int:
     return cfg.steps_per_epoch or max(1, pool_size // cfg.batch_size)
 
 
+@dataclass
+class ArmState:
+    """Executor state of a lottery-training run: the data, the tickets and how they are applied."""
+
+    ctx: Context
+    cfg: LotteryTrainConfig
+    pool: torch.Tensor  # (M,) training-set indices trained on
+    keep: torch.Tensor  # (M, P) kept patches of each pool image
+    test_idx: torch.Tensor  # (T,) the fixed test subset
+    test_keep: torch.Tensor  # (T, P) its tickets
+
+    def __post_init__(self) -> None:
+        self.grid = patch_grid(self.ctx.model, self.ctx.data_config["input_size"][1:])
+        self.fill = fill_value(self.ctx.train, self.ctx.data_config)
+        self.row = torch.full((len(self.ctx.train),), -1, dtype=torch.int64)  # training index -> pool row
+        self.row[self.pool] = torch.arange(len(self.pool))
+
+    def on_ticket(self, model: nn.Module, x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+        """Logits of ``model`` on the tickets of the model inputs ``x``, applied as ``cfg.apply``."""
+        if self.cfg.apply == "pixels":
+            return model(mask_pixels(x, kept, self.grid, self.fill))
+        return drop_tokens(model, x, kept)
+
+    def ticket_accuracy(self, model: nn.Module) -> float:
+        """Top-1 accuracy on the fixed test subset, each image as its own ticket."""
+        test_keep = self.test_keep
+        preds = predict(model, self.ctx.test.images[self.test_idx], self.ctx.data_config,
+                        forward=lambda m, x, start: self.on_ticket(m, x, test_keep[start: start + len(x)]))
+        return int((preds == self.ctx.test.labels[self.test_idx]).sum()) / len(self.test_idx)
+
+
+def arm_epoch(state: ArmState, unit: tuple[str, int, bytes]) -> dict:
+    """Executor unit: one epoch of one arm from the weights it ended the last epoch with."""
+    arm, epoch, start = unit
+    ctx, cfg = state.ctx, state.cfg
+    model = load_state_bytes(ctx.copy_model(), start)
+    t0 = time.perf_counter()
+    keep, row = state.keep, state.row
+    result = train(model, ctx.train, TrainConfig(steps=steps_per_epoch(cfg, len(state.pool)), batch_size=cfg.batch_size,
+                                                 lr=cfg.lr, weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
+                                                 exclude_from_decay=cfg.exclude_from_decay, seed=cfg.seed + epoch),
+                   ctx.data_config, indices=state.pool,
+                   forward=(lambda m, x, batch: state.on_ticket(m, x, keep[row[batch]])) if arm == "lottery" else None)
+    train_s = time.perf_counter() - t0
+    res = ctx.evaluate(model, limit=cfg.limit)
+    return {"state": state_bytes(model),
+            "point": {"arm": arm, "epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
+                      "ci_high": res.ci95[1], "ticket_accuracy": state.ticket_accuracy(model),
+                      "loss": result.final_loss, "steps": result.steps, "train_s": train_s}}
+
+
 def run_lottery_train(ctx: Context, cfg: LotteryTrainConfig, run: Run) -> dict:
-    """Experiment: both arms for ``cfg.epochs`` epochs, interleaved (see the module docstring)."""
+    """Experiment: both arms for ``cfg.epochs`` epochs, interleaved (see the module docstring).
+
+    Within an epoch the two arms are independent units on ``ctx.executor``; each arm's epoch is
+    stored (its point and weights) as it arrives.
+    """
     check_config(cfg)
     pool, keep = keep_masks(ctx, cfg, run)
-    grid = patch_grid(ctx.model, ctx.data_config["input_size"][1:])
-    fill = fill_value(ctx.train, ctx.data_config)
-    row = torch.full((len(ctx.train),), -1, dtype=torch.int64)
-    row[pool] = torch.arange(len(pool))
-
-    def on_ticket(model: nn.Module, x: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
-        """Logits of ``model`` on the tickets of the model inputs ``x``, applied as ``cfg.apply``."""
-        return model(mask_pixels(x, kept, grid, fill)) if cfg.apply == "pixels" else drop_tokens(model, x, kept)
-
     test_idx, test_keep = keep_masks(ctx, cfg, run, "test")
-
-    def ticket_accuracy(model: nn.Module) -> float:
-        """Top-1 accuracy on the fixed test subset, each image as its own ticket."""
-        preds = predict(model, ctx.test.images[test_idx], ctx.data_config,
-                        forward=lambda m, x, start: on_ticket(m, x, test_keep[start: start + len(x)]))
-        return int((preds == ctx.test.labels[test_idx]).sum()) / len(test_idx)
-
     if run.blob("init.safetensors") is None:
         run.blob("init.safetensors", state_bytes(initial_model(ctx, cfg)))
-    steps = steps_per_epoch(cfg, len(pool))
     done = sum(run.has(epoch_key(arm, e)) for arm in ARMS for e in range(1, cfg.epochs + 1))
-    for epoch in range(1, cfg.epochs + 1):
-        for arm in ARMS:
-            key = epoch_key(arm, epoch)
-            if run.has(key):
-                continue
-            start = "init.safetensors" if epoch == 1 else f"{epoch_key(arm, epoch - 1)}.safetensors"
-            model = load_state_bytes(ctx.copy_model(), run.blob(start))
-            t0 = time.perf_counter()
-            result = train(model, ctx.train, TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                                                         weight_decay=cfg.weight_decay, warmup_steps=cfg.warmup_steps,
-                                                         exclude_from_decay=cfg.exclude_from_decay,
-                                                         seed=cfg.seed + epoch),
-                           ctx.data_config, indices=pool, should_stop=run.stopped,
-                           forward=(lambda m, x, batch: on_ticket(m, x, keep[row[batch]])) if arm == "lottery" else None)
-            train_s = time.perf_counter() - t0
-            run.check()
-            res = ctx.evaluate(model, limit=cfg.limit)
-            on_tickets = ticket_accuracy(model)
-            run.blob(f"{key}.safetensors", state_bytes(model))
-            run.point(key, {"arm": arm, "epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
-                            "ci_high": res.ci95[1], "ticket_accuracy": on_tickets, "loss": result.final_loss,
-                            "steps": result.steps, "train_s": train_s})
-            done += 1
-            run.progress(done=done, planned=2 * cfg.epochs, arm=arm, epoch=epoch, accuracy=res.accuracy)
-    return summarise(cfg, run.points(), len(pool), grid.num_patches, steps)
+    with get_executor(ctx.executor).pool(ArmState, ctx, cfg, pool, keep, test_idx, test_keep, train=True) as arms:
+        for epoch in range(1, cfg.epochs + 1):
+            todo = {}
+            for arm in ARMS:
+                if not run.has(epoch_key(arm, epoch)):
+                    start = "init" if epoch == 1 else epoch_key(arm, epoch - 1)
+                    todo[epoch_key(arm, epoch)] = (arm, epoch, run.blob(f"{start}.safetensors"))
+            batch = arms.map(arm_epoch, todo)
+            for outcome in track(run, batch, arms.slots, done, 2 * cfg.epochs,
+                                 describe=lambda r: {k: r["point"][k] for k in ("arm", "epoch", "accuracy")}):
+                run.blob(f"{outcome.key}.safetensors", outcome.result["state"])
+                run.point(outcome.key, outcome.result["point"])
+                done += 1
+    grid = patch_grid(ctx.model, ctx.data_config["input_size"][1:])
+    return summarise(cfg, run.points(), len(pool), grid.num_patches, steps_per_epoch(cfg, len(pool)))
 
 
 def summarise(cfg: LotteryTrainConfig, points: dict[str, dict], images: int, patches: int, steps: int) -> dict:

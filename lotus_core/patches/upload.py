@@ -7,9 +7,10 @@ import numpy as np
 import torch
 
 from ..core.errors import LotusError
+from ..data import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE
 
-MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # 10 MB
-MAX_UPLOAD_SIDE = 4096  # pixels
+MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES  # 10 MB: also Streamlit's server.maxUploadSize (.streamlit/config.toml)
+MAX_UPLOAD_SIDE = MAX_IMAGE_SIDE  # pixels
 
 
 def load_upload(data: bytes, data_config: dict, name: str = "upload") -> torch.Tensor:

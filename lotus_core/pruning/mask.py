@@ -30,6 +30,9 @@ def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
             params[name].mul_(keep.to(params[name].device, params[name].dtype))
 
 
+MAX_MASK_BYTES = 10 * 1024 * 1024  # an uploaded mask (10 MB = Streamlit's server.maxUploadSize); the CLI reads any size
+
+
 class Mask(dict):
     """Parameter name -> bool tensor (True = kept)."""
 
@@ -44,8 +47,14 @@ class Mask(dict):
 
     @classmethod
     def ones(cls, params: Mapping[str, torch.Tensor]) -> "Mask":
-        """A mask that keeps everything in ``params``."""
-        return cls({n: torch.ones(p.shape, dtype=torch.bool) for n, p in params.items()})
+        """A mask that keeps everything in ``params``, on their device."""
+        return cls({n: torch.ones(p.shape, dtype=torch.bool, device=p.device) for n, p in params.items()})
+
+    def to(self, device: torch.device | str) -> "Mask":
+        """This mask on ``device`` (itself when it is already there)."""
+        if all(t.device == torch.device(device) for t in self.values()):
+            return self
+        return Mask({n: t.to(device) for n, t in self.items()})
 
     def numel(self) -> int:
         return sum(t.numel() for t in self.values())
@@ -92,16 +101,26 @@ class Mask(dict):
     def to_bytes(self) -> bytes:
         from safetensors.torch import save
 
-        return save({n: t.contiguous() for n, t in self.items()}, metadata={"lotus": "mask"})
+        return save({n: t.contiguous().cpu() for n, t in self.items()}, metadata={"lotus": "mask"})
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "Mask":
+    def from_bytes(cls, data: bytes, max_bytes: int = MAX_MASK_BYTES) -> "Mask":
+        """A mask from safetensors bytes (bool tensors, or uint8 holding only 0 and 1); at most ``max_bytes``."""
         from safetensors.torch import load
 
+        if len(data) > max_bytes:
+            raise LotusError(f"the mask file is {len(data) / 1e6:.1f} MB, over the {max_bytes / 1e6:.0f} MB a mask "
+                             "may have here; compare larger masks with `python -m lotus_core similarity`")
         try:
-            tensors = load(data)
+            tensors = load(bytes(data))
         except Exception as exc:  # safetensors raises several types for corrupt data
-            raise LotusError(f"not a safetensors mask ({str(exc).splitlines()[0][:120]}); save masks with --mask-out") from None
+            msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            raise LotusError(f"not a safetensors mask ({msg}); save masks with --mask-out") from None
+        if not tensors:
+            raise LotusError("the mask file holds no tensors; save masks with --mask-out")
+        for name, t in tensors.items():
+            if t.dtype == torch.uint8 and bool(((t != 0) & (t != 1)).any()):
+                raise LotusError(f"mask entry {name!r} holds values other than 0 and 1; save masks with --mask-out")
         return cls({n: t.bool() if t.dtype == torch.uint8 else t for n, t in tensors.items()})
 
     def save(self, path: str | Path) -> Path:
@@ -115,4 +134,4 @@ class Mask(dict):
         path = Path(path)
         if not path.is_file():
             raise LotusError(f"mask file {path} does not exist; write one with `prune --mask-out FILE`")
-        return cls.from_bytes(path.read_bytes())
+        return cls.from_bytes(path.read_bytes(), max_bytes=max(MAX_MASK_BYTES, path.stat().st_size))

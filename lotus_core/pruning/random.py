@@ -13,13 +13,14 @@ from .ranking import GlobalRanking, MaskFn
 
 
 def random_like(like: Mask, seed: int = 0) -> Mask:
-    """A random mask with exactly ``like``'s number of pruned entries in every tensor."""
+    """A random mask with exactly ``like``'s number of pruned entries in every tensor (drawn on the
+    CPU, so a seed gives the same mask on every device; returned on ``like``'s device)."""
     g = torch.Generator().manual_seed(seed)
     out = {}
     for n, t in like.items():
         keep = torch.zeros(t.numel(), dtype=torch.bool)
         keep[torch.randperm(t.numel(), generator=g)[: int(t.sum())]] = True
-        out[n] = keep.reshape(t.shape)
+        out[n] = keep.reshape(t.shape).to(t.device)
     return Mask(out)
 
 
@@ -29,4 +30,5 @@ def random_prune(params, options) -> MaskFn:
             raise LotusError("the mask given as layer-wise budget covers other parameters; use a mask of the same scope")
         return lambda sparsity: random_like(options.like, options.seed)
     g = torch.Generator().manual_seed(options.seed)
-    return GlobalRanking({n: torch.rand(p.shape, generator=g) for n, p in params.items()}).mask
+    # drawn on the CPU (the same mask on every device for a seed), ranked where the parameters are
+    return GlobalRanking({n: torch.rand(p.shape, generator=g).to(p.device) for n, p in params.items()}).mask

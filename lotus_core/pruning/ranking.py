@@ -2,7 +2,7 @@
 
 Every method scores the weights, ranks the scores once (one stable sort: over all scoped
 weights together, per tensor, or per output row) and then thresholds the ranks at each
-requested sparsity. Masks of one ranking are therefore nested across sparsities, and a sweep
+requested sparsity. Ranks and masks live on the scores' device (the parameters'). Masks of one ranking are therefore nested across sparsities, and a sweep
 sorts once instead of once per level. ``k = round(sparsity * n)`` entries are pruned, the
 rule of ``torch.nn.utils.prune`` (``_compute_nparams_toprune``). Equal scores are pruned in
 flat order (earlier entries first); ``torch.nn.utils.prune`` leaves that order to ``torch.topk``,
@@ -32,11 +32,12 @@ def num_to_prune(sparsity: float, n: int) -> int:
 
 
 def ranks(scores: torch.Tensor, dim: int = -1) -> torch.Tensor:
-    """Rank of each entry along ``dim`` (0 = lowest score; ties by position), as int32."""
+    """Rank of each entry along ``dim`` (0 = lowest score; ties by position), as int32 on ``scores``' device."""
     order = torch.argsort(scores, dim=dim, stable=True)
-    positions = torch.arange(scores.shape[dim], dtype=torch.int32)
+    positions = torch.arange(scores.shape[dim], dtype=torch.int32, device=scores.device)
     positions = positions.reshape([-1 if d == dim % scores.dim() else 1 for d in range(scores.dim())])
-    return torch.empty(scores.shape, dtype=torch.int32).scatter_(dim, order, positions.expand(scores.shape))
+    return torch.empty(scores.shape, dtype=torch.int32, device=scores.device).scatter_(dim, order,
+                                                                                       positions.expand(scores.shape))
 
 
 class GlobalRanking:

@@ -12,6 +12,7 @@ import torch
 from ..core.context import Context
 from .ranking import LayerRanking
 from .scope import scoped_parameters
+from ..results.executors import get_executor, track
 from ..results.runs import Run, run_experiment
 from ..results.registry import ExperimentSpec, Headline, register_experiment
 
@@ -26,28 +27,51 @@ class SensitivityConfig:
     scope: str = "blocks"  # which layers are visited (pruning.scope.SCOPES)
 
 
+class LayerPruner:
+    """Executor state of a sensitivity grid: one working copy; each layer's weights sorted once."""
+
+    def __init__(self, ctx: Context, config: SensitivityConfig):
+        self.ctx, self.config = ctx, config
+        self.work = ctx.copy_model()
+        self.base = scoped_parameters(ctx.model, config.scope)
+        self.params = scoped_parameters(self.work, config.scope)
+        self._rankings: dict[str, LayerRanking] = {}
+
+    def accuracy(self, name: str, sparsity: float) -> float:
+        """Accuracy with layer ``name`` alone pruned to ``sparsity`` by magnitude (the copy is restored after)."""
+        if name not in self._rankings:
+            self._rankings[name] = LayerRanking({name: self.base[name].abs()})
+        keep = self._rankings[name].mask(sparsity)[name]
+        with torch.no_grad():
+            self.params[name].copy_(self.base[name] * keep)
+        try:
+            return self.ctx.evaluate(self.work, limit=self.config.limit, seed=self.config.seed).accuracy
+        finally:
+            with torch.no_grad():
+                self.params[name].copy_(self.base[name])
+
+
+def cell(pruner: LayerPruner, unit: tuple[str, float]) -> dict:
+    """Executor unit: one (layer, sparsity) cell of the grid."""
+    name, s = unit
+    return {"layer": name, "sparsity": s, "accuracy": pruner.accuracy(name, s)}
+
+
 def sensitivity(ctx: Context, config: SensitivityConfig, run: Run) -> dict:
-    """Experiment: one point per (layer, sparsity) with the accuracy and its drop from dense (fractions)."""
+    """Experiment: one point per (layer, sparsity) with the accuracy and its drop from dense (fractions).
+
+    The cells go to ``ctx.executor``; each is stored as it arrives.
+    """
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed)["accuracy"]
-    work = ctx.copy_model()
-    base = scoped_parameters(ctx.model, config.scope)
-    params = scoped_parameters(work, config.scope)
-    total = len(params) * len(config.sparsities)
-    for i, name in enumerate(params):
-        ranking = LayerRanking({name: base[name].abs()})  # sorted once per layer
-        for j, s in enumerate(config.sparsities):
-            key = f"{name}@{s:.4f}"
-            if not run.has(key):
-                keep = ranking.mask(s)[name]
-                with torch.no_grad():
-                    params[name].copy_(base[name] * keep)
-                acc = ctx.evaluate(work, limit=config.limit, seed=config.seed).accuracy
-                with torch.no_grad():
-                    params[name].copy_(base[name])
-                run.point(key, {"layer": name, "sparsity": s, "accuracy": acc, "drop": dense - acc})
-            run.progress(done=i * len(config.sparsities) + j + 1, planned=total, layer=name)
-            run.check()
-    return {"dense_accuracy": dense, "layers": len(params)}
+    layers = list(scoped_parameters(ctx.model, config.scope))
+    cells = {f"{name}@{s:.4f}": (name, s) for name in layers for s in config.sparsities}
+    todo = {key: unit for key, unit in cells.items() if not run.has(key)}
+    with get_executor(ctx.executor).pool(LayerPruner, ctx, config) as pool:
+        batch = pool.map(cell, todo)
+        for outcome in track(run, batch, pool.slots, len(cells) - len(todo), len(cells),
+                             describe=lambda p: {"layer": p["layer"]}):
+            run.point(outcome.key, {**outcome.result, "drop": dense - outcome.result["accuracy"]})
+    return {"dense_accuracy": dense, "layers": len(layers)}
 
 
 def run_sensitivity(ctx: Context, config: SensitivityConfig, on_progress=None) -> pd.DataFrame:

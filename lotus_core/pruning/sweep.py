@@ -7,6 +7,13 @@ falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the brack
 [last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
 ``resolution``: the point is located with a handful of evaluations instead of a fine grid.
 
+Two protocols (:data:`PROTOCOLS`): ``lotus`` prunes the model as it is (a model already
+trained or fine-tuned on the dataset; what LOTUS does) and draws its accuracy as the dense
+line; ``essential`` is the Essential Sparsity paper's: the mask comes from the **pre-trained**
+weights (a new head is fine), every masked model is fine-tuned with the same recipe and
+budget as the dense reference (:class:`~lotus_core.training.finetune.FinetuneConfig`), and
+the dense line is that fine-tuned dense model's accuracy.
+
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
 dashboard is never computed again, and an interrupted sweep resumes where it stopped.
@@ -21,6 +28,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -32,15 +40,22 @@ from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
-from ..training.finetune import finetune
+from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
-from ..results.runs import Run, run_experiment
+from ..results.executors import get_executor, track
+from ..results.runs import Run, run_experiment, stored_summary
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
+MAX_GRID = 1000  # the most sparsities a grid may hold
+PROTOCOLS: dict[str, str] = {
+    "lotus": "prune the model as it is (trained or fine-tuned on this dataset); dense line: that model",
+    "essential": "Essential Sparsity: mask from the pre-trained weights, each masked model fine-tuned with the "
+                 "dense reference's recipe; dense line: the fine-tuned dense model",
+}
 
 
 @dataclass(frozen=True)
@@ -66,6 +81,44 @@ class SweepConfig:
     controls: tuple[str, ...] = ()  # sanity checks drawn beside every method: shuffle, reinit
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
+    protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
+    # masked model fine-tuned with the dense reference's recipe (PROTOCOLS)
+    recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
+
+    def __post_init__(self) -> None:
+        if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
+            object.__setattr__(self, "recipe", FinetuneConfig(**self.recipe))
+        if self.protocol not in PROTOCOLS:
+            raise LotusError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+
+    @property
+    def needs_trained_head(self) -> bool:
+        """Only the essential protocol trains the head (of every point); ``lotus`` uses it as it is."""
+        return self.protocol != "essential"
+
+    def finetune_recipe(self) -> FinetuneConfig:
+        """The essential protocol's recipe, evaluated on this sweep's test subset and precision."""
+        return dataclasses.replace(self.recipe or FinetuneConfig(), limit=self.limit, bf16=self.bf16)
+
+    def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        check_sweep(self)
+
+
+def check_sweep(c: SweepConfig) -> None:
+    """Raise LotusError for a sweep no run can use: tolerance, resolution, counts and sparsities out of range."""
+    if not (math.isfinite(c.eps) and 0 <= c.eps <= 1):
+        raise LotusError(f"eps {c.eps} is outside [0, 1]; give an absolute tolerance such as 0.01")
+    if not (math.isfinite(c.resolution) and 0 < c.resolution <= 0.5):
+        raise LotusError(f"resolution {c.resolution} is outside (0, 0.5]; give a sparsity step such as 0.01")
+    if c.finetune_steps < 0 or c.limit < 1 or c.calib_size < 1:
+        raise LotusError(f"finetune_steps {c.finetune_steps} must be at least 0, limit {c.limit} and calib_size "
+                         f"{c.calib_size} at least 1")
+    if not (math.isfinite(c.finetune_lr) and 0 < c.finetune_lr <= 10):
+        raise LotusError(f"finetune_lr {c.finetune_lr} is outside (0, 10]")
+    if not 1 <= c.n <= c.m:
+        raise LotusError(f"N:M pattern {c.n}:{c.m} needs 1 <= N <= M (2:4 keeps 2 of every 4 weights)")
+    for s in c.sparsities:
+        check_sparsity(s)
 
 
 @dataclass
@@ -112,9 +165,11 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
     try:
         if ":" in text:
             start, stop, step = (float(x) for x in text.split(":"))
-            if step <= 0:
+            if not (step > 0 and math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)):
                 raise ValueError
             count = int(round((stop - start) / step + 1e-9)) + 1
+            if count > MAX_GRID:
+                raise LotusError(f"sparsities {text!r} make {count:,} points; use a step giving at most {MAX_GRID}")
             values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
@@ -153,6 +208,8 @@ class PointEvaluator:
     """
 
     def __init__(self, ctx: Context, config: SweepConfig):
+        if config.needs_trained_head:
+            ctx.require_trained_head("pruning it")
         self.ctx, self.config = ctx, config
         self.work = copy.deepcopy(ctx.model)
         self.base_params = scoped_parameters(ctx.model, config.scope)
@@ -194,6 +251,8 @@ class PointEvaluator:
         with torch.no_grad():
             for name, p in self.work_params.items():
                 p.copy_(base[name] * mask[name])
+        if self.config.protocol == "essential":  # the dense reference's recipe, mask held fixed
+            return fine_tuned_model(self.ctx, self.config.finetune_recipe(), mask=mask)
         if self.config.finetune_steps:
             model = copy.deepcopy(self.work)
             finetune(model, mask, self.ctx.train, self.ctx.data_config, self.config.finetune_steps,
@@ -209,34 +268,122 @@ class PointEvaluator:
         """The sparsity ``method`` reaches when ``requested`` is asked (N:M: its fixed 1 - N/M)."""
         return get_pruner(method).effective_sparsity(requested, dataclasses.asdict(self.config))
 
-    def point_config(self, curve: str, sparsity: float) -> dict:
-        """The key of one point (beside model and dataset): everything that changes its accuracy."""
-        c = self.config
+    def point_config(self, method: str, sparsity: float) -> dict:
+        return point_config(self.config, method, sparsity)
+
+    def compute(self, curve: str, sparsity: float) -> dict:
+        """The point of the ``curve`` (a method, or ``method+control``) at ``sparsity``, computed (never read
+        from the store)."""
         method, control = split_curve(curve)
-        extra = self.options(method)
-        extra.update({"control": check_control(control)} if control else {})
-        extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
-        extra.update({} if c.bf16 else {"precision": "fp32"})
-        return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
+        mask = self.mask(method, sparsity)
+        if control == "shuffle":
+            mask = shuffled(mask, self.config.seed)
+        elif control == "reinit":
+            mask = Mask(mask, weights=self.reinit_weights())
+        res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
+                                bf16=self.config.bf16)
+        return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
+                "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
-    def evaluate(self, curve: str, sparsity: float, refresh: bool = False) -> dict:
-        """Accuracy of the ``curve`` (a method, or ``method+control``) at ``sparsity``, from the store
-        when already computed (unless ``refresh``)."""
-        method, control = split_curve(curve)
-
-        def compute(ctx: Context, _: dict, run: Run) -> dict:
-            mask = self.mask(method, sparsity)
-            if control == "shuffle":
-                mask = shuffled(mask, self.config.seed)
-            elif control == "reinit":
-                mask = Mask(mask, weights=self.reinit_weights())
-            res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
-                                    bf16=self.config.bf16)
-            return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
-                    "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
-
-        summary = run_experiment(self.ctx, "prune-eval", self.point_config(curve, sparsity), compute, refresh=refresh)
+    def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
+        """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
+        summary = run_experiment(self.ctx, "prune-eval", self.point_config(method, sparsity),
+                                 lambda ctx, _, run: self.compute(method, sparsity), refresh=refresh)
         return {k: v for k, v in summary.items() if k != "run_id"}
+
+
+def point_config(config: SweepConfig, curve: str, sparsity: float) -> dict:
+    """The key of one point of a curve (a method, or ``method+control``) beside model and dataset:
+    everything that changes its accuracy."""
+    c = config
+    method, control = split_curve(curve)
+    extra = get_pruner(method).option_values(dataclasses.asdict(c))
+    extra.update({"control": check_control(control)} if control else {})
+    extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
+    extra.update({} if c.bf16 else {"bf16": False})
+    if c.protocol == "essential":
+        extra.update({"protocol": "essential", "recipe": dataclasses.asdict(c.finetune_recipe())})
+    return dict(method=method, sparsity=round(sparsity, 6), scope=c.scope, limit=c.limit, seed=c.seed, **extra)
+
+
+def point_state(ctx: Context, config: SweepConfig) -> PointEvaluator:
+    """Executor set-up of a sweep: one evaluator (working copy, rankings) per process."""
+    return PointEvaluator(ctx, config)
+
+
+def point_unit(evaluator: PointEvaluator, unit: tuple[str, float]) -> dict:
+    """Executor unit of a sweep: one (method, sparsity) point, computed."""
+    return evaluator.compute(*unit)
+
+
+class SweepPoints:
+    """The driver side of a sweep: serves stored points and sends the missing ones to ``ctx.executor``.
+
+    Every result is stored the moment it arrives, as the run's point and as the reusable
+    ``prune-eval`` result. With ``cut`` (stop-at-drop), each method's curve is written in grid
+    order and ends at its first point below ``cut``: points past it that arrive from other
+    workers are kept as ``prune-eval`` results only, and those not yet arrived are cancelled.
+    """
+
+    def __init__(self, ctx: Context, config: SweepConfig, run: Run, refresh: bool):
+        self.ctx, self.config, self.run, self.refresh = ctx, config, run, refresh
+        needs_train = config.finetune_steps > 0 or any(get_pruner(m).needs_calibration for m in config.methods)
+        self.pool = get_executor(ctx.executor).pool(point_state, ctx, config, train=needs_train)
+        self.done = 0
+
+    def evaluate(self, plan: Sequence[tuple[str, float]], refined: bool, cut: float | None = None) -> None:
+        known: dict[str, dict] = {}  # key -> point data, stored or arrived, not yet on the curve
+        todo: dict[str, tuple[str, float]] = {}
+        for method, s in plan:
+            key = _key(method, s)
+            data = self.run.get(key)
+            if data is None and not self.refresh:
+                stored = stored_summary(self.ctx, "prune-eval", point_config(self.config, method, s))
+                if stored is not None:
+                    data = {**{k: v for k, v in stored.items() if k != "run_id"}, "refined": refined}
+            if data is None:
+                todo[key] = (method, s)
+            else:
+                known[key] = data
+        cursor = {m: 0 for m, _ in plan}  # cut: index of each method's next grid point to write
+        grids = {m: [_key(m, s) for mm, s in plan if mm == m] for m in cursor}
+
+        def write(key: str, data: dict) -> None:
+            if self.run.get(key) != data:
+                self.run.point(key, data)
+
+        def advance(batch) -> None:
+            for method, keys in grids.items():
+                while cursor[method] < len(keys) and keys[cursor[method]] in known:
+                    data = known[keys[cursor[method]]]
+                    write(keys[cursor[method]], data)
+                    cursor[method] += 1
+                    if data["accuracy"] < cut:
+                        batch.cancel(keys[cursor[method]:])
+                        cursor[method] = len(keys)
+
+        def arrived(key: str, data: dict) -> None:
+            method, s = todo[key]
+            run_experiment(self.ctx, "prune-eval", point_config(self.config, method, s), lambda ctx, _, run: data,
+                           refresh=True)
+            known[key] = {**data, "refined": refined}
+
+        if cut is None:
+            for key, data in known.items():
+                write(key, data)
+        batch = self.pool.map(point_unit, todo)
+        if cut is not None:
+            advance(batch)
+        self.done += len(plan) - len(todo)
+        for outcome in track(self.run, batch, self.pool.slots, self.done, self.done + batch.pending,
+                             describe=lambda p: {"method": p["method"], "sparsity": p["sparsity"],
+                                                 "accuracy": p["accuracy"]}):
+            arrived(outcome.key, outcome.result)
+            if cut is None:
+                write(outcome.key, known[outcome.key])
+            else:
+                advance(batch)
+            self.done += 1
 
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
@@ -247,27 +394,10 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     for method in config.methods:
         get_pruner(method)
     names = curves(config)
-    dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
-    evaluator = PointEvaluator(ctx, config)
-    plan = [(c, s) for c in names for s in _grid(c, config)]
-    done = 0
-
-    def point(method: str, s: float, refined: bool) -> dict:
-        nonlocal done
-        key = f"{method}@{s:.4f}"
-        data = run.get(key)
-        if data is None:
-            data = {**evaluator.evaluate(method, s, refresh), "refined": refined}
-            run.point(key, data)
-        done += 1
-        run.progress(done=done, planned=max(len(plan), done), method=method, sparsity=s, accuracy=data["accuracy"])
-        run.check()
-        return data
-
-    for method in names:
-        for s in _grid(method, config):
-            if point(method, s, False)["accuracy"] < dense["accuracy"] - config.eps - 1e-12 and config.stop_at_drop:
-                break
+    dense = dense_reference(ctx, config)
+    points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
+    points.evaluate([(c, s) for c in names for s in _grid(c, config)], refined=False,
+                    cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
     essential = {}
     for method in names:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
@@ -279,10 +409,24 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
                 break
-            point(method, mid, True)
+            points.evaluate([(method, mid)], refined=True)
             ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
         essential[method] = ess.to_dict()
     return {"dense": dense, "essential": essential}
+
+
+def _key(method: str, sparsity: float) -> str:
+    return f"{method}@{sparsity:.4f}"
+
+
+def dense_reference(ctx: Context, config: SweepConfig) -> dict:
+    """The dense line: the model's own accuracy (``lotus``) or the stored fine-tune of it with the
+    sweep's recipe (``essential``); a summary with accuracy, ci95 and n."""
+    if config.protocol == "essential":
+        ft = run_experiment(ctx, "finetune", config.finetune_recipe(), run_finetune)
+        return {"accuracy": ft["accuracy"], "ci95": ft["ci95"], "n": config.limit, "finetune_run": ft["run_id"],
+                "checkpoint": ft["checkpoint"], "accuracy_before": ft["accuracy_before"]}
+    return ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
 
 
 def _midpoint(lo: float, hi: float, resolution: float) -> float:

@@ -5,17 +5,24 @@ worker process (``python -m lotus_core worker``) that the dashboard starts on de
 is an experiment kind registered with ``job=True`` (:mod:`lotus_core.results.registry`) run through
 :func:`lotus_core.results.runs.run_experiment`, the same function the CLI calls, so its progress,
 points and outcome live in the results store: the page polls the store, a job survives page
-switches and browser refreshes, and a killed worker loses no finished point (re-submitting
-resumes the run). This is the only module that imports the queue (huey).
+switches and browser refreshes, and a killed worker loses no finished point: its run's lease runs
+out (:mod:`lotus_core.results.lease`) and any live worker takes it over and resumes it, with no
+user action. The dashboard's worker stops with the dashboard; ``python -m lotus_core worker
+--stop`` stops a store's workers. This is the only module that imports the queue (huey).
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import dataclasses
 import functools
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,11 +30,13 @@ from huey import SqliteHuey
 
 from ..core.context import Context, open_context
 from ..core.config import from_mapping
+from ..core.device import use_compute_threads
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
+from .lease import heartbeat_s, lease_s, pid_alive, token
 from .registry import get_experiment
-from .runs import Cancelled, experiment_config, run_experiment, run_id_for
-from .store import ACTIVE, RunStatus, Store
+from .runs import Cancelled, LeaseLost, experiment_config, run_experiment, run_id_for
+from .store import RunStatus, Store
 
 
 def jobs_path(store_path: Path) -> Path:
@@ -47,44 +56,57 @@ def queue(store_path: str) -> tuple[SqliteHuey, Callable[..., Any]]:
 
 @functools.lru_cache(maxsize=8)
 def _context(spec_json: str) -> Context:
-    return open_context(**json.loads(spec_json))
+    """The worker's context; its executor comes from $LOTUS_EXECUTOR / $LOTUS_RAY_ADDRESS (default local)."""
+    from .executors import ExecutorConfig
+
+    return open_context(**json.loads(spec_json), executor=ExecutorConfig.from_env())
 
 
 def execute(spec_json: str, kind: str, config: dict) -> None:
-    """Worker side: run one job (errors end up in the run's status, not in the worker's log only)."""
+    """Worker side: run one job (errors end up in the run's status, not in the worker's log only).
+
+    A run another live process computes is left alone (the worker picks it up again if that
+    process dies and its lease runs out); a queued run asked to cancel becomes cancelled.
+    """
     job = get_experiment(kind, job=True)
     ctx = _context(spec_json)
     cfg = from_mapping(job.config_cls, config)
     run_id = run_id_for(ctx, kind, cfg)
+    if ctx.store.live_owner(run_id, lease_s()) not in (None, token()):
+        return
     if ctx.store.cancel_requested(run_id):
         ctx.store.set_status(run_id, RunStatus.CANCELLED)
         return
     try:
         run_experiment(ctx, kind, cfg)
-    except (Cancelled, LotusError):
-        pass  # the status (cancelled / failed with its message) is already in the store
+    except (Cancelled, LotusError, LeaseLost):
+        pass  # the status (cancelled / failed with its message) is in the store; a busy or lost run has an owner
 
 
 def context_spec(ctx: Context, model: str, data_root: str | None = None, weights: str | None = None,
-                 arch: str | None = None) -> dict:
-    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context`."""
+                 arch: str | None = None, head_seed: int = 0) -> dict:
+    """What a worker needs to reopen ``ctx``: the arguments of :func:`open_context` (the same device)."""
     return {"model": model, "dataset": ctx.dataset, "db": str(ctx.store.path), "data_root": data_root,
-            "weights": weights, "arch": arch}
+            "weights": weights, "arch": arch, "device": str(ctx.device), "head_seed": head_seed}
 
 
 def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
     """Queue experiment ``kind`` with ``config`` (a dataclass) and return its run id.
 
-    A finished run is not queued again; an unfinished one is re-queued and resumes.
+    A finished run, and one another live process computes, is not queued again; any other
+    (queued, stopped, failed, abandoned) is queued and resumes. The job's spec is stored with
+    the run, so any live worker can take the run over if its worker dies.
     """
     get_experiment(kind, job=True)
     run_id = run_id_for(ctx, kind, config)
     existing = ctx.store.get_run(run_id)
-    if existing is not None and existing["status"] in (RunStatus.DONE, RunStatus.QUEUED, RunStatus.RUNNING):
+    if existing is not None and (existing["status"] == RunStatus.DONE or ctx.store.live_owner(run_id, lease_s())):
         return run_id
+    job = {"spec": spec, "kind": kind, "config": dataclasses.asdict(config)}
     ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
+    ctx.store.set_job(run_id, job)
     _, task = queue(str(ctx.store.path))
-    task(json.dumps(spec, sort_keys=True), kind, dataclasses.asdict(config))
+    task(json.dumps(spec, sort_keys=True), kind, job["config"])
     return run_id
 
 
@@ -95,54 +117,155 @@ def cancel(store: Store, run_id: str) -> None:
         store.set_status(run_id, RunStatus.CANCELLING)
 
 
-def _pid_path(store_path: Path) -> Path:
-    return Path(store_path).with_name(Path(store_path).stem + "-worker.pid")
+# --------------------------------------------------------------------------- worker processes
+_CHILDREN: list[subprocess.Popen] = []  # workers this process started (reaped, and stopped at exit)
+
+
+def _reap() -> list[subprocess.Popen]:
+    """Collect exited children (no zombies) and return the ones still running."""
+    _CHILDREN[:] = [p for p in _CHILDREN if p.poll() is None]
+    return list(_CHILDREN)
+
+
+def _is_worker_process(pid: int) -> bool:
+    """Whether ``pid`` runs ``python -m lotus_core worker`` (its command line, not just a live pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return pid_alive(pid) and b"lotus_core" in cmdline and b"worker" in cmdline
+
+
+def live_workers(store: Store) -> list[dict]:
+    """Workers of ``store`` that renewed their heartbeat within the lease and whose process is a worker."""
+    host = socket.gethostname()
+    return [w for w in store.live_workers(lease_s()) if w["host"] != host or _is_worker_process(w["pid"])]
 
 
 def worker_pid(store_path: Path) -> int | None:
-    """The process id of the live worker of ``store_path``, or None when none is running."""
-    try:
-        pid = int(_pid_path(store_path).read_text())
-        os.kill(pid, 0)
-        return pid
-    except (OSError, ValueError):
+    """The process id of a live worker of the store at ``store_path``, or None when none is running."""
+    if not Path(store_path).is_file():
         return None
+    workers = live_workers(Store(store_path))
+    return workers[0]["pid"] if workers else None
 
 
 def worker_alive(store_path: Path) -> bool:
     return worker_pid(store_path) is not None
 
 
+def needs_worker(store: Store) -> bool:
+    """True when jobs wait (queued, or abandoned by a dead worker) and no live worker serves ``store``."""
+    return bool(store.stale_jobs(lease_s())) and not live_workers(store) and not _reap()
+
+
 def ensure_worker(store: Store) -> bool:
     """Start a worker process for ``store`` unless one is alive. Returns True if one was started.
 
-    Runs left 'running' or 'queued' by a worker that died are marked 'interrupted' (their
-    finished points are kept; submitting them again resumes them).
+    Liveness is the worker's heartbeat in the store (a pid file could name a reused pid or a
+    zombie). Nothing else is touched: runs another live process computes stay its own, and runs
+    of a dead worker are taken over by the new worker once their lease ran out. The worker exits
+    when this process does (``--exit-with-parent``) and is stopped at exit (see :func:`stop_children`).
     """
-    if os.environ.get("LOTUS_JOBS_IMMEDIATE") or worker_alive(store.path):
+    if os.environ.get("LOTUS_JOBS_IMMEDIATE") or live_workers(store) or _reap():
         return False
-    runs = store.runs()
-    for run_id in runs.loc[runs["status"].isin(ACTIVE), "id"]:
-        store.set_status(run_id, RunStatus.INTERRUPTED, "the worker stopped; submit again to resume")
-    queue(str(store.path))[0].storage.flush_queue()
     log = open(store.path.with_name(store.path.stem + "-worker.log"), "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path)],
-                            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                            cwd=str(REPO_ROOT))
-    _pid_path(store.path).write_text(str(proc.pid))
+    env = {k: v for k, v in os.environ.items() if k != "LOTUS_JOBS_IMMEDIATE"}
+    proc = subprocess.Popen([sys.executable, "-m", "lotus_core", "worker", "--db", str(store.path),
+                             "--exit-with-parent"], stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+                            start_new_session=True, cwd=str(REPO_ROOT), env=env)
+    log.close()
+    if not _CHILDREN:
+        atexit.register(stop_children)
+    _CHILDREN.append(proc)
     return True
 
 
-def run_worker(store_path: Path) -> None:
-    """Consume the queue of ``store_path`` until killed (``python -m lotus_core worker``)."""
-    from huey.consumer import Consumer
+def stop_children(timeout_s: float = 10.0) -> int:
+    """Stop the workers this process started (SIGTERM, then SIGKILL after ``timeout_s``); returns how many."""
+    alive = _reap()
+    for proc in alive:
+        proc.terminate()
+    for proc in alive:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout_s)
+    return len(alive)
 
-    import torch
+
+def stop_workers(store: Store) -> list[int]:
+    """SIGTERM every live worker of ``store`` on this machine (verified by heartbeat and command line)."""
+    host, pids = socket.gethostname(), []
+    for w in live_workers(store):
+        if w["host"] == host:
+            os.kill(w["pid"], signal.SIGTERM)
+            pids.append(w["pid"])
+    return pids
+
+
+def _keeper(store: Store, huey_task: Callable[..., Any], exit_with_parent: bool, stop: threading.Event,
+            lock: threading.Lock) -> None:
+    """Worker thread: heartbeat, and queue every job whose owner's lease ran out (taken over, resumed)."""
+    me, pid, host, parent = token(), os.getpid(), socket.gethostname(), os.getppid()
+    seen: dict[str, float] = {}
+    first = True
+    while not stop.is_set():
+        with lock:
+            if stop.is_set():
+                return
+            first = _keep(store, huey_task, me, pid, host, seen, first)
+        if exit_with_parent and os.getppid() != parent:
+            print("lotus worker: the dashboard that started this worker exited; stopping", file=sys.stderr, flush=True)
+            os._exit(0)
+        stop.wait(heartbeat_s())
+
+
+def _keep(store: Store, huey_task: Callable[..., Any], me: str, pid: int, host: str, seen: dict[str, float],
+          first: bool) -> bool:
+    """One beat of :func:`_keeper`; returns False once the first (full) scan is done."""
+    try:
+        store.worker_beat(me, pid, host)
+        store.settle_abandoned_cancels(lease_s())
+        for run in store.stale_jobs(lease_s()):
+            mark = run["heartbeat"] or run["updated"]
+            if (run["status"] == RunStatus.QUEUED and not first) or seen.get(run["id"]) == mark:
+                continue  # queued jobs are in the queue; an abandoned one is queued once per abandonment
+            seen[run["id"]] = mark
+            job = run["job"]
+            huey_task(json.dumps(job["spec"], sort_keys=True), job["kind"], job["config"])
+        return False
+    except Exception as exc:  # a busy store: try again at the next beat
+        print(f"lotus worker: heartbeat failed ({exc})", file=sys.stderr, flush=True)
+        return first
+
+
+def run_worker(store_path: Path, exit_with_parent: bool = False) -> None:
+    """Consume the queue of ``store_path`` until killed (``python -m lotus_core worker``).
+
+    The worker registers itself in the store with a heartbeat, computes on ``$LOTUS_THREADS``
+    threads like the CLI (at a lower scheduling priority, so the dashboard stays responsive),
+    and takes over the jobs of dead workers. ``exit_with_parent``: stop when the process that
+    started it (the dashboard) is gone.
+    """
+    from huey.consumer import Consumer
 
     from .registry import experiments
 
     experiments()  # import every job kind's module before the first job arrives
-    # leave a core to the dashboard: two processes spinning on all cores slow each other many-fold
-    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
-    _pid_path(store_path).write_text(str(os.getpid()))
-    Consumer(queue(str(store_path))[0], workers=1, worker_type="thread", periodic=False).run()
+    use_compute_threads()
+    with contextlib.suppress(OSError):
+        os.nice(5)
+    store = Store(store_path)
+    huey, task = queue(str(store.path))
+    store.worker_beat(token(), os.getpid(), socket.gethostname())
+    stop, lock = threading.Event(), threading.Lock()
+    threading.Thread(target=_keeper, args=(store, task, exit_with_parent, stop, lock), name="lotus-keeper",
+                     daemon=True).start()
+    try:
+        Consumer(huey, workers=1, worker_type="thread", periodic=False).run()
+    finally:
+        stop.set()
+        with lock:  # no heartbeat re-registers the worker after this
+            store.worker_gone(token())

@@ -14,6 +14,10 @@ single evaluations, sweep points and the catalog's tables. Its semantics, in one
 - an unfinished run resumes: its stored points are kept;
 - the outcome is ``done``; ``cancelled`` on :class:`Cancelled`; ``interrupted`` on
   KeyboardInterrupt (rerun to resume); ``failed`` on any other error, with a one-line message.
+
+While it computes, the run is *claimed* by this process and its heartbeat renewed
+(:mod:`lotus_core.results.lease`): a run another live process computes is never touched
+(:class:`RunBusy`, one line), and a run whose owner died is taken over and resumed.
 """
 from __future__ import annotations
 
@@ -22,6 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from ..core.errors import LotusError
+from .lease import Lease, lease_s, owner_dead, token
 from .store import RunStatus, Store, config_id
 
 if TYPE_CHECKING:
@@ -32,6 +38,14 @@ class Cancelled(Exception):
     """Raised inside an experiment when its run was cancelled; finished points stay stored."""
 
 
+class LeaseLost(Exception):
+    """Raised inside an experiment whose run another process took over (this one stalled past its lease)."""
+
+
+class RunBusy(LotusError):
+    """The run is being computed by another live process (CLI or worker); it is left alone."""
+
+
 @dataclass
 class Run:
     """Handle of one stored experiment, passed to the experiment function."""
@@ -40,6 +54,7 @@ class Run:
     id: str
     kind: str
     on_progress: Callable[[dict], None] | None = None
+    lease: Lease | None = None
 
     def progress(self, **fields: Any) -> None:
         """Record progress (e.g. ``round=3, of=10, accuracy=0.88``) for pollers and the CLI."""
@@ -48,11 +63,13 @@ class Run:
             self.on_progress(fields)
 
     def stopped(self) -> bool:
-        """True once the run was asked to cancel."""
-        return self.store.cancel_requested(self.id)
+        """True once the run was asked to cancel or another process took it over."""
+        return (self.lease is not None and self.lease.lost) or self.store.cancel_requested(self.id)
 
     def check(self) -> None:
-        """Raise :class:`Cancelled` if the run was asked to cancel."""
+        """Raise :class:`LeaseLost` if the run was taken over, :class:`Cancelled` if it was asked to cancel."""
+        if self.lease is not None and self.lease.lost:
+            raise LeaseLost(self.id)
         if self.stopped():
             raise Cancelled(self.id)
 
@@ -93,12 +110,23 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     ``fn`` defaults to the function registered for ``kind`` (:mod:`lotus_core.results.registry`), which
     is how the CLI and the worker run a kind. See the module docstring for what is served, resumed,
     refreshed and recorded; the run's wall time accumulates over resumes.
+    Raises :class:`RunBusy` (a LotusError) while another live process computes the same run.
     """
+    # an experiment config uses the model's head as it is unless it says otherwise (fine-tuning and the Essential
+    # Sparsity protocol train it); plain-mapping kinds (evaluate: the "before" accuracy; prune-eval, whose
+    # PointEvaluator checks) are measurements the caller vouches for
+    if dataclasses.is_dataclass(config) and getattr(config, "needs_trained_head", True):
+        ctx.require_trained_head(f"running {kind}")
     full = experiment_config(ctx, kind, config)
     run_id = config_id(full)
     existing = ctx.store.get_run(run_id)
     if existing is not None and existing["status"] == RunStatus.DONE and not refresh:
         return {**existing["summary"], "run_id": run_id}
+    me, lease = token(), lease_s()
+    owner = ctx.store.live_owner(run_id, lease)
+    if owner is not None and owner != me:
+        raise RunBusy(f"run {run_id} ({kind}) is being computed by another live process ({owner}); wait for it "
+                      "(see `python -m lotus_core runs`) or cancel it")
     if refresh and existing is not None:
         ctx.store.delete_run(run_id)
         existing = None
@@ -106,11 +134,21 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
         from .registry import get_experiment
 
         fn = get_experiment(kind).fn
-    ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset)
-    run = Run(ctx.store, run_id, kind, on_progress)
+    if existing is None:
+        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
+    previous_owner = (existing or {}).get("owner")
+    if not ctx.store.claim(run_id, me, lease, dead_owner=previous_owner if owner_dead(previous_owner) else None):
+        raise RunBusy(f"run {run_id} ({kind}) was claimed by another process just now; wait for it or cancel it")
+    holder = Lease(ctx.store, run_id)
+    run = Run(ctx.store, run_id, kind, on_progress, holder)
     t0 = time.perf_counter()
     try:
-        summary = dict(fn(ctx, config, run))
+        with holder:
+            summary = dict(fn(ctx, config, run))
+        if holder.lost:  # taken over while its last piece computed: the new owner's row is not overwritten
+            raise LeaseLost(run_id)
+    except LeaseLost:
+        raise
     except Cancelled:
         ctx.store.set_status(run_id, RunStatus.CANCELLED)
         raise

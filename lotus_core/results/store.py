@@ -53,6 +53,9 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset TEXT,
     config TEXT NOT NULL,         -- canonical JSON of the full configuration
     status TEXT NOT NULL,         -- RunStatus: queued | running | done | failed | cancelling | cancelled | interrupted
+    owner TEXT,                   -- token of the process computing it (lease.token()), NULL when none
+    heartbeat REAL,               -- the owner's last heartbeat (the lease runs out lease_s() after it)
+    job TEXT,                     -- JSON {spec, kind, config} of a background job: what a worker resumes
     progress TEXT,                -- JSON, e.g. {"round": 3, "of": 10, "accuracy": 0.88}
     summary TEXT,                 -- JSON headline numbers
     error TEXT,                   -- one-line message when failed
@@ -73,8 +76,40 @@ CREATE TABLE IF NOT EXISTS blobs (
     data BLOB NOT NULL,
     PRIMARY KEY (run_id, name)
 );
+CREATE TABLE IF NOT EXISTS workers (
+    token TEXT PRIMARY KEY,       -- lease.token() of a worker process of this store
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    started REAL NOT NULL,
+    heartbeat REAL NOT NULL       -- renewed every heartbeat_s(); the worker is live while it is fresh
+);
 CREATE INDEX IF NOT EXISTS runs_kind_model ON runs(kind, model);
 """
+# Columns added after the first release: ALTER TABLE adds them to older stores on open.
+ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "job": "TEXT"}
+
+
+def store_path(path: str | Path | None = None) -> Path:
+    """The results store's path: ``path`` (``--db``), else ``$LOTUS_DB``, else data/lotus.db.
+
+    ``~`` is expanded. An empty ``$LOTUS_DB``, a ``file:`` URI and a directory are refused with a
+    :class:`LotusError` (each would otherwise silently use, or create, some other store).
+    """
+    source = "--db"
+    if path is None or str(path) == "":
+        if "LOTUS_DB" in os.environ:
+            path, source = os.environ["LOTUS_DB"], "LOTUS_DB"
+            if not path.strip():
+                raise LotusError("LOTUS_DB is set but empty; unset it to use data/lotus.db or set it to a file path")
+        else:
+            return DEFAULT_DB
+    text = str(path)
+    if text.startswith("file:") or "://" in text:
+        raise LotusError(f"{source} {text!r} is a URI; give a plain file path such as ~/lotus.db")
+    resolved = Path(text).expanduser()
+    if resolved.is_dir():
+        raise LotusError(f"{source} {resolved} is a folder; give a file path inside it such as {resolved / 'lotus.db'}")
+    return resolved
 
 
 def canonical_json(obj: Any) -> str:
@@ -99,29 +134,48 @@ def config_id(config: Any) -> str:
 
 
 class Store:
-    """SQLite results store (see module docstring). ``path`` defaults to ``$LOTUS_DB`` or data/lotus.db."""
+    """SQLite results store (see module docstring); ``path`` as :func:`store_path` resolves it.
 
-    def __init__(self, path: str | Path | None = None):
-        self.path = Path(path or os.environ.get("LOTUS_DB") or DEFAULT_DB)
+    ``create=False`` (read-only commands such as ``runs`` and ``export``) refuses a path where no
+    store exists instead of creating folders and an empty store there.
+    """
+
+    def __init__(self, path: str | Path | None = None, create: bool = True):
+        self.path = store_path(path)
+        if not create and not self.path.is_file():
+            raise LotusError(f"no results store at {self.path}; check --db / LOTUS_DB "
+                             "(a store is created by the first command that computes something)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise LotusError(f"results store {self.path} cannot be opened ({exc}); move it away or pass another --db") from None
+                have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
+                for column, kind in ADDED_COLUMNS.items():
+                    if column not in have:
+                        con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
         except OSError as exc:
             raise LotusError(f"results store {self.path} cannot be created ({exc}); pass a writable --db path") from None
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A short-lived autocommit connection, closed on exit."""
-        con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        """A short-lived autocommit connection, closed on exit; a damaged file becomes one LotusError."""
+        try:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise LotusError(f"results store {self.path} cannot be opened ({exc}); pass a writable --db path") from None
         try:
             con.execute("PRAGMA busy_timeout=60000")
             con.execute("PRAGMA foreign_keys=ON")
             con.row_factory = sqlite3.Row
             yield con
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.InterfaceError)) or (
+                    isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc)
+                    and "not a database" not in str(exc) and "disk I/O" not in str(exc)):
+                raise  # a bug or a lock timeout, not a damaged file
+            raise LotusError(f"results store {self.path} cannot be opened: it is damaged ({exc}); move it away (or restore a backup) "
+                             "and pass another --db") from None
         finally:
             con.close()
 
@@ -143,6 +197,84 @@ class Store:
                 (run_id, kind, model, dataset, canonical_json(config), status, now, now),
             )
         return run_id
+
+    def claim(self, run_id: str, owner: str, lease_s: float, dead_owner: str | None = None) -> bool:
+        """Make ``owner`` the computing owner of run ``run_id`` (status running, fresh heartbeat).
+
+        Refused (False) while another owner holds a live lease on it: status running or cancelling
+        with a heartbeat (or, for rows without one, an update) younger than ``lease_s`` seconds;
+        and for finished runs. A stale owner's run is taken over (a cancelled one resumes), and so is
+        one held by ``dead_owner`` (an owner known to be dead, see :func:`~lotus_core.results.lease.owner_dead`).
+        """
+        now = time.time()
+        with self._connect() as con:
+            cur = con.execute(
+                "UPDATE runs SET status='running', owner=?, heartbeat=?, updated=?, error=NULL WHERE id=? "
+                "AND status != 'done' AND NOT (status IN ('running', 'cancelling') "
+                "AND COALESCE(owner, '') NOT IN (?, ?) AND COALESCE(heartbeat, updated) >= ?)",
+                (owner, now, now, run_id, owner, dead_owner or owner, now - lease_s))
+            return cur.rowcount == 1
+
+    def renew(self, run_id: str, owner: str) -> bool:
+        """Renew ``owner``'s heartbeat on ``run_id``; False when the run is no longer ``owner``'s."""
+        with self._connect() as con:
+            cur = con.execute("UPDATE runs SET heartbeat=? WHERE id=? AND owner=?", (time.time(), run_id, owner))
+            return cur.rowcount == 1
+
+    def live_owner(self, run_id: str, lease_s: float) -> str | None:
+        """The owner token holding a live lease on ``run_id`` (see :meth:`claim`), or None."""
+        from .lease import owner_dead
+
+        run = self.get_run(run_id)
+        if run is None or run["status"] not in ("running", "cancelling"):
+            return None
+        if (run["heartbeat"] or run["updated"]) < time.time() - lease_s or owner_dead(run["owner"]):
+            return None
+        return run["owner"] or "a process without a lease"
+
+    def set_job(self, run_id: str, job: Mapping) -> None:
+        """Record what a worker needs to (re)start run ``run_id``: ``{spec, kind, config}``."""
+        with self._connect() as con:
+            con.execute("UPDATE runs SET job=? WHERE id=?", (json.dumps(job, sort_keys=True), run_id))
+
+    def stale_jobs(self, lease_s: float) -> list[dict]:
+        """Background jobs waiting in the queue or abandoned (their owner's lease ran out, or the owner
+        is a dead process of this machine): what a worker resumes."""
+        from .lease import owner_dead
+
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE job IS NOT NULL AND status IN ('queued', 'running') "
+                               "ORDER BY created").fetchall()
+        limit = time.time() - lease_s
+        return [_decode(r) for r in rows if r["status"] == "queued" or (r["heartbeat"] or r["updated"]) < limit
+                or owner_dead(r["owner"])]
+
+    def settle_abandoned_cancels(self, lease_s: float) -> int:
+        """Runs asked to cancel whose owner died before it saw the request become 'cancelled'."""
+        with self._connect() as con:
+            return con.execute("UPDATE runs SET status='cancelled', updated=? WHERE status='cancelling' AND "
+                               "COALESCE(heartbeat, updated) < ?", (time.time(), time.time() - lease_s)).rowcount
+
+    # ----------------------------------------------------------------- workers
+    def worker_beat(self, token: str, pid: int, host: str) -> None:
+        """Register (or renew) the worker ``token`` of this store."""
+        now = time.time()
+        with self._connect() as con:
+            con.execute("INSERT INTO workers(token, pid, host, started, heartbeat) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT(token) DO UPDATE SET heartbeat=excluded.heartbeat", (token, pid, host, now, now))
+
+    def worker_gone(self, token: str) -> None:
+        with self._connect() as con:
+            con.execute("DELETE FROM workers WHERE token=?", (token,))
+
+    def live_workers(self, lease_s: float) -> list[dict]:
+        """Workers whose heartbeat is younger than ``lease_s`` seconds (older rows are deleted)."""
+        now = time.time()
+        with self._connect() as con:
+            con.execute("DELETE FROM workers WHERE heartbeat < ?", (now - 4 * lease_s,))
+            rows = con.execute("SELECT * FROM workers WHERE heartbeat >= ? ORDER BY started",
+                               (now - lease_s,)).fetchall()
+        return [dict(r) for r in rows]
 
     def set_status(self, run_id: str, status: RunStatus, error: str | None = None) -> None:
         with self._connect() as con:
@@ -177,7 +309,7 @@ class Store:
         with self._connect() as con:
             rows = con.execute(sql + " ORDER BY created DESC", args).fetchall()
         cols = ["id", "kind", "model", "dataset", "config", "status", "progress", "summary", "error",
-                "created", "updated", "duration_s"]
+                "created", "updated", "duration_s", "owner", "heartbeat"]
         return pd.DataFrame([_decode(r) for r in rows], columns=cols)
 
     # ----------------------------------------------------------------- points
@@ -208,12 +340,20 @@ class Store:
         return frame
 
     def export_csv(self, run_id: str, path: str | Path | None = None) -> str:
-        """A run's points table as CSV text (also written to ``path`` when given)."""
+        """A run's points table as CSV text (also written to ``path`` when given; its folder must exist)."""
+        out = Path(path).expanduser() if path else None
+        if out is not None and out.is_dir():
+            raise LotusError(f"--out {out} is a folder; give a file path such as {out / (run_id + '.csv')}")
+        if out is not None and not out.parent.is_dir():
+            raise LotusError(f"--out {out}: folder {out.parent} does not exist; create it or pick another path")
         if self.get_run(run_id) is None:
             raise LotusError(f"no run {run_id} in {self.path}; list runs with `python -m lotus_core runs`")
         text = self.points_frame(run_id).to_csv(index=False)
-        if path:
-            Path(path).write_text(text)
+        if out is not None:
+            try:
+                out.write_text(text)
+            except OSError as exc:
+                raise LotusError(f"cannot write {out} ({exc.strerror}); pass a writable --out path") from None
         return text
 
     # ----------------------------------------------------------------- blobs
@@ -233,7 +373,7 @@ class Store:
 
 def _decode(row: sqlite3.Row) -> dict:
     out = dict(row)
-    for key in ("config", "summary", "progress"):
+    for key in ("config", "summary", "progress", "job"):
         if out.get(key):
             out[key] = json.loads(out[key])
     return out

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet, subset_indices, to_model_input
-from ..core.device import autocast, default_device
+from ..core.device import autocast, eval_batch_size, model_device
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_LIMIT = 2000
@@ -49,21 +49,28 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_size: int = 500,
-            bf16: bool = True, device: torch.device | None = None,
-            transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_size: int | None = None,
+            bf16: bool = True, transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
             forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
-    """Predicted labels for uint8 ``images`` (B, C, H, W).
+    """Predicted labels (on the CPU) for uint8 ``images`` (B, C, H, W), computed where ``model`` is.
 
+    The model is neither moved nor switched to eval mode (the Context placed it once, in eval
+    mode; a model in train mode is refused, since dropout would make predictions random).
+    ``batch_size`` defaults to one sized to the device (:func:`~lotus_core.core.device.eval_batch_size`).
     ``transform(model_input, start)`` may alter each normalised batch (``start`` is the
     batch's offset into ``images``), e.g. to mask patches; ``forward(model, model_input, start)``
     replaces ``model(model_input)``, e.g. to compute on the kept patch tokens only.
     """
-    device = device or default_device()
-    model = model.to(device).eval()
+    device = model_device(model)
+    if model.training:
+        raise ValueError("predict() needs a model in eval mode; call model.eval() on your copy first")
+    batch_size = batch_size or eval_batch_size(device, data_config["input_size"])
     out = []
     for start in range(0, len(images), batch_size):
-        x = to_model_input(images[start: start + batch_size], data_config)
+        chunk = images[start: start + batch_size]
+        if device.type == "cuda":  # uint8 over a pinned buffer: a quarter of the float bytes, asynchronous
+            chunk = chunk.pin_memory().to(device, non_blocking=True)
+        x = to_model_input(chunk, data_config)
         if transform is not None:
             x = transform(x, start)
         x = x.to(device)
@@ -74,9 +81,8 @@ def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_siz
 
 
 def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | None = DEFAULT_LIMIT,
-             seed: int = 0, batch_size: int = 500, bf16: bool = True,
-             device: torch.device | None = None) -> EvalResult:
-    """Top-1 accuracy of ``model`` on a fixed subset of ``limit`` images of ``data``.
+             seed: int = 0, batch_size: int | None = None, bf16: bool = True) -> EvalResult:
+    """Top-1 accuracy of ``model`` (where it is; it is not moved) on a fixed subset of ``limit`` images of ``data``.
 
     Args:
         limit: number of test images (None = all); the subset depends only on ``seed`` and
@@ -84,7 +90,7 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
         bf16: use bf16 autocast where it is fast (see :mod:`lotus_core.core.device`).
     """
     idx = subset_indices(len(data), limit, seed)
-    preds = predict(model, data.images[idx], data_config, batch_size, bf16, device)
+    preds = predict(model, data.images[idx], data_config, batch_size, bf16)
     labels = data.labels[idx]
     hit = preds == labels
     correct = int(hit.sum())

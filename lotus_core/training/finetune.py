@@ -1,15 +1,292 @@
-"""Fine-tuning with a mask: the Essential Sparsity protocol is "prune the pre-trained weights,
-then fine-tune". Pruned weights stay exactly zero throughout (see :func:`lotus_core.training.train.train`).
+"""Fine-tuning: a pre-trained model adapted to the dataset (transfer), and masked fine-tuning.
+
+Two uses, one training loop (:func:`lotus_core.training.train.train`):
+
+- :func:`run_finetune` is the ``finetune`` experiment: a pre-trained ViT (a timm hub model,
+  timm name + ``--weights``, or a checkpoint) trained on the dataset's training split, either
+  fully (the Essential Sparsity protocol's recipe: AdamW, lr 2e-5, batch 64; "The Emergence of
+  Essential Sparsity in Large Pre-trained Models", Jaiswal et al., NeurIPS 2023) or head only
+  (a linear probe, the cheap option). Every epoch's test accuracy is stored as it is produced,
+  the weights and AdamW state after each epoch too, so an interrupted run resumes at its last
+  finished epoch. The result is a safetensors checkpoint whose header carries the architecture
+  and the provenance (source model and weights hash, dataset and its variant hash, recipe,
+  seed, accuracy): ``evaluate --model PATH`` reproduces the accuracy.
+- :func:`finetune` fine-tunes with a mask held fixed (pruned weights stay exactly zero): the
+  Essential Sparsity protocol's "prune the pre-trained weights, then fine-tune", and LTH rounds.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
+import torch
 from torch import nn
 
-from ..data import ImageSet
+from ..core.context import Context
+from ..core.errors import LotusError
+from ..data import ImageSet, subset_indices
+from ..models.loading import Head, head_outputs, save_checkpoint
 from ..pruning.mask import Mask
+from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
+from ..results.runs import Run, stored_summary
+from ..results.store import Store
+from .evaluate import DEFAULT_LIMIT
 from .train import TrainConfig, TrainProgress, TrainResult, train
+
+STATE_BLOB = "state.safetensors"  # weights + AdamW state after the last finished epoch
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """A fine-tuning recipe. Defaults: the Essential Sparsity protocol's full fine-tune."""
+
+    epochs: int = 8  # passes over the training images (the paper's CIFAR budget)
+    lr: float = 2e-5  # peak AdamW learning rate (linear warm-up, cosine decay to zero)
+    batch_size: int = 64  # images per step
+    weight_decay: float = 0.01  # decoupled AdamW weight decay (torch's default)
+    head_only: bool = False  # train the classifier head only (a linear probe); False = full fine-tune
+    warmup_fraction: float = 0.05  # fraction of the steps spent warming the learning rate up
+    augment: bool = True  # random shifts (1/14 of the width) and horizontal flips
+    label_smoothing: float = 0.0  # cross-entropy label smoothing
+    seed: int = 0  # batch order and augmentation draws
+    train_limit: int | None = None  # fine-tune on a fixed seeded subset of this many training images (None: all)
+    limit: int = DEFAULT_LIMIT  # test images evaluated after every epoch (the `evaluate` default subset)
+    bf16: bool = True  # bf16 autocast (training on GPUs; evaluation where fast)
+
+    @property
+    def needs_trained_head(self) -> bool:
+        """Fine-tuning is what trains a new head, so it runs on one."""
+        return False
+
+    def check(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise LotusError(f"fine-tuning needs at least 1 epoch and batch size 1 (got {self.epochs}, {self.batch_size})")
+        if not 0 < self.lr < 1:
+            raise LotusError(f"learning rate {self.lr} is outside (0, 1); the full fine-tune default is 2e-5")
+        if not 0 <= self.warmup_fraction < 1:
+            raise LotusError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
+
+
+def steps_per_epoch(cfg: FinetuneConfig, n_images: int) -> int:
+    """Optimizer steps per pass over ``n_images`` (at least one)."""
+    return max(1, n_images // cfg.batch_size)
+
+
+def train_config(cfg: FinetuneConfig, n_images: int) -> TrainConfig:
+    """The :class:`TrainConfig` of the whole recipe (its schedule spans every epoch)."""
+    steps = cfg.epochs * steps_per_epoch(cfg, n_images)
+    return TrainConfig(steps=steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                       warmup_steps=int(cfg.warmup_fraction * steps), label_smoothing=cfg.label_smoothing,
+                       augment=cfg.augment, seed=cfg.seed, bf16=cfg.bf16)
+
+
+def trainable(model: nn.Module, head_only: bool) -> nn.Module:
+    """``model`` (a copy) with only its classifier trainable when ``head_only``; returned."""
+    if head_only:
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for p in model.get_classifier().parameters():
+            p.requires_grad_(True)
+    return model
+
+
+def train_pool(ctx: Context, cfg: FinetuneConfig) -> torch.Tensor:
+    """Indices of the training images the recipe uses."""
+    if len(ctx.train) == 0:
+        raise LotusError(f"{ctx.dataset} has no training images; fine-tuning needs a train split")
+    return subset_indices(len(ctx.train), cfg.train_limit, cfg.seed)
+
+
+def dataset_variant(data: ImageSet) -> str:
+    """SHA-256 prefix of a split's images and labels: which exact data a model was trained on."""
+    h = hashlib.sha256()
+    h.update(data.images.contiguous().numpy().tobytes())
+    h.update(data.labels.contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
+
+
+# --------------------------------------------------------------------------- resumable state
+def _state_bytes(model: nn.Module, opt_state: dict | None, epoch: int) -> bytes:
+    """Weights and AdamW moments as one safetensors blob (``epoch`` in its header)."""
+    from safetensors.torch import save
+
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    for idx, s in (opt_state or {}).get("state", {}).items():
+        for name, t in s.items():
+            tensors[f"opt.{idx}.{name}"] = torch.as_tensor(t).detach().contiguous().cpu()
+    groups = json.dumps((opt_state or {}).get("param_groups", []))
+    return save(tensors, metadata={"epoch": str(epoch), "param_groups": groups})
+
+
+def _load_state(data: bytes, model: nn.Module) -> tuple[int, dict | None]:
+    """Load the blob's weights into ``model``; return (epoch, AdamW state; the optimizer moves it to the parameters)."""
+    from safetensors.torch import load
+
+    tensors = load(data)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict] = {}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    header_len = int.from_bytes(data[:8], "little")  # safetensors: u64 length, then the JSON header
+    meta = json.loads(data[8: 8 + header_len]).get("__metadata__", {})
+    groups = json.loads(meta.get("param_groups", "[]"))
+    return int(meta.get("epoch", 0)), ({"state": state, "param_groups": groups} if groups else None)
+
+
+# --------------------------------------------------------------------------- the experiment
+def fine_tuned_model(ctx: Context, cfg: FinetuneConfig, run: Run | None = None, mask: Mask | None = None,
+                     on_epoch: Callable[[int, nn.Module, TrainResult], None] | None = None) -> nn.Module:
+    """A copy of ``ctx.model`` trained by the recipe ``cfg`` (with ``mask`` held fixed, if given).
+
+    With a ``run``, the weights and AdamW state after every epoch are stored (blob
+    ``state.safetensors``) and a resumed run continues after its last stored epoch;
+    ``on_epoch(epoch, model, result)`` is called after each epoch (1-based).
+    """
+    cfg.check()
+    model = trainable(ctx.copy_model(), cfg.head_only)
+    if mask is not None:
+        mask.validate(model)
+    pool = train_pool(ctx, cfg)
+    per_epoch, tc = steps_per_epoch(cfg, len(pool)), train_config(cfg, len(pool))
+    first, opt_state = 0, None
+    if run is not None and run.blob(STATE_BLOB) is not None:
+        first, opt_state = _load_state(run.blob(STATE_BLOB), model)
+    for epoch in range(first, cfg.epochs):
+        progress = None if run is None else (lambda p, e=epoch: run.progress(
+            epoch=e + 1, of=cfg.epochs, step=p.step, steps=p.steps, loss=p.loss))
+        result = train(model, ctx.train, tc, ctx.data_config, mask=mask, indices=pool, on_progress=progress,
+                       should_stop=None if run is None else run.stopped, start_step=epoch * per_epoch,
+                       stop_step=(epoch + 1) * per_epoch, optimizer_state=opt_state)
+        opt_state = result.optimizer_state
+        if run is not None:
+            run.check()
+        if on_epoch is not None:  # before the state: a kill in between redoes the epoch, never loses its point
+            on_epoch(epoch + 1, model, result)
+        if run is not None:
+            run.blob(STATE_BLOB, _state_bytes(model, opt_state, epoch + 1))
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model.eval()
+
+
+def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
+    """Experiment: fine-tune, store every epoch's test accuracy (points ``epoch-E``), write the checkpoint.
+
+    Summary: model_id and checkpoint of the fine-tuned model, its accuracy and Wilson 95% CI on
+    the fixed ``cfg.limit`` test subset (what ``evaluate --model CHECKPOINT`` reports), epochs,
+    seconds of training, the accuracy before fine-tuning and the per-epoch curve.
+    """
+    cfg.check()
+    before = ctx.evaluate(limit=cfg.limit, bf16=cfg.bf16)
+
+    def on_epoch(epoch: int, model: nn.Module, result: TrainResult) -> None:
+        if run.has(f"epoch-{epoch}"):
+            return
+        res = ctx.evaluate(model, limit=cfg.limit, bf16=cfg.bf16)
+        run.point(f"epoch-{epoch}", {"epoch": epoch, "accuracy": res.accuracy, "ci_low": res.ci95[0],
+                                     "ci_high": res.ci95[1], "n": res.n, "loss": result.final_loss,
+                                     "seconds": result.elapsed_s})
+        run.progress(epoch=epoch, of=cfg.epochs, accuracy=res.accuracy)
+
+    model = fine_tuned_model(ctx, cfg, run, on_epoch=on_epoch)
+    points = [run.get(f"epoch-{e}") for e in range(1, cfg.epochs + 1)]
+    last = points[-1]
+    seconds = sum(p["seconds"] for p in points)
+    path = export_checkpoint(ctx, cfg, run.id, model, last, seconds)
+    from ..models.loading import load_checkpoint
+
+    saved = load_checkpoint(path)
+    return {"model_id": saved.lotus_id, "checkpoint": str(path), "accuracy": last["accuracy"],
+            "ci95": [last["ci_low"], last["ci_high"]], "epochs": cfg.epochs, "seconds": round(seconds, 1),
+            "source": ctx.model_id, "dataset": ctx.dataset, "head_only": cfg.head_only,
+            "accuracy_before": before.accuracy, "per_epoch": [p["accuracy"] for p in points]}
+
+
+def checkpoint_path(store: Store, source_id: str, dataset: str, run_id: str) -> Path:
+    """Where a fine-tuned model goes: ``models/`` beside the results store, named after source and dataset."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{source_id.split('@')[0]}-ft-{dataset}")[:80]
+    return Path(store.path).parent / "models" / f"{stem}-{run_id[:8]}.safetensors"
+
+
+def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.Module, last: dict,
+                      seconds: float) -> Path:
+    """Write the fine-tuned ``model`` with its architecture, head and provenance in the header."""
+    model.lotus_arch = getattr(ctx.model, "lotus_arch", None) or {}
+    model.lotus_head = Head("trained", head_outputs(model), ctx.dataset, tuple(ctx.test.classes))
+    provenance = {
+        "lotus_source": ctx.model_id,  # name@weights hash (or hub revision, + head seed)
+        "lotus_dataset": ctx.dataset,
+        "lotus_dataset_variant": dataset_variant(ctx.train),
+        "lotus_recipe": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
+        "lotus_seed": str(cfg.seed),
+        "lotus_accuracy": json.dumps({"accuracy": last["accuracy"], "ci95": [last["ci_low"], last["ci_high"]],
+                                      "n": last["n"], "limit": cfg.limit}),
+        "lotus_train_seconds": f"{seconds:.1f}",
+        "lotus_run": run_id,
+    }
+    return save_checkpoint(model, checkpoint_path(ctx.store, ctx.model_id, ctx.dataset, run_id), provenance)
+
+
+def finetune_summary(ctx: Context, cfg: FinetuneConfig) -> dict | None:
+    """The stored summary of this recipe on ``ctx`` (None if not finished); re-exports a deleted checkpoint."""
+    summary = stored_summary(ctx, "finetune", cfg)
+    if summary is not None and not Path(summary["checkpoint"]).is_file():
+        state = ctx.store.get_blob(summary["run_id"], STATE_BLOB)
+        if state is None:
+            return None
+        model = ctx.copy_model()
+        _load_state(state, model)
+        points = ctx.store.points(summary["run_id"])
+        export_checkpoint(ctx, cfg, summary["run_id"], model.eval(), points[f"epoch-{cfg.epochs}"], summary["seconds"])
+    return summary
+
+
+def fine_tuned_models(store: Store) -> list[dict]:
+    """Fine-tuned models known to the store whose checkpoint exists: checkpoint, source, dataset, accuracy, ..."""
+    runs = store.runs(kind="finetune")
+    out = []
+    for _, r in runs[runs["status"] == "done"].iterrows():
+        summary = r["summary"] or {}
+        if summary.get("checkpoint") and Path(summary["checkpoint"]).is_file():
+            out.append({"checkpoint": summary["checkpoint"], "model_id": summary["model_id"],
+                        "source": summary.get("source"), "dataset": summary.get("dataset"),
+                        "accuracy": summary.get("accuracy"), "ci95": summary.get("ci95"),
+                        "epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
+                        "head_only": summary.get("head_only"), "run_id": r["id"]})
+    return out
+
+
+def checkpoint_card(model: nn.Module, data_config: dict) -> dict:
+    """Card of a loaded model: source, parameters, input size and patch grid, classes, accuracy with CI, recipe, time."""
+    meta = getattr(model, "lotus_meta", {}) or {}
+    head = getattr(model, "lotus_head", None)
+    grid = None
+    embed = getattr(model, "patch_embed", None)
+    if embed is not None and getattr(embed, "grid_size", None):
+        grid = "x".join(map(str, embed.grid_size))
+    accuracy = json.loads(meta["lotus_accuracy"]) if "lotus_accuracy" in meta else None
+    return {
+        "model": getattr(model, "lotus_id", "?"),
+        "source": meta.get("lotus_source"),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "input_size": "x".join(map(str, data_config["input_size"])),
+        "patch_grid": grid,
+        "head": None if head is None else head.state,
+        "classes": None if head is None or head.classes is None else list(head.classes),
+        "trained_on": meta.get("lotus_dataset") or (None if head is None else head.dataset),
+        "accuracy": None if accuracy is None else accuracy["accuracy"],
+        "ci95": None if accuracy is None else accuracy["ci95"],
+        "recipe": json.loads(meta["lotus_recipe"]) if "lotus_recipe" in meta else None,
+        "train_seconds": float(meta["lotus_train_seconds"]) if "lotus_train_seconds" in meta else None,
+    }
 
 
 def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dict, steps: int, lr: float = 1e-4,
@@ -27,3 +304,19 @@ def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dic
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, weight_decay=0.0, seed=seed)
     return train(model, train_set, cfg, data_config, mask=mask, on_progress=on_progress, should_stop=should_stop,
                  on_step=on_step)
+
+
+def finetune_headline(summary: dict) -> Headline:
+    """A fine-tune's headline: its test accuracy, and where it started."""
+    return Headline(summary.get("accuracy"), None, f"fine-tuned {pct(summary.get('accuracy'))} "
+                                                   f"(before {pct(summary.get('accuracy_before'))})")
+
+
+def finetune_curve(points: dict, summary: dict | None) -> list:
+    """Test accuracy after every epoch."""
+    return [{"series": "fine-tune", "axis": "epoch", "x": p["epoch"], "accuracy": p["accuracy"]}
+            for p in sorted(points.values(), key=lambda p: p["epoch"])]
+
+
+register_experiment(ExperimentSpec("finetune", FinetuneConfig, run_finetune, finetune_headline, finetune_curve,
+                                   job=True))

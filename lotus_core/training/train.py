@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import ImageSet, to_model_input
-from ..core.device import autocast, default_device
+from ..core.device import autocast, model_device
 from ..core.errors import LotusError
 from ..pruning.mask import apply_mask_
 
@@ -57,11 +57,14 @@ class TrainResult:
     final_loss: float
     elapsed_s: float
     losses: list[float] = field(default_factory=list)
+    optimizer_state: dict | None = field(default=None, repr=False)  # AdamW state, to continue with the next slice
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float = 2.0) -> torch.Tensor:
-    """Random translation (up to ``max_shift`` pixels, zero padded) and horizontal flip, per image."""
+def augment_batch(x: torch.Tensor, generator: torch.Generator, max_shift: float | None = None) -> torch.Tensor:
+    """Random translation (up to ``max_shift`` pixels, zero padded; default 1/14 of the width: 2 px
+    at 28 px, 16 px at 224 px) and horizontal flip, per image. Draws come from the CPU ``generator``."""
     b, _, h, w = x.shape
+    max_shift = w / 14 if max_shift is None else max_shift
     shift = (torch.rand(b, 2, generator=generator) * 2 - 1) * max_shift
     theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0] = 1
@@ -94,7 +97,9 @@ def train(
     on_progress: Callable[[TrainProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_step: Callable[[int, nn.Module], None] | None = None,
-    device: torch.device | None = None,
+    start_step: int = 0,
+    stop_step: int | None = None,
+    optimizer_state: dict | None = None,
     update_mask: Callable[[int, nn.Module], Mapping[str, torch.Tensor] | None] | None = None,
     trainable: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
@@ -118,14 +123,24 @@ def train(
             weights are zeroed, grown ones start from their current value): RigL's drop and grow.
         trainable: name -> bool tensor; entries that are False get no update and keep their values
             (not zeroed: sparse fine-tuning inside a mask, LoTA). Needs ``weight_decay=0`` to hold them exactly.
+        start_step, stop_step: run only steps ``[start_step, stop_step)`` of the ``config.steps``
+            schedule (resuming by epoch; the batch order of a slice is seeded by ``config.seed``
+            and ``start_step``, so a resumed run repeats the same batches).
+        optimizer_state: AdamW state to continue from (``TrainResult.optimizer_state`` of the
+            previous slice).
+
+    Training happens where ``model`` is (a copy the caller placed on its device; nothing is moved).
     """
-    device = device or default_device()
-    model.to(device).train()
-    g = torch.Generator().manual_seed(config.seed)
+    device = model_device(model)
+    model.train()
+    stop_step = config.steps if stop_step is None else min(stop_step, config.steps)
+    g = torch.Generator().manual_seed(config.seed if start_step == 0 else config.seed * 1_000_003 + start_step)
     pool = indices if indices is not None else torch.arange(len(data))
     if len(pool) == 0:
         raise LotusError("no training images selected; use a larger data fraction")
     opt = torch.optim.AdamW(weight_decay_groups(model, config.weight_decay, config.exclude_from_decay), lr=config.lr)
+    if optimizer_state is not None:
+        opt.load_state_dict(optimizer_state)
 
     def lr_at(step: int) -> float:
         if step < config.warmup_steps:
@@ -143,14 +158,17 @@ def train(
     order = pool[torch.randperm(len(pool), generator=g)]
     cursor, losses, t0 = 0, [], time.perf_counter()
     report_every = max(1, config.steps // 20)
-    for step in range(config.steps):
+    for step in range(start_step, stop_step):
         if should_stop is not None and should_stop():
             break
         if cursor + config.batch_size > len(order):
             order, cursor = pool[torch.randperm(len(pool), generator=g)], 0
         batch = order[cursor: cursor + config.batch_size]
         cursor += config.batch_size
-        x = to_model_input(data.images[batch], data_config)
+        images = data.images[batch]
+        if device.type == "cuda":  # uint8 over a pinned buffer: a quarter of the float bytes, asynchronous
+            images = images.pin_memory().to(device, non_blocking=True)
+        x = to_model_input(images, data_config)
         if config.augment:
             x = augment_batch(x, g)
         x, y = x.to(device), data.labels[batch].to(device)
@@ -182,7 +200,8 @@ def train(
         losses.append(loss.item())
         if on_step is not None:
             on_step(step + 1, model)
-        if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == config.steps):
+        if on_progress is not None and ((step + 1) % report_every == 0 or step + 1 == stop_step):
             on_progress(TrainProgress(step + 1, config.steps, losses[-1], time.perf_counter() - t0))
     model.eval()
-    return TrainResult(len(losses), losses[-1] if losses else float("nan"), time.perf_counter() - t0, losses)
+    return TrainResult(len(losses), losses[-1] if losses else float("nan"), time.perf_counter() - t0, losses,
+                       opt.state_dict())

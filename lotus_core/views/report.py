@@ -207,7 +207,8 @@ def dense_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     sentence = (f"Before any pruning, the model labels {_pct(dense['accuracy'])} of {dense['n']:,} test images correctly "
                 f"(95% confidence interval {_pct(lo)} to {_pct(hi)}); it does best on {per_class.index[-1]} "
                 f"({_pct(per_class.iloc[-1])}) and worst on {per_class.index[0]} ({_pct(per_class.iloc[0])}).")
-    return Section("dense", "How accurate is the model before pruning?", sentence, fig, dense["accuracy"])
+    notes = [f"Warning: {ctx.head_problem}. These accuracies measure an untrained classifier."] if ctx.head_problem else []
+    return Section("dense", "How accurate is the model before pruning?", sentence, fig, dense["accuracy"], notes=notes)
 
 
 def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:

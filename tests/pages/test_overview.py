@@ -46,4 +46,32 @@ def test_sidebar_choice_of_a_missing_model_is_a_message_not_a_traceback():
     at = open_page()
     at.sidebar.selectbox[0].set_value("vit_small_patch16_224.dino").run()
     assert not at.exception
-    assert any("could not load timm weights" in e.value for e in at.error)
+    assert any("go online or pass --weights FILE" in e.value for e in at.error)
+
+
+def test_overview_fine_tunes_the_transfer_model_and_the_sidebar_lists_it():
+    from lotus_core.models.loading import TRANSFER_WEIGHTS
+
+    at = open_page()
+    at.sidebar.selectbox[0].set_value(str(TRANSFER_WEIGHTS)).run()
+    at.sidebar.selectbox[1].set_value("fashion-mnist-5to9").run()
+    assert not at.exception
+    no_head = "head not trained on this dataset: fine-tune it first"
+    assert any(no_head in w.value for w in at.sidebar.warning) and any(no_head in w.value for w in at.main.warning)
+    assert next(w for w in at.sidebar.caption if w.value.startswith("Running on")).value.startswith("Running on cpu")
+    next(w for w in at.number_input if w.label == "Epochs").set_value(1)
+    next(w for w in at.select_slider if w.label == "Training images").set_value(500)
+    next(w for w in at.select_slider if w.label == "Learning rate").set_value(1e-3)
+    next(b for b in at.button if b.label == "Fine-tune").click().run()  # jobs run synchronously in tests
+    at.run()
+    assert not at.exception
+    done = next(s.value for s in at.success if s.value.startswith("Fine-tuned:"))
+    checkpoint = done.split("Checkpoint `")[1].rstrip("`.")
+    accuracy = done.split("Fine-tuned: ")[1].split(" ")[0]  # e.g. 49.80%
+    label = f"fine-tuned: transfer_vit.safetensors on fashion-mnist-5to9 ({float(accuracy[:-1]):.1f}%)"
+    assert label in at.sidebar.selectbox[0].options  # models known to the store, labelled
+    next(b for b in at.button if b.label == "Use the fine-tuned model").click().run()
+    assert not at.exception and at.sidebar.selectbox[0].value == checkpoint
+    assert not at.sidebar.warning and not at.main.warning  # the head is trained now
+    card = at.table[0].value["value"]
+    assert card["Head"] == "trained on fashion-mnist-5to9" and card["Recipe"].startswith("full, 1 epochs, AdamW lr 0.001")

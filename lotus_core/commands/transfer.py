@@ -1,0 +1,44 @@
+"""Transfer commands: finetune (a pre-trained model adapted to the dataset)."""
+from __future__ import annotations
+
+import sys
+
+from ..training.evaluate import DEFAULT_LIMIT
+from . import arg, command, positive_int
+
+
+def _bar(fields: dict) -> None:
+    """A one-line progress bar on stderr: epoch, steps done of the whole recipe, loss or accuracy."""
+    if "step" in fields and fields.get("steps"):
+        done = fields["step"] / fields["steps"]
+        filled = int(30 * done)
+        text = (f"\rfinetune epoch {fields['epoch']}/{fields['of']} [{'#' * filled}{'.' * (30 - filled)}] "
+                f"step {fields['step']}/{fields['steps']} loss {fields['loss']:.3f}")
+        print(text, end="", file=sys.stderr, flush=True)
+    elif "accuracy" in fields:
+        print(f"\rfinetune epoch {fields['epoch']}/{fields['of']}: test accuracy {fields['accuracy']:.4f}" + " " * 30,
+              file=sys.stderr, flush=True)
+
+
+@command("finetune", "fine-tune a pre-trained model on the dataset's training split (resumable by epoch)", [
+    arg("--epochs", type=positive_int, default=8, help="passes over the training images (default 8)"),
+    arg("--lr", type=float, default=2e-5, help="peak AdamW learning rate (default 2e-5, Essential Sparsity)"),
+    arg("--batch-size", type=positive_int, default=64),
+    arg("--head-only", action="store_true", help="train the classifier head only (linear probe)"),
+    arg("--no-augment", action="store_true", help="no random shifts and flips"),
+    arg("--train-limit", type=positive_int, default=None, help="fine-tune on a fixed subset of this many images"),
+    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images evaluated after every epoch"),
+    arg("--seed", type=int, default=0, help="batch order and augmentation"),
+    arg("--fp32", action="store_true", help="no bf16 autocast"),
+])
+def finetune_cmd(args, ctx) -> dict:
+    from ..results.runs import run_experiment
+    from ..training.finetune import FinetuneConfig, finetune_summary, run_finetune
+
+    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, head_only=args.head_only,
+                         augment=not args.no_augment, train_limit=args.train_limit, limit=args.limit,
+                         seed=args.seed, bf16=not args.fp32)
+    summary = finetune_summary(ctx, cfg) or run_experiment(ctx, "finetune", cfg, run_finetune, on_progress=_bar)
+    keys = ("model_id", "checkpoint", "accuracy", "ci95", "epochs", "seconds", "source", "dataset", "head_only",
+            "accuracy_before", "per_epoch", "run_id")
+    return {k: summary[k] for k in keys if k in summary}

@@ -1,0 +1,484 @@
+"""Executors: where the independent units of an experiment run.
+
+An experiment made of independent units (sweep points, sensitivity cells, ...) does not loop
+over them itself. It opens a :class:`Pool` on ``ctx.executor`` with the state every unit
+needs (model and data, shipped once per experiment), maps a pure unit function
+``fn(state, unit) -> plain result`` over the units it still lacks, and stores each result the
+moment it arrives (:func:`track`): the driver is the only writer of the results store, so a
+driver killed mid-experiment keeps every unit that arrived, and a rerun submits only the
+missing ones.
+
+- ``local`` (the default): units run one after another in this process, each computed when
+  the driver asks for the next result, exactly as the loop it replaces.
+- ``ray``: Ray core tasks (Moritz et al., "Ray: A Distributed Framework for Emerging AI
+  Applications", OSDI 2018). The shared state goes to the object store once per experiment
+  (``ray.put``); each unit is a task asking for ``cpus_per_task`` CPUs and ``gpus_per_task``
+  GPUs (a fraction packs several units on one GPU); results are collected in completion
+  order with ``ray.wait``; a task whose worker process died is retried ``max_retries`` times
+  and then reported as a failed unit with its error. Each Ray worker process sets the
+  experiment's state up once (cached by a per-experiment token) and reuses it for every
+  unit it runs.
+
+The executor never enters a result's key: it changes where a number is computed, not the number.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import socket
+import threading
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
+
+from ..core.errors import LotusError
+from .store import RunStatus
+
+if TYPE_CHECKING:  # runs.py imports the Context, which holds an ExecutorConfig
+    from .runs import Run
+
+RAY_VERSION = "2.60.0"  # the Ray pinned in requirements.txt; driver and cluster must run the same
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Where an experiment's units run (never part of a result's key)."""
+
+    kind: str = "local"  # local | ray (keys of EXECUTORS)
+    address: str | None = None  # ray: None starts a local cluster; "auto", "HOST:6379" or "ray://HOST:10001" joins one
+    gpus_per_task: float = 0.0  # ray: GPUs per unit (a fraction packs several units on one GPU)
+    cpus_per_task: float = 1.0  # ray: CPUs per unit
+    max_retries: int = 2  # ray: re-runs of a unit whose worker process died, before it counts as failed
+
+    def check(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise LotusError(f"unknown executor {self.kind!r}; choose one of {', '.join(EXECUTORS)}")
+        if not (self.gpus_per_task >= 0 and math.isfinite(self.gpus_per_task)):
+            raise LotusError(f"GPUs per task {self.gpus_per_task} must be 0 or more (a fraction such as 0.5 packs units)")
+        if not (self.cpus_per_task > 0 and math.isfinite(self.cpus_per_task)):
+            raise LotusError(f"CPUs per task {self.cpus_per_task} must be more than 0")
+        if self.max_retries < 0:
+            raise LotusError(f"max retries {self.max_retries} must not be negative")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> "ExecutorConfig":
+        """``$LOTUS_EXECUTOR``, ``$LOTUS_RAY_ADDRESS``, ``$LOTUS_GPUS_PER_TASK``, ``$LOTUS_CPUS_PER_TASK``
+        (the dashboard's worker), with ``overrides`` (CLI flags; None = not given) taking precedence."""
+        env = {"kind": os.environ.get("LOTUS_EXECUTOR"), "address": os.environ.get("LOTUS_RAY_ADDRESS"),
+               "gpus_per_task": os.environ.get("LOTUS_GPUS_PER_TASK"),
+               "cpus_per_task": os.environ.get("LOTUS_CPUS_PER_TASK")}
+        values = {k: v for k, v in env.items() if v}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            for name in ("gpus_per_task", "cpus_per_task"):
+                if name in values:
+                    values[name] = float(values[name])
+        except ValueError:
+            raise LotusError(f"$LOTUS_{name.upper()} must be a number, got {values[name]!r}") from None
+        config = cls(**values)
+        config.check()
+        ray_only = [k for k in ("address", "gpus_per_task", "cpus_per_task") if overrides.get(k) is not None]
+        if ray_only and config.kind == "local":
+            flags = ", ".join("--" + ("ray-address" if k == "address" else k.replace("_", "-")) for k in ray_only)
+            verb = "applies" if len(ray_only) == 1 else "apply"
+            raise LotusError(f"{flags} {verb} only to Ray: add --executor ray (or set LOTUS_EXECUTOR=ray)")
+        return config
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One unit's result as it arrives: ``result`` when it succeeded, else ``error`` (one line)."""
+
+    key: str
+    result: Any = None
+    error: str | None = None
+
+
+class Batch(ABC):
+    """The outcomes of mapped units in completion order; :meth:`cancel` drops units not yet arrived."""
+
+    @abstractmethod
+    def __iter__(self) -> Iterator[Outcome]: ...
+
+    @abstractmethod
+    def cancel(self, keys: Iterable[str]) -> None: ...
+
+    @property
+    @abstractmethod
+    def pending(self) -> int:
+        """Units submitted and neither arrived nor cancelled."""
+
+
+class Pool(ABC):
+    """One experiment's units on one executor, sharing the state ``setup(ctx, *extra)``.
+
+    Nothing is set up, connected or shipped until the first :meth:`map` with units, so an
+    experiment whose units are all stored costs nothing here.
+    """
+
+    slots: int = 1  # units that can run at once (running = min(pending, slots))
+
+    @abstractmethod
+    def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
+        """Run ``fn(state, unit)`` for each ``key -> unit`` of ``units``.
+
+        A unit that is a tuple may hold values from :meth:`share`: ``fn`` receives the values.
+        """
+
+    def share(self, value: Any) -> Any:
+        """``value`` (e.g. a round's weights) shipped once for many units of this pool."""
+        return value
+
+    def close(self) -> None:
+        """Release the shared state."""
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Executor(ABC):
+    config: ExecutorConfig
+
+    @abstractmethod
+    def pool(self, setup: Callable[..., Any], ctx: Any, *extra: Any, train: bool = False) -> Pool:
+        """A pool whose units share ``setup(ctx, *extra)``. A remote executor ships ``ctx``'s model
+        and data (its training split too when ``train``) and ``extra`` once, never the store."""
+
+    @abstractmethod
+    def resources(self) -> dict:
+        """What this executor reports in ``info``: its kind and the resources it can use."""
+
+
+# ------------------------------------------------------------------------------------- local
+class LocalExecutor(Executor):
+    """Units run in this process, one after another, each when its result is asked for."""
+
+    def __init__(self, config: ExecutorConfig):
+        self.config = config
+
+    def pool(self, setup: Callable[..., Any], ctx: Any, *extra: Any, train: bool = False) -> Pool:
+        return _LocalPool(setup, (ctx, *extra))
+
+    def resources(self) -> dict:
+        import torch
+
+        return {"executor": "local", "resources": {"CPU": os.cpu_count() or 1, "GPU": torch.cuda.device_count()}}
+
+
+class _LocalPool(Pool):
+    def __init__(self, setup: Callable[..., Any], shared: tuple):
+        self._setup, self._shared, self._state = setup, shared, None
+
+    def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
+        if self._state is None and units:
+            self._state = self._setup(*self._shared)
+        return _LocalBatch(fn, self._state, units)
+
+    def close(self) -> None:
+        self._state = self._shared = None
+
+
+class _LocalBatch(Batch):
+    def __init__(self, fn: Callable[[Any, Any], Any], state: Any, units: dict[str, Any]):
+        self._fn, self._state, self._todo = fn, state, dict(units)
+
+    def __iter__(self) -> Iterator[Outcome]:
+        while self._todo:
+            key = next(iter(self._todo))
+            unit = self._todo.pop(key)
+            yield Outcome(key, self._fn(self._state, unit))  # exceptions propagate, as in a plain loop
+
+    def cancel(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self._todo.pop(key, None)
+
+    @property
+    def pending(self) -> int:
+        return len(self._todo)
+
+
+# --------------------------------------------------------------------------------------- ray
+_STATE: dict[str, Any] = {}  # in a Ray worker process: token -> the state of the one experiment it serves
+
+
+def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], Any], shared: list, unit: Any) -> Any:
+    """The Ray task: set the experiment's state up once per worker process, then run one unit.
+
+    ``shared`` is a one-element list holding the object-store reference, so Ray does not fetch
+    and deserialise the model for every task, only when this process has not set it up yet.
+    """
+    import ray
+
+    if token not in _STATE:
+        _STATE.clear()  # one experiment at a time per process: never hold two models
+        _STATE[token] = setup(*ray.get(shared[0]))
+    if isinstance(unit, tuple):  # values shared with Pool.share
+        unit = tuple(ray.get(u) if isinstance(u, ray.ObjectRef) else u for u in unit)
+    return fn(_STATE[token], unit)
+
+
+_connected: dict[str, str] = {}  # the address this process's Ray connection was made with
+_connecting = threading.Lock()  # runs submitted together (run_together) connect from several threads
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds, not after Ray's minute-long reconnect loop, when HOST:PORT does not answer."""
+    hostport = address.removeprefix("ray://")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise LotusError(f"Ray address {address!r} is not auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise LotusError(f"cannot reach the Ray cluster at {address} ({exc.strerror or exc}); start it with "
+                         f"`ray start --head` there or fix --ray-address") from None
+
+
+def connection_error(exc: BaseException, address: str) -> LotusError:
+    """A one-line :class:`LotusError` for a failed ``ray.init`` (version mismatch, no cluster, ...)."""
+    text = " ".join(str(exc).split())
+    if "Version mismatch" in text:
+        return LotusError(f"the Ray cluster at {address} runs another Ray or Python version ({text[:220]}); "
+                          f"install ray=={RAY_VERSION} and the same Python on the driver and every node")
+    if isinstance(exc, ConnectionError):
+        return LotusError(f"no Ray cluster answered at {address} ({text[:160]}); start one with `ray start --head`, "
+                          "or, if it uses token authentication, set RAY_AUTH_MODE=token here and copy the head's "
+                          "~/.ray/auth_token")
+    return LotusError(f"cannot connect to the Ray cluster at {address}: {type(exc).__name__}: {text[:200]}")
+
+
+def connect(config: ExecutorConfig) -> None:
+    """Connect this process to Ray once: a local cluster (``address`` None) or the given one.
+
+    A Ray session someone else started in this process (a test fixture, a benchmark) is reused
+    when no address is asked for.
+    """
+    with _connecting:
+        _connect(config)
+
+
+def _connect(config: ExecutorConfig) -> None:
+    import ray
+
+    address = config.address or "local"
+    if ray.is_initialized() and (config.address is None or _connected.get("address") == address):
+        return
+    if config.address not in (None, "auto"):
+        if config.address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+            raise LotusError("ray:// addresses need Ray Client: pip install the grpcio pinned in requirements.txt "
+                             "(or give the head's HOST:6379 from a machine of the cluster)")
+        _check_reachable(config.address)
+    if ray.is_initialized():
+        ray.shutdown()
+    kwargs: dict[str, Any] = {"log_to_driver": False}
+    if config.address is None:
+        kwargs["include_dashboard"] = False
+    else:
+        import lotus_core
+
+        # the workers run the driver's own lotus_core, whatever is installed on the nodes
+        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(lotus_core.__file__)]}
+    try:
+        ray.init(address=config.address, **kwargs)
+    except (Exception, SystemExit) as exc:  # ray.init can also exit on a failed handshake
+        raise connection_error(exc, config.address or "local") from None
+    _connected["address"] = address
+
+
+def _cluster(config: ExecutorConfig) -> dict:
+    """The cluster's total CPUs and GPUs; refuses GPU or CPU requests no node could ever satisfy."""
+    import ray
+
+    total = ray.cluster_resources()
+    cpus, gpus = float(total.get("CPU", 0)), float(total.get("GPU", 0))
+    where = config.address or "the local Ray cluster"
+    if config.gpus_per_task > 0 and gpus < config.gpus_per_task:
+        raise LotusError(f"--gpus-per-task {config.gpus_per_task:g} asks for GPUs but {where} has "
+                         f"{gpus:g}; drop the flag or add GPU workers")
+    if config.cpus_per_task > cpus:
+        raise LotusError(f"--cpus-per-task {config.cpus_per_task:g} is more than the {cpus:g} CPUs of {where}")
+    return total
+
+
+class RayExecutor(Executor):
+    """Units as Ray tasks (see the module docstring)."""
+
+    def __init__(self, config: ExecutorConfig):
+        self.config = config
+
+    def pool(self, setup: Callable[..., Any], ctx: Any, *extra: Any, train: bool = False) -> Pool:
+        return _RayPool(self.config, setup, lambda: (shipped(ctx, train), *extra))
+
+    def resources(self) -> dict:
+        import ray
+
+        connect(self.config)
+        total = _cluster(self.config)
+        alive = [n for n in ray.nodes() if n.get("Alive")]
+        return {"executor": "ray", "address": self.config.address or "local", "ray_version": ray.__version__,
+                "nodes": len(alive), "gpus_per_task": self.config.gpus_per_task,
+                "cpus_per_task": self.config.cpus_per_task, "max_retries": self.config.max_retries,
+                "resources": {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0)),
+                              "memory_gb": round(float(total.get("memory", 0)) / 2**30, 2),
+                              "object_store_gb": round(float(total.get("object_store_memory", 0)) / 2**30, 2)},
+                "available": {k: float(v) for k, v in ray.available_resources().items() if k in ("CPU", "GPU")}}
+
+
+class _RayPool(Pool):
+    def __init__(self, config: ExecutorConfig, setup: Callable[..., Any], ship: Callable[[], tuple]):
+        self.config, self._setup, self._ship, self._token = config, setup, ship, uuid.uuid4().hex
+        self._ref = self._task = None
+
+    def _start(self) -> None:
+        import ray
+
+        connect(self.config)
+        total = _cluster(self.config)
+        slots = int(float(total.get("CPU", 0)) // self.config.cpus_per_task)
+        if self.config.gpus_per_task > 0:
+            slots = min(slots, int(float(total.get("GPU", 0)) // self.config.gpus_per_task))
+        self.slots = max(1, slots)
+        self._ref = ray.put(self._ship())  # once per experiment, not once per task
+        self._task = ray.remote(_ray_unit).options(num_cpus=self.config.cpus_per_task,
+                                                  num_gpus=self.config.gpus_per_task,
+                                                  max_retries=self.config.max_retries, retry_exceptions=False)
+
+    def share(self, value: Any) -> Any:
+        import ray
+
+        if self._ref is None:
+            self._start()
+        return ray.put(value)
+
+    def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
+        if self._ref is None and units:
+            self._start()
+        refs = {self._task.remote(self._token, self._setup, fn, [self._ref], unit): key for key, unit in units.items()}
+        return _RayBatch(refs)
+
+    def close(self) -> None:
+        self._ref = None  # the object store frees the state once no task holds it
+
+
+class _RayBatch(Batch):
+    def __init__(self, refs: dict):
+        self._refs = refs  # ObjectRef -> unit key, for units not yet arrived
+
+    def __iter__(self) -> Iterator[Outcome]:
+        import ray
+        from ray.exceptions import RayError, RayTaskError, TaskCancelledError
+
+        try:
+            while self._refs:
+                (ref,), _ = ray.wait(list(self._refs), num_returns=1)
+                key = self._refs.pop(ref)
+                try:
+                    result = ray.get(ref)  # already complete: returns at once
+                except TaskCancelledError:
+                    continue
+                except RayTaskError as exc:  # the unit raised
+                    cause = exc.cause if exc.cause is not None else exc
+                    yield Outcome(key, error=f"{type(cause).__name__}: {' '.join(str(cause).split())[:200]}")
+                except RayError as exc:  # its worker died more than max_retries times, out of memory, ...
+                    yield Outcome(key, error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+                else:
+                    yield Outcome(key, result)
+        finally:  # the driver stopped early (cancelled, interrupted, failed): leave nothing running
+            self.cancel(list(self._refs.values()))
+
+    def cancel(self, keys: Iterable[str]) -> None:
+        import ray
+
+        drop = set(keys)
+        for ref, key in list(self._refs.items()):
+            if key in drop:
+                ray.cancel(ref)
+                del self._refs[ref]
+
+    @property
+    def pending(self) -> int:
+        return len(self._refs)
+
+
+EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
+
+
+def get_executor(config: ExecutorConfig) -> Executor:
+    config.check()
+    return EXECUTORS[config.kind](config)
+
+
+# ------------------------------------------------------------------------------ driver side
+def track(run: "Run", batch: Batch, slots: int, done: int, planned: int,
+          describe: Callable[[Any], dict] = lambda result: {}) -> Iterator[Outcome]:
+    """Yield each successful outcome of ``batch`` for the driver to store, then record progress.
+
+    Progress is ``done`` (stored units, counting those stored before), ``planned``, ``running``
+    (the pending units the cluster can run at once), ``queued`` (the rest), ``failed``, plus
+    ``describe(result)``; between units the run's cancel flag is polled. Failed units are
+    reported together once every other unit has arrived, as one :class:`LotusError` naming
+    them (the stored ones stay: a rerun submits only the failed ones).
+    """
+    failed: list[Outcome] = []
+    outcomes = iter(batch)
+    try:
+        for outcome in outcomes:
+            if outcome.error is not None:
+                failed.append(outcome)
+            else:
+                yield outcome
+                done += 1
+            running = min(batch.pending, slots)
+            run.progress(done=done, planned=planned, running=running, queued=batch.pending - running,
+                         failed=len(failed), **({} if outcome.error else describe(outcome.result)))
+            run.check()
+    finally:  # stopped early (cancelled, interrupted, an error): the batch cancels what it still runs
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()
+    if failed:
+        first = failed[0]
+        raise LotusError(f"{len(failed)} unit(s) failed ({first.key}: {first.error}); the {done} others are stored, "
+                         "rerun to retry the failed ones")
+
+
+def shipped(ctx: Any, train: bool = False) -> Any:
+    """What units need of ``ctx``, for the object store: no results store, the model on the CPU,
+    and the training split loaded when ``train`` (workers never read the driver's disk)."""
+    model = ctx.model
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        import copy
+
+        model = copy.deepcopy(model).cpu()
+    return dataclasses.replace(ctx, model=model, store=None, _train=ctx.train if train else None,
+                               executor=ExecutorConfig())
+
+
+def run_together(ctx: Any, runs: Sequence[tuple[str, Callable[[], Any]]]) -> list:
+    """Several whole experiments, ``(run_id, thunk)`` each (e.g. ISSP at several data fractions).
+
+    Local executor: one after another, as a loop. Ray: each gets a driver thread, so the units
+    of all of them share the cluster at once; each run still stores its own pieces as they
+    arrive. An interrupted driver asks every run to stop at its next check (finished pieces
+    stay stored; a rerun resumes them).
+    """
+    if ctx.executor.kind == "local" or len(runs) < 2:
+        return [thunk() for _, thunk in runs]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(runs), thread_name_prefix="lotus-run") as threads:
+        futures = [threads.submit(thunk) for _, thunk in runs]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for run_id, _ in runs:
+                run = ctx.store.get_run(run_id)
+                if run is not None and run["status"] == RunStatus.RUNNING:
+                    ctx.store.set_status(run_id, RunStatus.CANCELLING)
+            raise
