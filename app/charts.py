@@ -5,7 +5,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lotus_core.views.figures import (heatmap, image_grid, layer_sparsity_bars, sensitivity_heatmap,  # noqa: F401
-                                      sparsity_curve, style)
+                                      sparsity_curve, speed_frontier, style)
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 

@@ -19,6 +19,7 @@ PAGES = [
     ("overview.py", "Overview", ":material/home:"),
     ("patches.py", "Patches", ":material/grid_on:"),
     ("sparsity_curves.py", "Sparsity curves", ":material/show_chart:"),
+    ("speed.py", "Speed", ":material/speed:"),
     ("masks.py", "Masks", ":material/compare:"),
     ("soup.py", "Soup", ":material/science:"),
     ("experiments.py", "Experiments", ":material/table_view:"),

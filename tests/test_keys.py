@@ -9,7 +9,8 @@ import torch
 
 from lotus_core.core import device
 from lotus_core.core.context import open_context
-from lotus_core.data import load_dataset, write_idx
+from lotus_core.data import load_dataset
+from scripts.build_embedded_fmnist import write_idx
 from lotus_core.results.store import config_id
 
 

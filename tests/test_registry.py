@@ -17,15 +17,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_every_stored_kind_is_registered_once_beside_its_experiment():
     specs = experiments()
     assert set(specs) == {"evaluate", "prune-eval", "sweep", "sensitivity", "lth", "issp", "lth-control",
-                          "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot"}
-    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train"}
+                          "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy"}
+    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
                                                         "fidelity"}
     assert all(s.headline is not None for s in specs.values())
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
         assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
-    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of issp, lottery-train, lth, lth-control, sweep"):
+    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of issp, lottery-train, lth, lth-control, speed, sweep"):
         get_experiment("fidelity", job=True)
 
 

@@ -17,9 +17,10 @@ from lotus_core.views.report import SECTIONS, ReportOptions, build_report, resul
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
+from lotus_core.speed.run import SpeedConfig, run_speed
 
 OPTIONS = ReportOptions(limit=100, example_class=3, example_images=2)
-KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence"]
+KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence", "speed"]
 
 
 def _pct(x: float) -> str:
@@ -37,6 +38,8 @@ def full_ctx(tiny_ctx):
         "issp": run_experiment(ctx, "issp", ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1,
                                                        data_fraction=0.05, finetune_steps=1, batch_size=8, limit=100),
                                run_issp),
+        "speed": run_speed(ctx, SpeedConfig(methods=("masked", "heads"), batch_sizes=(1, 4), sparsities=(0.5,),
+                                            ratios=(0.5,), limit=100, min_run_time=0.01)),
         "lottery": run_experiment(ctx, "lottery-train", LotteryTrainConfig(epochs=2, steps_per_epoch=1, batch_size=8,
                                                                            fraction=0.05, limit=100), run_lottery_train),
     }
@@ -48,7 +51,7 @@ def test_an_empty_store_gives_dense_and_patches_and_names_the_pages_for_the_rest
     assert [s.key for s in report.sections] == KEYS and len(SECTIONS) == len(KEYS)
     missing = {s.key: s.missing for s in report.sections}
     assert missing == {"dense": None, "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
-                       "patches": None, "convergence": "Patches"}
+                       "patches": None, "convergence": "Patches", "speed": "Speed"}
     essential = report.section("essential")
     assert essential.sentence == ("Missing: no sparsity curve is stored for this model yet; produce it on the "
                                   "Sparsity curves page (measured on the sidebar's number of test images, the one "
@@ -102,6 +105,21 @@ def test_every_section_states_the_stored_number_it_shows(full_ctx):
             f"{_pct(lottery['full']['final_accuracy'])} on full images") in section.sentence
     assert (f" On the test images' own tickets it scores {_pct(lottery['lottery']['final_ticket_accuracy'])} (the "
             f"full-image model: {_pct(lottery['full']['final_ticket_accuracy'])})") in section.sentence
+
+    speed = res["speed"].at(4)  # the largest batch size
+    fast = speed[(speed["drop"] <= 0.01) & (speed["method"] != "dense")]
+    section = report.section("speed")
+    dense_row = speed[speed["method"] == "dense"].iloc[0]
+    assert section.sentence.startswith(f"On {dense_row['device']} with {int(dense_row['threads'])} thread(s), at batch 4")
+    if fast.empty:
+        assert section.value == 1.0 and "none runs faster at that accuracy" in section.sentence
+    else:
+        best = fast.loc[fast["speedup"].idxmax()]
+        assert section.value == best["speedup"]
+        assert f"is {best['method']} {best['setting']}: {best['speedup']:.2f}x the dense speed" in section.sentence
+    masked = speed[speed["method"] == "masked"]["speedup"].iloc[0]
+    assert f"the masked dense model runs at {masked:.2f}x to {masked:.2f}x" in section.sentence
+    assert [t.name for t in section.figure.data] == ["dense", "masked", "heads", "Pareto frontier"]
 
 
 def test_the_similarity_is_computed_once_and_then_read_from_the_store(full_ctx, monkeypatch):
@@ -158,7 +176,7 @@ def test_html_export_is_self_contained_with_one_inline_plotly(full_ctx):
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert text.count("* plotly.js v") == 1  # the library itself, inline, once
     assert not re.search(r"<script[^>]+src=", text)  # no CDN, no external script
-    assert text.count('class="plotly-graph-div"') == len(report.sections) == 6
+    assert text.count('class="plotly-graph-div"') == len(report.sections) == 7
     for section in report.sections:
         assert section.sentence.replace("&", "&amp;").replace("'", "&#x27;") in text
 
@@ -188,7 +206,8 @@ def test_cli_report_writes_the_html_and_prints_the_sections(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["out"] == str(out) and result["bytes"] == len(out.read_bytes())
     assert [s["key"] for s in result["sections"]] == KEYS
-    assert [s["missing"] for s in result["sections"]] == [None, "Sparsity curves", "Soup", "Soup", None, "Patches"]
+    assert [s["missing"] for s in result["sections"]] == [None, "Sparsity curves", "Soup", "Soup", None, "Patches",
+                                                                "Speed"]
     dense = Store(tmp_path / "r.db").runs(kind="evaluate")["summary"].item()
     assert result["sections"][0]["value"] == dense["accuracy"] and dense["n"] == 200
     assert result["sections"][0]["sentence"] in out.read_text()

@@ -71,10 +71,10 @@ def test_finetune_rises_from_chance_and_the_checkpoint_reproduces_it(weights_fil
     meta = reloaded.lotus_meta
     assert meta["lotus_source"] == ctx.model_id and meta["lotus_dataset"] == "tiny"
     assert json.loads(meta["lotus_recipe"])["lr"] == RECIPE.lr and meta["lotus_seed"] == "0"
-    assert len(meta["lotus_dataset_variant"]) == 12
+    assert meta["lotus_dataset_variant"] == ctx.train.variant and meta["lotus_dataset_variant"].startswith("400@")
     fine = ctx.evaluate(reloaded, limit=200)
     assert fine.accuracy == summary["accuracy"] and list(fine.ci95) == summary["ci95"]
-    ref = Context(reloaded, reloaded.lotus_id, "tiny", data_config(reloaded), ctx.test, ctx.store)
+    ref = Context(reloaded, reloaded.lotus_id, "tiny", data_config(reloaded), ctx.test, ctx.store, _train=ctx.train)
     assert ref.head_problem is None  # now prunable
     run_sweep(ref, SweepConfig(sparsities=(0.5,), limit=50))
     assert [m["checkpoint"] for m in fine_tuned_models(ctx.store)] == [summary["checkpoint"]]

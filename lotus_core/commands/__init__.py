@@ -162,3 +162,4 @@ from . import lottery  # noqa: E402,F401
 from . import patches  # noqa: E402,F401
 from . import report  # noqa: E402,F401
 from . import transfer  # noqa: E402,F401
+from . import speed  # noqa: E402,F401

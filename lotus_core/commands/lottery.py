@@ -6,6 +6,8 @@ an interrupted one resumes at its next round.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..lottery.common import round_masks

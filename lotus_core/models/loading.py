@@ -12,6 +12,7 @@ file that would execute code on load is refused, never run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -98,7 +99,7 @@ def head_outputs(model: nn.Module) -> int:
 # that would make the loader allocate far more than a LOTUS ViT needs.
 ARCH_INT_BOUNDS: dict[str, tuple[int, int]] = {
     "img_size": (8, 1024), "patch_size": (1, 64), "in_chans": (1, 4), "num_classes": (1, 100_000),
-    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64),
+    "embed_dim": (8, 2048), "depth": (1, 48), "num_heads": (1, 64), "attn_head_dim": (1, 512),
 }
 ARCH_FLOAT_BOUNDS: dict[str, tuple[float, float]] = {"mlp_ratio": (0.25, 16.0)}
 ARCH_KEYS = frozenset({"model_name", "mean", "std", *ARCH_INT_BOUNDS, *ARCH_FLOAT_BOUNDS})
@@ -147,7 +148,9 @@ def validate_arch(arch: Any, source: str) -> dict[str, Any]:
 
 
 def _create(arch: dict[str, Any], **overrides: Any) -> nn.Module:
-    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std")}
+    kwargs = {k: v for k, v in arch.items() if k not in ("model_name", "mean", "std", "attn_head_dim")}
+    if arch.get("attn_head_dim") is not None:  # a head-pruned ViT: fewer heads of the original width
+        kwargs["attn_layer"] = head_width_attention(int(arch["attn_head_dim"]))
     try:
         return timm.create_model(arch["model_name"], pretrained=False, **{**kwargs, **overrides})
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
@@ -164,12 +167,29 @@ def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
-    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs)."""
+    """Create an untrained timm model from an architecture dict (``model_name`` + kwargs).
+
+    ``attn_head_dim`` (a structurally head-pruned ViT: fewer heads of the original width) becomes
+    timm's Attention with that head width (:func:`head_width_attention`).
+    """
     model = _create(arch)
     if "mean" in arch:
         model.pretrained_cfg = {**model.pretrained_cfg, "mean": tuple(arch["mean"]), "std": tuple(arch["std"]),
                                 "input_size": (arch.get("in_chans", 3), arch["img_size"], arch["img_size"])}
     return model
+
+
+@functools.lru_cache(maxsize=None)
+def head_width_attention(head_dim: int) -> type:
+    """timm's Attention with heads of width ``head_dim`` whatever the embedding width (timm's
+    ``attn_layer`` must be a class; plain timm: ``create_model(..., attn_layer=head_width_attention(d))``)."""
+    from timm.layers import Attention
+
+    def __init__(self, dim: int, num_heads: int = 8, **kwargs: Any) -> None:
+        kwargs.pop("attn_head_dim", None)
+        Attention.__init__(self, dim, num_heads=num_heads, attn_head_dim=head_dim, **kwargs)
+
+    return type(f"Attention{head_dim}", (Attention,), {"__init__": __init__, "__module__": __name__})
 
 
 def default_arch() -> dict[str, Any]:

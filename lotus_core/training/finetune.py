@@ -17,7 +17,6 @@ Two uses, one training loop (:func:`lotus_core.training.train.train`):
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import re
 import time
@@ -101,14 +100,6 @@ def train_pool(ctx: Context, cfg: FinetuneConfig) -> torch.Tensor:
     if len(ctx.train) == 0:
         raise LotusError(f"{ctx.dataset} has no training images; fine-tuning needs a train split")
     return subset_indices(len(ctx.train), cfg.train_limit, cfg.seed)
-
-
-def dataset_variant(data: ImageSet) -> str:
-    """SHA-256 prefix of a split's images and labels: which exact data a model was trained on."""
-    h = hashlib.sha256()
-    h.update(data.images.contiguous().numpy().tobytes())
-    h.update(data.labels.contiguous().numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 # --------------------------------------------------------------------------- resumable state
@@ -224,7 +215,7 @@ def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.
     provenance = {
         "lotus_source": ctx.model_id,  # name@weights hash (or hub revision, + head seed)
         "lotus_dataset": ctx.dataset,
-        "lotus_dataset_variant": dataset_variant(ctx.train),
+        "lotus_dataset_variant": ctx.train.variant,  # "<images>@<digest prefix>"
         "lotus_recipe": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
         "lotus_seed": str(cfg.seed),
         "lotus_accuracy": json.dumps({"accuracy": last["accuracy"], "ci95": [last["ci_low"], last["ci_high"]],

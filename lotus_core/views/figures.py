@@ -200,3 +200,38 @@ def per_class_accuracy(dense: dict, title: str | None = None) -> go.Figure:
                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     fig.add_vline(x=100 * dense["accuracy"], line_dash="dash")
     return style(fig, "top-1 accuracy (%)", "class", title, height=max(300, 28 * len(per_class) + 120))
+
+
+SPEED_COLORS = {"dense": "#212121", "masked": "#c2185b", "csr": "#7b1fa2", "nm-2:4": "#0288d1", "heads": "#2e7d32",
+                "channels": "#00897b", "evit": "#f57c00", "tome": "#5d4037", "patch-dropout": "#757575"}
+
+
+def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01, x: str = "latency_ms",
+                   title: str | None = None) -> go.Figure:
+    """Accuracy against measured latency (or images/s) of every configuration at one batch size.
+
+    ``rows`` is :meth:`lotus_core.speed.run.SpeedResult.at` (columns method, setting, latency_ms,
+    images_per_s, speedup, accuracy, pareto); the dense point is a black star, the eps band is shaded
+    below the dense accuracy and the Pareto frontier is a line through its points.
+    """
+    fig = go.Figure()
+    a = 100 * dense_accuracy
+    fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
+    fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_position="bottom right",
+                  annotation_text=f"dense {a:.1f}% (shaded: within {100 * eps:g} point{'s' * (round(100 * eps) != 1)})")
+    unit = "ms per batch" if x == "latency_ms" else "images/s"
+    for method, part in rows.groupby("method", sort=False):
+        dense = method == "dense"
+        fig.add_trace(go.Scatter(
+            x=part[x], y=100 * part["accuracy"], mode="markers", name=method, text=part["setting"],
+            marker=dict(color=SPEED_COLORS.get(method), size=18 if dense else 10, symbol="star" if dense else "circle"),
+            customdata=part["speedup"],
+            hovertemplate=f"{method} %{{text}}<br>%{{x:.4g}} {unit} (%{{customdata:.2f}}x dense)<br>"
+                          "accuracy %{y:.2f}%<extra></extra>"))
+    front = rows[rows["pareto"]].sort_values(x)
+    fig.add_trace(go.Scatter(x=front[x], y=100 * front["accuracy"], mode="lines", name="Pareto frontier",
+                             line=dict(color="#c2185b", width=2, dash="dot"), hoverinfo="skip",
+                             line_shape="hv" if x == "latency_ms" else "vh"))
+    fig = style(fig, f"measured {'latency' if x == 'latency_ms' else 'throughput'} ({unit})", "top-1 accuracy (%)", title)
+    fig.update_xaxes(type="log")
+    return fig

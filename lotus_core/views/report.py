@@ -15,7 +15,8 @@ Sections (:data:`SECTIONS`), after the papers the dashboard relates to:
   per LTH run and stored as the result "omp-vs-ticket";
 - ISSP vs OMP vs LTH accuracy (Instant Soup Pruning, Jaiswal et al., ICML 2023; Frankle & Carbin, ICLR 2019);
 - a patch-selection example (a data lottery ticket: the least-attended patches dropped);
-- the lottery-training convergence (lottery data against full images, epoch by epoch).
+- the lottery-training convergence (lottery data against full images, epoch by epoch);
+- does it run faster: the fastest measured configuration within eps of dense accuracy (the Speed page).
 
 Accuracies and sparsities are fractions in [0, 1]; sentences and figures show percent.
 :meth:`Report.to_html` writes one self-contained HTML file (plotly.js embedded inline, no
@@ -39,7 +40,7 @@ from ..lottery.common import ticket_curve
 from ..results.registry import get_experiment
 from ..results.store import RunStatus
 from ..training.evaluate import DEFAULT_LIMIT
-from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve
+from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve, speed_frontier
 
 if TYPE_CHECKING:
     from ..pruning.sweep import SweepResult
@@ -185,6 +186,10 @@ class Stored:
             if f not in out and {k: v for k, v in row["config"].items() if k != "data_fraction"} == base:
                 out[f] = row
         return dict(sorted(out.items())) if len(out) >= 2 else {}
+
+    @cached_property
+    def speed(self) -> dict | None:
+        return self.latest("speed", lambda r: r["status"] == "done")
 
     @cached_property
     def lottery(self) -> dict | None:
@@ -366,6 +371,38 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
     return Section("convergence", title, sentence, convergence(frame, best), value)
 
 
+def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    from ..speed.run import EPS, speed_result
+
+    title = "Does it run faster?"
+    run = stored.speed
+    if run is None:
+        return _missing("speed", title, "Speed", "no speed measurement is stored for this model yet")
+    result = speed_result(ctx, run["summary"])
+    eps, batch = EPS, max(run["config"]["batch_sizes"])
+    rows = result.at(batch)
+    dense = rows[rows["method"] == "dense"].iloc[0]
+    fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense")]
+    where = f"On {dense['device']} with {int(dense['threads'])} thread(s), at batch {batch}"
+    if fast.empty:
+        sentence = (f"{where}, no measured configuration stays within {100 * eps:g} point of the dense "
+                    f"{_pct(result.dense['accuracy'])}: none runs faster at that accuracy.")
+        value = 1.0
+    else:
+        best = fast.loc[fast["speedup"].idxmax()]
+        sentence = (f"{where}, the fastest configuration within {100 * eps:g} point of the dense accuracy is {best['method']} "
+                    f"{best['setting']}: {best['speedup']:.2f}x the dense speed ({best['latency_ms']:.3g} ms against "
+                    f"{dense['latency_ms']:.3g} ms per batch) at {_pct(best['accuracy'])} against {_pct(result.dense['accuracy'])}.")
+        value = float(best["speedup"])
+    masked = rows[rows["method"] == "masked"]
+    if len(masked):
+        sentence += (f" Zeros alone do not help: the masked dense model runs at {masked['speedup'].min():.2f}x to "
+                     f"{masked['speedup'].max():.2f}x.")
+    fig = speed_frontier(rows, result.dense["accuracy"], eps, title=f"Accuracy against measured latency, batch {batch} "
+                         f"({dense['device']}, {int(dense['threads'])} threads, torch {run['config']['torch_version']})")
+    return Section("speed", title, sentence, fig, value)
+
+
 def _missing(key: str, title: str, page: str, what: str) -> Section:
     return Section(key, title, f"Missing: {what}; produce it on the {page} page (measured on the sidebar's number of "
                    "test images, the one this report uses).", missing=page)
@@ -378,11 +415,12 @@ SECTIONS: list[tuple[str, Callable[[Context, ReportOptions, Stored], Section]]] 
     ("ISSP vs OMP vs LTH", comparison_section),
     ("Patch selection", patches_section),
     ("Lottery-training convergence", convergence_section),
+    ("Speed", speed_section),
 ]
 """(progress label, builder) in report order."""
 
 SECTION_PAGES = {"dense": "Overview", "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
-                 "patches": "Patches", "convergence": "Patches"}
+                 "patches": "Patches", "convergence": "Patches", "speed": "Speed"}
 """Section key -> the page that produces (and explores) its result."""
 
 

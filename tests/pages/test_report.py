@@ -7,7 +7,7 @@ from tests.pages.helpers import open_page
 TITLES = ["How accurate is the model before pruning?", "How much can be pruned at almost no cost?",
           "Do lottery tickets and one-shot pruning keep the same weights?",
           "Are lottery tickets and Instant Soup worth their training?", "Which parts of an image does the model need?",
-          "Does training on the kept patches learn as fast?"]
+          "Does training on the kept patches learn as fast?", "Does it run faster?"]
 
 
 def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
@@ -21,6 +21,8 @@ def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
     infos = [i.value for i in at.info]
     assert any("produce it on the Soup page" in i for i in infos)
     assert any("produce it on the Patches page" in i for i in infos)
+    assert any(i.startswith("Missing: no speed measurement is stored for this model yet; produce it on the Speed page")
+               for i in infos)
     assert len(at.get("plotly_chart")) == 3  # dense, essential sparsity, patches
     assert [b.label for b in at.get("download_button")] == ["Export as HTML (opens offline)"]
 

@@ -1,0 +1,92 @@
+"""The speed command: latency, FLOPs, size and memory of each method beside its accuracy."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+from ..core.config import from_mapping
+from ..core.errors import LotusError
+from ..speed.run import EPS, SpeedConfig, run_speed
+from . import arg, command, config_args, positive_int
+
+
+def _comma_list(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], tuple]:
+    """argparse type: a comma list of ``kind`` values each satisfying ``ok`` (``what`` names the rule)."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of {what}") from None
+        if not values or not all(ok(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of {what}")
+        return values
+    return parse
+
+
+def _methods(text: str) -> tuple[str, ...]:
+    from ..speed import METHODS
+
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS] or ([] if names else [text])
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} must be positive (seconds)")
+    return value
+
+
+_FRACTIONS = _comma_list(float, lambda v: 0 <= v < 1, "fractions in [0, 1) (not percentages)")
+_ARGS = config_args(
+    SpeedConfig, skip=("device_name", "torch_version"), methods=_methods,
+    batch_sizes=_comma_list(int, lambda v: v >= 1, "batch sizes >= 1"), sparsities=_FRACTIONS, ratios=_FRACTIONS,
+    drops=_FRACTIONS, keep_rates=_comma_list(float, lambda v: 0 < v <= 1, "keep rates in (0, 1]"),
+    tome_r=_comma_list(int, lambda v: v >= 0, "whole numbers >= 0"), limit=positive_int, threads=positive_int,
+    min_run_time=_positive_float, importance={"choices": ["magnitude", "taylor"]},
+    device={"choices": ["cpu", "cuda"]}, clock={"choices": ["wall", "cpu"]})
+
+
+@command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)", [
+    *_ARGS,
+    arg("--eps", type=float, default=EPS, help="tolerance below dense accuracy for 'best' (absolute fraction)"),
+    arg("--no-cache", action="store_true", help="measure again instead of reading the results store"),
+    arg("--out", default=None, help="folder to write the fastest structural model within eps (safetensors + ONNX)"),
+])
+def speed_cmd(args, ctx) -> dict:
+    config = from_mapping(SpeedConfig, vars(args))
+    result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
+        f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
+    out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,
+           "device_name": config.device_name, "threads": config.threads, "clock": config.clock,
+           "torch": config.torch_version, "rows": result.rows(), "eps": args.eps,
+           "best": result.best(args.eps).to_dict(orient="records")}
+    if args.out:
+        out["exported"] = _export_best(ctx, result, config, args.eps, args.out)
+    return out
+
+
+def _export_best(ctx, result, config, eps: float, folder: str) -> dict:
+    """Write the fastest structural configuration within eps at the largest batch size (else the most
+    accurate structural one) as safetensors + ONNX."""
+    from ..speed.export import write
+    from ..speed.run import export_structural
+
+    rows = result.at(max(config.batch_sizes))
+    rows = rows[rows["family"] == "structural"]
+    if rows.empty:
+        raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")
+    within = rows[rows["drop"] <= eps + 1e-12]
+    row = within.loc[within["speedup"].idxmax()] if len(within) else rows.loc[rows["accuracy"].idxmax()]
+    exported = export_structural(ctx, row["method"], float(row["value"]), config.importance, config.seed)
+    paths = write(exported, folder, f"{row['method']}-{row['value']:g}")
+    return {"method": row["method"], "ratio": float(row["value"]), "within_eps": bool(len(within)),
+            "speedup": float(row["speedup"]), "accuracy": float(row["accuracy"]), "files": [str(p) for p in paths],
+            "arch": exported.arch, "onnx_max_abs_diff": exported.onnx_max_abs_diff}

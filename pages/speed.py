@@ -1,0 +1,106 @@
+"""Speed: does sparsity buy speed? Every method at its measured latency beside its accuracy."""
+import streamlit as st
+
+from app import charts, state, ui
+from app.jobs import active_jobs, launch
+from lotus_core.results.runs import stored_summary
+from lotus_core.speed import METHODS
+from lotus_core.speed.run import EPS, SpeedConfig, export_structural, run_speed
+
+ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
+          "accuracy: which ones really run faster on this machine?",
+          "Essential Sparsity (Jaiswal et al., NeurIPS 2023) reports no runtime; DepGraph (Fang et al., CVPR 2023), "
+          "EViT (Liang et al., ICLR 2022), ToMe (Bolya et al., ICLR 2023)")
+ctx = state.context()
+
+# drawn on first load, measured inline (one setting per method, about 10 s); anything else runs as a background job
+DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
+                      batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
+                      limit=state.limit(), min_run_time=0.2)
+c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
+methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
+                         format_func=lambda m: f"{m}: {METHODS[m].help}")
+batch_sizes = c2.multiselect("Batch sizes", [1, 8, 32, 64, 256], default=list(DEFAULT.batch_sizes))
+eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * EPS, 0.1) / 100
+axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True)
+with st.expander("Settings of each method"):
+    s1, s2, s3, s4, s5 = st.columns(5)
+    sparsities = s1.multiselect("masked / csr sparsity", [0.5, 0.7, 0.9, 0.95, 0.99], default=[0.9])
+    ratios = s2.multiselect("heads / channels removed", [0.25, 0.5, 0.75], default=[0.5])
+    importance = s2.selectbox("Structural importance", ["magnitude", "taylor"])
+    keep = s3.multiselect("EViT keep rate", [0.9, 0.7, 0.5, 0.3], default=[0.5])
+    fuse = s3.checkbox("EViT: fuse the dropped tokens", value=DEFAULT.fuse)
+    tome_r = s4.multiselect("ToMe r (merged per block)", [2, 4, 8, 12, 16], default=[8])
+    drops = s5.multiselect("PatchDropout drop", [0.1, 0.25, 0.5, 0.75], default=[0.5])
+    finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300], value=0)
+if not methods or not batch_sizes:
+    st.info("Pick at least one method and one batch size.")
+    st.stop()
+chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
+                     ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
+                     drops=tuple(drops), finetune_steps=finetune, limit=DEFAULT.limit,
+                     min_run_time=DEFAULT.min_run_time)
+stored = stored_summary(ctx, "speed", chosen) is not None
+if st.button("Measure", type="primary", disabled=stored, help="Queue this measurement on the background worker"):
+    with ui.guard():
+        run_id = launch(ctx, "speed", chosen)
+    st.toast(f"Speed measurement {run_id[:6]} queued")
+    stored = stored_summary(ctx, "speed", chosen) is not None  # tests run jobs inline
+# the chosen measurement once stored; until then the last one shown (on first load: DEFAULT, measured here)
+config = chosen if stored else st.session_state.get("speed_config", DEFAULT)
+st.session_state["speed_config"] = config
+if config != chosen:
+    st.info(f"Not measured yet on {chosen.device} ({chosen.device_name}, {chosen.threads} threads): **Measure** runs "
+            "it in the background and stores every row as it is measured; the chart shows the last measurement.")
+    active_jobs(ctx, ("speed",))
+with ui.guard():
+    bar = st.progress(0.0, text="Measuring...")
+    result = run_speed(ctx, config, on_progress=lambda p: bar.progress(
+        p["done"] / p["planned"], text=f"{p['method']} {p['setting']} at batch {p['batch_size']}"))
+    bar.empty()
+
+batch = st.radio("Batch size shown", list(config.batch_sizes), index=len(config.batch_sizes) - 1, horizontal=True) \
+    if len(config.batch_sizes) > 1 else config.batch_sizes[0]
+rows = result.at(batch)
+title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.threads} threads · torch "
+         f"{config.torch_version}")
+charts.show(charts.speed_frontier(rows, result.dense["accuracy"], eps, "latency_ms" if axis == "latency" else
+                                  "images_per_s", title), key="frontier")
+for _, row in result.frame[result.frame["unavailable"].notna() & (result.frame["batch_size"] == batch)].iterrows():
+    st.info(f"{row['method']} is not measured here: {row['unavailable']}.")
+table = rows.assign(**{
+    "FLOPs (M/image)": rows["flops"] / 1e6, "params": rows["params"].astype(int), "size (MB)": rows["bytes"] / 1e6,
+    "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"], "accuracy (%)": 100 * rows["accuracy"],
+    "drop (points)": 100 * rows["drop"], "tokens per block": rows["tokens"].map(lambda t: "" if t is None else str(t))})
+columns = ["method", "setting", "latency_ms", "iqr_ms", "images_per_s", "speed-up", "FLOPs (M/image)", "params",
+           "size (MB)", "peak memory (MB)", "accuracy (%)", "drop (points)", "pareto", "tokens per block"]
+if config.finetune_steps:
+    table["fine-tuned (%)"] = 100 * rows["accuracy_finetuned"]
+    columns.insert(11, "fine-tuned (%)")
+st.dataframe(table[columns], hide_index=True, column_config={
+    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.3g"),
+    "iqr_ms": st.column_config.NumberColumn("IQR (ms)", format="%.2g"),
+    "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f"),
+    "speed-up": st.column_config.NumberColumn(format="%.2fx"), "pareto": "on frontier"})
+st.download_button("Download the table (CSV)", result.frame.to_csv(index=False), "speed.csv", "text/csv")
+
+structural = rows[rows["family"] == "structural"]
+if len(structural):
+    st.subheader("Export a structurally pruned model")
+    e1, e2 = st.columns([3, 2])
+    choice = e1.selectbox("Model", list(structural.index), format_func=lambda i: (
+        f"{structural.at[i, 'method']} {structural.at[i, 'setting']}: {structural.at[i, 'speedup']:.2f}x, "
+        f"{100 * structural.at[i, 'accuracy']:.1f}%"))
+    if e2.button("Export"):
+        with ui.guard(), st.spinner("Pruning, exporting and checking the ONNX graph with onnxruntime..."):
+            pick = structural.loc[choice]
+            st.session_state["speed_export"] = (f"{pick['method']}-{pick['value']:g}",
+                                                export_structural(ctx, pick["method"], float(pick["value"]),
+                                                                  config.importance))
+    if "speed_export" in st.session_state:
+        stem, exported = st.session_state["speed_export"]
+        d1, d2 = st.columns(2)
+        d1.download_button("safetensors (loadable by LOTUS)", exported.safetensors, f"{stem}.safetensors")
+        d2.download_button("ONNX", exported.onnx, f"{stem}.onnx")
+        st.caption(f"{stem}: {len(exported.safetensors) / 1e6:.2f} MB; onnxruntime matches torch to "
+                   f"{exported.onnx_max_abs_diff:.1e}; architecture {exported.arch}")
