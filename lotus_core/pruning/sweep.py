@@ -327,7 +327,8 @@ class SweepPoints:
 
     def __init__(self, ctx: Context, config: SweepConfig, run: Run, refresh: bool):
         self.ctx, self.config, self.run, self.refresh = ctx, config, run, refresh
-        needs_train = config.finetune_steps > 0 or any(get_pruner(m).needs_calibration for m in config.methods)
+        needs_train = config.finetune_steps > 0 or config.protocol == "essential" \
+            or any(get_pruner(m).needs_calibration for m in config.methods)
         self.pool = get_executor(ctx.executor).pool(point_state, ctx, config, train=needs_train)
         self.done = 0
 
