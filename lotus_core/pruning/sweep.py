@@ -173,7 +173,7 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
             values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+    except (ValueError, OverflowError):
         raise LotusError(f"cannot read sparsities {text!r}; use start:stop:step (0:0.9:0.1) or a list (0.1,0.5)") from None
     for v in values:
         check_sparsity(v)
