@@ -4,10 +4,12 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
-from lotus_core.views.figures import accuracy_lines
+from lotus_core.views.figures import accuracy_lines, barrier_curve
 from lotus_core.core.config import from_mapping
 from lotus_core.results.store import RunStatus
-from lotus_core.views.catalog import accuracy_comparison, omp_finetune_config, run_costs, run_label, ticket_runs
+from lotus_core.views.catalog import (accuracy_comparison, instability_table, omp_finetune_config, run_costs, run_label,
+                                       stable_rewind_points, ticket_runs)
+from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
@@ -22,13 +24,17 @@ limit = state.limit()
 st.caption(f"Every run launched here, and every point compared below, is measured on the same {limit:,} test images "
            "(the sidebar's setting).")
 
-lth_tab, issp_tab, control_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket"])
+lth_tab, issp_tab, control_tab, rewind_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket",
+                                                      "Which rewind point?"])
 with lth_tab:
     c1, c2, c3, c4 = st.columns(4)
     target = c1.slider("Target sparsity (%)", 20, 95, 80, 5, key="lth_target") / 100
     fraction = c2.slider("Pruned per round (% of what is left)", 5, 50, 20, 5) / 100
     steps = c3.number_input("Fine-tune steps per round", 1, 5000, 100, 10)
-    rewind = c4.selectbox("Rewind to", ["pretrained", "step:50", "step:200"])
+    stable = [f"step:{k}" for k in stable_rewind_points(ctx) if k]  # instability analyses (k = 0 is "pretrained")
+    rewind = c4.selectbox("Rewind to", list(dict.fromkeys(["pretrained", *stable, "step:50", "step:200"])),
+                          help="step:K entries before step:50 are the smallest stable k of finished instability "
+                               "analyses." if stable else None)
     if st.button("Launch LTH", type="primary"):
         with ui.guard():
             rid = launch(ctx, "lth", LTHConfig(target=target, prune_fraction=fraction, steps=int(steps), rewind=rewind,
@@ -66,7 +72,25 @@ with control_tab:
                     rid = launch(ctx, "lth-control", ControlConfig(from_mapping(LTHConfig, row["config"]), int(rnd), kind))
                 st.toast(f"{kind} control {rid[:6]} queued")
 
-active_jobs(ctx, ("lth", "issp", "lth-control"))
+with rewind_tab:
+    st.caption("Instability analysis (Frankle et al., ICML 2020): from step k of one dense fine-tuning run, two "
+               "copies train with different data orders; the error barrier on the straight line between them "
+               "says whether training from k is stable to SGD noise. The smallest stable k is the rewind point.")
+    c1, c2, c3 = st.columns(3)
+    ks = c1.multiselect("Rewind points k", [0, 5, 10, 25, 50, 100], default=[0, 10, 25, 50])
+    isteps = c2.number_input("Steps of the run and of each copy", 1, 5000, 100, 10)
+    isparsity = c3.slider("Ticket sparsity (%; 0 = dense)", 0, 95, 0, 5) / 100
+    if st.button("Launch instability analysis", type="primary"):
+        with ui.guard():
+            rid = launch(ctx, "instability", InstabilityConfig(ks=tuple(sorted(ks)), steps=int(isteps),
+                                                               sparsity=isparsity, limit=limit))
+        st.toast(f"Instability analysis {rid[:6]} queued")
+    barriers = instability_table(ctx)
+    if len(barriers):
+        charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the rewind point"),
+                    key="barrier")
+
+active_jobs(ctx, ("lth", "issp", "lth-control", "instability"))
 
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx)

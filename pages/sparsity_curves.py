@@ -4,6 +4,7 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
+from lotus_core.pruning.controls import CONTROLS
 from lotus_core.results.runs import stored_summary
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 from lotus_core.pruning.sweep import PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
@@ -35,20 +36,25 @@ methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods)
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
-r1, r2, r3, r4 = st.columns([2, 3, 3, 2])
+r1, r2, r3, r4, r5 = st.columns([2, 2, 3, 3, 2])
 refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
-eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
-finetune = r3.select_slider("Fine-tune steps per point", [0, 30, 100, 300], value=0,
+controls = r2.multiselect("Sanity checks", list(CONTROLS), default=[], format_func=lambda c: f"{c}: {CONTROLS[c]}",
+                          help="Draw each method's mask again with its kept positions shuffled within every layer, "
+                               "or on re-initialised weights (Frankle et al., ICLR 2021): a method that only found "
+                               "a per-layer budget matches its shuffled curve.")
+eps = r3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
+finetune = r4.select_slider("Fine-tune steps per point", [0, 30, 100, 300], value=0,
                             help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
                                  "0 draws the instant one-shot curve; fine-tuned curves run as a background job.")
-compute = r4.button("Compute curve", type="primary")
+compute = r5.button("Compute curve", type="primary")
 sparsities = tuple(round(s / 100, 4) for s in range(lo, hi + 1, step))
 
 if not methods:
     st.info("Pick at least one method.")
     st.stop()
 chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
-                     finetune_steps=finetune if protocol == "lotus" else 0, protocol=protocol, recipe=recipe)
+                     finetune_steps=finetune if protocol == "lotus" else 0, protocol=protocol, recipe=recipe,
+                     controls=tuple(controls))
 stored = stored_summary(ctx, "sweep", chosen) is not None
 # fine-tuning every point takes minutes: the worker does it
 background = (finetune > 0 or protocol == "essential") and not stored

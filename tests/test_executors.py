@@ -130,6 +130,8 @@ def test_a_killed_worker_is_retried_or_reported_as_a_failed_unit(tiny_ctx, tmp_p
 DRIVER = """
 import sys, time
 sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads(1)  # as the test process (conftest): the thread count is part of the keys
 from lotus_core.core.context import Context
 from lotus_core.models.loading import data_config
 from lotus_core.pruning import sweep as sweep_mod
@@ -141,7 +143,7 @@ from pathlib import Path
 
 model = make_tiny_vit(0)
 ctx = Context(model, model.lotus_id, "tiny", data_config(model), make_tiny_imageset(200, seed=0), Store({db!r}),
-              executor=ExecutorConfig("ray", address={address!r}))
+              _train=make_tiny_imageset(400, seed=1, split="train"), executor=ExecutorConfig("ray", address={address!r}))
 sweep_mod.point_unit = recording(sweep_mod.point_unit, Path({log!r}), delay=1.0)
 sweep_mod.run_sweep(ctx, SWEEP)
 """

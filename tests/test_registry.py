@@ -18,9 +18,10 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     specs = experiments()
     assert set(specs) == {"evaluate", "prune-eval", "sweep", "sensitivity", "lth", "issp", "lth-control",
                           "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
-                          "finetune"}
+                          "finetune", "core-ticket", "instability", "lota", "rigl", "supermask"}
     assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed",
-                                                      "finetune"}
+                                                      "finetune", "core-ticket", "instability", "lota", "rigl",
+                                                      "supermask"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
                                                         "fidelity", "finetune"}
     assert all(s.headline is not None for s in specs.values())

@@ -1,4 +1,5 @@
-"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, similarity.
+"""Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, rigl, supermask, lota,
+core-ticket, similarity.
 
 ``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
@@ -12,8 +13,13 @@ from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..lottery.common import round_masks
 from ..lottery.controls import CONTROLS, ControlConfig
+from ..lottery.core_ticket import CoreTicketConfig
+from ..lottery.instability import InstabilityConfig
 from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep
+from ..lottery.lota import LoTAConfig
 from ..lottery.lth import LTHConfig
+from ..lottery.rigl import INITS, RigLConfig
+from ..lottery.supermask import WEIGHTS, SupermaskConfig
 from ..pruning import SCOPES
 from ..pruning.mask import Mask
 from ..results.registry import get_experiment
@@ -94,3 +100,43 @@ def soup_sweep_cmd(args, ctx) -> dict:
 ], context=False)
 def similarity_cmd(args, ctx) -> dict:
     return mask_similarity(Mask.load(args.mask_a), Mask.load(args.mask_b))
+
+
+def _steps_list(text: str) -> tuple[int, ...]:
+    """The rewinding points of ``0,10,25`` (a LotusError on anything else)."""
+    try:
+        ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
+    except ValueError:
+        raise LotusError(f"cannot read rewinding points {text!r}; give whole steps such as 0,10,25,50") from None
+    if not ks:
+        raise LotusError("no rewinding points given; give whole steps such as 0,10,25,50")
+    return ks
+
+
+@command("instability", "error barrier between two copies trained from step k with different data orders",
+         config_args(InstabilityConfig, ks={"type": str, "default": "0,10,25,50"}, steps=positive_int,
+                     batch_size=positive_int, alphas=positive_int, sparsity=fraction, limit=positive_int))
+def instability_cmd(args, ctx) -> dict:
+    cfg = from_mapping(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks)})
+    summary = run_experiment(ctx, "instability", cfg, on_progress=_progress)
+    points = ctx.store.points(summary["run_id"])
+    return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}
+
+
+def _experiment_command(name: str, help: str, cls, **types) -> None:
+    """Register CLI command ``name``: flags from the fields of ``cls`` (``types``: their argparse types or
+    keywords), run (or read back) as experiment kind ``name``; prints its summary."""
+    command(name, help, config_args(cls, **types))(
+        lambda args, ctx: run_experiment(ctx, name, _config(cls, args), on_progress=_progress))
+
+
+_TRAINING = dict(steps=positive_int, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)})
+_experiment_command("rigl", "RigL sparse fine-tuning: drop small weights, grow large gradients, sparsity exact",
+                    RigLConfig, target=fraction, init={"choices": list(INITS)}, update_every=positive_int,
+                    drop_fraction=fraction, **_TRAINING)
+_experiment_command("supermask", "edge-popup: train only scores that pick the top-k weights of frozen weights",
+                    SupermaskConfig, init={"choices": list(WEIGHTS)}, **_TRAINING)
+_experiment_command("lota", "LoTA: fine-tune only the weights inside a task-vector mask, against dense fine-tuning",
+                    LoTAConfig, sparsity=fraction, calibrate_steps=positive_int, **_TRAINING)
+_experiment_command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance",
+                    CoreTicketConfig, partitions=positive_int, target=fraction, **_TRAINING)

@@ -1,6 +1,7 @@
 """Pruning commands: prune, sweep, essential, sensitivity."""
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -10,9 +11,10 @@ import pandas as pd
 from ..core.config import from_mapping
 from ..core.errors import LotusError
 from ..pruning import PRUNERS, SCOPES
-from ..pruning.sweep import PROTOCOLS, PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
+from ..pruning.controls import CONTROLS
+from ..pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities,
+                             run_sweep)
 from . import arg, command, config_args, fraction, non_negative_int, positive_int, resolution, seed, tolerance
-
 
 
 def _sweep_args(*names: str) -> list:
@@ -24,11 +26,31 @@ def _sweep_args(*names: str) -> list:
                                                            "hardware makes it fast)"})
 
 
+def _method_args() -> list:
+    """Every pruning method's own options as flags, each flag once (NMOptions: --n, --m; WandaOptions:
+    --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds)."""
+    out: dict[tuple, tuple] = {}
+    for p in PRUNERS.values():
+        for a in config_args(p.options, n=positive_int, m=positive_int, calib_size=positive_int,
+                             blocksize=positive_int, rounds=positive_int) if p.options else []:
+            out.setdefault(a[0], a)
+    return list(out.values())
+
+
+def controls_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma list of sanity-check controls (shuffle, reinit), possibly empty."""
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    for c in names:
+        if c not in CONTROLS:
+            raise argparse.ArgumentTypeError(f"unknown control {c!r}; choose from {', '.join(CONTROLS)}")
+    return names
+
+
 _COMMON = [
     *_sweep_args("scope", "limit", "seed", "finetune_steps", "bf16"),
-    # every pruning method's own options (NMOptions: --n, --m; WandaOptions: --calib-size)
-    *[a for p in PRUNERS.values() if p.options for a in config_args(p.options, n=positive_int, m=positive_int,
-                                                                     calib_size=positive_int)],
+    *_method_args(),
+    arg("--controls", type=controls_list, default=(),
+        help="sanity checks beside each method, comma-separated: " + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
 ]
 
 
@@ -53,6 +75,7 @@ def prune_cmd(args, ctx) -> dict:
     evaluator = PointEvaluator(ctx, config)
     sparsity = evaluator.effective_sparsity(args.method, args.sparsity)
     point = evaluator.evaluate(args.method, sparsity)
+    controls = {c: evaluator.evaluate(curve_name(args.method, c), sparsity)["accuracy"] for c in config.controls}
     mask = evaluator.mask(args.method, sparsity)
     if args.mask_out:
         mask.save(args.mask_out)
@@ -60,7 +83,7 @@ def prune_cmd(args, ctx) -> dict:
     return {"method": args.method, "sparsity": mask.sparsity, "sparsity_requested": sparsity,
             "accuracy": point["accuracy"], "ci95": [point["ci_low"], point["ci_high"]], "n": point["n"],
             "dense_accuracy": dense["accuracy"], "mask_out": args.mask_out,
-            "per_layer": mask.layer_sparsity()}
+            "per_layer": mask.layer_sparsity(), "controls": controls}
 
 
 @command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", [

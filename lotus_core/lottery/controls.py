@@ -1,13 +1,12 @@
 """Controls for a lottery ticket: does its topology, or do its surviving weights, matter?
 
-- ``reinit``: the ticket's mask on *re-initialised* scoped weights, each masked tensor redrawn
-  from timm's ViT Linear initialisation (truncated normal, std 0.02); embeddings, norms, biases
-  and the head stay at the rewinding point. The random-reinitialisation control of Frankle &
-  Carbin, "The Lottery Ticket Hypothesis" (ICLR 2019).
-- ``shuffle``: the ticket's kept positions shuffled uniformly within each tensor (the same
-  number kept in every layer, the topology destroyed) on the rewinding-point weights, the
-  layer-wise shuffling of Frankle et al., "Pruning Neural Networks at Initialization: Why
-  Are We Missing the Mark?" (ICLR 2021).
+The two controls of :mod:`lotus_core.pruning.controls` (shared with every one-shot method's
+sweep) applied to a stored LTH round:
+
+- ``reinit``: the ticket's mask on *re-initialised* scoped weights; embeddings, norms, biases
+  and the head stay at the rewinding point.
+- ``shuffle``: the ticket's kept positions shuffled within each tensor, on the
+  rewinding-point weights.
 
 Each control is fine-tuned with exactly the ticket's round budget (steps, learning rate, batch
 size and batch order) and evaluated on the same test subset, so its accuracy pairs with the
@@ -22,18 +21,13 @@ import torch
 from ..core.context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..pruning import random_like
+from ..pruning.controls import CONTROLS, check_control, reinit_, shuffled  # noqa: F401 (CONTROLS: the CLI reads it here)
 from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, run_id_for
 from .common import mask_blob, ordered
 from .lth import LTHConfig, rewind_model
-
-CONTROLS = {
-    "reinit": "the same mask on randomly re-initialised weights",
-    "shuffle": "the mask shuffled within each layer (same per-layer count)",
-}
 
 
 @dataclass(frozen=True)
@@ -48,8 +42,7 @@ class ControlConfig:
 
 def control_model(ctx: Context, cfg: ControlConfig) -> tuple[torch.nn.Module, Mask]:
     """The control's starting model (mask applied) and its mask, before fine-tuning."""
-    if cfg.control not in CONTROLS:
-        raise LotusError(f"unknown control {cfg.control!r}; choose one of {', '.join(CONTROLS)}")
+    check_control(cfg.control)
     lth = cfg.lth
     lth_run = Run(ctx.store, run_id_for(ctx, "lth", lth), "lth")
     data = lth_run.blob(mask_blob(cfg.round))
@@ -58,12 +51,9 @@ def control_model(ctx: Context, cfg: ControlConfig) -> tuple[torch.nn.Module, Ma
     model = rewind_model(ctx, lth, lth_run)
     mask = ordered(Mask.from_bytes(data), model)
     if cfg.control == "shuffle":
-        mask = random_like(mask, seed=cfg.seed)
+        mask = shuffled(mask, seed=cfg.seed)
     else:
-        g = torch.Generator().manual_seed(cfg.seed)
-        with torch.no_grad():
-            for p in scoped_parameters(model, lth.scope).values():
-                torch.nn.init.trunc_normal_(p, std=0.02, generator=g)  # timm's ViT Linear init
+        reinit_(scoped_parameters(model, lth.scope), seed=cfg.seed)
     apply_mask_(model, mask)
     return model, mask
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Mapping
 
 import torch
@@ -23,12 +24,17 @@ from torch import nn
 from ..core.config import from_mapping
 from ..core.errors import LotusError
 from .mask import Mask
+from .calibration import CalibrationOptions
+from .grasp import grasp
 from .nm import NMOptions, nm
 from .omp import omp
 from .omp_layerwise import omp_layerwise
 from .random import random_like, random_prune
 from .ranking import MaskFn, check_sparsity
 from .scope import SCOPES, scoped_parameters
+from .snip import snip
+from .sparsegpt import SparseGPTNMOptions, SparseGPTOptions, sparsegpt, sparsegpt_nm
+from .synflow import SynFlowOptions, synflow
 from .wanda import WandaOptions, wanda
 
 
@@ -39,7 +45,7 @@ class Pruner:
     name: str
     prepare: Callable[..., MaskFn]  # prepare(params, options) -> (sparsity -> Mask): scores and ranks once
     help: str
-    needs_calibration: bool = False
+    needs_calibration: bool = False  # reads PruneOptions.calib (and labels) from training images
     options: type | None = None  # the method's own options, a frozen dataclass (e.g. NMOptions); None: none
 
     def make_options(self, values: Mapping[str, Any] | None = None) -> Any:
@@ -65,10 +71,11 @@ class Pruner:
 class PruneOptions:
     """Inputs passed to every ``Pruner.prepare`` (each reads what it needs)."""
 
-    seed: int = 0  # random pruning
+    seed: int = 0  # random pruning, and the re-initialisation the -reinit methods score
     own: Any = None  # the method's own options (an instance of Pruner.options, e.g. NMOptions)
-    calib: torch.Tensor | None = None  # wanda: model-input batch
-    model: nn.Module | None = None  # wanda: the model the batch goes through
+    calib: torch.Tensor | None = None  # wanda, sparsegpt, snip, grasp: model-input batch
+    labels: torch.Tensor | None = None  # snip, grasp: the batch's labels
+    model: nn.Module | None = None  # the model the batch goes through (and synflow scores)
     like: Mask | None = None  # random: copy this mask's layer-wise budget
 
 
@@ -79,6 +86,21 @@ PRUNERS: dict[str, Pruner] = {
     "nm": Pruner("nm", nm, "N:M semi-structured magnitude (2:4)", options=NMOptions),
     "wanda": Pruner("wanda", wanda, "|W| x input-activation norm, per output row", needs_calibration=True,
                     options=WandaOptions),
+    "sparsegpt": Pruner("sparsegpt", sparsegpt, "layer-wise OBS reconstruction with weight update (SparseGPT)",
+                        needs_calibration=True, options=SparseGPTOptions),
+    "sparsegpt-nm": Pruner("sparsegpt-nm", sparsegpt_nm, "SparseGPT with an N:M pattern (2:4)", needs_calibration=True,
+                           options=SparseGPTNMOptions),
+    "snip": Pruner("snip", snip, "|grad x w| on a labelled batch (SNIP)", needs_calibration=True,
+                   options=CalibrationOptions),
+    "snip-reinit": Pruner("snip-reinit", partial(snip, reinit=True), "SNIP scored at a random re-initialisation",
+                          needs_calibration=True, options=CalibrationOptions),
+    "grasp": Pruner("grasp", grasp, "keeps gradient flow: -w x Hg (GraSP)", needs_calibration=True,
+                    options=CalibrationOptions),
+    "grasp-reinit": Pruner("grasp-reinit", partial(grasp, reinit=True), "GraSP scored at a random re-initialisation",
+                           needs_calibration=True, options=CalibrationOptions),
+    "synflow": Pruner("synflow", synflow, "iterative data-free synaptic flow (SynFlow)", options=SynFlowOptions),
+    "synflow-reinit": Pruner("synflow-reinit", partial(synflow, reinit=True),
+                             "SynFlow scored at a random re-initialisation", options=SynFlowOptions),
 }
 
 
@@ -89,7 +111,7 @@ def get_pruner(method: str) -> Pruner:
 
 
 def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Tensor | None = None, seed: int = 0,
-           like: Mask | None = None, **options: Any) -> MaskFn:
+           like: Mask | None = None, labels: torch.Tensor | None = None, **options: Any) -> MaskFn:
     """``sparsity -> Mask`` for ``method`` over the ``scope`` weights of ``model``, scored and ranked once.
 
     The weights are read now: prune the base model, not one that is changed afterwards.
@@ -99,8 +121,8 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
     params = scoped_parameters(model, scope)
     if pruner.needs_calibration and calib is None:
         raise LotusError(f"{method} needs calibration images; pass calib (the CLI and dashboard use 128 training images)")
-    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(options), calib=calib, model=model,
-                                               like=like))
+    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(options), calib=calib,
+                                               labels=labels, model=model, like=like))
 
     def mask(sparsity: float) -> Mask:
         return make(check_sparsity(sparsity))
@@ -109,19 +131,22 @@ def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Te
 
 
 def prune(model: nn.Module, method: str, sparsity: float, scope: str = "blocks", calib: torch.Tensor | None = None,
-          seed: int = 0, like: Mask | None = None, **options: Any) -> Mask:
+          seed: int = 0, like: Mask | None = None, labels: torch.Tensor | None = None, **options: Any) -> Mask:
     """The keep-mask of ``method`` at ``sparsity`` (fraction pruned, in [0, 1)) over the ``scope`` weights.
 
     Args:
-        calib: model-input batch for ``wanda`` (ignored by the others).
-        seed: seed of ``random``.
+        calib: model-input batch for the calibrated methods (``Pruner.needs_calibration``; ignored by the others).
+        seed: seed of ``random`` and of the ``-reinit`` methods' re-initialisation.
         like: for ``random``, a mask whose per-layer pruned counts are copied.
+        labels: the labels of ``calib`` (snip, grasp).
         options: the method's own options by field name (``nm``: ``n``, ``m``; its sparsity is then
-            1 - n/m and ``sparsity`` is ignored); names the method does not have are ignored.
+            1 - n/m and ``sparsity`` is ignored; ``sparsegpt``: ``damp``, ``blocksize``; ``synflow``:
+            ``rounds``); names the method does not have are ignored.
     """
     get_pruner(method)
     check_sparsity(sparsity)
-    return masker(model, method, scope, calib, seed, like, **options)(sparsity)
+    return masker(model, method, scope, calib, seed, like, labels, **options)(sparsity)
 
 
-__all__ = ["Mask", "PRUNERS", "Pruner", "prune", "masker", "get_pruner", "scoped_parameters", "SCOPES", "random_like"]
+__all__ = ["Mask", "PRUNERS", "Pruner", "PruneOptions", "prune", "masker", "get_pruner", "scoped_parameters", "SCOPES",
+           "random_like"]

@@ -3,6 +3,10 @@
 Keys are names from ``model.named_parameters()``. A mask checks its own invariants (boolean
 tensors; names and shapes that match the model it is applied to) and knows its sparsity
 (fraction of masked entries that are pruned, in [0, 1]). Saved as safetensors.
+
+A method that also *changes* the kept weights (SparseGPT's reconstruction) returns its mask with
+``weights``: the new values of the masked tensors, which :meth:`Mask.apply` and the sweep put in
+place of the base weights. Other masks have ``weights = None``.
 """
 from __future__ import annotations
 
@@ -32,8 +36,10 @@ MAX_MASK_BYTES = 10 * 1024 * 1024  # an uploaded mask (10 MB = Streamlit's serve
 class Mask(dict):
     """Parameter name -> bool tensor (True = kept)."""
 
-    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None):
+    def __init__(self, tensors: Mapping[str, torch.Tensor] | None = None,
+                 weights: Mapping[str, torch.Tensor] | None = None):
         super().__init__()
+        self.weights = dict(weights) if weights is not None else None  # reconstructed values (SparseGPT) or None
         for name, t in (tensors or {}).items():
             if not isinstance(t, torch.Tensor) or t.dtype != torch.bool:
                 raise LotusError(f"mask entry {name!r} is not a boolean tensor; build masks with lotus_core.pruning.prune")
@@ -84,6 +90,11 @@ class Mask(dict):
         """A pruned deep copy of ``model`` (pruned weights set to zero); ``model`` is untouched."""
         self.validate(model)
         pruned = copy.deepcopy(model)
+        if self.weights is not None:
+            params = dict(pruned.named_parameters())
+            with torch.no_grad():
+                for name, w in self.weights.items():
+                    params[name].copy_(w)
         apply_mask_(pruned, self)
         return pruned
 

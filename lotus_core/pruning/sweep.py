@@ -17,6 +17,11 @@ the dense line is that fine-tuned dense model's accuracy.
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
 test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
 dashboard is never computed again, and an interrupted sweep resumes where it stopped.
+
+``controls`` adds the sanity checks of :mod:`lotus_core.pruning.controls` beside every method:
+the curve ``"snip+shuffle"`` is SNIP's mask at each sparsity with its kept positions shuffled
+within each layer, ``"snip+reinit"`` the same mask on re-initialised scoped weights (fine-tuned
+with the sweep's ``finetune_steps``, like every point).
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from ..core.errors import LotusError
 from ..training.evaluate import DEFAULT_LIMIT
 from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
+from .controls import check_control, reinit_, shuffled
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.executors import get_executor, track
@@ -66,9 +72,13 @@ class SweepConfig:
     eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
     finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
-    calib_size: int = 128  # training images for wanda's activation norms (WandaOptions)
-    n: int = 2  # N of the nm method's N:M pattern (NMOptions; 1 - n/m is its fixed sparsity)
-    m: int = 4  # M of the nm method's N:M pattern (NMOptions)
+    calib_size: int = 128  # training images for the calibrated methods (wanda, sparsegpt, snip, grasp)
+    n: int = 2  # N of the N:M pattern of nm and sparsegpt-nm (NMOptions; 1 - n/m is their fixed sparsity)
+    m: int = 4  # M of that N:M pattern (NMOptions)
+    damp: float = 0.01  # sparsegpt: dampening, fraction of the mean Hessian diagonal (SparseGPTOptions)
+    blocksize: int = 128  # sparsegpt: columns per lazy-update block (SparseGPTOptions)
+    rounds: int = 100  # synflow: score-prune rounds (SynFlowOptions)
+    controls: tuple[str, ...] = ()  # sanity checks drawn beside every method: shuffle, reinit
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
     protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
@@ -163,13 +173,31 @@ def parse_sparsities(text: str) -> tuple[float, ...]:
             values = [round(start + i * step, 6) for i in range(count) if start + i * step <= stop + 1e-9]
         else:
             values = [float(x) for x in text.split(",") if x.strip()]
-    except (ValueError, OverflowError):  # OverflowError: a step so small the point count is infinite
+    except (ValueError, OverflowError):
         raise LotusError(f"cannot read sparsities {text!r}; use start:stop:step (0:0.9:0.1) or a list (0.1,0.5)") from None
     for v in values:
         check_sparsity(v)
     if not values:
         raise LotusError(f"no sparsities in {text!r}")
     return tuple(sorted(set(values)))
+
+
+def curve_name(method: str, control: str | None = None) -> str:
+    """The label of ``method``'s curve, or of its ``control`` (``"snip+shuffle"``)."""
+    return f"{method}+{control}" if control else method
+
+
+def split_curve(curve: str) -> tuple[str, str | None]:
+    """``(method, control or None)`` of a curve label (inverse of :func:`curve_name`)."""
+    method, _, control = curve.partition("+")
+    return method, control or None
+
+
+def curves(config: SweepConfig) -> list[str]:
+    """Every curve a sweep draws: each method, then each method's controls."""
+    for control in config.controls:
+        check_control(control)
+    return [curve_name(m, c) for m in config.methods for c in (None, *config.controls)]
 
 
 class PointEvaluator:
@@ -186,27 +214,43 @@ class PointEvaluator:
         self.work = copy.deepcopy(ctx.model)
         self.base_params = scoped_parameters(ctx.model, config.scope)
         self.work_params = scoped_parameters(self.work, config.scope)
-        self._calib: torch.Tensor | None = None
+        self._calib: tuple[torch.Tensor, torch.Tensor] | None = None
         self._maskers: dict[str, MaskFn] = {}  # method -> sparsity -> Mask (scores ranked once per sweep)
+        self._reinit: dict[str, torch.Tensor] | None = None  # the reinit control's scoped weights
 
     def calib(self) -> torch.Tensor:
+        """The calibration images (``calib_size`` seeded training images) as model input."""
+        return self.calib_batch()[0]
+
+    def calib_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The calibration images as model input and their labels."""
         if self._calib is None:
             idx = subset_indices(len(self.ctx.train), self.config.calib_size, self.config.seed)
-            self._calib = to_model_input(self.ctx.train.images[idx], self.ctx.data_config)
+            self._calib = (to_model_input(self.ctx.train.images[idx], self.ctx.data_config), self.ctx.train.labels[idx])
         return self._calib
 
     def mask(self, method: str, sparsity: float) -> Mask:
         """The mask of ``method`` at ``sparsity``; the method ranks the base weights once per evaluator."""
         if method not in self._maskers:
-            calib = self.calib() if get_pruner(method).needs_calibration else None
-            self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib,
+            calib, labels = self.calib_batch() if get_pruner(method).needs_calibration else (None, None)
+            self._maskers[method] = masker(self.ctx.model, method, self.config.scope, calib=calib, labels=labels,
                                            seed=self.config.seed, **self.options(method))
         return self._maskers[method](sparsity)
 
+    def reinit_weights(self) -> dict[str, torch.Tensor]:
+        """The scoped weights re-initialised once per evaluator (seeded), for the reinit control."""
+        if self._reinit is None:
+            self._reinit = {n: p.detach().clone() for n, p in self.base_params.items()}
+            reinit_(self._reinit, self.config.seed)
+        return self._reinit
+
     def pruned_model(self, mask: Mask) -> nn.Module:
+        """The working copy with ``mask`` applied to the base weights (or to ``mask.weights`` when it
+        carries its own: SparseGPT's reconstruction, the reinit control), fine-tuned when the config says so."""
+        base = mask.weights if mask.weights is not None else self.base_params
         with torch.no_grad():
             for name, p in self.work_params.items():
-                p.copy_(self.base_params[name] * mask[name])
+                p.copy_(base[name] * mask[name])
         if self.config.protocol == "essential":  # the dense reference's recipe, mask held fixed
             return fine_tuned_model(self.ctx, self.config.finetune_recipe(), mask=mask)
         if self.config.finetune_steps:
@@ -227,12 +271,18 @@ class PointEvaluator:
     def point_config(self, method: str, sparsity: float) -> dict:
         return point_config(self.config, method, sparsity)
 
-    def compute(self, method: str, sparsity: float) -> dict:
-        """The point of ``method`` at ``sparsity``, computed (never read from the store)."""
+    def compute(self, curve: str, sparsity: float) -> dict:
+        """The point of the ``curve`` (a method, or ``method+control``) at ``sparsity``, computed (never read
+        from the store)."""
+        method, control = split_curve(curve)
         mask = self.mask(method, sparsity)
+        if control == "shuffle":
+            mask = shuffled(mask, self.config.seed)
+        elif control == "reinit":
+            mask = Mask(mask, weights=self.reinit_weights())
         res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
                                 bf16=self.config.bf16)
-        return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
+        return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
                 "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
 
     def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
@@ -242,10 +292,13 @@ class PointEvaluator:
         return {k: v for k, v in summary.items() if k != "run_id"}
 
 
-def point_config(config: SweepConfig, method: str, sparsity: float) -> dict:
-    """The key of one point (beside model and dataset): everything that changes its accuracy."""
+def point_config(config: SweepConfig, curve: str, sparsity: float) -> dict:
+    """The key of one point of a curve (a method, or ``method+control``) beside model and dataset:
+    everything that changes its accuracy."""
     c = config
+    method, control = split_curve(curve)
     extra = get_pruner(method).option_values(dataclasses.asdict(c))
+    extra.update({"control": check_control(control)} if control else {})
     extra.update({"finetune_steps": c.finetune_steps, "finetune_lr": c.finetune_lr} if c.finetune_steps else {})
     extra.update({} if c.bf16 else {"bf16": False})
     if c.protocol == "essential":
@@ -274,7 +327,8 @@ class SweepPoints:
 
     def __init__(self, ctx: Context, config: SweepConfig, run: Run, refresh: bool):
         self.ctx, self.config, self.run, self.refresh = ctx, config, run, refresh
-        needs_train = config.finetune_steps > 0 or any(get_pruner(m).needs_calibration for m in config.methods)
+        needs_train = config.finetune_steps > 0 or config.protocol == "essential" \
+            or any(get_pruner(m).needs_calibration for m in config.methods)
         self.pool = get_executor(ctx.executor).pool(point_state, ctx, config, train=needs_train)
         self.done = 0
 
@@ -340,15 +394,17 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     """
     for method in config.methods:
         get_pruner(method)
+    names = curves(config)
     dense = dense_reference(ctx, config)
     points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
-    points.evaluate([(m, s) for m in config.methods for s in _grid(m, config)], refined=False,
+    points.evaluate([(c, s) for c in names for s in _grid(c, config)], refined=False,
                     cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
     essential = {}
-    for method in config.methods:
+    for method in names:
         curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
         ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        while config.refine and PRUNERS[method].fixed_sparsity(dataclasses.asdict(config)) is None \
+        base, control = split_curve(method)
+        while config.refine and control is None and PRUNERS[base].fixed_sparsity(dataclasses.asdict(config)) is None \
                 and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
@@ -381,8 +437,8 @@ def _midpoint(lo: float, hi: float, resolution: float) -> float:
     return round(round((lo + hi) / 2 / resolution) * resolution, 6)
 
 
-def _grid(method: str, config: SweepConfig) -> Sequence[float]:
-    fixed = PRUNERS[method].fixed_sparsity(dataclasses.asdict(config))
+def _grid(curve: str, config: SweepConfig) -> Sequence[float]:
+    fixed = PRUNERS[split_curve(curve)[0]].fixed_sparsity(dataclasses.asdict(config))
     if fixed is not None:  # N:M: one point at 1 - N/M
         return [fixed]
     return [s for s in config.sparsities if s > 0]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import LotusError
+from .calibration import input_stats
 from .ranking import MaskFn, RowRanking
 
 
@@ -21,27 +22,9 @@ class WandaOptions:
     calib_size: int = 128  # training images whose activations give wanda's input norms
 
 
-@torch.inference_mode()
 def input_norms(model, names, calib: torch.Tensor) -> dict[str, torch.Tensor]:
     """L2 norm of each input feature of the Linear layers owning ``names``, over ``calib``."""
-    modules = dict(model.named_modules())
-    sums, hooks = {}, []
-    for name in names:
-        layer = modules[name.rsplit(".", 1)[0]]
-
-        def hook(mod, inputs, output, name=name):
-            x = inputs[0].detach().float().reshape(-1, inputs[0].shape[-1])  # (tokens, in)
-            sums[name] = sums.get(name, 0) + (x * x).sum(dim=0)
-
-        hooks.append(layer.register_forward_hook(hook))
-    was_training = model.training
-    try:
-        model.eval()(calib)
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
-    return {n: s.sqrt() for n, s in sums.items()}
+    return {n: s.sqrt() for n, s in input_stats(model, names, calib, lambda x: (x * x).sum(dim=0)).items()}
 
 
 def wanda(params, options) -> MaskFn:

@@ -207,14 +207,18 @@ class _LocalBatch(Batch):
 _STATE: dict[str, Any] = {}  # in a Ray worker process: token -> the state of the one experiment it serves
 
 
-def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], Any], shared: list, unit: Any) -> Any:
+def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], Any], shared: list, unit: Any,
+              threads: int = 1) -> Any:
     """The Ray task: set the experiment's state up once per worker process, then run one unit.
 
     ``shared`` is a one-element list holding the object-store reference, so Ray does not fetch
     and deserialise the model for every task, only when this process has not set it up yet.
     """
     import ray
+    import torch
 
+    if torch.get_num_threads() != threads:  # the driver's count: it is part of every result key
+        torch.set_num_threads(threads)
     if token not in _STATE:
         _STATE.clear()  # one experiment at a time per process: never hold two models
         _STATE[token] = setup(*ray.get(shared[0]))
@@ -359,7 +363,11 @@ class _RayPool(Pool):
     def map(self, fn: Callable[[Any, Any], Any], units: dict[str, Any]) -> Batch:
         if self._ref is None and units:
             self._start()
-        refs = {self._task.remote(self._token, self._setup, fn, [self._ref], unit): key for key, unit in units.items()}
+        import torch
+
+        threads = torch.get_num_threads()
+        refs = {self._task.remote(self._token, self._setup, fn, [self._ref], unit, threads): key
+                for key, unit in units.items()}
         return _RayBatch(refs)
 
     def close(self) -> None:

@@ -95,7 +95,7 @@ def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, d
     """Top-1 accuracy of ``forward`` on the fixed test subset (fp32), with its 95% Wilson interval."""
     torch.manual_seed(config.seed)  # patch dropout's draws
     idx = subset_indices(len(ctx.test), config.limit, config.seed)
-    preds = predict(model, ctx.test.images[idx], ctx.data_config, bf16=False, device=device,
+    preds = predict(model.to(device).eval(), ctx.test.images[idx], ctx.data_config, bf16=False,
                     forward=lambda m, x, start: forward(x))
     correct = int((preds == ctx.test.labels[idx]).sum())
     return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
@@ -121,9 +121,9 @@ def accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.
 def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.device) -> float:
     """Accuracy of a structurally pruned variant after ``config.finetune_steps`` steps of the training loop (stored)."""
     def compute(c: Context, _, run: Run) -> dict:
-        model = copy.deepcopy(variant.trainable)
+        model = copy.deepcopy(variant.trainable).to(device)  # trained where it sits
         train(model, ctx.train, TrainConfig(steps=config.finetune_steps, batch_size=64, lr=config.finetune_lr,
-                                            weight_decay=0.0, seed=config.seed), ctx.data_config, device=device)
+                                            weight_decay=0.0, seed=config.seed), ctx.data_config)
         return _score(ctx, model, model, config, device)
 
     params = _accuracy_params(variant.method, variant.value, config, device, finetune_steps=config.finetune_steps,

@@ -100,6 +100,8 @@ def train(
     start_step: int = 0,
     stop_step: int | None = None,
     optimizer_state: dict | None = None,
+    update_mask: Callable[[int, nn.Module], Mapping[str, torch.Tensor] | None] | None = None,
+    trainable: Mapping[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place for ``config.steps`` steps on ``data`` (optionally ``indices`` of it).
 
@@ -116,6 +118,11 @@ def train(
         should_stop: polled each step; returning True ends training early (cancellation).
         on_step: called after every optimizer step with the step count (1-based) and the model
             (e.g. to keep the weights at step K for late rewinding).
+        update_mask: called after each backward pass with the step index and the model (its
+            ``.grad`` still dense); a mask it returns replaces ``mask`` from this step on (dropped
+            weights are zeroed, grown ones start from their current value): RigL's drop and grow.
+        trainable: name -> bool tensor; entries that are False get no update and keep their values
+            (not zeroed: sparse fine-tuning inside a mask, LoTA). Needs ``weight_decay=0`` to hold them exactly.
         start_step, stop_step: run only steps ``[start_step, stop_step)`` of the ``config.steps``
             schedule (resuming by epoch; the batch order of a slice is seeded by ``config.seed``
             and ``start_step``, so a resumed run repeats the same batches).
@@ -142,6 +149,9 @@ def train(
         return config.lr * 0.5 * (1 + math.cos(math.pi * t))
 
     keep = {n: m.to(device) for n, m in mask.items()} if mask is not None else None
+    if trainable is not None and config.weight_decay:
+        raise LotusError("training only some entries needs weight_decay=0 (decay would move the frozen ones)")
+    train_only = {n: m.to(device) for n, m in trainable.items()} if trainable is not None else None
     params = dict(model.named_parameters())
     if keep is not None:
         apply_mask_(model, keep)
@@ -171,6 +181,15 @@ def train(
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if update_mask is not None:
+            new = update_mask(step, model)
+            if new is not None:
+                keep = {n: m.to(device) for n, m in new.items()}
+                apply_mask_(model, keep)
+        if train_only is not None:
+            for name, m in train_only.items():
+                if params[name].grad is not None:
+                    params[name].grad.mul_(m)
         if keep is not None:
             for name, m in keep.items():
                 if params[name].grad is not None:

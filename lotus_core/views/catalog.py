@@ -208,3 +208,23 @@ def omp_vs_one_shot_headline(s: dict) -> Headline:
 
 register_experiment(ExperimentSpec("omp-vs-ticket", headline=omp_vs_ticket_headline))  # omp_vs_tickets stores it
 register_experiment(ExperimentSpec("omp-vs-one-shot", headline=omp_vs_one_shot_headline))  # omp_vs_one_shot stores it
+
+
+def instability_table(ctx: Context) -> pd.DataFrame:
+    """The error barrier of every stored instability point for this model: columns run, series, k, barrier,
+    sparsity, tolerance (fractions; ``series`` labels the run by its sparsity and budget)."""
+    rows = []
+    for _, r in ctx.store.runs(kind="instability", model=ctx.model_id).iterrows():
+        cfg = r["config"]
+        series = f"sparsity {100 * cfg['sparsity']:.0f}%, {cfg['steps']} steps [{r['id'][:6]}]"
+        for p in ctx.store.points(r["id"]).values():
+            rows.append({"run": r["id"], "series": series, "k": p["k"], "barrier": p["barrier"],
+                         "sparsity": cfg["sparsity"], "tolerance": cfg["tolerance"]})
+    return pd.DataFrame(rows, columns=["run", "series", "k", "barrier", "sparsity", "tolerance"])
+
+
+def stable_rewind_points(ctx: Context) -> list[int]:
+    """The smallest stable k of every finished instability analysis of this model (distinct, ascending)."""
+    runs = ctx.store.runs(kind="instability", model=ctx.model_id)
+    return sorted({int(r["summary"]["stable_k"]) for _, r in runs.iterrows()
+                   if r["status"] == "done" and r["summary"] and r["summary"].get("stable_k") is not None})

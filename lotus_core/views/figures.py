@@ -235,3 +235,15 @@ def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01,
     fig = style(fig, f"measured {'latency' if x == 'latency_ms' else 'throughput'} ({unit})", "top-1 accuracy (%)", title)
     fig.update_xaxes(type="log")
     return fig
+
+
+def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | None = None) -> go.Figure:
+    """Error barrier (points) against the rewinding step k per series (columns series, k, barrier; fractions),
+    with the stability tolerance as a dashed line (Frankle et al., ICML 2020)."""
+    fig = go.Figure()
+    for name, part in frame.groupby("series", sort=False):
+        part = part.sort_values("k")
+        fig.add_trace(go.Scatter(x=part["k"], y=100 * part["barrier"], mode="lines+markers", name=str(name),
+                                 hovertemplate=f"{name}<br>k %{{x}}<br>barrier %{{y:.2f}} points<extra></extra>"))
+    fig.add_hline(y=100 * tolerance, line_dash="dash", annotation_text=f"stable below {100 * tolerance:g} points")
+    return style(fig, "rewinding point k (training steps)", "error barrier (points)", title)

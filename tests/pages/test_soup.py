@@ -47,3 +47,25 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     omp_ft = expect[expect["series"] == names[-1]]
     assert len(omp_ft) == 3 and omp_ft["sparsity"].tolist() == pytest.approx(
         [p["sparsity"] for k, p in ctx.store.points(rid).items() if p["round"]], abs=1e-6)
+
+
+def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
+    at = open_page("soup")
+    at.select_slider[0].set_value(200).run()
+    tab = at.tabs[3]
+    tab.multiselect[0].set_value([0]).run()
+    tab.number_input[0].set_value(1).run()  # one step of the run and of each copy
+    next(b for b in at.button if b.label == "Launch instability analysis").click().run()
+    assert not at.exception
+    ctx = open_context()
+    runs = ctx.store.runs(kind="instability")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "done"
+    assert (runs.iloc[0]["config"]["ks"], runs.iloc[0]["config"]["steps"]) == ([0], 1)
+    point = ctx.store.points(runs.iloc[0]["id"])["k-0"]
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if "barrier" in json.loads(c.proto.spec)["layout"]["yaxis"]["title"]["text"])
+    assert values(chart["data"][0]["y"]) == pytest.approx([100 * point["barrier"]])
+    stable = runs.iloc[0]["summary"]["stable_k"]
+    at.run()  # the LTH launcher offers the analysis's smallest stable k
+    expect = ["pretrained", f"step:{stable}"] if stable else ["pretrained", "step:50"]
+    assert at.selectbox[0].options[:2] == expect
