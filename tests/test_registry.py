@@ -28,7 +28,7 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
         assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
-    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of finetune, issp, lottery-train, lth, lth-control, speed, sweep"):
+    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, speed, supermask, sweep"):
         get_experiment("fidelity", job=True)
 
 
