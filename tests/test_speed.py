@@ -297,7 +297,7 @@ def test_structural_rows_carry_the_accuracy_after_a_short_fine_tune(tiny_ctx):
     row = run_speed(tiny_ctx, config).frame.set_index("method").loc["channels"]
     model = structural.prune_structure(tiny_ctx.model, "channels", 0.5)  # the same one-shot model, tuned by hand
     train(model, tiny_ctx.train, TrainConfig(steps=3, batch_size=64, lr=1e-4, weight_decay=0.0, seed=0),
-          tiny_ctx.data_config, device=torch.device("cpu"))
+          tiny_ctx.data_config)  # trained where the model is (the CPU)
     assert row["accuracy_finetuned"] == tiny_ctx.evaluate(model, limit=40, bf16=False).accuracy
     assert row["accuracy"] == tiny_ctx.evaluate(structural.prune_structure(tiny_ctx.model, "channels", 0.5), limit=40,
                                                 bf16=False).accuracy

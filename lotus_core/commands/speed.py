@@ -46,12 +46,12 @@ def _positive_float(text: str) -> float:
 
 _FRACTIONS = _comma_list(float, lambda v: 0 <= v < 1, "fractions in [0, 1) (not percentages)")
 _ARGS = config_args(
-    SpeedConfig, skip=("device_name", "torch_version"), methods=_methods,
+    SpeedConfig, skip=("device", "device_name", "torch_version"), methods=_methods,  # the device: the common --device
     batch_sizes=_comma_list(int, lambda v: v >= 1, "batch sizes >= 1"), sparsities=_FRACTIONS, ratios=_FRACTIONS,
     drops=_FRACTIONS, keep_rates=_comma_list(float, lambda v: 0 < v <= 1, "keep rates in (0, 1]"),
     tome_r=_comma_list(int, lambda v: v >= 0, "whole numbers >= 0"), limit=positive_int, threads=positive_int,
     min_run_time=_positive_float, importance={"choices": ["magnitude", "taylor"]},
-    device={"choices": ["cpu", "cuda"]}, clock={"choices": ["wall", "cpu"]})
+    clock={"choices": ["wall", "cpu"]})
 
 
 @command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)", [
@@ -61,7 +61,11 @@ _ARGS = config_args(
     arg("--out", default=None, help="folder to write the fastest structural model within eps (safetensors + ONNX)"),
 ])
 def speed_cmd(args, ctx) -> dict:
-    config = from_mapping(SpeedConfig, vars(args))
+    from ..speed import measure
+
+    # one device, chosen once: the context's (--device), never a second one for this command
+    fields = {k: v for k, v in vars(args).items() if k != "device"}
+    config = from_mapping(SpeedConfig, {**fields, "device": ctx.device.type, "device_name": measure.device_name(ctx.device)})
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
         f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
     out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,

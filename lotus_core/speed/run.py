@@ -95,7 +95,7 @@ def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, d
     """Top-1 accuracy of ``forward`` on the fixed test subset (fp32), with its 95% Wilson interval."""
     torch.manual_seed(config.seed)  # patch dropout's draws
     idx = subset_indices(len(ctx.test), config.limit, config.seed)
-    preds = predict(model, ctx.test.images[idx], ctx.data_config, bf16=False, device=device,
+    preds = predict(model, ctx.test.images[idx], ctx.data_config, bf16=False,  # computed where the variant is
                     forward=lambda m, x, start: forward(x))
     correct = int((preds == ctx.test.labels[idx]).sum())
     return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
@@ -123,7 +123,7 @@ def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, devi
     def compute(c: Context, _, run: Run) -> dict:
         model = copy.deepcopy(variant.trainable)
         train(model, ctx.train, TrainConfig(steps=config.finetune_steps, batch_size=64, lr=config.finetune_lr,
-                                            weight_decay=0.0, seed=config.seed), ctx.data_config, device=device)
+                                            weight_decay=0.0, seed=config.seed), ctx.data_config)  # trained where the copy is
         return _score(ctx, model, model, config, device)
 
     params = _accuracy_params(variant.method, variant.value, config, device, finetune_steps=config.finetune_steps,
