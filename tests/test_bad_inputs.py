@@ -218,10 +218,10 @@ def model_and_data_cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["info", "--dataset", str(wide)], "is 5000x10 pixels, over 4096 a side"),
         (["info", "--dataset", str(notimg)], "fake.png is not a readable image"),
         (["info", "--dataset", str(tmp / "emptydir")], "is not an image folder"),
-        (["prune", "--method", "omp", "--dataset", str(three)],
+        (["prune", "--method", "omp", "--dataset", str(three), "--limit", "3"],
          "head not trained on this dataset (10 outputs, the dataset has 3 classes): fine-tune it first"),
         (["prune", "--method", "omp", "--dataset", str(ten)], "head not trained on this dataset (trained on fashion-mnist"),
-        (["prune", "--method", "omp", "--model", str(ckpt), "--dataset", str(three)],
+        (["prune", "--method", "omp", "--model", str(ckpt), "--dataset", str(three), "--limit", "3"],
          "head not trained on this dataset (10 outputs, the dataset has 3 classes)"),
     ]
 
