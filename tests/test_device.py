@@ -19,6 +19,7 @@ from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.sensitivity import SensitivityConfig
 from lotus_core.pruning.sweep import SweepConfig
 from lotus_core.results.registry import experiments
+from lotus_core.speed.run import SpeedConfig
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import predict
@@ -38,6 +39,8 @@ KINDS = {  # one tiny config per experiment kind
     "lottery-train": LotteryTrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.05, limit=50),
     "finetune": FinetuneConfig(epochs=1, batch_size=32, train_limit=64, limit=50),
     "sensitivity": SensitivityConfig((0.5,), 50),
+    "speed": SpeedConfig(methods=("dense", "masked"), batch_sizes=(2,), sparsities=(0.5,), limit=20,
+                         min_run_time=0.01),
 }
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
