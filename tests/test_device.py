@@ -11,6 +11,11 @@ from lotus_core.core.context import Context
 from lotus_core.core.device import model_device, resolve_device
 from lotus_core.core.errors import LotusError
 from lotus_core.lottery.controls import ControlConfig
+from lotus_core.lottery.core_ticket import CoreTicketConfig
+from lotus_core.lottery.instability import InstabilityConfig
+from lotus_core.lottery.lota import LoTAConfig
+from lotus_core.lottery.rigl import RigLConfig
+from lotus_core.lottery.supermask import SupermaskConfig
 from lotus_core.lottery.issp import ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
 from lotus_core.patches import score_images
@@ -41,6 +46,11 @@ KINDS = {  # one tiny config per experiment kind
     "sensitivity": SensitivityConfig((0.5,), 50),
     "speed": SpeedConfig(methods=("dense", "masked"), batch_sizes=(2,), sparsities=(0.5,), limit=20,
                          min_run_time=0.01),
+    "core-ticket": CoreTicketConfig(partitions=2, steps=1, batch_size=8, limit=50),
+    "instability": InstabilityConfig(ks=(0, 1), steps=2, batch_size=8, alphas=3, limit=50),
+    "lota": LoTAConfig(calibrate_steps=1, steps=1, batch_size=8, limit=50),
+    "rigl": RigLConfig(target=0.5, steps=2, update_every=1, batch_size=8, limit=50),
+    "supermask": SupermaskConfig(steps=2, batch_size=8, limit=50),
 }
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

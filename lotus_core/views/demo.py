@@ -57,6 +57,7 @@ def demo_plan(limit: int = DEFAULT_LIMIT) -> list[DemoStep]:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity
     from ..pruning.sweep import SweepConfig, run_sweep
     from ..results.runs import run_id_for
+    from ..speed.run import SpeedConfig
     from .catalog import omp_finetune_config
 
     lth = _lth_config(limit)
@@ -81,6 +82,8 @@ def demo_plan(limit: int = DEFAULT_LIMIT) -> list[DemoStep]:
               for f in (0.1, 0.3, 1.0)]
     steps.append(DemoStep("patch scorers compared", "fidelity",
                           lambda ctx: FidelityConfig(scorers=tuple(SCORERS), limit=100), fidelity))
+    steps.append(DemoStep("speed of pruned models (the Report's 'Does it run faster?')", "speed",
+                          lambda ctx: SpeedConfig(limit=limit, batch_sizes=(1, 32), min_run_time=0.2), _run("speed")))
     steps.append(DemoStep("training on data lottery tickets", "lottery-train",
                           lambda ctx: LotteryTrainConfig(scorer=next(iter(SCORERS)), limit=limit), _run("lottery-train")))
     return steps
