@@ -1,20 +1,31 @@
 """Sparsity-accuracy curves and the essential-sparsity turning point.
 
 "The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal et al., NeurIPS
-2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
-essential sparsity is the highest evaluated sparsity before the first one whose accuracy
-falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the bracket
-[last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
-``resolution``: the point is located with a handful of evaluations instead of a fine grid.
+2023): the essential sparsity is the highest evaluated sparsity before the first one whose
+accuracy falls below A - eps (the rule is :func:`lotus_core.essential.essential_sparsity`).
+
+Two searches (``SweepConfig.search``):
+
+- ``grid``: every sparsity of the grid is evaluated (the curve); with ``refine``, the bracket
+  [last within tolerance, first below] is then bisected on the ``resolution`` grid.
+- ``bisect``: the turning point alone, by bisection on the ``resolution`` grid over the whole
+  range from the start (about log2(range / resolution) + 1 points), each point evaluated only
+  until "within tolerance?" is certain (:func:`lotus_core.training.evaluate.decide`); then the
+  coarse grid past the point is checked, as cheaply, for accuracy coming back within tolerance
+  (``recovers``: the curve is not monotone). The answer is the one a full fine grid of full
+  evaluations gives on a curve that stays below once it drops. Points decided early store no
+  accuracy (only its bounds, ``acc_low``/``acc_high``, and ``early``), so no chart draws them.
 
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
-test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
-dashboard is never computed again, and an interrupted sweep resumes where it stopped.
+test subset, fine-tuning; a decision also under its threshold), so a point computed by one
+sweep, by ``prune`` or by the dashboard is never computed again, and an interrupted sweep
+resumes where it stopped.
 """
 from __future__ import annotations
 
 import copy
 import functools
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
 
@@ -25,14 +36,21 @@ from torch import nn
 from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
-from ..training.evaluate import DEFAULT_LIMIT
+from ..essential import (Essential, bisect_turning_point, essential_sparsity, required_correct, resolution_grid,
+                         within_tolerance)
+from ..training.evaluate import DEFAULT_LIMIT, decide, wilson_interval
 from ..training.finetune import finetune
 from ..results.jobs import JOBS, JobSpec
 from . import PRUNERS, Mask, get_pruner, masker
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.runs import Run, run_experiment
+from ..results.store import config_id
 
+__all__ = ["Essential", "essential_sparsity"]  # the rule, re-exported where sweeps use it
+
+SEARCHES = {"grid": "every grid sparsity (the curve), then with refine the bracket bisected",
+            "bisect": "the turning point alone: bisection on the resolution grid from the start, early-decided points"}
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 
 
@@ -56,45 +74,8 @@ class SweepConfig:
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below A - eps (locates the
     # turning point with fewer evaluations; the curve is then cut there)
-
-
-@dataclass
-class Essential:
-    """The turning point of one curve."""
-
-    essential_sparsity: float  # highest sparsity before the first drop below A - eps
-    bracket: tuple[float, float | None]  # [last within tolerance, first below] (None: never below)
-    monotone: bool  # accuracy never rises as sparsity grows
-    recovers: bool  # some sparsity past the first drop is back within tolerance (the rule ignores it)
-    evaluations: int  # points on the curve (dense excluded)
-
-    def to_dict(self) -> dict:
-        return {"essential_sparsity": self.essential_sparsity, "bracket": list(self.bracket),
-                "monotone": self.monotone, "recovers": self.recovers, "evaluations": self.evaluations}
-
-
-def essential_sparsity(points: pd.DataFrame | Iterable[tuple[float, float]], dense_accuracy: float,
-                       eps: float = 0.01) -> Essential:
-    """The essential-sparsity turning point of a curve of (sparsity, accuracy) points.
-
-    ``points`` is a DataFrame with columns sparsity, accuracy or (sparsity, accuracy) pairs.
-    Points at sparsity 0 count as dense and are not part of the curve. Accuracies and ``eps``
-    are absolute fractions.
-    """
-    if isinstance(points, pd.DataFrame):
-        points = zip(points["sparsity"], points["accuracy"])
-    curve = sorted((float(s), float(a)) for s, a in points if float(s) > 0)
-    floor = dense_accuracy - eps
-    lo, hi = 0.0, None
-    for s, a in curve:
-        if a < floor - 1e-12:
-            hi = s
-            break
-        lo = s
-    accs = [a for _, a in curve]
-    monotone = all(b <= a + 1e-12 for a, b in zip(accs, accs[1:]))
-    recovers = hi is not None and any(s > hi and a >= floor - 1e-12 for s, a in curve)
-    return Essential(lo, (lo, hi), monotone, recovers, len(curve))
+    search: str = "grid"  # a key of SEARCHES; "bisect" searches (0, max(sparsities)] and checks sparsities past it
+    early: bool = True  # bisect: evaluate each point only until within/below tolerance is certain (same answer)
 
 
 def parse_sparsities(text: str) -> tuple[float, ...]:
@@ -173,52 +154,127 @@ class PointEvaluator:
             res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
                                     bf16=self.config.bf16)
             return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
-                    "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
+                    "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n,
+                    "correct": res.correct}
 
         return self.ctx.store.cached("prune-eval", self.point_config(method, sparsity), compute,
                                      model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
 
+    def decide(self, method: str, sparsity: float, required: int, refresh: bool = False) -> dict:
+        """Are at least ``required`` test images right with ``method`` at ``sparsity``? A sweep point
+        (:func:`complete_point` fields) evaluated only until that is certain.
+
+        A stored full evaluation of the point answers it without computing. Otherwise the
+        decision is stored under the point's configuration plus ``required``; one that needed
+        every image is the full evaluation and is stored as that too.
+        """
+        full = self.point_config(method, sparsity)
+        stored = None if refresh else self.ctx.store.get_run(config_id(full))
+        if stored is not None and stored["status"] == "done":
+            return complete_point(stored["summary"])
+        c = self.config
+
+        def compute() -> dict:
+            mask = self.mask(method, sparsity)
+            d = decide(self.pruned_model(mask), self.ctx.test, self.ctx.data_config, required, limit=c.limit,
+                       seed=c.seed, bf16=c.bf16)
+            return {"method": method, "sparsity": sparsity, "sparsity_reached": mask.sparsity, "n": d.n,
+                    "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
+                    "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
+
+        out = self.ctx.store.cached("prune-decide", {**full, "kind": "prune-decide", "required": required}, compute,
+                                    model=self.ctx.model_id, dataset=self.ctx.dataset, refresh=refresh)
+        if out["early"]:
+            return {**out, "accuracy": None, "ci_low": None, "ci_high": None}
+        n, correct = out["n"], out["correct"]
+        ci = wilson_interval(correct, n)
+        point = {"method": method, "sparsity": sparsity, "sparsity_reached": out["sparsity_reached"],
+                 "accuracy": correct / n, "ci_low": ci[0], "ci_high": ci[1], "n": n, "correct": correct}
+        self.ctx.store.cached("prune-eval", full, lambda: point, model=self.ctx.model_id, dataset=self.ctx.dataset,
+                              refresh=refresh)
+        return complete_point(point)
+
+
+def complete_point(point: dict) -> dict:
+    """A fully evaluated point with the fields every sweep point has: early (False), seen (= n)
+    and acc_low = acc_high = accuracy (the bounds of a point decided early)."""
+    correct = point.get("correct", round(point["accuracy"] * point["n"]))
+    return {**point, "correct": correct, "seen": point["n"], "early": False, "acc_low": point["accuracy"],
+            "acc_high": point["accuracy"]}
+
+
+def _bounds(points: Iterable[dict]) -> list[tuple[float, float, float]]:
+    """(sparsity, acc_low, acc_high) of stored points (points stored before bounds existed: accuracy)."""
+    return [(p["sparsity"], p.get("acc_low", p["accuracy"]), p.get("acc_high", p["accuracy"])) for p in points]
+
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
-    """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket.
+    """Experiment: per method, the grid (then with ``refine`` the bisected bracket), or with
+    ``search="bisect"`` the turning point by bisection from the start (see the module docstring).
 
     ``refresh`` recomputes points that other runs already stored (for benchmarks and ``--no-cache``).
     """
+    if config.search not in SEARCHES:
+        raise LotusError(f"unknown search {config.search!r}; choose one of {', '.join(SEARCHES)}")
     for method in config.methods:
         get_pruner(method)
     dense = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=config.bf16)
+    floor = dense["accuracy"] - config.eps
     evaluator = PointEvaluator(ctx, config)
-    plan = [(m, s) for m in config.methods for s in _grid(m, config)]
+    bisect = config.search == "bisect"
+    if bisect:
+        fine = resolution_grid(max(config.sparsities), config.resolution)
+        required = required_correct(dense["n"], floor)
+        planned = sum(1 if PRUNERS[m].fixed_sparsity else 1 + math.ceil(math.log2(len(fine))) for m in config.methods)
+    else:
+        planned = sum(len(_grid(m, config)) for m in config.methods)
     done = 0
+
+    def measure(method: str, s: float) -> dict:
+        if bisect and config.early:
+            return evaluator.decide(method, s, required, refresh)
+        return complete_point(evaluator.evaluate(method, s, refresh))
 
     def point(method: str, s: float, refined: bool) -> dict:
         nonlocal done
         key = f"{method}@{s:.4f}"
         data = run.get(key)
         if data is None:
-            data = {**evaluator.evaluate(method, s, refresh), "refined": refined}
+            data = {**measure(method, s), "refined": refined}
             run.point(key, data)
         done += 1
-        run.progress(done=done, planned=max(len(plan), done), method=method, sparsity=s, accuracy=data["accuracy"])
+        run.progress(done=done, planned=max(planned, done), method=method, sparsity=s, accuracy=data["accuracy"],
+                     within=within_tolerance(data.get("acc_low", data["accuracy"]), floor))
         run.check()
         return data
 
+    def within(method: str, s: float, refined: bool) -> bool:
+        return within_tolerance(_bounds([point(method, s, refined)])[0][1], floor)
+
     for method in config.methods:
+        if bisect and not PRUNERS[method].fixed_sparsity:
+            _, hi = bisect_turning_point(fine, lambda s: within(method, s, True))
+            for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
+                if hi is not None and s > hi:
+                    point(method, s, False)
+            continue
         for s in _grid(method, config):
-            if point(method, s, False)["accuracy"] < dense["accuracy"] - config.eps - 1e-12 and config.stop_at_drop:
+            if not within(method, s, False) and config.stop_at_drop:
                 break
     essential = {}
     for method in config.methods:
-        curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
-        ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        while config.refine and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
+        curve = lambda: [p for p in run.points().values() if p["method"] == method]  # noqa: E731
+        ess = essential_sparsity(_bounds(curve()), dense["accuracy"], config.eps)
+        while config.refine and not bisect and not PRUNERS[method].fixed_sparsity and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
                 break
             point(method, mid, True)
-            ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        essential[method] = ess.to_dict()
+            ess = essential_sparsity(_bounds(curve()), dense["accuracy"], config.eps)
+        pts = curve()
+        essential[method] = {**ess.to_dict(), "images": sum(p.get("seen", p["n"]) for p in pts),
+                             "decided_early": sum(bool(p.get("early")) for p in pts)}
     return {"dense": dense, "essential": essential}
 
 
@@ -235,9 +291,15 @@ def _grid(method: str, config: SweepConfig) -> Sequence[float]:
     return [s for s in config.sparsities if s > 0]
 
 
+FRAME_COLUMNS = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined", "early",
+                 "seen", "acc_low", "acc_high"]
+"""A sweep table's columns: accuracy/ci are NaN where ``early`` (decided after ``seen`` of ``n`` images; the
+full-subset accuracy lies in [acc_low, acc_high]); otherwise acc_low = acc_high = accuracy and seen = n."""
+
+
 @dataclass
 class SweepResult:
-    frame: pd.DataFrame  # method, sparsity, sparsity_reached, accuracy, ci_low, ci_high, n, refined
+    frame: pd.DataFrame  # FRAME_COLUMNS, one row per point, sorted by method and sparsity
     dense: dict
     essential: dict[str, dict]
     run_id: str
@@ -253,9 +315,11 @@ def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], N
 
 
 def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None) -> SweepResult:
-    points = ctx.store.points(summary["run_id"])
-    cols = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined"]
-    frame = pd.DataFrame(list(points.values()), columns=cols).sort_values(["method", "sparsity"]).reset_index(drop=True)
+    """The stored sweep as a :class:`SweepResult`; its frame has a row per point, those decided
+    early with a NaN accuracy (and ``early`` True), which charts leave out."""
+    points = [p if "early" in p else complete_point(p) for p in ctx.store.points(summary["run_id"]).values()]
+    frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
+    frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
 
 
