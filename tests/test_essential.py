@@ -56,3 +56,28 @@ def test_points_decided_early_count_by_their_bounds():
     assert ess.bracket == (0.3, 0.5) and ess.monotone and not ess.recovers and ess.evaluations == 4
     back = essential_sparsity(curve + [(0.8, 0.89, 0.99)], 0.90, 0.01)  # back within tolerance after the drop
     assert back.bracket == (0.3, 0.5) and back.recovers and not back.monotone
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 90), st.integers(50, 300), st.data())
+def test_bisection_of_early_decisions_equals_the_fine_grid_of_full_evaluations(size, n, data):
+    """Any curve that never rises, each point decided in batches from its own image hits: the
+    bracket is that of evaluating every image at every point of the fine grid."""
+    from lotus_core.training.evaluate import decide_in_batches
+
+    grid = resolution_grid(size / 100, 0.01)
+    dense = data.draw(st.integers(0, n))
+    counts = sorted(data.draw(st.lists(st.integers(0, dense), min_size=size, max_size=size)), reverse=True)
+    hits = {s: data.draw(st.permutations([True] * c + [False] * (n - c))) for s, c in zip(grid, counts)}
+    eps = data.draw(st.sampled_from([0.0, 0.01, 0.05]))
+    required = required_correct(n, dense / n - eps)
+    images = []
+
+    def within(s: float) -> bool:
+        d = decide_in_batches(lambda a, b: sum(hits[s][a:b]), n, required, batch_size=64, min_batch=8)
+        images.append(d.seen)
+        return d.above
+
+    full = essential_sparsity([(s, c / n) for s, c in zip(grid, counts)], dense / n, eps)
+    assert bisect_turning_point(grid, within) == full.bracket
+    assert sum(images) <= n * len(images)
