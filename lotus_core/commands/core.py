@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import platform
 
-import torch
-
-from ..core.device import bf16_available, default_device
-from ..training.evaluate import DEFAULT_LIMIT
-from ..models.loading import count_parameters
 from . import arg, command, positive_int
 
 
 @command("info", "model, dataset and device")
 def info(args, ctx) -> dict:
+    import torch
+
+    from ..core.device import bf16_available, default_device
+    from ..models.loading import count_parameters
+
     device = default_device()
     return {
         "model": ctx.model_id,
@@ -30,11 +30,15 @@ def info(args, ctx) -> dict:
     }
 
 
-@command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", [
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="number of test images (default 2000)"),
-    arg("--seed", type=int, default=0, help="seed of the fixed test subset"),
-    arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
-])
+def _evaluate_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"number of test images (default {DEFAULT_LIMIT})"),
+            arg("--seed", type=int, default=0, help="seed of the fixed test subset"),
+            arg("--no-cache", action="store_true", help="recompute instead of reading the results store")]
+
+
+@command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", _evaluate_args)
 def evaluate_cmd(args, ctx) -> dict:
     config = ctx.key(kind="evaluate", limit=args.limit, seed=args.seed)
     summary = ctx.store.cached("evaluate", config, lambda: ctx.evaluate(limit=args.limit, seed=args.seed).summary(),

@@ -4,23 +4,24 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..core.errors import LotusError
-from ..training.evaluate import DEFAULT_LIMIT
-from ..pruning import PRUNERS, SCOPES
-from ..pruning.sweep import PointEvaluator, SweepConfig, essential_sparsity, parse_sparsities, run_sweep
 from . import arg, command, fraction, positive_int
 
-_COMMON = [
-    arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images (fixed seeded subset)"),
-    arg("--seed", type=int, default=0),
-    arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
-    arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
-    arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
-    arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
-]
+
+def _common() -> list:
+    """Options shared by prune and sweep (the scope and limit defaults come from modules that import torch)."""
+    from ..pruning import SCOPES
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [
+        arg("--scope", default="blocks", choices=list(SCOPES), help="which weights are pruned"),
+        arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images (fixed seeded subset)"),
+        arg("--seed", type=int, default=0),
+        arg("--n", type=positive_int, default=2, help="N of the N:M pattern (nm)"),
+        arg("--m", type=positive_int, default=4, help="M of the N:M pattern (nm)"),
+        arg("--finetune-steps", type=int, default=0, help="fine-tune each pruned model this many steps first"),
+        arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the hardware makes it fast)"),
+    ]
 
 
 def _progress(fields: dict) -> None:
@@ -28,13 +29,20 @@ def _progress(fields: dict) -> None:
           file=sys.stderr, flush=True)
 
 
-@command("prune", "prune once and evaluate", [
-    arg("--method", required=True, choices=list(PRUNERS)),
-    arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
-    arg("--mask-out", default=None, help="write the mask as safetensors"),
-    *_COMMON,
-])
+def _prune_args() -> list:
+    from ..pruning import PRUNERS
+
+    return [arg("--method", required=True, choices=list(PRUNERS)),
+            arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
+            arg("--mask-out", default=None, help="write the mask as safetensors"),
+            *_common()]
+
+
+@command("prune", "prune once and evaluate", _prune_args)
 def prune_cmd(args, ctx) -> dict:
+    from ..pruning import PRUNERS
+    from ..pruning.sweep import PointEvaluator, SweepConfig
+
     config = SweepConfig(methods=(args.method,), scope=args.scope, limit=args.limit, seed=args.seed, n=args.n,
                          m=args.m, finetune_steps=args.finetune_steps, bf16=not args.fp32)
     evaluator = PointEvaluator(ctx, config)
@@ -50,18 +58,31 @@ def prune_cmd(args, ctx) -> dict:
             "per_layer": mask.layer_sparsity()}
 
 
-@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", [
-    arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
-    arg("--sparsities", default="0:0.9:0.1", help="start:stop:step or a comma list of fractions"),
-    arg("--refine", action="store_true", help="bisect each turning point's bracket down to --resolution"),
-    arg("--resolution", type=float, default=0.01),
-    arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
-    arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
-    arg("--stop-at-drop", action="store_true",
-        help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
-    *_COMMON,
-])
+def _sweep_args() -> list:
+    from ..pruning import PRUNERS
+    from ..pruning.sweep import SEARCHES
+
+    return [
+        arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
+        arg("--sparsities", default="0:0.9:0.1",
+            help="start:stop:step or a comma list of fractions (with --search bisect: the range's end and the coarse check)"),
+        arg("--search", default="grid", choices=list(SEARCHES), help="; ".join(f"{k}: {v}" for k, v in SEARCHES.items())),
+        arg("--full-eval", action="store_true", help="--search bisect: evaluate every image of each point (same answer)"),
+        arg("--refine", action="store_true", help="bisect each turning point's bracket down to --resolution"),
+        arg("--resolution", type=float, default=0.01),
+        arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+        arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
+        arg("--stop-at-drop", action="store_true",
+            help="end each method's grid at its first point below dense - eps (enough to locate the turning point)"),
+        *_common(),
+    ]
+
+
+@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", _sweep_args)
 def sweep_cmd(args, ctx) -> dict:
+    from ..pruning import PRUNERS
+    from ..pruning.sweep import SweepConfig, parse_sparsities, run_sweep
+
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods:
         raise LotusError(f"no methods given; choose from {', '.join(PRUNERS)}")
@@ -71,7 +92,8 @@ def sweep_cmd(args, ctx) -> dict:
     config = SweepConfig(methods=methods, sparsities=parse_sparsities(args.sparsities), limit=args.limit,
                          seed=args.seed, scope=args.scope, refine=args.refine, resolution=args.resolution,
                          eps=args.eps, finetune_steps=args.finetune_steps, n=args.n, m=args.m,
-                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32)
+                         stop_at_drop=args.stop_at_drop, bf16=not args.fp32, search=args.search,
+                         early=not args.full_eval)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "dense": result.dense, "points": result.frame.to_dict(orient="records"),
             "essential": result.essential}
@@ -82,6 +104,10 @@ def sweep_cmd(args, ctx) -> dict:
     arg("--eps", type=float, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
+    import pandas as pd
+
+    from ..essential import essential_sparsity
+
     path = Path(args.curve)
     if not path.is_file():
         raise LotusError(f"curve file {path} does not exist; write a CSV with columns sparsity,accuracy")
@@ -112,6 +138,7 @@ def essential_cmd(args, ctx) -> dict:
 ])
 def sensitivity_cmd(args, ctx) -> dict:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity
+    from ..pruning.sweep import parse_sparsities
 
     table = run_sensitivity(ctx, SensitivityConfig(parse_sparsities(args.sparsities), args.limit, args.seed),
                             on_progress=_progress)
