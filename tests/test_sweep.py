@@ -259,12 +259,24 @@ def test_bisection_with_early_decisions_gives_the_full_fine_grid_answer(syntheti
 def test_the_coarse_check_reports_accuracy_coming_back(synthetic, tiny_ctx, tmp_path):
     # within tolerance up to 0.59, below from 0.6, but back within at 0.8 (not monotone)
     synthetic["correct"] = {0.0: 190, **{s: 190 if s < 0.6 or s == 0.8 else 100 for s in FINE}}
-    res = run_sweep(fresh(tiny_ctx, tmp_path), BISECT)
+    ctx = fresh(tiny_ctx, tmp_path)
+    res = run_sweep(ctx, BISECT)
     ess = res.essential["omp"]
     assert ess["bracket"] == [0.59, 0.6] and ess["recovers"] and not ess["monotone"]
     checked = res.frame.loc[~res.frame["refined"], "sparsity"].tolist()
     assert checked == [0.7, 0.8]  # the 0.1 grid past 0.6 (0.9 was the bisection's first point)
     assert ess["evaluations"] == 8 + 2
+    # points decided early (0.9 after 13 wrong of 200, ...) are in no chart: the figure and the Experiments curve skip them
+    early = res.frame.loc[res.frame["early"], "sparsity"].tolist()
+    complete = res.frame.loc[~res.frame["early"], "sparsity"].tolist()
+    assert 0.9 in early and 0.59 in complete and ess["decided_early"] == len(early)
+    from lotus_core.views.experiments import CURVES
+    from lotus_core.views.figures import sparsity_curve
+
+    trace = next(t for t in sparsity_curve(res.frame, res.dense, res.essential).data if t.name == "omp")
+    assert [round(x, 6) for x in trace.x] == [0.0] + [round(100 * s, 6) for s in complete]
+    rows = CURVES["sweep"](ctx.store.points(res.run_id), None)
+    assert sorted(r["x"] for r in rows) == complete
 
 
 def test_bisect_sweep_on_a_model_matches_full_evaluation_and_is_stored(trained_tiny_ctx):
@@ -284,3 +296,22 @@ def test_bisect_sweep_on_a_model_matches_full_evaluation_and_is_stored(trained_t
     # decisions that needed every image were stored as full evaluations: the full sweep reused them
     complete = int((~early.frame["early"]).sum())
     assert len(ctx.store.runs(kind="prune-eval")) == len(full.frame) and complete > 0
+
+
+def test_bisect_on_the_default_model_gives_the_full_evaluation_answer(tmp_path):
+    """The default model, 500 test images: early decisions, full evaluations of the same points, and
+    the 0.1 grid refined by full evaluations (the old search) find the same turning point and bracket."""
+    from lotus_core.core.context import open_context
+
+    ctx = open_context(db=tmp_path / "r.db")
+    early = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect"))
+    full = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect", early=False))
+    grid = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, refine=True))
+    e, f, g = (r.essential["omp"] for r in (early, full, grid))
+    assert e["bracket"] == f["bracket"] == g["bracket"] and e["essential_sparsity"] == g["essential_sparsity"]
+    assert e["bracket"][1] - e["bracket"][0] == pytest.approx(0.01) and not e["recovers"]
+    floor = early.dense["accuracy"] - 0.01
+    assert ((early.frame["acc_low"] >= floor - 1e-12) == (full.frame["accuracy"] >= floor - 1e-12)).all()
+    at90 = early.frame.set_index("sparsity").loc[0.9]
+    assert at90["early"] and at90["seen"] < 200  # far below the floor: decided from a fraction of the images
+    assert e["images"] < f["images"] == 500 * f["evaluations"]

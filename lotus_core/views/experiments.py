@@ -22,7 +22,7 @@ from .figures import style
 from ..results.store import Store, canonical_json
 
 ACTIVE = ("queued", "running", "cancelling")
-POINT_KINDS = ("prune-eval",)  # single evaluations that sweeps are made of (one run per point, shared by sweeps)
+POINT_KINDS = ("prune-eval", "prune-decide")  # single evaluations (and early decisions) sweeps are made of
 TABLE_COLUMNS = ["id", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
                  "headline", "config", "error"]
 
@@ -159,7 +159,7 @@ CURVE_COLUMNS = ["run", "kind", "series", "axis", "x", "accuracy"]
 
 def _sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
     rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
-            for p in points.values() if "method" in p]
+            for p in points.values() if "method" in p and p["accuracy"] is not None]  # None: decided early
     if summary and rows:  # every method starts at the dense model
         rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
                  for m in dict.fromkeys(r["series"] for r in rows)]

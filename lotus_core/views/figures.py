@@ -26,8 +26,11 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
                    title: str | None = None) -> go.Figure:
     """Accuracy against sparsity per method, dense line, the eps band and each turning point.
 
-    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions).
+    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions). Points decided
+    early by a turning-point search have no accuracy (NaN) and are left out: only fully evaluated
+    points are drawn.
     """
+    frame = frame[frame["accuracy"].notna()]
     fig = go.Figure()
     a = 100 * dense["accuracy"]
     points = f"{100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'}"
