@@ -4,9 +4,9 @@ import streamlit as st
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
-from lotus_core.results.runs import stored_summary
+from lotus_core.results.runs import run_id_for, stored_summary
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, answer_and_curve, layer_sparsity_table, run_sweep
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
@@ -14,7 +14,7 @@ ui.header("Sparsity curves",
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
 
-DEFAULT = SweepConfig(methods=("omp",), limit=1000, refine=True)  # drawn on first load (about 13 evaluations)
+DEFAULT = SweepConfig(methods=("omp",), limit=1000, refine=True)  # drawn on first load (8 points + a 10-point curve)
 c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
 methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
@@ -22,7 +22,9 @@ lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
 limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=DEFAULT.limit)
 r1, r2, r3, r4 = st.columns([2, 3, 3, 2])
-refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
+refine = r1.checkbox("Refine turning point", value=DEFAULT.refine,
+                     help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each point "
+                          "evaluated only until within/below tolerance is certain; the curve fills in meanwhile.")
 eps = r2.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
 finetune = r3.select_slider("Fine-tune steps per point", [0, 30, 100, 300], value=0,
                             help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
@@ -35,7 +37,7 @@ if not methods:
     st.stop()
 chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
                      finetune_steps=finetune)
-stored = stored_summary(ctx, "sweep", chosen) is not None
+stored = stored_summary(ctx, "sweep", answer_and_curve(chosen)[0] or chosen) is not None  # the answer is stored
 background = finetune > 0 and not stored  # fine-tuning every point takes minutes: the worker does it
 if background and compute:
     with ui.guard():
@@ -52,23 +54,40 @@ if background:
     active_jobs(ctx, ("sweep",))
 elif config != chosen:
     st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
+search, curve = answer_and_curve(config)
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
-    result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
+    on_progress = lambda p: bar.progress(  # noqa: E731
         min(1.0, p["done"] / max(p["planned"], p["done"])),
-        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}%"))
+        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: "
+             + (f"{100 * p['accuracy']:.1f}%" if p["accuracy"] is not None else
+                "within tolerance" if p["within"] else "below tolerance"))
+    answer = run_sweep(ctx, search, on_progress=on_progress) if search else None
+    curve_run = ctx.store.get_run(run_id_for(ctx, "sweep", curve))
+    if answer is None or stored_summary(ctx, "sweep", curve) is not None:
+        result = run_sweep(ctx, curve, on_progress=on_progress)
+    else:  # the answer is there; the curve's points are computed in the background and drawn when done
+        if curve_run is None or curve_run["status"] not in ("queued", "running", "cancelling"):
+            launch(ctx, "sweep", curve)
+        result = run_sweep(ctx, curve) if stored_summary(ctx, "sweep", curve) is not None else answer
+        if result is answer:
+            st.caption("The curve is being computed in the background; meanwhile it shows the search's fully "
+                       "evaluated points (points decided early have no accuracy and are not drawn).")
+            active_jobs(ctx, ("sweep",))
     bar.empty()
+essential = (answer or result).essential
 
-charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
+charts.show(charts.sparsity_curve(result.frame, result.dense, essential, config.eps), key="curve")
 if config.finetune_steps:
     st.caption(f"Every point was fine-tuned for {config.finetune_steps} steps with its mask held fixed; the dense "
                "line is the model before any fine-tuning.")
 cols = st.columns(len(config.methods))
 for col, method in zip(cols, config.methods):
-    ess = result.essential[method]
+    ess = essential[method]
     hi_txt = "never below" if ess["bracket"][1] is None else f"{100 * ess['bracket'][1]:.1f}%"
+    early = f", {ess['decided_early']} decided early" if ess.get("decided_early") else ""
     col.metric(f"{method} essential sparsity", f"{100 * ess['essential_sparsity']:.1f}%",
-               help=f"bracket [{100 * ess['bracket'][0]:.1f}%, {hi_txt}], {ess['evaluations']} evaluations")
+               help=f"bracket [{100 * ess['bracket'][0]:.1f}%, {hi_txt}], {ess['evaluations']} evaluations{early}")
     if not ess["monotone"]:
         col.caption("Not monotone: accuracy rises again somewhere"
                     + (", even back within tolerance after the first drop" if ess["recovers"] else "")

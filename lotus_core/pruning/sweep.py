@@ -24,6 +24,7 @@ resumes where it stopped.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass, field
@@ -321,6 +322,17 @@ def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None)
     frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
     frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
+
+
+def answer_and_curve(config: SweepConfig) -> tuple[SweepConfig | None, SweepConfig]:
+    """A refined sweep split as the dashboard runs it: the turning point by a ``bisect`` search over
+    the same range (None when ``config`` does not refine, already is a search, or fine-tunes every
+    point: that runs as one background job), and the curve: the grid alone, every point fully
+    evaluated, which may be computed afterwards in the background: the answer does not wait for it."""
+    if not config.refine or config.search == "bisect" or config.finetune_steps:
+        return None, config
+    return (dataclasses.replace(config, search="bisect", refine=False, stop_at_drop=False),
+            dataclasses.replace(config, refine=False))
 
 
 def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
