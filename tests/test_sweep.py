@@ -131,6 +131,12 @@ def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
     assert set(out["essential"]) == {"omp", "nm"}
     assert main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db]) == 2
     assert "outside [0, 1)" in capsys.readouterr().err
+    assert main(["sweep", "--search", "bisect", "--limit", "200", "--db", db, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ess, points = out["essential"]["omp"], out["points"]
+    assert ess["bracket"][1] - ess["bracket"][0] == pytest.approx(0.01) and ess["evaluations"] == len(points)
+    assert ess["decided_early"] == sum(p["accuracy"] is None for p in points) == sum(p["early"] for p in points)
+    assert ess["images"] == sum(p["seen"] for p in points) < 200 * len(points)
 
 
 def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
