@@ -4,7 +4,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from lotus_core.views.figures import heatmap, image_grid, layer_sparsity_bars, sparsity_curve, style  # noqa: F401
+from lotus_core.views.figures import (heatmap, image_grid, layer_sparsity_bars, sensitivity_heatmap,  # noqa: F401
+                                      sparsity_curve, style)
 
 PLOT_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 

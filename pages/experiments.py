@@ -80,7 +80,7 @@ if st.session_state.get("confirm_delete") != run_id:
         st.rerun()
 else:
     points = len(ctx.store.points(run_id))
-    st.warning(f"Delete {run['kind']} run {run_id} with its {points} stored points and its blobs? This cannot be undone; "
+    st.warning(f"Delete {run['kind']} run {run_id} with its {points} stored points and saved masks? This cannot be undone; "
                "a later request recomputes it.")
     yes, no = st.columns([1, 6])
     if yes.button("Yes, delete", type="primary"):

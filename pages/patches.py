@@ -80,7 +80,7 @@ def title(i: int) -> str:
 charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
                            [title(i) for i in range(len(report.scores))]), key="overlays")
 st.caption("Titles: true class, then the prediction on the original -> on the lottery version (dropped patches, "
-           "outlined in red, filled with the dataset mean pixel).")
+           "washed out in grey here, filled with the dataset mean pixel for the model).")
 
 # ----------------------------------------------------------------------------- fidelity
 st.subheader("Do the scorers find what the model needs, and do they agree?")
@@ -107,8 +107,9 @@ else:
         charts.show(fidelity_curves(result.curves, result.auc, "insertion"), key="insertion")
     st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * fid_config.top_k:.0f}% of patches, "
                 f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
-    st.dataframe(result.agreement, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.3f") for c in result.agreement.columns[2:]})
+    table = result.agreement_in_words()
+    st.dataframe(table, hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
 
 # ----------------------------------------------------------------------------- lottery training
 st.subheader("Training on data lottery tickets")
@@ -125,7 +126,7 @@ with st.form("lottery_train"):
     submitted = st.form_submit_button("Launch lottery training", type="primary")
 if submitted:
     with ui.guard():
-        rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs),
+        rid = launch(ctx, "lottery-train", LotteryTrainConfig(scorer=scorer, drop=drop, epochs=int(epochs), limit=state.limit(),
                                                               fraction=fraction, start=start, lr=lr, block=int(block),
                                                               fuse=fuse, discard_ratio=discard, apply=apply))
     st.toast(f"Lottery training {rid[:6]} queued")

@@ -12,7 +12,7 @@ ctx = state.context()
 classes = ctx.test.classes
 example = st.selectbox("Example images for the patch section", range(len(classes)), format_func=lambda c: classes[c],
                        help="Four test images of this class, with the 10% least-attended patches hidden.")
-options = ReportOptions(example_class=int(example))
+options = ReportOptions(limit=state.limit(), example_class=int(example))
 
 
 @st.cache_resource

@@ -17,8 +17,9 @@ ui.header("Soup", "Lottery tickets by iterative magnitude pruning with rewinding
           "Instant Soup Pruning (Jaiswal et al., ICML 2023), which LOTUS used as ISSP and saw collapse to about 50% "
           "accuracy with masks from 10% of the data")
 ctx = state.context()
-limit = st.select_slider("Test images per evaluation", [200, 500, 1000, 2000], value=1000,
-                         help="A fixed seeded subset of the test set; its 95% interval is about ±2 points at 1000.")
+limit = state.limit()
+st.caption(f"Every run launched here, and every point compared below, is measured on the same {limit:,} test images "
+           "(the sidebar's setting).")
 
 lth_tab, issp_tab, control_tab = st.tabs(["Launch LTH", "Launch ISSP", "Controls of a ticket"])
 with lth_tab:

@@ -6,7 +6,7 @@ from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
 from lotus_core.results.runs import run_id_for, stored_summary
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, answer_and_curve, layer_sparsity_table, run_sweep
+from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, layer_sparsity_table, turning_point_search, run_sweep
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
@@ -14,13 +14,13 @@ ui.header("Sparsity curves",
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
 
-DEFAULT = SweepConfig(methods=("omp",), limit=1000, refine=True)  # drawn on first load (8 points + a 10-point curve)
-c1, c2, c3, c4 = st.columns([3, 3, 2, 2])
+limit = state.limit()
+DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (8 points + a 10-point curve)
+c1, c2, c3 = st.columns([3, 3, 2])
 methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
-limit = c4.select_slider("Test images", [500, 1000, 2000, 5000], value=DEFAULT.limit)
 r1, r2, r3, r4 = st.columns([2, 3, 3, 2])
 refine = r1.checkbox("Refine turning point", value=DEFAULT.refine,
                      help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each point "
@@ -37,7 +37,7 @@ if not methods:
     st.stop()
 chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
                      finetune_steps=finetune)
-stored = stored_summary(ctx, "sweep", answer_and_curve(chosen)[0] or chosen) is not None  # the answer is stored
+stored = any(c is not None and stored_summary(ctx, "sweep", c) is not None for c in (chosen, turning_point_search(chosen)))
 background = finetune > 0 and not stored  # fine-tuning every point takes minutes: the worker does it
 if background and compute:
     with ui.guard():
@@ -54,7 +54,7 @@ if background:
     active_jobs(ctx, ("sweep",))
 elif config != chosen:
     st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
-search, curve = answer_and_curve(config)
+search = turning_point_search(config)
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
     on_progress = lambda p: bar.progress(  # noqa: E731
@@ -62,20 +62,22 @@ with ui.guard():
         text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: "
              + (f"{100 * p['accuracy']:.1f}%" if p["accuracy"] is not None else
                 "within tolerance" if p["within"] else "below tolerance"))
-    answer = run_sweep(ctx, search, on_progress=on_progress) if search else None
-    curve_run = ctx.store.get_run(run_id_for(ctx, "sweep", curve))
-    if answer is None or stored_summary(ctx, "sweep", curve) is not None:
-        result = run_sweep(ctx, curve, on_progress=on_progress)
-    else:  # the answer is there; the curve's points are computed in the background and drawn when done
+    if search is None or stored_summary(ctx, "sweep", config) is not None:
+        result = answer = run_sweep(ctx, config, on_progress=on_progress)
+    else:  # the answer now, by bisection; the curve is computed in the background and drawn once stored
+        answer = run_sweep(ctx, search, on_progress=on_progress)
+        curve_run = ctx.store.get_run(run_id_for(ctx, "sweep", config))
         if curve_run is None or curve_run["status"] not in ("queued", "running", "cancelling"):
-            launch(ctx, "sweep", curve)
-        result = run_sweep(ctx, curve) if stored_summary(ctx, "sweep", curve) is not None else answer
+            launch(ctx, "sweep", config)
+        result = run_sweep(ctx, config) if stored_summary(ctx, "sweep", config) is not None else answer
         if result is answer:
-            st.caption("The curve is being computed in the background; meanwhile it shows the search's fully "
+            st.caption("The curve is being computed in the background; meanwhile the chart shows the search's fully "
                        "evaluated points (points decided early have no accuracy and are not drawn).")
             active_jobs(ctx, ("sweep",))
+        else:
+            answer = result  # stored by now: its turning point goes with the curve drawn
     bar.empty()
-essential = (answer or result).essential
+essential = answer.essential
 
 charts.show(charts.sparsity_curve(result.frame, result.dense, essential, config.eps), key="curve")
 if config.finetune_steps:
@@ -124,7 +126,7 @@ with left:
                                            f"Per-layer sparsity of the global OMP mask at {100 * sparsity:.0f}%"),
                 key="layers")
 with right:
-    sens_config = SensitivityConfig(limit=1000)
+    sens_config = SensitivityConfig(limit=limit)
     if stored_summary(ctx, "sensitivity", sens_config) is None and not st.button("Run sensitivity analysis"):
         st.info("Sensitivity: prune one layer alone at 50/70/90% and measure the accuracy drop "
                 "(24 layers x 3 levels, about 30 s on 2 CPU cores; stored afterwards).")
@@ -135,6 +137,5 @@ with right:
                 p["done"] / p["planned"], text=p["layer"]))
             bar.empty()
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
-        charts.show(charts.heatmap(100 * table, "sparsity of that layer alone", "layer", "accuracy drop (points)",
-                                   "Sensitivity: accuracy drop when one layer alone is pruned", zmin=0),
+        charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),
                     key="sensitivity")

@@ -32,13 +32,13 @@ def full_ctx(tiny_ctx):
     ctx = tiny_ctx
     ctx.results = {
         "sweep": run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=(0.25, 0.5, 0.75), limit=100)),
-        "lth": run_experiment(ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50),
+        "lth": run_experiment(ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=100),
                               run_lth),
         "issp": run_experiment(ctx, "issp", ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1,
-                                                       data_fraction=0.05, finetune_steps=1, batch_size=8, limit=50),
+                                                       data_fraction=0.05, finetune_steps=1, batch_size=8, limit=100),
                                run_issp),
         "lottery": run_experiment(ctx, "lottery-train", LotteryTrainConfig(epochs=2, steps_per_epoch=1, batch_size=8,
-                                                                           fraction=0.05, limit=50), run_lottery_train),
+                                                                           fraction=0.05, limit=100), run_lottery_train),
     }
     return ctx
 
@@ -51,7 +51,8 @@ def test_an_empty_store_gives_dense_and_patches_and_names_the_pages_for_the_rest
                        "patches": None, "convergence": "Patches"}
     essential = report.section("essential")
     assert essential.sentence == ("Missing: no sparsity curve is stored for this model yet; produce it on the "
-                                  "Sparsity curves page.")
+                                  "Sparsity curves page (measured on the sidebar's number of test images, the one "
+                                  "this report uses).")
     assert essential.figure is None and essential.value is None
     assert "produce it on the Patches page" in report.section("convergence").sentence
     dense = tiny_ctx.dense_accuracy(limit=100)
@@ -125,13 +126,23 @@ def test_a_data_fraction_sweep_of_issp_is_summarised_fraction_by_fraction(full_c
     single = build_report(full_ctx, OPTIONS).section("comparison")
     assert "by the fraction of training data" not in single.sentence  # one fraction: nothing to compare
     base = ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1, data_fraction=0.05, finetune_steps=1,
-                      batch_size=8, limit=50)
+                      batch_size=8, limit=100)
     run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.2, denoisers=2), run_issp)  # another sweep
     other = run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.5), run_issp)  # the newest
     sentence = build_report(full_ctx, OPTIONS).section("comparison").sentence
     first = full_ctx.results["issp"]["final_accuracy"]
     assert (" ISSP's final accuracy by the fraction of training data each look-ahead saw: "
             f"5%: {_pct(first)}, 50%: {_pct(other['final_accuracy'])} (LOTUS saw about 50% with 10%).") in sentence
+
+
+def test_results_measured_on_another_number_of_test_images_are_never_mixed_in(tiny_ctx):
+    """One protocol: a ticket measured on 50 images is not set against a 100-image dense line and sweep."""
+    run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100))
+    run_experiment(tiny_ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50), run_lth)
+    report = build_report(tiny_ctx, OPTIONS)
+    assert report.section("essential").missing is None
+    assert report.section("similarity").missing == "Soup" and report.section("comparison").missing == "Soup"
+    assert build_report(tiny_ctx, dataclasses.replace(OPTIONS, limit=50)).section("essential").missing == "Sparsity curves"
 
 
 def test_results_version_changes_when_a_result_is_stored(tiny_ctx):
@@ -209,7 +220,7 @@ def test_cli_delete_removes_a_run(tmp_path, capsys):
 
 
 def test_an_unfinished_lottery_training_shows_its_finished_epochs(tiny_ctx):
-    cfg = LotteryTrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.05, limit=50)
+    cfg = LotteryTrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.05, limit=100)
     summary = run_experiment(tiny_ctx, "lottery-train", cfg, run_lottery_train)
     tiny_ctx.store.set_status(summary["run_id"], "running")  # as while its worker trains epoch 2
     section = build_report(tiny_ctx, OPTIONS).section("convergence")

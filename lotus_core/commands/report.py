@@ -40,3 +40,24 @@ def delete_cmd(args, ctx) -> dict:
 
     run = delete_run(Store(args.db), args.run_id)
     return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}
+
+
+def _prepare_demo_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT,
+                help="test images of every evaluation (the sidebar's setting)")]
+
+
+@command("prepare-demo", "compute every result the pages and the Report show for a model (resumable, stored)",
+         _prepare_demo_args)
+def prepare_demo_cmd(args, ctx) -> dict:
+    import sys
+
+    from ..views.demo import prepare_demo
+
+    def show(p: dict) -> None:
+        eta = "" if p["eta_s"] is None else f", about {p['eta_s'] // 60:.0f} min {p['eta_s'] % 60:.0f} s left"
+        print(f"[{p['step']}/{p['of']}] {p['label']} ({p['elapsed_s']:.0f} s elapsed{eta})", file=sys.stderr, flush=True)
+
+    return prepare_demo(ctx, args.limit, on_progress=show)

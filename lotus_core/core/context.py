@@ -63,9 +63,13 @@ class Context:
         return evaluate(model if model is not None else self.model, self.test, self.data_config, limit=limit, seed=seed,
                         bf16=bf16)
 
+    def dense_key(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
+        """The configuration that keys the base model's stored accuracy."""
+        return self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"precision": "fp32"}))
+
     def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
         """The base model's accuracy summary, served from the store when already computed."""
-        config = self.key(kind="evaluate", limit=limit, seed=seed, **({} if bf16 else {"precision": "fp32"}))
+        config = self.dense_key(limit, seed, bf16)
         return self.store.cached("evaluate", config, lambda: self.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
                                  model=self.model_id, dataset=self.dataset)
 

@@ -64,6 +64,18 @@ class FidelityResult:
     agreement: pd.DataFrame  # scorer_a, scorer_b, spearman, topk_overlap, topk_chance, dropped_overlap, dropped_chance
     summary: dict = field(default_factory=dict)
 
+    def agreement_in_words(self) -> pd.DataFrame:
+        """The agreement table with plain column names, for people rather than code."""
+        return self.agreement.rename(columns=AGREEMENT_WORDS)
+
+
+AGREEMENT_WORDS = {
+    "scorer_a": "scorer", "scorer_b": "compared with", "spearman": "rank agreement (-1 to 1)",
+    "topk_overlap": "share of top patches in common", "topk_chance": "by chance",
+    "dropped_overlap": "share of dropped patches in common", "dropped_chance": "by chance (dropped)",
+}
+"""Display names of the agreement columns (rank agreement is Spearman's rho, averaged over images)."""
+
 
 def curve_counts(num_patches: int, steps: int) -> list[int]:
     """Whole numbers of patches at fractions 0, 1/steps, ..., 1 (round half up), without repeats."""

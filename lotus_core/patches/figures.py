@@ -12,12 +12,15 @@ from .grid import PatchGrid
 SCORER_COLORS = {"cls": "#c2185b", "rollout": "#7b1fa2", "captum-ablation": "#0288d1", "captum-ig": "#f57c00",
                  "random": "#757575"}
 ARM_COLORS = {"lottery": "#2e7d32", "full": "#424242"}
+DROPPED_FILL = "rgba(245,245,245,0.78)"  # dropped patches are washed out, not outlined: legible at any drop ratio
+DROPPED_LINE = "rgba(120,120,120,0.6)"
 
 
 def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tensor, grid: PatchGrid,
                    titles: list[str], cols: int = 4, opacity: float = 0.45) -> go.Figure:
-    """Each uint8 image ``(C, H, W)`` with its patch scores as a heatmap (raw score values) and
-    its dropped patches outlined in red, kept patches in faint white."""
+    """Each uint8 image ``(C, H, W)`` with its patch scores as a heatmap (raw score values, the
+    colour-blind-safe Viridis scale) and its dropped patches washed out in light grey, so the
+    kept ones stay legible even when half the patches are dropped."""
     from plotly.subplots import make_subplots
 
     n = len(images)
@@ -30,19 +33,19 @@ def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tenso
         img = images[i].expand(3, -1, -1) if images[i].shape[0] == 1 else images[i]
         fig.add_trace(go.Image(z=img.permute(1, 2, 0).numpy(), hoverinfo="skip"), row=r, col=c)
         fig.add_trace(go.Heatmap(z=grid.to_grid(scores[i]).numpy(), x0=(grid.patch_w - 1) / 2, dx=grid.patch_w,
-                                 y0=(grid.patch_h - 1) / 2, dy=grid.patch_h, colorscale="Inferno", opacity=opacity,
+                                 y0=(grid.patch_h - 1) / 2, dy=grid.patch_h, colorscale="Viridis", opacity=opacity,
                                  showscale=i == 0, colorbar=dict(title="score", len=0.8),
                                  hovertemplate="patch row %{y:.0f}px, col %{x:.0f}px<br>score %{z:.4g}<extra></extra>"),
                       row=r, col=c)
         axes = fig.data[-1]  # the heatmap's subplot axes ("x", "x2", ...)
         for p in range(grid.num_patches):
+            if bool(keep[i, p]):
+                continue
             py, px = divmod(p, grid.cols)
-            kept = bool(keep[i, p])
-            shapes.append(dict(type="rect", xref=axes.xaxis, yref=axes.yaxis, name="kept" if kept else "dropped",
+            shapes.append(dict(type="rect", xref=axes.xaxis, yref=axes.yaxis, name="dropped",
                                x0=px * grid.patch_w - 0.5, x1=(px + 1) * grid.patch_w - 0.5,
                                y0=py * grid.patch_h - 0.5, y1=(py + 1) * grid.patch_h - 0.5,
-                               line=dict(color="rgba(255,255,255,0.25)" if kept else "#e53935",
-                                         width=0.5 if kept else 2.5)))
+                               fillcolor=DROPPED_FILL, line=dict(color=DROPPED_LINE, width=0.5)))
     fig.update_layout(shapes=shapes)  # one layout update: add_shape per patch costs seconds on a page
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)

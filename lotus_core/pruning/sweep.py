@@ -324,15 +324,14 @@ def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
 
 
-def answer_and_curve(config: SweepConfig) -> tuple[SweepConfig | None, SweepConfig]:
-    """A refined sweep split as the dashboard runs it: the turning point by a ``bisect`` search over
-    the same range (None when ``config`` does not refine, already is a search, or fine-tunes every
-    point: that runs as one background job), and the curve: the grid alone, every point fully
-    evaluated, which may be computed afterwards in the background: the answer does not wait for it."""
+def turning_point_search(config: SweepConfig) -> SweepConfig | None:
+    """The fast way to ``config``'s turning point: the same sweep as a ``bisect`` search over the
+    same range, or None when ``config`` does not refine, already is a search, or fine-tunes every
+    point (that runs as one background job). The dashboard shows this search's answer at once
+    and computes ``config``'s curve in the background: the answer does not wait for the curve."""
     if not config.refine or config.search == "bisect" or config.finetune_steps:
-        return None, config
-    return (dataclasses.replace(config, search="bisect", refine=False, stop_at_drop=False),
-            dataclasses.replace(config, refine=False))
+        return None
+    return dataclasses.replace(config, search="bisect", refine=False, stop_at_drop=False)
 
 
 def layer_sparsity_table(mask: Mask) -> pd.DataFrame:

@@ -11,6 +11,12 @@ COLORS = {"omp": "#c2185b", "omp-layerwise": "#7b1fa2", "random": "#757575", "nm
           "lth": "#2e7d32", "issp": "#00897b"}
 
 
+def _translucent(color: str, alpha: float) -> str:
+    """``#rrggbb`` as an rgba() string: fills stay light enough that lines and other fills show through."""
+    r, g, b = (int(color.lstrip("#")[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
 def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, height: int = 420) -> go.Figure:
     """Axis titles (with units), a compact margin and a legend on top (under the title, if any)."""
     fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yanchor="top", yref="container",
@@ -26,10 +32,14 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
                    title: str | None = None) -> go.Figure:
     """Accuracy against sparsity per method, dense line, the eps band and each turning point.
 
-    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions). Points decided
-    early by a turning-point search have no accuracy (NaN) and are left out: only fully evaluated
-    points are drawn.
+    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions). A method with
+    a fixed sparsity (N:M: 1 - N/M whatever is asked) is one point, not a line from the dense
+    model. Turning points are stars named in the legend (with their sparsity), so labels of
+    several methods never collide on the chart. Points decided early by a turning-point search
+    have no accuracy (NaN) and are left out: only fully evaluated points are drawn.
     """
+    from ..pruning import PRUNERS
+
     frame = frame[frame["accuracy"].notna()]
     fig = go.Figure()
     a = 100 * dense["accuracy"]
@@ -39,20 +49,23 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
                   annotation_text=f"dense {a:.1f}% (shaded: within {points})")
     dense_row = {"sparsity": 0.0, "accuracy": dense["accuracy"], "ci_low": dense["ci95"][0], "ci_high": dense["ci95"][1]}
     for method, part in frame.groupby("method", sort=False):
-        part = pd.concat([pd.DataFrame([dense_row]), part]).sort_values("sparsity")
+        fixed = method in PRUNERS and PRUNERS[method].fixed_sparsity
+        part = part.drop_duplicates("sparsity") if fixed else pd.concat([pd.DataFrame([dense_row]), part])
+        part = part.sort_values("sparsity")
         color = COLORS.get(method)
         fig.add_trace(go.Scatter(
-            x=100 * part["sparsity"], y=100 * part["accuracy"], mode="lines+markers", name=method,
-            line=dict(color=color), error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
-                                                 arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
+            x=100 * part["sparsity"], y=100 * part["accuracy"], mode="markers" if fixed else "lines+markers",
+            name=method, line=dict(color=color), marker=dict(size=12 if fixed else 6, symbol="diamond" if fixed else "circle"),
+            error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
+                         arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
             hovertemplate=f"{method}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
         ess = essential.get(method)
-        if ess and len(part) > 1:
+        if ess and len(part) > 1 and not fixed:
             s = ess["essential_sparsity"]
             hit = part.loc[(part["sparsity"] - s).abs() < 1e-9, "accuracy"]
             y = 100 * float(hit.iloc[0]) if len(hit) else a
-            fig.add_trace(go.Scatter(x=[100 * s], y=[y], mode="markers+text", marker=dict(symbol="star", size=16, color=color),
-                                     text=[f"{method}: {100 * s:.0f}%"], textposition="top center", showlegend=False,
+            fig.add_trace(go.Scatter(x=[100 * s], y=[y], mode="markers", marker=dict(symbol="star", size=16, color=color),
+                                     name=f"{method} turning point: {100 * s:.0f}%", legendgroup=method,
                                      hovertemplate=f"{method} essential sparsity {100 * s:.1f}%<extra></extra>"))
     return style(fig, "sparsity (% of scoped weights pruned)", "top-1 accuracy (%)", title)
 
@@ -75,6 +88,18 @@ def heatmap(table: pd.DataFrame, x_title: str, y_title: str, colorbar: str, titl
                                colorscale=colorscale, zmin=zmin, zmax=zmax, zmid=zmid, colorbar=dict(title=colorbar),
                                hovertemplate="%{y}<br>%{x}: %{z:.2f}<extra></extra>"))
     return style(fig, x_title, y_title, title, height=max(300, 22 * len(table) + 120))
+
+
+def sensitivity_heatmap(drop_points: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """Accuracy drop (points, dense minus pruned) when one layer alone is pruned: layers down, sparsity across.
+
+    A drop is a cost, so the scale is sequential from 0 (no loss; a layer that gains accuracy when
+    pruned is shown at 0, its value in the hover) and every layer is labelled.
+    """
+    fig = heatmap(drop_points, "sparsity of that layer alone", "layer", "accuracy drop (points)", title, zmin=0,
+                  zmax=max(1.0, float(drop_points.to_numpy().max())), colorscale="Reds")
+    fig.update_yaxes(tickmode="array", tickvals=[str(i) for i in drop_points.index], autorange="reversed")
+    return fig
 
 
 def image_grid(images, labels: list[str], cols: int = 8, height: int = 260) -> go.Figure:
@@ -111,7 +136,7 @@ def similarity_curve(frame: pd.DataFrame, group: str | None, measure: str = "cos
         fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part[f"chance_{measure}"], mode="lines",
                                  line=dict(color=color, dash="dot"), name=f"{label}: chance", legendgroup=label))
         fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part[measure], mode="lines+markers", fill="tonexty",
-                                 line=dict(color=color), name=label, legendgroup=label,
+                                 fillcolor=_translucent(color, 0.12), line=dict(color=color), name=label, legendgroup=label,
                                  hovertemplate=f"{label}<br>sparsity %{{x:.1f}}%<br>{measure} %{{y:.2f}}%<extra></extra>"))
     unit = "cosine similarity of keep-masks (%)" if measure == "cosine" else "Jaccard index of pruned sets (%)"
     return style(fig, "sparsity (% pruned)", unit, title)
@@ -158,7 +183,7 @@ def kept_weights(a, b, label_a: str, label_b: str, layer: str) -> go.Figure:
     """One layer's kept weights (white = kept) for two masks side by side."""
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(rows=1, cols=2, subplot_titles=[label_a, label_b], horizontal_spacing=0.04)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=[label_a, label_b], horizontal_spacing=0.1)
     for col, m in ((1, a), (2, b)):
         fig.add_trace(go.Heatmap(z=m.float().numpy()[::-1], colorscale=[[0, "#212121"], [1, "#fafafa"]], showscale=False,
                                  hovertemplate="out %{y}, in %{x}: %{z}<extra></extra>"), row=1, col=col)

@@ -117,15 +117,21 @@ def _pct(x: float, digits: int = 1) -> str:
 # ---------------------------------------------------------------------------- stored results
 class Stored:
     """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once:
-    the newest finished run of a kind, else the newest one with some finished points."""
+    the newest finished run of a kind, else the newest one with some finished points. Only runs
+    measured on ``limit`` test images count (one protocol: a 200-image ticket is never set
+    against 2,000-image OMP figures); runs without a test-image count (e.g. patch scores) always do."""
 
-    def __init__(self, ctx: Context):
+    def __init__(self, ctx: Context, limit: int = DEFAULT_LIMIT):
         self.ctx = ctx
+        self.limit = limit
+
+    def _measured_alike(self, runs: pd.DataFrame) -> pd.DataFrame:
+        return runs[runs["config"].map(lambda c: c.get("limit", self.limit) == self.limit).astype(bool)]
 
     def latest(self, kind: str, usable: Callable[[dict], bool]) -> dict | None:
         """The newest usable run of ``kind`` (finished ones first) as a dict with its points."""
         runs = self.ctx.store.runs(kind=kind, model=self.ctx.model_id)
-        runs = runs[runs["dataset"] == self.ctx.dataset]
+        runs = self._measured_alike(runs[runs["dataset"] == self.ctx.dataset])
         runs = runs.assign(done=runs["status"] == "done").sort_values(["done", "created"], ascending=False)
         for row in runs.to_dict(orient="records"):
             row["points"] = self.ctx.store.points(row["id"])
@@ -164,7 +170,7 @@ class Stored:
         if self.issp is None or self.issp["status"] != "done":
             return {}
         base = {k: v for k, v in self.issp["config"].items() if k != "data_fraction"}
-        runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
+        runs = self._measured_alike(self.ctx.store.runs(kind="issp", model=self.ctx.model_id))
         out: dict[float, dict] = {}
         for row in runs[runs["status"] == "done"].to_dict(orient="records"):  # newest first
             f = row["config"]["data_fraction"]
@@ -360,7 +366,8 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
 
 
 def _missing(key: str, title: str, page: str, what: str) -> Section:
-    return Section(key, title, f"Missing: {what}; produce it on the {page} page.", missing=page)
+    return Section(key, title, f"Missing: {what}; produce it on the {page} page (measured on the sidebar's number of "
+                   "test images, the one this report uses).", missing=page)
 
 
 SECTIONS: list[tuple[str, Callable[[Context, ReportOptions, Stored], Section]]] = [
@@ -386,7 +393,7 @@ def build_report(ctx: Context, options: ReportOptions = ReportOptions(),
     result cannot be read (a LotusError, or a result written by another version) says so and
     names the page that produces it again, instead of failing the report.
     """
-    stored, sections = Stored(ctx), []
+    stored, sections = Stored(ctx, options.limit), []
     for i, (label, build) in enumerate(SECTIONS):
         if on_progress is not None:
             on_progress(i, len(SECTIONS), label)

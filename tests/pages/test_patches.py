@@ -8,6 +8,7 @@ from lotus_core.patches.ticket_training import lottery_runs
 from lotus_core.patches import ScoreOptions
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
+from lotus_core.patches.figures import DROPPED_FILL
 from tests.pages.helpers import array, open_page
 
 
@@ -16,10 +17,10 @@ def widget(items, label):
 
 
 def overlay(at) -> tuple[np.ndarray, int]:
-    """The heatmaps' z values and the number of red (dropped) outlines in the overlay figure."""
+    """The heatmaps' z values and the number of washed-out (dropped) patches in the overlay figure."""
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     z = np.stack([array(t["z"]) for t in spec["data"] if t["type"] == "heatmap"])
-    red = sum(1 for s in spec["layout"]["shapes"] if s["line"]["color"] == "#e53935")
+    red = sum(1 for s in spec["layout"]["shapes"] if s.get("fillcolor") == DROPPED_FILL and s["name"] == "dropped")
     return z, red
 
 
@@ -59,8 +60,9 @@ def test_patches_page_compares_scorers_and_launches_lottery_training():
     ctx = open_context()
     result = fidelity(ctx, FidelityConfig(scorers=("cls", "random"), limit=50))
     shown = at.dataframe[0].value
-    assert list(shown["scorer_a"]) == ["cls"] and shown["spearman"].iloc[0] == pytest.approx(
+    assert list(shown["scorer"]) == ["cls"] and shown["rank agreement (-1 to 1)"].iloc[0] == pytest.approx(
         result.agreement["spearman"].iloc[0])
+    assert not any(w in " ".join(shown.columns) for w in ("spearman", "topk", "_"))  # plain words only
     names = [[t["name"] for t in json.loads(c.proto.spec)["data"]] for c in at.get("plotly_chart")[1:3]]
     areas = result.auc.set_index("scorer")
     assert names[0] == [f"{s} (AUC {areas.loc[s, 'deletion_auc']:.3f})" for s in ("cls", "random")]

@@ -11,7 +11,7 @@ TITLES = ["How accurate is the model before pruning?", "How much can be pruned a
 
 
 def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
-    run_sweep(open_context(), SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=200))
+    run_sweep(open_context(), SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=2000))  # the sidebar's default
     at = open_page("report")
     assert not at.exception
     assert [s.value for s in at.subheader] == TITLES

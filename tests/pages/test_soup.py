@@ -17,7 +17,7 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     at = open_page("soup")
     assert not at.exception
     assert _names(at) == ["omp", "random"]
-    at.select_slider[0].set_value(200).run()  # test images per evaluation
+    at.sidebar.select_slider[0].set_value(200).run()  # test images per evaluation: the sidebar's one setting
     at.number_input[0].set_value(2).run()  # 2 fine-tune steps per round: a fast run
     at.slider[0].set_value(40).run()
     next(b for b in at.button if b.label == "Launch LTH").click().run()

@@ -19,19 +19,20 @@ def test_first_load_draws_the_default_omp_curve_with_its_turning_point():
     assert at.multiselect[0].options == [f"{m}: {PRUNERS[m].help}" for m in PRUNERS]
     assert curve_names(at) == ["omp"]
     # the page's default curve (deterministic, so recomputing it here gives the same numbers)
-    result = run_sweep(open_context(), SweepConfig(methods=("omp",), limit=1000, refine=True))
+    result = run_sweep(open_context(), SweepConfig(methods=("omp",), limit=2000, refine=True))  # the sidebar's default
     ess = result.essential["omp"]
     assert at.metric[0].label == "omp essential sparsity"
     assert at.metric[0].value == f"{100 * ess['essential_sparsity']:.1f}%"
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    stars = [t for t in spec["data"] if t.get("mode") == "markers+text"]
-    assert stars[0]["text"] == [f"omp: {100 * ess['essential_sparsity']:.0f}%"]
+    stars = [t for t in spec["data"] if t.get("marker", {}).get("symbol") == "star"]
+    assert [t["name"] for t in stars] == [f"omp turning point: {100 * ess['essential_sparsity']:.0f}%"]
+    assert values(stars[0]["x"]) == [pytest.approx(100 * ess["essential_sparsity"])]
 
 
 def test_compute_curve_adds_methods_and_prune_shows_the_core_accuracy():
     at = open_page("sparsity_curves")
     at.multiselect[0].set_value(["omp", "random"])
-    at.select_slider[1].set_value(500).run()  # not stored yet: the last curve stays until asked
+    next(w for w in at.select_slider if w.label == "Grid step (%)").set_value(20).run()  # not stored yet: the last curve stays
     assert not at.exception and curve_names(at) == ["omp"]
     assert any("click **Compute curve**" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Compute curve").click().run()
@@ -39,21 +40,21 @@ def test_compute_curve_adds_methods_and_prune_shows_the_core_accuracy():
     next(b for b in at.button if b.label == "Prune").click().run()
     assert not at.exception
     pruned = next(m for m in at.metric if m.label == "Pruned accuracy")
-    point = PointEvaluator(open_context(), SweepConfig(methods=("omp",), limit=500)).evaluate("omp", 0.5)
+    point = PointEvaluator(open_context(), SweepConfig(methods=("omp",), limit=2000)).evaluate("omp", 0.5)
     assert pruned.value == f"{100 * point['accuracy']:.2f}%"
 
 
 def test_a_fine_tuned_curve_is_queued_as_a_job_and_drawn_once_stored():
     at = open_page("sparsity_curves")
     at.slider[0].set_value((80, 90))
-    at.select_slider[2].set_value(30)  # fine-tune steps per point
+    next(w for w in at.select_slider if w.label == "Fine-tune steps per point").set_value(30)
     at.checkbox[0].uncheck().run()
     assert not at.exception and curve_names(at) == ["omp"]  # still the default curve
     assert any("run in the background" in i.value for i in at.info)
     next(b for b in at.button if b.label == "Compute curve").click().run()  # jobs run inline in tests
     at.run()
     assert not at.exception
-    config = SweepConfig(methods=("omp",), sparsities=(0.8, 0.9), limit=1000, refine=False, finetune_steps=30)
+    config = SweepConfig(methods=("omp",), sparsities=(0.8, 0.9), limit=2000, refine=False, finetune_steps=30)
     result = run_sweep(open_context(), config)  # served from the store the job wrote
     assert result.frame["sparsity"].tolist() == [0.8, 0.9]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
