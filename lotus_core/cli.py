@@ -82,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     cmd = COMMANDS[args.command]
     try:
-        ctx = None
+        ctx, note = None, None
         if cmd.context:
             from .core.context import open_context
 
@@ -94,9 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.device, args.head_seed, executor)
             limit = getattr(args, "limit", None)
             if limit is not None and limit > len(ctx.test):
-                print(f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
-                      f"all {len(ctx.test)} are used", file=sys.stderr)
+                note = (f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
+                        f"all {len(ctx.test)} are used")
         result = cmd.run(args, ctx)
+        if note:  # said once the command succeeded, so that a refusal stays one line
+            print(note, file=sys.stderr)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -277,12 +277,12 @@ def test_the_coarse_check_reports_accuracy_coming_back(synthetic, tiny_ctx, tmp_
     early = res.frame.loc[res.frame["early"], "sparsity"].tolist()
     complete = res.frame.loc[~res.frame["early"], "sparsity"].tolist()
     assert 0.9 in early and 0.59 in complete and ess["decided_early"] == len(early)
-    from lotus_core.views.experiments import CURVES
+    from lotus_core.results.registry import experiments
     from lotus_core.views.figures import sparsity_curve
 
     trace = next(t for t in sparsity_curve(res.frame, res.dense, res.essential).data if t.name == "omp")
     assert [round(x, 6) for x in trace.x] == [0.0] + [round(100 * s, 6) for s in complete]
-    rows = CURVES["sweep"](ctx.store.points(res.run_id), None)
+    rows = experiments()["sweep"].curve(ctx.store.points(res.run_id), None)
     assert sorted(r["x"] for r in rows) == complete
 
 
