@@ -1,23 +1,33 @@
-"""Locating the OMP essential sparsity to within 0.01: the paper's way against this project's sweep.
+"""Locating the OMP essential sparsity to within 0.01, end to end: the paper's way against LOTUS's.
 
-(a) As the paper's code does it: for every sparsity on the 0.01 grid from 0.01 to 0.99,
-    deep-copy the model, torch.nn.utils.prune.global_unstructured (L1Unstructured) over the
-    scoped weights, evaluate in fp32.
-(b) lotus_core.pruning.sweep in fp32: a 0.1 grid up to the first drop below dense - eps, then bisection
-    of the bracket on the 0.01 grid, one working copy of the model, the scores sorted once for
-    the whole sweep; nothing read from the store. Same precision as (a), so only the search
-    differs and the turning points must agree.
-(c) the same sweep with bf16 autocast, as the dashboard runs it.
-All on the same test images. Also the peak resident memory of a sweep against that of a single
-evaluation, each measured in a fresh subprocess (Linux: /proc/self/status, peak reset after loading).
-Usage: python benchmarks/bench_essential.py [--limit 2000]
+Each way runs as its own process from a cold start (imports, model and data loading
+included) on the same 2,000 fixed test images, in fp32 so that only the search differs:
+
+(a) the paper's code: dense, then every sparsity 0.01, 0.02, ..., 0.90 (91 evaluations): deep-copy
+    the model, torch.nn.utils.prune.global_unstructured (L1Unstructured) over the scoped weights,
+    evaluate every image;
+(b) ``python -m lotus_core sweep --search bisect``: bisection on the 0.01 grid over the whole range
+    (8 points), each evaluated only until "within dense - eps?" is certain, plus the coarse check
+    past the point; a fresh results store, so nothing is served from an earlier run;
+(c) ``python -m lotus_core sweep --refine`` (the previous search): the 0.1 grid, then bisection of
+    the bracket, every point fully evaluated.
+
+Reported: wall time and CPU time of each process (CPU time is the fairer figure on a shared
+machine), evaluations, images evaluated, the turning point and bracket (which must be identical),
+and the ratios. Then the start-up time of CLI commands (median of 3 cold processes each), and the
+peak resident memory of a bisect sweep against that of one evaluation, each in a fresh process
+(Linux: /proc/self/status, peak reset after loading).
+
+Usage: python benchmarks/bench_essential.py [--limit 2000] [--baseline DIR]
+    --baseline DIR  also time the CLI start-up with the lotus_core found in DIR (e.g. an older checkout)
 """
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,48 +35,58 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-import torch.nn.utils.prune as tprune  # noqa: E402
-
-from lotus_core.core.context import open_context  # noqa: E402
-from lotus_core.training.evaluate import evaluate  # noqa: E402
-from lotus_core.pruning.scope import scoped_parameters  # noqa: E402
-from lotus_core.pruning.sweep import SweepConfig, essential_sparsity, run_sweep  # noqa: E402
 
 
-def timed(fn, *args, **kwargs) -> dict:
-    """``fn``'s result dict plus its wall time and this process's CPU time (s); the CPU time is
-    the fairer figure on a machine shared with other jobs."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    out = fn(*args, **kwargs)
-    return {**out, "time": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
+def paper_way(limit: int, eps: float) -> dict:
+    """Subprocess entry: the paper's loop (deepcopy, torch global L1 pruning, full fp32 evaluation, every 0.01)."""
+    import copy
+
+    import torch.nn.utils.prune as tprune
+
+    from lotus_core.core.context import open_context
+    from lotus_core.pruning.essential import essential_sparsity
+    from lotus_core.pruning.scope import scoped_parameters
+    from lotus_core.training.evaluate import evaluate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ctx = open_context("default", db=Path(tmp) / "paper.db")
+        dense = evaluate(ctx.model, ctx.test, ctx.data_config, limit=limit, bf16=False)
+        curve = []
+        for i in range(1, 91):
+            model = copy.deepcopy(ctx.model)
+            modules = dict(model.named_modules())
+            targets = [(modules[n.rsplit(".", 1)[0]], "weight") for n in scoped_parameters(model)]
+            tprune.global_unstructured(targets, pruning_method=tprune.L1Unstructured, amount=i / 100)
+            curve.append((i / 100, evaluate(model, ctx.test, ctx.data_config, limit=limit, bf16=False).accuracy))
+            del model
+    ess = essential_sparsity(curve, dense.accuracy, eps)
+    return {"point": ess.essential_sparsity, "bracket": list(ess.bracket), "evaluations": 1 + len(curve),
+            "images": dense.n * (1 + len(curve)), "recovers": ess.recovers}
 
 
-def paper_way(ctx, limit: int, eps: float) -> dict:
-    """The paper's loop: deepcopy, torch global L1 pruning, fp32 evaluation, every 0.01."""
-    dense = evaluate(ctx.model, ctx.test, ctx.data_config, limit=limit, bf16=False).accuracy
-    curve = []
-    for i in range(1, 100):
-        s = i / 100
-        model = copy.deepcopy(ctx.model)
-        modules = dict(model.named_modules())
-        targets = [(modules[n.rsplit(".", 1)[0]], "weight") for n in scoped_parameters(model)]
-        tprune.global_unstructured(targets, pruning_method=tprune.L1Unstructured, amount=s)
-        curve.append((s, evaluate(model, ctx.test, ctx.data_config, limit=limit, bf16=False).accuracy))
-        del model
-    ess = essential_sparsity(curve, dense, eps)
-    return {"point": ess.essential_sparsity, "evaluations": len(curve), "dense": dense, "curve": dict(curve)}
+def cli_way(extra: list[str], limit: int, eps: float) -> dict:
+    """Run ``python -m lotus_core sweep ... --json`` as a process on a fresh store; its answer and counts."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = run([sys.executable, "-m", "lotus_core", "sweep", "--methods", "omp", "--limit", str(limit), "--eps",
+                   str(eps), "--fp32", "--json", "--db", str(Path(tmp) / "lotus.db"), *extra])
+    res = json.loads(out["stdout"])
+    ess = res["essential"]["omp"]
+    return {"point": ess["essential_sparsity"], "bracket": ess["bracket"], "recovers": ess["recovers"],
+            "evaluations": 1 + ess["evaluations"], "images": res["dense"]["n"] + ess["images"],
+            "decided_early": ess.get("decided_early", 0), "wall": out["wall"], "cpu": out["cpu"]}
 
 
-def lotus_way(ctx, limit: int, eps: float, bf16: bool) -> dict:
-    """This project's sweep: 0.1 grid to the first drop + bisection, one working copy, nothing read from the store."""
-    res = run_sweep(ctx, SweepConfig(methods=("omp",), limit=limit, refine=True, eps=eps, bf16=bf16,
-                                     stop_at_drop=True), refresh=True)
-    ess = res.essential["omp"]
-    return {"point": ess["essential_sparsity"], "evaluations": ess["evaluations"],
-            "dense": res.dense["accuracy"], "curve": dict(zip(res.frame["sparsity"], res.frame["accuracy"]))}
+def run(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
+    """Run ``cmd`` in ``cwd`` to completion: stdout, wall time and the CPU time (user + system) it used (s)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env or os.environ.copy())
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode not in (0, 2):  # 2: a one-line user error, still a measured start-up
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-2000:]}")
+    cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+    return {"stdout": proc.stdout, "wall": wall, "cpu": cpu}
 
 
 def rss_mib(field: str) -> float:
@@ -77,8 +97,11 @@ def rss_mib(field: str) -> float:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def memory_probe(mode: str, limit: int) -> None:
+def memory_probe(mode: str, limit: int) -> dict:
     """Subprocess entry: resident memory once loaded, and the peak during one evaluation or one sweep (MiB)."""
+    from lotus_core.core.context import open_context
+    from lotus_core.pruning.sweep import SweepConfig, run_sweep
+
     with tempfile.TemporaryDirectory() as tmp:
         ctx = open_context("default", db=Path(tmp) / "m.db")
         ctx.evaluate(limit=10)  # load the kernels, so only the working memory of the measured call counts
@@ -87,58 +110,70 @@ def memory_probe(mode: str, limit: int) -> None:
         if mode == "eval":
             ctx.evaluate(limit=limit)
         else:
-            run_sweep(ctx, SweepConfig(methods=("omp",), limit=limit, refine=True, stop_at_drop=True), refresh=True)
-        print(json.dumps({"base_mib": base, "peak_mib": rss_mib("VmHWM")}))
+            run_sweep(ctx, SweepConfig(methods=("omp",), limit=limit, search="bisect"))
+        return {"base_mib": base, "peak_mib": rss_mib("VmHWM")}
 
 
-def past_turning_points(paper: dict, sweeps: dict[str, dict], limit: int, eps: float) -> str:
-    """Correct images just past each turning point, against each precision's floor (dense - eps)."""
-    lines = []
-    for s in sorted({round(r["point"] + 0.01, 2) for r in [paper, *sweeps.values()]}):
-        parts = [f"fp32 grid {round(paper['curve'][s] * limit)}/{(paper['dense'] - eps) * limit:.0f}"]
-        parts += [f"{name} {round(r['curve'][s] * limit)}/{(r['dense'] - eps) * limit:.0f}"
-                  for name, r in sweeps.items() if s in r["curve"]]
-        lines.append(f"at {s:.2f}: " + ", ".join(parts))
-    return "; ".join(lines)
+STARTUP = {"--help": ["--help"], "runs": ["runs"], "info": ["info"], "evaluate --limit 10": ["evaluate", "--limit", "10"]}
+
+
+def startup_times(code_root: Path, repeats: int = 3) -> dict[str, float]:
+    """Median wall time (s) of each STARTUP command, a cold process each time, with ``code_root``'s lotus_core."""
+    env = {**os.environ, "PYTHONPATH": str(code_root)}  # and the cwd, which `python -m` puts first on sys.path
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        env["LOTUS_DB"] = str(Path(tmp) / "startup.db")
+        run([sys.executable, "-m", "lotus_core", "evaluate", "--limit", "10"], env, code_root)  # warm the file cache
+        for name, argv in STARTUP.items():
+            # --no-cache: evaluate --limit 10 really evaluates each time instead of reading the store
+            extra = ["--no-cache"] if argv[0] == "evaluate" else []
+            times[name] = statistics.median(run([sys.executable, "-m", "lotus_core", *argv, *extra], env,
+                                                code_root)["wall"] for _ in range(repeats))
+    return times
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--eps", type=float, default=0.01)
+    parser.add_argument("--baseline", type=Path, default=None, help="also time start-up with the lotus_core in DIR")
+    parser.add_argument("--paper", action="store_true", help=argparse.SUPPRESS)  # subprocess entries
     parser.add_argument("--probe", choices=["eval", "sweep"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.probe:
-        memory_probe(args.probe, args.limit)
+    if args.paper or args.probe:
+        sys.path.insert(0, str(ROOT))
+        print(json.dumps(paper_way(args.limit, args.eps) if args.paper else memory_probe(args.probe, args.limit)))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        ctx = open_context("default", db=Path(tmp) / "bench.db")
-        ctx.evaluate(limit=args.limit, bf16=False)  # warm-up, outside every timing
-        paper = timed(paper_way, ctx, args.limit, args.eps)
-        fp32 = timed(lotus_way, ctx, args.limit, args.eps, bf16=False)
-        bf16 = timed(lotus_way, ctx, args.limit, args.eps, bf16=True)
-    mem = {m: json.loads(subprocess.run([sys.executable, __file__, "--probe", m, "--limit", str(args.limit)],
-                                        capture_output=True, text=True, check=True).stdout) for m in ("eval", "sweep")}
-    print(f"OMP essential sparsity of the default model on {args.limit} test images, eps {args.eps}, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| way | turning point | evaluations | wall time (s) | CPU time (s) | speed-up (wall / CPU) |")
-    print("|---|---|---|---|---|---|")
-    for name, r in [("paper's code (0.01 grid, deepcopy + torch prune, fp32)", paper),
-                    ("lotus sweep --refine --stop-at-drop, fp32 (0.1 grid to the first drop + bisection)", fp32),
-                    ("the same sweep with bf16 autocast (as the dashboard)", bf16)]:
-        print(f"| {name} | {r['point']:.2f} | {r['evaluations']} | {r['time']:.1f} | {r['cpu']:.1f} | "
-              f"{paper['time'] / r['time']:.1f}x / {paper['cpu'] / r['cpu']:.1f}x |")
-    for name, r in [("fp32", fp32), ("bf16", bf16)]:
-        gap = abs(r["point"] - paper["point"])
-        same = "equal to" if gap < 1e-9 else "within 0.01 of" if gap <= 0.01 + 1e-9 else "NOT within 0.01 of"
-        print(f"\n{name} sweep: turning point {same} the paper's ({r['point']:.2f} vs {paper['point']:.2f}), "
-              f"{paper['time'] / r['time']:.1f}x faster in wall time, {paper['cpu'] / r['cpu']:.1f}x in CPU time")
-    if any(abs(r["point"] - paper["point"]) > 1e-9 for r in (fp32, bf16)):
-        print("correct images / floor just past each turning point: "
-              + past_turning_points(paper, {"fp32 sweep": fp32, "bf16 sweep": bf16}, args.limit, args.eps))
+    out = run([sys.executable, __file__, "--paper", "--limit", str(args.limit), "--eps", str(args.eps)])
+    paper = {**json.loads(out["stdout"]), "wall": out["wall"], "cpu": out["cpu"]}
+    bisect = cli_way(["--search", "bisect"], args.limit, args.eps)
+    refine = cli_way(["--sparsities", "0:0.9:0.1", "--refine"], args.limit, args.eps)
+    print(f"OMP essential sparsity of the default model to 0.01, {args.limit} test images, eps {args.eps}, fp32, "
+          f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end); each way one cold process\n")
+    print("| way | turning point [bracket] | evaluations | images evaluated | wall (s) | CPU (s) | "
+          "speed-up wall / CPU |")
+    print("|---|---|---|---|---|---|---|")
+    for name, r in [("paper's code: 0.01 grid, deepcopy + torch prune, every image", paper),
+                    ("`sweep --search bisect` (bisection from the start, early-decided points)", bisect),
+                    ("`sweep --refine` (0.1 grid, then bisection; every image)", refine)]:
+        print(f"| {name} | {r['point']:.2f} [{r['bracket'][0]:.2f}, {r['bracket'][1]}] | {r['evaluations']} | "
+              f"{r['images']:,} | {r['wall']:.1f} | {r['cpu']:.1f} | "
+              f"{paper['wall'] / r['wall']:.1f}x / {paper['cpu'] / r['cpu']:.1f}x |")
+    same = all(r["point"] == paper["point"] and r["bracket"] == paper["bracket"] for r in (bisect, refine))
+    print(f"\nidentical answer: {'yes' if same else 'NO'}; points decided early by the bisection: "
+          f"{bisect['decided_early']} of {bisect['evaluations'] - 1}; recovers (accuracy back within tolerance "
+          f"past the point): paper {paper['recovers']}, bisect {bisect['recovers']}")
+    roots = {"this tree": ROOT, **({f"baseline {args.baseline}": args.baseline} if args.baseline else {})}
+    starts = {name: startup_times(path) for name, path in roots.items()}
+    print("\n| command (cold process, median of 3) | " + " | ".join(f"{n} (s)" for n in starts) + " |")
+    print("|---|" + "---|" * len(starts))
+    for cmd in STARTUP:
+        print(f"| `{cmd}` | " + " | ".join(f"{t[cmd]:.2f}" for t in starts.values()) + " |")
+    mem = {m: json.loads(run([sys.executable, __file__, "--probe", m, "--limit", str(args.limit)])["stdout"])
+           for m in ("eval", "sweep")}
     ev, sw = mem["eval"], mem["sweep"]
     print(f"\nresident memory once loaded {ev['base_mib']:.0f} MiB; peak during one evaluation {ev['peak_mib']:.0f} MiB "
-          f"(+{ev['peak_mib'] - ev['base_mib']:.0f}), during a whole sweep {sw['peak_mib']:.0f} MiB "
+          f"(+{ev['peak_mib'] - ev['base_mib']:.0f}), during a whole bisect sweep {sw['peak_mib']:.0f} MiB "
           f"(+{sw['peak_mib'] - sw['base_mib']:.0f}); sweep/evaluation peak ratio {sw['peak_mib'] / ev['peak_mib']:.2f}x")
 
 

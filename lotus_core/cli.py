@@ -41,14 +41,17 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; the options of ``only`` alone when given ("": of none, which is
+    enough for ``--help``), because building a command's options may import torch."""
     parser = _Parser(prog="lotus", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for cmd in COMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help.replace("%", "%%"), description=cmd.help)
-        _common(p, cmd.context)
-        for names, kwargs in cmd.arguments:
-            p.add_argument(*names, **kwargs)
+        if only is None or cmd.name == only:
+            _common(p, cmd.context)
+            for names, kwargs in cmd.options():
+                p.add_argument(*names, **kwargs)
     return parser
 
 
@@ -71,14 +74,15 @@ def _print_human(result: dict) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")  # the command comes first
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     cmd = COMMANDS[args.command]
     try:
-        ctx = None
+        ctx, note = None, None
         if cmd.context:
             from .core.context import open_context
 
@@ -90,9 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                args.device, args.head_seed, executor)
             limit = getattr(args, "limit", None)
             if limit is not None and limit > len(ctx.test):
-                print(f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
-                      f"all {len(ctx.test)} are used", file=sys.stderr)
+                note = (f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
+                        f"all {len(ctx.test)} are used")
         result = cmd.run(args, ctx)
+        if note:  # said once the command succeeded, so that a refusal stays one line
+            print(note, file=sys.stderr)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -5,9 +5,11 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.controls import CONTROLS
-from lotus_core.results.runs import stored_summary
+from lotus_core.results.runs import run_id_for, stored_summary
+from lotus_core.results.store import ACTIVE
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.pruning.sweep import PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep
+from lotus_core.pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep,
+                                      turning_point_search)
 from lotus_core.training.finetune import FinetuneConfig
 
 ui.header("Sparsity curves",
@@ -30,14 +32,16 @@ if protocol == "essential":
                                                                        value="all")) == "all" else int(t))
 
 limit = state.limit()
-DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (about 13 evaluations)
+DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (8 points + a 10-point curve)
 c1, c2, c3 = st.columns([3, 3, 2])
 methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {PRUNERS[m].help}")
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
 step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
 r1, r2, r3, r4, r5 = st.columns([2, 2, 3, 3, 2])
-refine = r1.checkbox("Refine turning point", value=DEFAULT.refine, help="Bisect each bracket until it is 1 point wide.")
+refine = r1.checkbox("Refine turning point", value=DEFAULT.refine,
+                     help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each point "
+                          "evaluated only until within/below tolerance is certain; the curve fills in meanwhile.")
 controls = r2.multiselect("Sanity checks", list(CONTROLS), default=[], format_func=lambda c: f"{c}: {CONTROLS[c]}",
                           help="Draw each method's mask again with its kept positions shuffled within every layer, "
                                "or on re-initialised weights (Frankle et al., ICLR 2021): a method that only found "
@@ -55,7 +59,7 @@ if not methods:
 chosen = SweepConfig(methods=tuple(methods), sparsities=sparsities, limit=limit, refine=refine, eps=eps,
                      finetune_steps=finetune if protocol == "lotus" else 0, protocol=protocol, recipe=recipe,
                      controls=tuple(controls))
-stored = stored_summary(ctx, "sweep", chosen) is not None
+stored = any(c is not None and stored_summary(ctx, "sweep", c) is not None for c in (chosen, turning_point_search(chosen)))
 # fine-tuning every point takes minutes: the worker does it
 background = (finetune > 0 or protocol == "essential") and not stored
 if background and compute:
@@ -77,15 +81,33 @@ if background:
     active_jobs(ctx, ("sweep",))
 elif config != chosen:
     st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
+search = turning_point_search(config)
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
-    result = run_sweep(ctx, config, on_progress=lambda p: bar.progress(
+    on_progress = lambda p: bar.progress(  # noqa: E731
         min(1.0, p["done"] / max(p["planned"], p["done"])),
-        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: {100 * p['accuracy']:.1f}% "
-             f"({ui.units(p)})"))
+        text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: "
+             + (f"{100 * p['accuracy']:.1f}%" if p["accuracy"] is not None else
+                "within tolerance" if p["within"] else "below tolerance")
+             + f" ({ui.units(p)})")
+    if search is None or stored_summary(ctx, "sweep", config) is not None:
+        result = answer = run_sweep(ctx, config, on_progress=on_progress)
+    else:  # the answer now, by bisection; the curve is computed in the background and drawn once stored
+        answer = run_sweep(ctx, search, on_progress=on_progress)
+        curve_run = ctx.store.get_run(run_id_for(ctx, "sweep", config))
+        if curve_run is None or curve_run["status"] not in ACTIVE:
+            launch(ctx, "sweep", config)
+        result = run_sweep(ctx, config) if stored_summary(ctx, "sweep", config) is not None else answer
+        if result is answer:
+            st.caption("The curve is being computed in the background; meanwhile the chart shows the search's fully "
+                       "evaluated points (points decided early have no accuracy and are not drawn).")
+            active_jobs(ctx, ("sweep",))
+        else:
+            answer = result  # stored by now: its turning point goes with the curve drawn
     bar.empty()
+essential = answer.essential
 
-charts.show(charts.sparsity_curve(result.frame, result.dense, result.essential, config.eps), key="curve")
+charts.show(charts.sparsity_curve(result.frame, result.dense, essential, config.eps), key="curve")
 st.caption(f"Protocol drawn: **{config.protocol}**: {PROTOCOLS[config.protocol]}."
            + (f" Dense line: the dense model fine-tuned with the same recipe ({config.finetune_recipe().epochs} "
               f"epochs, lr {config.finetune_recipe().lr:g})." if config.protocol == "essential" else ""))
@@ -94,10 +116,11 @@ if config.finetune_steps:
                "line is the model before any fine-tuning.")
 cols = st.columns(len(config.methods))
 for col, method in zip(cols, config.methods):
-    ess = result.essential[method]
+    ess = essential[method]
     hi_txt = "never below" if ess["bracket"][1] is None else f"{100 * ess['bracket'][1]:.1f}%"
+    early = f", {ess['decided_early']} decided early" if ess.get("decided_early") else ""
     col.metric(f"{method} essential sparsity", f"{100 * ess['essential_sparsity']:.1f}%",
-               help=f"bracket [{100 * ess['bracket'][0]:.1f}%, {hi_txt}], {ess['evaluations']} evaluations")
+               help=f"bracket [{100 * ess['bracket'][0]:.1f}%, {hi_txt}], {ess['evaluations']} evaluations{early}")
     if not ess["monotone"]:
         col.caption("Not monotone: accuracy rises again somewhere"
                     + (", even back within tolerance after the first drop" if ess["recovers"] else "")

@@ -143,7 +143,8 @@ from pathlib import Path
 
 model = make_tiny_vit(0)
 ctx = Context(model, model.lotus_id, "tiny", data_config(model), make_tiny_imageset(200, seed=0), Store({db!r}),
-              _train=make_tiny_imageset(400, seed=1, split="train"), executor=ExecutorConfig("ray", address={address!r}))
+              _train=make_tiny_imageset(400, seed=1, split="train"),
+              executor=ExecutorConfig("ray", address={address!r}))
 sweep_mod.point_unit = recording(sweep_mod.point_unit, Path({log!r}), delay=1.0)
 sweep_mod.run_sweep(ctx, SWEEP)
 """

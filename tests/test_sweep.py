@@ -132,6 +132,12 @@ def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
     assert set(out["essential"]) == {"omp", "nm"}
     assert main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db]) == 2
     assert "outside [0, 1)" in capsys.readouterr().err
+    assert main(["sweep", "--search", "bisect", "--limit", "200", "--db", db, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ess, points = out["essential"]["omp"], out["points"]
+    assert ess["bracket"][1] - ess["bracket"][0] == pytest.approx(0.01) and ess["evaluations"] == len(points)
+    assert ess["decided_early"] == sum(p["accuracy"] is None for p in points) == sum(p["early"] for p in points)
+    assert ess["images"] == sum(p["seen"] for p in points) < 200 * len(points)
 
 
 def test_fine_tuned_sweep_runs_as_a_background_job(tmp_path):
@@ -164,3 +170,155 @@ def test_fp32_cli_flag_evaluates_without_autocast(tmp_path, capsys):
     assert [c.get("precision") for c in ctx.store.runs(kind="prune-eval")["config"]] == ["fp32"]
     assert main(["prune", "--method", "omp", "--sparsity", "0.7", "--limit", "300", "--db", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accuracy"] == ctx.evaluate(pruned, limit=300, bf16=True).accuracy
+
+
+# ---------------------------------------------------------------------------- bisection with early decisions
+import dataclasses  # noqa: E402
+import random  # noqa: E402
+import uuid  # noqa: E402
+
+import torch  # noqa: E402
+
+import lotus_core.pruning.sweep as sweep_mod  # noqa: E402
+from lotus_core.core.context import Context  # noqa: E402
+from lotus_core.pruning.essential import resolution_grid  # noqa: E402
+from lotus_core.results.store import Store  # noqa: E402
+from lotus_core.training.evaluate import EvalResult, decide_in_batches, wilson_interval  # noqa: E402
+
+FINE = resolution_grid(0.9, 0.01)
+
+
+@pytest.fixture
+def synthetic(monkeypatch):
+    """Sweeps whose points are a synthetic curve: ``curve["correct"][s]`` correct images of ``curve["n"]``
+    at sparsity s (0: dense), at seeded random positions; ``curve["images"]`` counts images evaluated."""
+    curve = {"n": 200, "correct": {}, "images": 0}
+
+    def hits(s: float) -> list[bool]:
+        c = curve["correct"][round(s, 6)]
+        order = list(range(curve["n"]))
+        random.Random(round(s * 100)).shuffle(order)
+        return [i < c for i in order]
+
+    def evaluate(self, model=None, limit=None, seed=0, bf16=True):
+        h = hits(0.0 if model is None else model)
+        curve["images"] += len(h)
+        c = sum(h)
+        return EvalResult(c / len(h), len(h), c, wilson_interval(c, len(h)), {}, torch.empty(0), torch.empty(0))
+
+    def decide(model, data, data_config, required, limit, seed, bf16):
+        h = hits(model)
+
+        def count(a: int, b: int) -> int:
+            curve["images"] += b - a
+            return sum(h[a:b])
+        return decide_in_batches(count, len(h), required)
+
+    monkeypatch.setattr(sweep_mod.PointEvaluator, "mask", lambda self, method, s: types_mask(s))
+    monkeypatch.setattr(sweep_mod.PointEvaluator, "pruned_model", lambda self, mask: mask.sparsity)
+    monkeypatch.setattr(Context, "evaluate", evaluate)
+    monkeypatch.setattr(sweep_mod, "decide", decide)
+    return curve
+
+
+def types_mask(s: float):
+    return type("StubMask", (), {"sparsity": s})()
+
+
+def fresh(ctx: Context, tmp_path) -> Context:
+    return dataclasses.replace(ctx, store=Store(tmp_path / f"{uuid.uuid4().hex}.db"))
+
+
+BISECT = SweepConfig(methods=("omp",), limit=200, search="bisect")
+
+
+def _curves() -> dict[str, dict[float, int]]:
+    """Synthetic curves of correct images (of 200) at each fine sparsity; dense 190, so 188 is the floor."""
+    gradual = {s: 190 - max(0, round(100 * s) - 30) for s in FINE}  # one image fewer per step from 0.31: 188 at 0.32
+    return {"sharp drop at 0.6": {s: 190 if s < 0.6 else 60 for s in FINE},
+            "gradual, on the floor": gradual,
+            "never below": {s: 189 for s in FINE},
+            "below from the start": {s: 100 for s in FINE}}
+
+
+@pytest.mark.parametrize("name", list(_curves()))
+def test_bisection_with_early_decisions_gives_the_full_fine_grid_answer(synthetic, tiny_ctx, tmp_path, name):
+    counts = _curves()[name]
+    synthetic["correct"] = {0.0: 190, **counts}
+    full = essential_sparsity([(s, c / 200) for s, c in counts.items()], 190 / 200, 0.01)
+    ctx = fresh(tiny_ctx, tmp_path)
+    early = run_sweep(ctx, BISECT)
+    early_images = synthetic["images"] - 200  # less the dense evaluation
+    plain = run_sweep(fresh(tiny_ctx, tmp_path), dataclasses.replace(BISECT, early=False))
+    for res in (early, plain):
+        ess = res.essential["omp"]
+        assert ess["bracket"] == list(full.bracket) and ess["essential_sparsity"] == full.essential_sparsity
+        assert ess["monotone"] == full.monotone and not ess["recovers"] and ess["evaluations"] <= 8 + 8
+    e = early.essential["omp"]
+    assert e["images"] == early_images <= plain.essential["omp"]["images"] == 200 * e["evaluations"]
+    rows = early.frame
+    assert e["decided_early"] == int(rows["early"].sum()) == int((rows["seen"] < 200).sum())
+    assert rows.loc[rows["early"], "accuracy"].isna().all()  # no partial accuracy is stored as if complete
+    for r in ctx.store.points(early.run_id).values():  # the bounds hold the full evaluation's accuracy
+        assert r["acc_low"] <= counts[r["sparsity"]] / 200 <= r["acc_high"] and (r["accuracy"] is None) == r["early"]
+
+
+def test_the_coarse_check_reports_accuracy_coming_back(synthetic, tiny_ctx, tmp_path):
+    # within tolerance up to 0.59, below from 0.6, but back within at 0.8 (not monotone)
+    synthetic["correct"] = {0.0: 190, **{s: 190 if s < 0.6 or s == 0.8 else 100 for s in FINE}}
+    ctx = fresh(tiny_ctx, tmp_path)
+    res = run_sweep(ctx, BISECT)
+    ess = res.essential["omp"]
+    assert ess["bracket"] == [0.59, 0.6] and ess["recovers"] and not ess["monotone"]
+    checked = res.frame.loc[~res.frame["refined"], "sparsity"].tolist()
+    assert checked == [0.7, 0.8]  # the 0.1 grid past 0.6 (0.9 was the bisection's first point)
+    assert ess["evaluations"] == 8 + 2
+    # points decided early (0.9 after 13 wrong of 200, ...) are in no chart: the figure and the Experiments curve skip them
+    early = res.frame.loc[res.frame["early"], "sparsity"].tolist()
+    complete = res.frame.loc[~res.frame["early"], "sparsity"].tolist()
+    assert 0.9 in early and 0.59 in complete and ess["decided_early"] == len(early)
+    from lotus_core.results.registry import experiments
+    from lotus_core.views.figures import sparsity_curve
+
+    trace = next(t for t in sparsity_curve(res.frame, res.dense, res.essential).data if t.name == "omp")
+    assert [round(x, 6) for x in trace.x] == [0.0] + [round(100 * s, 6) for s in complete]
+    rows = experiments()["sweep"].curve(ctx.store.points(res.run_id), None)
+    assert sorted(r["x"] for r in rows) == complete
+
+
+def test_bisect_sweep_on_a_model_matches_full_evaluation_and_is_stored(trained_tiny_ctx):
+    ctx = trained_tiny_ctx
+    base = dict(methods=("omp", "nm"), limit=200, eps=0.05, search="bisect")
+    early = run_sweep(ctx, SweepConfig(**base))
+    n_decisions = len(ctx.store.runs(kind="prune-decide"))
+    full = run_sweep(ctx, SweepConfig(**base, early=False))
+    for method in ("omp", "nm"):
+        e, f = early.essential[method], full.essential[method]
+        assert e["bracket"] == f["bracket"] and e["essential_sparsity"] == f["essential_sparsity"]
+    assert early.frame["sparsity"].tolist() == full.frame["sparsity"].tolist()
+    floor = early.dense["accuracy"] - 0.05
+    assert ((early.frame["acc_low"] >= floor - 1e-12) == (full.frame["accuracy"] >= floor - 1e-12)).all()
+    assert early.essential["omp"]["images"] < full.essential["omp"]["images"]
+    assert n_decisions == len(early.frame) and early.frame["early"].any()
+    # decisions that needed every image were stored as full evaluations: the full sweep reused them
+    complete = int((~early.frame["early"]).sum())
+    assert len(ctx.store.runs(kind="prune-eval")) == len(full.frame) and complete > 0
+
+
+def test_bisect_on_the_default_model_gives_the_full_evaluation_answer(tmp_path):
+    """The default model, 500 test images: early decisions, full evaluations of the same points, and
+    the 0.1 grid refined by full evaluations (the old search) find the same turning point and bracket."""
+    from lotus_core.core.context import open_context
+
+    ctx = open_context(db=tmp_path / "r.db")
+    early = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect"))
+    full = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect", early=False))
+    grid = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, refine=True))
+    e, f, g = (r.essential["omp"] for r in (early, full, grid))
+    assert e["bracket"] == f["bracket"] == g["bracket"] and e["essential_sparsity"] == g["essential_sparsity"]
+    assert e["bracket"][1] - e["bracket"][0] == pytest.approx(0.01) and not e["recovers"]
+    floor = early.dense["accuracy"] - 0.01
+    assert ((early.frame["acc_low"] >= floor - 1e-12) == (full.frame["accuracy"] >= floor - 1e-12)).all()
+    at90 = early.frame.set_index("sparsity").loc[0.9]
+    assert at90["early"] and at90["seen"] < 200  # far below the floor: decided from a fraction of the images
+    assert e["images"] < f["images"] == 500 * f["evaluations"]

@@ -8,6 +8,12 @@ Flags of an experiment's hyperparameters are generated from its config dataclass
 :func:`config_args` (name, type, default and the field's comment as help; nested option groups
 contribute their fields as flat flags), and the parsed arguments become the config again with
 :func:`lotus_core.core.config.from_mapping`, so a flag is never typed twice.
+
+The CLI starts fast because importing these modules imports no torch: heavy imports sit
+inside the command functions, and options whose choices come from a registry (pruning
+methods, patch scorers, ...) are given as a function returning them, called only when that
+command is the one being parsed. Generated flags need the config classes (and so torch):
+wrap a ``config_args(...)`` call in such a function too.
 """
 from __future__ import annotations
 
@@ -15,7 +21,10 @@ import argparse
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
+
+Argument = tuple[tuple, dict]  # one add_argument call: (names, keyword arguments)
+Arguments = Union[list[Argument], Callable[[], list[Argument]]]  # a list, or a function building it when needed
 
 from ..core.config import config_fields, field_comments
 
@@ -25,22 +34,27 @@ class Command:
     name: str
     help: str
     run: Callable[..., dict]
-    arguments: list[tuple[tuple, dict]] = field(default_factory=list)
+    arguments: Arguments = field(default_factory=list)
     context: bool = True  # whether the command needs a model/dataset/store Context
+
+    def options(self) -> list[Argument]:
+        """The command's own options (building them may import the registries they choose from)."""
+        return list(self.arguments() if callable(self.arguments) else self.arguments)
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def arg(*names: str, **kwargs: Any) -> tuple[tuple, dict]:
+def arg(*names: str, **kwargs: Any) -> Argument:
     """One ``add_argument`` call, recorded for later."""
     return names, kwargs
 
 
-def command(name: str, help: str, arguments: list[tuple[tuple, dict]] = (), context: bool = True):
-    """Register ``run(args, ctx) -> dict`` as CLI command ``name``."""
+def command(name: str, help: str, arguments: Arguments = (), context: bool = True):
+    """Register ``run(args, ctx) -> dict`` as CLI command ``name``; ``arguments`` is a list of
+    :func:`arg` calls or a function returning one (for options whose choices need an import)."""
     def register(fn: Callable[..., dict]) -> Callable[..., dict]:
-        COMMANDS[name] = Command(name, help, fn, list(arguments), context)
+        COMMANDS[name] = Command(name, help, fn, arguments if callable(arguments) else list(arguments), context)
         return fn
     return register
 

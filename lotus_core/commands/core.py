@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import platform
 
-import torch
-
-from ..core.device import bf16_available, describe
-from ..training.evaluate import DEFAULT_LIMIT
-from ..models.loading import count_parameters
 from . import arg, command, positive_int, seed
 
 
 @command("info", "model, dataset, device, and the executor with its cluster's resources")
 def info(args, ctx) -> dict:
+    import torch
+
+    from ..core.device import bf16_available, describe
+    from ..models.loading import count_parameters
     from ..results.executors import get_executor
 
     device = ctx.device
@@ -35,11 +34,15 @@ def info(args, ctx) -> dict:
     }
 
 
-@command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", [
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="number of test images (default 2000)"),
-    arg("--seed", type=seed, default=0, help="seed of the fixed test subset"),
-    arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
-])
+def _evaluate_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"number of test images (default {DEFAULT_LIMIT})"),
+            arg("--seed", type=seed, default=0, help="seed of the fixed test subset"),
+            arg("--no-cache", action="store_true", help="recompute instead of reading the results store")]
+
+
+@command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", _evaluate_args)
 def evaluate_cmd(args, ctx) -> dict:
     summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, refresh=args.no_cache)
     head = {"head": ctx.head_problem} if ctx.head_problem else {}  # an untrained classifier is said so

@@ -11,30 +11,37 @@ import dataclasses
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from ..lottery.common import round_masks
-from ..lottery.controls import CONTROLS, ControlConfig
-from ..lottery.core_ticket import CoreTicketConfig
-from ..lottery.instability import InstabilityConfig
-from ..lottery.issp import MERGES, ISSPConfig, data_fraction_sweep
-from ..lottery.lota import LoTAConfig
-from ..lottery.lth import LTHConfig
-from ..lottery.rigl import INITS, RigLConfig
-from ..lottery.supermask import WEIGHTS, SupermaskConfig
-from ..pruning import SCOPES
-from ..pruning.mask import Mask
-from ..results.registry import get_experiment
-from ..results.runs import run_experiment
-from ..pruning.similarity import mask_similarity
 from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, positive_int, seed,  # noqa: F401
                share)
 from .pruning import _progress
 
-_SHARED = dict(target=fraction, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)},
-               lr=learning_rate, seed=seed)
-_ISSP_TYPES = dict(per_round=fraction, denoisers=positive_int, lookahead_steps=positive_int, data_fraction=share,
-                   finetune_steps=non_negative_int, merge={"choices": list(MERGES)}, **_SHARED)
-_LTH = config_args(LTHConfig, prune_fraction=fraction, steps=positive_int, **_SHARED)
-_ISSP = config_args(ISSPConfig, **_ISSP_TYPES)
+
+def _shared_types() -> dict:
+    from ..pruning import SCOPES
+
+    return dict(target=fraction, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)},
+                lr=learning_rate, seed=seed)
+
+
+def _issp_types() -> dict:
+    from ..lottery.issp import MERGES
+
+    return dict(per_round=fraction, denoisers=positive_int, lookahead_steps=positive_int, data_fraction=share,
+                finetune_steps=non_negative_int, merge={"choices": list(MERGES)}, **_shared_types())
+
+
+def _lth() -> list:
+    from ..lottery.lth import LTHConfig
+
+    return config_args(LTHConfig, prune_fraction=fraction, steps=positive_int, **_shared_types())
+
+
+def _issp() -> list:
+    from ..lottery.issp import ISSPConfig
+
+    return config_args(ISSPConfig, **_issp_types())
+
+
 _MASK_OUT = arg("--mask-out", default=None, help="write the final mask as safetensors")
 
 
@@ -46,6 +53,10 @@ def _config(cls, args):
 def _run_ticket(ctx, args, kind: str) -> dict:
     """Run (or read back) the ticket experiment ``kind``; its summary, per-round points and, with
     ``--mask-out``, the last round's mask written to that file."""
+    from ..lottery.common import round_masks
+    from ..results.registry import get_experiment
+    from ..results.runs import run_experiment
+
     summary = run_experiment(ctx, kind, _config(get_experiment(kind).config_cls, args), on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     if args.mask_out:
@@ -56,34 +67,51 @@ def _run_ticket(ctx, args, kind: str) -> dict:
 
 
 @command("lth", "lottery tickets: iterative magnitude pruning with rewinding, fine-tuned every round",
-         [*_LTH, _MASK_OUT])
+         lambda: [*_lth(), _MASK_OUT])
 def lth_cmd(args, ctx) -> dict:
     return _run_ticket(ctx, args, "lth")
 
 
-@command("lth-control", "a ticket's control: its mask re-initialised or shuffled within layers, same fine-tune", [
-    *_LTH,
-    arg("--round", type=positive_int, required=True, help="the LTH round whose mask is controlled"),
-    arg("--kind", choices=list(CONTROLS), default="shuffle",
-        help="; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
-    arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation"),
-])
+def _control_args() -> list:
+    from ..lottery.controls import CONTROLS
+
+    return [*_lth(),
+            arg("--round", type=positive_int, required=True, help="the LTH round whose mask is controlled"),
+            arg("--kind", choices=list(CONTROLS), default="shuffle",
+                help="; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
+            arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation")]
+
+
+@command("lth-control", "a ticket's control: its mask re-initialised or shuffled within layers, same fine-tune",
+         _control_args)
 def control_cmd(args, ctx) -> dict:
+    from ..lottery.controls import ControlConfig, run_control
+    from ..lottery.lth import LTHConfig
+    from ..results.runs import run_experiment
+
     cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)
     return run_experiment(ctx, "lth-control", cfg, on_progress=_progress)
 
 
 @command("soup", "Instant Sparse Soup Pruning (ISSP): masks from merged look-aheads, then a fine-tune",
-         [*_ISSP, _MASK_OUT])
+         lambda: [*_issp(), _MASK_OUT])
 def soup_cmd(args, ctx) -> dict:
     return _run_ticket(ctx, args, "issp")
 
 
-@command("soup-sweep", "ISSP at several data fractions (does the ticket collapse at 10%?)", [
-    *config_args(ISSPConfig, skip=("data_fraction",), **_ISSP_TYPES),
+def _soup_sweep_args() -> list:
+    from ..lottery.issp import ISSPConfig
+
+    return config_args(ISSPConfig, skip=("data_fraction",), **_issp_types())
+
+
+@command("soup-sweep", "ISSP at several data fractions (does the ticket collapse at 10%?)", lambda: [
+    *_soup_sweep_args(),
     arg("--data-fractions", default="0.1,0.3,1.0", help="comma-separated fractions of the training set"),
 ])
 def soup_sweep_cmd(args, ctx) -> dict:
+    from ..lottery.issp import ISSPConfig, data_fraction_sweep
+
     try:
         fractions = [float(x) for x in args.data_fractions.split(",") if x.strip()]
     except ValueError:
@@ -99,6 +127,9 @@ def soup_sweep_cmd(args, ctx) -> dict:
     arg("mask_a", help="safetensors mask (prune/lth/soup --mask-out)"), arg("mask_b"),
 ], context=False)
 def similarity_cmd(args, ctx) -> dict:
+    from ..pruning.mask import Mask
+    from ..pruning.similarity import mask_similarity
+
     return mask_similarity(Mask.load(args.mask_a), Mask.load(args.mask_b))
 
 
@@ -113,30 +144,69 @@ def _steps_list(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _instability_args() -> list:
+    from ..lottery.instability import InstabilityConfig
+
+    return config_args(InstabilityConfig, ks={"type": str, "default": "0,10,25,50"}, steps=positive_int,
+                       batch_size=positive_int, alphas=positive_int, sparsity=fraction, limit=positive_int)
+
+
 @command("instability", "error barrier between two copies trained from step k with different data orders",
-         config_args(InstabilityConfig, ks={"type": str, "default": "0,10,25,50"}, steps=positive_int,
-                     batch_size=positive_int, alphas=positive_int, sparsity=fraction, limit=positive_int))
+         _instability_args)
 def instability_cmd(args, ctx) -> dict:
+    from ..lottery.instability import InstabilityConfig
+    from ..results.runs import run_experiment
+
     cfg = from_mapping(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks)})
     summary = run_experiment(ctx, "instability", cfg, on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}
 
 
-def _experiment_command(name: str, help: str, cls, **types) -> None:
-    """Register CLI command ``name``: flags from the fields of ``cls`` (``types``: their argparse types or
-    keywords), run (or read back) as experiment kind ``name``; prints its summary."""
-    command(name, help, config_args(cls, **types))(
-        lambda args, ctx: run_experiment(ctx, name, _config(cls, args), on_progress=_progress))
+def _experiment_command(name: str, help: str, config: str, types) -> None:
+    """Register CLI command ``name``: flags from the fields of the config class ``config`` (``module:Class``,
+    imported only when the command is parsed; ``types()``: their argparse types or keywords), run (or read
+    back) as experiment kind ``name``; prints its summary."""
+    def cls():
+        import importlib
+
+        module, name_ = config.split(":")
+        return getattr(importlib.import_module(module, __package__), name_)
+
+    def run(args, ctx):
+        from ..results.runs import run_experiment
+
+        return run_experiment(ctx, name, _config(cls(), args), on_progress=_progress)
+
+    command(name, help, lambda: config_args(cls(), **types()))(run)
 
 
-_TRAINING = dict(steps=positive_int, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)})
+def _training() -> dict:
+    from ..pruning import SCOPES
+
+    return dict(steps=positive_int, batch_size=positive_int, limit=positive_int, scope={"choices": list(SCOPES)})
+
+
+def _rigl_types() -> dict:
+    from ..lottery.rigl import INITS
+
+    return dict(target=fraction, init={"choices": list(INITS)}, update_every=positive_int, drop_fraction=fraction,
+                **_training())
+
+
+def _supermask_types() -> dict:
+    from ..lottery.supermask import WEIGHTS
+
+    return dict(init={"choices": list(WEIGHTS)}, **_training())
+
+
 _experiment_command("rigl", "RigL sparse fine-tuning: drop small weights, grow large gradients, sparsity exact",
-                    RigLConfig, target=fraction, init={"choices": list(INITS)}, update_every=positive_int,
-                    drop_fraction=fraction, **_TRAINING)
+                    "..lottery.rigl:RigLConfig", _rigl_types)
 _experiment_command("supermask", "edge-popup: train only scores that pick the top-k weights of frozen weights",
-                    SupermaskConfig, init={"choices": list(WEIGHTS)}, **_TRAINING)
+                    "..lottery.supermask:SupermaskConfig", _supermask_types)
 _experiment_command("lota", "LoTA: fine-tune only the weights inside a task-vector mask, against dense fine-tuning",
-                    LoTAConfig, sparsity=fraction, calibrate_steps=positive_int, **_TRAINING)
+                    "..lottery.lota:LoTAConfig", lambda: dict(sparsity=fraction, calibrate_steps=positive_int,
+                                                             **_training()))
 _experiment_command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance",
-                    CoreTicketConfig, partitions=positive_int, target=fraction, **_TRAINING)
+                    "..lottery.core_ticket:CoreTicketConfig", lambda: dict(partitions=positive_int, target=fraction,
+                                                                          **_training()))

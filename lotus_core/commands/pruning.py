@@ -6,29 +6,33 @@ import dataclasses
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from ..pruning import PRUNERS, SCOPES
-from ..pruning.controls import CONTROLS
-from ..pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, curve_name, essential_sparsity, parse_sparsities,
-                             run_sweep)
 from . import arg, command, config_args, fraction, non_negative_int, positive_int, resolution, seed, tolerance
 
 
 def _sweep_args(*names: str) -> list:
-    """Flags of the SweepConfig fields ``names`` (generated from the dataclass)."""
+    """Flags of the SweepConfig fields ``names`` (generated from the dataclass; imports torch, so only called
+    while the command that needs them is parsed)."""
+    from ..pruning import SCOPES
+    from ..pruning.sweep import SEARCHES, SweepConfig
+
     return config_args(SweepConfig, skip=tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in names),
                        scope={"choices": list(SCOPES)}, limit=positive_int,
                        seed=seed, finetune_steps=non_negative_int, resolution=resolution, eps=tolerance,
                        bf16={"flags": ("--fp32",), "help": "evaluate in fp32 (default: bf16 autocast where the "
-                                                           "hardware makes it fast)"})
+                                                           "hardware makes it fast)"},
+                       search={"choices": list(SEARCHES),
+                               "help": "; ".join(f"{k}: {v}" for k, v in SEARCHES.items())},
+                       early={"flags": ("--full-eval",),
+                              "help": "--search bisect: evaluate every image of each point (same answer)"})
 
 
 def _method_args() -> list:
     """Every pruning method's own options as flags, each flag once (NMOptions: --n, --m; WandaOptions:
     --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds)."""
+    from ..pruning import PRUNERS
+
     out: dict[tuple, tuple] = {}
     for p in PRUNERS.values():
         for a in config_args(p.options, n=positive_int, m=positive_int, calib_size=positive_int,
@@ -39,6 +43,8 @@ def _method_args() -> list:
 
 def controls_list(text: str) -> tuple[str, ...]:
     """argparse type: a comma list of sanity-check controls (shuffle, reinit), possibly empty."""
+    from ..pruning.controls import CONTROLS
+
     names = tuple(c.strip() for c in text.split(",") if c.strip())
     for c in names:
         if c not in CONTROLS:
@@ -46,16 +52,23 @@ def controls_list(text: str) -> tuple[str, ...]:
     return names
 
 
-_COMMON = [
-    *_sweep_args("scope", "limit", "seed", "finetune_steps", "bf16"),
-    *_method_args(),
-    arg("--controls", type=controls_list, default=(),
-        help="sanity checks beside each method, comma-separated: " + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
-]
+def _common() -> list:
+    """Options shared by prune and sweep (built only when one of them is parsed: they import torch)."""
+    from ..pruning.controls import CONTROLS
+
+    return [
+        *_sweep_args("scope", "limit", "seed", "finetune_steps", "bf16"),
+        *_method_args(),
+        arg("--controls", type=controls_list, default=(),
+            help="sanity checks beside each method, comma-separated: " + "; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
+    ]
 
 
-def _sweep_config(args, **fields) -> SweepConfig:
-    """The sweep configuration of the parsed arguments (method options included), with ``fields`` set."""
+def _sweep_config(args, **fields):
+    """The sweep configuration of the parsed arguments (method options included, --search and --full-eval
+    among them where given), with ``fields`` set."""
+    from ..pruning.sweep import SweepConfig
+
     return from_mapping(SweepConfig, {**vars(args), **fields})
 
 
@@ -64,13 +77,19 @@ def _progress(fields: dict) -> None:
           file=sys.stderr, flush=True)
 
 
-@command("prune", "prune once and evaluate", [
-    arg("--method", required=True, choices=list(PRUNERS)),
-    arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
-    arg("--mask-out", default=None, help="write the mask as safetensors"),
-    *_COMMON,
-])
+def _prune_args() -> list:
+    from ..pruning import PRUNERS
+
+    return [arg("--method", required=True, choices=list(PRUNERS)),
+            arg("--sparsity", type=fraction, default=0.5, help="fraction of scoped weights to prune, in [0, 1)"),
+            arg("--mask-out", default=None, help="write the mask as safetensors"),
+            *_common()]
+
+
+@command("prune", "prune once and evaluate", _prune_args)
 def prune_cmd(args, ctx) -> dict:
+    from ..pruning.sweep import PointEvaluator, curve_name
+
     config = _sweep_config(args, methods=(args.method,))
     evaluator = PointEvaluator(ctx, config)
     sparsity = evaluator.effective_sparsity(args.method, args.sparsity)
@@ -86,21 +105,32 @@ def prune_cmd(args, ctx) -> dict:
             "per_layer": mask.layer_sparsity(), "controls": controls}
 
 
-@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", [
-    arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
-    arg("--sparsities", default="0:0.9:0.1", help="start:stop:step or a comma list of fractions"),
-    *_sweep_args("refine", "resolution", "eps", "stop_at_drop"),
-    arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
-    *_sweep_args("protocol"),
-    # the essential protocol's fine-tuning recipe (FinetuneConfig; the same as `finetune`'s flags)
-    arg("--ft-epochs", type=positive_int, default=8, help="essential protocol: fine-tuning epochs per model"),
-    arg("--ft-lr", type=float, default=2e-5, help="essential protocol: peak AdamW learning rate"),
-    arg("--ft-batch-size", type=positive_int, default=64, help="essential protocol: batch size"),
-    arg("--ft-head-only", action="store_true", help="essential protocol: fine-tune the head only"),
-    arg("--ft-train-limit", type=positive_int, default=None, help="essential protocol: training images used"),
-    *_COMMON,
-])
+def _sweep_cmd_args() -> list:
+    from ..pruning import PRUNERS
+
+    return [
+        arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
+        arg("--sparsities", default="0:0.9:0.1",
+            help="start:stop:step or a comma list of fractions (with --search bisect: the range's end and the coarse check)"),
+        *_sweep_args("search", "early"),
+        *_sweep_args("refine", "resolution", "eps", "stop_at_drop"),
+        arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),
+        *_sweep_args("protocol"),
+        # the essential protocol's fine-tuning recipe (FinetuneConfig; the same as `finetune`'s flags)
+        arg("--ft-epochs", type=positive_int, default=8, help="essential protocol: fine-tuning epochs per model"),
+        arg("--ft-lr", type=float, default=2e-5, help="essential protocol: peak AdamW learning rate"),
+        arg("--ft-batch-size", type=positive_int, default=64, help="essential protocol: batch size"),
+        arg("--ft-head-only", action="store_true", help="essential protocol: fine-tune the head only"),
+        arg("--ft-train-limit", type=positive_int, default=None, help="essential protocol: training images used"),
+        *_common(),
+    ]
+
+
+@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", _sweep_cmd_args)
 def sweep_cmd(args, ctx) -> dict:
+    from ..pruning import PRUNERS
+    from ..pruning.sweep import parse_sparsities, run_sweep
+
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods:
         raise LotusError(f"no methods given; choose from {', '.join(PRUNERS)}")
@@ -122,11 +152,31 @@ def _recipe(args):
                           head_only=args.ft_head_only, train_limit=args.ft_train_limit, seed=args.seed)
 
 
+def _essential_module():
+    """lotus_core.pruning.essential, pure Python: loaded from its file without running
+    lotus_core/pruning/__init__.py (which imports torch) unless that package is already imported."""
+    import importlib
+    import importlib.util
+
+    name = "lotus_core.pruning.essential"
+    if name in sys.modules or "lotus_core.pruning" in sys.modules:
+        return importlib.import_module(name)
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "pruning" / "essential.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # the package's own import later finds this same module
+    spec.loader.exec_module(module)
+    return module
+
+
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
     arg("--curve", required=True, help="CSV file; the row with sparsity 0 is the dense model"),
     arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
+    import pandas as pd
+
+    essential_sparsity = _essential_module().essential_sparsity
+
     path = Path(args.curve)
     if not path.is_file():
         raise LotusError(f"curve file {path} does not exist; write a CSV with columns sparsity,accuracy")
@@ -157,6 +207,7 @@ def essential_cmd(args, ctx) -> dict:
 ])
 def sensitivity_cmd(args, ctx) -> dict:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity
+    from ..pruning.sweep import parse_sparsities
 
     table = run_sensitivity(ctx, SensitivityConfig(parse_sparsities(args.sparsities), args.limit, args.seed),
                             on_progress=_progress)

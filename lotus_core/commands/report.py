@@ -4,15 +4,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import LotusError
-from ..training.evaluate import DEFAULT_LIMIT
 from . import arg, command, positive_int
 
 
-@command("report", "the stakeholder report from stored results, as one self-contained HTML file", [
-    arg("--out", default="report.html", help="HTML file to write (opens offline: plotly.js is embedded)"),
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images of the dense accuracy"),
-    arg("--example-class", type=int, default=0, help="class index of the patch-selection example images"),
-])
+def _report_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [arg("--out", default="report.html", help="HTML file to write (opens offline: plotly.js is embedded)"),
+            arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images of the dense accuracy"),
+            arg("--example-class", type=int, default=0, help="class index of the patch-selection example images")]
+
+
+@command("report", "the stakeholder report from stored results, as one self-contained HTML file", _report_args)
 def report_cmd(args, ctx) -> dict:
     from ..views.report import ReportOptions, build_report
 
@@ -39,9 +42,15 @@ def delete_cmd(args, ctx) -> dict:
     return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}
 
 
-@command("prepare-demo", "compute every result the pages and the Report show for a model (resumable, stored)", [
-    arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images of every evaluation (the sidebar's setting)"),
-])
+def _prepare_demo_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT,
+                help="test images of every evaluation (the sidebar's setting)")]
+
+
+@command("prepare-demo", "compute every result the pages and the Report show for a model (resumable, stored)",
+         _prepare_demo_args)
 def prepare_demo_cmd(args, ctx) -> dict:
     import sys
 

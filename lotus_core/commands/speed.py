@@ -7,7 +7,6 @@ from typing import Callable
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from ..speed.run import EPS, SpeedConfig, run_speed
 from . import arg, command, config_args, positive_int
 
 
@@ -45,25 +44,32 @@ def _positive_float(text: str) -> float:
 
 
 _FRACTIONS = _comma_list(float, lambda v: 0 <= v < 1, "fractions in [0, 1) (not percentages)")
-_ARGS = config_args(
+
+
+def _speed_args() -> list:
+    """The speed command's flags (SpeedConfig's fields; built only when it is parsed: they import torch)."""
+    from ..speed.run import EPS, SpeedConfig
+
+    return [*config_args(
     SpeedConfig, skip=("device", "device_name", "torch_version"), methods=_methods,
     batch_sizes=_comma_list(int, lambda v: v >= 1, "batch sizes >= 1"), sparsities=_FRACTIONS, ratios=_FRACTIONS,
     drops=_FRACTIONS, keep_rates=_comma_list(float, lambda v: 0 < v <= 1, "keep rates in (0, 1]"),
     tome_r=_comma_list(int, lambda v: v >= 0, "whole numbers >= 0"), limit=positive_int, threads=positive_int,
-    min_run_time=_positive_float, importance={"choices": ["magnitude", "taylor"]}, clock={"choices": ["wall", "cpu"]})
-
-
-@command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)", [
-    *_ARGS,
+    min_run_time=_positive_float, importance={"choices": ["magnitude", "taylor"]},
+    clock={"choices": ["wall", "cpu"]}),
     arg("--eps", type=float, default=EPS, help="tolerance below dense accuracy for 'best' (absolute fraction)"),
     arg("--no-cache", action="store_true", help="measure again instead of reading the results store"),
     arg("--out", default=None, help="folder to write the fastest structural model within eps (safetensors + ONNX)"),
-])
-def speed_cmd(args, ctx) -> dict:
-    from ..core.device import model_device
+    ]
 
-    # measured where the context placed the model (the common --device option)
-    config = from_mapping(SpeedConfig, {**vars(args), "device": model_device(ctx.model).type})
+
+@command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)",
+         _speed_args)
+def speed_cmd(args, ctx) -> dict:
+    from ..speed.run import SpeedConfig, run_speed
+
+    # the device measured is the one the model is on (the common --device; SpeedConfig keeps its type)
+    config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
         f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
     out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import sys
 
-from ..training.evaluate import DEFAULT_LIMIT
 from . import arg, command, positive_int
 
 
@@ -20,7 +19,10 @@ def _bar(fields: dict) -> None:
               file=sys.stderr, flush=True)
 
 
-@command("finetune", "fine-tune a pre-trained model on the dataset's training split (resumable by epoch)", [
+def _finetune_args() -> list:
+    from ..training.evaluate import DEFAULT_LIMIT
+
+    return [
     arg("--epochs", type=positive_int, default=8, help="passes over the training images (default 8)"),
     arg("--lr", type=float, default=2e-5, help="peak AdamW learning rate (default 2e-5, Essential Sparsity)"),
     arg("--batch-size", type=positive_int, default=64),
@@ -30,7 +32,11 @@ def _bar(fields: dict) -> None:
     arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images evaluated after every epoch"),
     arg("--seed", type=int, default=0, help="batch order and augmentation"),
     arg("--fp32", action="store_true", help="no bf16 autocast"),
-])
+    ]
+
+
+@command("finetune", "fine-tune a pre-trained model on the dataset's training split (resumable by epoch)",
+         _finetune_args)
 def finetune_cmd(args, ctx) -> dict:
     from ..results.runs import run_experiment
     from ..training.finetune import FinetuneConfig, finetune_summary, run_finetune

@@ -1,11 +1,20 @@
 """Sparsity-accuracy curves and the essential-sparsity turning point.
 
 "The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal et al., NeurIPS
-2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
-essential sparsity is the highest evaluated sparsity before the first one whose accuracy
-falls below A - eps. After a coarse grid, :func:`sweep` bisects inside the bracket
-[last within tolerance, first below], on the ``resolution`` grid, until it is no wider than
-``resolution``: the point is located with a handful of evaluations instead of a fine grid.
+2023): the essential sparsity is the highest evaluated sparsity before the first one whose
+accuracy falls below A - eps (the rule is :func:`lotus_core.pruning.essential.essential_sparsity`).
+
+Two searches (``SweepConfig.search``):
+
+- ``grid``: every sparsity of the grid is evaluated (the curve); with ``refine``, the bracket
+  [last within tolerance, first below] is then bisected on the ``resolution`` grid.
+- ``bisect``: the turning point alone, by bisection on the ``resolution`` grid over the whole
+  range from the start (about log2(range / resolution) + 1 points), each point evaluated only
+  until "within tolerance?" is certain (:func:`lotus_core.training.evaluate.decide`); then the
+  coarse grid past the point is checked, as cheaply, for accuracy coming back within tolerance
+  (``recovers``: the curve is not monotone). The answer is the one a full fine grid of full
+  evaluations gives on a curve that stays below once it drops. Points decided early store no
+  accuracy (only its bounds, ``acc_low``/``acc_high``, and ``early``), so no chart draws them.
 
 Two protocols (:data:`PROTOCOLS`): ``lotus`` prunes the model as it is (a model already
 trained or fine-tuned on the dataset; what LOTUS does) and draws its accuracy as the dense
@@ -15,8 +24,9 @@ budget as the dense reference (:class:`~lotus_core.training.finetune.FinetuneCon
 the dense line is that fine-tuned dense model's accuracy.
 
 Every point is an evaluation stored under its own configuration (method, sparsity, scope,
-test subset, fine-tuning), so a point computed by one sweep, by ``prune`` or by the
-dashboard is never computed again, and an interrupted sweep resumes where it stopped.
+test subset, fine-tuning; a decision also under its threshold), so a point computed by one
+sweep, by ``prune`` or by the dashboard is never computed again, and an interrupted sweep
+resumes where it stopped.
 
 ``controls`` adds the sanity checks of :mod:`lotus_core.pruning.controls` beside every method:
 the curve ``"snip+shuffle"`` is SNIP's mask at each sparsity with its kept positions shuffled
@@ -39,7 +49,9 @@ from torch import nn
 from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
-from ..training.evaluate import DEFAULT_LIMIT
+from .essential import (Essential, bisect_turning_point, essential_sparsity, required_correct, resolution_grid,
+                        within_tolerance)
+from ..training.evaluate import DEFAULT_LIMIT, decide, wilson_interval
 from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
@@ -49,6 +61,10 @@ from ..results.executors import get_executor, track
 from ..results.runs import Run, run_experiment, stored_summary
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
+__all__ = ["Essential", "essential_sparsity"]  # the rule, re-exported where sweeps use it
+
+SEARCHES = {"grid": "every grid sparsity (the curve), then with refine the bracket bisected",
+            "bisect": "the turning point alone: bisection on the resolution grid from the start, early-decided points"}
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 MAX_GRID = 1000  # the most sparsities a grid may hold
 PROTOCOLS: dict[str, str] = {
@@ -84,6 +100,8 @@ class SweepConfig:
     protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
     # masked model fine-tuned with the dense reference's recipe (PROTOCOLS)
     recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
+    search: str = "grid"  # a key of SEARCHES; "bisect" searches (0, max(sparsities)] and checks sparsities past it
+    early: bool = True  # bisect: evaluate each point only until within/below tolerance is certain (same answer)
 
     def __post_init__(self) -> None:
         if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
@@ -117,47 +135,10 @@ def check_sweep(c: SweepConfig) -> None:
         raise LotusError(f"finetune_lr {c.finetune_lr} is outside (0, 10]")
     if not 1 <= c.n <= c.m:
         raise LotusError(f"N:M pattern {c.n}:{c.m} needs 1 <= N <= M (2:4 keeps 2 of every 4 weights)")
+    if c.search not in SEARCHES:
+        raise LotusError(f"unknown search {c.search!r}; choose one of {', '.join(SEARCHES)}")
     for s in c.sparsities:
         check_sparsity(s)
-
-
-@dataclass
-class Essential:
-    """The turning point of one curve."""
-
-    essential_sparsity: float  # highest sparsity before the first drop below A - eps
-    bracket: tuple[float, float | None]  # [last within tolerance, first below] (None: never below)
-    monotone: bool  # accuracy never rises as sparsity grows
-    recovers: bool  # some sparsity past the first drop is back within tolerance (the rule ignores it)
-    evaluations: int  # points on the curve (dense excluded)
-
-    def to_dict(self) -> dict:
-        return {"essential_sparsity": self.essential_sparsity, "bracket": list(self.bracket),
-                "monotone": self.monotone, "recovers": self.recovers, "evaluations": self.evaluations}
-
-
-def essential_sparsity(points: pd.DataFrame | Iterable[tuple[float, float]], dense_accuracy: float,
-                       eps: float = 0.01) -> Essential:
-    """The essential-sparsity turning point of a curve of (sparsity, accuracy) points.
-
-    ``points`` is a DataFrame with columns sparsity, accuracy or (sparsity, accuracy) pairs.
-    Points at sparsity 0 count as dense and are not part of the curve. Accuracies and ``eps``
-    are absolute fractions.
-    """
-    if isinstance(points, pd.DataFrame):
-        points = zip(points["sparsity"], points["accuracy"])
-    curve = sorted((float(s), float(a)) for s, a in points if float(s) > 0)
-    floor = dense_accuracy - eps
-    lo, hi = 0.0, None
-    for s, a in curve:
-        if a < floor - 1e-12:
-            hi = s
-            break
-        lo = s
-    accs = [a for _, a in curve]
-    monotone = all(b <= a + 1e-12 for a, b in zip(accs, accs[1:]))
-    recovers = hi is not None and any(s > hi and a >= floor - 1e-12 for s, a in curve)
-    return Essential(lo, (lo, hi), monotone, recovers, len(curve))
 
 
 def parse_sparsities(text: str) -> tuple[float, ...]:
@@ -271,15 +252,20 @@ class PointEvaluator:
     def point_config(self, method: str, sparsity: float) -> dict:
         return point_config(self.config, method, sparsity)
 
-    def compute(self, curve: str, sparsity: float) -> dict:
-        """The point of the ``curve`` (a method, or ``method+control``) at ``sparsity``, computed (never read
-        from the store)."""
+    def curve_mask(self, curve: str, sparsity: float) -> Mask:
+        """The mask of the ``curve`` (a method, or ``method+control``) at ``sparsity``."""
         method, control = split_curve(curve)
         mask = self.mask(method, sparsity)
         if control == "shuffle":
             mask = shuffled(mask, self.config.seed)
         elif control == "reinit":
             mask = Mask(mask, weights=self.reinit_weights())
+        return mask
+
+    def compute(self, curve: str, sparsity: float) -> dict:
+        """The point of the ``curve`` (a method, or ``method+control``) at ``sparsity``, computed (never read
+        from the store)."""
+        mask = self.curve_mask(curve, sparsity)
         res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
                                 bf16=self.config.bf16)
         return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
@@ -290,6 +276,39 @@ class PointEvaluator:
         summary = run_experiment(self.ctx, "prune-eval", self.point_config(method, sparsity),
                                  lambda ctx, _, run: self.compute(method, sparsity), refresh=refresh)
         return {k: v for k, v in summary.items() if k != "run_id"}
+
+    def decide(self, curve: str, sparsity: float, required: int, refresh: bool = False) -> dict:
+        """Are at least ``required`` test images right with ``curve`` at ``sparsity``? A sweep point
+        (:func:`complete_point` fields) evaluated only until that is certain.
+
+        A stored full evaluation of the point answers it without computing. Otherwise the
+        decision is stored under the point's configuration plus ``required`` (kind ``prune-decide``);
+        one that needed every image is the full evaluation and is stored as that too.
+        """
+        full = self.point_config(curve, sparsity)
+        stored = None if refresh else stored_summary(self.ctx, "prune-eval", full)
+        if stored is not None:
+            return complete_point({k: v for k, v in stored.items() if k != "run_id"})
+        c = self.config
+
+        def compute(ctx, _, run) -> dict:
+            mask = self.curve_mask(curve, sparsity)
+            d = decide(self.pruned_model(mask), self.ctx.test, self.ctx.data_config, required, limit=c.limit,
+                       seed=c.seed, bf16=c.bf16)
+            return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity, "n": d.n,
+                    "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
+                    "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
+
+        out = run_experiment(self.ctx, "prune-decide", {**full, "required": required}, compute, refresh=refresh)
+        out = {k: v for k, v in out.items() if k != "run_id"}
+        if out["early"]:
+            return {**out, "accuracy": None, "ci_low": None, "ci_high": None}
+        n, correct = out["n"], out["correct"]
+        ci = wilson_interval(correct, n)
+        point = {"method": curve, "sparsity": sparsity, "sparsity_reached": out["sparsity_reached"],
+                 "accuracy": correct / n, "ci_low": ci[0], "ci_high": ci[1], "n": n, "correct": correct}
+        run_experiment(self.ctx, "prune-eval", full, lambda ctx, _, run: point, refresh=refresh)
+        return complete_point(point)
 
 
 def point_config(config: SweepConfig, curve: str, sparsity: float) -> dict:
@@ -387,32 +406,93 @@ class SweepPoints:
             self.done += 1
 
 
+def complete_point(point: dict) -> dict:
+    """A fully evaluated point with the fields every sweep point has: early (False), seen (= n)
+    and acc_low = acc_high = accuracy (the bounds of a point decided early)."""
+    correct = point.get("correct", round(point["accuracy"] * point["n"]))
+    return {**point, "correct": correct, "seen": point["n"], "early": False, "acc_low": point["accuracy"],
+            "acc_high": point["accuracy"]}
+
+
+def _bounds(points: Iterable[dict]) -> list[tuple[float, float, float]]:
+    """(sparsity, acc_low, acc_high) of stored points (points stored before bounds existed: accuracy)."""
+    return [(p["sparsity"], p.get("acc_low", p["accuracy"]), p.get("acc_high", p["accuracy"])) for p in points]
+
+
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
-    """Experiment: the coarse grid for every method, then (``refine``) bisection of each bracket.
+    """Experiment: per method, the grid (then with ``refine`` the bisected bracket), or with
+    ``search="bisect"`` the turning point by bisection from the start (see the module docstring).
 
     ``refresh`` recomputes points that other runs already stored (for benchmarks and ``--no-cache``).
     """
+    if config.search not in SEARCHES:
+        raise LotusError(f"unknown search {config.search!r}; choose one of {', '.join(SEARCHES)}")
     for method in config.methods:
         get_pruner(method)
     names = curves(config)
     dense = dense_reference(ctx, config)
-    points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
-    points.evaluate([(c, s) for c in names for s in _grid(c, config)], refined=False,
-                    cut=dense["accuracy"] - config.eps - 1e-12 if config.stop_at_drop else None)
+    floor = dense["accuracy"] - config.eps
+    bisect = config.search == "bisect"
+
+    def fixed(curve: str) -> float | None:
+        return PRUNERS[split_curve(curve)[0]].fixed_sparsity(dataclasses.asdict(config))
+
+    if bisect:  # the points one at a time, each decided as soon as it is certain (no executor: each depends on the last)
+        evaluator = PointEvaluator(ctx, config)
+        fine = resolution_grid(max(config.sparsities), config.resolution)
+        required = required_correct(dense["n"], floor)
+        planned = sum(1 if fixed(c) is not None else 1 + math.ceil(math.log2(len(fine))) for c in names)
+        done = 0
+
+        def measure(curve: str, s: float) -> dict:
+            if config.early:
+                return evaluator.decide(curve, s, required, refresh)
+            return complete_point(evaluator.evaluate(curve, s, refresh))
+
+        def point(curve: str, s: float, refined: bool) -> dict:
+            nonlocal done
+            key = _key(curve, s)
+            data = run.get(key)
+            if data is None:
+                data = {**measure(curve, s), "refined": refined}
+                run.point(key, data)
+            done += 1
+            run.progress(done=done, planned=max(planned, done), method=curve, sparsity=s, accuracy=data["accuracy"],
+                         within=within_tolerance(data.get("acc_low", data["accuracy"]), floor))
+            run.check()
+            return data
+
+        def within(curve: str, s: float, refined: bool) -> bool:
+            return within_tolerance(_bounds([point(curve, s, refined)])[0][1], floor)
+
+        for curve in names:
+            if fixed(curve) is not None:
+                within(curve, fixed(curve), False)
+                continue
+            _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True))
+            for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
+                if hi is not None and s > hi:
+                    point(curve, s, False)
+    else:  # the grid through ctx.executor
+        points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
+        points.evaluate([(c, s) for c in names for s in _grid(c, config)], refined=False,
+                        cut=floor - 1e-12 if config.stop_at_drop else None)
     essential = {}
     for method in names:
-        curve = lambda: [(p["sparsity"], p["accuracy"]) for p in run.points().values() if p["method"] == method]  # noqa: E731
-        ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
+        curve = lambda: [p for p in run.points().values() if p["method"] == method]  # noqa: E731
+        ess = essential_sparsity(_bounds(curve()), dense["accuracy"], config.eps)
         base, control = split_curve(method)
-        while config.refine and control is None and PRUNERS[base].fixed_sparsity(dataclasses.asdict(config)) is None \
+        while config.refine and not bisect and control is None and fixed(method) is None \
                 and ess.bracket[1] is not None \
                 and ess.bracket[1] - ess.bracket[0] > config.resolution + 1e-9:
             mid = _midpoint(ess.bracket[0], ess.bracket[1], config.resolution)
             if mid in (ess.bracket[0], ess.bracket[1]):
                 break
             points.evaluate([(method, mid)], refined=True)
-            ess = essential_sparsity(curve(), dense["accuracy"], config.eps)
-        essential[method] = ess.to_dict()
+            ess = essential_sparsity(_bounds(curve()), dense["accuracy"], config.eps)
+        pts = curve()
+        essential[method] = {**ess.to_dict(), "images": sum(p.get("seen", p["n"]) for p in pts),
+                             "decided_early": sum(bool(p.get("early")) for p in pts)}
     return {"dense": dense, "essential": essential}
 
 
@@ -444,9 +524,15 @@ def _grid(curve: str, config: SweepConfig) -> Sequence[float]:
     return [s for s in config.sparsities if s > 0]
 
 
+FRAME_COLUMNS = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined", "early",
+                 "seen", "acc_low", "acc_high"]
+"""A sweep table's columns: accuracy/ci are NaN where ``early`` (decided after ``seen`` of ``n`` images; the
+full-subset accuracy lies in [acc_low, acc_high]); otherwise acc_low = acc_high = accuracy and seen = n."""
+
+
 @dataclass
 class SweepResult:
-    frame: pd.DataFrame  # method, sparsity, sparsity_reached, accuracy, ci_low, ci_high, n, refined
+    frame: pd.DataFrame  # FRAME_COLUMNS, one row per point, sorted by method and sparsity
     dense: dict
     essential: dict[str, dict]
     run_id: str
@@ -462,10 +548,22 @@ def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], N
 
 
 def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None) -> SweepResult:
-    points = ctx.store.points(summary["run_id"])
-    cols = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined"]
-    frame = pd.DataFrame(list(points.values()), columns=cols).sort_values(["method", "sparsity"]).reset_index(drop=True)
+    """The stored sweep as a :class:`SweepResult`; its frame has a row per point, those decided
+    early with a NaN accuracy (and ``early`` True), which charts leave out."""
+    points = [p if "early" in p else complete_point(p) for p in ctx.store.points(summary["run_id"]).values()]
+    frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
+    frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
+
+
+def turning_point_search(config: SweepConfig) -> SweepConfig | None:
+    """The fast way to ``config``'s turning point: the same sweep as a ``bisect`` search over the
+    same range, or None when ``config`` does not refine, already is a search, or fine-tunes every
+    point (``finetune_steps`` or the essential protocol: that runs as one background job). The dashboard shows this search's answer at once
+    and computes ``config``'s curve in the background: the answer does not wait for the curve."""
+    if not config.refine or config.search == "bisect" or config.finetune_steps or config.protocol == "essential":
+        return None
+    return dataclasses.replace(config, search="bisect", refine=False, stop_at_drop=False)
 
 
 def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
@@ -486,6 +584,13 @@ def prune_eval_headline(s: dict) -> Headline:
                     f"{s['method']} at {pct(s['sparsity_reached'])}: {pct(s['accuracy'])}")
 
 
+def prune_decide_headline(s: dict) -> Headline:
+    """Headline of one early decision of a sweep point (no accuracy: only whether it is within tolerance)."""
+    verdict = "within tolerance" if s["correct"] >= s["required"] else "below tolerance"
+    return Headline(None, s["sparsity_reached"], f"{s['method']} at {pct(s['sparsity_reached'])}: {verdict} "
+                    f"after {s['seen']} of {s['n']} images")
+
+
 def sweep_headline(s: dict) -> Headline:
     """Headline of a stored sweep: dense accuracy and each method's essential sparsity."""
     ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
@@ -495,9 +600,10 @@ def sweep_headline(s: dict) -> Headline:
 
 
 def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
-    """Accuracy against sparsity, one series per method, each starting at the dense model."""
+    """Accuracy against sparsity, one series per method, each starting at the dense model; points decided
+    early (no accuracy, ``search="bisect"``) are left out."""
     rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
-            for p in points.values() if "method" in p]
+            for p in points.values() if "method" in p and p.get("accuracy") is not None]  # None: decided early
     if summary and rows:  # every method starts at the dense model
         rows += [{"series": m, "axis": "sparsity", "x": 0.0, "accuracy": summary["dense"]["accuracy"]}
                  for m in dict.fromkeys(r["series"] for r in rows)]
@@ -505,4 +611,5 @@ def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
 
 
 register_experiment(ExperimentSpec("prune-eval", headline=prune_eval_headline))  # PointEvaluator.evaluate stores it
+register_experiment(ExperimentSpec("prune-decide", headline=prune_decide_headline))  # PointEvaluator.decide stores it
 register_experiment(ExperimentSpec("sweep", SweepConfig, sweep, sweep_headline, sweep_curve, job=True))

@@ -22,12 +22,13 @@ import sqlite3
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
 from ..core.errors import LotusError
 from ..core.paths import DEFAULT_DB
+
+if TYPE_CHECKING:  # pandas is imported by the two methods that return tables: evaluations start faster
+    import pandas as pd
 
 
 class RunStatus(StrEnum):
@@ -301,6 +302,8 @@ class Store:
 
     def runs(self, kind: str | None = None, model: str | None = None) -> pd.DataFrame:
         """All runs (newest first) as a DataFrame with decoded config/summary/progress columns."""
+        import pandas as pd
+
         sql, args = "SELECT * FROM runs WHERE 1=1", []
         if kind:
             sql, args = sql + " AND kind=?", args + [kind]
@@ -333,6 +336,8 @@ class Store:
 
     def points_frame(self, run_id: str) -> pd.DataFrame:
         """A run's points as a table: one row per point, its key plus its (flattened) fields."""
+        import pandas as pd
+
         pts = self.points(run_id)
         if not pts:
             return pd.DataFrame(columns=["key"])

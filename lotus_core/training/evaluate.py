@@ -2,6 +2,12 @@
 
 Accuracies are fractions in [0, 1]. The interval is Wilson's score interval for a binomial
 proportion, which stays inside [0, 1] and behaves at accuracies near 0 or 1.
+
+:func:`decide` answers a yes/no question about the same subset ("are at least ``required`` of
+the ``n`` images right?") from its first images only: after ``k`` images with ``c`` correct,
+"yes" is certain once c >= required and "no" once c + (n - k) < required. It is the answer
+full evaluation gives, at a fraction of its cost far from the threshold; this is what the
+turning-point search of :mod:`lotus_core.pruning.sweep` asks at every sparsity.
 """
 from __future__ import annotations
 
@@ -101,6 +107,82 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
             per_class[name] = float(hit[sel].float().mean())
     n = len(idx)
     return EvalResult(correct / n if n else 0.0, n, correct, wilson_interval(correct, n), per_class, preds, idx)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether at least ``required`` of the ``n`` subset images are classified correctly, decided
+    from the first ``seen`` of them (in subset order); ``seen < n`` means it was decided early."""
+
+    above: bool  # at least `required` correct on the whole subset (certain, not estimated)
+    correct: int  # correct among the first `seen` images
+    seen: int  # images evaluated
+    n: int  # images in the subset
+    required: int  # the threshold, a number of correct images
+
+    @property
+    def early(self) -> bool:
+        return self.seen < self.n
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The whole subset's accuracy lies in [low, high] (fractions; equal when not early)."""
+        return self.correct / self.n, (self.correct + self.n - self.seen) / self.n
+
+
+def decision(correct: int, seen: int, n: int, required: int) -> bool | None:
+    """True when at least ``required`` of ``n`` are certainly correct after ``correct`` of the first
+    ``seen``, False when that is certainly impossible, None while it is open."""
+    if correct >= required:
+        return True
+    if correct + (n - seen) < required:
+        return False
+    return None
+
+
+def images_to_decide(correct: int, seen: int, n: int, required: int) -> int:
+    """The fewest further images after which :func:`decision` can be certain (0: it already is):
+    all of them right for "above", all of them wrong for "below"."""
+    if decision(correct, seen, n, required) is not None:
+        return 0
+    return min(required - correct, correct + (n - seen) - required + 1)
+
+
+def decide_in_batches(count_correct: Callable[[int, int], int], n: int, required: int, batch_size: int = 500,
+                      min_batch: int = 50) -> Decision:
+    """The :class:`Decision` for ``required`` of ``n``, with ``count_correct(start, stop)`` the number
+    of correct images among subset positions [start, stop), asked in order until it is certain.
+
+    Each batch is the fewest images that could decide (:func:`images_to_decide`), at least
+    ``min_batch`` (fewer only at the end) and at most ``batch_size``: it never stops before the
+    decision is certain and never goes more than ``min_batch - 1`` images past where it became so.
+    """
+    correct = seen = 0
+    while decision(correct, seen, n, required) is None:
+        stop = min(n, seen + min(batch_size, max(min_batch, images_to_decide(correct, seen, n, required))))
+        correct += count_correct(seen, stop)
+        seen = stop
+    return Decision(bool(decision(correct, seen, n, required)), correct, seen, n, required)
+
+
+def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, limit: int | None = DEFAULT_LIMIT,
+           seed: int = 0, batch_size: int = 500, min_batch: int = 50, bf16: bool = True,
+           device: torch.device | None = None) -> Decision:
+    """Are at least ``required`` of the fixed ``limit``-image subset (the one :func:`evaluate` uses)
+    classified correctly? Evaluated in batches, stopping as soon as the answer is certain.
+
+    The answer is the one full evaluation gives (``evaluate(...).correct >= required``): the
+    images are the same, in the same order, and the predictions of an image do not depend on
+    the batch it is in. ``min_batch`` trades a few surplus images for fewer, larger batches.
+    """
+    idx = subset_indices(len(data), limit, seed)
+    labels = data.labels[idx]
+
+    def count_correct(start: int, stop: int) -> int:
+        preds = predict(model, data.images[idx[start:stop]], data_config, batch_size, bf16, device)
+        return int((preds == labels[start:stop]).sum())
+
+    return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch)
 
 
 def evaluate_headline(s: dict) -> Headline:

@@ -22,7 +22,7 @@ from ..results.registry import Headline, experiments
 from ..results.store import ACTIVE, RunStatus, Store, canonical_json
 from .figures import style
 
-POINT_KINDS = ("prune-eval",)  # single evaluations that sweeps are made of (one run per point, shared by sweeps)
+POINT_KINDS = ("prune-eval", "prune-decide")  # single evaluations (and early decisions) sweeps are made of (one run per point, shared by sweeps)
 TABLE_COLUMNS = ["id", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
                  "headline", "config", "error"]
 

@@ -35,10 +35,12 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
     ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions). A method with
     a fixed sparsity (N:M: 1 - N/M whatever is asked) is one point, not a line from the dense
     model. Turning points are stars named in the legend (with their sparsity), so labels of
-    several methods never collide on the chart.
+    several methods never collide on the chart. Points decided early by a turning-point search
+    have no accuracy (NaN) and are left out: only fully evaluated points are drawn.
     """
     from ..pruning import PRUNERS
 
+    frame = frame[frame["accuracy"].notna()]
     fig = go.Figure()
     a = 100 * dense["accuracy"]
     points = f"{100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'}"

@@ -234,8 +234,11 @@ def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> S
     first_drop = ess["bracket"][1]
     curve = result.frame[result.frame["method"] == method]
     if first_drop is not None:
-        below = curve.loc[(curve["sparsity"] - first_drop).abs() < 1e-9, "accuracy"]
-        sentence += f" At {_pct(first_drop, 0)} sparsity accuracy falls to {_pct(float(below.iloc[0]))}."
+        below = curve.loc[(curve["sparsity"] - first_drop).abs() < 1e-9].iloc[0]
+        sentence += (f" At {_pct(first_drop, 0)} sparsity accuracy falls to {_pct(float(below['accuracy']))}."
+                     if below["accuracy"] == below["accuracy"] else  # not NaN: fully evaluated
+                     f" At {_pct(first_drop, 0)} sparsity accuracy falls to at most {_pct(float(below['acc_high']))} "
+                     f"(decided after {int(below['seen'])} of {int(below['n'])} test images).")
     else:
         sentence += f" Accuracy never fell further up to the highest sparsity tried, {_pct(curve['sparsity'].max(), 0)}."
     fig = sparsity_curve(result.frame, result.dense, result.essential, eps,
@@ -276,7 +279,8 @@ def comparison_section(ctx: Context, options: ReportOptions, stored: Stored) -> 
     omp = None
     if sweep is not None and "omp" in sweep.essential:
         omp = pd.concat([pd.DataFrame([{"sparsity": 0.0, "accuracy": sweep.dense["accuracy"]}]),
-                         sweep.frame.loc[sweep.frame["method"] == "omp", ["sparsity", "accuracy"]]]).sort_values("sparsity")
+                         sweep.frame.loc[sweep.frame["method"] == "omp", ["sparsity", "accuracy"]]]
+                        ).dropna(subset=["accuracy"]).sort_values("sparsity")  # points decided early have no accuracy
         frames.append(omp.assign(series="OMP one-shot, no re-training"))
     else:
         notes.append("The one-shot OMP curve is missing: produce it on the Sparsity curves page.")

@@ -1,0 +1,117 @@
+"""The essential-sparsity turning point: the rule, the tolerance test and the bisection search.
+
+"The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal et al., NeurIPS
+2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
+essential sparsity is the highest evaluated sparsity before the first one whose accuracy
+falls below A - eps.
+
+The search only ever needs one decision per sparsity: is the accuracy within tolerance
+(at least A - eps)? :func:`bisect_turning_point` makes about log2(grid size) + 1 of them on the
+fine grid; :func:`required_correct` turns the tolerance into a number of correct images, which
+lets an evaluation stop as soon as the decision is certain
+(:func:`lotus_core.training.evaluate.decide`).
+
+Pure Python without torch, so ``python -m lotus_core essential --curve`` starts at once;
+:mod:`lotus_core.pruning.sweep` locates the point on a model with these functions.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Sequence
+
+TOL = 1e-12  # accuracies equal to A - eps up to float rounding count as within tolerance
+
+
+def within_tolerance(accuracy: float, floor: float) -> bool:
+    """The rule's test: is ``accuracy`` at least ``floor`` = A - eps (fractions)?"""
+    return accuracy >= floor - TOL
+
+
+def required_correct(n: int, floor: float) -> int:
+    """The fewest correct images out of ``n`` whose accuracy c / n passes :func:`within_tolerance`
+    (``n + 1`` when none does), computed with that very test so the two never disagree."""
+    c = min(n + 1, max(0, math.ceil((floor - TOL) * n)))
+    while c > 0 and within_tolerance((c - 1) / n, floor):
+        c -= 1
+    while c <= n and not within_tolerance(c / n, floor):
+        c += 1
+    return c
+
+
+@dataclass
+class Essential:
+    """The turning point of one curve."""
+
+    essential_sparsity: float  # highest sparsity before the first drop below A - eps
+    bracket: tuple[float, float | None]  # [last within tolerance, first below] (None: never below)
+    monotone: bool  # accuracy never rises as sparsity grows (over fully evaluated points) and never recovers
+    recovers: bool  # some sparsity past the first drop is back within tolerance (the rule ignores it)
+    evaluations: int  # points on the curve (dense excluded)
+
+    def to_dict(self) -> dict:
+        return {"essential_sparsity": self.essential_sparsity, "bracket": list(self.bracket),
+                "monotone": self.monotone, "recovers": self.recovers, "evaluations": self.evaluations}
+
+
+def _curve(points: Any) -> list[tuple[float, float, float]]:
+    """Sorted (sparsity, low, high) of the points past dense; low = high = accuracy for a fully
+    evaluated point, and [low, high] the bounds of the full-subset accuracy for one decided early."""
+    if hasattr(points, "columns"):  # a DataFrame
+        acc = points["accuracy"]
+        low = points["acc_low"].fillna(acc) if "acc_low" in points.columns else acc
+        high = points["acc_high"].fillna(acc) if "acc_high" in points.columns else acc
+        rows: Iterable = zip(points["sparsity"], low, high)
+    else:
+        rows = (p if len(p) == 3 else (p[0], p[1], p[1]) for p in points)
+    return sorted((float(s), float(lo), float(hi)) for s, lo, hi in rows if float(s) > 0)
+
+
+def essential_sparsity(points: Any, dense_accuracy: float, eps: float = 0.01) -> Essential:
+    """The essential-sparsity turning point of a curve.
+
+    Args:
+        points: a DataFrame with columns sparsity, accuracy (and optionally acc_low, acc_high:
+            the bounds of points decided early, whose accuracy is NaN), or (sparsity, accuracy)
+            pairs, or (sparsity, low, high) triples. Points at sparsity 0 count as dense.
+        dense_accuracy: A, and ``eps`` the tolerance; absolute fractions.
+    """
+    curve = _curve(points)
+    floor = dense_accuracy - eps
+    lo, hi = 0.0, None
+    for s, low, _ in curve:  # a decided point's bounds lie on one side of the floor: low tells which
+        if not within_tolerance(low, floor):
+            hi = s
+            break
+        lo = s
+    recovers = hi is not None and any(s > hi and within_tolerance(low, floor) for s, low, _ in curve)
+    accs = [low for _, low, high in curve if low == high]
+    monotone = all(b <= a + TOL for a, b in zip(accs, accs[1:])) and not recovers
+    return Essential(lo, (lo, hi), monotone, recovers, len(curve))
+
+
+def resolution_grid(stop: float, resolution: float) -> tuple[float, ...]:
+    """The sparsities resolution, 2 * resolution, ... up to ``stop`` (``stop`` itself included)."""
+    count = int(stop / resolution + 1e-9)
+    return tuple(sorted({round(i * resolution, 6) for i in range(1, count + 1)} | {round(stop, 6)}))
+
+
+def bisect_turning_point(grid: Sequence[float], within: Callable[[float], bool]) -> tuple[float, float | None]:
+    """The bracket [last within tolerance, first below] on ``grid`` by bisection.
+
+    ``grid`` holds ascending sparsities above 0 (dense, at 0, is within by definition) and
+    ``within(s)`` decides one of them. The last point is asked first (if it is within, the curve
+    never drops: ``(grid[-1], None)``), then the bracket is halved: 1 + ceil(log2(len(grid)))
+    decisions in all, 8 for the 90 points of a 0.01 grid up to 0.9. On a curve that stays below
+    once it drops this is the bracket of the full grid; the caller checks that assumption.
+    """
+    if within(grid[-1]):
+        return grid[-1], None
+    lo, hi = -1, len(grid) - 1  # indices; -1 is dense
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if within(grid[mid]):
+            lo = mid
+        else:
+            hi = mid
+    return (grid[lo] if lo >= 0 else 0.0), grid[hi]

@@ -1,0 +1,68 @@
+"""Commands that need no model start without importing torch, timm or torchvision (checked in a fresh
+process's sys.modules, not timed); model commands still do what they did."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HEAVY = ("torch", "timm", "torchvision")
+PROBE = """
+import json, runpy, sys
+sys.argv = ["lotus", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("lotus_core", run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}), file=sys.stderr)
+""" % (HEAVY,)
+
+
+def run_cli(argv: list[str], db: Path) -> tuple[dict, str, str]:
+    env = {**os.environ, "LOTUS_DB": str(db), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+    *err, probe = proc.stderr.strip().splitlines()
+    return json.loads(probe), proc.stdout, "\n".join(err)
+
+
+def light_commands(tmp_path: Path) -> dict[str, list[str]]:
+    (tmp_path / "c.csv").write_text("sparsity,accuracy\n0,0.9\n0.1,0.9\n0.2,0.895\n0.3,0.85\n")
+    return {"help": ["--help"], "runs": ["runs", "--json"],
+            "export": ["export", "nosuch", "--out", str(tmp_path / "o.csv")],
+            "essential": ["essential", "--curve", str(tmp_path / "c.csv"), "--json"], "delete": ["delete", "nosuch"]}
+
+
+@pytest.mark.parametrize("name", ["help", "runs", "export", "essential", "delete"])
+def test_commands_without_a_model_import_no_torch_timm_or_torchvision(tmp_path, name):
+    if name in ("runs", "export", "delete"):  # read-only commands open an existing store (a missing one is refused in one line)
+        from lotus_core.results.store import Store
+
+        Store(tmp_path / "r.db")
+    probe, out, err = run_cli(light_commands(tmp_path)[name], tmp_path / "r.db")
+    assert probe["heavy"] == []
+    if name == "help":
+        assert probe["code"] == 0 and "sweep" in out and "essential" in out
+    elif name == "runs":
+        assert probe["code"] == 0 and json.loads(out) == {"runs": []}
+    elif name == "essential":
+        assert json.loads(out)["bracket"] == [0.2, 0.3]
+    else:  # a run that does not exist: one line saying what to do, exit 2
+        assert probe["code"] == 2 and len(err.splitlines()) == 1 and "nosuch" in err
+
+
+def test_a_model_command_still_parses_its_registry_options(tmp_path):
+    probe, out, err = run_cli(["prune", "--method", "nosuch"], tmp_path / "r.db")
+    assert probe["code"] == 2 and "invalid choice: 'nosuch'" in err and "omp" in err
+
+
+def test_evaluate_needs_no_pandas_plotly_or_streamlit(tmp_path):
+    code = ("import sys; from lotus_core.cli import main; main(['evaluate', '--limit', '10', '--json']); "
+            "print([m for m in ('pandas', 'plotly', 'streamlit', 'captum', 'huey') if m in sys.modules])")
+    env = {**os.environ, "LOTUS_DB": str(tmp_path / "r.db"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=300).stdout.splitlines()
+    assert json.loads(out[0])["n"] == 10 and out[1] == "[]"
