@@ -5,7 +5,7 @@ import streamlit as st
 from app import charts, state, ui
 from lotus_core.views.report import Report, ReportOptions, build_report, results_version
 
-ui.header("Report", "What pruning does to this model, in six charts and six sentences, built from the results "
+ui.header("Report", "What pruning does to this model, one chart and one sentence per question, built from the results "
           "stored by the other pages. Missing results say which page produces them.",
           "Essential Sparsity (NeurIPS 2023), Instant Soup Pruning (ICML 2023) and LOTUS's data lottery tickets")
 ctx = state.context()
