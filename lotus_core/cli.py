@@ -36,7 +36,7 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         g.add_argument("--ray-address", default=None,
                        help="auto, HOST:6379 or ray://HOST:10001 (default $LOTUS_RAY_ADDRESS; none: a local cluster)")
         g.add_argument("--gpus-per-task", type=float, default=None, help="GPUs per unit; fractions pack units (0.25)")
-        g.add_argument("--cpus-per-task", type=float, default=None, help="CPUs per unit (default 1)")
+        g.add_argument("--cpus-per-task", type=float, default=None, help="CPUs per unit (default $LOTUS_THREADS, the threads each unit computes on)")
         p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present); chosen once")
         p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
 

@@ -5,7 +5,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.results.runs import stored_summary
 from lotus_core.speed import METHODS
-from lotus_core.speed.run import EPS, SpeedConfig, export_structural, run_speed
+from lotus_core.speed.run import EPS, SpeedConfig, export_structural, progress_text, run_speed
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
           "accuracy: which ones really run faster on this machine?",
@@ -16,11 +16,14 @@ ctx = state.context()
 # drawn on first load, measured inline (one setting per method, about 10 s); anything else runs as a background job
 DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
                       batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
-                      limit=state.limit(), min_run_time=0.2)
+                      best_batch=False, limit=state.limit(), min_run_time=0.2)
 c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
 methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
                          format_func=lambda m: f"{m}: {METHODS[m].help}")
 batch_sizes = c2.multiselect("Batch sizes", [1, 8, 32, 64, 256], default=list(DEFAULT.batch_sizes))
+best_batch = c2.checkbox("and this device's best", value=DEFAULT.best_batch,
+                         help="Find the batch size with the most images/s for the dense model (doubling from 1) "
+                              "and measure every method there too")
 eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * EPS, 0.1) / 100
 axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True)
 with st.expander("Settings of each method"):
@@ -36,7 +39,8 @@ with st.expander("Settings of each method"):
 if not methods or not batch_sizes:
     st.info("Pick at least one method and one batch size.")
     st.stop()
-chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), sparsities=tuple(sparsities),
+chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), best_batch=best_batch,
+                     sparsities=tuple(sparsities),
                      ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
                      drops=tuple(drops), finetune_steps=finetune, limit=DEFAULT.limit,
                      min_run_time=DEFAULT.min_run_time)
@@ -55,12 +59,16 @@ if config != chosen:
     active_jobs(ctx, ("speed",))
 with ui.guard():
     bar = st.progress(0.0, text="Measuring...")
-    result = run_speed(ctx, config, on_progress=lambda p: bar.progress(
-        p["done"] / p["planned"], text=f"{p['method']} {p['setting']} at batch {p['batch_size']}"))
+    result = run_speed(ctx, config, on_progress=lambda p: bar.progress(p["done"] / p["planned"], text=progress_text(p)))
     bar.empty()
 
-batch = st.radio("Batch size shown", list(config.batch_sizes), index=len(config.batch_sizes) - 1, horizontal=True) \
-    if len(config.batch_sizes) > 1 else config.batch_sizes[0]
+best = result.best_batch["best"] if result.best_batch else None
+sizes = result.batch_sizes
+batch = st.radio("Batch size shown", sizes, index=len(sizes) - 1, horizontal=True, format_func=lambda b: (
+    f"{b} (this device's best)" if b == best else str(b))) if len(sizes) > 1 else sizes[0]
+if result.best_batch:
+    st.caption("Best batch size: " + ", ".join(f"{b}: {ips:,.0f} images/s" for b, ips in result.best_batch["trace"])
+               + f" (dense model); the search stopped because {result.best_batch['stopped']}.")
 rows = result.at(batch)
 title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.threads} threads · torch "
          f"{config.torch_version}")

@@ -44,7 +44,7 @@ KINDS = {  # one tiny config per experiment kind
     "lottery-train": LotteryTrainConfig(epochs=1, steps_per_epoch=1, batch_size=8, fraction=0.05, limit=50),
     "finetune": FinetuneConfig(epochs=1, batch_size=32, train_limit=64, limit=50),
     "sensitivity": SensitivityConfig((0.5,), 50),
-    "speed": SpeedConfig(methods=("dense", "masked"), batch_sizes=(2,), sparsities=(0.5,), limit=20,
+    "speed": SpeedConfig(methods=("dense", "masked"), batch_sizes=(2,), best_batch=False, sparsities=(0.5,), limit=20,
                          min_run_time=0.01),
     "core-ticket": CoreTicketConfig(partitions=2, steps=1, batch_size=8, limit=50),
     "instability": InstabilityConfig(ks=(0, 1), steps=2, batch_size=8, alphas=3, limit=50),

@@ -82,3 +82,68 @@ def test_decide_on_a_model_answers_as_full_evaluation(tiny_vit, tiny_data):
         if not d.early:
             assert d.correct == full.correct
     assert decide(tiny_vit, tiny_data, cfg, 150, limit=150, min_batch=10).seen < 150 or full.correct == 150
+
+
+# ---------------------------------------------------------------------------- the hard-first order
+import random  # noqa: E402
+
+import torch  # noqa: E402
+
+from lotus_core.training.evaluate import hard_first, margin  # noqa: E402
+
+
+def test_the_margin_is_the_true_logit_less_the_best_other_and_hard_first_sorts_by_it():
+    logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 3.0, 1.0], [1.0, 1.0, 5.0], [0.5, 0.0, 0.4]])
+    labels = torch.tensor([0, 0, 2, 1])
+    assert margin(logits, labels).tolist() == [1.0, -3.0, 4.0, -0.5]  # image 1 is wrong by 3, image 3 by 0.5
+    assert hard_first(margin(logits, labels)) == [1, 3, 0, 2]
+    assert hard_first(torch.tensor([0.0, -1.0, 0.0, -1.0])) == [1, 3, 0, 2]  # ties keep subset order
+
+
+def test_evaluate_with_margins_is_the_same_evaluation_and_its_margins_mark_the_wrong_images(tiny_vit, tiny_data):
+    cfg = data_config(tiny_vit)
+    plain = evaluate(tiny_vit, tiny_data, cfg, limit=120, bf16=False)
+    res = evaluate(tiny_vit, tiny_data, cfg, limit=120, bf16=False, margins=True)
+    assert res.correct == plain.correct and torch.equal(res.predictions, plain.predictions) and plain.margins is None
+    wrong = res.predictions != tiny_data.labels[res.indices]
+    assert torch.equal(res.margins < 0, wrong) and int(wrong.sum()) == 120 - res.correct
+    order = hard_first(res.margins)  # every wrong image comes before every right one
+    assert sorted(order) == list(range(120)) and all(wrong[order[:int(wrong.sum())]])
+
+
+def test_decide_gives_the_same_answer_in_any_order_and_hard_first_decides_below_sooner(tiny_vit, tiny_data):
+    cfg = data_config(tiny_vit)
+    full = evaluate(tiny_vit, tiny_data, cfg, limit=150, bf16=False, margins=True)
+    hard = hard_first(full.margins)
+    shuffled = list(range(150))
+    random.Random(0).shuffle(shuffled)
+    for required in (full.correct - 10, full.correct, full.correct + 1, full.correct + 10):
+        answers = {name: decide(tiny_vit, tiny_data, cfg, required, limit=150, bf16=False, min_batch=1, order=o)
+                   for name, o in (("subset", None), ("shuffled", shuffled), ("hard first", hard))}
+        assert {d.above for d in answers.values()} == {full.correct >= required}
+        if full.correct < required:  # "below": with the model's own wrong images first, exactly the fewest needed
+            assert answers["hard first"].seen == 150 - required + 1 <= answers["subset"].seen
+    with pytest.raises(ValueError, match="permutation of the 150 subset positions"):
+        decide(tiny_vit, tiny_data, cfg, 10, limit=150, order=[0] * 150)
+
+
+def test_the_dense_accuracy_stores_the_hard_first_order_from_the_same_forward(tiny_ctx, monkeypatch):
+    from lotus_core.results.runs import stored_summary
+
+    calls = []
+    real = tiny_ctx.evaluate.__func__
+
+    def counting(self, *args, **kwargs):
+        calls.append(kwargs.get("margins", False))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tiny_ctx), "evaluate", counting)
+    dense = tiny_ctx.dense_accuracy(limit=100, bf16=False)
+    order = tiny_ctx.hard_first_order(limit=100, bf16=False)
+    assert calls == [True]  # one forward for both
+    again = evaluate(tiny_ctx.model, tiny_ctx.test, tiny_ctx.data_config, limit=100, bf16=False, margins=True)
+    assert order == hard_first(again.margins) and dense["correct"] == again.correct
+    stored = stored_summary(tiny_ctx, "eval-order", {"limit": 100, "seed": 0, "bf16": False})
+    assert stored["order"] == order and stored["n"] == 100
+    tiny_ctx.store.delete_run(stored["run_id"])  # a store from before the order existed: one forward computes it
+    assert tiny_ctx.hard_first_order(limit=100, bf16=False) == order and calls == [True, True]

@@ -283,3 +283,11 @@ def test_soup_sweep_fractions_and_lottery_training_arms_on_ray_give_the_local_re
     names = local.store.blob_names(rid)
     assert sum("-epoch-" in n for n in names) == 4  # both arms' weights after each epoch, with init and the tickets
     assert all(local.store.get_blob(rid, n) == ray.store.get_blob(rid, n) for n in names)
+
+
+def test_a_ray_unit_reserves_the_threads_it_computes_on_unless_told_otherwise(monkeypatch):
+    monkeypatch.delenv("LOTUS_THREADS", raising=False)
+    assert ExecutorConfig("ray").cpus == 2.0  # DEFAULT_THREADS: a 16-core node runs 8 units, not 16 on 2 threads each
+    monkeypatch.setenv("LOTUS_THREADS", "4")
+    assert ExecutorConfig("ray").cpus == 4.0 and ExecutorConfig("ray", cpus_per_task=1.5).cpus == 1.5
+    assert ExecutorConfig.from_env(kind="ray").cpus_per_task is None  # not fixed when the config is made

@@ -38,7 +38,7 @@ def full_ctx(tiny_ctx):
         "issp": run_experiment(ctx, "issp", ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1,
                                                        data_fraction=0.05, finetune_steps=1, batch_size=8, limit=100),
                                run_issp),
-        "speed": run_speed(ctx, SpeedConfig(methods=("masked", "heads"), batch_sizes=(1, 4), sparsities=(0.5,),
+        "speed": run_speed(ctx, SpeedConfig(methods=("masked", "heads"), batch_sizes=(1, 4), best_batch=False, sparsities=(0.5,),
                                             ratios=(0.5,), limit=100, min_run_time=0.01)),
         "lottery": run_experiment(ctx, "lottery-train", LotteryTrainConfig(epochs=2, steps_per_epoch=1, batch_size=8,
                                                                            fraction=0.05, limit=100), run_lottery_train),

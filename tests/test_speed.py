@@ -163,7 +163,7 @@ def test_a_structurally_pruned_export_loads_back_and_its_onnx_matches_torch(tiny
 
 
 def test_an_unavailable_method_is_a_row_saying_why_never_a_crash(tiny_ctx):
-    result = run_speed(tiny_ctx, SpeedConfig(methods=("nm-2:4",), batch_sizes=(2,), limit=20, min_run_time=0.01,
+    result = run_speed(tiny_ctx, SpeedConfig(methods=("nm-2:4",), batch_sizes=(2,), best_batch=False, limit=20, min_run_time=0.01,
                                              device="cpu"))
     row = result.frame.set_index("method").loc["nm-2:4"]
     why = sparse.semi_structured_unavailable(torch.device("cpu"))
@@ -174,7 +174,7 @@ def test_an_unavailable_method_is_a_row_saying_why_never_a_crash(tiny_ctx):
 
 
 def test_the_speed_run_is_stored_resumable_and_keyed_by_threads(tiny_ctx, monkeypatch):
-    config = SpeedConfig(methods=("masked", "tome"), batch_sizes=(1, 4), sparsities=(0.5,), tome_r=(2,), limit=40,
+    config = SpeedConfig(methods=("masked", "tome"), batch_sizes=(1, 4), best_batch=False, sparsities=(0.5,), tome_r=(2,), limit=40,
                          min_run_time=0.01, threads=1)
     first = run_speed(tiny_ctx, config)
     assert list(first.frame["method"]) == ["dense", "dense", "masked", "masked", "tome", "tome"]
@@ -228,7 +228,7 @@ def test_every_registered_method_builds_on_the_tiny_model(tiny_ctx):
 
 
 def test_cli_speed_prints_one_row_per_configuration_with_the_schema(tmp_path, capsys):
-    code = main(["speed", "--db", str(tmp_path / "s.db"), "--methods", "dense,nm-2:4,channels", "--batch-sizes", "1,2",
+    code = main(["speed", "--db", str(tmp_path / "s.db"), "--methods", "dense,nm-2:4,channels", "--batch-sizes", "1,2", "--no-best-batch",
                  "--ratios", "0.5", "--limit", "30", "--min-run-time", "0.01", "--out", str(tmp_path / "out"), "--json"])
     assert code == 0
     out = json.loads(capsys.readouterr().out)
@@ -270,7 +270,7 @@ def test_settings_of_methods_not_measured_do_not_make_another_run():
 def test_the_experiments_table_headlines_a_speed_run(tiny_ctx):
     from lotus_core.views.experiments import headline
 
-    result = run_speed(tiny_ctx, SpeedConfig(methods=("tome",), batch_sizes=(2,), tome_r=(0,), limit=20,
+    result = run_speed(tiny_ctx, SpeedConfig(methods=("tome",), batch_sizes=(2,), best_batch=False, tome_r=(0,), limit=20,
                                              min_run_time=0.01))
     summary = tiny_ctx.store.get_run(result.run_id)["summary"]
     text = headline("speed", summary).text
@@ -292,7 +292,7 @@ def test_both_clocks_time_the_forward_and_a_bad_clock_is_one_line(tiny_vit):
 def test_structural_rows_carry_the_accuracy_after_a_short_fine_tune(tiny_ctx):
     from lotus_core.training.train import TrainConfig, train
 
-    config = SpeedConfig(methods=("channels",), batch_sizes=(2,), ratios=(0.5,), limit=40, min_run_time=0.01,
+    config = SpeedConfig(methods=("channels",), batch_sizes=(2,), best_batch=False, ratios=(0.5,), limit=40, min_run_time=0.01,
                          finetune_steps=3, seed=0)
     row = run_speed(tiny_ctx, config).frame.set_index("method").loc["channels"]
     model = structural.prune_structure(tiny_ctx.model, "channels", 0.5)  # the same one-shot model, tuned by hand
@@ -301,3 +301,51 @@ def test_structural_rows_carry_the_accuracy_after_a_short_fine_tune(tiny_ctx):
     assert row["accuracy_finetuned"] == tiny_ctx.evaluate(model, limit=40, bf16=False).accuracy
     assert row["accuracy"] == tiny_ctx.evaluate(structural.prune_structure(tiny_ctx.model, "channels", 0.5), limit=40,
                                                 bf16=False).accuracy
+
+
+def test_the_batch_size_search_doubles_until_images_per_s_stop_growing_and_keeps_the_fastest():
+    measured = {1: 100.0, 2: 190.0, 4: 350.0, 8: 600.0, 16: 610.0, 32: 400.0}
+    asked = []
+
+    def throughput(bs):
+        asked.append(bs)
+        return measured[bs]
+
+    found = measure.search_batch_size(throughput, limit=1024)
+    assert asked == [1, 2, 4, 8, 16]  # 610 is under 3% above 600: the search ends there
+    assert found.best == 16 and found.trace == ((1, 100.0), (2, 190.0), (4, 350.0), (8, 600.0), (16, 610.0))
+    assert found.stopped == "batch 16 gave less than 3% more images/s than the best smaller one"
+    oom = measure.search_batch_size(lambda bs: None if bs >= 8 else measured[bs])
+    assert (oom.best, len(oom.trace), oom.stopped) == (4, 3, "batch 8 does not fit in memory")
+    capped = measure.search_batch_size(lambda bs: measured[bs], limit=4)
+    assert (capped.best, capped.stopped) == (4, "reached the limit of 4")
+    with pytest.raises(LotusError, match="not even one image per batch fits"):
+        measure.search_batch_size(lambda bs: None)
+
+
+def test_a_speed_run_measures_every_method_at_the_devices_best_batch_and_stores_the_search(tiny_ctx, monkeypatch):
+    from lotus_core.speed.run import BEST_BATCH
+
+    found = measure.BatchSearch(8, ((1, 10.0), (2, 19.0), (4, 30.0), (8, 40.0), (16, 39.0)), "batch 16 gave less")
+    calls = []
+    monkeypatch.setattr(measure, "best_batch_size", lambda *a, **k: calls.append(a) or found)
+    config = SpeedConfig(methods=("masked",), batch_sizes=(1, 32), sparsities=(0.5,), limit=20, min_run_time=0.01)
+    assert config.best_batch  # the default: 1, 32, 256 and the device's best
+    result = run_speed(tiny_ctx, config)
+    assert len(calls) == 1
+    assert [(r["method"], r["batch_size"]) for r in result.rows()] == [
+        ("dense", 1), ("dense", 8), ("dense", 32), ("masked", 1), ("masked", 8), ("masked", 32)]
+    assert result.batch_sizes == [1, 8, 32] and result.best_batch == found.to_dict()
+    assert tiny_ctx.store.points(result.run_id)[BEST_BATCH] == found.to_dict()
+    tiny_ctx.store.set_status(result.run_id, "interrupted")  # a resumed run reads the stored search back
+    assert run_speed(tiny_ctx, config).frame.equals(result.frame) and len(calls) == 1
+
+
+def test_the_real_batch_size_search_times_the_forward_and_stops_at_the_limit(tiny_vit):
+    found = measure.best_batch_size(tiny_vit, lambda bs: batch(bs), tiny_vit, threads=1, min_run_time=0.01, limit=4)
+    sizes = [b for b, _ in found.trace]
+    assert sizes == [1, 2, 4][:len(sizes)] and found.best in sizes and all(ips > 0 for _, ips in found.trace)
+    if sizes == [1, 2, 4] and found.trace[2][1] >= 1.03 * max(found.trace[0][1], found.trace[1][1]):
+        assert found.stopped == "reached the limit of 4"
+    else:
+        assert found.stopped.endswith("more images/s than the best smaller one")

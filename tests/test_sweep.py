@@ -181,11 +181,13 @@ import torch  # noqa: E402
 
 import lotus_core.pruning.sweep as sweep_mod  # noqa: E402
 from lotus_core.core.context import Context  # noqa: E402
-from lotus_core.pruning.essential import resolution_grid  # noqa: E402
+from lotus_core.pruning.essential import bisect_decisions, bisect_turning_point, cost_split, resolution_grid  # noqa: E402,E501
 from lotus_core.results.store import Store  # noqa: E402
 from lotus_core.training.evaluate import EvalResult, decide_in_batches, wilson_interval  # noqa: E402
 
 FINE = resolution_grid(0.9, 0.01)
+SPLIT = cost_split(200, 50)  # where the search cuts a bracket for 200 images and a floor of 188: a "below" takes
+# at least 50 images (MIN_BATCH) and "within" about all 200
 
 
 @pytest.fixture
@@ -200,14 +202,17 @@ def synthetic(monkeypatch):
         random.Random(round(s * 100)).shuffle(order)
         return [i < c for i in order]
 
-    def evaluate(self, model=None, limit=None, seed=0, bf16=True):
+    def evaluate(self, model=None, limit=None, seed=0, bf16=True, margins=False):
         h = hits(0.0 if model is None else model)
         curve["images"] += len(h)
         c = sum(h)
-        return EvalResult(c / len(h), len(h), c, wilson_interval(c, len(h)), {}, torch.empty(0), torch.empty(0))
+        margin = torch.tensor([1.0 if hit else -1.0 for hit in h])  # the dense model's wrong images first
+        return EvalResult(c / len(h), len(h), c, wilson_interval(c, len(h)), {}, torch.empty(0), torch.empty(0),
+                          margin if margins else None)
 
-    def decide(model, data, data_config, required, limit, seed, bf16):
+    def decide(model, data, data_config, required, limit, seed, bf16, order=None):
         h = hits(model)
+        h = h if order is None else [h[i] for i in order]
 
         def count(a: int, b: int) -> int:
             curve["images"] += b - a
@@ -253,7 +258,8 @@ def test_bisection_with_early_decisions_gives_the_full_fine_grid_answer(syntheti
     for res in (early, plain):
         ess = res.essential["omp"]
         assert ess["bracket"] == list(full.bracket) and ess["essential_sparsity"] == full.essential_sparsity
-        assert ess["monotone"] == full.monotone and not ess["recovers"] and ess["evaluations"] <= 8 + 8
+        assert ess["monotone"] == full.monotone and not ess["recovers"]
+        assert ess["evaluations"] <= bisect_decisions(len(FINE), SPLIT) + 8  # the search, and the coarse check past it
     e = early.essential["omp"]
     assert e["images"] == early_images <= plain.essential["omp"]["images"] == 200 * e["evaluations"]
     rows = early.frame
@@ -270,9 +276,12 @@ def test_the_coarse_check_reports_accuracy_coming_back(synthetic, tiny_ctx, tmp_
     res = run_sweep(ctx, BISECT)
     ess = res.essential["omp"]
     assert ess["bracket"] == [0.59, 0.6] and ess["recovers"] and not ess["monotone"]
+    probes = []  # the search's own points: the bisection cut at SPLIT, on the curve's within/below answers
+    bisect_turning_point(FINE, lambda s: probes.append(s) or synthetic["correct"][s] >= 188, SPLIT)
     checked = res.frame.loc[~res.frame["refined"], "sparsity"].tolist()
-    assert checked == [0.7, 0.8]  # the 0.1 grid past 0.6 (0.9 was the bisection's first point)
-    assert ess["evaluations"] == 8 + 2
+    assert checked == [s for s in (0.7, 0.8, 0.9) if s not in probes] == [0.7, 0.8]  # the 0.1 grid past 0.6
+    assert res.frame.loc[res.frame["refined"], "sparsity"].tolist() == sorted(probes)
+    assert ess["evaluations"] == len(probes) + 2 == 9
     # points decided early (0.9 after 13 wrong of 200, ...) are in no chart: the figure and the Experiments curve skip them
     early = res.frame.loc[res.frame["early"], "sparsity"].tolist()
     complete = res.frame.loc[~res.frame["early"], "sparsity"].tolist()

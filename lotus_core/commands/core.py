@@ -39,12 +39,14 @@ def _evaluate_args() -> list:
 
     return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help=f"number of test images (default {DEFAULT_LIMIT})"),
             arg("--seed", type=seed, default=0, help="seed of the fixed test subset"),
+            arg("--fp32", action="store_true", help="evaluate in fp32 (default: bf16 autocast where the CPU or GPU "
+                                                    "is fast at it), as sweep --fp32 does"),
             arg("--no-cache", action="store_true", help="recompute instead of reading the results store")]
 
 
 @command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", _evaluate_args)
 def evaluate_cmd(args, ctx) -> dict:
-    summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, refresh=args.no_cache)
+    summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, bf16=not args.fp32, refresh=args.no_cache)
     head = {"head": ctx.head_problem} if ctx.head_problem else {}  # an untrained classifier is said so
     return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"}, **head}
 

@@ -66,16 +66,16 @@ def _speed_args() -> list:
 @command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)",
          _speed_args)
 def speed_cmd(args, ctx) -> dict:
-    from ..speed.run import SpeedConfig, run_speed
+    from ..speed.run import SpeedConfig, progress_text, run_speed
 
     # the device measured is the one the model is on (the common --device; SpeedConfig keeps its type)
     config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
-        f"{p['method']} {p['setting']} batch {p['batch_size']} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
+        f"{progress_text(p)} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
     out = {"run_id": result.run_id, "dense_accuracy": result.dense["accuracy"], "device": config.device,
            "device_name": config.device_name, "threads": config.threads, "clock": config.clock,
            "torch": config.torch_version, "rows": result.rows(), "eps": args.eps,
-           "best": result.best(args.eps).to_dict(orient="records")}
+           "best": result.best(args.eps).to_dict(orient="records"), "best_batch": result.best_batch}
     if args.out:
         out["exported"] = _export_best(ctx, result, config, args.eps, args.out)
     return out

@@ -25,7 +25,7 @@ from .device import precision_used, use_compute_threads
 from .errors import LotusError
 from ..data import ImageSet, load_dataset
 from .device import model_device, resolve_device
-from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate
+from ..training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate, hard_first
 from ..models.loading import CHECKPOINT_SUFFIXES, Head, data_config, head_outputs, load_model
 from ..results.executors import ExecutorConfig
 from ..results.store import Store
@@ -109,10 +109,11 @@ class Context:
         return copy.deepcopy(self.model)
 
     def evaluate(self, model: nn.Module | None = None, limit: int | None = DEFAULT_LIMIT, seed: int = 0,
-                 bf16: bool = True) -> EvalResult:
-        """Accuracy of ``model`` (default: the base model) on the fixed test subset."""
+                 bf16: bool = True, margins: bool = False) -> EvalResult:
+        """Accuracy of ``model`` (default: the base model) on the fixed test subset (``margins``: see
+        :func:`~lotus_core.training.evaluate.evaluate`)."""
         return evaluate(model if model is not None else self.model, self.test, self.data_config, limit=limit, seed=seed,
-                        bf16=bf16)
+                        bf16=bf16, margins=margins)
 
     def dense_key(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
         """The configuration that keys the base model's stored accuracy."""
@@ -128,9 +129,25 @@ class Context:
         served from the store when already computed; ``refresh`` recomputes it."""
         from ..results.runs import run_experiment
 
-        return run_experiment(self, "evaluate", self._dense_params(limit, seed, bf16),
-                              lambda ctx, _, run: ctx.evaluate(limit=limit, seed=seed, bf16=bf16).summary(),
-                              refresh=refresh)
+        def compute(ctx: Context, _, run) -> dict:  # the forward that measures it also orders the images
+            res = ctx.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True)
+            run_experiment(ctx, "eval-order", self._dense_params(limit, seed, bf16),
+                           lambda *_: {"order": hard_first(res.margins), "n": res.n}, refresh=refresh)
+            return res.summary()
+
+        return run_experiment(self, "evaluate", self._dense_params(limit, seed, bf16), compute, refresh=refresh)
+
+    def hard_first_order(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> list[int]:
+        """The test subset's positions, the base model's most confidently wrong image first
+        (:func:`~lotus_core.training.evaluate.hard_first`); stored (kind ``eval-order``) by
+        :meth:`dense_accuracy`'s forward, or computed by one forward when only the accuracy was stored."""
+        from ..results.runs import run_experiment
+
+        def compute(ctx: Context, _, run) -> dict:
+            res = ctx.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True)
+            return {"order": hard_first(res.margins), "n": res.n}
+
+        return run_experiment(self, "eval-order", self._dense_params(limit, seed, bf16), compute)["order"]
 
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,

@@ -16,6 +16,7 @@ Pure Python without torch, so ``python -m lotus_core essential --curve`` starts 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
@@ -96,22 +97,64 @@ def resolution_grid(stop: float, resolution: float) -> tuple[float, ...]:
     return tuple(sorted({round(i * resolution, 6) for i in range(1, count + 1)} | {round(stop, 6)}))
 
 
-def bisect_turning_point(grid: Sequence[float], within: Callable[[float], bool]) -> tuple[float, float | None]:
+def bisect_turning_point(grid: Sequence[float], within: Callable[[float], bool],
+                         split: float = 0.5) -> tuple[float, float | None]:
     """The bracket [last within tolerance, first below] on ``grid`` by bisection.
 
     ``grid`` holds ascending sparsities above 0 (dense, at 0, is within by definition) and
     ``within(s)`` decides one of them. The last point is asked first (if it is within, the curve
-    never drops: ``(grid[-1], None)``), then the bracket is halved: 1 + ceil(log2(len(grid)))
-    decisions in all, 8 for the 90 points of a 0.01 grid up to 0.9. On a curve that stays below
-    once it drops this is the bracket of the full grid; the caller checks that assumption.
+    never drops: ``(grid[-1], None)``), then the bracket is cut at ``split`` of its width from
+    its low end (0.5: halved, 1 + ceil(log2(len(grid))) decisions in all, 8 for the 90 points of a
+    0.01 grid up to 0.9; see :func:`cost_split` for when the two answers cost differently). On a
+    curve that stays below once it drops this is the bracket of the full grid, whatever the
+    split; the caller checks that assumption.
     """
     if within(grid[-1]):
         return grid[-1], None
     lo, hi = -1, len(grid) - 1  # indices; -1 is dense
     while hi - lo > 1:
-        mid = (lo + hi) // 2
+        mid = lo + _cut(hi - lo, split)
         if within(grid[mid]):
             lo = mid
         else:
             hi = mid
     return (grid[lo] if lo >= 0 else 0.0), grid[hi]
+
+
+def _cut(width: int, split: float) -> int:
+    """Offset of the probe inside a bracket ``width`` indices wide (> 1): strictly inside it."""
+    return max(1, min(width - 1, math.floor(width * split)))
+
+
+def bisect_decisions(count: int, split: float = 0.5) -> int:
+    """The most decisions :func:`bisect_turning_point` asks on a grid of ``count`` points (its worst case)."""
+    @functools.lru_cache(maxsize=None)
+    def worst(width: int) -> int:
+        if width <= 1:
+            return 0
+        cut = _cut(width, split)
+        return 1 + max(worst(cut), worst(width - cut))
+
+    return 1 + worst(count)
+
+
+def cost_split(above: float, below: float) -> float:
+    """Where to cut a bracket when deciding a point "within tolerance" costs ``above`` and "below" costs
+    ``below`` (any unit; e.g. images evaluated): the fraction x of its width from the low end.
+
+    A decision "within" leaves the part above the cut (1 - x of it), "below" the part under it (x).
+    The cut that gives every outcome the same cost per halving of the bracket (binary search with
+    unequal costs) solves 1 - x = 2^(-above t), x = 2^(-below t) for the t with
+    2^(-above t) + 2^(-below t) = 1. Equal costs give 0.5 (plain bisection); a cheap "below" moves the
+    cut towards the high end, so that fewer of the costly "within" decisions are asked.
+    """
+    if above <= 0 or below <= 0:
+        raise ValueError("decision costs must be positive")
+    lo, hi = 0.0, 1.0 / min(above, below)  # sum(t) falls from 2 at t = 0; at hi it is < 1
+    for _ in range(100):
+        t = (lo + hi) / 2
+        if 2 ** (-above * t) + 2 ** (-below * t) > 1:
+            lo = t
+        else:
+            hi = t
+    return 2 ** (-below * (lo + hi) / 2)

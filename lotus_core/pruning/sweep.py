@@ -49,9 +49,9 @@ from torch import nn
 from ..core.context import Context
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
-from .essential import (Essential, bisect_turning_point, essential_sparsity, required_correct, resolution_grid,
-                        within_tolerance)
-from ..training.evaluate import DEFAULT_LIMIT, decide, wilson_interval
+from .essential import (Essential, bisect_decisions, bisect_turning_point, cost_split, essential_sparsity,
+                        required_correct, resolution_grid, within_tolerance)
+from ..training.evaluate import DEFAULT_LIMIT, MIN_BATCH, decide, wilson_interval
 from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
@@ -277,13 +277,15 @@ class PointEvaluator:
                                  lambda ctx, _, run: self.compute(method, sparsity), refresh=refresh)
         return {k: v for k, v in summary.items() if k != "run_id"}
 
-    def decide(self, curve: str, sparsity: float, required: int, refresh: bool = False) -> dict:
+    def decide(self, curve: str, sparsity: float, required: int, refresh: bool = False,
+               order: Sequence[int] | None = None) -> dict:
         """Are at least ``required`` test images right with ``curve`` at ``sparsity``? A sweep point
-        (:func:`complete_point` fields) evaluated only until that is certain.
+        (:func:`complete_point` fields) evaluated only until that is certain, taking the images in
+        ``order`` (the dense model's hard-first order, :meth:`Context.hard_first_order`; default: subset order).
 
         A stored full evaluation of the point answers it without computing. Otherwise the
-        decision is stored under the point's configuration plus ``required`` (kind ``prune-decide``);
-        one that needed every image is the full evaluation and is stored as that too.
+        decision is stored under the point's configuration plus ``required`` and the order (kind
+        ``prune-decide``); one that needed every image is the full evaluation and is stored as that too.
         """
         full = self.point_config(curve, sparsity)
         stored = None if refresh else stored_summary(self.ctx, "prune-eval", full)
@@ -294,12 +296,13 @@ class PointEvaluator:
         def compute(ctx, _, run) -> dict:
             mask = self.curve_mask(curve, sparsity)
             d = decide(self.pruned_model(mask), self.ctx.test, self.ctx.data_config, required, limit=c.limit,
-                       seed=c.seed, bf16=c.bf16)
+                       seed=c.seed, bf16=c.bf16, order=order)
             return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity, "n": d.n,
                     "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
                     "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
 
-        out = run_experiment(self.ctx, "prune-decide", {**full, "required": required}, compute, refresh=refresh)
+        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {})}
+        out = run_experiment(self.ctx, "prune-decide", key, compute, refresh=refresh)
         out = {k: v for k, v in out.items() if k != "run_id"}
         if out["early"]:
             return {**out, "accuracy": None, "ci_low": None, "ci_high": None}
@@ -440,13 +443,20 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     if bisect:  # the points one at a time, each decided as soon as it is certain (no executor: each depends on the last)
         evaluator = PointEvaluator(ctx, config)
         fine = resolution_grid(max(config.sparsities), config.resolution)
-        required = required_correct(dense["n"], floor)
-        planned = sum(1 if fixed(c) is not None else 1 + math.ceil(math.log2(len(fine))) for c in names)
+        n = dense["n"]
+        required = required_correct(n, floor)
+        # early decisions take the images hard first: "below" is certain after about twice the n - required + 1
+        # wrong images it needs, "within" only after about all of them, so the bracket is cut nearer its top
+        # (the same cut with early=False, so that both ask the same points)
+        order = ctx.hard_first_order(config.limit, config.seed, config.bf16) \
+            if config.early and config.protocol == "lotus" else None
+        split = cost_split(n, min(n, max(MIN_BATCH, 2 * (n - required + 1))))  # a decision takes >= MIN_BATCH images
+        planned = sum(1 if fixed(c) is not None else bisect_decisions(len(fine), split) for c in names)
         done = 0
 
         def measure(curve: str, s: float) -> dict:
             if config.early:
-                return evaluator.decide(curve, s, required, refresh)
+                return evaluator.decide(curve, s, required, refresh, order)
             return complete_point(evaluator.evaluate(curve, s, refresh))
 
         def point(curve: str, s: float, refined: bool) -> dict:
@@ -469,7 +479,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             if fixed(curve) is not None:
                 within(curve, fixed(curve), False)
                 continue
-            _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True))
+            _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True), split)
             for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
                 if hi is not None and s > hi:
                     point(curve, s, False)

@@ -50,7 +50,7 @@ class ExecutorConfig:
     kind: str = "local"  # local | ray (keys of EXECUTORS)
     address: str | None = None  # ray: None starts a local cluster; "auto", "HOST:6379" or "ray://HOST:10001" joins one
     gpus_per_task: float = 0.0  # ray: GPUs per unit (a fraction packs several units on one GPU)
-    cpus_per_task: float = 1.0  # ray: CPUs per unit
+    cpus_per_task: float | None = None  # ray: CPUs per unit (None: the threads a unit computes on, $LOTUS_THREADS)
     max_retries: int = 2  # ray: re-runs of a unit whose worker process died, before it counts as failed
 
     def check(self) -> None:
@@ -58,8 +58,16 @@ class ExecutorConfig:
             raise LotusError(f"unknown executor {self.kind!r}; choose one of {', '.join(EXECUTORS)}")
         if not (self.gpus_per_task >= 0 and math.isfinite(self.gpus_per_task)):
             raise LotusError(f"GPUs per task {self.gpus_per_task} must be 0 or more (a fraction such as 0.5 packs units)")
-        if not (self.cpus_per_task > 0 and math.isfinite(self.cpus_per_task)):
+        if self.cpus_per_task is not None and not (self.cpus_per_task > 0 and math.isfinite(self.cpus_per_task)):
             raise LotusError(f"CPUs per task {self.cpus_per_task} must be more than 0")
+
+    @property
+    def cpus(self) -> float:
+        """CPUs a Ray unit asks for: ``cpus_per_task``, by default the torch threads it computes on (so that a
+        node runs no more units than it has cores for)."""
+        from ..core.device import compute_threads
+
+        return float(compute_threads()) if self.cpus_per_task is None else self.cpus_per_task
         if self.max_retries < 0:
             raise LotusError(f"max retries {self.max_retries} must not be negative")
 
@@ -305,8 +313,9 @@ def _cluster(config: ExecutorConfig) -> dict:
     if config.gpus_per_task > 0 and gpus < config.gpus_per_task:
         raise LotusError(f"--gpus-per-task {config.gpus_per_task:g} asks for GPUs but {where} has "
                          f"{gpus:g}; drop the flag or add GPU workers")
-    if config.cpus_per_task > cpus:
-        raise LotusError(f"--cpus-per-task {config.cpus_per_task:g} is more than the {cpus:g} CPUs of {where}")
+    if config.cpus > cpus:
+        what = "--cpus-per-task" if config.cpus_per_task is not None else "each unit's $LOTUS_THREADS (--cpus-per-task)"
+        raise LotusError(f"{what} {config.cpus:g} is more than the {cpus:g} CPUs of {where}")
     return total
 
 
@@ -327,7 +336,7 @@ class RayExecutor(Executor):
         alive = [n for n in ray.nodes() if n.get("Alive")]
         return {"executor": "ray", "address": self.config.address or "local", "ray_version": ray.__version__,
                 "nodes": len(alive), "gpus_per_task": self.config.gpus_per_task,
-                "cpus_per_task": self.config.cpus_per_task, "max_retries": self.config.max_retries,
+                "cpus_per_task": self.config.cpus, "max_retries": self.config.max_retries,
                 "resources": {"CPU": float(total.get("CPU", 0)), "GPU": float(total.get("GPU", 0)),
                               "memory_gb": round(float(total.get("memory", 0)) / 2**30, 2),
                               "object_store_gb": round(float(total.get("object_store_memory", 0)) / 2**30, 2)},
@@ -344,12 +353,12 @@ class _RayPool(Pool):
 
         connect(self.config)
         total = _cluster(self.config)
-        slots = int(float(total.get("CPU", 0)) // self.config.cpus_per_task)
+        slots = int(float(total.get("CPU", 0)) // self.config.cpus)
         if self.config.gpus_per_task > 0:
             slots = min(slots, int(float(total.get("GPU", 0)) // self.config.gpus_per_task))
         self.slots = max(1, slots)
         self._ref = ray.put(self._ship())  # once per experiment, not once per task
-        self._task = ray.remote(_ray_unit).options(num_cpus=self.config.cpus_per_task,
+        self._task = ray.remote(_ray_unit).options(num_cpus=self.config.cpus,
                                                   num_gpus=self.config.gpus_per_task,
                                                   max_retries=self.config.max_retries, retry_exceptions=False)
 

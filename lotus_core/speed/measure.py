@@ -78,6 +78,81 @@ def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: 
     return Timing(float(m.median), float(m.iqr), len(m.times), threads)
 
 
+@dataclass(frozen=True)
+class BatchSearch:
+    """The device's best batch size: the one with the most images/s among those tried, by doubling."""
+
+    best: int  # batch size with the highest measured images/s
+    trace: tuple[tuple[int, float], ...]  # (batch size, images/s) in the order tried
+    stopped: str  # why the search ended, in words
+
+    def to_dict(self) -> dict:
+        return {"best": self.best, "trace": [list(t) for t in self.trace], "stopped": self.stopped}
+
+
+def search_batch_size(throughput: Callable[[int], float | None], limit: int = 1024, gain: float = 1.03) -> BatchSearch:
+    """Batch sizes 1, 2, 4, ... up to ``limit``, each measured by ``throughput(batch) -> images/s`` (None: it does
+    not fit in memory), until one no longer improves on the best so far by ``gain`` (3%: past the knee, larger
+    batches only add latency and memory); the best is the size with the most images/s among those measured."""
+    if limit < 1:
+        raise LotusError(f"the batch-size search needs a limit of at least 1 (got {limit})")
+    trace: list[tuple[int, float]] = []
+    bs, stopped = 1, f"reached the limit of {limit}"
+    while bs <= limit:
+        ips = throughput(bs)
+        if ips is None:
+            stopped = f"batch {bs} does not fit in memory"
+            break
+        best_ips = max((t[1] for t in trace), default=None)
+        trace.append((bs, float(ips)))
+        if best_ips is not None and ips < best_ips * gain:
+            stopped = f"batch {bs} gave less than {100 * (gain - 1):.0f}% more images/s than the best smaller one"
+            break
+        bs *= 2
+    if not trace:
+        raise LotusError("not even one image per batch fits in memory on this device")
+    return BatchSearch(max(trace, key=lambda t: t[1])[0], tuple(trace), stopped)
+
+
+def best_batch_size(forward: Forward, make_input: Callable[[int], torch.Tensor], model: nn.Module, threads: int,
+                    min_run_time: float = 0.2, clock: str = "wall", limit: int | None = None) -> BatchSearch:
+    """:func:`search_batch_size` of ``forward`` timed by :func:`time_forward` on ``make_input(batch)``.
+
+    The largest size tried is ``limit`` (default 1024 on the CPU, 8192 on a GPU), and on the CPU also what half of
+    the memory available now holds at one image's activations (measured at batch 1); on a GPU a size that
+    runs out of memory ends the search.
+    """
+    x1 = make_input(1)
+    cuda = x1.device.type == "cuda"
+    if limit is None:
+        limit = 8192 if cuda else 1024
+        if not cuda:
+            per_image = max(1, peak_memory(forward, x1, model) - state_bytes(model))
+            limit = max(1, min(limit, available_memory() // 2 // per_image))
+
+    def throughput(bs: int) -> float | None:
+        try:
+            timing = time_forward(forward, make_input(bs), threads, min_run_time, clock=clock)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            return None
+        return bs / timing.median_s
+
+    return search_batch_size(throughput, limit)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (Linux: MemAvailable; elsewhere 8 GiB assumed)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
 def count_flops(forward: Forward, x: torch.Tensor, model: nn.Module | None = None) -> int:
     """Floating-point operations of ``forward(x)`` (whole batch): torch's flop counter, plus the sparse
     CSR products of ``model``'s :class:`~lotus_core.speed.sparse.CSRLinear` layers, which it does not see."""
@@ -189,5 +264,6 @@ def device_name(device: torch.device) -> str:
     return name or platform.processor() or platform.machine()
 
 
-__all__ = ["CLOCKS", "Timing", "time_forward", "count_flops", "peak_memory", "state_bytes", "checkpoint_bytes", "count_params",
+__all__ = ["CLOCKS", "Timing", "time_forward", "BatchSearch", "search_batch_size", "best_batch_size",
+           "available_memory", "count_flops", "peak_memory", "state_bytes", "checkpoint_bytes", "count_params",
            "device_name", "Forward"]

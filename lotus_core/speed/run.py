@@ -49,6 +49,8 @@ class SpeedConfig:
     methods: tuple[str, ...] = ("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome",
                                 "patch-dropout")  # keys of METHODS (dense is always measured: the reference)
     batch_sizes: tuple[int, ...] = (1, 32, 256)  # images per timed forward
+    best_batch: bool = True  # also measure at the device's best batch size (the dense model's most images/s, found
+    # by doubling from 1; see measure.best_batch_size), stored with the run
     sparsities: tuple[float, ...] = (0.5, 0.7, 0.9, 0.95)  # masked and csr: global magnitude sparsity of the blocks
     ratios: tuple[float, ...] = (0.25, 0.5)  # heads / channels: fraction removed in every block
     importance: str = "magnitude"  # structural ranking: magnitude or taylor
@@ -151,12 +153,21 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
     dense_acc = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=False)
     builder = Variants(ctx, device, config.importance, config.fuse, seed=config.seed)
     plan = [(m, s) for m in dict.fromkeys(("dense", *config.methods)) for s in METHODS[m].settings(config)]
-    total, done = len(plan) * len(config.batch_sizes), 0
-    inputs = {bs: None for bs in config.batch_sizes}
+    search = run.get(BEST_BATCH)
+    if config.best_batch and search is None:
+        dense = METHODS["dense"].build(builder, 0.0)
+        run.progress(done=0, planned=len(plan) * len(config.batch_sizes), method="dense",
+                     setting="searching the best batch size", batch_size=None)
+        search = measure.best_batch_size(dense.forward, lambda bs: _inputs(ctx, bs, device), dense.model,
+                                         config.threads, config.min_run_time, config.clock).to_dict()
+        run.point(BEST_BATCH, search)  # kept when the run is interrupted: the search is not repeated
+    sizes = tuple(sorted({*config.batch_sizes, *([search["best"]] if search else [])}))
+    total, done = len(plan) * len(sizes), 0
+    inputs = {bs: None for bs in sizes}
     dense_latency: dict[int, float] = {}
     for method, value in plan:
         variant: Variant | None = None
-        for bs in config.batch_sizes:
+        for bs in sizes:
             key = f"{method}|{value:g}|{bs}"
             row = run.get(key)
             if row is None:
@@ -183,12 +194,20 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
             run.check()
     result = SpeedResult(rows_frame(run.points()), dense_acc, run.id, config)
     return {"dense": dense_acc, "configurations": len(result.frame), "eps": EPS,
-            "best": result.best(EPS).to_dict(orient="records")}
+            "best": result.best(EPS).to_dict(orient="records"), "best_batch": search}
+
+
+BEST_BATCH = "search|best-batch"  # the run's point holding the batch-size search (measure.BatchSearch.to_dict)
+
+
+def progress_text(p: dict) -> str:
+    """One line for a speed run's progress report: what is being measured."""
+    return f"{p['method']} {p['setting']}" + (f" at batch {p['batch_size']}" if p.get("batch_size") else "")
 
 
 def rows_frame(points: dict[str, dict]) -> pd.DataFrame:
-    """The stored rows as a table with :data:`ROW_FIELDS` columns, in measuring order."""
-    return pd.DataFrame(list(points.values()), columns=ROW_FIELDS)
+    """The stored rows as a table with :data:`ROW_FIELDS` columns, in measuring order (without the search)."""
+    return pd.DataFrame([p for k, p in points.items() if k != BEST_BATCH], columns=ROW_FIELDS)
 
 
 @dataclass
@@ -199,6 +218,12 @@ class SpeedResult:
     dense: dict  # the dense model's accuracy summary (fp32)
     run_id: str
     config: SpeedConfig | None = None
+    best_batch: dict | None = None  # the batch-size search (measure.BatchSearch.to_dict), when the run made one
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        """The batch sizes measured, ascending (the asked ones and the device's best)."""
+        return sorted(int(b) for b in self.frame["batch_size"].unique())
 
     @property
     def measured(self) -> pd.DataFrame:
@@ -251,7 +276,8 @@ def run_speed(ctx: Context, config: SpeedConfig, on_progress: Callable[[dict], N
 
 
 def speed_result(ctx: Context, summary: dict, config: SpeedConfig | None = None) -> SpeedResult:
-    return SpeedResult(rows_frame(ctx.store.points(summary["run_id"])), summary["dense"], summary["run_id"], config)
+    return SpeedResult(rows_frame(ctx.store.points(summary["run_id"])), summary["dense"], summary["run_id"], config,
+                       summary.get("best_batch"))
 
 
 def export_structural(ctx: Context, method: str, ratio: float, importance: str = "magnitude", seed: int = 0):

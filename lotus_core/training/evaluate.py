@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from ..core.device import autocast, eval_batch_size, model_device
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_LIMIT = 2000
+MIN_BATCH = 50  # the fewest images an early decision evaluates at a time (fewer only at the end of the subset)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class EvalResult:
     per_class: dict[str, float]
     predictions: torch.Tensor = field(repr=False)  # (n,) predicted labels, in subset order
     indices: torch.Tensor = field(repr=False)  # (n,) dataset indices evaluated
+    margins: torch.Tensor | None = field(default=None, repr=False)  # (n,) with ``margins=True``: see :func:`margin`
 
     def summary(self) -> dict:
         """JSON-ready headline numbers."""
@@ -54,11 +56,26 @@ def wilson_interval(correct: int, n: int, z: float = 1.959964) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Per image: the true class's logit minus the highest other logit (negative: misclassified)."""
+    true = logits.gather(1, labels[:, None].to(logits.device))[:, 0]
+    others = logits.scatter(1, labels[:, None].to(logits.device), float("-inf"))
+    return (true - others.max(dim=1).values).float().cpu()
+
+
+def hard_first(margins: torch.Tensor) -> list[int]:
+    """Subset positions ordered from the most confidently wrong image to the most confidently right one
+    (ascending :func:`margin`, ties by position): the images most likely to be wrong at a pruned model come first."""
+    return torch.sort(margins, stable=True).indices.tolist()
+
+
 @torch.inference_mode()
 def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_size: int | None = None,
             bf16: bool = True, transform: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
-            forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None) -> torch.Tensor:
-    """Predicted labels (on the CPU) for uint8 ``images`` (B, C, H, W), computed where ``model`` is.
+            forward: Callable[[nn.Module, torch.Tensor, int], torch.Tensor] | None = None,
+            labels: torch.Tensor | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Predicted labels (on the CPU) for uint8 ``images`` (B, C, H, W), computed where ``model`` is; with
+    ``labels``, the predictions and each image's :func:`margin`.
 
     The model is neither moved nor switched to eval mode (the Context placed it once, in eval
     mode; a model in train mode is refused, since dropout would make predictions random).
@@ -71,7 +88,7 @@ def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_siz
     if model.training:
         raise ValueError("predict() needs a model in eval mode; call model.eval() on your copy first")
     batch_size = batch_size or eval_batch_size(device, data_config["input_size"])
-    out = []
+    out, margins = [], []
     for start in range(0, len(images), batch_size):
         chunk = images[start: start + batch_size]
         if device.type == "cuda":  # uint8 over a pinned buffer: a quarter of the float bytes, asynchronous
@@ -83,21 +100,28 @@ def predict(model: nn.Module, images: torch.Tensor, data_config: dict, batch_siz
         with autocast(device, bf16):
             logits = model(x) if forward is None else forward(model, x, start)
         out.append(logits.argmax(dim=-1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+        if labels is not None:
+            margins.append(margin(logits, labels[start: start + batch_size]))
+    preds = torch.cat(out) if out else torch.empty(0, dtype=torch.int64)
+    if labels is None:
+        return preds
+    return preds, (torch.cat(margins) if margins else torch.empty(0))
 
 
 def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | None = DEFAULT_LIMIT,
-             seed: int = 0, batch_size: int | None = None, bf16: bool = True) -> EvalResult:
+             seed: int = 0, batch_size: int | None = None, bf16: bool = True, margins: bool = False) -> EvalResult:
     """Top-1 accuracy of ``model`` (where it is; it is not moved) on a fixed subset of ``limit`` images of ``data``.
 
     Args:
         limit: number of test images (None = all); the subset depends only on ``seed`` and
             the dataset size, so every method is compared on the same images.
         bf16: use bf16 autocast where it is fast (see :mod:`lotus_core.core.device`).
+        margins: also each image's :func:`margin` (``EvalResult.margins``), from the same forward.
     """
     idx = subset_indices(len(data), limit, seed)
-    preds = predict(model, data.images[idx], data_config, batch_size, bf16)
     labels = data.labels[idx]
+    preds = predict(model, data.images[idx], data_config, batch_size, bf16, labels=labels if margins else None)
+    preds, margin_values = preds if margins else (preds, None)
     hit = preds == labels
     correct = int(hit.sum())
     per_class = {}
@@ -106,7 +130,8 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
         if int(sel.sum()):
             per_class[name] = float(hit[sel].float().mean())
     n = len(idx)
-    return EvalResult(correct / n if n else 0.0, n, correct, wilson_interval(correct, n), per_class, preds, idx)
+    return EvalResult(correct / n if n else 0.0, n, correct, wilson_interval(correct, n), per_class, preds, idx,
+                      margin_values)
 
 
 @dataclass(frozen=True)
@@ -149,7 +174,7 @@ def images_to_decide(correct: int, seen: int, n: int, required: int) -> int:
 
 
 def decide_in_batches(count_correct: Callable[[int, int], int], n: int, required: int, batch_size: int = 500,
-                      min_batch: int = 50) -> Decision:
+                      min_batch: int = MIN_BATCH) -> Decision:
     """The :class:`Decision` for ``required`` of ``n``, with ``count_correct(start, stop)`` the number
     of correct images among subset positions [start, stop), asked in order until it is certain.
 
@@ -166,20 +191,29 @@ def decide_in_batches(count_correct: Callable[[int, int], int], n: int, required
 
 
 def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, limit: int | None = DEFAULT_LIMIT,
-           seed: int = 0, batch_size: int = 500, min_batch: int = 50, bf16: bool = True,
-           device: torch.device | None = None) -> Decision:
+           seed: int = 0, batch_size: int = 500, min_batch: int = MIN_BATCH, bf16: bool = True,
+           order: Sequence[int] | None = None) -> Decision:
     """Are at least ``required`` of the fixed ``limit``-image subset (the one :func:`evaluate` uses)
     classified correctly? Evaluated in batches, stopping as soon as the answer is certain.
 
+    ``order`` (a permutation of the subset's positions; default: subset order) is the order in which
+    the images are taken: the answer does not depend on it, only how soon it is certain. With
+    :func:`hard_first` of the dense model, a point below the threshold is decided after little more
+    than the ``n - required + 1`` wrong images it needs.
+
     The answer is the one full evaluation gives (``evaluate(...).correct >= required``): the
-    images are the same, in the same order, and the predictions of an image do not depend on
-    the batch it is in. ``min_batch`` trades a few surplus images for fewer, larger batches.
+    images are the same and the prediction of an image does not depend on the batch it is in
+    (``decision`` only counts). ``min_batch`` trades a few surplus images for fewer, larger batches.
     """
     idx = subset_indices(len(data), limit, seed)
+    if order is not None:
+        if sorted(order) != list(range(len(idx))):
+            raise ValueError(f"order must be a permutation of the {len(idx)} subset positions")
+        idx = idx[torch.as_tensor(list(order), dtype=torch.long)]
     labels = data.labels[idx]
 
     def count_correct(start: int, stop: int) -> int:
-        preds = predict(model, data.images[idx[start:stop]], data_config, batch_size, bf16, device)
+        preds = predict(model, data.images[idx[start:stop]], data_config, batch_size, bf16)
         return int((preds == labels[start:stop]).sum())
 
     return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch)
@@ -191,3 +225,5 @@ def evaluate_headline(s: dict) -> Headline:
 
 
 register_experiment(ExperimentSpec("evaluate", headline=evaluate_headline))  # Context.dense_accuracy stores it
+register_experiment(ExperimentSpec("eval-order", headline=lambda s: Headline(
+    None, None, f"{s['n']:,} test images ordered hard first (the turning-point search's order)")))  # Context stores it
