@@ -12,7 +12,9 @@ accuracy (fp32, 1,000 fixed test images), then every row. Latency: torch.utils.b
 blocked_autorange (median and IQR over blocks, after warm-up), threads stated.
 
 Usage: python benchmarks/bench_speed.py [--threads 1] [--clock wall|cpu] [--min-run-time 0.5] [--batch-sizes 1,32,256]
-       [--small-batch-sizes 8] [--limit 1000] [--db FILE]
+       [--small-batch-sizes 8] [--limit 1000] [--finetune-steps 0] [--no-best-batch] [--db FILE]
+Each model is also measured at the device's best batch size (the dense model's most images/s, found by
+doubling from 1) unless --no-best-batch.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ def with_accuracy_of(result: SpeedResult, reference: SpeedResult) -> SpeedResult
     acc = reference.frame.drop_duplicates(["method", "value"]).set_index(["method", "value"])["accuracy"]
     frame = result.frame.copy()
     frame["accuracy"] = [acc.get((m, v)) for m, v in zip(frame["method"], frame["value"])]
-    return SpeedResult(frame, reference.dense, result.run_id, result.config)
+    return SpeedResult(frame, reference.dense, result.run_id, result.config, result.best_batch)
 
 
 def report(name: str, result: SpeedResult) -> None:
@@ -57,7 +59,11 @@ def report(name: str, result: SpeedResult) -> None:
     print("| batch | family | best within 1 point | speed-up | latency (ms) | accuracy |")
     print("|---:|---|---|---:|---:|---:|")
     best = result.best(0.01)
-    for bs in result.config.batch_sizes:
+    if result.best_batch:
+        trace = ", ".join(f"{b}: {ips:,.0f}" for b, ips in result.best_batch["trace"])
+        print(f"the device's best batch size: {result.best_batch['best']} (dense images/s by batch size: {trace}; "
+              f"stopped: {result.best_batch['stopped']})\n")
+    for bs in result.batch_sizes:
         part = best[best["batch_size"] == bs].set_index("family")
         for family in ("masked dense", "sparse kernels", "structural", "token reduction"):
             if family in part.index:
@@ -74,7 +80,9 @@ def report(name: str, result: SpeedResult) -> None:
             continue
         print(f"| {r['batch_size']} | {r['method']} | {r['setting']} | {r['latency_ms']:.3g} | {r['iqr_ms']:.2g} | "
               f"{r['speedup']:.2f}x | {r['flops'] / 1e9:.3f} | {int(r['params']):,} | {r['bytes'] / 1e6:.2f} | "
-              f"{r['peak_mem_bytes'] / 1e6:.1f} | {100 * r['accuracy']:.1f}% |")
+              f"{r['peak_mem_bytes'] / 1e6:.1f} | {100 * r['accuracy']:.1f}% |"
+              + (f" fine-tuned {100 * r['accuracy_finetuned']:.1f}%" if r["accuracy_finetuned"] == r["accuracy_finetuned"]
+                 and r["accuracy_finetuned"] is not None else ""))
 
 
 def main() -> None:
@@ -86,6 +94,9 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,32,256", help="default model")
     parser.add_argument("--small-batch-sizes", default="8", help="vit_small at 224")
     parser.add_argument("--limit", type=int, default=1000)
+    parser.add_argument("--finetune-steps", type=int, default=0,
+                        help="structural rows: also the accuracy after this many AdamW steps (default model)")
+    parser.add_argument("--no-best-batch", action="store_true", help="skip the search for the device's best batch size")
     parser.add_argument("--db", default=None, help="results store (default: a fresh temporary one); a finished "
                                                    "measurement in it is served, not repeated")
     args = parser.parse_args()
@@ -94,7 +105,8 @@ def main() -> None:
     default = open_context("default")
     default.store = store
     config = SpeedConfig(batch_sizes=sizes(args.batch_sizes), limit=args.limit, min_run_time=args.min_run_time,
-                         threads=args.threads, clock=args.clock)
+                         threads=args.threads, clock=args.clock, finetune_steps=args.finetune_steps,
+                         best_batch=not args.no_best_batch)
     t0 = time.perf_counter()
     result = run_speed(default, config)
     t1 = time.perf_counter()
@@ -102,7 +114,7 @@ def main() -> None:
     # vit_small costs 75x the default model per image: one or two settings per method
     small_config = SpeedConfig(**{**config.__dict__, "batch_sizes": sizes(args.small_batch_sizes), "limit": 10,
                                   "sparsities": (0.5, 0.9), "ratios": (0.5,), "keep_rates": (0.7,), "tome_r": (8,),
-                                  "drops": (0.5,)})
+                                  "drops": (0.5,), "finetune_steps": 0})
     small_result = with_accuracy_of(run_speed(small, small_config), result)
     t2 = time.perf_counter()
     print(f"device: {config.device} ({config.device_name}), {config.threads} thread(s), {config.clock} clock, torch "

@@ -128,7 +128,7 @@ def test_decide_gives_the_same_answer_in_any_order_and_hard_first_decides_below_
 
 
 def test_the_dense_accuracy_stores_the_hard_first_order_from_the_same_forward(tiny_ctx, monkeypatch):
-    from lotus_core.results.runs import stored_summary
+    from lotus_core.core.context import HARD_FIRST
 
     calls = []
     real = tiny_ctx.evaluate.__func__
@@ -143,7 +143,9 @@ def test_the_dense_accuracy_stores_the_hard_first_order_from_the_same_forward(ti
     assert calls == [True]  # one forward for both
     again = evaluate(tiny_ctx.model, tiny_ctx.test, tiny_ctx.data_config, limit=100, bf16=False, margins=True)
     assert order == hard_first(again.margins) and dense["correct"] == again.correct
-    stored = stored_summary(tiny_ctx, "eval-order", {"limit": 100, "seed": 0, "bf16": False})
-    assert stored["order"] == order and stored["n"] == 100
-    tiny_ctx.store.delete_run(stored["run_id"])  # a store from before the order existed: one forward computes it
+    assert tiny_ctx.store.points(dense["run_id"]) == {HARD_FIRST: {"order": order}}  # a point of the evaluation
+    assert len(tiny_ctx.store.runs()) == 1
+    with tiny_ctx.store._connect() as db:  # a dense accuracy stored before the order existed: one forward adds it
+        db.execute("DELETE FROM points WHERE run_id = ?", (dense["run_id"],))
     assert tiny_ctx.hard_first_order(limit=100, bf16=False) == order and calls == [True, True]
+    assert tiny_ctx.hard_first_order(limit=100, bf16=False) == order and calls == [True, True]  # then served

@@ -131,23 +131,24 @@ class Context:
 
         def compute(ctx: Context, _, run) -> dict:  # the forward that measures it also orders the images
             res = ctx.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True)
-            run_experiment(ctx, "eval-order", self._dense_params(limit, seed, bf16),
-                           lambda *_: {"order": hard_first(res.margins), "n": res.n}, refresh=refresh)
+            run.point(HARD_FIRST, {"order": hard_first(res.margins)})
             return res.summary()
 
         return run_experiment(self, "evaluate", self._dense_params(limit, seed, bf16), compute, refresh=refresh)
 
     def hard_first_order(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> list[int]:
         """The test subset's positions, the base model's most confidently wrong image first
-        (:func:`~lotus_core.training.evaluate.hard_first`); stored (kind ``eval-order``) by
-        :meth:`dense_accuracy`'s forward, or computed by one forward when only the accuracy was stored."""
-        from ..results.runs import run_experiment
+        (:func:`~lotus_core.training.evaluate.hard_first`): a point of the stored dense evaluation, written by
+        :meth:`dense_accuracy`'s forward, or added by one forward to a dense accuracy stored without it."""
+        summary = self.dense_accuracy(limit=limit, seed=seed, bf16=bf16)
+        point = self.store.get_point(summary["run_id"], HARD_FIRST)
+        if point is None:
+            point = {"order": hard_first(self.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True).margins)}
+            self.store.put_point(summary["run_id"], HARD_FIRST, point)
+        return point["order"]
 
-        def compute(ctx: Context, _, run) -> dict:
-            res = ctx.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True)
-            return {"order": hard_first(res.margins), "n": res.n}
 
-        return run_experiment(self, "eval-order", self._dense_params(limit, seed, bf16), compute)["order"]
+HARD_FIRST = "order|hard-first"  # the point of a dense evaluation holding its images' hard-first order
 
 
 def open_context(model: str = "default", dataset: str = "fashion-mnist", db: str | Path | None = None,

@@ -225,5 +225,3 @@ def evaluate_headline(s: dict) -> Headline:
 
 
 register_experiment(ExperimentSpec("evaluate", headline=evaluate_headline))  # Context.dense_accuracy stores it
-register_experiment(ExperimentSpec("eval-order", headline=lambda s: Headline(
-    None, None, f"{s['n']:,} test images ordered hard first (the turning-point search's order)")))  # Context stores it
