@@ -56,13 +56,13 @@ def with_accuracy_of(result: SpeedResult, reference: SpeedResult) -> SpeedResult
 def report(name: str, result: SpeedResult) -> None:
     dense = result.dense["accuracy"]
     print(f"\n### {name} (dense accuracy {100 * dense:.2f}%)\n")
-    print("| batch | family | best within 1 point | speed-up | latency (ms) | accuracy |")
-    print("|---:|---|---|---:|---:|---:|")
-    best = result.best(0.01)
     if result.best_batch:
         trace = ", ".join(f"{b}: {ips:,.0f}" for b, ips in result.best_batch["trace"])
         print(f"the device's best batch size: {result.best_batch['best']} (dense images/s by batch size: {trace}; "
               f"stopped: {result.best_batch['stopped']})\n")
+    print("| batch | family | best within 1 point | speed-up | latency (ms) | accuracy |")
+    print("|---:|---|---|---:|---:|---:|")
+    best = result.best(0.01)
     for bs in result.batch_sizes:
         part = best[best["batch_size"] == bs].set_index("family")
         for family in ("masked dense", "sparse kernels", "structural", "token reduction"):

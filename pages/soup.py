@@ -7,8 +7,8 @@ from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines, barrier_curve
 from lotus_core.core.config import from_mapping
 from lotus_core.results.store import RunStatus
-from lotus_core.views.catalog import (accuracy_comparison, instability_table, omp_finetune_config, run_costs, run_label,
-                                       stable_rewind_points, ticket_runs)
+from lotus_core.views.catalog import (COMPARED_KINDS, accuracy_comparison, instability_table, omp_finetune_config,
+                                       rigl_equal_steps_config, run_costs, run_label, stable_rewind_points, ticket_runs)
 from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
@@ -90,30 +90,42 @@ with rewind_tab:
         charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the rewind point"),
                     key="barrier")
 
-active_jobs(ctx, ("lth", "issp", "lth-control", "instability"))
+active_jobs(ctx, ("lth", "issp", "lth-control", "instability", "rigl", "sweep"))
 
 st.subheader("Accuracy at each sparsity")
-runs = ticket_runs(ctx)
+runs = ticket_runs(ctx, COMPARED_KINDS)
 labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
 newest_lth = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "lth"][:1]
 newest_issp = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "issp"][:3]
-chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp,
-                        help="By default the newest LTH run and the three newest ISSP runs (a data-fraction sweep).")
+newest_rigl = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "rigl"][:1]
+chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp + newest_rigl,
+                        help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep) and "
+                             "the newest RigL run.",
+                        key=f"compare-{len(labels)}")  # a run that finishes (e.g. RigL launched below) is drawn at once
 status = runs.set_index("id")[["kind", "status"]]
 done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
-if lth_chosen and st.button("Fine-tune OMP at these LTH runs' sparsities with the same budget",
+b1, b2 = st.columns(2)
+if lth_chosen and b1.button("Fine-tune OMP at these LTH runs' sparsities with the same budget",
                             help="The Essential Sparsity comparison: OMP masks of the pre-trained weights, each "
                                  "fine-tuned with one LTH round's steps and learning rate."):
     with ui.guard():
         for rid in lth_chosen:
             launch(ctx, "sweep", omp_finetune_config(ctx, rid))
     st.toast("OMP + fine-tune queued")
+if lth_chosen and b2.button("RigL to these LTH runs' sparsity with as many training steps",
+                            help="RigL (Evci et al., ICML 2020) from the OMP mask at the LTH run's final sparsity, "
+                                 "trained for all of its rounds' steps together: the two at equal training cost."):
+    with ui.guard():
+        for rid in lth_chosen:
+            launch(ctx, "rigl", rigl_equal_steps_config(ctx, rid))
+    st.toast("RigL queued")
 with ui.guard(), st.spinner("One-shot OMP and random points (stored after the first time)..."):
     table = accuracy_comparison(ctx, [labels[c] for c in chosen], limit=limit)
     dense = ctx.dense_accuracy(limit=limit)["accuracy"]
 charts.show(accuracy_lines(table, dense, "OMP and random one-shot (no fine-tune); LTH tickets after each round's "
-                                         "fine-tune; ISSP soups before and after their fine-tune"), key="comparison")
+                                         "fine-tune; ISSP soups before and after their fine-tune; RigL's trained "
+                                         "ticket"), key="comparison")
 if lth_chosen:
     st.caption("One-shot points are not fine-tuned: compare LTH with **OMP + fine-tune** (button above) for the "
                "paper's claim that the two agree within the essential range.")

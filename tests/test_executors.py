@@ -291,3 +291,20 @@ def test_a_ray_unit_reserves_the_threads_it_computes_on_unless_told_otherwise(mo
     monkeypatch.setenv("LOTUS_THREADS", "4")
     assert ExecutorConfig("ray").cpus == 4.0 and ExecutorConfig("ray", cpus_per_task=1.5).cpus == 1.5
     assert ExecutorConfig.from_env(kind="ray").cpus_per_task is None  # not fixed when the config is made
+
+
+def test_several_lth_runs_submitted_together_on_ray_store_the_local_rounds_bit_for_bit(tiny_ctx, tmp_path, ray_cluster):
+    from lotus_core.lottery.lth import LTHConfig, run_lths
+    from tests.test_lth import assert_same_run
+
+    base = LTHConfig(target=0.4, prune_fraction=0.3, steps=3, lr=3e-3, batch_size=32, limit=40)
+    configs = [dataclasses.replace(base, seed=0), dataclasses.replace(base, seed=1),
+               dataclasses.replace(base, rewind="step:2")]
+    local, ray = on(tiny_ctx, tmp_path, "local", ExecutorConfig()), on(tiny_ctx, tmp_path, "ray")
+    a, b = run_lths(local, configs), run_lths(ray, configs)  # each round of each run one Ray task
+    assert [s["run_id"] for s in a] == [s["run_id"] for s in b] and len({s["run_id"] for s in a}) == 3
+    for summary in a:
+        assert_same_run(local.store, summary["run_id"], ray.store, summary["run_id"])
+        names = local.store.blob_names(summary["run_id"])
+        assert all(local.store.get_blob(summary["run_id"], n) == ray.store.get_blob(summary["run_id"], n) for n in names)
+    assert "rewind.safetensors" in ray.store.blob_names(b[2]["run_id"])  # the step:2 weights came back from the task

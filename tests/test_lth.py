@@ -190,3 +190,23 @@ def test_cli_lth_writes_the_last_mask_and_reports_every_round(capsys, tmp_path):
     assert control["control"] == "reinit" and control["ticket_accuracy"] == res["points"][2]["accuracy"]
     code, out, err = run_cli(capsys, "lth", *args, "--rewind", "later")
     assert code == 2 and err.count("\n") == 1 and "rewind 'later' is not 'pretrained' or 'step:K'" in err
+
+
+def test_cli_lth_with_several_seeds_and_rewinds_stores_one_run_each_and_serves_them(capsys, tmp_path):
+    db = str(tmp_path / "s.db")
+    args = ("lth", "--target", "0.3", "--prune-fraction", "0.3", "--steps", "2", "--batch-size", "16", "--limit", "30",
+            "--seeds", "0,1", "--rewinds", "pretrained,step:1", "--db", db, "--json")
+    code, out, err = run_cli(capsys, *args)
+    assert code == 0, err
+    runs = json.loads(out)["runs"]
+    assert [(r["seed"], r["rewind"]) for r in runs] == [(0, "pretrained"), (1, "pretrained"), (0, "step:1"), (1, "step:1")]
+    assert len({r["run_id"] for r in runs}) == 4 and all(len(r["points"]) == r["rounds"] + 1 == 2 for r in runs)
+    stored = Store(db).runs(kind="lth")
+    assert sorted(stored["id"]) == sorted(r["run_id"] for r in runs) and set(stored["status"]) == {"done"}
+    code, again, _ = run_cli(capsys, *args)  # all four served from the store
+    assert code == 0 and [r["run_id"] for r in json.loads(again)["runs"]] == [r["run_id"] for r in runs]
+    code, _, err = run_cli(capsys, *args, "--mask-out", str(tmp_path / "m.safetensors"))
+    assert code == 2 and err.strip() == ("lotus lth: error: --mask-out writes one run's mask: give one seed and one "
+                                         "rewinding point, or leave it out")
+    code, _, err = run_cli(capsys, "lth", "--rewinds", "pretrained,step:x", "--db", db)
+    assert code == 2 and "rewind 'step:x' is not 'pretrained' or 'step:K'" in err and len(err.strip().splitlines()) == 1

@@ -135,3 +135,43 @@ def test_core_ticket_is_the_intersection_with_its_chance_level(tiny_ctx):
     assert run.get("random")["sparsity"] == run.get("core")["sparsity"] == core.sparsity
     with pytest.raises(LotusError, match="between 2 and"):
         partition(10, 1)
+
+
+def test_a_transferred_ticket_is_trained_beside_the_targets_own_a_random_one_and_dense(tiny_ctx, monkeypatch):
+    from lotus_core.lottery import ticket_transfer as tt
+    from lotus_core.lottery.core_ticket import chance_kept, intersection
+    from lotus_core.pruning.controls import shuffled
+
+    cfg = tt.TicketTransferConfig(source="fashion-mnist-0to4", target=0.5, **TINY)
+    out = run_experiment(tiny_ctx, "ticket-transfer", cfg, tt.run_ticket_transfer)
+    run = Run(tiny_ctx.store, run_id_for(tiny_ctx, "ticket-transfer", cfg), "ticket-transfer")
+    assert list(tiny_ctx.store.points(run.id)) == ["source", "target", "random", "dense"]
+    names = list(scoped_parameters(tiny_ctx.model, "blocks"))
+    source, target = (Mask({n: Mask.from_bytes(run.blob(f"mask-{w}.safetensors"))[n] for n in names})
+                      for w in ("source", "target"))
+    assert not all(torch.equal(source[n], target[n]) for n in names)  # found on 5 Fashion-MNIST classes, not "tiny"
+    random = shuffled(source, cfg.seed)  # the control: the source ticket's per-layer budget, positions shuffled
+    assert all(int(random[n].sum()) == int(source[n].sum()) for n in names)
+    assert [run.get(k)["sparsity"] for k in ("source", "target", "random", "dense")] == [
+        source.sparsity, target.sparsity, source.sparsity, 0.0]
+    assert source.sparsity == pytest.approx(0.5, abs=1e-3)
+    assert out["overlap_kept"] == intersection([source, target]).density
+    assert out["chance_kept"] == pytest.approx(chance_kept([source, target]))
+    assert out["source_accuracy"] == run.get("source")["accuracy"] and out["source"] == "fashion-mnist-0to4"
+    # a stopped run resumes: the masks are not found again and only the missing tickets are trained
+    with tiny_ctx.store._connect() as db:
+        db.execute("DELETE FROM points WHERE run_id = ? AND key IN ('random', 'dense')", (run.id,))
+    tiny_ctx.store.set_status(run.id, "interrupted")
+    trained = []
+    real = tt.finetune
+    monkeypatch.setattr(tt, "finetune", lambda *a, **k: trained.append(1) or real(*a, **k))
+    monkeypatch.setattr(tt, "found_mask", lambda *a, **k: pytest.fail("a stored mask was found again"))
+    again = run_experiment(tiny_ctx, "ticket-transfer", cfg, tt.run_ticket_transfer)
+    assert len(trained) == 2 and again["random_accuracy"] == out["random_accuracy"]
+    import dataclasses
+
+    same = dataclasses.replace(tiny_ctx, dataset="fashion-mnist-0to4")
+    with pytest.raises(LotusError, match="^the source dataset is the run's own"):
+        tt.run_ticket_transfer(same, cfg, run)
+    with pytest.raises(LotusError, match="^unknown source dataset 'nope'"):
+        tt.TicketTransferConfig(source="nope")

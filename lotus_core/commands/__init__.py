@@ -169,6 +169,19 @@ def seed(text: str) -> int:
     return value
 
 
+def comma_list(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], tuple]:
+    """argparse type: a comma list of ``kind`` values each satisfying ``ok`` (``what`` names the rule)."""
+    def parse(text: str) -> tuple:
+        try:
+            values = tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of {what}") from None
+        if not values or not all(ok(v) for v in values):
+            raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of {what}")
+        return values
+    return parse
+
+
 # The modules that define commands (importing them fills COMMANDS).
 from . import core  # noqa: E402,F401
 from . import pruning  # noqa: E402,F401

@@ -1,5 +1,5 @@
 """Lottery-ticket commands: lth, lth-control, soup (ISSP), soup-sweep, instability, rigl, supermask, lota,
-core-ticket, similarity.
+core-ticket, ticket-transfer, similarity.
 
 ``lth``, ``lth-control`` and ``soup`` run through :func:`lotus_core.results.runs.run_experiment`, the
 function the dashboard's background jobs call: a finished run is read back from the store and
@@ -7,12 +7,13 @@ an interrupted one resumes at its next round.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, positive_int, seed,  # noqa: F401
-               share)
+from . import (arg, comma_list, command, config_args, fraction, learning_rate, non_negative_int,  # noqa: F401
+               positive_int, seed, share)
 from .pruning import _progress
 
 
@@ -53,23 +54,47 @@ def _config(cls, args):
 def _run_ticket(ctx, args, kind: str) -> dict:
     """Run (or read back) the ticket experiment ``kind``; its summary, per-round points and, with
     ``--mask-out``, the last round's mask written to that file."""
-    from ..lottery.common import round_masks
     from ..results.registry import get_experiment
     from ..results.runs import run_experiment
 
     summary = run_experiment(ctx, kind, _config(get_experiment(kind).config_cls, args), on_progress=_progress)
+    return _ticket_output(ctx, summary, args.mask_out)
+
+
+def _ticket_output(ctx, summary: dict, mask_out: str | None = None) -> dict:
+    """A stored ticket run's summary with its per-round points; with ``mask_out``, its last mask written there."""
+    from ..lottery.common import round_masks
+
     points = ctx.store.points(summary["run_id"])
-    if args.mask_out:
+    if mask_out:
         masks = round_masks(ctx.store, summary["run_id"])
-        masks[max(masks)].save(args.mask_out)
+        masks[max(masks)].save(mask_out)
     return {**summary, "points": [p for k, p in points.items() if k.startswith("round-")],
-            "final": points.get("final"), "mask_out": args.mask_out}
+            "final": points.get("final"), "mask_out": mask_out}
 
 
-@command("lth", "lottery tickets: iterative magnitude pruning with rewinding, fine-tuned every round",
-         lambda: [*_lth(), _MASK_OUT])
+def _lth_args() -> list:
+    return [*_lth(), _MASK_OUT,
+            arg("--seeds", type=comma_list(int, lambda v: 0 <= v < 2 ** 32, "seeds in 0..4294967295"), default=None,
+                help="several runs submitted together, one per seed (e.g. 0,1,2; with --executor ray they share the "
+                     "cluster); replaces --seed"),
+            arg("--rewinds", type=comma_list(str, bool, "rewinding points"), default=None,
+                help="several runs, one per rewinding point (e.g. pretrained,step:50); replaces --rewind")]
+
+
+@command("lth", "lottery tickets: iterative magnitude pruning with rewinding, fine-tuned every round", _lth_args)
 def lth_cmd(args, ctx) -> dict:
-    return _run_ticket(ctx, args, "lth")
+    from ..lottery.lth import LTHConfig, run_lths
+
+    seeds, rewinds = args.seeds or (args.seed,), args.rewinds or (args.rewind,)
+    if len(seeds) * len(rewinds) == 1:
+        return _run_ticket(ctx, argparse.Namespace(**{**vars(args), "seed": seeds[0], "rewind": rewinds[0]}), "lth")
+    if args.mask_out:
+        raise LotusError("--mask-out writes one run's mask: give one seed and one rewinding point, or leave it out")
+    base = _config(LTHConfig, args)
+    configs = [dataclasses.replace(base, seed=s, rewind=w) for w in rewinds for s in seeds]  # each checked here
+    summaries = run_lths(ctx, configs, on_progress=_progress)
+    return {"runs": [{"seed": c.seed, "rewind": c.rewind, **_ticket_output(ctx, s)} for c, s in zip(configs, summaries)]}
 
 
 def _control_args() -> list:
@@ -210,3 +235,6 @@ _experiment_command("lota", "LoTA: fine-tune only the weights inside a task-vect
 _experiment_command("core-ticket", "the intersection of masks found on disjoint data partitions, against chance",
                     "..lottery.core_ticket:CoreTicketConfig", lambda: dict(partitions=positive_int, target=fraction,
                                                                           **_training()))
+_experiment_command("ticket-transfer", "does a ticket transfer? a mask found on --source, trained on --dataset, "
+                    "against the dataset's own ticket and a random one", "..lottery.ticket_transfer:TicketTransferConfig",
+                    lambda: dict(target=fraction, **_training()))

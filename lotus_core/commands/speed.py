@@ -3,24 +3,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from . import arg, command, config_args, positive_int
-
-
-def _comma_list(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[str], tuple]:
-    """argparse type: a comma list of ``kind`` values each satisfying ``ok`` (``what`` names the rule)."""
-    def parse(text: str) -> tuple:
-        try:
-            values = tuple(kind(x) for x in text.split(",") if x.strip())
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma list of {what}") from None
-        if not values or not all(ok(v) for v in values):
-            raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of {what}")
-        return values
-    return parse
+from . import arg, comma_list, command, config_args, positive_int
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -43,7 +29,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-_FRACTIONS = _comma_list(float, lambda v: 0 <= v < 1, "fractions in [0, 1) (not percentages)")
+_FRACTIONS = comma_list(float, lambda v: 0 <= v < 1, "fractions in [0, 1) (not percentages)")
 
 
 def _speed_args() -> list:
@@ -52,9 +38,9 @@ def _speed_args() -> list:
 
     return [*config_args(
     SpeedConfig, skip=("device", "device_name", "torch_version"), methods=_methods,
-    batch_sizes=_comma_list(int, lambda v: v >= 1, "batch sizes >= 1"), sparsities=_FRACTIONS, ratios=_FRACTIONS,
-    drops=_FRACTIONS, keep_rates=_comma_list(float, lambda v: 0 < v <= 1, "keep rates in (0, 1]"),
-    tome_r=_comma_list(int, lambda v: v >= 0, "whole numbers >= 0"), limit=positive_int, threads=positive_int,
+    batch_sizes=comma_list(int, lambda v: v >= 1, "batch sizes >= 1"), sparsities=_FRACTIONS, ratios=_FRACTIONS,
+    drops=_FRACTIONS, keep_rates=comma_list(float, lambda v: 0 < v <= 1, "keep rates in (0, 1]"),
+    tome_r=comma_list(int, lambda v: v >= 0, "whole numbers >= 0"), limit=positive_int, threads=positive_int,
     min_run_time=_positive_float, importance={"choices": ["magnitude", "taylor"]},
     clock={"choices": ["wall", "cpu"]}),
     arg("--eps", type=float, default=EPS, help="tolerance below dense accuracy for 'best' (absolute fraction)"),

@@ -35,6 +35,7 @@ from ..training.finetune import finetune
 from ..pruning.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, register_experiment
+from ..results.executors import get_executor, run_together, track
 from ..results.runs import Run
 from .common import ticket_curve, ticket_headline, load_state_bytes, mask_blob, prune_counts, prune_remaining, state_bytes
 
@@ -122,19 +123,69 @@ def train_ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask, r: int) -> 
 
     Round 0 starts from the pre-trained weights and, with ``step:K``, stores its weights after step K
     as the rewinding point of every later round."""
+    rewind = run.blob(REWIND_BLOB) if r and rewind_steps(cfg) else None
+    model, kept = _fine_tuned(ctx, cfg, r, mask, rewind, on_progress=lambda p: run.progress(
+        round=r, of=len(lth_counts(ctx, cfg)), step=p.step, steps=p.steps, loss=p.loss), should_stop=run.stopped)
+    if kept is not None:
+        run.blob(REWIND_BLOB, kept)
+    run.check()
+    return model
+
+
+def _fine_tuned(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
+                should_stop=None) -> tuple[nn.Module, bytes | None]:
+    """Round ``r``'s ticket fine-tuned: from the pre-trained weights (round 0) or the rewinding point
+    (``rewind``: its weights, None for ``pretrained``) with ``mask``; and, for round 0 with ``step:K``, the
+    weights after step K (else None)."""
     k = rewind_steps(cfg)
-    model = ctx.copy_model() if r == 0 else ticket(ctx, cfg, run, mask)
-    rounds = len(lth_counts(ctx, cfg))
+    if r == 0:
+        model = ctx.copy_model()
+    else:
+        if k and rewind is None:
+            raise LotusError(f"this LTH run has no weights at step {k} yet; run its round 0 first")
+        model = ctx.copy_model() if rewind is None else load_state_bytes(ctx.copy_model(), rewind)
+        apply_mask_(model, mask)
+    kept: dict[str, bytes] = {}
 
     def keep_rewind_point(step: int, trained: nn.Module) -> None:
         if step == k:
-            run.blob(REWIND_BLOB, state_bytes(trained))
+            kept["weights"] = state_bytes(trained)
 
     finetune(model, mask, ctx.train, ctx.data_config, cfg.steps, cfg.lr, cfg.batch_size, cfg.seed,
-             on_progress=lambda p: run.progress(round=r, of=rounds, step=p.step, steps=p.steps, loss=p.loss),
-             should_stop=run.stopped, on_step=keep_rewind_point if r == 0 and k else None)
-    run.check()
-    return model
+             on_progress=on_progress, should_stop=should_stop, on_step=keep_rewind_point if r == 0 and k else None)
+    return model, kept.get("weights")
+
+
+def lth_round(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
+              should_stop=None) -> dict:
+    """One IMP round, inputs in and a plain result out (an executor unit on Ray): the ticket fine-tuned
+    (:func:`_fine_tuned`), its accuracy, and the next round's mask. Returns ``point`` (the round's stored
+    fields), ``next_mask`` (its bytes; None after the last round) and ``rewind`` (round 0 with ``step:K``:
+    the rewinding point's weights, else None)."""
+    counts = lth_counts(ctx, cfg)
+    t0 = time.perf_counter()
+    model, kept = _fine_tuned(ctx, cfg, r, mask, rewind, on_progress, should_stop)
+    if should_stop is not None and should_stop():
+        return {}  # the driver's run.check() raises: nothing of a stopped round is stored
+    res = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed)
+    next_mask = prune_remaining(model, mask, counts[r], cfg.scope).to_bytes() if r < len(counts) else None
+    point = {"round": r, "sparsity": mask.sparsity, "num_pruned": mask.num_pruned(), "accuracy": res.accuracy,
+             "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n, "steps": cfg.steps,
+             "elapsed_s": time.perf_counter() - t0}
+    return {"point": point, "next_mask": next_mask, "rewind": kept}
+
+
+def round_state(ctx: Context, cfg: LTHConfig) -> tuple[Context, LTHConfig]:
+    """Executor set-up of an LTH run: the context (with its training split) and the config."""
+    return ctx, cfg
+
+
+def round_unit(state: tuple[Context, LTHConfig], unit: tuple[int, bytes | None, bytes | None]) -> dict:
+    """Executor unit of an LTH run: one round (:func:`lth_round`) from its mask's and rewinding point's bytes."""
+    ctx, cfg = state
+    r, mask, rewind = unit
+    dense = Mask.ones(scoped_parameters(ctx.model, cfg.scope))
+    return lth_round(ctx, cfg, r, Mask.from_bytes(mask) if mask is not None else dense, rewind)
 
 
 def run_lth(ctx: Context, cfg: LTHConfig, run: Run) -> dict:
@@ -142,28 +193,53 @@ def run_lth(ctx: Context, cfg: LTHConfig, run: Run) -> dict:
 
     Points ``round-r``: round, sparsity, num_pruned, accuracy with its Wilson 95% interval
     (ci_low, ci_high), n test images, steps of that round, elapsed_s. Blobs: ``mask-round-r``.
+    Each round runs where ``ctx.executor`` says: here (with step progress), or as one Ray task (the
+    rounds of one run follow each other; runs submitted together share the cluster,
+    :func:`run_lths`); this process stores what each round returns.
     """
     counts = lth_counts(ctx, cfg)
     dense = Mask.ones(scoped_parameters(ctx.model, cfg.scope))
-    for r in range(len(counts) + 1):
-        if run.has(f"round-{r}"):
-            continue
-        t0 = time.perf_counter()
-        mask = Mask.from_bytes(run.blob(mask_blob(r))) if r else dense
-        model = train_ticket(ctx, cfg, run, mask, r)
-        res = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed)
-        if r < len(counts):
-            run.blob(mask_blob(r + 1), prune_remaining(model, mask, counts[r], cfg.scope).to_bytes())
-        del model
-        run.point(f"round-{r}", {"round": r, "sparsity": mask.sparsity, "num_pruned": mask.num_pruned(),
-                                 "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n,
-                                 "steps": cfg.steps, "elapsed_s": time.perf_counter() - t0})
-        run.progress(round=r, of=len(counts), sparsity=mask.sparsity, accuracy=res.accuracy)
+    pool = None if ctx.executor.kind == "local" else get_executor(ctx.executor).pool(round_state, ctx, cfg, train=True)
+    try:
+        for r in range(len(counts) + 1):
+            if run.has(f"round-{r}"):
+                continue
+            mask_bytes = run.blob(mask_blob(r)) if r else None
+            rewind = run.blob(REWIND_BLOB) if r and rewind_steps(cfg) else None
+            if pool is None:
+                out = lth_round(ctx, cfg, r, Mask.from_bytes(mask_bytes) if r else dense, rewind,
+                                on_progress=lambda p: run.progress(round=r, of=len(counts), step=p.step, steps=p.steps,
+                                                                   loss=p.loss), should_stop=run.stopped)
+                run.check()
+            else:
+                batch = pool.map(round_unit, {f"round-{r}": (r, mask_bytes, rewind)})
+                out = [o.result for o in track(run, batch, pool.slots, r, len(counts) + 1)][0]  # raises if it failed
+            if out["rewind"] is not None:
+                run.blob(REWIND_BLOB, out["rewind"])
+            if out["next_mask"] is not None:
+                run.blob(mask_blob(r + 1), out["next_mask"])
+            run.point(f"round-{r}", out["point"])  # last: a stored round has its next mask
+            run.progress(round=r, of=len(counts), sparsity=out["point"]["sparsity"], accuracy=out["point"]["accuracy"])
+    finally:
+        if pool is not None:
+            pool.close()
     points = [run.get(f"round-{r}") for r in range(len(counts) + 1)]
     return {"rounds": len(counts), "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
             "dense_finetuned_accuracy": points[0]["accuracy"],
             "train_steps": cfg.steps * len(points),
             "train_time_s": sum(p["elapsed_s"] for p in points)}
+
+
+def run_lths(ctx: Context, configs: list[LTHConfig], on_progress=None) -> list[dict]:
+    """Several LTH runs (e.g. seeds or rewinding points) submitted together
+    (:func:`~lotus_core.results.executors.run_together`): on Ray their rounds share the cluster at once,
+    locally they run one after another; each is stored as its own run. Their summaries, in order."""
+    import functools
+
+    from ..results.runs import run_experiment, run_id_for
+
+    return run_together(ctx, [(run_id_for(ctx, "lth", c), functools.partial(
+        run_experiment, ctx, "lth", c, on_progress=on_progress)) for c in configs])
 
 
 register_experiment(ExperimentSpec("lth", LTHConfig, run_lth, ticket_headline, ticket_curve, job=True))

@@ -15,7 +15,8 @@ from ..results.runs import run_experiment
 from ..results.store import RunStatus
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
-TICKET_KINDS = ("lth", "issp")
+TICKET_KINDS = ("lth", "issp")  # runs with a mask per round (the Masks page compares them)
+COMPARED_KINDS = (*TICKET_KINDS, "rigl")  # the Soup page's accuracy comparison: every way to a trained ticket
 RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
 
 
@@ -28,10 +29,13 @@ def ticket_runs(ctx: Context, kinds: Sequence[str] = TICKET_KINDS) -> pd.DataFra
 
 
 def run_label(row: Mapping) -> str:
-    """A short human label of a stored LTH/ISSP/control run row."""
+    """A short human label of a stored LTH/ISSP/RigL/control run row."""
     cfg = row["config"]
     if row["kind"] == "issp":
         extra = f"N={cfg['denoisers']}, C={cfg['lookahead_steps']}, f={cfg['data_fraction']:g}, {cfg['merge']}"
+    elif row["kind"] == "rigl":
+        start = f"{cfg['n']}:{cfg['m']}" if cfg["m"] else f"from {cfg['init']}"
+        extra = f"{start}, {cfg['steps']} steps, update every {cfg['update_every']}"
     elif row["kind"] == "lth":
         extra = f"p={cfg['prune_fraction']:g}, {cfg['steps']} steps/round, rewind {cfg['rewind']}"
     else:
@@ -126,11 +130,24 @@ def omp_finetune_config(ctx: Context, lth_run_id: str):
                        scope=cfg["scope"], finetune_steps=cfg["steps"], finetune_lr=cfg["lr"])
 
 
+def rigl_equal_steps_config(ctx: Context, lth_run_id: str):
+    """RigL to an LTH run's final sparsity with that run's whole training budget (every round's steps: the
+    comparison at equal training steps), its learning rate, batch size, scope, seed and test subset, starting
+    from the OMP mask of the pre-trained weights; as a :class:`~lotus_core.lottery.rigl.RigLConfig`."""
+    from ..lottery.rigl import RigLConfig
+
+    run = ctx.store.get_run(lth_run_id)
+    cfg, summary = run["config"], run["summary"]
+    return RigLConfig(target=round(summary["final_sparsity"], 6), init="omp", steps=summary["train_steps"],
+                      lr=cfg["lr"], batch_size=cfg["batch_size"], scope=cfg["scope"], seed=cfg["seed"],
+                      limit=cfg["limit"])
+
+
 def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
                         sparsities: Sequence[float] = tuple(round(0.1 * i, 1) for i in range(1, 10))) -> pd.DataFrame:
     """Accuracy against sparsity: one-shot OMP and random (stored sweep points, no fine-tune) and,
-    for each given run, its rounds; for LTH runs also their stored controls and OMP + fine-tune
-    at their sparsities (when that sweep was run, see :func:`omp_finetune_config`).
+    for each given run, its rounds (RigL: its one trained ticket); for LTH runs also their stored controls and
+    OMP + fine-tune at their sparsities (when that sweep was run, see :func:`omp_finetune_config`).
 
     Columns: series, sparsity, accuracy, ci_low, ci_high (fractions). ISSP rounds are the masked
     soups before the final fine-tune; its fine-tuned ticket is a separate one-point series.
@@ -145,7 +162,7 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
 
     rows = frame_rows(run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=tuple(sparsities),
                                                  limit=limit)).frame)
-    runs = ticket_runs(ctx, (*TICKET_KINDS, "lth-control")).set_index("id")
+    runs = ticket_runs(ctx, (*COMPARED_KINDS, "lth-control")).set_index("id")
     for rid in run_ids:
         kind, tag = runs.loc[rid, "kind"], rid[:6]
         fraction = f"f={runs.loc[rid, 'config'].get('data_fraction', 0):g}"  # ISSP's data fraction
@@ -154,7 +171,8 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
                 series = f"LTH {tag}" if kind == "lth" else f"ISSP {tag} {fraction} before fine-tune"
                 rows.append({"series": series, **{c: p[c] for c in cols}})
             elif key == "final":
-                rows.append({"series": f"ISSP {tag} {fraction} fine-tuned", **{c: p[c] for c in cols}})
+                series = f"RigL {tag} ({p['steps']} steps)" if kind == "rigl" else f"ISSP {tag} {fraction} fine-tuned"
+                rows.append({"series": series, **{c: p[c] for c in cols}})
         if kind != "lth":
             continue
         for _, c in runs[runs["kind"] == "lth-control"].iterrows():
@@ -169,16 +187,19 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
 
 
 def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
-    """What each finished LTH/ISSP run cost and reached. Columns: run, kind, data fraction (ISSP),
+    """What each finished LTH/ISSP/RigL run cost and reached. Columns: run, kind, data fraction (ISSP),
     rounds, final sparsity, final accuracy (fractions), training steps, training time (s)."""
-    runs = ticket_runs(ctx).set_index("id")
+    runs = ticket_runs(ctx, COMPARED_KINDS).set_index("id")
     rows = []
     for rid in run_ids:
         row, summary = runs.loc[rid], runs.loc[rid, "summary"] or {}
+        rigl = row["kind"] == "rigl"  # one sparse fine-tune: no rounds
         rows.append({"run": run_label(row.to_dict() | {"id": rid}), "kind": row["kind"],
                      "data fraction": row["config"].get("data_fraction"), "rounds": summary.get("rounds"),
-                     "final sparsity": summary.get("final_sparsity"), "final accuracy": summary.get("final_accuracy"),
-                     "training steps": summary.get("train_steps"), "training time (s)": summary.get("train_time_s")})
+                     "final sparsity": summary.get("sparsity" if rigl else "final_sparsity"),
+                     "final accuracy": summary.get("accuracy" if rigl else "final_accuracy"),
+                     "training steps": summary.get("steps" if rigl else "train_steps"),
+                     "training time (s)": summary.get("train_time_s")})
     return pd.DataFrame(rows)
 
 

@@ -47,6 +47,18 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     omp_ft = expect[expect["series"] == names[-1]]
     assert len(omp_ft) == 3 and omp_ft["sparsity"].tolist() == pytest.approx(
         [p["sparsity"] for k, p in ctx.store.points(rid).items() if p["round"]], abs=1e-6)
+    # RigL at equal training steps: the LTH run's final sparsity, all of its rounds' steps
+    next(b for b in at.button if b.label.startswith("RigL to these")).click().run()
+    assert not at.exception
+    at.run()  # the page's next rerun (the job ran inline): the new run is drawn
+    rigl = ctx.store.runs(kind="rigl")
+    assert len(rigl) == 1 and rigl.iloc[0]["status"] == "done"
+    lth_summary = runs.iloc[0]["summary"]
+    assert (rigl.iloc[0]["config"]["steps"], rigl.iloc[0]["config"]["target"]) == (
+        lth_summary["train_steps"], round(lth_summary["final_sparsity"], 6)) == (8, round(lth_summary["final_sparsity"], 6))
+    assert _names(at)[-1] == f"RigL {rigl.iloc[0]['id'][:6]} (8 steps)"
+    costs = at.dataframe[0].value
+    assert costs["kind"].tolist() == ["lth", "rigl"] and costs["training steps"].tolist() == [8, 8]
 
 
 def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
