@@ -27,5 +27,6 @@ VOLUME ["/var/lib/lotus"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://localhost:8501/_stcore/health').status != 200)"
-CMD ["streamlit", "run", "app/streamlit_app.py", "--server.port=8501", "--server.address=0.0.0.0", \
-     "--server.headless=true", "--browser.gatherUsageStats=false"]
+# A new volume starts from the shipped demo results (data/demo/lotus-demo.db); an existing store is kept.
+CMD ["sh", "-c", "python -c 'from lotus_core.views.demo import seed_store; seed_store()' && exec streamlit run \
+app/streamlit_app.py --server.port=8501 --server.address=0.0.0.0 --server.headless=true --browser.gatherUsageStats=false"]

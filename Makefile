@@ -26,7 +26,10 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium; \
 	  else sudo apt-get update -q && sudo apt-get install -y -q chromium; fi; }
 
+# A first `make run` starts the store ($$LOTUS_DB or data/lotus.db) from the shipped demo results, so every page
+# and the Report open filled in; an existing store is never touched.
 run: install
+	$(PY) -c "from lotus_core.views.demo import seed_store; seed_store() and print('results store started from data/demo/lotus-demo.db')"
 	$(VENV)/bin/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS) \
 	  --server.headless true --browser.gatherUsageStats false
 

@@ -5,10 +5,10 @@ from typing import Any
 
 import streamlit as st
 
-from app import ui
 from lotus_core.results import jobs
 from lotus_core.results.store import ACTIVE, RunStatus
 from lotus_core.core.context import Context
+from lotus_core.views.progress import describe, fraction_done
 
 
 def launch(ctx: Context, kind: str, config: Any) -> str:
@@ -20,15 +20,6 @@ def launch(ctx: Context, kind: str, config: Any) -> str:
     spec = jobs.context_spec(ctx, model=st.session_state.get("model", "default"),
                              weights=st.session_state.get("weights") or None)  # the context's device too
     return jobs.submit(spec, kind, config, ctx)
-
-
-def _describe(progress: dict | None) -> str:
-    if not progress:
-        return "waiting for the worker"
-    counts = ("done", "running", "queued", "failed", "planned") if "running" in progress else ()  # executor units
-    text = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in progress.items()
-                     if k not in counts)
-    return f"{text}; units: {ui.units(progress)} of {progress.get('planned', '?')}" if counts else text
 
 
 @st.fragment(run_every=2)
@@ -53,15 +44,8 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
     for _, run in active.iterrows():
         progress = run["progress"] or {}
         c1, c2 = st.columns([5, 1])
-        frac = None
-        if "epoch" in progress and progress.get("steps"):  # fine-tuning: steps of the whole recipe
-            frac = min(1.0, progress["step"] / progress["steps"])
-        elif "round" in progress and progress.get("of"):
-            frac = min(1.0, progress["round"] / progress["of"])
-        elif "done" in progress and progress.get("planned"):
-            frac = min(1.0, progress["done"] / progress["planned"])
-        text = f"{run['kind']} {run['id'][:6]} ({run['status']}): {_describe(progress)}"
-        c1.progress(frac or 0.0, text=text)
+        text = f"{run['kind']} {run['id'][:6]} ({run['status']}): {describe(progress, run['kind'])}"
+        c1.progress(fraction_done(progress, run["kind"]) or 0.0, text=text)
         if run["status"] != RunStatus.CANCELLING and c2.button("Cancel", key=f"cancel-{run['id']}"):
             jobs.cancel(ctx.store, run["id"])
             st.rerun()

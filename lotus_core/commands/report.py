@@ -46,18 +46,24 @@ def _prepare_demo_args() -> list:
     from ..training.evaluate import DEFAULT_LIMIT
 
     return [arg("--limit", type=positive_int, default=DEFAULT_LIMIT,
-                help="test images of every evaluation (the sidebar's setting)")]
+                help="test images of every evaluation (the sidebar's setting)"),
+            arg("--ship", default=None, help="then write a compact copy of the store there (how data/demo/lotus-demo.db "
+                                              "is made: python -m lotus_core prepare-demo --ship data/demo/lotus-demo.db)")]
 
 
 @command("prepare-demo", "compute every result the pages and the Report show for a model (resumable, stored)",
          _prepare_demo_args)
 def prepare_demo_cmd(args, ctx) -> dict:
     import sys
+    from pathlib import Path
 
-    from ..views.demo import prepare_demo
+    from ..views.demo import compact_copy, prepare_demo
 
     def show(p: dict) -> None:
         eta = "" if p["eta_s"] is None else f", about {p['eta_s'] // 60:.0f} min {p['eta_s'] % 60:.0f} s left"
         print(f"[{p['step']}/{p['of']}] {p['label']} ({p['elapsed_s']:.0f} s elapsed{eta})", file=sys.stderr, flush=True)
 
-    return prepare_demo(ctx, args.limit, on_progress=show)
+    out = prepare_demo(ctx, args.limit, on_progress=show)
+    if args.ship:  # the store as it ships (data/demo/lotus-demo.db): compact, one file
+        out["shipped"] = {"path": args.ship, **compact_copy(ctx.store.path, Path(args.ship))}
+    return out

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import LotusError
@@ -55,10 +55,12 @@ class Run:
     kind: str
     on_progress: Callable[[dict], None] | None = None
     lease: Lease | None = None
+    started: float = field(default_factory=time.monotonic)  # when this process began computing it
 
     def progress(self, **fields: Any) -> None:
-        """Record progress (e.g. ``round=3, of=10, accuracy=0.88``) for pollers and the CLI."""
-        self.store.set_progress(self.id, fields)
+        """Record progress (e.g. ``round=3, of=10, accuracy=0.88``) for pollers and the CLI; the stored copy
+        also holds ``elapsed_s``, the seconds this process has computed the run (pages derive an ETA from it)."""
+        self.store.set_progress(self.id, {**fields, "elapsed_s": round(time.monotonic() - self.started, 1)})
         if self.on_progress is not None:
             self.on_progress(fields)
 

@@ -13,6 +13,7 @@ from a copy of it), so a fresh machine opens every page and the Report filled in
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -136,3 +137,49 @@ def prepare_demo(ctx: Context, limit: int = DEFAULT_LIMIT,
         rows.append({"step": step.label, "kind": step.kind, "seconds": round(took, 2), "computed": new})
     return {"limit": limit, "steps": rows, "seconds": round(time.perf_counter() - t_start, 1),
             "computed": sum(r["computed"] for r in rows)}
+
+
+RESUME_ONLY_BLOBS = {"issp": "soup-round-"}  # kind -> blob name prefix a finished run never reads again
+
+
+def compact_copy(source: Path, out: Path) -> dict:
+    """A compact copy of the store at ``source`` written to ``out`` (what ships as :data:`DEMO_DB`): the
+    blobs a finished run only kept to resume (ISSP's soups: the weights after each round) are left out,
+    and the file is vacuumed into one self-contained database (no WAL). Returns sizes in bytes."""
+    import sqlite3
+
+    out = Path(out)
+    if out.exists():
+        out.unlink()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    con = sqlite3.connect(source)
+    try:
+        con.execute("VACUUM INTO ?", (str(out),))
+    finally:
+        con.close()
+    con = sqlite3.connect(out)
+    try:
+        for kind, prefix in RESUME_ONLY_BLOBS.items():
+            con.execute("DELETE FROM blobs WHERE name LIKE ? AND run_id IN (SELECT id FROM runs WHERE kind = ? AND "
+                        "status = 'done')", (prefix + "%", kind))
+        con.commit()
+        con.execute("VACUUM")
+    finally:
+        con.close()
+    return {"source_bytes": Path(source).stat().st_size, "bytes": out.stat().st_size}
+
+
+def seed_store(path: str | Path | None = None, demo: Path = DEMO_DB) -> bool:
+    """Start the results store at ``path`` (default ``$LOTUS_DB`` or data/lotus.db) from a copy of the shipped
+    demo store when there is no store there yet (``make run``, the container); never touches an existing one.
+    True when it copied."""
+    import shutil
+
+    from ..results.store import store_path
+
+    target = store_path(path)
+    if target.exists() or not demo.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(demo, target)
+    return True
