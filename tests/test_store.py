@@ -66,3 +66,23 @@ def test_unwritable_or_corrupt_store_is_a_clear_error(tmp_path):
     bad.write_bytes(b"this is not a database" * 100)
     with pytest.raises(LotusError, match="cannot be opened"):
         Store(bad)
+
+
+def test_a_run_without_result_points_exports_its_summary_and_bookkeeping_points_stay_out(tmp_path):
+    import csv
+    import io
+
+    store = Store(tmp_path / "r.db")
+    table = store.start_run("omp-vs-ticket", {"a": 1})  # its result is a table in the summary
+    store.finish_run(table, {"rows": [{"round": 1, "cosine": 0.97}, {"round": 2, "cosine": 0.96}], "n": 2})
+    assert list(csv.DictReader(io.StringIO(store.export_csv(table)))) == [
+        {"round": "1", "cosine": "0.97"}, {"round": "2", "cosine": "0.96"}]
+    dense = store.start_run("evaluate", {"limit": 10})  # only a bookkeeping point: the headline row
+    store.put_point(dense, "order|hard-first", {"order": list(range(10))})
+    store.finish_run(dense, {"accuracy": 0.9, "n": 10})
+    assert list(csv.DictReader(io.StringIO(store.export_csv(dense)))) == [{"accuracy": "0.9", "n": "10"}]
+    assert store.points_frame(dense).empty
+    sweep = store.start_run("sweep", {"b": 1})
+    store.put_point(sweep, "omp@0.5000", {"accuracy": 0.8})
+    store.put_point(sweep, "search|best-batch", {"best": 64})
+    assert store.points_frame(sweep)["key"].tolist() == ["omp@0.5000"]

@@ -90,6 +90,10 @@ CREATE INDEX IF NOT EXISTS runs_kind_model ON runs(kind, model);
 ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "job": "TEXT"}
 
 
+BOOKKEEPING = ("order|", "search|")  # point keys a run keeps for its own use (an image order, a batch-size search),
+# not results: left out of its table and its CSV
+
+
 def store_path(path: str | Path | None = None) -> Path:
     """The results store's path: ``path`` (``--db``), else ``$LOTUS_DB``, else data/lotus.db.
 
@@ -338,7 +342,7 @@ class Store:
         """A run's points as a table: one row per point, its key plus its (flattened) fields."""
         import pandas as pd
 
-        pts = self.points(run_id)
+        pts = {k: v for k, v in self.points(run_id).items() if not k.startswith(BOOKKEEPING)}
         if not pts:
             return pd.DataFrame(columns=["key"])
         frame = pd.json_normalize([{"key": k, **v} for k, v in pts.items()])
@@ -351,9 +355,18 @@ class Store:
             raise LotusError(f"--out {out} is a folder; give a file path such as {out / (run_id + '.csv')}")
         if out is not None and not out.parent.is_dir():
             raise LotusError(f"--out {out}: folder {out.parent} does not exist; create it or pick another path")
-        if self.get_run(run_id) is None:
+        run = self.get_run(run_id)
+        if run is None:
             raise LotusError(f"no run {run_id} in {self.path}; list runs with `python -m lotus_core runs`")
-        text = self.points_frame(run_id).to_csv(index=False)
+        frame = self.points_frame(run_id)
+        if frame.empty:  # a result held in its summary (e.g. the OMP-vs-ticket table's rows): export that
+            import pandas as pd
+
+            summary = {k: v for k, v in (run["summary"] or {}).items() if k != "run_id"}
+            rows = next((v for v in summary.values() if isinstance(v, list) and v
+                         and all(isinstance(r, dict) for r in v)), None)
+            frame = pd.json_normalize(rows if rows is not None else [summary]) if summary else frame
+        text = frame.to_csv(index=False)
         if out is not None:
             try:
                 out.write_text(text)
