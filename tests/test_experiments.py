@@ -7,7 +7,7 @@ import pytest
 
 from lotus_core.core.errors import LotusError
 from lotus_core.views.experiments import (CURVE_COLUMNS, TABLE_COLUMNS, config_json, curve_runs, delete_run, downloads,
-                                    filter_runs, get_run, headline, mask_blobs, overlay_curves,
+                                    filter_runs, get_run, headline, mask_blobs, overlay_curves, run_name,
                                     overlay_figures, run_table)
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
@@ -64,11 +64,11 @@ def test_sweep_curve_starts_at_the_dense_model(sweep_ctx):
     result = sweep_ctx.sweep
     frame = overlay_curves(sweep_ctx.store, [result.run_id, "not-a-run"])
     assert list(frame.columns) == CURVE_COLUMNS
-    assert frame["run"].unique().tolist() == [f"sweep {result.run_id[:6]}"]
+    assert frame["run"].unique().tolist() == [run_name("sweep", sweep_ctx.store.get_run(result.run_id)["config"])]
     assert frame["x"].tolist() == [0.0, 0.5]
     assert frame["accuracy"].tolist() == [result.dense["accuracy"], result.frame["accuracy"].item()]
     fig = overlay_figures(frame)["sparsity"]
-    assert [t.name for t in fig.data] == [f"sweep {result.run_id[:6]}: omp"]
+    assert [t.name for t in fig.data] == ["sweep: limit 100, sparsities 0,0.5: omp"]  # settings, not a hash
     assert list(fig.data[0].y) == pytest.approx([100 * a for a in frame["accuracy"]])
     assert fig.layout.xaxis.title.text == "sparsity (% of scoped weights pruned)"
 
@@ -163,3 +163,22 @@ def test_headline_of_an_unknown_kind_lists_its_scalars():
     head = headline("future-kind", {"score": 0.12345, "name": "x", "nested": {"a": 1}, "run_id": "abc"})
     assert head.text == "score 0.1235, name x" and head.accuracy is None
     assert headline("sweep", None).text == ""
+
+
+def test_runs_are_named_by_the_settings_that_differ_from_their_kinds_defaults(sweep_ctx):
+    config = sweep_ctx.store.get_run(sweep_ctx.sweep.run_id)["config"]
+    assert run_name("sweep", config) == "sweep: limit 100, sparsities 0,0.5"  # SWEEP away from SweepConfig()
+    assert run_name("sweep", {"methods": ["omp", "wanda"], "refine": True, "limit": 2000, "model": "x"}) == \
+        "sweep: methods omp,wanda, refine"  # the limit is the default; model and the rest of the key are not settings
+    assert run_name("sweep", {"methods": ["omp"], "limit": 2000}) == "sweep: defaults"
+    assert run_name("lth", {"target": 0.5, "steps": 3, "lr": 0.003, "seed": 1, "limit": 50}) == \
+        "lth: target 0.5, steps 3, lr 0.003, seed 1, +1 more"
+    assert run_name("lth-control", {"lth": {"target": 0.5}, "round": 2, "control": "shuffle", "seed": 0}) == \
+        "lth-control: round 2, control shuffle, seed 0"  # a config with required fields: its own settings
+    store = sweep_ctx.store
+    twin = store.start_run("sweep", {**config, "model": "other"})  # the same settings on another model
+    store.put_point(twin, "omp@0.5000", {"method": "omp", "sparsity": 0.5, "accuracy": 0.5})
+    store.finish_run(twin, {"dense": {"accuracy": 0.6}})
+    names = overlay_curves(store, [sweep_ctx.sweep.run_id, twin])["run"].unique().tolist()
+    assert sorted(names) == sorted(f"{run_name('sweep', config)} ({i[:6]})" for i in (sweep_ctx.sweep.run_id, twin))
+

@@ -72,6 +72,38 @@ def filter_runs(table: pd.DataFrame, kinds: Iterable[str] = (), statuses: Iterab
     return table[keep]
 
 
+# ---------------------------------------------------------------------------- names
+def _setting(name: str, value) -> str:
+    if value is True:
+        return name
+    if value is False:
+        return f"no {name}"
+    if isinstance(value, (list, tuple)):
+        return f"{name} " + ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+
+
+def run_name(kind: str, config: dict, most: int = 4) -> str:
+    """A run named by its kind and the settings that differ from the kind's defaults, e.g.
+    ``"sweep: methods omp,wanda, refine"``; ``"sweep: defaults"`` when none does. Settings that
+    do not fit in ``most`` are counted ("+2 more"); a kind without defaults shows its first settings."""
+    import dataclasses
+
+    spec = experiments().get(kind)
+    try:
+        defaults = dataclasses.asdict(spec.config_cls()) if spec is not None and spec.config_cls else None
+    except TypeError:  # a config with required fields (a control names its LTH run and round)
+        defaults = None
+    if defaults is None:
+        fields = spec.config_cls.__dataclass_fields__ if spec is not None and spec.config_cls else config
+        items = [(k, config[k]) for k in fields if k in config and not isinstance(config[k], dict)]
+    else:
+        items = [(k, v) for k, v in config.items() if k in defaults and canonical_json(v) != canonical_json(defaults[k])]
+    words = [_setting(k.replace("_", " "), v) for k, v in items]
+    shown = ", ".join(words[:most]) + (f", +{len(words) - most} more" if len(words) > most else "")
+    return f"{kind}: {shown or 'defaults'}"
+
+
 # ---------------------------------------------------------------------------- curves
 AXES = {"sparsity": "sparsity (% of scoped weights pruned)", "epoch": "epoch",
         "fraction": "patches deleted or inserted (% of the patches)"}
@@ -82,16 +114,18 @@ CURVE_COLUMNS = ["run", "kind", "series", "axis", "x", "accuracy"]
 
 def overlay_curves(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """The curves of the given runs (those of a kind with a ``curve``; others are skipped) as one
-    table: :data:`CURVE_COLUMNS`, ``run`` being ``"<kind> <id[:6]>"``, sorted by run, series and x."""
-    frames = []
-    for run_id in run_ids:
-        run = store.get_run(run_id)
-        curve = getattr(experiments().get(run["kind"] if run else ""), "curve", None)
+    table: :data:`CURVE_COLUMNS`, ``run`` being the run's :func:`run_name` (with its id's first six
+    characters when two chosen runs share a name), sorted by run, series and x."""
+    frames, runs = [], [r for r in (store.get_run(i) for i in run_ids) if r is not None]
+    names = {r["id"]: run_name(r["kind"], r["config"]) for r in runs}
+    for run in runs:
+        curve = getattr(experiments().get(run["kind"]), "curve", None)
         if curve is None:
             continue
-        rows = curve(store.points(run_id), run["summary"])
-        frames.append(pd.DataFrame(rows, columns=CURVE_COLUMNS[2:]).assign(run=f"{run['kind']} {run_id[:6]}",
-                                                                          kind=run["kind"]))
+        rows = curve(store.points(run["id"]), run["summary"])
+        name = names[run["id"]]
+        name += f" ({run['id'][:6]})" if list(names.values()).count(name) > 1 else ""
+        frames.append(pd.DataFrame(rows, columns=CURVE_COLUMNS[2:]).assign(run=name, kind=run["kind"]))
     if not frames:
         return pd.DataFrame(columns=CURVE_COLUMNS)
     frame = pd.concat(frames, ignore_index=True)[CURVE_COLUMNS]

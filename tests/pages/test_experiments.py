@@ -37,7 +37,7 @@ def test_table_filters_and_the_newest_curve_is_drawn():
     assert at.dataframe[0].value["id"].tolist() == expected["id"].tolist()
     assert at.caption[1].value.startswith("4 of 4 runs")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    assert [t["name"] for t in spec["data"]] == [f"sweep {result.run_id[:6]}: omp"]
+    assert [t["name"] for t in spec["data"]] == ["sweep: limit 200, sparsities 0,0.5: omp"]  # its settings, no hash
     assert values(spec["data"][0]["y"]) == [100 * result.dense["accuracy"], 100 * result.frame["accuracy"].item()]
 
     at.multiselect[0].set_value(["evaluate"]).run()  # the kind filter
@@ -75,8 +75,8 @@ def test_a_running_job_shows_its_progress_and_can_be_cancelled_but_not_deleted()
     at = open_page("experiments")
     assert not at.exception
     bars = at.get("progress")
-    assert len(bars) == 1 and bars[0].proto.value == 25  # round 1 of 4
-    assert f"lth {run_id[:6]} (running)" in bars[0].proto.text
+    assert len(bars) == 1 and bars[0].proto.value == 26  # rounds 0..4: round 1 and 30 of its 100 steps, (1 + 0.3) / 5
+    assert bars[0].proto.text == f"lth {run_id[:6]} (running): round 1 of 4, step 30 of 100"
     at.selectbox[0].set_value(next(o for o in at.selectbox[0].options if o.startswith(f"lth {run_id[:6]}"))).run()
     assert next(b for b in at.button if b.label == "Delete run").disabled  # running: cancel it first
     next(b for b in at.button if b.label == "Cancel").click().run()
