@@ -4,8 +4,8 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs
-from lotus_core.views.experiments import ACTIVE, POINT_KINDS, curve_runs, delete_run, downloads, filter_runs, overlay_curves, \
-    overlay_figures, run_table
+from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, POINT_KINDS, curve_runs, delete_run, downloads,
+                                          filter_runs, overlay_curves, overlay_figures, run_table)
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
           "configuration, status, duration and headline numbers. Select rows to overlay their curves.",
@@ -30,6 +30,9 @@ text = f4.text_input("Search", placeholder="id, method, setting...", help="Match
                      "headline and configuration.")
 shown = filter_runs(table, kinds, statuses, models, text, points).reset_index(drop=True)
 st.caption(f"{len(shown)} of {len(table)} runs, newest first. Accuracy and sparsity are the run's headline numbers.")
+automatic = [k for k in AUTOMATIC if k in set(shown["kind"])]
+if automatic:
+    st.caption("Runs nobody launched by hand: " + "; ".join(f"**{k}** is {AUTOMATIC[k]}" for k in automatic) + ".")
 event = st.dataframe(
     shown, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=["kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created", "model", "dataset",

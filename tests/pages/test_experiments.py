@@ -33,6 +33,7 @@ def test_table_filters_and_the_newest_curve_is_drawn():
     assert table["id"].tolist() == expected.loc[expected["kind"] != "prune-eval", "id"].tolist()
     assert sorted(table["kind"]) == ["evaluate", "evaluate", "sweep"]  # + Overview's dense; sweep points hidden
     assert at.caption[1].value.startswith("3 of 4 runs")
+    assert at.caption[2].value.startswith("Runs nobody launched by hand: **evaluate** is the dense model's accuracy")
     at.toggle[0].set_value(True).run()  # show sweep points
     assert at.dataframe[0].value["id"].tolist() == expected["id"].tolist()
     assert at.caption[1].value.startswith("4 of 4 runs")
