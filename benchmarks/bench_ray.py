@@ -5,7 +5,8 @@ embedded default ViT, every point recomputed (``refresh``), each run on its own 
 
 (a) local executor: the points one after another in this process (torch uses all cores; and,
     to tell threading from scale-out, with one torch thread);
-(b) Ray on a local 2-worker cluster (``ray.init(num_cpus=2)``, one CPU per unit), timed with
+(b) Ray on a local 2-worker cluster (``ray.init(num_cpus=2)``, one CPU and one torch thread per unit,
+    ``--cpus-per-task 1`` with ``LOTUS_THREADS=1``: the default reserves a unit's two threads), timed with
     the cluster already up, and Ray's fixed overhead: cluster start, plus what a 1-point sweep
     costs on Ray beyond the same point locally (object-store transfer of model and data,
     worker start and set-up);
@@ -68,7 +69,7 @@ def main() -> None:
     ctx = open_context()
     full = SweepConfig(methods=("omp", "random"), sparsities=SPARSITIES, limit=args.limit)
     one = dataclasses.replace(full, methods=("omp",), sparsities=(0.5,))
-    ray_cfg, local_cfg = ExecutorConfig("ray"), ExecutorConfig()
+    ray_cfg, local_cfg = ExecutorConfig("ray", cpus_per_task=1.0), ExecutorConfig()  # units on 1 thread, 1 CPU each
     out: dict = {"points": 20, "limit": args.limit, "cores": os.cpu_count(), "torch_threads_local": torch.get_num_threads(),
                  "load_average_start": os.getloadavg()[0]}
     threads = torch.get_num_threads()
@@ -80,7 +81,7 @@ def main() -> None:
         accuracies = {}
         for _ in range(args.repeats):  # interleaved, best of each: the machine is shared
             for name, executor, n_threads in (("local", local_cfg, threads), ("local_1_thread", local_cfg, 1),
-                                              ("ray_2_workers", ray_cfg, threads)):
+                                              ("ray_2_workers", ray_cfg, 1)):
                 torch.set_num_threads(n_threads)
                 wall, cpu, accuracies[name] = timed_sweep(ctx, full, tmp, executor)
                 if wall < best.get(f"{name}_s", float("inf")):
@@ -92,15 +93,18 @@ def main() -> None:
                     "ray_cluster_start_s": round(start, 2),
                     "ray_first_unit_extra_s": round(ray_one - local_one, 2),
                     "ray_fixed_overhead_s": round(start + ray_one - local_one, 2),
-                    "same_accuracies": len({json.dumps(a) for a in accuracies.values()}) == 1})
+                    "same_accuracies_as_local_1_thread": accuracies["ray_2_workers"] == accuracies["local_1_thread"],
+                    "same_accuracies_2_threads_vs_1": accuracies["local"] == accuracies["local_1_thread"]})
         scaling = {}
         for n in (int(w) for w in args.workers.split(",")):
             start_ray(n)
+            torch.set_num_threads(1)
             timed_sweep(ctx, one, tmp, ray_cfg)  # warm the workers up, as a long run would be
             seconds, _, acc = timed_sweep(ctx, full, tmp, ray_cfg)
+            torch.set_num_threads(threads)
             ray.shutdown()
             scaling[n] = {"s": round(seconds, 2), "units_per_s": round(20 / seconds, 3),
-                          "same_accuracies": acc == accuracies["local"]}
+                          "same_accuracies": acc == accuracies["local_1_thread"]}
         out["units_per_s_local"] = round(20 / best["local_s"], 3)
         out["ray_workers"] = scaling
     out["load_average_end"] = os.getloadavg()[0]

@@ -175,3 +175,18 @@ def test_a_transferred_ticket_is_trained_beside_the_targets_own_a_random_one_and
         tt.run_ticket_transfer(same, cfg, run)
     with pytest.raises(LotusError, match="^unknown source dataset 'nope'"):
         tt.TicketTransferConfig(source="nope")
+
+
+def test_cli_ticket_transfer_runs_on_the_transfer_demo_whose_head_knows_other_classes(capsys, tmp_path):
+    import json
+
+    from tests.test_cli_core import run_cli
+
+    code, out, err = run_cli(capsys, "ticket-transfer", "--model", "data/transfer_vit.safetensors", "--dataset",
+                             "fashion-mnist-5to9", "--source", "fashion-mnist-0to4", "--steps", "1", "--batch-size", "8",
+                             "--limit", "20", "--db", str(tmp_path / "t.db"), "--json")
+    assert code == 0, err  # every ticket is fine-tuned, head and all: an untrained head is not refused
+    res = json.loads(out)
+    assert res["source"] == "fashion-mnist-0to4" and res["kept"] == 0.5 and res["dense_accuracy"] is not None
+    code, _, err = run_cli(capsys, "ticket-transfer", "--source", "no-such-set", "--db", str(tmp_path / "t.db"))
+    assert code == 2 and err.count("\n") == 1 and "unknown source dataset 'no-such-set'" in err

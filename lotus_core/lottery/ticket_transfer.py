@@ -53,6 +53,12 @@ class TicketTransferConfig:
     seed: int = 0  # batch orders, the source head, the random control and the fixed test subset
     limit: int = 1000  # test images per evaluation (the target's test split)
 
+    @property
+    def needs_trained_head(self) -> bool:
+        """False: every ticket, dense included, is fine-tuned on the dataset, head and all (a transferred model's
+        head for other classes is trained with it)."""
+        return False
+
     def __post_init__(self) -> None:  # refused before any run is recorded
         from ..data import DATASETS
 
