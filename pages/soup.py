@@ -48,7 +48,64 @@ with issp_tab:
                 data_fraction=c4.select_slider("Data fraction f", [0.1, 0.3, 1.0], value=0.1),
                 merge=c5.selectbox("Merge", list(MERGES), help="; ".join(f"{k}: {v}" for k, v in MERGES.items())),
                 finetune_steps=int(c6.number_input("Final fine-tune steps", 0, 5000, 100, 10)), limit=limit)
-    # the comparisons at an LTH run's budget: (button, help, kind, config builder, toast)
+    b1, b2 = st.columns(2)
+    if b1.button("Launch ISSP", type="primary"):
+        with ui.guard():
+            rid = launch(ctx, "issp", ISSPConfig(**issp))
+        st.toast(f"ISSP run {rid[:6]} queued")
+    if b2.button("Sweep the data fraction (10%, 30%, 100%)"):
+        with ui.guard():
+            for f in (0.1, 0.3, 1.0):
+                launch(ctx, "issp", ISSPConfig(**{**issp, "data_fraction": f}))
+        st.toast("Three ISSP runs queued")
+with control_tab:
+    runs = ticket_runs(ctx, ("lth",))
+    done = {run_label(r): r for _, r in runs.iterrows() if r["status"] == RunStatus.DONE}
+    if not done:
+        st.info("Controls need a finished LTH run: launch one first.")
+    else:
+        row = done[st.selectbox("LTH run", list(done))]
+        rnd = st.number_input("Round", 1, int(row["summary"]["rounds"]), int(row["summary"]["rounds"]))
+        for col, (kind, what) in zip(st.columns(len(CONTROLS)), CONTROLS.items()):
+            if col.button(f"{kind}: {what}", key=f"control-{kind}"):
+                with ui.guard():
+                    rid = launch(ctx, "lth-control", ControlConfig(from_mapping(LTHConfig, row["config"]), int(rnd), kind))
+                st.toast(f"{kind} control {rid[:6]} queued")
+
+with rewind_tab:
+    st.caption("Instability analysis (Frankle et al., ICML 2020): from step k of one dense fine-tuning run, two "
+               "copies train with different data orders; the error barrier on the straight line between them "
+               "says whether training from k is stable to SGD noise. The smallest stable k is the rewind point.")
+    c1, c2, c3 = st.columns(3)
+    ks = c1.multiselect("Rewind points k", [0, 5, 10, 25, 50, 100], default=[0, 10, 25, 50])
+    isteps = c2.number_input("Steps of the run and of each copy", 1, 5000, 100, 10)
+    isparsity = c3.slider("Ticket sparsity (%; 0 = dense)", 0, 95, 0, 5) / 100
+    if st.button("Launch instability analysis", type="primary"):
+        with ui.guard():
+            rid = launch(ctx, "instability", InstabilityConfig(ks=tuple(sorted(ks)), steps=int(isteps),
+                                                               sparsity=isparsity, limit=limit))
+        st.toast(f"Instability analysis {rid[:6]} queued")
+    barriers = instability_table(ctx)
+    if len(barriers):
+        charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the rewind point"),
+                    key="barrier")
+
+active_jobs(ctx, ("lth", "issp", "lth-control", "instability", "rigl", "sweep"))
+
+st.subheader("Accuracy at each sparsity")
+runs = ticket_runs(ctx, COMPARED_KINDS)
+labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
+newest_lth = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "lth"][:1]
+newest_issp = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "issp"][:3]
+newest_rigl = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "rigl"][:1]
+chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp + newest_rigl,
+                        help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep) and "
+                             "the newest RigL run.",
+                        key=f"compare-{len(labels)}")  # a run that finishes (e.g. RigL launched below) is drawn at once
+status = runs.set_index("id")[["kind", "status"]]
+done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
+lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
+# the comparisons at an LTH run's budget: (button, help, kind, config builder, toast)
 AT_LTH_BUDGET = [
     ("Fine-tune OMP at these LTH runs' sparsities with the same budget",
      "The Essential Sparsity comparison: OMP masks of the pre-trained weights, each fine-tuned with one LTH round's "

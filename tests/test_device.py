@@ -16,6 +16,7 @@ from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.lota import LoTAConfig
 from lotus_core.lottery.rigl import RigLConfig
 from lotus_core.lottery.supermask import SupermaskConfig
+from lotus_core.lottery.ticket_transfer import TicketTransferConfig
 from lotus_core.lottery.issp import ISSPConfig
 from lotus_core.lottery.lth import LTHConfig
 from lotus_core.patches import score_images
@@ -51,6 +52,7 @@ KINDS = {  # one tiny config per experiment kind
     "lota": LoTAConfig(calibrate_steps=1, steps=1, batch_size=8, limit=50),
     "rigl": RigLConfig(target=0.5, steps=2, update_every=1, batch_size=8, limit=50),
     "supermask": SupermaskConfig(steps=2, batch_size=8, limit=50),
+    "ticket-transfer": TicketTransferConfig(source="fashion-mnist-0to4", steps=1, batch_size=8, limit=50),
 }
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

@@ -18,17 +18,17 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     specs = experiments()
     assert set(specs) == {"evaluate", "prune-eval", "prune-decide", "sweep", "sensitivity", "lth", "issp", "lth-control",
                           "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
-                          "finetune", "core-ticket", "instability", "lota", "rigl", "supermask"}
+                          "finetune", "core-ticket", "instability", "lota", "rigl", "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed",
                                                       "finetune", "core-ticket", "instability", "lota", "rigl",
-                                                      "supermask"}
+                                                      "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
-                                                        "fidelity", "finetune"}
+                                                        "fidelity", "finetune", "ticket-transfer"}
     assert all(s.headline is not None for s in specs.values())
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
         assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
-    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, speed, supermask, sweep"):
+    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, speed, supermask, sweep, ticket-transfer"):
         get_experiment("fidelity", job=True)
 
 
