@@ -89,6 +89,9 @@ with rewind_tab:
     if len(barriers):
         charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the rewind point"),
                     key="barrier")
+    if barriers["sparsity"].nunique() > 1:  # tickets of several sparsities: is a sparser ticket less stable?
+        charts.show(barrier_curve(barriers, InstabilityConfig.tolerance, "Error barrier against the ticket's sparsity",
+                                  against="sparsity"), key="barrier-sparsity")
 
 active_jobs(ctx, ("lth", "issp", "lth-control", "instability", "rigl", "sweep"))
 

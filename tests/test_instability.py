@@ -75,3 +75,19 @@ def test_cli_instability_reports_barriers_and_refuses_bad_points(capsys, tmp_pat
     assert code == 2 and "cannot read rewinding points 'x,1'" in err and err.count("\n") == 1
     code, out, err = run_cli(capsys, "instability", "--ks", "0,9", "--steps", "2", "--db", db)
     assert code == 2 and "must lie in [0, steps=2]" in err
+
+
+def test_the_barrier_is_drawn_against_k_per_ticket_and_against_sparsity_per_k():
+    import pandas as pd
+
+    from lotus_core.views.figures import barrier_curve
+
+    frame = pd.DataFrame({"series": ["dense", "dense", "50%", "50%"], "k": [0, 25, 0, 25],
+                          "barrier": [0.001, 0.002, 0.01, 0.03], "sparsity": [0.0, 0.0, 0.5, 0.5]})
+    by_k = barrier_curve(frame)
+    assert [t.name for t in by_k.data] == ["dense", "50%"] and list(by_k.data[1].y) == pytest.approx([1.0, 3.0])
+    by_s = barrier_curve(frame, against="sparsity")
+    assert [t.name for t in by_s.data] == ["k = 0", "k = 25"]
+    assert list(by_s.data[1].x) == [0.0, 50.0] and list(by_s.data[1].y) == pytest.approx([0.2, 3.0])
+    assert by_s.layout.xaxis.title.text == "ticket sparsity (% of scoped weights pruned)"
+    assert by_s.layout.shapes[0].y0 == 2.0  # the 2-point tolerance

@@ -239,13 +239,18 @@ def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01,
     return fig
 
 
-def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | None = None) -> go.Figure:
-    """Error barrier (points) against the rewinding step k per series (columns series, k, barrier; fractions),
-    with the stability tolerance as a dashed line (Frankle et al., ICML 2020)."""
+def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | None = None,
+                  against: str = "k") -> go.Figure:
+    """Error barrier (points) against the rewinding step k, one line per series (columns series, k, barrier,
+    sparsity; fractions), or with ``against="sparsity"`` against the ticket's sparsity, one line per k;
+    the stability tolerance is a dashed line (Frankle et al., ICML 2020)."""
     fig = go.Figure()
-    for name, part in frame.groupby("series", sort=False):
-        part = part.sort_values("k")
-        fig.add_trace(go.Scatter(x=part["k"], y=100 * part["barrier"], mode="lines+markers", name=str(name),
-                                 hovertemplate=f"{name}<br>k %{{x}}<br>barrier %{{y:.2f}} points<extra></extra>"))
+    by, x, scale, label = ("series", "k", 1, "k %{x}") if against == "k" else ("k", "sparsity", 100, "sparsity %{x:.0f}%")
+    for name, part in frame.groupby(by, sort=False):
+        part = part.sort_values(x)
+        name = f"k = {name}" if by == "k" else str(name)
+        fig.add_trace(go.Scatter(x=scale * part[x], y=100 * part["barrier"], mode="lines+markers", name=name,
+                                 hovertemplate=f"{name}<br>{label}<br>barrier %{{y:.2f}} points<extra></extra>"))
     fig.add_hline(y=100 * tolerance, line_dash="dash", annotation_text=f"stable below {100 * tolerance:g} points")
-    return style(fig, "rewinding point k (training steps)", "error barrier (points)", title)
+    axis = "rewinding point k (training steps)" if against == "k" else "ticket sparsity (% of scoped weights pruned)"
+    return style(fig, axis, "error barrier (points)", title)
