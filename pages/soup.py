@@ -1,5 +1,7 @@
 """Soup: launch lottery-ticket (LTH) and Instant Sparse Soup Pruning (ISSP) runs and their
 controls as background jobs, and compare them with one-shot OMP and random pruning."""
+import zlib
+
 import streamlit as st
 
 from app import charts, state, ui
@@ -104,7 +106,8 @@ newest_rigl = [label for label, rid in labels.items() if runs.set_index("id").lo
 chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp + newest_rigl,
                         help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep) and "
                              "the newest RigL run.",
-                        key=f"compare-{len(labels)}")  # a run that finishes (e.g. RigL launched below) is drawn at once
+                        key=f"compare-{zlib.crc32(chr(10).join(labels).encode())}")  # runs and their statuses: a run
+# that starts or finishes (an LTH job, RigL launched below) resets the choice to the newest runs, drawn at once
 status = runs.set_index("id")[["kind", "status"]]
 done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]

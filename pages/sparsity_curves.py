@@ -11,6 +11,7 @@ from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 from lotus_core.pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep,
                                       turning_point_search)
 from lotus_core.training.finetune import FinetuneConfig
+from lotus_core.views.progress import duration, last_duration
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
@@ -157,15 +158,19 @@ with left:
                 key="layers")
 with right:
     sens_config = SensitivityConfig(limit=limit)
-    if stored_summary(ctx, "sensitivity", sens_config) is None and not st.button("Run sensitivity analysis"):
-        st.info("Sensitivity: prune one layer alone at 50/70/90% and measure the accuracy drop "
-                "(24 layers x 3 levels, about 30 s on 2 CPU cores; stored afterwards).")
+    if stored_summary(ctx, "sensitivity", sens_config) is None:
+        last = last_duration(ctx.store, "sensitivity")
+        took = f"the last one took {duration(last)}" if last else "the job list shows its progress and time left"
+        st.info(f"Sensitivity: prune one layer alone at {', '.join(f'{100 * s:.0f}' for s in sens_config.sparsities)}% "
+                f"and measure the accuracy drop. It runs in the background ({took}) and is stored afterwards.")
+        if st.button("Run sensitivity analysis"):
+            with ui.guard():
+                rid = launch(ctx, "sensitivity", sens_config)
+            st.toast(f"Sensitivity analysis {rid[:6]} queued")
+        active_jobs(ctx, ("sensitivity",))
     else:
         with ui.guard():
-            bar = st.progress(0.0, text="Pruning layers one at a time...")
-            table = run_sensitivity(ctx, sens_config, on_progress=lambda p: bar.progress(
-                p["done"] / p["planned"], text=f"{p['layer']} ({ui.units(p)})"))
-            bar.empty()
+            table = run_sensitivity(ctx, sens_config)  # served from the store
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
         charts.show(charts.sensitivity_heatmap(100 * table, "Sensitivity: accuracy drop when one layer alone is pruned"),
                     key="sensitivity")

@@ -19,7 +19,8 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     assert set(specs) == {"evaluate", "prune-eval", "prune-decide", "sweep", "sensitivity", "lth", "issp", "lth-control",
                           "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
                           "finetune", "core-ticket", "instability", "lota", "rigl", "supermask", "ticket-transfer"}
-    assert {k for k, s in specs.items() if s.job} == {"sweep", "lth", "issp", "lth-control", "lottery-train", "speed",
+    assert {k for k, s in specs.items() if s.job} == {"sweep", "sensitivity", "lth", "issp", "lth-control",
+                                                      "lottery-train", "speed",
                                                       "finetune", "core-ticket", "instability", "lota", "rigl",
                                                       "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
@@ -28,7 +29,7 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
         assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
-    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, speed, supermask, sweep, ticket-transfer"):
+    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, sensitivity, speed, supermask, sweep, ticket-transfer"):
         get_experiment("fidelity", job=True)
 
 

@@ -95,4 +95,4 @@ def sensitivity_curve(points: dict[str, dict], summary: dict | None) -> list[dic
 
 
 register_experiment(ExperimentSpec("sensitivity", SensitivityConfig, sensitivity, sensitivity_headline,
-                                   sensitivity_curve))
+                                   sensitivity_curve, job=True))  # the Sparsity curves page queues it

@@ -62,3 +62,11 @@ def describe(progress: dict | None, kind: str = "") -> str:
         if frac:
             text += f", about {duration(elapsed * (1 - frac) / frac)} left"
     return text
+
+
+def last_duration(store, kind: str) -> float | None:
+    """Seconds the newest finished run of ``kind`` in ``store`` took (None when there is none): what a page
+    quotes before it queues another, instead of a constant."""
+    runs = store.runs(kind=kind)
+    done = runs[(runs["status"] == "done") & runs["duration_s"].notna()] if len(runs) else runs
+    return None if done.empty else float(done.sort_values("created").iloc[-1]["duration_s"])

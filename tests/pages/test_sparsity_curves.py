@@ -5,7 +5,7 @@ import pytest
 from lotus_core.core.context import open_context
 from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, run_sweep
-from tests.pages.helpers import open_page, values
+from tests.pages.helpers import array, open_page, values
 
 
 def curve_names(at) -> list[str]:
@@ -62,3 +62,21 @@ def test_a_fine_tuned_curve_is_queued_as_a_job_and_drawn_once_stored():
     assert values(omp["x"])[-2:] == [80.0, 90.0]
     assert values(omp["y"])[-2:] == pytest.approx((100 * result.frame["accuracy"]).tolist())
     assert any("fine-tuned for 30 steps" in c.value for c in at.caption)
+
+
+def test_sensitivity_is_queued_as_a_background_job_and_drawn_once_stored():
+    from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
+
+    at = open_page("sparsity_curves")
+    at.sidebar.select_slider[0].set_value(200).run()  # the sidebar's test images: a fast grid
+    info = next(i.value for i in at.info if i.value.startswith("Sensitivity: prune one layer alone"))
+    assert "runs in the background (the job list shows its progress and time left)" in info  # nothing measured yet
+    next(b for b in at.button if b.label == "Run sensitivity analysis").click().run()
+    assert not at.exception
+    runs = open_context().store.runs(kind="sensitivity")
+    assert len(runs) == 1 and runs.iloc[0]["status"] == "done"  # jobs run inline in tests
+    at.run()  # the page's next rerun draws it
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heatmap = next(s for s in specs if s["data"] and s["data"][0].get("type") == "heatmap")
+    table = run_sensitivity(open_context(), SensitivityConfig(limit=200))  # served from the store the job wrote
+    assert array(heatmap["data"][0]["z"]).ravel().tolist() == pytest.approx((100 * table.to_numpy()).ravel().tolist())
