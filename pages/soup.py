@@ -100,12 +100,12 @@ active_jobs(ctx, ("lth", "issp", "lth-control", "instability", "rigl", "sweep"))
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx, COMPARED_KINDS)
 labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
-newest_lth = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "lth"][:1]
-newest_issp = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "issp"][:3]
-newest_rigl = [label for label, rid in labels.items() if runs.set_index("id").loc[rid, "kind"] == "rigl"][:1]
-chosen = st.multiselect("Ticket runs to compare", list(labels), default=newest_lth + newest_issp + newest_rigl,
-                        help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep) and "
-                             "the newest RigL run.",
+NEWEST = {"lth": 1, "issp": 3, "rigl": 1, "supermask": 1}  # runs of each kind drawn by default (ISSP: a sweep)
+kind_of = runs.set_index("id")["kind"] if len(runs) else {}
+default = [label for kind, n in NEWEST.items() for label in [lb for lb, rid in labels.items() if kind_of[rid] == kind][:n]]
+chosen = st.multiselect("Ticket runs to compare", list(labels), default=default,
+                        help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep), the "
+                             "newest RigL run and the newest supermask.",
                         key=f"compare-{zlib.crc32(chr(10).join(labels).encode())}")  # runs and their statuses: a run
 # that starts or finishes (an LTH job, RigL launched below) resets the choice to the newest runs, drawn at once
 status = runs.set_index("id")[["kind", "status"]]

@@ -190,3 +190,18 @@ def test_cli_ticket_transfer_runs_on_the_transfer_demo_whose_head_knows_other_cl
     assert res["source"] == "fashion-mnist-0to4" and res["kept"] == 0.5 and res["dense_accuracy"] is not None
     code, _, err = run_cli(capsys, "ticket-transfer", "--source", "no-such-set", "--db", str(tmp_path / "t.db"))
     assert code == 2 and err.count("\n") == 1 and "unknown source dataset 'no-such-set'" in err
+
+
+def test_a_supermask_and_a_rigl_run_are_one_point_each_in_the_soup_comparison_and_its_costs(tiny_ctx):
+    from lotus_core.views.catalog import accuracy_comparison, run_costs
+
+    sm = run_experiment(tiny_ctx, "supermask", SupermaskConfig(density=0.5, **TINY), run_supermask)
+    rg = run_experiment(tiny_ctx, "rigl", RigLConfig(target=0.5, update_every=2, **TINY), run_rigl)
+    table = accuracy_comparison(tiny_ctx, [sm["run_id"], rg["run_id"]], limit=50, sparsities=(0.5,))
+    mask_row = table[table["series"] == f"supermask {sm['run_id'][:6]} (a mask alone, 6 steps)"]
+    rigl_row = table[table["series"] == f"RigL {rg['run_id'][:6]} (6 steps)"]
+    assert mask_row[["sparsity", "accuracy"]].values.tolist() == [[sm["sparsity"], sm["accuracy"]]]
+    assert rigl_row[["sparsity", "accuracy"]].values.tolist() == [[rg["sparsity"], rg["accuracy"]]]
+    costs = run_costs(tiny_ctx, [sm["run_id"], rg["run_id"]])
+    assert costs["kind"].tolist() == ["supermask", "rigl"] and costs["training steps"].tolist() == [6, 6]
+    assert costs["final accuracy"].tolist() == [sm["accuracy"], rg["accuracy"]] and costs["rounds"].isna().all()

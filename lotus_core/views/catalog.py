@@ -16,7 +16,8 @@ from ..results.store import RunStatus
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 TICKET_KINDS = ("lth", "issp")  # runs with a mask per round (the Masks page compares them)
-COMPARED_KINDS = (*TICKET_KINDS, "rigl")  # the Soup page's accuracy comparison: every way to a trained ticket
+COMPARED_KINDS = (*TICKET_KINDS, "rigl", "supermask")  # the Soup page's accuracy comparison: every way to a ticket
+ONE_POINT_KINDS = ("rigl", "supermask")  # trained once to their sparsity: one point ("final"), no rounds
 RUN_COLUMNS = ["id", "kind", "status", "config", "progress", "summary", "created"]
 
 
@@ -36,6 +37,9 @@ def run_label(row: Mapping) -> str:
     elif row["kind"] == "rigl":
         start = f"{cfg['n']}:{cfg['m']}" if cfg["m"] else f"from {cfg['init']}"
         extra = f"{start}, {cfg['steps']} steps, update every {cfg['update_every']}"
+    elif row["kind"] == "supermask":
+        return (f"SUPERMASK at {100 * (1 - cfg['density']):.0f}% ({cfg['init']} weights frozen, {cfg['steps']} steps) "
+                f"[{row['status']}] {row['id'][:6]}")
     elif row["kind"] == "lth":
         extra = f"p={cfg['prune_fraction']:g}, {cfg['steps']} steps/round, rewind {cfg['rewind']}"
     else:
@@ -171,7 +175,9 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
                 series = f"LTH {tag}" if kind == "lth" else f"ISSP {tag} {fraction} before fine-tune"
                 rows.append({"series": series, **{c: p[c] for c in cols}})
             elif key == "final":
-                series = f"RigL {tag} ({p['steps']} steps)" if kind == "rigl" else f"ISSP {tag} {fraction} fine-tuned"
+                series = {"rigl": f"RigL {tag} ({p['steps']} steps)",
+                          "supermask": f"supermask {tag} (a mask alone, {p['steps']} steps)"}.get(
+                    kind, f"ISSP {tag} {fraction} fine-tuned")
                 rows.append({"series": series, **{c: p[c] for c in cols}})
         if kind != "lth":
             continue
@@ -193,7 +199,7 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
     rows = []
     for rid in run_ids:
         row, summary = runs.loc[rid], runs.loc[rid, "summary"] or {}
-        rigl = row["kind"] == "rigl"  # one sparse fine-tune: no rounds
+        rigl = row["kind"] in ONE_POINT_KINDS  # trained once: no rounds
         rows.append({"run": run_label(row.to_dict() | {"id": rid}), "kind": row["kind"],
                      "data fraction": row["config"].get("data_fraction"), "rounds": summary.get("rounds"),
                      "final sparsity": summary.get("sparsity" if rigl else "final_sparsity"),
