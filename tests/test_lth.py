@@ -11,7 +11,8 @@ from lotus_core.core.context import open_context
 from lotus_core.core.errors import LotusError
 from lotus_core.lottery.common import prune_counts, prune_remaining, round_masks
 from lotus_core.lottery.controls import ControlConfig, control_model, run_control
-from lotus_core.lottery.lth import LTHConfig, lth_counts, rewind_model, run_lth, ticket, train_ticket
+from lotus_core.lottery.lth import (REWIND_BLOB, LTHConfig, fine_tuned_ticket, lth_counts, rewind_model,
+                                    run_lth)
 from lotus_core.pruning import Mask, prune
 from lotus_core.pruning.scope import scoped_parameters
 from lotus_core.results.runs import Run, run_experiment, run_id_for
@@ -72,18 +73,23 @@ def test_round_masks_have_exact_compounded_sizes_and_are_nested(tiny_ctx):
     assert summary["dense_finetuned_accuracy"] == points["round-0"]["accuracy"]
 
 
-def test_rewinding_restores_the_pretrained_weights_and_pruned_weights_stay_zero(tiny_ctx):
-    run = Run(tiny_ctx.store, tiny_ctx.store.start_run("lth", {"t": 1}), "lth")
+def test_rewinding_restores_the_pretrained_weights_and_pruned_weights_stay_zero(tiny_ctx, monkeypatch):
+    import lotus_core.lottery.lth as lth_mod
+
     mask = prune(tiny_ctx.model, "omp", 0.5)
-    rewound = ticket(tiny_ctx, CFG, run, mask)
     base = dict(tiny_ctx.model.named_parameters())
-    for n, p in rewound.named_parameters():
+    started = []
+    real = lth_mod.finetune
+    monkeypatch.setattr(lth_mod, "finetune", lambda model, *a, **k: started.append(copy.deepcopy(model)) or
+                        real(model, *a, **k))
+    steps = []
+    trained, kept = fine_tuned_ticket(tiny_ctx, CFG, 1, mask, None, on_progress=lambda p: steps.append(p.step))
+    for n, p in started[0].named_parameters():  # the ticket before its fine-tune: pre-trained weights * mask
         assert torch.equal(p, base[n] * mask[n] if n in mask else base[n]), n
-    trained = train_ticket(tiny_ctx, CFG, run, mask, r=1)
     for n, p in scoped_parameters(trained).items():
         assert torch.all(p[~mask[n]] == 0), n  # exactly zero after fine-tuning
         assert not torch.equal(p[mask[n]], base[n][mask[n]]), n  # the survivors did train
-    assert run.get("round-1") is None and tiny_ctx.store.get_run(run.id)["progress"]["step"] == 6
+    assert kept is None and steps[-1] == 6  # no rewinding point to keep; progress reported to the last step
 
 
 def test_late_rewinding_restores_step_k_of_the_same_dense_run(tiny_ctx):
@@ -94,7 +100,10 @@ def test_late_rewinding_restores_step_k_of_the_same_dense_run(tiny_ctx):
     with pytest.raises(LotusError, match="run its round 0 first"):
         rewind_model(tiny_ctx, late, run)
     dense = Mask.ones(scoped_parameters(tiny_ctx.model, late.scope))
-    round0 = train_ticket(tiny_ctx, late, run, dense, 0)
+    round0, kept = fine_tuned_ticket(tiny_ctx, late, 0, dense, None)
+    run.blob(REWIND_BLOB, kept)  # what run_lth stores after round 0
+    with pytest.raises(LotusError, match="run its round 0 first"):  # a later round needs those weights
+        fine_tuned_ticket(tiny_ctx, late, 1, dense, None)
     config = TrainConfig(steps=6, batch_size=32, lr=3e-3, weight_decay=0.0, seed=0)
     by_hand, steps = tiny_ctx.copy_model(), []
     train(by_hand, tiny_ctx.train, config, tiny_ctx.data_config, mask=dense,

@@ -68,12 +68,12 @@ def speed_cmd(args, ctx) -> dict:
 
 
 def _export_best(ctx, result, config, eps: float, folder: str) -> dict:
-    """Write the fastest structural configuration within eps at the largest batch size (else the most
+    """Write the fastest structural configuration within eps at the largest batch size measured (else the most
     accurate structural one) as safetensors + ONNX."""
     from ..speed.export import write
     from ..speed.run import export_structural
 
-    rows = result.at(max(config.batch_sizes))
+    rows = result.at(max(result.batch_sizes))  # the device's best batch too, when the run searched for it
     rows = rows[rows["family"] == "structural"]
     if rows.empty:
         raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")

@@ -100,7 +100,7 @@ def rewind_model(ctx: Context, cfg: LTHConfig, run: Run) -> nn.Module:
     """A fresh copy of the model at the rewinding point.
 
     ``step:K``: the weights after step K of round 0's dense fine-tune, stored with the run by
-    :func:`train_ticket` (so rounds, resumes and controls all rewind to the same weights).
+    :func:`run_lth` (so rounds, resumes and controls all rewind to the same weights).
     """
     model = ctx.copy_model()
     if rewind_steps(cfg) == 0:
@@ -111,28 +111,7 @@ def rewind_model(ctx: Context, cfg: LTHConfig, run: Run) -> nn.Module:
     return load_state_bytes(model, data)
 
 
-def ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask) -> nn.Module:
-    """The rewinding point with ``mask`` applied (pruned weights zero)."""
-    model = rewind_model(ctx, cfg, run)
-    apply_mask_(model, mask)
-    return model
-
-
-def train_ticket(ctx: Context, cfg: LTHConfig, run: Run, mask: Mask, r: int) -> nn.Module:
-    """Round ``r``'s ticket after its fine-tune (mask held fixed), reporting step progress.
-
-    Round 0 starts from the pre-trained weights and, with ``step:K``, stores its weights after step K
-    as the rewinding point of every later round."""
-    rewind = run.blob(REWIND_BLOB) if r and rewind_steps(cfg) else None
-    model, kept = _fine_tuned(ctx, cfg, r, mask, rewind, on_progress=lambda p: run.progress(
-        round=r, of=len(lth_counts(ctx, cfg)), step=p.step, steps=p.steps, loss=p.loss), should_stop=run.stopped)
-    if kept is not None:
-        run.blob(REWIND_BLOB, kept)
-    run.check()
-    return model
-
-
-def _fine_tuned(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
+def fine_tuned_ticket(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
                 should_stop=None) -> tuple[nn.Module, bytes | None]:
     """Round ``r``'s ticket fine-tuned: from the pre-trained weights (round 0) or the rewinding point
     (``rewind``: its weights, None for ``pretrained``) with ``mask``; and, for round 0 with ``step:K``, the
@@ -159,12 +138,12 @@ def _fine_tuned(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes 
 def lth_round(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
               should_stop=None) -> dict:
     """One IMP round, inputs in and a plain result out (an executor unit on Ray): the ticket fine-tuned
-    (:func:`_fine_tuned`), its accuracy, and the next round's mask. Returns ``point`` (the round's stored
+    (:func:`fine_tuned_ticket`), its accuracy, and the next round's mask. Returns ``point`` (the round's stored
     fields), ``next_mask`` (its bytes; None after the last round) and ``rewind`` (round 0 with ``step:K``:
     the rewinding point's weights, else None)."""
     counts = lth_counts(ctx, cfg)
     t0 = time.perf_counter()
-    model, kept = _fine_tuned(ctx, cfg, r, mask, rewind, on_progress, should_stop)
+    model, kept = fine_tuned_ticket(ctx, cfg, r, mask, rewind, on_progress, should_stop)
     if should_stop is not None and should_stop():
         return {}  # the driver's run.check() raises: nothing of a stopped round is stored
     res = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed)

@@ -383,7 +383,7 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     if run is None:
         return _missing("speed", title, "Speed", "no speed measurement is stored for this model yet")
     result = speed_result(ctx, run["summary"])
-    eps, batch = EPS, max(run["config"]["batch_sizes"])
+    eps, batch = EPS, max(result.batch_sizes)  # the device's best batch too, when the run searched for it
     rows = result.at(batch)
     dense = rows[rows["method"] == "dense"].iloc[0]
     fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense")]
