@@ -129,9 +129,9 @@ for col, (label, why, kind, build, toast) in zip(st.columns(len(AT_LTH_BUDGET)),
 with ui.guard(), st.spinner("One-shot OMP and random points (stored after the first time)..."):
     table = accuracy_comparison(ctx, [labels[c] for c in chosen], limit=limit)
     dense = ctx.dense_accuracy(limit=limit)["accuracy"]
-charts.show(accuracy_lines(table, dense, "OMP and random one-shot (no fine-tune); LTH tickets after each round's "
-                                         "fine-tune; ISSP soups before and after their fine-tune; RigL's trained "
-                                         "ticket"), key="comparison")
+charts.show(accuracy_lines(table, dense, "Accuracy of each ticket against its sparsity"), key="comparison")
+st.caption("OMP and random are one-shot (no fine-tune); LTH tickets are measured after each round's fine-tune; ISSP "
+           "soups before and after their fine-tune; RigL and supermask runs are one trained ticket each.")
 if lth_chosen:
     st.caption("One-shot points are not fine-tuned: compare LTH with **OMP + fine-tune** (button above) for the "
                "paper's claim that the two agree within the essential range.")
