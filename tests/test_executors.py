@@ -293,7 +293,9 @@ def test_a_ray_unit_reserves_the_threads_it_computes_on_unless_told_otherwise(mo
     assert ExecutorConfig.from_env(kind="ray").cpus_per_task is None  # not fixed when the config is made
 
 
-def test_several_lth_runs_submitted_together_on_ray_store_the_local_rounds_bit_for_bit(tiny_ctx, tmp_path, ray_cluster):
+def test_several_lth_runs_and_their_controls_submitted_together_on_ray_store_the_local_results_bit_for_bit(
+        tiny_ctx, tmp_path, ray_cluster):
+    from lotus_core.lottery.controls import ControlConfig, run_controls
     from lotus_core.lottery.lth import LTHConfig, run_lths
     from tests.test_lth import assert_same_run
 
@@ -308,3 +310,12 @@ def test_several_lth_runs_submitted_together_on_ray_store_the_local_rounds_bit_f
         names = local.store.blob_names(summary["run_id"])
         assert all(local.store.get_blob(summary["run_id"], n) == ray.store.get_blob(summary["run_id"], n) for n in names)
     assert "rewind.safetensors" in ray.store.blob_names(b[2]["run_id"])  # the step:2 weights came back from the task
+    # controls of those tickets (the step:2 one rewinds to the weights the task sent back): one Ray task each
+    controls = [ControlConfig(configs[0], 1, "reinit"), ControlConfig(configs[0], 1, "shuffle", seed=3),
+                ControlConfig(configs[2], 1, "shuffle")]
+    a, b = run_controls(local, controls), run_controls(ray, controls)
+    assert a == b and len({s["run_id"] for s in a}) == 3 and [s["control"] for s in b] == ["reinit", "shuffle", "shuffle"]
+    assert [s["ticket_accuracy"] for s in b] == [ray.store.get_point(run_id_for(ray, "lth", c.lth), "round-1")["accuracy"]
+                                                for c in controls]
+    assert all(local.store.get_blob(s["run_id"], "mask.safetensors") == ray.store.get_blob(s["run_id"], "mask.safetensors")
+               is not None for s in a)

@@ -219,3 +219,17 @@ def test_cli_lth_with_several_seeds_and_rewinds_stores_one_run_each_and_serves_t
                                          "rewinding point, or leave it out")
     code, _, err = run_cli(capsys, "lth", "--rewinds", "pretrained,step:x", "--db", db)
     assert code == 2 and "rewind 'step:x' is not 'pretrained' or 'step:K'" in err and len(err.strip().splitlines()) == 1
+    # controls of round 1 of the seed-0 ticket, both kinds and two draws, submitted together
+    control = ("lth-control", *args[1:11], "--seed", "0", "--rewind", "pretrained", "--round", "1",
+               "--kinds", "reinit,shuffle", "--control-seeds", "0,5", "--db", db, "--json")
+    code, out, err = run_cli(capsys, *control)
+    assert code == 0, err
+    controls = json.loads(out)["runs"]
+    assert [(c["kind"], c["control_seed"], c["control"]) for c in controls] == [
+        ("reinit", 0, "reinit"), ("reinit", 5, "reinit"), ("shuffle", 0, "shuffle"), ("shuffle", 5, "shuffle")]
+    assert {c["ticket_accuracy"] for c in controls} == {runs[0]["points"][1]["accuracy"]}
+    assert sorted(Store(db).runs(kind="lth-control")["id"]) == sorted(c["run_id"] for c in controls)
+    code, again, _ = run_cli(capsys, *control)  # served from the store
+    assert code == 0 and json.loads(again)["runs"] == controls
+    code, _, err = run_cli(capsys, *control[:-7], "--kinds", "reinit,swap", "--db", db)
+    assert code == 2 and "'reinit,swap': give a comma list of controls (reinit, shuffle)" in err

@@ -104,18 +104,28 @@ def _control_args() -> list:
             arg("--round", type=positive_int, required=True, help="the LTH round whose mask is controlled"),
             arg("--kind", choices=list(CONTROLS), default="shuffle",
                 help="; ".join(f"{k}: {v}" for k, v in CONTROLS.items())),
-            arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation")]
+            arg("--control-seed", type=seed, default=0, help="random draw of the shuffle or re-initialisation"),
+            arg("--kinds", type=comma_list(str, lambda v: v in CONTROLS, f"controls ({', '.join(CONTROLS)})"),
+                default=None, help="several controls submitted together, one per kind (e.g. reinit,shuffle; with "
+                                   "--executor ray they share the cluster); replaces --kind"),
+            arg("--control-seeds", type=comma_list(int, lambda v: 0 <= v < 2 ** 32, "seeds in 0..4294967295"),
+                default=None, help="several controls, one per random draw (e.g. 0,1,2); replaces --control-seed")]
 
 
 @command("lth-control", "a ticket's control: its mask re-initialised or shuffled within layers, same fine-tune",
          _control_args)
 def control_cmd(args, ctx) -> dict:
-    from ..lottery.controls import ControlConfig, run_control
+    from ..lottery.controls import ControlConfig, run_controls
     from ..lottery.lth import LTHConfig
     from ..results.runs import run_experiment
 
-    cfg = ControlConfig(_config(LTHConfig, args), args.round, args.kind, args.control_seed)
-    return run_experiment(ctx, "lth-control", cfg, on_progress=_progress)
+    lth = _config(LTHConfig, args)
+    kinds, seeds = args.kinds or (args.kind,), args.control_seeds or (args.control_seed,)
+    configs = [ControlConfig(lth, args.round, k, s) for k in kinds for s in seeds]
+    if len(configs) == 1:
+        return run_experiment(ctx, "lth-control", configs[0], on_progress=_progress)
+    summaries = run_controls(ctx, configs, on_progress=_progress)
+    return {"runs": [{"kind": c.control, "control_seed": c.seed, **s} for c, s in zip(configs, summaries)]}
 
 
 @command("soup", "Instant Sparse Soup Pruning (ISSP): masks from merged look-aheads, then a fine-tune",
