@@ -6,6 +6,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs
 from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, POINT_KINDS, curve_runs, delete_run, downloads,
                                           filter_runs, overlay_curves, overlay_figures, run_table)
+from lotus_core.views.tables import readable
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
           "configuration, status, duration and headline numbers. Select rows to overlay their curves.",
@@ -33,10 +34,11 @@ st.caption(f"{len(shown)} of {len(table)} runs, newest first. Accuracy and spars
 automatic = [k for k in AUTOMATIC if k in set(shown["kind"])]
 if automatic:
     st.caption("Runs nobody launched by hand: " + "; ".join(f"**{k}** is {AUTOMATIC[k]}" for k in automatic) + ".")
+display = readable(shown, keep=["accuracy", "sparsity"])
 event = st.dataframe(
-    shown, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
-    column_order=["kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created", "model", "dataset",
-                  "id", "config", "error"],
+    display, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
+    column_order=[c for c in ["kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created", "model",
+                              "dataset", "id", "config", "error"] if c in display],
     column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
                    "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
                    "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),

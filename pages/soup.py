@@ -9,6 +9,7 @@ from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines, barrier_curve
 from lotus_core.core.config import from_mapping
 from lotus_core.results.store import RunStatus
+from lotus_core.views.tables import readable
 from lotus_core.views.catalog import (COMPARED_KINDS, accuracy_comparison, instability_table, omp_finetune_config,
                                        rigl_equal_steps_config, run_costs, run_label, stable_rewind_points, ticket_runs)
 from lotus_core.lottery.instability import InstabilityConfig
@@ -140,7 +141,7 @@ if not labels:
 else:
     st.markdown("**Cost of each finished run**: LTH fine-tunes every round; ISSP's cost is N x C look-ahead steps "
                 "per round plus one final fine-tune.")
-    st.dataframe(run_costs(ctx, done_ids), hide_index=True,
+    st.dataframe(readable(run_costs(ctx, done_ids)), hide_index=True,
                  column_config={"final sparsity": st.column_config.NumberColumn(format="percent"),
                                 "final accuracy": st.column_config.NumberColumn(format="percent"),
                                 "training time (s)": st.column_config.NumberColumn(format="%.0f")})

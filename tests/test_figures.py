@@ -49,3 +49,17 @@ def test_sensitivity_heatmap_is_sequential_from_zero_and_labels_every_layer():
     assert heat.zmin == 0 and heat.zmax == 3.0 and heat.zmid is None
     assert heat.colorscale[0][1] != heat.colorscale[-1][1] and fig.layout.yaxis.tickmode == "array"
     assert list(fig.layout.yaxis.tickvals) == layers
+
+
+def test_readable_tables_have_no_none_cells_and_keep_numbers_sortable():
+    import pandas as pd
+
+    from lotus_core.views.tables import NOT_APPLICABLE, readable
+
+    raw = pd.DataFrame({"run": ["a", "b"], "data fraction": [None, None], "rounds": [3, None], "note": ["x", None],
+                        "accuracy": [None, None], "when": pd.to_datetime(["2026-12-01", None])})
+    shown = readable(raw, keep=["accuracy"])
+    assert list(shown) == ["run", "rounds", "note", "accuracy", "when"]  # the all-empty column that is not kept goes
+    assert shown["rounds"].dtype == float and shown["rounds"].tolist()[0] == 3 and pd.isna(shown["rounds"][1])
+    assert shown["note"].tolist() == ["x", NOT_APPLICABLE] and shown["accuracy"].isna().all()
+    assert shown["when"].dtype.kind == "M" and raw["note"].isna().tolist() == [False, True]  # the input is unchanged

@@ -32,6 +32,10 @@ def test_table_filters_and_the_newest_curve_is_drawn():
     expected = run_table(open_context().store)
     assert table["id"].tolist() == expected.loc[expected["kind"] != "prune-eval", "id"].tolist()
     assert sorted(table["kind"]) == ["evaluate", "evaluate", "sweep"]  # + Overview's dense; sweep points hidden
+    # no "None" cells: the all-empty error column is left out, a sweep's missing accuracy is an empty number
+    assert "error" not in table and not table.isin([None, "None"]).any().any()
+    shown = expected[expected["kind"] != "prune-eval"]
+    assert table["sparsity"].dtype == float and table["sparsity"].isna().tolist() == shown["sparsity"].isna().tolist()
     assert at.caption[1].value.startswith("3 of 4 runs")
     assert at.caption[2].value.startswith("Runs nobody launched by hand: **evaluate** is the dense model's accuracy")
     at.toggle[0].set_value(True).run()  # show sweep points

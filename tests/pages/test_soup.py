@@ -59,6 +59,9 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     assert _names(at)[-1] == f"RigL {rigl.iloc[0]['id'][:6]} (8 steps)"
     costs = at.dataframe[0].value
     assert costs["kind"].tolist() == ["lth", "rigl"] and costs["training steps"].tolist() == [8, 8]
+    # what does not apply is not a "None" cell: no data fraction column at all, RigL's rounds an empty number
+    assert "data fraction" not in costs and costs["rounds"].isna().tolist() == [False, True]
+    assert not costs.isin([None, "None"]).any().any()
 
 
 def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
