@@ -12,6 +12,8 @@ the results store; a model whose head is not trained on the dataset is marked he
 from __future__ import annotations
 
 import os
+from collections.abc import Container
+from typing import Any
 
 import streamlit as st
 import torch
@@ -53,33 +55,107 @@ def model_choices() -> tuple[list[str], dict[str, str]]:
     return MODEL_CHOICES + [p for p in labels if p not in MODEL_CHOICES], labels
 
 
-def _from_url(key: str, default):
-    """The value of ``key`` in the URL when it is a valid one, else ``default``."""
-    raw = st.query_params.get(URL_KEYS.get(key, ""), None)
+def _decode(raw: str, default: Any, options: Container | None) -> Any:
+    """``raw`` (a query parameter) as a value of ``default``'s type, among ``options`` when given;
+    ValueError when it is not one."""
+    def one(text: str, like: Any) -> Any:
+        if isinstance(like, bool):
+            if text not in ("0", "1"):
+                raise ValueError(text)
+            value = text == "1"
+        else:
+            value = type(like)(text)
+        if options is not None and value not in options:
+            raise ValueError(text)
+        return value
+
+    if isinstance(default, (list, tuple)):
+        like = default[0] if default else next(iter(options), "") if options else ""
+        values = [one(p, like) for p in raw.split(",") if p]
+        if isinstance(default, tuple) and len(values) != len(default):  # a range: as many ends as the default
+            raise ValueError(raw)
+        return type(default)(values)
+    return one(raw, default)
+
+
+class between:  # noqa: N801 (reads as a value: options=between(0.1, 10.0))
+    """Options of a number setting: any number from ``lo`` to ``hi``."""
+
+    def __init__(self, lo: float, hi: float):
+        self.lo, self.hi = lo, hi
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, (int, float)) and self.lo <= value <= self.hi
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, (list, tuple)):
+        return ",".join(_encode(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _from_url(key: str, default, options: Container | None = None):
+    """The value of ``key``'s query parameter when it is a valid one, else ``default``."""
+    raw = st.query_params.get(URL_KEYS.get(key, key), None)
     if raw is None:
         return default
-    if isinstance(default, int):
-        return int(raw) if raw.isdigit() and int(raw) in LIMITS else default
-    return raw
+    try:
+        return _decode(raw, default, options)
+    except (ValueError, TypeError):
+        return default
 
 
-def _persist(key: str, default) -> None:
-    """Keep a widget's value across pages (Streamlit drops widget state of unrendered pages) and in the URL."""
-    st.session_state.setdefault(f"_{key}", _from_url(key, default))
-    st.session_state[key] = st.session_state[f"_{key}"]
+def _write_url(key: str) -> None:
     if key in URL_KEYS:
-        st.query_params[URL_KEYS[key]] = str(st.session_state[key])
+        st.query_params[URL_KEYS[key]] = _encode(st.session_state[key])
+    elif key in st.session_state.get("_page_defaults", {}):
+        if key in st.session_state["_chosen"]:
+            st.query_params[key] = _encode(st.session_state[key])
+        else:  # never chosen: the page's default, left out of the link
+            st.query_params.pop(key, None)
+
+
+def _persist(key: str, default, options: Container | None = None) -> None:
+    """Keep a widget's value across pages (Streamlit drops widget state of unrendered pages) and in the URL
+    (the sidebar's :data:`URL_KEYS` and the page settings of :func:`remember`)."""
+    st.session_state.setdefault(f"_{key}", _from_url(key, default, options))
+    st.session_state[key] = st.session_state[f"_{key}"]
+    _write_url(key)
 
 
 def _save(key: str) -> None:
     st.session_state[f"_{key}"] = st.session_state[key]
-    if key in URL_KEYS:
-        st.query_params[URL_KEYS[key]] = str(st.session_state[key])
+    if key in st.session_state.get("_page_defaults", {}):
+        st.session_state["_chosen"].add(key)
+    _write_url(key)
+
+
+def remember(key: str, default: Any, options: Container | None = None) -> dict:
+    """A page setting that survives a reload and a shared link: its value lives in the session and in
+    the URL (query parameter ``key``, once the user chose it or a link carried it). Returns the widget's
+    ``key``/``on_change``/``args``: ``st.multiselect("Methods", opts, **remember("methods", ["omp"], opts))``
+    (give the widget no default of its own). A URL value of the wrong type, or not among
+    ``options``, is ignored; a setting nobody chose follows the page's default when it changes (e.g.
+    the newest runs)."""
+    defaults = st.session_state.setdefault("_page_defaults", {})  # page settings of this session in the URL
+    chosen = st.session_state.setdefault("_chosen", set())  # ... that the user chose (or a link carried)
+    if f"_{key}" not in st.session_state and key in st.query_params and _from_url(key, default, options) != default:
+        chosen.add(key)
+    if f"_{key}" in st.session_state:
+        if key not in chosen:  # never chosen: follows the page's default (e.g. the newest runs)
+            st.session_state[f"_{key}"] = default
+        elif isinstance(default, list) and options is not None:  # options may go (a deleted run)
+            st.session_state[f"_{key}"] = [v for v in st.session_state[f"_{key}"] if v in options]
+    defaults[key] = default
+    _persist(key, default, options)
+    return {"key": key, "on_change": _save, "args": (key,)}
 
 
 def limit() -> int:
     """The number of test images every page evaluates on (the sidebar's setting)."""
-    return int(st.session_state.get("_limit", _from_url("limit", DEFAULT_LIMIT)))
+    return int(st.session_state.get("_limit", _from_url("limit", DEFAULT_LIMIT, LIMITS)))
 
 
 def sidebar() -> None:
@@ -97,7 +173,7 @@ def sidebar() -> None:
                           "A checkpoint path (.safetensors) also works; fine-tuned models are listed once made.")
         st.selectbox("Dataset", DATASET_CHOICES, key="dataset", on_change=_save, args=("dataset",),
                       accept_new_options=True, help="An image folder path (class/image.png) also works.")
-        _persist("limit", DEFAULT_LIMIT)
+        _persist("limit", DEFAULT_LIMIT, LIMITS)
         st.select_slider("Test images (every page)", LIMITS, key="limit", on_change=_save, args=("limit",),
                          help="A fixed, seeded subset of the test split used by every page, job, baseline and the "
                               "Report, so all numbers are measured the same way. Its 95% interval is about "

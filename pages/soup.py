@@ -1,6 +1,5 @@
 """Soup: launch lottery-ticket (LTH) and Instant Sparse Soup Pruning (ISSP) runs and their
 controls as background jobs, and compare them with one-shot OMP and random pruning."""
-import zlib
 
 import streamlit as st
 
@@ -100,17 +99,16 @@ active_jobs(ctx, ("lth", "issp", "lth-control", "instability", "rigl", "sweep"))
 
 st.subheader("Accuracy at each sparsity")
 runs = ticket_runs(ctx, COMPARED_KINDS)
-labels = {run_label(r): r["id"] for _, r in runs.iterrows()}
+labels = {r["id"]: run_label(r) for _, r in runs.iterrows()}
 NEWEST = {"lth": 1, "issp": 3, "rigl": 1, "supermask": 1}  # runs of each kind drawn by default (ISSP: a sweep)
-kind_of = runs.set_index("id")["kind"] if len(runs) else {}
-default = [label for kind, n in NEWEST.items() for label in [lb for lb, rid in labels.items() if kind_of[rid] == kind][:n]]
-chosen = st.multiselect("Ticket runs to compare", list(labels), default=default,
-                        help="By default the newest LTH run, the three newest ISSP runs (a data-fraction sweep), the "
-                             "newest RigL run and the newest supermask.",
-                        key=f"compare-{zlib.crc32(chr(10).join(labels).encode())}")  # runs and their statuses: a run
-# that starts or finishes (an LTH job, RigL launched below) resets the choice to the newest runs, drawn at once
 status = runs.set_index("id")[["kind", "status"]]
-done_ids = [labels[c] for c in chosen if status.loc[labels[c], "status"] == RunStatus.DONE]
+finished = status[status["status"] == RunStatus.DONE]
+default = [rid for kind, n in NEWEST.items() for rid in list(finished.index[finished["kind"] == kind])[:n]]
+chosen = st.multiselect("Ticket runs to compare", list(labels), format_func=labels.get,
+                        help="By default the newest finished LTH run, the three newest ISSP runs (a data-fraction "
+                             "sweep), the newest RigL run and the newest supermask; a run that finishes joins them "
+                             "until you choose your own.", **state.remember("tickets", default, labels))
+done_ids = [rid for rid in chosen if status.loc[rid, "status"] == RunStatus.DONE]
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
 # the comparisons at an LTH run's budget: (button, help, kind, config builder, toast)
 AT_LTH_BUDGET = [
@@ -128,7 +126,7 @@ for col, (label, why, kind, build, toast) in zip(st.columns(len(AT_LTH_BUDGET)),
                 launch(ctx, kind, build(ctx, rid))
         st.toast(toast)
 with ui.guard(), st.spinner("One-shot OMP and random points (stored after the first time)..."):
-    table = accuracy_comparison(ctx, [labels[c] for c in chosen], limit=limit)
+    table = accuracy_comparison(ctx, list(chosen), limit=limit)
     dense = ctx.dense_accuracy(limit=limit)["accuracy"]
 charts.show(accuracy_lines(table, dense, "Accuracy of each ticket against its sparsity"), key="comparison")
 st.caption("OMP and random are one-shot (no fine-tune); LTH tickets are measured after each round's fine-tune; ISSP "

@@ -19,7 +19,8 @@ ui.header("Sparsity curves",
           "can go with one-shot magnitude pruning at almost no cost")
 ctx = state.context()
 
-protocol = st.radio("Protocol", list(PROTOCOLS), index=1 if ctx.head_problem else 0, horizontal=True,
+protocol = st.radio("Protocol", list(PROTOCOLS), horizontal=True,
+                    **state.remember("protocol", list(PROTOCOLS)[1 if ctx.head_problem else 0], PROTOCOLS),
                     format_func=lambda p: {"lotus": "(a) prune this model (LOTUS)",
                                            "essential": "(b) Essential Sparsity: mask from the pre-trained weights, "
                                                         "then fine-tune every masked model"}[p],
@@ -27,28 +28,33 @@ protocol = st.radio("Protocol", list(PROTOCOLS), index=1 if ctx.head_problem els
 recipe = None
 if protocol == "essential":
     e1, e2, e3 = st.columns(3)
-    recipe = FinetuneConfig(epochs=int(e1.number_input("Fine-tune epochs per model", 1, 50, 2)),
-                            lr=float(e2.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3], value=2e-5)),
-                            train_limit=None if (t := e3.select_slider("Training images", ["all", 1000, 2000, 5000],
-                                                                       value="all")) == "all" else int(t))
+    rates, images = [2e-5, 5e-5, 1e-4, 3e-4, 1e-3], ["all", "1000", "2000", "5000"]
+    recipe = FinetuneConfig(epochs=int(e1.number_input("Fine-tune epochs per model", 1, 50,
+                                                       **state.remember("epochs", 2, state.between(1, 50)))),
+                            lr=float(e2.select_slider("Learning rate", rates, **state.remember("lr", 2e-5, rates))),
+                            train_limit=None if (t := e3.select_slider("Training images", images,
+                                                                       **state.remember("train", "all", images))) == "all"
+                            else int(t))
 
 limit = state.limit()
 DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (8 points + a 10-point curve)
 c1, c2, c3 = st.columns([3, 3, 2])
-methods = c1.multiselect("Methods", list(PRUNERS), default=list(DEFAULT.methods),
-                         format_func=lambda m: f"{m}: {PRUNERS[m].help}")
-lo, hi = c2.slider("Sparsity range (%)", 0, 95, (0, 90), step=5)
-step = c3.select_slider("Grid step (%)", [5, 10, 20], value=10)
+methods = c1.multiselect("Methods", list(PRUNERS), format_func=lambda m: f"{m}: {PRUNERS[m].help}",
+                         **state.remember("methods", list(DEFAULT.methods), PRUNERS))
+lo, hi = c2.slider("Sparsity range (%)", 0, 95, step=5, **state.remember("range", (0, 90), range(0, 96, 5)))
+step = c3.select_slider("Grid step (%)", [5, 10, 20], **state.remember("step", 10, (5, 10, 20)))
 r1, r2, r3, r4, r5 = st.columns([2, 2, 3, 3, 2])
-refine = r1.checkbox("Refine turning point", value=DEFAULT.refine,
+refine = r1.checkbox("Refine turning point", **state.remember("refine", DEFAULT.refine),
                      help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each point "
                           "evaluated only until within/below tolerance is certain; the curve fills in meanwhile.")
-controls = r2.multiselect("Sanity checks", list(CONTROLS), default=[], format_func=lambda c: f"{c}: {CONTROLS[c]}",
+controls = r2.multiselect("Sanity checks", list(CONTROLS), format_func=lambda c: f"{c}: {CONTROLS[c]}",
+                          **state.remember("checks", [], CONTROLS),
                           help="Draw each method's mask again with its kept positions shuffled within every layer, "
                                "or on re-initialised weights (Frankle et al., ICLR 2021): a method that only found "
                                "a per-layer budget matches its shuffled curve.")
-eps = r3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * DEFAULT.eps, 0.1) / 100
-finetune = r4.select_slider("Fine-tune steps per point", [0, 30, 100, 300], value=0,
+eps = r3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
+                      **state.remember("eps", 100 * DEFAULT.eps, state.between(0.1, 10.0))) / 100
+finetune = r4.select_slider("Fine-tune steps per point", [0, 30, 100, 300], **state.remember("ft", 0, (0, 30, 100, 300)),
                             help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
                                  "0 draws the instant one-shot curve; fine-tuned curves run as a background job.")
 compute = r5.button("Compute curve", type="primary")

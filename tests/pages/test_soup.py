@@ -1,10 +1,12 @@
 """The Soup page on the default model: launching runs and controls (jobs run inline in tests) and the comparison."""
+import dataclasses
 import json
 
 import pytest
 
 from lotus_core.core.context import open_context
-from lotus_core.views.catalog import accuracy_comparison
+from lotus_core.results.store import RunStatus
+from lotus_core.views.catalog import accuracy_comparison, run_label
 from tests.pages.helpers import open_page
 from tests.pages.test_masks import values
 
@@ -84,3 +86,26 @@ def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
     at.run()  # the LTH launcher offers the analysis's smallest stable k
     expect = ["pretrained", f"step:{stable}"] if stable else ["pretrained", "step:50"]
     assert at.selectbox[0].options[:2] == expect
+
+
+def test_the_compared_runs_are_the_newest_finished_ones_until_chosen_and_a_cancelled_run_never_displaces_them():
+    from lotus_core.lottery.lth import LTHConfig
+    from lotus_core.results.runs import run_experiment
+
+    ctx = open_context()
+    cfg = LTHConfig(target=0.4, prune_fraction=0.3, steps=2, limit=200)
+    done = run_experiment(ctx, "lth", cfg)["run_id"]
+    cancelled = run_experiment(ctx, "lth", dataclasses.replace(cfg, seed=1))["run_id"]
+    ctx.store.set_status(cancelled, RunStatus.CANCELLED)  # the newest LTH run was a cancelled job
+    at = open_page("soup")
+    at.sidebar.select_slider[0].set_value(200).run()
+    assert not at.exception and _names(at) == ["omp", "random", f"LTH {done[:6]}"]
+    picker = next(m for m in at.multiselect if m.label == "Ticket runs to compare")
+    assert picker.value == [done] and picker.options[0] == run_label(ctx.store.runs(kind="lth").iloc[0])
+    picker.set_value([]).run()  # the user's own choice: nothing
+    assert _names(at) == ["omp", "random"] and at.query_params["tickets"] in ("", [""])
+    newer = run_experiment(ctx, "lth", dataclasses.replace(cfg, seed=2))["run_id"]  # a run finishes meanwhile
+    at.run()
+    assert _names(at) == ["omp", "random"]  # the choice holds
+    next(m for m in at.multiselect if m.label == "Ticket runs to compare").set_value([newer]).run()
+    assert _names(at) == ["omp", "random", f"LTH {newer[:6]}"] and at.query_params["tickets"] in (newer, [newer])

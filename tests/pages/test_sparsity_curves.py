@@ -80,3 +80,29 @@ def test_sensitivity_is_queued_as_a_background_job_and_drawn_once_stored():
     heatmap = next(s for s in specs if s["data"] and s["data"][0].get("type") == "heatmap")
     table = run_sensitivity(open_context(), SensitivityConfig(limit=200))  # served from the store the job wrote
     assert array(heatmap["data"][0]["z"]).ravel().tolist() == pytest.approx((100 * table.to_numpy()).ravel().tolist())
+
+
+def test_the_page_settings_live_in_the_url_so_a_reload_or_a_shared_link_reopens_the_same_curve():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.helpers import ENTRY, ROOT
+
+    at = AppTest.from_file(ENTRY, default_timeout=180)
+    at.query_params.update({"n": "200", "methods": "omp,random", "range": "10,60", "step": "5", "refine": "0",
+                            "eps": "99", "checks": "shuffle,bogus"})  # eps out of range and an unknown check
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "sparsity_curves.py")).run()
+    assert not at.exception
+    assert [o.split(":")[0] for o in at.multiselect[0].value] == ["omp", "random"]
+    assert at.slider[0].value == (10, 60) and at.select_slider[0].value == 5 and at.checkbox[0].value is False
+    assert at.number_input[0].value == 1.0  # the invalid eps fell back to the default; so did the whole checks list
+    assert at.multiselect[1].value == []
+    assert curve_names(at) == ["omp", "random"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert values(spec["data"][0]["x"]) == pytest.approx([0, *range(10, 61, 5)])  # the dense point, then the grid
+    param = lambda name: [at.query_params[name]] if isinstance(at.query_params[name], str) else at.query_params[name]  # noqa: E731
+    at.select_slider[0].set_value(20).run()  # a change is written back, so a reload reopens it
+    assert param("step") == ["20"] and param("range") == ["10,60"] and param("methods") == ["omp,random"]
+    at.select_slider[0].set_value(10).run()  # chosen, so pinned in the link even at the default
+    assert param("step") == ["10"] and param("refine") == ["0"]
+    assert "eps" not in at.query_params and "ft" not in at.query_params  # never chosen: left out of the link
