@@ -12,7 +12,8 @@ ui.header("Masks", "Cosine similarity of keep-masks and Jaccard index of pruned 
           "random masks with the same number kept in every layer reach on average (the chance level).",
           "Essential Sparsity reports OMP-vs-lottery-ticket cosine above 96% within the essential range")
 ctx = state.context()
-measure = st.radio("Measure", list(MEASURES), horizontal=True, format_func=MEASURES.get)
+measure = st.radio("Measure", list(MEASURES), horizontal=True, format_func=MEASURES.get,
+                   **state.remember("measure", list(MEASURES)[0], MEASURES))
 
 st.subheader("OMP against lottery tickets at the same sparsity")
 runs = ticket_runs(ctx)
@@ -43,7 +44,8 @@ else:
                 key="omp_one_shot")
 
 st.subheader("Compare two masks")
-sparsity = st.slider("Sparsity of one-shot masks (%)", 5, 95, 50, 5) / 100
+sparsity = st.slider("Sparsity of one-shot masks (%)", 5, 95, step=5,
+                     **state.remember("mask_sparsity", 50, range(5, 96, 5))) / 100
 choices = mask_choices(ctx, sparsity)
 c1, c2, c3 = st.columns(3)
 label_a = c1.selectbox("Mask A", list(choices), index=0)

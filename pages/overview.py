@@ -76,7 +76,8 @@ with right:
         st.table(pd.DataFrame({"value": list(rows.values())}, index=list(rows)))
 
 st.subheader("Sample test images")
-seed = st.number_input("Sample seed", 0, 10_000, 0, help="Which 16 test images to show.")
+seed = st.number_input("Sample seed", 0, 10_000, help="Which 16 test images to show.",
+                       **state.remember("sample_seed", 0, range(10_001)))
 samples = sample_predictions(ctx, n=16, seed=int(seed))
 labels = [f"{s.label}{'' if s.correct else ' ✗ ' + s.prediction}" for s in samples]
 st.plotly_chart(charts.image_grid(ctx.test.images[[s.index for s in samples]], labels, cols=8, height=150),

@@ -25,15 +25,17 @@ ui.header("Patches", "Score every image patch, keep the top ones (a data lottery
 def image_source(ctx: Context) -> tuple[list[int] | None, object]:
     """The images the user picks: test-set ``indices`` (by class, by index, at random) or uploaded ``images``."""
     classes = ctx.test.classes
-    source = st.radio("Images", ["By class", "By index", "At random", "Upload"], horizontal=True)
+    sources = ["By class", "By index", "At random", "Upload"]
+    source = st.radio("Images", sources, horizontal=True, **state.remember("images", sources[0], sources))
     indices, images = None, None
     if source == "By class":
         c1, c2 = st.columns([3, 2])
-        label = c1.selectbox("Class", range(len(classes)), format_func=lambda c: classes[c])
-        count = c2.slider("Images", 1, 8, 4, key="class_count")
+        label = c1.selectbox("Class", range(len(classes)), format_func=lambda c: classes[c],
+                             **state.remember("class", 0, range(len(classes))))
+        count = c2.slider("Images", 1, 8, **state.remember("class_count", 4, range(1, 9)))
         indices = class_indices(ctx.test, label, count)
     elif source == "By index":
-        text = st.text_input("Test-set indices (comma-separated)", "0, 1, 2, 3")
+        text = st.text_input("Test-set indices (comma-separated)", **state.remember("indices", "0, 1, 2, 3"))
         with ui.guard():
             try:
                 indices = [int(t) for t in text.replace(" ", "").split(",") if t]
@@ -41,8 +43,8 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
                 raise LotusError(f"{text!r} is not a list of whole numbers; write e.g. 0, 1, 2") from None
     elif source == "At random":
         c1, c2 = st.columns(2)
-        count = c1.slider("Images", 1, 8, 4, key="random_count")
-        seed = c2.number_input("Seed", 0, 10_000, 0)
+        count = c1.slider("Images", 1, 8, **state.remember("random_count", 4, range(1, 9)))
+        seed = c2.number_input("Seed", 0, 10_000, **state.remember("seed", 0, range(10_001)))
         indices = subset_indices(len(ctx.test), count, int(seed)).tolist()
     else:
         files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
@@ -59,12 +61,14 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
 def scorer_controls() -> tuple[str, float, PatchScoring]:
     """The scorer, the drop ratio (fraction) and the scoring options, shared by every section below."""
     c1, c2, c3 = st.columns([3, 3, 4])
-    scorer = c1.selectbox("Scorer", list(SCORERS), format_func=lambda s: f"{s}: {SCORERS[s].help}")
-    drop = c2.slider("Drop ratio (% of patches)", 0, 90, 10, 5) / 100
+    scorer = c1.selectbox("Scorer", list(SCORERS), format_func=lambda s: f"{s}: {SCORERS[s].help}",
+                          **state.remember("scorer", list(SCORERS)[0], SCORERS))
+    drop = c2.slider("Drop ratio (% of patches)", 0, 90, step=5, **state.remember("drop", 10, range(0, 91, 5))) / 100
     with c3.expander("Scorer options"):
-        block = st.number_input("Block (cls; -1 = last)", -50, 50, -1)
-        fuse = st.selectbox("Head fusion (cls, rollout)", FUSES)
-        discard = st.slider("Rollout discard ratio (%)", 0, 95, 0, 5) / 100
+        block = st.number_input("Block (cls; -1 = last)", -50, 50, **state.remember("block", -1, range(-50, 51)))
+        fuse = st.selectbox("Head fusion (cls, rollout)", FUSES, **state.remember("fuse", list(FUSES)[0], FUSES))
+        discard = st.slider("Rollout discard ratio (%)", 0, 95, step=5,
+                            **state.remember("discard", 0, range(0, 96, 5))) / 100
     scoring = PatchScoring(block=int(block), fuse=fuse, discard_ratio=discard)
     return scorer, drop, scoring
 

@@ -13,7 +13,8 @@ if ctx.head_problem:
     st.warning(f"**{ctx.head_problem}.** This report describes an untrained classifier; fine-tune it on the Overview.")
 classes = ctx.test.classes
 example = st.selectbox("Example images for the patch section", range(len(classes)), format_func=lambda c: classes[c],
-                       help="Four test images of this class, with the 10% least-attended patches hidden.")
+                       help="Four test images of this class, with the 10% least-attended patches hidden.",
+                       **state.remember("example", 0, range(len(classes))))
 options = ReportOptions(limit=state.limit(), example_class=int(example))
 
 

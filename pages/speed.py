@@ -18,24 +18,32 @@ DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "cha
                       batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
                       best_batch=False, limit=state.limit(), min_run_time=0.2)
 c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
-methods = c1.multiselect("Methods", list(METHODS), default=list(DEFAULT.methods),
-                         format_func=lambda m: f"{m}: {METHODS[m].help}")
-batch_sizes = c2.multiselect("Batch sizes", [1, 8, 32, 64, 256], default=list(DEFAULT.batch_sizes))
-best_batch = c2.checkbox("and this device's best", value=DEFAULT.best_batch,
+methods = c1.multiselect("Methods", list(METHODS), format_func=lambda m: f"{m}: {METHODS[m].help}",
+                         **state.remember("speed_methods", list(DEFAULT.methods), METHODS))
+BATCHES = [1, 8, 32, 64, 256]
+batch_sizes = c2.multiselect("Batch sizes", BATCHES, **state.remember("batches", list(DEFAULT.batch_sizes), BATCHES))
+best_batch = c2.checkbox("and this device's best", **state.remember("best_batch", DEFAULT.best_batch),
                          help="Find the batch size with the most images/s for the dense model (doubling from 1) "
                               "and measure every method there too")
-eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, 100 * EPS, 0.1) / 100
-axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True)
+eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
+                      **state.remember("speed_eps", 100 * EPS, state.between(0.1, 10.0))) / 100
+axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True,
+                **state.remember("axis", "latency", ["latency", "images/s"]))
 with st.expander("Settings of each method"):
     s1, s2, s3, s4, s5 = st.columns(5)
-    sparsities = s1.multiselect("masked / csr sparsity", [0.5, 0.7, 0.9, 0.95, 0.99], default=[0.9])
-    ratios = s2.multiselect("heads / channels removed", [0.25, 0.5, 0.75], default=[0.5])
-    importance = s2.selectbox("Structural importance", ["magnitude", "taylor"])
-    keep = s3.multiselect("EViT keep rate", [0.9, 0.7, 0.5, 0.3], default=[0.5])
-    fuse = s3.checkbox("EViT: fuse the dropped tokens", value=DEFAULT.fuse)
-    tome_r = s4.multiselect("ToMe r (merged per block)", [2, 4, 8, 12, 16], default=[8])
-    drops = s5.multiselect("PatchDropout drop", [0.1, 0.25, 0.5, 0.75], default=[0.5])
-    finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300], value=0)
+    options = {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "ratios": [0.25, 0.5, 0.75], "keep": [0.9, 0.7, 0.5, 0.3],
+               "tome_r": [2, 4, 8, 12, 16], "drops": [0.1, 0.25, 0.5, 0.75]}
+    remember = lambda key, default: state.remember(key, default, options[key])  # noqa: E731
+    sparsities = s1.multiselect("masked / csr sparsity", options["sparsities"], **remember("sparsities", [0.9]))
+    ratios = s2.multiselect("heads / channels removed", options["ratios"], **remember("ratios", [0.5]))
+    importance = s2.selectbox("Structural importance", ["magnitude", "taylor"],
+                              **state.remember("importance", "magnitude", ["magnitude", "taylor"]))
+    keep = s3.multiselect("EViT keep rate", options["keep"], **remember("keep", [0.5]))
+    fuse = s3.checkbox("EViT: fuse the dropped tokens", **state.remember("fuse_tokens", DEFAULT.fuse))
+    tome_r = s4.multiselect("ToMe r (merged per block)", options["tome_r"], **remember("tome_r", [8]))
+    drops = s5.multiselect("PatchDropout drop", options["drops"], **remember("drops", [0.5]))
+    finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300],
+                                **state.remember("speed_ft", 0, (0, 50, 100, 300)))
 if not methods or not batch_sizes:
     st.info("Pick at least one method and one batch size.")
     st.stop()
@@ -64,8 +72,9 @@ with ui.guard():
 
 best = result.best_batch["best"] if result.best_batch else None
 sizes = result.batch_sizes
-batch = st.radio("Batch size shown", sizes, index=len(sizes) - 1, horizontal=True, format_func=lambda b: (
-    f"{b} (this device's best)" if b == best else str(b))) if len(sizes) > 1 else sizes[0]
+batch = st.radio("Batch size shown", sizes, horizontal=True, format_func=lambda b: (
+    f"{b} (this device's best)" if b == best else str(b)), **state.remember("batch", sizes[-1], sizes)) \
+    if len(sizes) > 1 else sizes[0]
 if result.best_batch:
     st.caption("Best batch size: " + ", ".join(f"{b}: {ips:,.0f} images/s" for b, ips in result.best_batch["trace"])
                + f" (dense model); the search stopped because {result.best_batch['stopped']}.")

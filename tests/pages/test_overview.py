@@ -75,3 +75,17 @@ def test_overview_fine_tunes_the_transfer_model_and_the_sidebar_lists_it():
     assert not at.sidebar.warning and not at.main.warning  # the head is trained now
     card = at.table[0].value["value"]
     assert card["Head"] == "trained on fashion-mnist-5to9" and card["Recipe"].startswith("full, 1 epochs, AdamW lr 0.001")
+
+
+def test_a_shared_link_reopens_the_patches_and_masks_settings_and_ignores_bad_values():
+    at = AppTest.from_file(ENTRY, default_timeout=180)
+    at.query_params.update({"n": "200", "images": "At random", "random_count": "3", "seed": "7", "scorer": "rollout",
+                            "drop": "30", "discard": "33", "measure": "jaccard_pruned", "mask_sparsity": "70"})
+    at.run()
+    at.switch_page(str(ROOT / "pages" / "patches.py")).run()
+    assert not at.exception
+    assert at.radio[0].value == "At random" and at.slider[0].value == 3 and at.number_input[0].value == 7
+    assert at.selectbox[0].value.startswith("rollout") and at.slider[1].value == 30
+    assert at.slider[2].value == 0  # 33 is off the 5% grid: the default
+    at.switch_page(str(ROOT / "pages" / "masks.py")).run()
+    assert not at.exception and at.radio[0].value == "jaccard_pruned" and at.slider[0].value == 70
