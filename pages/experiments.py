@@ -4,8 +4,9 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs
-from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, POINT_KINDS, curve_runs, delete_run, downloads,
-                                          filter_runs, overlay_curves, overlay_figures, run_table)
+from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, NAME_CHARS, NOTE_CHARS, POINT_KINDS, annotate_run,
+                                          config_differences, curve_runs, delete_run, downloads, filter_runs,
+                                          overlay_curves, overlay_figures, run_name, run_table)
 from lotus_core.views.tables import readable
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
@@ -37,12 +38,14 @@ if automatic:
 display = readable(shown, keep=["accuracy", "sparsity"])
 event = st.dataframe(
     display, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
-    column_order=[c for c in ["kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created", "model",
-                              "dataset", "id", "config", "error"] if c in display],
+    column_order=[c for c in ["name", "kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created",
+                              "model", "dataset", "note", "id", "config", "error"] if c in display],
     column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
                    "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
                    "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),
                    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
+                   "name": st.column_config.TextColumn("run", width="medium",
+                                                       help="Your name for the run (One run, below), else its settings"),
                    "headline": st.column_config.TextColumn("headline", width="large"),
                    "config": st.column_config.TextColumn("configuration (JSON)")})
 rows = [i for i in (event.selection.rows if event is not None else []) if i < len(shown)]  # a filter may shrink the table
@@ -68,12 +71,22 @@ pick = selected if len(selected) else shown
 if pick.empty:
     st.info("No run matches the filters.")
     st.stop()
-labels = {f"{r.kind} {r.id[:6]} ({r.status}) {r.headline}": r.id for r in pick.itertuples()}
+labels = {f"{r.name} {r.id[:6]} ({r.status}) {r.headline if isinstance(r.headline, str) else ''}": r.id
+          for r in pick.itertuples()}
 run_id = labels[st.selectbox("Run", list(labels), help="From the selected rows, else from the table.")]
 run = ctx.store.get_run(run_id)
 cols = st.columns(4)
 for col, item in zip(cols, downloads(ctx.store, run_id)):
     col.download_button(item.label, item.data, item.file_name, item.mime, key=f"dl-{item.file_name}")
+with st.form(f"annotate-{run_id}", border=False):
+    n1, n2, n3 = st.columns([3, 5, 1], vertical_alignment="bottom")
+    name = n1.text_input("Name", run["name"] or "", max_chars=NAME_CHARS, placeholder=run_name(run["kind"], run["config"]))
+    note = n2.text_input("Note", run["note"] or "", max_chars=NOTE_CHARS, placeholder="what this run is for, what it showed")
+    if n3.form_submit_button("Save"):
+        with ui.guard():
+            annotate_run(ctx.store, run_id, name, note)
+        st.toast("Saved")
+        st.rerun()
 with st.expander("Configuration and summary"):
     st.json({"id": run_id, "status": run["status"], "error": run["error"], "config": run["config"],
              "summary": run["summary"], "progress": run["progress"]}, expanded=1)
@@ -97,3 +110,15 @@ else:
     if no.button("Keep it"):
         del st.session_state["confirm_delete"]
         st.rerun()
+
+if len(labels) > 1:
+    st.subheader("What differs between two runs")
+    d1, d2 = st.columns(2)
+    first = d1.selectbox("Run A", list(labels), index=0, key="diff-a")
+    second = d2.selectbox("Run B", list(labels), index=1, key="diff-b")
+    with ui.guard():
+        differences = config_differences(ctx.store, labels[first], labels[second])
+    if differences.empty:
+        st.info("The two configurations are the same.")
+    else:
+        st.dataframe(differences, hide_index=True, column_config={"a": "run A", "b": "run B"})

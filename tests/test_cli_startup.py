@@ -33,12 +33,13 @@ def light_commands(tmp_path: Path) -> dict[str, list[str]]:
     (tmp_path / "c.csv").write_text("sparsity,accuracy\n0,0.9\n0.1,0.9\n0.2,0.895\n0.3,0.85\n")
     return {"help": ["--help"], "runs": ["runs", "--json"],
             "export": ["export", "nosuch", "--out", str(tmp_path / "o.csv")],
-            "essential": ["essential", "--curve", str(tmp_path / "c.csv"), "--json"], "delete": ["delete", "nosuch"]}
+            "essential": ["essential", "--curve", str(tmp_path / "c.csv"), "--json"], "delete": ["delete", "nosuch"],
+            "annotate": ["annotate", "nosuch", "--name", "x"], "diff": ["diff", "nosuch", "other"]}
 
 
-@pytest.mark.parametrize("name", ["help", "runs", "export", "essential", "delete"])
+@pytest.mark.parametrize("name", ["help", "runs", "export", "essential", "delete", "annotate", "diff"])
 def test_commands_without_a_model_import_no_torch_timm_or_torchvision(tmp_path, name):
-    if name in ("runs", "export", "delete"):  # read-only commands open an existing store (a missing one is refused in one line)
+    if name in ("runs", "export", "delete", "annotate", "diff"):  # read-only commands open an existing store (a missing one is refused in one line)
         from lotus_core.results.store import Store
 
         Store(tmp_path / "r.db")

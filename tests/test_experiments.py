@@ -182,3 +182,38 @@ def test_runs_are_named_by_the_settings_that_differ_from_their_kinds_defaults(sw
     names = overlay_curves(store, [sweep_ctx.sweep.run_id, twin])["run"].unique().tolist()
     assert sorted(names) == sorted(f"{run_name('sweep', config)} ({i[:6]})" for i in (sweep_ctx.sweep.run_id, twin))
 
+
+
+def test_a_run_is_named_and_annotated_and_keeps_both_when_it_is_computed_again(sweep_ctx):
+    from lotus_core.views.experiments import NAME_CHARS, annotate_run
+
+    ctx, rid = sweep_ctx, sweep_ctx.sweep.run_id
+    run = annotate_run(ctx.store, rid[:8], "  baseline OMP  ", "the curve for the demo")  # a prefix, trimmed
+    assert (run["id"], run["name"], run["note"]) == (rid, "baseline OMP", "the curve for the demo")
+    table = run_table(ctx.store).set_index("id")
+    assert table.loc[rid, "name"] == "baseline OMP" and table.loc[rid, "note"] == "the curve for the demo"
+    other = table.index[table["kind"] == "evaluate"][0]
+    assert table.loc[other, "name"] == run_name("evaluate", ctx.store.get_run(other)["config"])  # unnamed: its settings
+    assert filter_runs(run_table(ctx.store), text="for the DEMO")["id"].tolist() == [rid]  # the note is searched
+    ctx.store.start_run("sweep", ctx.store.get_run(rid)["config"])  # computed again (a refresh): the words stay
+    assert ctx.store.get_run(rid)["name"] == "baseline OMP"
+    assert overlay_curves(ctx.store, [rid])["run"].unique().tolist() == ["baseline OMP"]
+    with pytest.raises(LotusError, match=f"^a run name is one line of at most {NAME_CHARS} characters"):
+        annotate_run(ctx.store, rid, "x" * (NAME_CHARS + 1))
+    with pytest.raises(LotusError, match="^a run name is one line"):
+        annotate_run(ctx.store, rid, "two\nlines")
+    assert annotate_run(ctx.store, rid, "", "")["name"] is None and ctx.store.get_run(rid)["note"] is None  # cleared
+
+
+def test_two_runs_configurations_are_compared_setting_by_setting(sweep_ctx):
+    from lotus_core.views.experiments import config_differences
+
+    ctx = sweep_ctx
+    other = run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=(0.0, 0.5), limit=100, eps=0.02))
+    diff = config_differences(ctx.store, ctx.sweep.run_id, other.run_id)
+    assert diff.to_dict(orient="records") == [{"setting": "eps", "a": "0.01", "b": "0.02"},
+                                              {"setting": "methods", "a": '["omp"]', "b": '["omp","random"]'}]
+    assert config_differences(ctx.store, other.run_id, other.run_id).empty
+    dense = next(i for i, k in zip(run_table(ctx.store)["id"], run_table(ctx.store)["kind"]) if k == "evaluate")
+    kinds = config_differences(ctx.store, dense, other.run_id).set_index("setting")
+    assert kinds.loc["kind"].tolist() == ['"evaluate"', '"sweep"'] and kinds.loc["methods", "a"] == "(not set)"

@@ -248,3 +248,22 @@ def test_an_unfinished_lottery_training_shows_its_finished_epochs(tiny_ctx):
     assert section.value == lottery and section.figure is not None
     assert section.sentence == (f"After 1 finished epoch(s) of a run that is running: lottery tickets {_pct(lottery)}, "
                                 f"full images {_pct(full)}.")
+
+
+def test_cli_annotate_names_a_run_and_diff_lists_what_differs(tmp_path, capsys):
+    store = Store(tmp_path / "a.db")
+    a = store.start_run("evaluate", {"limit": 100, "seed": 0})
+    b = store.start_run("evaluate", {"limit": 200, "seed": 0})
+    assert main(["annotate", a[:6], "--name", "small subset", "--note", "quick look", "--db", str(store.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"id": a, "kind": "evaluate", "name": "small subset", "note": "quick look"}
+    assert main(["annotate", a, "--note", "", "--db", str(store.path), "--json"]) == 0  # the name is kept, the note cleared
+    assert json.loads(capsys.readouterr().out)["name"] == "small subset" and store.get_run(a)["note"] is None
+    assert main(["runs", "--db", str(store.path), "--json"]) == 0
+    runs = {r["id"]: r for r in json.loads(capsys.readouterr().out)["runs"]}
+    assert (runs[a]["name"], runs[b]["name"], runs[b]["note"]) == ("small subset", None, None)
+    assert main(["diff", a, b[:6], "--db", str(store.path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"a": a, "b": b, "differences": [
+        {"setting": "limit", "a": "100", "b": "200"}]}
+    assert main(["annotate", a, "--name", "a\nb", "--db", str(store.path)]) == 2
+    assert capsys.readouterr().err == ("lotus annotate: error: a run name is one line of at most 80 characters; put the "
+                                       "rest in the note\n")

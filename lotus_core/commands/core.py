@@ -77,8 +77,9 @@ def runs_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
     frame = Store(args.db, create=False).runs(kind=args.kind)
-    cols = ["id", "kind", "model", "dataset", "status", "duration_s", "summary"]
-    return {"runs": frame[cols].to_dict(orient="records")}
+    cols = ["id", "name", "note", "kind", "model", "dataset", "status", "duration_s", "summary"]
+    frame = frame[cols].astype(object)
+    return {"runs": frame.where(frame.notna(), None).to_dict(orient="records")}  # a missing name is null, not NaN
 
 
 @command("export", "write a stored run's table as CSV", [

@@ -42,6 +42,35 @@ def delete_cmd(args, ctx) -> dict:
     return {"deleted": run["id"], "kind": run["kind"], "status": run["status"]}
 
 
+@command("annotate", "name a stored run and write a note on it (shown in the Experiments table and `runs`)", [
+    arg("run_id", help="run id, or a unique prefix of it (see `runs`)"),
+    arg("--name", default=None, help="a one-line name (empty clears it; default: keep the current one)"),
+    arg("--note", default=None, help="a note (empty clears it; default: keep the current one)"),
+], context=False)
+def annotate_cmd(args, ctx) -> dict:
+    from ..views.experiments import annotate_run, get_run
+    from ..results.store import Store
+
+    store = Store(args.db, create=False)
+    run = get_run(store, args.run_id)
+    run = annotate_run(store, run["id"], run["name"] if args.name is None else args.name,
+                       run["note"] if args.note is None else args.note)
+    return {"id": run["id"], "kind": run["kind"], "name": run["name"], "note": run["note"]}
+
+
+@command("diff", "what differs between two stored runs' configurations", [
+    arg("run_a", help="run id, or a unique prefix of it (see `runs`)"),
+    arg("run_b", help="the other run"),
+], context=False)
+def diff_cmd(args, ctx) -> dict:
+    from ..views.experiments import config_differences, get_run
+    from ..results.store import Store
+
+    store = Store(args.db, create=False)
+    a, b = get_run(store, args.run_a)["id"], get_run(store, args.run_b)["id"]
+    return {"a": a, "b": b, "differences": config_differences(store, a, b).to_dict(orient="records")}
+
+
 def _prepare_demo_args() -> list:
     from ..training.evaluate import DEFAULT_LIMIT
 

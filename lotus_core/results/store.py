@@ -87,7 +87,8 @@ CREATE TABLE IF NOT EXISTS workers (
 CREATE INDEX IF NOT EXISTS runs_kind_model ON runs(kind, model);
 """
 # Columns added after the first release: ALTER TABLE adds them to older stores on open.
-ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "job": "TEXT"}
+ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "job": "TEXT",
+                 "name": "TEXT", "note": "TEXT"}  # name, note: the user's words for a run (never part of its key)
 
 
 BOOKKEEPING = ("order|", "search|")  # point keys a run keeps for its own use (an image order, a batch-size search),
@@ -295,6 +296,11 @@ class Store:
             con.execute("UPDATE runs SET status=?, summary=?, duration_s=COALESCE(?, duration_s), updated=? WHERE id=?",
                         (status, json.dumps(summary), duration_s, time.time(), run_id))
 
+    def annotate(self, run_id: str, name: str | None, note: str | None) -> None:
+        """Set a run's name and note (None or "" clears one); a rerun keeps them."""
+        with self._connect() as con:
+            con.execute("UPDATE runs SET name=?, note=? WHERE id=?", (name or None, note or None, run_id))
+
     def cancel_requested(self, run_id: str) -> bool:
         """True once someone asked this run to stop (status cancelling)."""
         run = self.get_run(run_id)
@@ -316,7 +322,7 @@ class Store:
         with self._connect() as con:
             rows = con.execute(sql + " ORDER BY created DESC", args).fetchall()
         cols = ["id", "kind", "model", "dataset", "config", "status", "progress", "summary", "error",
-                "created", "updated", "duration_s", "owner", "heartbeat"]
+                "created", "updated", "duration_s", "owner", "heartbeat", "name", "note"]
         return pd.DataFrame([_decode(r) for r in rows], columns=cols)
 
     # ----------------------------------------------------------------- points

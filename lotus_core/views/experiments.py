@@ -29,8 +29,9 @@ AUTOMATIC = {  # kinds the pages and other experiments store on their own as the
     "prune-decide": "one point of a turning-point search, decided from the fewest images",
     "speed-accuracy": "the accuracy of one Speed configuration, shared by every speed run that measures it",
 }
-TABLE_COLUMNS = ["id", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
-                 "headline", "config", "error"]
+TABLE_COLUMNS = ["id", "name", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
+                 "headline", "note", "config", "error"]
+NAME_CHARS, NOTE_CHARS = 80, 2000  # the longest run name (one line) and note a user can give
 
 
 # ---------------------------------------------------------------------------- headline numbers
@@ -48,13 +49,16 @@ def headline(kind: str, summary: dict | None) -> Headline:
 
 # ---------------------------------------------------------------------------- the run table
 def run_table(store: Store) -> pd.DataFrame:
-    """Every stored run, newest first: :data:`TABLE_COLUMNS` (``config`` as canonical JSON text,
-    ``created`` as a local timestamp, ``duration_s`` in seconds, accuracy and sparsity fractions)."""
+    """Every stored run, newest first: :data:`TABLE_COLUMNS` (``name``: the user's name of the run, else its
+    :func:`run_name`; ``config`` as canonical JSON text, ``created`` as a local timestamp, ``duration_s``
+    in seconds, accuracy and sparsity fractions)."""
     runs = store.runs()
     rows = []
     for r in runs.itertuples(index=False):
         head = headline(r.kind, r.summary) if r.status == RunStatus.DONE else Headline()
-        rows.append({"id": r.id, "kind": r.kind, "model": r.model, "dataset": r.dataset, "status": r.status,
+        name, note = (v if isinstance(v, str) and v else None for v in (r.name, r.note))  # unset: None or NaN
+        rows.append({"id": r.id, "name": name or run_name(r.kind, r.config), "note": note,
+                     "kind": r.kind, "model": r.model, "dataset": r.dataset, "status": r.status,
                      "created": pd.Timestamp.fromtimestamp(r.created).floor("s"),
                      "duration_s": r.duration_s, "accuracy": head.accuracy, "sparsity": head.sparsity,
                      "headline": head.text, "config": canonical_json(r.config), "error": r.error})
@@ -64,7 +68,7 @@ def run_table(store: Store) -> pd.DataFrame:
 def filter_runs(table: pd.DataFrame, kinds: Iterable[str] = (), statuses: Iterable[str] = (),
                 models: Iterable[str] = (), text: str = "", points: bool = True) -> pd.DataFrame:
     """Rows of ``table`` whose kind, status and model are among those given (empty: any) and whose
-    id, kind, model, dataset, status, headline or configuration contains ``text`` (case-insensitive);
+    id, name, kind, model, dataset, status, headline, note or configuration contains ``text`` (case-insensitive);
     without ``points``, the runs of :data:`POINT_KINDS` are left out."""
     keep = pd.Series(True, index=table.index) if points else ~table["kind"].isin(POINT_KINDS)
     for column, allowed in (("kind", kinds), ("status", statuses), ("model", models)):
@@ -72,7 +76,8 @@ def filter_runs(table: pd.DataFrame, kinds: Iterable[str] = (), statuses: Iterab
         if allowed:
             keep &= table[column].isin(allowed)
     if text.strip():
-        haystack = table[["id", "kind", "model", "dataset", "status", "headline", "config"]].fillna("").astype(str) \
+        haystack = table[["id", "name", "kind", "model", "dataset", "status", "headline", "note", "config"]] \
+            .fillna("").astype(str) \
             .agg(" ".join, axis=1).str.lower()
         keep &= haystack.str.contains(text.strip().lower(), regex=False)
     return table[keep]
@@ -89,10 +94,15 @@ def _setting(name: str, value) -> str:
     return f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
 
 
+KEY_FIELDS = ("model", "dataset", "data", "device", "kind", "threads")  # what every run of a model shares
+# (Context.key): the table shows model and dataset in columns of their own
+
+
 def run_name(kind: str, config: dict, most: int = 4) -> str:
     """A run named by its kind and the settings that differ from the kind's defaults, e.g.
     ``"sweep: methods omp,wanda, refine"``; ``"sweep: defaults"`` when none does. Settings that
-    do not fit in ``most`` are counted ("+2 more"); a kind without defaults shows its first settings."""
+    do not fit in ``most`` are counted ("+2 more"); a kind without defaults shows its first settings
+    besides the :data:`KEY_FIELDS` every run of the model shares."""
     import dataclasses
 
     spec = experiments().get(kind)
@@ -102,7 +112,8 @@ def run_name(kind: str, config: dict, most: int = 4) -> str:
         defaults = None
     if defaults is None:
         fields = spec.config_cls.__dataclass_fields__ if spec is not None and spec.config_cls else config
-        items = [(k, config[k]) for k in fields if k in config and not isinstance(config[k], dict)]
+        items = [(k, config[k]) for k in fields if k in config and not isinstance(config[k], dict)
+                 and k not in KEY_FIELDS]
     else:
         items = [(k, v) for k, v in config.items() if k in defaults and canonical_json(v) != canonical_json(defaults[k])]
     words = [_setting(k.replace("_", " "), v) for k, v in items]
@@ -120,10 +131,10 @@ CURVE_COLUMNS = ["run", "kind", "series", "axis", "x", "accuracy"]
 
 def overlay_curves(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     """The curves of the given runs (those of a kind with a ``curve``; others are skipped) as one
-    table: :data:`CURVE_COLUMNS`, ``run`` being the run's :func:`run_name` (with its id's first six
+    table: :data:`CURVE_COLUMNS`, ``run`` being the user's name of the run or its :func:`run_name` (with its id's first six
     characters when two chosen runs share a name), sorted by run, series and x."""
     frames, runs = [], [r for r in (store.get_run(i) for i in run_ids) if r is not None]
-    names = {r["id"]: run_name(r["kind"], r["config"]) for r in runs}
+    names = {r["id"]: r.get("name") or run_name(r["kind"], r["config"]) for r in runs}
     for run in runs:
         curve = getattr(experiments().get(run["kind"]), "curve", None)
         if curve is None:
@@ -220,6 +231,42 @@ def downloads(store: Store, run_id: str) -> list[Download]:
     out.append(Download("Configuration (JSON)", f"{run_id}-config.json", "application/json",
                         lambda: config_json(store, run_id)))
     return out
+
+
+def annotate_run(store: Store, run_id: str, name: str | None = None, note: str | None = None) -> dict:
+    """Name and annotate a stored run (``run_id`` or a unique prefix): a one-line name of at most
+    :data:`NAME_CHARS` characters and a note of at most :data:`NOTE_CHARS`; empty clears one. Names are
+    the user's words, never part of the run's key. Returns the run as stored."""
+    run = get_run(store, run_id)
+    name, note = (name or "").strip(), (note or "").strip()
+    if "\n" in name or len(name) > NAME_CHARS:
+        raise LotusError(f"a run name is one line of at most {NAME_CHARS} characters; put the rest in the note")
+    if len(note) > NOTE_CHARS:
+        raise LotusError(f"a note holds at most {NOTE_CHARS} characters (this one has {len(note)}); shorten it")
+    store.annotate(run["id"], name, note)
+    return store.get_run(run["id"])
+
+
+def _flat(config: object, prefix: str = "") -> dict[str, object]:
+    """A nested configuration as ``{"lth.steps": 100, ...}``."""
+    if isinstance(config, dict):
+        return {k: v for key, value in config.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): config}
+
+
+def config_differences(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
+    """What differs between two runs' configurations (ids or unique prefixes): one row per setting
+    (nested ones dotted, e.g. ``lth.steps``), with columns ``setting``, ``a``, ``b`` as JSON text (a
+    setting one run lacks reads "(not set)"); kind, model and dataset first. Empty when they agree."""
+    a, b = get_run(store, run_a), get_run(store, run_b)
+    fa = {"kind": a["kind"], "model": a["model"], "dataset": a["dataset"], **_flat(a["config"])}
+    fb = {"kind": b["kind"], "model": b["model"], "dataset": b["dataset"], **_flat(b["config"])}
+    missing = object()
+    rows = [{"setting": k, "a": "(not set)" if fa.get(k, missing) is missing else canonical_json(fa[k]),
+             "b": "(not set)" if fb.get(k, missing) is missing else canonical_json(fb[k])}
+            for k in list(fa) + [k for k in fb if k not in fa]
+            if canonical_json(fa.get(k, None)) != canonical_json(fb.get(k, None)) or (k in fa) != (k in fb)]
+    return pd.DataFrame(rows, columns=["setting", "a", "b"])
 
 
 def delete_run(store: Store, run_id: str) -> dict:

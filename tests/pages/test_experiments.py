@@ -51,7 +51,7 @@ def test_table_filters_and_the_newest_curve_is_drawn():
     assert at.caption[1].value.startswith("2 of 4 runs")
     assert any("No run in the table has a curve yet" in i.value for i in at.info)
     options = at.selectbox[0].options  # the run picker follows the table
-    assert len(options) == 2 and all(o.startswith("evaluate ") for o in options)
+    assert len(options) == 2 and all(o.startswith("evaluate: limit ") for o in options)
 
     at.multiselect[0].set_value([]).run()
     at.text_input[0].set_value(result.run_id[:8]).run()  # the text search
@@ -82,8 +82,29 @@ def test_a_running_job_shows_its_progress_and_can_be_cancelled_but_not_deleted()
     bars = at.get("progress")
     assert len(bars) == 1 and bars[0].proto.value == 26  # rounds 0..4: round 1 and 30 of its 100 steps, (1 + 0.3) / 5
     assert bars[0].proto.text == f"lth {run_id[:6]} (running): round 1 of 4, step 30 of 100"
-    at.selectbox[0].set_value(next(o for o in at.selectbox[0].options if o.startswith(f"lth {run_id[:6]}"))).run()
+    at.selectbox[0].set_value(next(o for o in at.selectbox[0].options if f" {run_id[:6]} (running)" in o)).run()
     assert next(b for b in at.button if b.label == "Delete run").disabled  # running: cancel it first
     next(b for b in at.button if b.label == "Cancel").click().run()
     assert not at.exception
     assert ctx.store.get_run(run_id)["status"] == "cancelling"
+
+
+def test_a_run_is_named_on_the_page_and_two_runs_configurations_are_compared():
+    result = _stored_sweep()
+    at = open_page("experiments")
+    at.text_input[0].set_value(result.run_id[:8]).run()  # search: the sweep alone
+    next(t for t in at.text_input if t.label == "Name").set_value("OMP baseline")
+    next(t for t in at.text_input if t.label == "Note").set_value("for Friday's demo")
+    next(b for b in at.button if b.label == "Save").click().run()
+    assert not at.exception
+    run = open_context().store.get_run(result.run_id)
+    assert (run["name"], run["note"]) == ("OMP baseline", "for Friday's demo")
+    at.text_input[0].set_value("friday").run()  # the note is searchable, the name is the table's run column
+    assert at.dataframe[0].value["name"].tolist() == ["OMP baseline"]
+    at.text_input[0].set_value("").run()
+    a = next(s for s in at.selectbox if s.label == "Run A")
+    a.set_value(next(o for o in a.options if o.startswith("OMP baseline "))).run()
+    b = next(s for s in at.selectbox if s.label == "Run B")
+    assert b.value.startswith("evaluate: limit 200, precision ")  # named by its settings, not by the model's key
+    diff = at.dataframe[1].value
+    assert diff["setting"].tolist()[0] == "kind" and diff.iloc[0][["a", "b"]].tolist() == ['"sweep"', '"evaluate"']
