@@ -15,6 +15,7 @@ from lotus_core.patches.figures import convergence, fidelity_curves, patch_overl
 from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_uploads
 from lotus_core.results.runs import stored_summary
 from lotus_core.results.store import RunStatus
+from lotus_core.views.progress import duration, last_duration
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
@@ -102,20 +103,26 @@ def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
     """Deletion/insertion curves and agreement of the chosen scorers (stored; computed on request)."""
     st.subheader("Do the scorers find what the model needs, and do they agree?")
     f1, f2 = st.columns([5, 2])
-    chosen = f1.multiselect("Scorers to compare", list(SCORERS), default=list(SCORERS))
-    limit = f2.select_slider("Test images", [50, 100, 200, 500], value=100)
+    chosen = f1.multiselect("Scorers to compare", list(SCORERS), **state.remember("fid_scorers", list(SCORERS), SCORERS))
+    limit = f2.select_slider("Test images", [50, 100, 200, 500], **state.remember("fid_limit", 100, (50, 100, 200, 500)))
     fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, scoring=scoring)
+    stored = bool(chosen) and stored_summary(ctx, "fidelity", fid_config) is not None
     if not chosen:
         st.info("Pick at least one scorer.")
-    elif stored_summary(ctx, "fidelity", fid_config) is None and not st.button("Compare scorers"):
-        st.info(f"Deletion and insertion curves and agreement of {len(chosen)} scorers on {limit} test images "
-                "(all five on 100 images take about 30 s on 2 CPU cores; stored afterwards).")
-    else:
-        with ui.guard(), st.status("Scoring, deleting and inserting patches...") as status:
-            bar = st.progress(0.0)
-            result = fidelity(ctx, fid_config, on_progress=lambda f: bar.progress(f["done"] / f["planned"],
-                                                                                 text=f"{f['scorer']} done"))
-            status.update(label="Scorers compared", state="complete")
+    elif not stored:
+        last = last_duration(ctx.store, "fidelity")
+        took = f"the last comparison took {duration(last)}" if last else "the job list shows its progress and time left"
+        st.info(f"Deletion and insertion curves and agreement of {len(chosen)} scorers on {limit} test images. It runs "
+                f"in the background ({took}), so this page stays usable, and is stored afterwards.")
+        if st.button("Compare scorers"):
+            with ui.guard():
+                rid = launch(ctx, "fidelity", fid_config)
+            st.toast(f"Scorer comparison {rid[:6]} queued")
+            stored = stored_summary(ctx, "fidelity", fid_config) is not None  # tests run jobs inline
+        active_jobs(ctx, ("fidelity",))
+    if stored:
+        with ui.guard():
+            result = fidelity(ctx, fid_config)  # served from the store
         left, right = st.columns(2)
         with left:
             charts.show(fidelity_curves(result.curves, result.auc, "deletion"), key="deletion")

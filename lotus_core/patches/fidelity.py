@@ -229,4 +229,5 @@ def fidelity_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
             for p in points.values() if "curve" in p for c in p["curve"]]
 
 
-register_experiment(ExperimentSpec("fidelity", FidelityConfig, run_fidelity, fidelity_headline, fidelity_curve))
+register_experiment(ExperimentSpec("fidelity", FidelityConfig, run_fidelity, fidelity_headline, fidelity_curve,
+                                   job=True))
