@@ -79,7 +79,7 @@ cols = st.columns(4)
 for col, item in zip(cols, downloads(ctx.store, run_id)):
     col.download_button(item.label, item.data, item.file_name, item.mime, key=f"dl-{item.file_name}")
 with st.form(f"annotate-{run_id}", border=False):
-    n1, n2, n3 = st.columns([3, 5, 1], vertical_alignment="bottom")
+    n1, n2, n3 = st.columns([3, 5, 1.2], vertical_alignment="bottom")
     name = n1.text_input("Name", run["name"] or "", max_chars=NAME_CHARS, placeholder=run_name(run["kind"], run["config"]))
     note = n2.text_input("Note", run["note"] or "", max_chars=NOTE_CHARS, placeholder="what this run is for, what it showed")
     if n3.form_submit_button("Save"):

@@ -47,10 +47,10 @@ st.subheader("Compare two masks")
 sparsity = st.slider("Sparsity of one-shot masks (%)", 5, 95, step=5,
                      **state.remember("mask_sparsity", 50, range(5, 96, 5))) / 100
 choices = mask_choices(ctx, sparsity)
-c1, c2, c3 = st.columns(3)
+c1, c2 = st.columns(2)
 label_a = c1.selectbox("Mask A", list(choices), index=0)
 label_b = c2.selectbox("Mask B", list(choices), index=min(2, len(choices) - 1))
-upload = c3.file_uploader("or upload mask B (.safetensors, e.g. from `prune --mask-out`)", type=["safetensors"],
+upload = st.file_uploader("or upload mask B (.safetensors, e.g. from `prune --mask-out`)", type=["safetensors"],
                           max_upload_size=MAX_MASK_BYTES // 2**20)
 with ui.guard():
     mask_a = choices[label_a]()

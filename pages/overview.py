@@ -23,10 +23,12 @@ with ui.guard(), st.spinner("Evaluating the dense model..."):
     dense = ctx.dense_accuracy(limit=limit)
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Dense top-1 accuracy", ui.pct(dense["accuracy"], 2),
+c1.metric("Dense accuracy", ui.pct(dense["accuracy"], 2),
           help=f"on {dense['n']:,} test images (the sidebar's setting), 95% CI {ui.pct(dense['ci95'][0])} - "
                f"{ui.pct(dense['ci95'][1])}")
-c2.metric("95% CI", f"{ui.pct(dense['ci95'][0])} - {ui.pct(dense['ci95'][1])}")
+c2.metric("95% interval", f"±{50 * (dense['ci95'][1] - dense['ci95'][0]):.1f} pts",
+          help=f"{ui.pct(dense['ci95'][0])} to {ui.pct(dense['ci95'][1])}: the Wilson 95% interval of an accuracy "
+               f"measured on {dense['n']:,} test images")
 c3.metric("Parameters", f"{count_parameters(ctx.model):,}")
 c4.metric("Input", "x".join(map(str, ctx.data_config["input_size"])))
 st.caption(f"Model `{ctx.model_id}` on `{ctx.dataset}` ({len(ctx.test):,} test images from {ctx.test.source}).")

@@ -84,9 +84,11 @@ def selection_section(ctx: Context, indices, images, scorer: str, drop: float, s
     m1, m2, m3 = st.columns(3)
     m1.metric("Kept patches per image", f"{report.kept_count} of {p}",
               help=f"dropped = round half up of {100 * drop:.0f}% x {p}, at most {p - 1}")
-    m2.metric("Predictions unchanged (pixel masking)", f"{report.unchanged_lottery} of {len(report.scores)}")
+    m2.metric("Unchanged (pixels)", f"{report.unchanged_lottery} of {len(report.scores)}",
+              help="Predictions unchanged when the dropped patches are masked out in pixels (the dataset's mean)")
     if report.unchanged_token_drop is not None:
-        m3.metric("Predictions unchanged (token dropping)", f"{report.unchanged_token_drop} of {len(report.scores)}")
+        m3.metric("Unchanged (tokens)", f"{report.unchanged_token_drop} of {len(report.scores)}",
+                  help="Predictions unchanged when the dropped patches' tokens are removed from the sequence")
 
     def title(i: int) -> str:
         where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"

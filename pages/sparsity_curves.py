@@ -39,11 +39,11 @@ if protocol == "essential":
 limit = state.limit()
 DEFAULT = SweepConfig(methods=("omp",), limit=limit, refine=True)  # drawn on first load (8 points + a 10-point curve)
 c1, c2, c3 = st.columns([3, 3, 2])
-methods = c1.multiselect("Methods", list(PRUNERS), format_func=lambda m: f"{m}: {PRUNERS[m].help}",
+methods = c1.multiselect("Methods", list(PRUNERS), help="; ".join(f"**{m}**: {PRUNERS[m].help}" for m in PRUNERS),
                          **state.remember("methods", list(DEFAULT.methods), PRUNERS))
 lo, hi = c2.slider("Sparsity range (%)", 0, 95, step=5, **state.remember("range", (0, 90), range(0, 96, 5)))
 step = c3.select_slider("Grid step (%)", [5, 10, 20], **state.remember("step", 10, (5, 10, 20)))
-r1, r2, r3, r4, r5 = st.columns([2, 2, 3, 3, 2])
+r1, r2, r3, r4 = st.columns([4, 3, 3, 3])
 refine = r1.checkbox("Refine turning point", **state.remember("refine", DEFAULT.refine),
                      help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each point "
                           "evaluated only until within/below tolerance is certain; the curve fills in meanwhile.")
@@ -57,7 +57,7 @@ eps = r3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
 finetune = r4.select_slider("Fine-tune steps per point", [0, 30, 100, 300], **state.remember("ft", 0, (0, 30, 100, 300)),
                             help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
                                  "0 draws the instant one-shot curve; fine-tuned curves run as a background job.")
-compute = r5.button("Compute curve", type="primary")
+compute = st.button("Compute curve", type="primary")
 sparsities = tuple(round(s / 100, 4) for s in range(lo, hi + 1, step))
 
 if not methods:

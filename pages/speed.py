@@ -17,17 +17,18 @@ ctx = state.context()
 DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
                       batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
                       best_batch=False, limit=state.limit(), min_run_time=0.2)
-c1, c2, c3, c4 = st.columns([4, 2, 2, 2])
-methods = c1.multiselect("Methods", list(METHODS), format_func=lambda m: f"{m}: {METHODS[m].help}",
+c1, c2 = st.columns([3, 1])
+methods = c1.multiselect("Methods", list(METHODS), help="; ".join(f"**{m}**: {METHODS[m].help}" for m in METHODS),
                          **state.remember("speed_methods", list(DEFAULT.methods), METHODS))
 BATCHES = [1, 8, 32, 64, 256]
 batch_sizes = c2.multiselect("Batch sizes", BATCHES, **state.remember("batches", list(DEFAULT.batch_sizes), BATCHES))
-best_batch = c2.checkbox("and this device's best", **state.remember("best_batch", DEFAULT.best_batch),
+c3, c4, c5 = st.columns(3)
+best_batch = c3.checkbox("and this device's best", **state.remember("best_batch", DEFAULT.best_batch),
                          help="Find the batch size with the most images/s for the dense model (doubling from 1) "
                               "and measure every method there too")
-eps = c3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
+eps = c4.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
                       **state.remember("speed_eps", 100 * EPS, state.between(0.1, 10.0))) / 100
-axis = c4.radio("x axis", ["latency", "images/s"], horizontal=True,
+axis = c5.radio("x axis", ["latency", "images/s"], horizontal=True,
                 **state.remember("axis", "latency", ["latency", "images/s"]))
 with st.expander("Settings of each method"):
     s1, s2, s3, s4, s5 = st.columns(5)

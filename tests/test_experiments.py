@@ -110,14 +110,14 @@ def test_a_single_mask_downloads_as_itself_and_a_run_without_masks_as_nothing(sw
 def test_downloads_are_the_csv_the_masks_and_the_configuration(sweep_ctx):
     store, run_id = sweep_ctx.store, sweep_ctx.sweep.run_id
     items = downloads(store, run_id)
-    assert [d.label for d in items] == ["Table (CSV)", "Configuration (JSON)"]
+    assert [d.label for d in items] == ["Table (CSV)", "Config (JSON)"]
     assert items[0].file_name == f"{run_id}.csv" and items[0].data() == store.export_csv(run_id)
     assert items[0].data().splitlines()[0].split(",")[:3] == ["key", "method", "sparsity"]
     assert json.loads(items[1].data()) == store.get_run(run_id)["config"] == json.loads(config_json(store, run_id))
     store.put_blob(run_id, "mask-a.safetensors", b"a")
     store.put_blob(run_id, "mask-b.safetensors", b"b")
     items = downloads(store, run_id)
-    assert [d.label for d in items] == ["Table (CSV)", "Masks (2 safetensors, zip)", "Configuration (JSON)"]
+    assert [d.label for d in items] == ["Table (CSV)", "Masks (2 safetensors, zip)", "Config (JSON)"]
     assert zipfile.ZipFile(io.BytesIO(items[1].data())).read("mask-b.safetensors") == b"b"
 
 

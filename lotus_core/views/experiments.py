@@ -228,7 +228,7 @@ def downloads(store: Store, run_id: str) -> list[Download]:
         out.append(Download(label, _masks_name(run_id, names),
                             "application/octet-stream" if len(names) == 1 else "application/zip",
                             lambda: _masks_bytes(store, run_id, names)))
-    out.append(Download("Configuration (JSON)", f"{run_id}-config.json", "application/json",
+    out.append(Download("Config (JSON)", f"{run_id}-config.json", "application/json",
                         lambda: config_json(store, run_id)))
     return out
 

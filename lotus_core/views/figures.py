@@ -4,6 +4,8 @@ Every figure has axis titles with units; accuracies and sparsities are shown in 
 """
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 import plotly.graph_objects as go
 
@@ -17,12 +19,26 @@ def _translucent(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+TITLE_CHARS = 36  # the longest line of a chart title: fits a half-width chart at 1024 px (about 270 px) and a phone
+TITLE_LINE_PX = 24
+
+
+def titled(fig: go.Figure, title: str, above: int = 30) -> go.Figure:
+    """``fig`` titled at its top left, the title wrapped into lines of at most :data:`TITLE_CHARS` characters
+    (plotly never wraps one, so a long title is cut off in a narrow window), with the top margin grown to
+    ``above`` pixels (e.g. for a legend) plus its lines."""
+    lines = textwrap.wrap(title, TITLE_CHARS) or [""]
+    fig.update_layout(title=dict(text="<br>".join(lines), x=0, xanchor="left", y=1, yanchor="top", yref="container",
+                                 pad=dict(t=10, l=10)), margin_t=above + TITLE_LINE_PX * len(lines))
+    return fig
+
+
 def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, height: int = 420) -> go.Figure:
     """Axis titles (with units), a compact margin and a legend on top (under the title, if any)."""
-    fig.update_layout(title=dict(text=title, x=0, xanchor="left", y=1, yanchor="top", yref="container",
-                                 pad=dict(t=10, l=10)) if title else None,
-                      height=height, margin=dict(l=60, r=20, t=80 if title else 30, b=50),
+    fig.update_layout(height=height, margin=dict(l=60, r=20, t=30, b=50),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), template="plotly_white")
+    if title:
+        titled(fig, title, above=56)
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
@@ -187,8 +203,8 @@ def kept_weights(a, b, label_a: str, label_b: str, layer: str) -> go.Figure:
     for col, m in ((1, a), (2, b)):
         fig.add_trace(go.Heatmap(z=m.float().numpy()[::-1], colorscale=[[0, "#212121"], [1, "#fafafa"]], showscale=False,
                                  hovertemplate="out %{y}, in %{x}: %{z}<extra></extra>"), row=1, col=col)
-    fig.update_layout(height=420, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white",
-                      title=f"{layer}: kept (white) and pruned (black) weights")
+    fig.update_layout(height=420, margin=dict(l=40, r=10, t=40, b=40), template="plotly_white")
+    titled(fig, f"{layer}: kept (white) and pruned (black) weights", above=40)
     fig.update_xaxes(title_text="input feature")
     fig.update_yaxes(title_text="output feature", col=1)
     return fig

@@ -40,7 +40,7 @@ from ..lottery.common import ticket_curve
 from ..results.registry import get_experiment
 from ..results.store import RunStatus
 from ..training.evaluate import DEFAULT_LIMIT
-from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve, speed_frontier
+from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve, speed_frontier, titled
 
 if TYPE_CHECKING:
     from ..pruning.sweep import SweepResult
@@ -330,15 +330,15 @@ def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Sec
     n, p = len(rep.scores), rep.grid.num_patches
     unchanged = rep.unchanged_lottery
     sentence = (f"The model's attention ranks the {p} patches of each image; hiding the {p - rep.kept_count} it "
-                f"attends to least ({_pct(options.drop, 0)}, outlined in red) leaves its answer unchanged on "
+                f"attends to least ({_pct(options.drop, 0)}, washed out in grey) leaves its answer unchanged on "
                 f"{unchanged} of {n} example {classes[label]} images.")
     titles = [f"#{i}: {classes[int(a)]} -> {classes[int(b)]}"
               for i, a, b in zip(rep.indices, rep.prediction, rep.prediction_lottery)]
     fig = patch_overlays(rep.model_images, rep.scores, rep.keep, rep.grid, titles)
-    fig.update_layout(title=dict(text="Patch importance (brighter = more attended); titles: answer on the whole image "
-                                      "-> with the red patches hidden", x=0, xanchor="left", y=1, yanchor="top",
-                                 yref="container", pad=dict(t=10, l=10)),
-                      margin=dict(t=fig.layout.margin.t + 40), height=fig.layout.height + 40)
+    top = fig.layout.margin.t
+    titled(fig, "Patch importance (brighter = more attended); titles: answer on the whole image -> with the grey "
+                "patches hidden", above=top)
+    fig.update_layout(height=fig.layout.height + fig.layout.margin.t - top)
     return Section("patches", title, sentence, fig, unchanged / n if n else None)
 
 

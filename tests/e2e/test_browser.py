@@ -97,3 +97,51 @@ def test_an_lth_job_runs_in_the_background_and_its_ticket_is_drawn(page, server)
     assert page.get_by_text("Cost of each finished run").count() == 1
     assert page.locator(EXCEPTION).count() == 0
     screenshot(page, SCREENSHOTS / "soup-lth.png")
+
+
+CLIPPED = """() => {
+  const problems = [];
+  const doc = document.documentElement;
+  const main = document.querySelector('[data-testid="stMain"]') || doc;
+  if (main.scrollWidth > main.clientWidth + 1) problems.push(`the page scrolls sideways (${main.scrollWidth} px > ${main.clientWidth} px)`);
+  const text = (e) => (e.innerText || '').trim().slice(0, 60);
+  const seen = new Set();
+  for (const e of main.querySelectorAll('*')) {
+    if (e.offsetParent === null || e.closest('[data-baseweb="tag"], .js-plotly-plot, [data-testid="stDataFrame"]')) continue;
+    // hidden, a chosen option's chip (Streamlit shortens those by design), charts and tables (checked apart)
+    const heading = e.matches('h1, h2, h3, [data-testid="stMetricValue"] div');
+    const cut = getComputedStyle(e).textOverflow === 'ellipsis' || heading;
+    if (cut && e.scrollWidth > e.clientWidth + 1 && text(e) && !seen.has(text(e))) {
+      seen.add(text(e));
+      problems.push(`clipped text: "${text(e)}" (${e.scrollWidth} px in ${e.clientWidth} px)`);
+    }
+  }
+  for (const svg of document.querySelectorAll('.js-plotly-plot .main-svg:first-of-type')) {
+    const width = svg.getBoundingClientRect().width;
+    for (const t of svg.parentNode.querySelectorAll('.gtitle')) {
+      const box = t.getBBox();
+      if (box.x < -1 || box.x + box.width > width + 1) problems.push(`clipped chart title: "${t.textContent.slice(0, 60)}" (${Math.round(box.x + box.width)} px in ${Math.round(width)} px)`);
+    }
+  }
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width,height", [(1024, 768), (390, 844)], ids=["1024px", "phone"])
+def test_every_page_fits_a_1024_px_window_and_a_phone_without_clipped_titles_or_buttons(browser, server, width, height):
+    """Titles, buttons, metrics and chart titles are not cut off, and no page scrolls sideways, at 1024 px and on a
+    phone-sized screen (the sidebar collapses there)."""
+    context = browser.new_context(viewport={"width": width, "height": height})
+    tab = context.new_page()
+    tab.set_default_timeout(300_000)
+    problems = []
+    try:
+        for nav in nav_pages():
+            tab.goto(f"{server.url}/{nav.path}")
+            wait_for_page(tab)
+            tab.wait_for_timeout(500)  # plotly lays its titles out after the script finishes
+            screenshot(tab, SCREENSHOTS / f"{width}px-{nav.path or 'overview'}.png")
+            problems += [f"{nav.title} at {width} px: {p}" for p in tab.evaluate(CLIPPED)]
+    finally:
+        context.close()
+    assert not problems, "\n".join(problems)

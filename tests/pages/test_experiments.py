@@ -62,7 +62,7 @@ def test_delete_asks_for_confirmation_then_removes_the_run():
     result = _stored_sweep()
     at = open_page("experiments")
     at.text_input[0].set_value(result.run_id).run()
-    assert [b.label for b in at.get("download_button")] == ["Table (CSV)", "Configuration (JSON)"]
+    assert [b.label for b in at.get("download_button")] == ["Table (CSV)", "Config (JSON)"]
     next(b for b in at.button if b.label == "Delete run").click().run()
     assert not at.exception
     assert at.warning[0].value.startswith(f"Delete sweep run {result.run_id} with its 1 stored points")

@@ -12,7 +12,7 @@ def test_overview_shows_dense_accuracy_from_the_core():
     metrics = {m.label: m.value for m in at.metric}
     ctx = open_context()
     dense = ctx.dense_accuracy(limit=2000)
-    assert metrics["Dense top-1 accuracy"] == f"{100 * dense['accuracy']:.2f}%"
+    assert metrics["Dense accuracy"] == f"{100 * dense['accuracy']:.2f}%"
     assert metrics["Parameters"] == f"{sum(p.numel() for p in ctx.model.parameters()):,}"
     assert metrics["Input"] == "1x28x28"
     assert len(at.get("plotly_chart")) == 2

@@ -34,7 +34,7 @@ def test_patches_page_shows_the_core_scores_and_follows_scorer_and_drop():
     expected = explain_images(ctx, "cls", 0.1, ScoreOptions(), indices=indices)
     assert red == 4 * 5 and len(z) == 4
     np.testing.assert_allclose(z, expected.scores.view(4, 7, 7).numpy(), rtol=1e-5, atol=1e-7)
-    unchanged = widget(at.metric, "Predictions unchanged (pixel masking)").value
+    unchanged = widget(at.metric, "Unchanged (pixels)").value
     assert unchanged == f"{expected.unchanged_lottery} of 4"
 
     widget(at.slider, "Drop ratio (% of patches)").set_value(25).run()
