@@ -319,3 +319,59 @@ def test_several_lth_runs_and_their_controls_submitted_together_on_ray_store_the
                                                 for c in controls]
     assert all(local.store.get_blob(s["run_id"], "mask.safetensors") == ray.store.get_blob(s["run_id"], "mask.safetensors")
                is not None for s in a)
+
+
+MULTI_NODE = """
+import json, sys
+sys.path.insert(0, {root!r})
+import torch
+torch.set_num_threads(1)  # as the test process (conftest): the thread count is part of the keys
+import ray
+from ray.cluster_utils import Cluster
+from lotus_core.core.context import Context
+from lotus_core.models.loading import data_config
+from lotus_core.pruning import sweep as sweep_mod
+from lotus_core.results.executors import ExecutorConfig, get_executor
+from lotus_core.results.store import Store
+from tests.conftest import make_tiny_imageset, make_tiny_vit
+from tests.test_executors import SWEEP
+
+cluster = Cluster(initialize_head=True, head_node_args={{"num_cpus": 1, "include_dashboard": False}})
+cluster.add_node(num_cpus=1)  # a second raylet: a node of its own, as on a second machine
+cluster.wait_for_nodes()
+config = ExecutorConfig("ray", address=cluster.address, cpus_per_task=1)
+model = make_tiny_vit(0)
+ctx = Context(model, model.lotus_id, "tiny", data_config(model), make_tiny_imageset(200, seed=0), Store({db!r}),
+              _train=make_tiny_imageset(400, seed=1, split="train"), executor=config)
+unit = sweep_mod.point_unit
+
+def where(state, u):  # the unit, and the node that computed it
+    return {{"node": ray.get_runtime_context().get_node_id(), "result": unit(state, u)}}
+
+pool = get_executor(config).pool(sweep_mod.point_state, ctx, SWEEP)
+nodes = [o.result["node"] for o in pool.map(where, {{str(i): ("omp", s) for i, s in enumerate((0.2, 0.5, 0.8) * 2)}})]
+info = get_executor(config).resources()
+pool.close()
+sweep_mod.run_sweep(ctx, SWEEP)  # the real sweep, stored by this driver
+print(json.dumps({{"nodes": len(set(nodes)), "units": len(nodes), "info_nodes": info["nodes"],
+                  "cpus": info["resources"]["CPU"]}}))
+ray.shutdown()  # the driver leaves first: a cluster refuses to remove the node its driver is connected to
+cluster.shutdown()
+"""
+
+
+def test_a_sweep_on_a_two_node_cluster_runs_on_both_nodes_and_stores_the_local_results(tiny_ctx, tmp_path):
+    """The same code on a cluster: a head and a second node (two raylets, one CPU each), the driver joining by
+    address. Units run on both nodes, and the stored sweep equals the local executor's."""
+    db = tmp_path / "cluster.db"
+    script = MULTI_NODE.format(root=str(ROOT), db=str(db))
+    proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out == {"nodes": 2, "units": 6, "info_nodes": 2, "cpus": 2.0}
+    cluster_ctx = dataclasses.replace(tiny_ctx, store=Store(db))
+    local = on(tiny_ctx, tmp_path, "local", ExecutorConfig())
+    expected = run_sweep(local, SWEEP)
+    assert stored(cluster_ctx, "sweep", SWEEP)[0] == stored(local, "sweep", SWEEP)[0]
+    assert run_sweep(cluster_ctx, SWEEP).frame.equals(expected.frame)  # served from the cluster's store
