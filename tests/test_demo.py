@@ -17,7 +17,8 @@ def test_prepare_demo_fills_every_report_section_and_never_computes_twice(tiny_c
     assert missing_steps(tiny_ctx, 50) == [l for l in labels if l != "patch scorers compared"]  # another protocol
 
 
-def test_a_compact_copy_leaves_out_only_the_soups_of_finished_issp_runs_and_seeding_never_overwrites(tiny_ctx, tmp_path):
+def test_a_compact_copy_leaves_out_only_the_weights_finished_runs_keep_to_resume_and_seeding_never_overwrites(
+        tiny_ctx, tmp_path):
     import sqlite3
 
     from lotus_core.views.demo import compact_copy, seed_store
@@ -26,9 +27,13 @@ def test_a_compact_copy_leaves_out_only_the_soups_of_finished_issp_runs_and_seed
     done, running, lth = (store.start_run(kind, {"n": i}) for i, kind in enumerate(("issp", "issp", "lth")))
     store.finish_run(done, {"ok": True})
     store.finish_run(lth, {"ok": True})
+    trained = store.start_run("lottery-train", {"n": 3})
+    store.finish_run(trained, {"ok": True})
     for rid in (done, running, lth):
         store.put_blob(rid, "soup-round-1.safetensors", b"w" * 1000)
         store.put_blob(rid, "mask-round-1.safetensors", b"m" * 10)
+    for name in ("init.safetensors", "full-epoch-1.safetensors", "lottery-epoch-1.safetensors"):
+        store.put_blob(trained, name, b"w" * 1000)
     out = tmp_path / "demo" / "ship.db"
     sizes = compact_copy(store.path, out)
     with sqlite3.connect(out) as con:
@@ -37,6 +42,7 @@ def test_a_compact_copy_leaves_out_only_the_soups_of_finished_issp_runs_and_seed
     assert kept == sorted([(done, "mask-round-1.safetensors"), (running, "mask-round-1.safetensors"),
                            (running, "soup-round-1.safetensors"), (lth, "mask-round-1.safetensors"),
                            (lth, "soup-round-1.safetensors")])  # a running ISSP run still needs its soup to resume
+    # (and the finished lottery training's weights are gone: its pages read its points)
     assert journal == "delete" and sizes["bytes"] == out.stat().st_size
     target = tmp_path / "fresh" / "lotus.db"
     assert seed_store(target, demo=out) and target.read_bytes() == out.read_bytes()

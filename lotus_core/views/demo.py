@@ -139,12 +139,16 @@ def prepare_demo(ctx: Context, limit: int = DEFAULT_LIMIT,
             "computed": sum(r["computed"] for r in rows)}
 
 
-RESUME_ONLY_BLOBS = {"issp": "soup-round-"}  # kind -> blob name prefix a finished run never reads again
+RESUME_ONLY_BLOBS = {  # kind -> name prefixes of the blobs a finished run never reads again (weights kept to resume)
+    "issp": ("soup-round-",),  # the soup after each round
+    "lottery-train": ("init.", "full-epoch-", "lottery-epoch-"),  # both arms' start and weights after each epoch
+}
 
 
 def compact_copy(source: Path, out: Path) -> dict:
     """A compact copy of the store at ``source`` written to ``out`` (what ships as :data:`DEMO_DB`): the
-    blobs a finished run only kept to resume (ISSP's soups: the weights after each round) are left out,
+    blobs a finished run only kept to resume (:data:`RESUME_ONLY_BLOBS`: weights of ISSP rounds and of lottery-training
+    epochs) are left out,
     and the file is vacuumed into one self-contained database (no WAL). Returns sizes in bytes."""
     import sqlite3
 
@@ -159,9 +163,10 @@ def compact_copy(source: Path, out: Path) -> dict:
         con.close()
     con = sqlite3.connect(out)
     try:
-        for kind, prefix in RESUME_ONLY_BLOBS.items():
-            con.execute("DELETE FROM blobs WHERE name LIKE ? AND run_id IN (SELECT id FROM runs WHERE kind = ? AND "
-                        "status = 'done')", (prefix + "%", kind))
+        for kind, prefixes in RESUME_ONLY_BLOBS.items():
+            for prefix in prefixes:
+                con.execute("DELETE FROM blobs WHERE name LIKE ? AND run_id IN (SELECT id FROM runs WHERE kind = ? "
+                            "AND status = 'done')", (prefix + "%", kind))
         con.commit()
         con.execute("VACUUM")
     finally:
