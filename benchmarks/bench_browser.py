@@ -118,7 +118,7 @@ def main() -> None:
     log = ROOT / "artifacts" / "bench-browser-server.log"
 
     with sync_playwright() as playwright:
-        first_load(playwright, db, log)  # warms the OS file cache (model, data) like any second start
+        start_cold, load_cold = first_load(playwright, db, log)  # the first start: imports and files not cached yet
         start_stored, load_stored = first_load(playwright, db, log)
         start_empty, load_empty = first_load(playwright, empty, log)
 
@@ -148,7 +148,8 @@ def main() -> None:
     print("| measure | page | median (s) | p95 (s) | target |")
     print("|---|---|---:|---:|---|")
     print(f"| server start to /_stcore/health | - | {start_stored:.2f} | - | - |")
-    for what, seconds in (("results stored (model load included)", load_stored),
+    for what, seconds in (("first start of the server, results stored", load_cold),
+                          ("results stored (model load included)", load_stored),
                           ("empty store (dense accuracy computed)", load_empty)):
         print(f"| first page load, fresh server, {what} | Overview | {seconds:.2f} | - | < 10 s |")
     for title, values in single.items():
