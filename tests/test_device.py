@@ -27,6 +27,7 @@ from lotus_core.pruning.sweep import SweepConfig
 from lotus_core.results.registry import experiments
 from lotus_core.speed.run import SpeedConfig
 from lotus_core.results.runs import run_experiment
+from lotus_core.patches.fidelity import FidelityConfig
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import predict
 from lotus_core.training.finetune import FinetuneConfig
@@ -53,6 +54,7 @@ KINDS = {  # one tiny config per experiment kind
     "rigl": RigLConfig(target=0.5, steps=2, update_every=1, batch_size=8, limit=50),
     "supermask": SupermaskConfig(steps=2, batch_size=8, limit=50),
     "ticket-transfer": TicketTransferConfig(source="fashion-mnist-0to4", steps=1, batch_size=8, limit=50),
+    "fidelity": FidelityConfig(scorers=("cls", "random"), limit=20, steps=4),
 }
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 

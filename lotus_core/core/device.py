@@ -76,6 +76,13 @@ def eval_batch_size(device: torch.device, input_size: tuple[int, ...]) -> int:
     return per_cpu * 8 if device.type == "cuda" else per_cpu
 
 
+def decision_batch_size(device: torch.device, input_size: tuple[int, ...]) -> int:
+    """The largest batch of an early decision: a fifth of :func:`eval_batch_size` (at least 16). Smaller
+    batches stop nearer where the answer became certain, and on this project's 2-core CPU 100 images of 28 px
+    a batch also run faster than 500 (3,706 against 2,948 images/s in bf16, 2,166 against 1,831 in fp32)."""
+    return max(16, eval_batch_size(device, input_size) // 5)
+
+
 @functools.lru_cache(maxsize=None)
 def cpu_supports_bf16() -> bool:
     """True when oneDNN reports native bf16 kernels on this CPU (AVX-512 BF16 or AMX)."""

@@ -47,6 +47,7 @@ import torch
 from torch import nn
 
 from ..core.context import Context
+from ..core.device import decision_batch_size
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from .essential import (Essential, bisect_decisions, bisect_turning_point, cost_split, essential_sparsity,
@@ -301,7 +302,9 @@ class PointEvaluator:
                     "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
                     "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
 
-        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {})}
+        # the order and the batches decide which images an early decision saw (its stored counts), not its answer
+        batches = {"batches": [MIN_BATCH, decision_batch_size(self.ctx.device, self.ctx.data_config["input_size"])]}
+        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {}), **batches}
         out = run_experiment(self.ctx, "prune-decide", key, compute, refresh=refresh)
         out = {k: v for k, v in out.items() if k != "run_id"}
         if out["early"]:

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from ..data import ImageSet, subset_indices, to_model_input
-from ..core.device import autocast, eval_batch_size, model_device
+from ..core.device import autocast, decision_batch_size, eval_batch_size, model_device
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_LIMIT = 2000
@@ -191,7 +191,7 @@ def decide_in_batches(count_correct: Callable[[int, int], int], n: int, required
 
 
 def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, limit: int | None = DEFAULT_LIMIT,
-           seed: int = 0, batch_size: int = 500, min_batch: int = MIN_BATCH, bf16: bool = True,
+           seed: int = 0, batch_size: int | None = None, min_batch: int = MIN_BATCH, bf16: bool = True,
            order: Sequence[int] | None = None) -> Decision:
     """Are at least ``required`` of the fixed ``limit``-image subset (the one :func:`evaluate` uses)
     classified correctly? Evaluated in batches, stopping as soon as the answer is certain.
@@ -203,8 +203,10 @@ def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, l
 
     The answer is the one full evaluation gives (``evaluate(...).correct >= required``): the
     images are the same and the prediction of an image does not depend on the batch it is in
-    (``decision`` only counts). ``min_batch`` trades a few surplus images for fewer, larger batches.
+    (``decision`` only counts). ``min_batch`` trades a few surplus images for fewer, larger batches;
+    ``batch_size`` (the largest batch) defaults to :func:`~lotus_core.core.device.decision_batch_size`.
     """
+    batch_size = batch_size or decision_batch_size(model_device(model), data_config["input_size"])
     idx = subset_indices(len(data), limit, seed)
     if order is not None:
         if sorted(order) != list(range(len(idx))):
