@@ -49,3 +49,22 @@ def active_jobs(ctx: Context, kinds: tuple[str, ...] | None = None) -> None:
         if run["status"] != RunStatus.CANCELLING and c2.button("Cancel", key=f"cancel-{run['id']}"):
             jobs.cancel(ctx.store, run["id"])
             st.rerun()
+
+
+def offer(ctx: Context, kind: str, config: Any, what: str, button: str, queued: str) -> bool:
+    """A background experiment not stored yet: ``what`` it does and the measured time of the last finished run of
+    ``kind`` (not a constant), a ``button`` that queues it (toast "``queued`` <id> queued"), and the jobs of that
+    kind. Returns whether it is stored now (at once in tests, where jobs run inline)."""
+    from app import ui
+    from lotus_core.results.runs import stored_summary
+    from lotus_core.views.progress import duration, last_duration
+
+    last = last_duration(ctx.store, kind)
+    took = f"the last one took {duration(last)}" if last else "the job list shows its progress and time left"
+    st.info(f"{what} It runs in the background ({took}), so this page stays usable, and is stored afterwards.")
+    if st.button(button):
+        with ui.guard():
+            run_id = launch(ctx, kind, config)
+        st.toast(f"{queued} {run_id[:6]} queued")
+    active_jobs(ctx, (kind,))
+    return stored_summary(ctx, kind, config) is not None

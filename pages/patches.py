@@ -3,7 +3,7 @@ training on the kept patches (data lottery tickets) buys."""
 import streamlit as st
 
 from app import charts, state, ui
-from app.jobs import active_jobs, launch
+from app.jobs import active_jobs, launch, offer
 from lotus_core.data import subset_indices
 from lotus_core.core.context import Context
 from lotus_core.core.errors import LotusError
@@ -15,7 +15,6 @@ from lotus_core.patches.figures import convergence, fidelity_curves, patch_overl
 from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_uploads
 from lotus_core.results.runs import stored_summary
 from lotus_core.results.store import RunStatus
-from lotus_core.views.progress import duration, last_duration
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
@@ -112,16 +111,8 @@ def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
     if not chosen:
         st.info("Pick at least one scorer.")
     elif not stored:
-        last = last_duration(ctx.store, "fidelity")
-        took = f"the last comparison took {duration(last)}" if last else "the job list shows its progress and time left"
-        st.info(f"Deletion and insertion curves and agreement of {len(chosen)} scorers on {limit} test images. It runs "
-                f"in the background ({took}), so this page stays usable, and is stored afterwards.")
-        if st.button("Compare scorers"):
-            with ui.guard():
-                rid = launch(ctx, "fidelity", fid_config)
-            st.toast(f"Scorer comparison {rid[:6]} queued")
-            stored = stored_summary(ctx, "fidelity", fid_config) is not None  # tests run jobs inline
-        active_jobs(ctx, ("fidelity",))
+        stored = offer(ctx, "fidelity", fid_config, f"Deletion and insertion curves and agreement of {len(chosen)} "
+                       f"scorers on {limit} test images.", "Compare scorers", "Scorer comparison")
     if stored:
         with ui.guard():
             result = fidelity(ctx, fid_config)  # served from the store

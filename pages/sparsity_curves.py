@@ -2,7 +2,7 @@
 import streamlit as st
 
 from app import charts, state, ui
-from app.jobs import active_jobs, launch
+from app.jobs import active_jobs, launch, offer
 from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.controls import CONTROLS
 from lotus_core.results.runs import run_id_for, stored_summary
@@ -11,7 +11,6 @@ from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 from lotus_core.pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep,
                                       turning_point_search)
 from lotus_core.training.finetune import FinetuneConfig
-from lotus_core.views.progress import duration, last_duration
 
 ui.header("Sparsity curves",
           "Prune the model on demand with several methods and see where accuracy leaves the dense level.",
@@ -164,17 +163,10 @@ with left:
                 key="layers")
 with right:
     sens_config = SensitivityConfig(limit=limit)
-    if stored_summary(ctx, "sensitivity", sens_config) is None:
-        last = last_duration(ctx.store, "sensitivity")
-        took = f"the last one took {duration(last)}" if last else "the job list shows its progress and time left"
-        st.info(f"Sensitivity: prune one layer alone at {', '.join(f'{100 * s:.0f}' for s in sens_config.sparsities)}% "
-                f"and measure the accuracy drop. It runs in the background ({took}) and is stored afterwards.")
-        if st.button("Run sensitivity analysis"):
-            with ui.guard():
-                rid = launch(ctx, "sensitivity", sens_config)
-            st.toast(f"Sensitivity analysis {rid[:6]} queued")
-        active_jobs(ctx, ("sensitivity",))
-    else:
+    levels = ", ".join(f"{100 * s:.0f}" for s in sens_config.sparsities)
+    if stored_summary(ctx, "sensitivity", sens_config) is not None or offer(
+            ctx, "sensitivity", sens_config, f"Sensitivity: prune one layer alone at {levels}% and measure the accuracy "
+            "drop.", "Run sensitivity analysis", "Sensitivity analysis"):
         with ui.guard():
             table = run_sensitivity(ctx, sens_config)  # served from the store
         table.columns = [f"{100 * c:.0f}%" for c in table.columns]
