@@ -5,12 +5,13 @@ import streamlit as st
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch
-from lotus_core.views.figures import accuracy_lines, barrier_curve
+from lotus_core.views.figures import accuracy_lines, barrier_curve, training_curves
 from lotus_core.core.config import from_mapping
 from lotus_core.results.store import RunStatus
 from lotus_core.views.tables import readable
 from lotus_core.views.catalog import (COMPARED_KINDS, accuracy_comparison, instability_table, omp_finetune_config,
-                                       rigl_equal_steps_config, run_costs, run_label, stable_rewind_points, ticket_runs)
+                                       rigl_equal_steps_config, run_costs, run_label, stable_rewind_points, ticket_runs,
+                                       training_trace)
 from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
@@ -112,12 +113,12 @@ done_ids = [rid for rid in chosen if status.loc[rid, "status"] == RunStatus.DONE
 lth_chosen = [rid for rid in done_ids if status.loc[rid, "kind"] == "lth"]
 # the comparisons at an LTH run's budget: (button, help, kind, config builder, toast)
 AT_LTH_BUDGET = [
-    ("Fine-tune OMP at these LTH runs' sparsities with the same budget",
-     "The Essential Sparsity comparison: OMP masks of the pre-trained weights, each fine-tuned with one LTH round's "
-     "steps and learning rate.", "sweep", omp_finetune_config, "OMP + fine-tune queued"),
-    ("RigL to these LTH runs' sparsity with as many training steps",
-     "RigL (Evci et al., ICML 2020) from the OMP mask at the LTH run's final sparsity, trained for all of its rounds' "
-     "steps together: the two at equal training cost.", "rigl", rigl_equal_steps_config, "RigL queued"),
+    ("Fine-tune OMP, same budget",
+     "The Essential Sparsity comparison: OMP masks of the pre-trained weights at these LTH runs' sparsities, each "
+     "fine-tuned with one LTH round's steps and learning rate.", "sweep", omp_finetune_config, "OMP + fine-tune queued"),
+    ("RigL, same training steps",
+     "RigL (Evci et al., ICML 2020) from the OMP mask at these LTH runs' final sparsity, trained for all of their "
+     "rounds' steps together: the two at equal training cost.", "rigl", rigl_equal_steps_config, "RigL queued"),
 ]
 for col, (label, why, kind, build, toast) in zip(st.columns(len(AT_LTH_BUDGET)), AT_LTH_BUDGET):
     if lth_chosen and col.button(label, help=why):
@@ -143,3 +144,13 @@ else:
                  column_config={"final sparsity": st.column_config.NumberColumn(format="percent"),
                                 "final accuracy": st.column_config.NumberColumn(format="percent"),
                                 "training time (s)": st.column_config.NumberColumn(format="%.0f")})
+    trained = [rid for rid in done_ids if status.loc[rid, "kind"] in ("lth", "issp")]
+    if trained:
+        st.markdown("**How each run trained**: the loss of every fine-tune step and the accuracy after each round.")
+        which = st.selectbox("Run", trained, format_func=labels.get, key="trace-run")
+        losses, rounds = training_trace(ctx, which)
+        if losses.empty:
+            st.info("This run was stored before LOTUS recorded the loss of every step; its accuracy after each round "
+                    "is drawn in the comparison above.")
+        else:
+            charts.show(training_curves(losses, rounds, "Training loss and accuracy, round by round"), key="trace")

@@ -83,13 +83,14 @@ def test_rewinding_restores_the_pretrained_weights_and_pruned_weights_stay_zero(
     monkeypatch.setattr(lth_mod, "finetune", lambda model, *a, **k: started.append(copy.deepcopy(model)) or
                         real(model, *a, **k))
     steps = []
-    trained, kept = fine_tuned_ticket(tiny_ctx, CFG, 1, mask, None, on_progress=lambda p: steps.append(p.step))
+    trained, kept, losses = fine_tuned_ticket(tiny_ctx, CFG, 1, mask, None, on_progress=lambda p: steps.append(p.step))
     for n, p in started[0].named_parameters():  # the ticket before its fine-tune: pre-trained weights * mask
         assert torch.equal(p, base[n] * mask[n] if n in mask else base[n]), n
     for n, p in scoped_parameters(trained).items():
         assert torch.all(p[~mask[n]] == 0), n  # exactly zero after fine-tuning
         assert not torch.equal(p[mask[n]], base[n][mask[n]]), n  # the survivors did train
     assert kept is None and steps[-1] == 6  # no rewinding point to keep; progress reported to the last step
+    assert len(losses) == 6 and all(x > 0 for x in losses)  # the loss of every step, for the training chart
 
 
 def test_late_rewinding_restores_step_k_of_the_same_dense_run(tiny_ctx):
@@ -100,7 +101,7 @@ def test_late_rewinding_restores_step_k_of_the_same_dense_run(tiny_ctx):
     with pytest.raises(LotusError, match="run its round 0 first"):
         rewind_model(tiny_ctx, late, run)
     dense = Mask.ones(scoped_parameters(tiny_ctx.model, late.scope))
-    round0, kept = fine_tuned_ticket(tiny_ctx, late, 0, dense, None)
+    round0, kept, _ = fine_tuned_ticket(tiny_ctx, late, 0, dense, None)
     run.blob(REWIND_BLOB, kept)  # what run_lth stores after round 0
     with pytest.raises(LotusError, match="run its round 0 first"):  # a later round needs those weights
         fine_tuned_ticket(tiny_ctx, late, 1, dense, None)
@@ -233,3 +234,17 @@ def test_cli_lth_with_several_seeds_and_rewinds_stores_one_run_each_and_serves_t
     assert code == 0 and json.loads(again)["runs"] == controls
     code, _, err = run_cli(capsys, *control[:-7], "--kinds", "reinit,swap", "--db", db)
     assert code == 2 and "'reinit,swap': give a comma list of controls (reinit, shuffle)" in err
+
+
+def test_the_training_trace_holds_every_steps_loss_and_each_rounds_accuracy(tiny_ctx):
+    from lotus_core.views.catalog import training_trace
+
+    summary = run_experiment(tiny_ctx, "lth", CFG, run_lth)
+    points = tiny_ctx.store.points(summary["run_id"])
+    losses, rounds = training_trace(tiny_ctx, summary["run_id"])
+    n = summary["rounds"] + 1  # round 0 (the dense fine-tune) and every pruned round
+    assert losses["step"].tolist() == list(range(1, CFG.steps * n + 1))
+    assert losses["round"].tolist() == [str(r) for r in range(n) for _ in range(CFG.steps)]
+    assert losses["loss"].tolist() == [x for r in range(n) for x in points[f"round-{r}"]["losses"]]
+    assert rounds["step"].tolist() == [CFG.steps * (r + 1) for r in range(n)]
+    assert rounds["accuracy"].tolist() == [points[f"round-{r}"]["accuracy"] for r in range(n)]

@@ -217,14 +217,15 @@ def run_issp(ctx: Context, cfg: ISSPConfig, run: Run) -> dict:
         t0 = time.perf_counter()
         if at != len(counts):
             theta, mask = state_after(ctx, cfg, run, len(counts))
-        finetune(theta, mask, ctx.train, ctx.data_config, cfg.finetune_steps, cfg.lr, cfg.batch_size, cfg.seed,
-                 on_progress=lambda p: run.progress(round=len(counts), of=len(counts), step=p.step, steps=p.steps,
-                                                    loss=p.loss), should_stop=run.stopped)
+        trained = finetune(theta, mask, ctx.train, ctx.data_config, cfg.finetune_steps, cfg.lr, cfg.batch_size,
+                           cfg.seed, should_stop=run.stopped,
+                           on_progress=lambda p: run.progress(round=len(counts), of=len(counts), step=p.step,
+                                                              steps=p.steps, loss=p.loss))
         run.check()
         res = ctx.evaluate(theta, limit=cfg.limit, seed=cfg.seed)
         run.point("final", {"sparsity": mask.sparsity, "num_pruned": mask.num_pruned(), "accuracy": res.accuracy,
                             "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n, "steps": cfg.finetune_steps,
-                            "elapsed_s": time.perf_counter() - t0})
+                            "elapsed_s": time.perf_counter() - t0, "losses": [round(x, 5) for x in trained.losses]})
     points = [run.get(f"round-{r}") for r in range(1, len(counts) + 1)] + [run.get("final")]
     return {"rounds": len(counts), "final_sparsity": points[-1]["sparsity"], "final_accuracy": points[-1]["accuracy"],
             "before_finetune_accuracy": points[-2]["accuracy"], "train_steps": sum(p["steps"] for p in points),

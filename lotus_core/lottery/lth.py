@@ -112,10 +112,10 @@ def rewind_model(ctx: Context, cfg: LTHConfig, run: Run) -> nn.Module:
 
 
 def fine_tuned_ticket(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
-                should_stop=None) -> tuple[nn.Module, bytes | None]:
+                should_stop=None) -> tuple[nn.Module, bytes | None, list[float]]:
     """Round ``r``'s ticket fine-tuned: from the pre-trained weights (round 0) or the rewinding point
-    (``rewind``: its weights, None for ``pretrained``) with ``mask``; and, for round 0 with ``step:K``, the
-    weights after step K (else None)."""
+    (``rewind``: its weights, None for ``pretrained``) with ``mask``; for round 0 with ``step:K``, the
+    weights after step K (else None); and the training loss of every step."""
     k = rewind_steps(cfg)
     if r == 0:
         model = ctx.copy_model()
@@ -130,9 +130,10 @@ def fine_tuned_ticket(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: 
         if step == k:
             kept["weights"] = state_bytes(trained)
 
-    finetune(model, mask, ctx.train, ctx.data_config, cfg.steps, cfg.lr, cfg.batch_size, cfg.seed,
-             on_progress=on_progress, should_stop=should_stop, on_step=keep_rewind_point if r == 0 and k else None)
-    return model, kept.get("weights")
+    trained = finetune(model, mask, ctx.train, ctx.data_config, cfg.steps, cfg.lr, cfg.batch_size, cfg.seed,
+                       on_progress=on_progress, should_stop=should_stop,
+                       on_step=keep_rewind_point if r == 0 and k else None)
+    return model, kept.get("weights"), list(trained.losses)
 
 
 def lth_round(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | None, on_progress=None,
@@ -143,14 +144,14 @@ def lth_round(ctx: Context, cfg: LTHConfig, r: int, mask: Mask, rewind: bytes | 
     the rewinding point's weights, else None)."""
     counts = lth_counts(ctx, cfg)
     t0 = time.perf_counter()
-    model, kept = fine_tuned_ticket(ctx, cfg, r, mask, rewind, on_progress, should_stop)
+    model, kept, losses = fine_tuned_ticket(ctx, cfg, r, mask, rewind, on_progress, should_stop)
     if should_stop is not None and should_stop():
         return {}  # the driver's run.check() raises: nothing of a stopped round is stored
     res = ctx.evaluate(model, limit=cfg.limit, seed=cfg.seed)
     next_mask = prune_remaining(model, mask, counts[r], cfg.scope).to_bytes() if r < len(counts) else None
     point = {"round": r, "sparsity": mask.sparsity, "num_pruned": mask.num_pruned(), "accuracy": res.accuracy,
              "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n, "steps": cfg.steps,
-             "elapsed_s": time.perf_counter() - t0}
+             "elapsed_s": time.perf_counter() - t0, "losses": [round(x, 5) for x in losses]}
     return {"point": point, "next_mask": next_mask, "rewind": kept}
 
 

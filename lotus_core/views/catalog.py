@@ -209,6 +209,28 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+TRACE_COLUMNS = ["step", "round", "loss"]
+
+
+def training_trace(ctx: Context, run_id: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """How an LTH or ISSP run trained: its per-step training loss (:data:`TRACE_COLUMNS`, ``step`` counted
+    over the whole run, ``round`` the round it belongs to; ISSP: its final fine-tune, as round "final") and
+    the accuracy after each round (columns round, step (the step it ended on), sparsity, accuracy). Runs stored
+    before losses were recorded have an empty loss table."""
+    points = ctx.store.points(run_id)
+    keys = sorted((k for k in points if k.startswith("round-")), key=lambda k: int(k.split("-")[1]))
+    keys += ["final"] if "final" in points else []
+    losses, rounds, step = [], [], 0
+    for key in keys:
+        p, name = points[key], key.split("-")[1] if key != "final" else "final"
+        trace = p.get("losses") or []
+        losses += [{"step": step + i + 1, "round": name, "loss": x} for i, x in enumerate(trace)]
+        step += len(trace) or int(p.get("steps") or 0)
+        rounds.append({"round": name, "step": step, "sparsity": p["sparsity"], "accuracy": p["accuracy"]})
+    return pd.DataFrame(losses, columns=TRACE_COLUMNS), pd.DataFrame(rounds, columns=["round", "step", "sparsity",
+                                                                                         "accuracy"])
+
+
 def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     """Whether a stored control's config belongs to the LTH run ``lth_run_id``."""
     from ..lottery.lth import LTHConfig

@@ -270,3 +270,26 @@ def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | Non
     fig.add_hline(y=100 * tolerance, line_dash="dash", annotation_text=f"stable below {100 * tolerance:g} points")
     axis = "rewinding point k (training steps)" if against == "k" else "ticket sparsity (% of scoped weights pruned)"
     return style(fig, axis, "error barrier (points)", title)
+
+
+def training_curves(losses: pd.DataFrame, rounds: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """A ticket run's training: the loss of every step (left axis; a dotted line where each round starts) and the
+    accuracy after each round (right axis, at the step the round ended on), from
+    :func:`~lotus_core.views.catalog.training_trace`."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_trace(go.Scatter(x=losses["step"], y=losses["loss"], mode="lines", name="training loss",
+                             line=dict(color="#1f77b4", width=1.5), customdata=losses["round"],
+                             hovertemplate="step %{x} (round %{customdata})<br>loss %{y:.3f}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=rounds["step"], y=100 * rounds["accuracy"], mode="lines+markers",
+                             name="accuracy after the round", line=dict(color="#c2185b"),
+                             customdata=100 * rounds["sparsity"],
+                             hovertemplate="after step %{x}: %{y:.1f}%<br>sparsity %{customdata:.1f}%<extra></extra>"),
+                  secondary_y=True)
+    starts = rounds["step"].tolist()[:-1]
+    fig.update_layout(shapes=[dict(type="line", xref="x", yref="paper", x0=s, x1=s, y0=0, y1=1,
+                                   line=dict(color="#9e9e9e", dash="dot", width=1)) for s in starts])
+    style(fig, "training step (all rounds)", "training loss", title)
+    fig.update_yaxes(title_text="top-1 accuracy (%)", secondary_y=True)
+    return fig

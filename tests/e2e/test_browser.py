@@ -107,8 +107,9 @@ CLIPPED = """() => {
   const text = (e) => (e.innerText || '').trim().slice(0, 60);
   const seen = new Set();
   for (const e of main.querySelectorAll('*')) {
-    if (e.offsetParent === null || e.closest('[data-baseweb="tag"], .js-plotly-plot, [data-testid="stDataFrame"]')) continue;
-    // hidden, a chosen option's chip (Streamlit shortens those by design), charts and tables (checked apart)
+    if (e.offsetParent === null || e.closest('[data-testid="stSelectbox"], [data-testid="stMultiSelect"], .js-plotly-plot, [data-testid="stDataFrame"]')) continue;
+    // hidden, a chosen option in a select box or its chips (Streamlit shortens those by design; the list shows them
+    // whole), charts and tables (checked apart)
     const heading = e.matches('h1, h2, h3, [data-testid="stMetricValue"] div');
     const cut = getComputedStyle(e).textOverflow === 'ellipsis' || heading;
     if (cut && e.scrollWidth > e.clientWidth + 1 && text(e) && !seen.has(text(e))) {

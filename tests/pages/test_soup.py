@@ -36,12 +36,18 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     assert values(spec["y"]) == pytest.approx((100 * expect[expect["series"] == f"LTH {rid[:6]}"]["accuracy"]).tolist())
     costs = at.dataframe[0].value
     assert costs["training steps"].tolist() == [2 * 4] and costs["rounds"].tolist() == [3]
+    trace = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
+                 if any(t.get("name") == "training loss" for t in json.loads(c.proto.spec)["data"]))
+    loss, accuracy = trace["data"]
+    assert values(loss["x"]) == list(range(1, 2 * 4 + 1)) and values(accuracy["x"]) == [2, 4, 6, 8]
+    assert values(accuracy["y"]) == pytest.approx([100 * p["accuracy"] for k, p in sorted(
+        ctx.store.points(rid).items()) if k.startswith("round-")])
     next(b for b in at.button if b.label.startswith("shuffle:")).click().run()  # the control of the last round
     assert not at.exception
     control = ctx.store.runs(kind="lth-control")
     assert len(control) == 1 and control.iloc[0]["status"] == "done" and control.iloc[0]["config"]["round"] == 3
     assert _names(at)[-1] == f"LTH {rid[:6]} shuffle control"
-    next(b for b in at.button if b.label.startswith("Fine-tune OMP")).click().run()
+    next(b for b in at.button if b.label == "Fine-tune OMP, same budget").click().run()
     assert not at.exception
     names = _names(at)
     assert names[-1] == f"OMP + 2 fine-tune steps ({rid[:6]})"
@@ -50,7 +56,7 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     assert len(omp_ft) == 3 and omp_ft["sparsity"].tolist() == pytest.approx(
         [p["sparsity"] for k, p in ctx.store.points(rid).items() if p["round"]], abs=1e-6)
     # RigL at equal training steps: the LTH run's final sparsity, all of its rounds' steps
-    next(b for b in at.button if b.label.startswith("RigL to these")).click().run()
+    next(b for b in at.button if b.label == "RigL, same training steps").click().run()
     assert not at.exception
     at.run()  # the page's next rerun (the job ran inline): the new run is drawn
     rigl = ctx.store.runs(kind="rigl")
