@@ -113,3 +113,13 @@ def ray_cluster() -> str:
              runtime_env={"env_vars": {"PYTHONPATH": root}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged():
+    """Tests that run the CLI in-process set torch's threads to ``$LOTUS_THREADS`` (the shipped-store test to the
+    default 2); the count is part of every result key, so each test starts from the session's count."""
+    before = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != before:
+        torch.set_num_threads(before)

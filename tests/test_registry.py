@@ -20,7 +20,7 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
                           "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
                           "finetune", "core-ticket", "instability", "lota", "rigl", "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.job} == {"sweep", "sensitivity", "lth", "issp", "lth-control",
-                                                      "lottery-train", "speed",
+                                                      "lottery-train", "speed", "fidelity",
                                                       "finetune", "core-ticket", "instability", "lota", "rigl",
                                                       "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.curve} == {"sweep", "sensitivity", "lth", "issp", "lottery-train",
@@ -29,8 +29,8 @@ def test_every_stored_kind_is_registered_once_beside_its_experiment():
     assert (specs["lth"].config_cls, specs["lth"].fn) == (LTHConfig, run_lth)
     for kind, spec in specs.items():
         assert spec.name == kind and (spec.fn is None) == (spec.config_cls is None), kind
-    with pytest.raises(LotusError, match="unknown job kind .fidelity.; choose one of core-ticket, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, sensitivity, speed, supermask, sweep, ticket-transfer"):
-        get_experiment("fidelity", job=True)
+    with pytest.raises(LotusError, match="unknown job kind .omp-vs-ticket.; choose one of core-ticket, fidelity, finetune, instability, issp, lota, lottery-train, lth, lth-control, rigl, sensitivity, speed, supermask, sweep, ticket-transfer"):
+        get_experiment("omp-vs-ticket", job=True)
 
 
 def test_only_the_results_package_imports_the_job_queue():
