@@ -6,18 +6,21 @@ included) on the same 2,000 fixed test images, in fp32 so that only the search d
 (a) the paper's code: dense, then every sparsity 0.01, 0.02, ..., 0.90 (91 evaluations): deep-copy
     the model, torch.nn.utils.prune.global_unstructured (L1Unstructured) over the scoped weights,
     evaluate every image;
-(b) ``python -m lotus_core sweep --search bisect``: bisection on the 0.01 grid over the whole range, cut
-    where the two answers cost the same per halving, each point evaluated only until "within dense - eps?"
-    is certain with the dense model's hardest images first, plus the coarse check past the point; a fresh
-    results store, so nothing is served from an earlier run; and once more with only the dense accuracy
-    (and its image order) already stored, as after any visit of the dashboard;
-(c) ``python -m lotus_core sweep --refine`` (the previous search): the 0.1 grid, then bisection of
+(b) ``python -m lotus_core sweep --search scout`` (the dashboard's search): bisection on the 0.01 grid over
+    the whole range, cut where the two answers cost the same per halving, each point first decided from
+    a budget of the dense model's hardest images (twice the wrong images a "below" needs), and only the
+    bracket's low end from every image it needs, plus the coarse check past the point; a fresh results
+    store, so nothing is served from an earlier run; and once more with only the dense accuracy (and its
+    image order) already stored, as after any visit of the dashboard;
+(c) ``python -m lotus_core sweep --search bisect`` (the previous round's search), the same two ways: the
+    same bisection, each point evaluated until "within dense - eps?" is certain, hardest images first;
+(d) ``python -m lotus_core sweep --refine`` (the first round's search): the 0.1 grid, then bisection of
     the bracket, every point fully evaluated.
 
 Reported: wall time and CPU time of each process (CPU time is the fairer figure on a shared
 machine), evaluations, images evaluated, the turning point and bracket (which must be identical),
 and the ratios. Then the start-up time of CLI commands (median of 3 cold processes each), and the
-peak resident memory of a bisect sweep against that of one evaluation, each in a fresh process
+peak resident memory of a scouted sweep against that of one evaluation, each in a fresh process
 (Linux: /proc/self/status, peak reset after loading).
 
 Usage: python benchmarks/bench_essential.py [--limit 2000] [--baseline DIR]
@@ -79,10 +82,11 @@ def cli_way(extra: list[str], limit: int, eps: float, dense_stored: bool = False
     res = json.loads(out["stdout"])
     ess = res["essential"]["omp"]
     dense = 0 if dense_stored else 1
+    points = ess["evaluations"] + ess.get("scouts_open", 0)  # points asked: decided ones and scouts left open
     return {"point": ess["essential_sparsity"], "bracket": ess["bracket"], "recovers": ess["recovers"],
-            "evaluations": dense + ess["evaluations"], "images": dense * res["dense"]["n"] + ess["images"],
-            "decided_early": ess.get("decided_early", 0), "search_points": ess["evaluations"], "wall": out["wall"],
-            "cpu": out["cpu"]}
+            "evaluations": dense + points, "images": dense * res["dense"]["n"] + ess["images"],
+            "decided_early": ess.get("decided_early", 0), "scouts_open": ess.get("scouts_open", 0),
+            "search_points": points, "wall": out["wall"], "cpu": out["cpu"]}
 
 
 def run(cmd: list[str], env: dict | None = None, cwd: Path = ROOT) -> dict:
@@ -119,7 +123,7 @@ def memory_probe(mode: str, limit: int) -> dict:
         if mode == "eval":
             ctx.evaluate(limit=limit)
         else:
-            run_sweep(ctx, SweepConfig(methods=("omp",), limit=limit, search="bisect"))
+            run_sweep(ctx, SweepConfig(methods=("omp",), limit=limit, search="scout"))
         return {"base_mib": base, "peak_mib": rss_mib("VmHWM")}
 
 
@@ -155,8 +159,10 @@ def main() -> None:
         return
     out = run([sys.executable, __file__, "--paper", "--limit", str(args.limit), "--eps", str(args.eps)])
     paper = {**json.loads(out["stdout"]), "wall": out["wall"], "cpu": out["cpu"]}
+    scout = cli_way(["--search", "scout"], args.limit, args.eps)
+    served = cli_way(["--search", "scout"], args.limit, args.eps, dense_stored=True)
     bisect = cli_way(["--search", "bisect"], args.limit, args.eps)
-    served = cli_way(["--search", "bisect"], args.limit, args.eps, dense_stored=True)
+    bisect_served = cli_way(["--search", "bisect"], args.limit, args.eps, dense_stored=True)
     refine = cli_way(["--sparsities", "0:0.9:0.1", "--refine"], args.limit, args.eps)
     print(f"OMP essential sparsity of the default model to 0.01, {args.limit} test images, eps {args.eps}, fp32, "
           f"{os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end); each way one cold process\n")
@@ -164,16 +170,20 @@ def main() -> None:
           "speed-up wall / CPU |")
     print("|---|---|---|---|---|---|---|")
     for name, r in [("paper's code: 0.01 grid, deepcopy + torch prune, every image", paper),
-                    ("`sweep --search bisect` (cost-cut bisection from the start, hard-first early decisions)", bisect),
+                    ("`sweep --search scout` (bisection on scouts of the hardest images, the bracket decided)", scout),
                     ("the same, the dense accuracy already stored (as after any page visit)", served),
+                    ("`sweep --search bisect` (every point decided, hard-first early decisions)", bisect),
+                    ("the same, the dense accuracy already stored", bisect_served),
                     ("`sweep --refine` (0.1 grid, then bisection; every image)", refine)]:
         print(f"| {name} | {r['point']:.2f} [{r['bracket'][0]:.2f}, {r['bracket'][1]}] | {r['evaluations']} | "
               f"{r['images']:,} | {r['wall']:.1f} | {r['cpu']:.1f} | "
               f"{paper['wall'] / r['wall']:.1f}x / {paper['cpu'] / r['cpu']:.1f}x |")
-    same = all(r["point"] == paper["point"] and r["bracket"] == paper["bracket"] for r in (bisect, served, refine))
-    print(f"\nidentical answer: {'yes' if same else 'NO'}; points decided early by the bisection: "
-          f"{bisect['decided_early']} of {bisect['search_points']}; recovers (accuracy back within tolerance "
-          f"past the point): paper {paper['recovers']}, bisect {bisect['recovers']}")
+    same = all(r["point"] == paper["point"] and r["bracket"] == paper["bracket"]
+               for r in (scout, served, bisect, bisect_served, refine))
+    print(f"\nidentical answer: {'yes' if same else 'NO'}; of the scouted search's {scout['search_points']} points, "
+          f"{scout['scouts_open']} were left open after their scout and {scout['decided_early']} decided early; "
+          f"the bisection decided {bisect['decided_early']} of {bisect['search_points']} early; recovers (accuracy "
+          f"back within tolerance past the point): paper {paper['recovers']}, scout {scout['recovers']}")
     roots = {"this tree": ROOT, **({f"baseline {args.baseline}": args.baseline} if args.baseline else {})}
     starts = {name: startup_times(path) for name, path in roots.items()}
     print("\n| command (cold process, median of 3) | " + " | ".join(f"{n} (s)" for n in starts) + " |")
@@ -184,7 +194,7 @@ def main() -> None:
            for m in ("eval", "sweep")}
     ev, sw = mem["eval"], mem["sweep"]
     print(f"\nresident memory once loaded {ev['base_mib']:.0f} MiB; peak during one evaluation {ev['peak_mib']:.0f} MiB "
-          f"(+{ev['peak_mib'] - ev['base_mib']:.0f}), during a whole bisect sweep {sw['peak_mib']:.0f} MiB "
+          f"(+{ev['peak_mib'] - ev['base_mib']:.0f}), during a whole scouted sweep {sw['peak_mib']:.0f} MiB "
           f"(+{sw['peak_mib'] - sw['base_mib']:.0f}); sweep/evaluation peak ratio {sw['peak_mib'] / ev['peak_mib']:.2f}x")
 
 

@@ -94,6 +94,7 @@ with ui.guard():
         min(1.0, p["done"] / max(p["planned"], p["done"])),
         text=f"{p['method']} at {100 * p['sparsity']:.1f}% sparsity: "
              + (f"{100 * p['accuracy']:.1f}%" if p["accuracy"] is not None else
+                "a first look (hardest images)" if p["within"] is None else
                 "within tolerance" if p["within"] else "below tolerance")
              + f" ({ui.units(p)})")
     if search is None or stored_summary(ctx, "sweep", config) is not None:

@@ -115,3 +115,60 @@ def test_bisection_of_early_decisions_equals_the_fine_grid_of_full_evaluations(s
     full = essential_sparsity([(s, c / n) for s, c in zip(grid, counts)], dense / n, eps)
     assert bisect_turning_point(grid, within) == full.bracket
     assert sum(images) <= n * len(images)
+
+
+# ---------------------------------------------------------------------------- the scouted search
+from lotus_core.pruning.essential import scout_budgets, scouted_turning_point  # noqa: E402
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(1, 120), st.data())
+def test_scouted_search_gives_the_exact_bisection_bracket_whatever_the_scouts_say(size, data):
+    """A curve that stays below once it drops, and scouts that may leave any point open at any budget
+    (but are never wrong when they answer): the bracket is plain bisection's with exact answers, no
+    point is decided exactly twice, and when no scout of a point below is left open only the bracket's
+    low end is decided exactly."""
+    grid = resolution_grid(size / 100, 0.01)
+    drop = data.draw(st.integers(0, size))
+    budgets = data.draw(st.sampled_from([(2000,), (476, 952, 1904, 2000), (100, 200)]))
+    # for each point, the smallest budget at which its scout answers (above every budget: only exactly)
+    settles = {s: data.draw(st.sampled_from(budgets + (10 ** 9,))) for s in grid}
+    exact_asked, budget_asked = [], []
+
+    def ask(s: float, budget: int | None) -> bool | None:
+        truth = grid.index(s) < drop
+        if budget is None:
+            exact_asked.append(s)
+            settles[s] = 0  # decided: asking again answers at once
+            return truth
+        budget_asked.append(budget)
+        return truth if settles[s] <= budget else None
+
+    plain = bisect_turning_point(grid, lambda s: grid.index(s) < drop, 0.5)
+    no_below_open = all(settles[s] <= budgets[0] for s in grid[drop:])
+    assert scouted_turning_point(grid, ask, budgets, 0.5) == plain
+    assert len(set(exact_asked)) == len(exact_asked) and set(budget_asked) <= set(budgets)
+    if no_below_open:  # every "below" certain from the first budget: nothing to correct
+        assert exact_asked == ([plain[0]] if plain[0] > 0 else [])
+
+
+def test_scouted_search_on_the_default_models_curve():
+    """The OMP curve of the default model (2,000 images, eps 0.01: 1,763 right needed), as the scouts at
+    476 images see it: 0.60 and 0.65 are certainly below there (242 and 255 wrong of the 238 needed),
+    0.47 and 0.56-0.57 stay open. Only 0.57 is then decided on every image it needs."""
+    assert scout_budgets(2000, 1763, 50) == (476, 952, 1904, 2000)
+    assert scout_budgets(200, 190, 50) == (50, 100, 200) and scout_budgets(100, 0, 50) == (100,)
+    wrong_at_476 = {0.9: 600, 0.65: 255, 0.6: 242, 0.58: 238, 0.57: 236, 0.56: 233, 0.47: 226}
+    exact = {s: s <= 0.57 for s in wrong_at_476}
+    asked = []
+
+    def ask(s: float, budget: int | None) -> bool | None:
+        asked.append((s, budget))
+        if budget is None:
+            return exact[s]
+        return False if wrong_at_476[s] >= 238 else None
+
+    split = cost_split(2000, 476)
+    assert scouted_turning_point(resolution_grid(0.9, 0.01), ask, (476, 952, 1904, 2000), split) == (0.57, 0.58)
+    assert asked == [(0.9, 476), (0.65, 476), (0.47, 476), (0.6, 476), (0.56, 476), (0.58, 476), (0.57, 476),
+                     (0.57, None)]

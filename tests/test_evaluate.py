@@ -149,3 +149,30 @@ def test_the_dense_accuracy_stores_the_hard_first_order_from_the_same_forward(ti
         db.execute("DELETE FROM points WHERE run_id = ?", (dense["run_id"],))
     assert tiny_ctx.hard_first_order(limit=100, bf16=False) == order and calls == [True, True]
     assert tiny_ctx.hard_first_order(limit=100, bf16=False) == order and calls == [True, True]  # then served
+
+
+@settings(max_examples=300)
+@given(st.lists(st.booleans(), min_size=1, max_size=300), st.data())
+def test_a_decision_with_a_budget_stops_open_and_goes_on_to_the_full_answer(hits, data):
+    n = len(hits)
+    required = data.draw(st.integers(0, n + 1))
+    budget = data.draw(st.integers(1, n))
+    asked = []
+
+    def count_correct(start: int, stop: int) -> int:
+        asked.append((start, stop))
+        return sum(hits[start:stop])
+
+    first = decide_in_batches(count_correct, n, required, 64, 8, budget=budget)
+    certain = next(k for k in range(n + 1) if decision(sum(hits[:k]), k, n, required) is not None)
+    assert first.seen <= budget and first.correct == sum(hits[:first.seen])
+    assert (first.above is None) == (first.seen < certain)  # open exactly while the budget fell short
+    if first.above is not None:
+        assert first.above == (sum(hits) >= required)
+    low, high = first.bounds
+    assert low <= sum(hits) / n <= high
+    asked.clear()
+    rest = decide_in_batches(count_correct, n, required, 64, 8, start=first)
+    assert rest.above == (sum(hits) >= required) and rest.correct == sum(hits[:rest.seen])
+    assert all(a >= first.seen for a, _ in asked)  # only the images after the first look are evaluated
+    assert certain <= rest.seen <= max(certain, min(n, certain + 7))

@@ -193,11 +193,18 @@ SPLIT = cost_split(200, 50)  # where the search cuts a bracket for 200 images an
 @pytest.fixture
 def synthetic(monkeypatch):
     """Sweeps whose points are a synthetic curve: ``curve["correct"][s]`` correct images of ``curve["n"]``
-    at sparsity s (0: dense), at seeded random positions; ``curve["images"]`` counts images evaluated."""
-    curve = {"n": 200, "correct": {}, "images": 0}
+    at sparsity s (0: dense), at seeded random positions; ``curve["images"]`` counts images evaluated.
+    With ``curve["ranked"]`` the images have a fixed difficulty rank instead (seeded): at every sparsity
+    the wrong ones are the lowest ranks, and the dense model's margins follow the rank, as the images a
+    pruned model gets wrong are mostly those the dense model found hard."""
+    curve = {"n": 200, "correct": {}, "images": 0, "ranked": False}
+    rank = list(range(curve["n"]))
+    random.Random(7).shuffle(rank)
 
     def hits(s: float) -> list[bool]:
         c = curve["correct"][round(s, 6)]
+        if curve["ranked"]:
+            return [r >= curve["n"] - c for r in rank]
         order = list(range(curve["n"]))
         random.Random(round(s * 100)).shuffle(order)
         return [i < c for i in order]
@@ -206,18 +213,19 @@ def synthetic(monkeypatch):
         h = hits(0.0 if model is None else model)
         curve["images"] += len(h)
         c = sum(h)
-        margin = torch.tensor([1.0 if hit else -1.0 for hit in h])  # the dense model's wrong images first
+        margin = torch.tensor([r - (len(h) - c) + 0.5 for r in rank] if curve["ranked"] else
+                              [1.0 if hit else -1.0 for hit in h])  # the dense model's wrong images first
         return EvalResult(c / len(h), len(h), c, wilson_interval(c, len(h)), {}, torch.empty(0), torch.empty(0),
                           margin if margins else None)
 
-    def decide(model, data, data_config, required, limit, seed, bf16, order=None):
+    def decide(model, data, data_config, required, limit, seed, bf16, order=None, budget=None, start=None):
         h = hits(model)
         h = h if order is None else [h[i] for i in order]
 
         def count(a: int, b: int) -> int:
             curve["images"] += b - a
             return sum(h[a:b])
-        return decide_in_batches(count, len(h), required)
+        return decide_in_batches(count, len(h), required, budget=budget, start=start)
 
     monkeypatch.setattr(sweep_mod.PointEvaluator, "mask", lambda self, method, s: types_mask(s))
     monkeypatch.setattr(sweep_mod.PointEvaluator, "pruned_model", lambda self, mask: mask.sparsity)
@@ -269,6 +277,49 @@ def test_bisection_with_early_decisions_gives_the_full_fine_grid_answer(syntheti
         assert r["acc_low"] <= counts[r["sparsity"]] / 200 <= r["acc_high"] and (r["accuracy"] is None) == r["early"]
 
 
+SCOUT = dataclasses.replace(BISECT, search="scout")
+
+
+@pytest.mark.parametrize("ranked", [False, True], ids=["random errors", "errors on hard images"])
+@pytest.mark.parametrize("name", list(_curves()))
+def test_the_scouted_search_gives_the_bisection_answer(synthetic, tiny_ctx, tmp_path, name, ranked):
+    counts = _curves()[name]
+    synthetic.update(correct={0.0: 190, **counts}, ranked=ranked)
+    full = essential_sparsity([(s, c / 200) for s, c in counts.items()], 190 / 200, 0.01)
+    ctx = fresh(tiny_ctx, tmp_path)
+    scout = run_sweep(ctx, SCOUT)
+    scout_images = synthetic["images"] - 200
+    synthetic["images"] = 0
+    bisect = run_sweep(fresh(tiny_ctx, tmp_path), BISECT)
+    bisect_images = synthetic["images"] - 200
+    s, b = scout.essential["omp"], bisect.essential["omp"]
+    assert s["bracket"] == b["bracket"] == list(full.bracket) and s["essential_sparsity"] == full.essential_sparsity
+    assert s["images"] == scout_images and not s["recovers"]
+    points = ctx.store.points(scout.run_id).values()
+    opened = [p for p in points if p.get("open")]  # scouts never decided exactly: stored, but in no curve or table
+    assert s["scouts_open"] == len(opened) and len(scout.frame) == len(points) - len(opened)
+    assert all(p["acc_low"] < 188 / 200 <= p["acc_high"] and p["accuracy"] is None for p in opened)
+    assert set(scout.frame["sparsity"]) >= {x for x in full.bracket if x}  # the bracket is decided, not scouted
+    if ranked and name in ("sharp drop at 0.6", "gradual, on the floor"):
+        assert scout_images < bisect_images
+
+
+def test_an_interrupted_scouted_search_resumes_without_evaluating_an_image_twice(synthetic, tiny_ctx, tmp_path):
+    synthetic.update(correct={0.0: 190, **_curves()["gradual, on the floor"]}, ranked=True)
+    whole = run_sweep(fresh(tiny_ctx, tmp_path), SCOUT).essential["omp"]
+    ctx = fresh(tiny_ctx, tmp_path)
+    synthetic["images"] = 0
+
+    def interrupt(fields):
+        if fields["done"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(ctx, SCOUT, on_progress=interrupt)
+    resumed = run_sweep(ctx, SCOUT).essential["omp"]
+    assert resumed == whole and synthetic["images"] - 200 == whole["images"]
+
+
 def test_the_coarse_check_reports_accuracy_coming_back(synthetic, tiny_ctx, tmp_path):
     # within tolerance up to 0.59, below from 0.6, but back within at 0.8 (not monotone)
     synthetic["correct"] = {0.0: 190, **{s: 190 if s < 0.6 or s == 0.8 else 100 for s in FINE}}
@@ -315,16 +366,19 @@ def test_bisect_sweep_on_a_model_matches_full_evaluation_and_is_stored(trained_t
 
 
 def test_bisect_on_the_default_model_gives_the_full_evaluation_answer(tmp_path):
-    """The default model, 500 test images: early decisions, full evaluations of the same points, and
-    the 0.1 grid refined by full evaluations (the old search) find the same turning point and bracket."""
+    """The default model, 500 test images: early decisions, full evaluations of the same points, the
+    0.1 grid refined by full evaluations (the old search) and the scouted search find the same turning
+    point and bracket."""
     from lotus_core.core.context import open_context
 
     ctx = open_context(db=tmp_path / "r.db")
     early = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect"))
     full = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="bisect", early=False))
     grid = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, refine=True))
-    e, f, g = (r.essential["omp"] for r in (early, full, grid))
-    assert e["bracket"] == f["bracket"] == g["bracket"] and e["essential_sparsity"] == g["essential_sparsity"]
+    scout = run_sweep(ctx, SweepConfig(methods=("omp",), limit=500, search="scout"))
+    e, f, g, s = (r.essential["omp"] for r in (early, full, grid, scout))
+    assert e["bracket"] == f["bracket"] == g["bracket"] == s["bracket"]
+    assert e["essential_sparsity"] == g["essential_sparsity"] == s["essential_sparsity"]
     assert e["bracket"][1] - e["bracket"][0] == pytest.approx(0.01) and not e["recovers"]
     floor = early.dense["accuracy"] - 0.01
     assert ((early.frame["acc_low"] >= floor - 1e-12) == (full.frame["accuracy"] >= floor - 1e-12)).all()

@@ -25,7 +25,7 @@ def _sweep_args(*names: str) -> list:
                        search={"choices": list(SEARCHES),
                                "help": "; ".join(f"{k}: {v}" for k, v in SEARCHES.items())},
                        early={"flags": ("--full-eval",),
-                              "help": "--search bisect: evaluate every image of each point (same answer)"})
+                              "help": "--search bisect or scout: evaluate every image of each point (same answer)"})
 
 
 def _method_args() -> list:
@@ -111,7 +111,8 @@ def _sweep_cmd_args() -> list:
     return [
         arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
         arg("--sparsities", default="0:0.9:0.1",
-            help="start:stop:step or a comma list of fractions (with --search bisect: the range's end and the coarse check)"),
+            help="start:stop:step or a comma list of fractions (with --search bisect or scout: the range's end "
+                 "and the coarse check)"),
         *_sweep_args("search", "early"),
         *_sweep_args("refine", "resolution", "eps", "stop_at_drop"),
         arg("--no-cache", action="store_true", help="recompute instead of reading the results store"),

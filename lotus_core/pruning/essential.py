@@ -9,7 +9,9 @@ The search only ever needs one decision per sparsity: is the accuracy within tol
 (at least A - eps)? :func:`bisect_turning_point` makes about log2(grid size) + 1 of them on the
 fine grid; :func:`required_correct` turns the tolerance into a number of correct images, which
 lets an evaluation stop as soon as the decision is certain
-(:func:`lotus_core.training.evaluate.decide`).
+(:func:`lotus_core.training.evaluate.decide`). :func:`scouted_turning_point` finds the same bracket
+while deciding most points from a budget of the dense model's hardest images, and only the
+answer's low end from all the images it needs.
 
 Pure Python without torch, so ``python -m lotus_core essential --curve`` starts at once;
 :mod:`lotus_core.pruning.sweep` locates the point on a model with these functions.
@@ -119,6 +121,50 @@ def bisect_turning_point(grid: Sequence[float], within: Callable[[float], bool],
         else:
             hi = mid
     return (grid[lo] if lo >= 0 else 0.0), grid[hi]
+
+
+def scouted_turning_point(grid: Sequence[float], ask: Callable[[float, int | None], bool | None],
+                          budgets: Sequence[int], split: float = 0.5) -> tuple[float, float | None]:
+    """The bracket :func:`bisect_turning_point` finds with exact decisions, found mostly with cheap ones.
+
+    ``ask(s, budget)`` decides sparsity ``s`` from at most ``budget`` images (None: as many as it takes),
+    True (within) or False (below) when certain, None when that budget left it open; asking again with a
+    larger budget goes on where the last one stopped. With the dense model's hardest images first, "below"
+    is certain after a few hundred images while "within" takes nearly all of them, so an open answer
+    means "probably within" and a False is never a guess.
+
+    The bisection runs on these scouting answers (open counts as within), then only the bracket's low end
+    is decided exactly. When it is within, the bracket is the exact one: its high end is a certain
+    "below". When it is below, the scouts were too optimistic there: the search goes on below it with
+    the next, larger budget of ``budgets`` (ascending; the last is used from then on). On a curve that
+    stays below once it drops the answer is therefore exactly :func:`bisect_turning_point`'s, whatever
+    the scouts say; they only decide how many images it takes.
+    """
+    level = 0
+
+    def scout(s: float) -> bool:
+        return ask(s, budgets[level]) is not False
+
+    top = len(grid)  # the search's grid is grid[:top]; its last point is certainly below once a scout erred
+    while True:
+        lo, hi = bisect_turning_point(grid[:top], scout, split)
+        if hi is None:  # the end of the range looked within (only while top is the whole grid)
+            if ask(grid[-1], None):
+                return lo, None
+        elif lo == 0.0 or ask(lo, None):  # 0.0: dense, within by definition
+            return lo, hi
+        else:
+            top = grid.index(lo) + 1
+        level = min(level + 1, len(budgets) - 1)  # a scout erred: look further from now on
+
+
+def scout_budgets(n: int, required: int, smallest: int) -> tuple[int, ...]:
+    """The image budgets of :func:`scouted_turning_point` for ``required`` of ``n``: first twice the
+    ``n - required + 1`` wrong images a "below" needs (at least ``smallest``), then doubled up to ``n``."""
+    budgets = [min(n, max(smallest, 2 * (n - required + 1)))]
+    while budgets[-1] < n:
+        budgets.append(min(n, 2 * budgets[-1]))
+    return tuple(budgets)
 
 
 def _cut(width: int, split: float) -> int:

@@ -15,6 +15,12 @@ Two searches (``SweepConfig.search``):
   (``recovers``: the curve is not monotone). The answer is the one a full fine grid of full
   evaluations gives on a curve that stays below once it drops. Points decided early store no
   accuracy (only its bounds, ``acc_low``/``acc_high``, and ``early``), so no chart draws them.
+- ``scout``: the same bisection, but each point is first decided from a budget of the dense
+  model's hardest images (twice the wrong images a "below" needs), where "below" is certain and
+  "within" only likely; then only the bracket's low end is decided from every image it needs
+  (:func:`lotus_core.pruning.essential.scouted_turning_point`; a scout that erred widens the budget).
+  Same answer as ``bisect`` on a curve that stays below once it drops; open scouts are stored
+  (``open``) but are in no curve or table. The dashboard's search.
 
 Two protocols (:data:`PROTOCOLS`): ``lotus`` prunes the model as it is (a model already
 trained or fine-tuned on the dataset; what LOTUS does) and draws its accuracy as the dense
@@ -51,8 +57,8 @@ from ..core.device import decision_batch_size
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from .essential import (Essential, bisect_decisions, bisect_turning_point, cost_split, essential_sparsity,
-                        required_correct, resolution_grid, within_tolerance)
-from ..training.evaluate import DEFAULT_LIMIT, MIN_BATCH, decide, wilson_interval
+                        required_correct, resolution_grid, scout_budgets, scouted_turning_point, within_tolerance)
+from ..training.evaluate import DEFAULT_LIMIT, MIN_BATCH, Decision, decide, wilson_interval
 from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
@@ -65,7 +71,9 @@ from ..results.registry import ExperimentSpec, Headline, pct, register_experimen
 __all__ = ["Essential", "essential_sparsity"]  # the rule, re-exported where sweeps use it
 
 SEARCHES = {"grid": "every grid sparsity (the curve), then with refine the bracket bisected",
-            "bisect": "the turning point alone: bisection on the resolution grid from the start, early-decided points"}
+            "bisect": "the turning point alone: bisection on the resolution grid from the start, early-decided points",
+            "scout": "bisect, most points decided from the dense model's hardest images and only the answer's "
+                     "bracket from every image it needs (same answer, fewer images)"}
 DEFAULT_GRID = tuple(round(0.1 * i, 2) for i in range(10))
 MAX_GRID = 1000  # the most sparsities a grid may hold
 PROTOCOLS: dict[str, str] = {
@@ -101,14 +109,9 @@ class SweepConfig:
     protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
     # masked model fine-tuned with the dense reference's recipe (PROTOCOLS)
     recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
-    search: str = "grid"  # a key of SEARCHES; "bisect" searches (0, max(sparsities)] and checks sparsities past it
-    early: bool = True  # bisect: evaluate each point only until within/below tolerance is certain (same answer)
+    search: str = "grid"  # a key of SEARCHES; "bisect"/"scout" search (0, max(sparsities)], check sparsities past it
+    early: bool = True  # bisect, scout: evaluate each point only until within/below is certain (same answer)
 
-    def __post_init__(self) -> None:
-        if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
-            object.__setattr__(self, "recipe", FinetuneConfig(**self.recipe))
-        if self.protocol not in PROTOCOLS:
-            raise LotusError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
 
     @property
     def needs_trained_head(self) -> bool:
@@ -120,6 +123,8 @@ class SweepConfig:
         return dataclasses.replace(self.recipe or FinetuneConfig(), limit=self.limit, bf16=self.bf16)
 
     def __post_init__(self) -> None:  # refused before any run is recorded (no 'failed' rows for bad input)
+        if isinstance(self.recipe, dict):  # rebuilt from JSON by the job worker
+            object.__setattr__(self, "recipe", FinetuneConfig(**self.recipe))
         check_sweep(self)
 
 
@@ -138,6 +143,8 @@ def check_sweep(c: SweepConfig) -> None:
         raise LotusError(f"N:M pattern {c.n}:{c.m} needs 1 <= N <= M (2:4 keeps 2 of every 4 weights)")
     if c.search not in SEARCHES:
         raise LotusError(f"unknown search {c.search!r}; choose one of {', '.join(SEARCHES)}")
+    if c.protocol not in PROTOCOLS:
+        raise LotusError(f"unknown protocol {c.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     for s in c.sparsities:
         check_sparsity(s)
 
@@ -279,14 +286,19 @@ class PointEvaluator:
         return {k: v for k, v in summary.items() if k != "run_id"}
 
     def decide(self, curve: str, sparsity: float, required: int, refresh: bool = False,
-               order: Sequence[int] | None = None) -> dict:
+               order: Sequence[int] | None = None, budget: int | None = None, start: dict | None = None) -> dict:
         """Are at least ``required`` test images right with ``curve`` at ``sparsity``? A sweep point
         (:func:`complete_point` fields) evaluated only until that is certain, taking the images in
         ``order`` (the dense model's hard-first order, :meth:`Context.hard_first_order`; default: subset order).
 
+        ``budget`` stops after that many images even when the answer is still open (the point then has
+        ``open`` True and bounds on both sides of the threshold: a scout of the scouted search); ``start``
+        (such an open point) goes on from where it stopped, evaluating only the images after it.
+
         A stored full evaluation of the point answers it without computing. Otherwise the
-        decision is stored under the point's configuration plus ``required`` and the order (kind
-        ``prune-decide``); one that needed every image is the full evaluation and is stored as that too.
+        decision is stored under the point's configuration plus ``required``, the order, the budget and
+        where it started (kind ``prune-decide``); one that needed every image is the full evaluation and
+        is stored as that too.
         """
         full = self.point_config(curve, sparsity)
         stored = None if refresh else stored_summary(self.ctx, "prune-eval", full)
@@ -294,20 +306,24 @@ class PointEvaluator:
             return complete_point({k: v for k, v in stored.items() if k != "run_id"})
         c = self.config
 
+        begun = None if start is None else Decision(None, start["correct"], start["seen"], start["n"], required)
+
         def compute(ctx, _, run) -> dict:
             mask = self.curve_mask(curve, sparsity)
             d = decide(self.pruned_model(mask), self.ctx.test, self.ctx.data_config, required, limit=c.limit,
-                       seed=c.seed, bf16=c.bf16, order=order)
+                       seed=c.seed, bf16=c.bf16, order=order, budget=budget, start=begun)
             return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity, "n": d.n,
                     "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
-                    "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
+                    "open": d.above is None, "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
 
-        # the order and the batches decide which images an early decision saw (its stored counts), not its answer
+        # the order, the batches, the budget and where it began decide which images a decision saw (its stored
+        # counts), not its answer
         batches = {"batches": [MIN_BATCH, decision_batch_size(self.ctx.device, self.ctx.data_config["input_size"])]}
-        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {}), **batches}
+        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {}), **batches,
+               **({"budget": budget} if budget is not None else {}), **({"after": begun.seen} if begun else {})}
         out = run_experiment(self.ctx, "prune-decide", key, compute, refresh=refresh)
-        out = {k: v for k, v in out.items() if k != "run_id"}
-        if out["early"]:
+        out = {"open": False, **{k: v for k, v in out.items() if k != "run_id"}}
+        if out["early"] or out["open"]:
             return {**out, "accuracy": None, "ci_low": None, "ci_high": None}
         n, correct = out["n"], out["correct"]
         ci = wilson_interval(correct, n)
@@ -413,21 +429,23 @@ class SweepPoints:
 
 
 def complete_point(point: dict) -> dict:
-    """A fully evaluated point with the fields every sweep point has: early (False), seen (= n)
+    """A fully evaluated point with the fields every sweep point has: early and open (False), seen (= n)
     and acc_low = acc_high = accuracy (the bounds of a point decided early)."""
     correct = point.get("correct", round(point["accuracy"] * point["n"]))
-    return {**point, "correct": correct, "seen": point["n"], "early": False, "acc_low": point["accuracy"],
-            "acc_high": point["accuracy"]}
+    return {**point, "correct": correct, "seen": point["n"], "early": False, "open": False,
+            "acc_low": point["accuracy"], "acc_high": point["accuracy"]}
 
 
 def _bounds(points: Iterable[dict]) -> list[tuple[float, float, float]]:
-    """(sparsity, acc_low, acc_high) of stored points (points stored before bounds existed: accuracy)."""
-    return [(p["sparsity"], p.get("acc_low", p["accuracy"]), p.get("acc_high", p["accuracy"])) for p in points]
+    """(sparsity, acc_low, acc_high) of stored points (points stored before bounds existed: accuracy);
+    open scouts, which decide nothing, are left out."""
+    return [(p["sparsity"], p.get("acc_low", p["accuracy"]), p.get("acc_high", p["accuracy"])) for p in points
+            if not p.get("open")]
 
 
 def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) -> dict:
     """Experiment: per method, the grid (then with ``refine`` the bisected bracket), or with
-    ``search="bisect"`` the turning point by bisection from the start (see the module docstring).
+    ``search="bisect"`` or ``"scout"`` the turning point by bisection from the start (see the module docstring).
 
     ``refresh`` recomputes points that other runs already stored (for benchmarks and ``--no-cache``).
     """
@@ -438,7 +456,7 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     names = curves(config)
     dense = dense_reference(ctx, config)
     floor = dense["accuracy"] - config.eps
-    bisect = config.search == "bisect"
+    bisect = config.search in ("bisect", "scout")
 
     def fixed(curve: str) -> float | None:
         return PRUNERS[split_curve(curve)[0]].fixed_sparsity(dataclasses.asdict(config))
@@ -454,35 +472,48 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
         order = ctx.hard_first_order(config.limit, config.seed, config.bf16) \
             if config.early and config.protocol == "lotus" else None
         split = cost_split(n, min(n, max(MIN_BATCH, 2 * (n - required + 1))))  # a decision takes >= MIN_BATCH images
-        planned = sum(1 if fixed(c) is not None else bisect_decisions(len(fine), split) for c in names)
+        # scouting: most points decided from a budget of the hardest images, only the answer's bracket from all it needs
+        budgets = scout_budgets(n, required, MIN_BATCH) \
+            if config.search == "scout" and config.early and order is not None else None
+        planned = sum(1 if fixed(c) is not None else bisect_decisions(len(fine), split) + bool(budgets) for c in names)
         done = 0
 
-        def measure(curve: str, s: float) -> dict:
+        def measure(curve: str, s: float, budget: int | None, start: dict | None) -> dict:
             if config.early:
-                return evaluator.decide(curve, s, required, refresh, order)
+                return evaluator.decide(curve, s, required, refresh, order, budget, start)
             return complete_point(evaluator.evaluate(curve, s, refresh))
 
-        def point(curve: str, s: float, refined: bool) -> dict:
+        def point(curve: str, s: float, refined: bool, budget: int | None = None) -> dict:
+            """The run's point at ``s``: stored, or decided now (from at most ``budget`` images, going on from
+            an open one stored with a smaller budget)."""
             nonlocal done
             key = _key(curve, s)
             data = run.get(key)
-            if data is None:
-                data = {**measure(curve, s), "refined": refined}
+            if data is None or (data.get("open") and (budget is None or data["seen"] < min(budget, n))):
+                data = {**measure(curve, s, budget if budget is None or budget < n else None,
+                                  data if data is not None else None), "refined": refined}
                 run.point(key, data)
             done += 1
             run.progress(done=done, planned=max(planned, done), method=curve, sparsity=s, accuracy=data["accuracy"],
-                         within=within_tolerance(data.get("acc_low", data["accuracy"]), floor))
+                         within=None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor))
             run.check()
             return data
 
         def within(curve: str, s: float, refined: bool) -> bool:
             return within_tolerance(_bounds([point(curve, s, refined)])[0][1], floor)
 
+        def ask(curve: str, s: float, budget: int | None) -> bool | None:
+            data = point(curve, s, True, budget)
+            return None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor)
+
         for curve in names:
             if fixed(curve) is not None:
                 within(curve, fixed(curve), False)
                 continue
-            _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True), split)
+            if budgets:
+                _, hi = scouted_turning_point(fine, lambda s, b: ask(curve, s, b), budgets, split)
+            else:
+                _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True), split)
             for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
                 if hi is not None and s > hi:
                     point(curve, s, False)
@@ -505,7 +536,8 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             ess = essential_sparsity(_bounds(curve()), dense["accuracy"], config.eps)
         pts = curve()
         essential[method] = {**ess.to_dict(), "images": sum(p.get("seen", p["n"]) for p in pts),
-                             "decided_early": sum(bool(p.get("early")) for p in pts)}
+                             "decided_early": sum(bool(p.get("early")) and not p.get("open") for p in pts),
+                             **({"scouts_open": sum(bool(p.get("open")) for p in pts)} if config.search == "scout" else {})}
     return {"dense": dense, "essential": essential}
 
 
@@ -563,20 +595,21 @@ def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], N
 def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None) -> SweepResult:
     """The stored sweep as a :class:`SweepResult`; its frame has a row per point, those decided
     early with a NaN accuracy (and ``early`` True), which charts leave out."""
-    points = [p if "early" in p else complete_point(p) for p in ctx.store.points(summary["run_id"]).values()]
+    points = [p if "early" in p else complete_point(p) for p in ctx.store.points(summary["run_id"]).values()
+              if not p.get("open")]  # an open scout decided nothing
     frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
     frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
 
 
 def turning_point_search(config: SweepConfig) -> SweepConfig | None:
-    """The fast way to ``config``'s turning point: the same sweep as a ``bisect`` search over the
+    """The fast way to ``config``'s turning point: the same sweep as a ``scout`` search over the
     same range, or None when ``config`` does not refine, already is a search, or fine-tunes every
     point (``finetune_steps`` or the essential protocol: that runs as one background job). The dashboard shows this search's answer at once
     and computes ``config``'s curve in the background: the answer does not wait for the curve."""
-    if not config.refine or config.search == "bisect" or config.finetune_steps or config.protocol == "essential":
+    if not config.refine or config.search != "grid" or config.finetune_steps or config.protocol == "essential":
         return None
-    return dataclasses.replace(config, search="bisect", refine=False, stop_at_drop=False)
+    return dataclasses.replace(config, search="scout", refine=False, stop_at_drop=False)
 
 
 def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
@@ -599,7 +632,8 @@ def prune_eval_headline(s: dict) -> Headline:
 
 def prune_decide_headline(s: dict) -> Headline:
     """Headline of one early decision of a sweep point (no accuracy: only whether it is within tolerance)."""
-    verdict = "within tolerance" if s["correct"] >= s["required"] else "below tolerance"
+    verdict = "still open (a scout)" if s.get("open") else \
+        "within tolerance" if s["correct"] >= s["required"] else "below tolerance"
     return Headline(None, s["sparsity_reached"], f"{s['method']} at {pct(s['sparsity_reached'])}: {verdict} "
                     f"after {s['seen']} of {s['n']} images")
 
@@ -614,7 +648,7 @@ def sweep_headline(s: dict) -> Headline:
 
 def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
     """Accuracy against sparsity, one series per method, each starting at the dense model; points decided
-    early (no accuracy, ``search="bisect"``) are left out."""
+    early (no accuracy, ``search="bisect"``/``"scout"``) are left out."""
     rows = [{"series": p["method"], "axis": "sparsity", "x": p["sparsity"], "accuracy": p["accuracy"]}
             for p in points.values() if "method" in p and p.get("accuracy") is not None]  # None: decided early
     if summary and rows:  # every method starts at the dense model

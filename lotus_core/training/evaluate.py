@@ -137,9 +137,11 @@ def evaluate(model: nn.Module, data: ImageSet, data_config: dict, limit: int | N
 @dataclass(frozen=True)
 class Decision:
     """Whether at least ``required`` of the ``n`` subset images are classified correctly, decided
-    from the first ``seen`` of them (in subset order); ``seen < n`` means it was decided early."""
+    from the first ``seen`` of them (in subset order); ``seen < n`` means it was decided early.
+    ``above`` is None only for a decision given a budget of images that did not settle it (see
+    :func:`decide_in_batches`): then it is open, and [low, high] straddles the threshold."""
 
-    above: bool  # at least `required` correct on the whole subset (certain, not estimated)
+    above: bool | None  # at least `required` correct on the whole subset (certain, not estimated); None: still open
     correct: int  # correct among the first `seen` images
     seen: int  # images evaluated
     n: int  # images in the subset
@@ -174,25 +176,32 @@ def images_to_decide(correct: int, seen: int, n: int, required: int) -> int:
 
 
 def decide_in_batches(count_correct: Callable[[int, int], int], n: int, required: int, batch_size: int = 500,
-                      min_batch: int = MIN_BATCH) -> Decision:
+                      min_batch: int = MIN_BATCH, budget: int | None = None,
+                      start: Decision | None = None) -> Decision:
     """The :class:`Decision` for ``required`` of ``n``, with ``count_correct(start, stop)`` the number
     of correct images among subset positions [start, stop), asked in order until it is certain.
 
     Each batch is the fewest images that could decide (:func:`images_to_decide`), at least
     ``min_batch`` (fewer only at the end) and at most ``batch_size``: it never stops before the
     decision is certain and never goes more than ``min_batch - 1`` images past where it became so.
+
+    ``budget``: stop after that many images even when the decision is still open (``above`` None; the
+    scouted search's cheap first look). ``start``: go on from an earlier, open decision of the same
+    images in the same order, counting only the images after its ``seen``.
     """
-    correct = seen = 0
-    while decision(correct, seen, n, required) is None:
-        stop = min(n, seen + min(batch_size, max(min_batch, images_to_decide(correct, seen, n, required))))
+    correct, seen = (start.correct, start.seen) if start is not None else (0, 0)
+    end = n if budget is None else min(n, budget)
+    while decision(correct, seen, n, required) is None and seen < end:
+        stop = min(end, seen + min(batch_size, max(min_batch, images_to_decide(correct, seen, n, required))))
         correct += count_correct(seen, stop)
         seen = stop
-    return Decision(bool(decision(correct, seen, n, required)), correct, seen, n, required)
+    return Decision(decision(correct, seen, n, required), correct, seen, n, required)
 
 
 def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, limit: int | None = DEFAULT_LIMIT,
            seed: int = 0, batch_size: int | None = None, min_batch: int = MIN_BATCH, bf16: bool = True,
-           order: Sequence[int] | None = None) -> Decision:
+           order: Sequence[int] | None = None, budget: int | None = None,
+           start: Decision | None = None) -> Decision:
     """Are at least ``required`` of the fixed ``limit``-image subset (the one :func:`evaluate` uses)
     classified correctly? Evaluated in batches, stopping as soon as the answer is certain.
 
@@ -205,6 +214,8 @@ def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, l
     images are the same and the prediction of an image does not depend on the batch it is in
     (``decision`` only counts). ``min_batch`` trades a few surplus images for fewer, larger batches;
     ``batch_size`` (the largest batch) defaults to :func:`~lotus_core.core.device.decision_batch_size`.
+    ``budget`` and ``start`` are :func:`decide_in_batches`'s: stop open after ``budget`` images, go on from
+    an open decision.
     """
     batch_size = batch_size or decision_batch_size(model_device(model), data_config["input_size"])
     idx = subset_indices(len(data), limit, seed)
@@ -218,7 +229,7 @@ def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, l
         preds = predict(model, data.images[idx[start:stop]], data_config, batch_size, bf16)
         return int((preds == labels[start:stop]).sum())
 
-    return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch)
+    return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch, budget, start)
 
 
 def evaluate_headline(s: dict) -> Headline:
