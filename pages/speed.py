@@ -5,7 +5,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.results.runs import stored_summary
 from lotus_core.speed import METHODS
-from lotus_core.speed.run import EPS, SpeedConfig, export_structural, progress_text, run_speed
+from lotus_core.speed.run import EPS, SpeedConfig, export_structural, first_view, progress_text, run_speed
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
           "accuracy: which ones really run faster on this machine?",
@@ -13,10 +13,9 @@ ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make
           "EViT (Liang et al., ICLR 2022), ToMe (Bolya et al., ICLR 2023)")
 ctx = state.context()
 
-# drawn on first load, measured inline (one setting per method, about 10 s); anything else runs as a background job
-DEFAULT = SpeedConfig(methods=("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome", "patch-dropout"),
-                      batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,), drops=(0.5,),
-                      best_batch=False, limit=state.limit(), min_run_time=0.2)
+# drawn on first load, measured inline (one setting per method, about 10 s; the demo store holds it); anything else
+# runs as a background job
+DEFAULT = first_view(state.limit())
 c1, c2 = st.columns([3, 1])
 methods = c1.multiselect("Methods", list(METHODS), help="; ".join(f"**{m}**: {METHODS[m].help}" for m in METHODS),
                          **state.remember("speed_methods", list(DEFAULT.methods), METHODS))
@@ -35,14 +34,14 @@ with st.expander("Settings of each method"):
     options = {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "ratios": [0.25, 0.5, 0.75], "keep": [0.9, 0.7, 0.5, 0.3],
                "tome_r": [2, 4, 8, 12, 16], "drops": [0.1, 0.25, 0.5, 0.75]}
     remember = lambda key, default: state.remember(key, default, options[key])  # noqa: E731
-    sparsities = s1.multiselect("masked / csr sparsity", options["sparsities"], **remember("sparsities", [0.9]))
-    ratios = s2.multiselect("heads / channels removed", options["ratios"], **remember("ratios", [0.5]))
+    sparsities = s1.multiselect("masked / csr sparsity", options["sparsities"], **remember("sparsities", list(DEFAULT.sparsities)))
+    ratios = s2.multiselect("heads / channels removed", options["ratios"], **remember("ratios", list(DEFAULT.ratios)))
     importance = s2.selectbox("Structural importance", ["magnitude", "taylor"],
                               **state.remember("importance", "magnitude", ["magnitude", "taylor"]))
-    keep = s3.multiselect("EViT keep rate", options["keep"], **remember("keep", [0.5]))
+    keep = s3.multiselect("EViT keep rate", options["keep"], **remember("keep", list(DEFAULT.keep_rates)))
     fuse = s3.checkbox("EViT: fuse the dropped tokens", **state.remember("fuse_tokens", DEFAULT.fuse))
-    tome_r = s4.multiselect("ToMe r (merged per block)", options["tome_r"], **remember("tome_r", [8]))
-    drops = s5.multiselect("PatchDropout drop", options["drops"], **remember("drops", [0.5]))
+    tome_r = s4.multiselect("ToMe r (merged per block)", options["tome_r"], **remember("tome_r", list(DEFAULT.tome_r)))
+    drops = s5.multiselect("PatchDropout drop", options["drops"], **remember("drops", list(DEFAULT.drops)))
     finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300],
                                 **state.remember("speed_ft", 0, (0, 50, 100, 300)))
 if not methods or not batch_sizes:

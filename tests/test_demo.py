@@ -8,8 +8,8 @@ def test_prepare_demo_fills_every_report_section_and_never_computes_twice(tiny_c
     assert missing_steps(tiny_ctx, 100) == labels  # an empty store misses every step
     seen = []
     first = prepare_demo(tiny_ctx, 100, on_progress=seen.append)
-    assert first["computed"] == len(labels) == len(first["steps"]) == len(seen) == 13
-    assert [p["step"] for p in seen] == list(range(1, 14)) and seen[0]["eta_s"] is None and seen[-1]["eta_s"] > 0
+    assert first["computed"] == len(labels) == len(first["steps"]) == len(seen) == 15
+    assert [p["step"] for p in seen] == list(range(1, 16)) and seen[0]["eta_s"] is None and seen[-1]["eta_s"] > 0
     assert missing_steps(tiny_ctx, 100) == []
     report = build_report(tiny_ctx, ReportOptions(limit=100, example_images=2))
     assert [s.missing for s in report.sections] == [None] * 7  # every section filled

@@ -32,5 +32,29 @@ def test_prepare_demo_on_the_shipped_store_computes_nothing(capsys, shipped):
     assert main(["prepare-demo", "--db", str(shipped), "--json"]) == 0
     out, err = capsys.readouterr()
     res = json.loads(out)
-    assert res["computed"] == 0 and len(res["steps"]) == len(demo_plan()) == 13 and res["limit"] == DEFAULT_LIMIT
-    assert err.splitlines()[0].startswith("[1/13] dense accuracy (")
+    assert res["computed"] == 0 and len(res["steps"]) == len(demo_plan()) == 15 and res["limit"] == DEFAULT_LIMIT
+    assert err.splitlines()[0].startswith("[1/15] dense accuracy (")
+
+
+def test_a_first_visit_of_every_page_on_the_shipped_store_computes_nothing(shipped, monkeypatch):
+    """What `make run` opens on a fresh machine: every page, with its default settings, is drawn from the
+    shipped results (no page measures, sweeps or compares anything on a first visit), so the Speed page and
+    the Report show the same measurement and the Soup and Masks pages open at once."""
+    import sqlite3
+    from pathlib import Path
+
+    from tests.pages.helpers import open_page
+
+    def runs() -> set[str]:
+        with sqlite3.connect(shipped) as con:
+            return {row[0] for row in con.execute("SELECT id FROM runs")}
+
+    monkeypatch.setenv("LOTUS_DB", str(shipped))
+    before = runs()
+    pages = [None] + sorted(p.stem for p in (Path(__file__).parent.parent / "pages").glob("*.py")
+                            if p.stem != "overview")
+    for page in pages:
+        at = open_page(page)
+        assert not at.exception, (page, at.exception)
+        assert runs() == before, (page, runs() - before)
+    assert len(pages) == 8

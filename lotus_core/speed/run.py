@@ -87,6 +87,13 @@ class SpeedConfig:
             object.__setattr__(self, "fuse", True)
 
 
+def first_view(limit: int) -> SpeedConfig:
+    """What the Speed page measures and draws on its first load (one setting per method, batch 32: about 10 s
+    inline), and what the demo stores for the Report's "Does it run faster?": one measurement, one story."""
+    return SpeedConfig(batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,),
+                       drops=(0.5,), best_batch=False, limit=limit, min_run_time=0.2)
+
+
 def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor:
     """The first ``batch_size`` test images (repeated when the test set is smaller) as model input."""
     idx = torch.arange(batch_size) % len(ctx.test)

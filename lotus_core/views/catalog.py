@@ -95,8 +95,13 @@ def omp_vs_tickets(ctx: Context, run_id: str) -> pd.DataFrame:
                      for layer, values in {"all": overall, **sim["per_layer"]}.items()]
         return pd.DataFrame(rows)
 
-    rounds = sorted(p["round"] for k, p in ctx.store.points(run_id).items() if k.startswith("round-"))
-    return stored_table(ctx, "omp-vs-ticket", compute, run=run_id, rounds=rounds)
+    return stored_table(ctx, "omp-vs-ticket", compute, **omp_vs_tickets_key(ctx, run_id))
+
+
+def omp_vs_tickets_key(ctx: Context, run_id: str) -> dict:
+    """The key of :func:`omp_vs_tickets` for a run: the run and its finished rounds."""
+    return {"run": run_id, "rounds": sorted(p["round"] for k, p in ctx.store.points(run_id).items()
+                                            if k.startswith("round-"))}
 
 
 def gap_by_layer(table: pd.DataFrame, measure: str = "cosine") -> pd.DataFrame:
@@ -147,8 +152,19 @@ def rigl_equal_steps_config(ctx: Context, lth_run_id: str):
                       limit=cfg["limit"])
 
 
+ONE_SHOT_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
+
+
+def one_shot_config(limit: int, sparsities: Sequence[float] = ONE_SHOT_GRID):
+    """The one-shot OMP and random curves every ticket is compared with (:func:`accuracy_comparison`, the Soup
+    page), as a :class:`~lotus_core.pruning.sweep.SweepConfig` (the demo stores it)."""
+    from ..pruning.sweep import SweepConfig
+
+    return SweepConfig(methods=("omp", "random"), sparsities=tuple(sparsities), limit=limit)
+
+
 def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
-                        sparsities: Sequence[float] = tuple(round(0.1 * i, 1) for i in range(1, 10))) -> pd.DataFrame:
+                        sparsities: Sequence[float] = ONE_SHOT_GRID) -> pd.DataFrame:
     """Accuracy against sparsity: one-shot OMP and random (stored sweep points, no fine-tune) and,
     for each given run, its rounds (RigL: its one trained ticket); for LTH runs also their stored controls and
     OMP + fine-tune at their sparsities (when that sweep was run, see :func:`omp_finetune_config`).
@@ -157,15 +173,14 @@ def accuracy_comparison(ctx: Context, run_ids: Sequence[str], limit: int = 1000,
     soups before the final fine-tune; its fine-tuned ticket is a separate one-point series.
     """
     from ..results.runs import stored_summary
-    from ..pruning.sweep import SweepConfig, run_sweep, sweep_result
+    from ..pruning.sweep import run_sweep, sweep_result
 
     cols = ["sparsity", "accuracy", "ci_low", "ci_high"]
 
     def frame_rows(frame: pd.DataFrame, series: str | None = None) -> list[dict]:
         return [{"series": series or r["method"], **{c: r[c] for c in cols}} for _, r in frame.iterrows()]
 
-    rows = frame_rows(run_sweep(ctx, SweepConfig(methods=("omp", "random"), sparsities=tuple(sparsities),
-                                                 limit=limit)).frame)
+    rows = frame_rows(run_sweep(ctx, one_shot_config(limit, sparsities)).frame)
     runs = ticket_runs(ctx, (*COMPARED_KINDS, "lth-control")).set_index("id")
     for rid in run_ids:
         kind, tag = runs.loc[rid, "kind"], rid[:6]

@@ -4,7 +4,9 @@
 on the same ``limit`` test images (the sidebar's one protocol): the dense baseline, the canonical
 refined OMP sweep (the model's essential sparsity), the layer sensitivity grid, an LTH run with
 both of its controls and OMP fine-tuned at its sparsities, ISSP at three data fractions, the
-patch-scorer comparison, and training on data lottery tickets. :func:`prepare_demo` runs the plan
+patch-scorer comparison, the Speed page's first view, training on data lottery tickets, and what the
+Soup and Masks pages compute on a first visit (one-shot OMP and random curves, OMP against the
+ticket's masks). :func:`prepare_demo` runs the plan
 in order; every step is a stored, resumable experiment, so an interrupted run resumes and a
 finished step is never recomputed. ``python -m lotus_core prepare-demo`` is its CLI, and the
 result for the embedded default model ships as ``data/demo/lotus-demo.db`` (``make run`` starts
@@ -58,8 +60,8 @@ def demo_plan(limit: int = DEFAULT_LIMIT) -> list[DemoStep]:
     from ..pruning.sensitivity import SensitivityConfig, run_sensitivity
     from ..pruning.sweep import SweepConfig, run_sweep
     from ..results.runs import run_id_for
-    from ..speed.run import SpeedConfig
-    from .catalog import omp_finetune_config
+    from ..speed.run import first_view
+    from .catalog import omp_finetune_config, omp_vs_tickets, omp_vs_tickets_key, one_shot_config
 
     lth = _lth_config(limit)
 
@@ -83,10 +85,15 @@ def demo_plan(limit: int = DEFAULT_LIMIT) -> list[DemoStep]:
               for f in (0.1, 0.3, 1.0)]
     steps.append(DemoStep("patch scorers compared", "fidelity",
                           lambda ctx: FidelityConfig(scorers=tuple(SCORERS), limit=100), fidelity))
-    steps.append(DemoStep("speed of pruned models (the Report's 'Does it run faster?')", "speed",
-                          lambda ctx: SpeedConfig(limit=limit, batch_sizes=(1, 32), best_batch=False, min_run_time=0.2), _run("speed")))
+    steps.append(DemoStep("speed of pruned models (the Speed page's first view, the Report's 'Does it run faster?')",
+                          "speed", lambda ctx: first_view(limit), _run("speed")))
     steps.append(DemoStep("training on data lottery tickets", "lottery-train",
                           lambda ctx: LotteryTrainConfig(scorer=next(iter(SCORERS)), limit=limit), _run("lottery-train")))
+    steps.append(DemoStep("one-shot OMP and random curves (the Soup page's comparison)", "sweep",
+                          lambda ctx: one_shot_config(limit), run_sweep))
+    steps.append(DemoStep("OMP against the ticket's masks (the Masks page)", "omp-vs-ticket",
+                          lambda ctx: omp_vs_tickets_key(ctx, run_id_for(ctx, "lth", lth)),
+                          lambda ctx, key: omp_vs_tickets(ctx, key["run"])))
     return steps
 
 
