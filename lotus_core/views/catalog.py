@@ -47,11 +47,24 @@ def run_label(row: Mapping) -> str:
     return f"{row['kind'].upper()} to {100 * cfg['target']:.0f}% ({extra}) [{row['status']}] {row['id'][:6]}"
 
 
-def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
-    """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps)."""
-    from ..pruning.sweep import PointEvaluator, SweepConfig
+_ONE_SHOT: dict[str, Mask] = {}  # key -> mask (read only): the Masks page asks the same two on every rerun
+_ONE_SHOT_MAX = 32  # masks kept (each about one bit per scoped weight, as bools: 0.6 MB for the default model)
 
-    return PointEvaluator(ctx, SweepConfig(methods=(method,), scope=scope, seed=seed)).mask(method, sparsity)
+
+def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
+    """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps), computed once
+    per process for the same model, data and settings (a working copy and a ranking each time cost 0.3 s)."""
+    from ..pruning.sweep import PointEvaluator, SweepConfig
+    from ..results.store import config_id
+
+    key = config_id(ctx.key(kind="one-shot-mask", method=method, sparsity=round(sparsity, 6), scope=scope, seed=seed,
+                            model_object=id(ctx.model)))  # the loaded model itself, not only its id
+    if key not in _ONE_SHOT:
+        if len(_ONE_SHOT) >= _ONE_SHOT_MAX:
+            _ONE_SHOT.pop(next(iter(_ONE_SHOT)))  # the oldest
+        _ONE_SHOT[key] = PointEvaluator(ctx, SweepConfig(methods=(method,), scope=scope, seed=seed)).mask(method,
+                                                                                                         sparsity)
+    return _ONE_SHOT[key]
 
 
 def mask_choices(ctx: Context, sparsity: float) -> dict[str, Callable[[], Mask]]:
