@@ -33,15 +33,15 @@ with st.expander("Settings of each method"):
     s1, s2, s3, s4, s5 = st.columns(5)
     options = {"sparsities": [0.5, 0.7, 0.9, 0.95, 0.99], "ratios": [0.25, 0.5, 0.75], "keep": [0.9, 0.7, 0.5, 0.3],
                "tome_r": [2, 4, 8, 12, 16], "drops": [0.1, 0.25, 0.5, 0.75]}
-    remember = lambda key, default: state.remember(key, default, options[key])  # noqa: E731
-    sparsities = s1.multiselect("masked / csr sparsity", options["sparsities"], **remember("sparsities", list(DEFAULT.sparsities)))
-    ratios = s2.multiselect("heads / channels removed", options["ratios"], **remember("ratios", list(DEFAULT.ratios)))
+    remember = lambda key, field: state.remember(key, list(getattr(DEFAULT, field)), options[key])  # noqa: E731
+    sparsities = s1.multiselect("masked / csr sparsity", options["sparsities"], **remember("sparsities", "sparsities"))
+    ratios = s2.multiselect("heads / channels removed", options["ratios"], **remember("ratios", "ratios"))
     importance = s2.selectbox("Structural importance", ["magnitude", "taylor"],
                               **state.remember("importance", "magnitude", ["magnitude", "taylor"]))
-    keep = s3.multiselect("EViT keep rate", options["keep"], **remember("keep", list(DEFAULT.keep_rates)))
+    keep = s3.multiselect("EViT keep rate", options["keep"], **remember("keep", "keep_rates"))
     fuse = s3.checkbox("EViT: fuse the dropped tokens", **state.remember("fuse_tokens", DEFAULT.fuse))
-    tome_r = s4.multiselect("ToMe r (merged per block)", options["tome_r"], **remember("tome_r", list(DEFAULT.tome_r)))
-    drops = s5.multiselect("PatchDropout drop", options["drops"], **remember("drops", list(DEFAULT.drops)))
+    tome_r = s4.multiselect("ToMe r (merged per block)", options["tome_r"], **remember("tome_r", "tome_r"))
+    drops = s5.multiselect("PatchDropout drop", options["drops"], **remember("drops", "drops"))
     finetune = s5.select_slider("Fine-tune steps (structural)", [0, 50, 100, 300],
                                 **state.remember("speed_ft", 0, (0, 50, 100, 300)))
 if not methods or not batch_sizes:

@@ -112,7 +112,6 @@ class SweepConfig:
     search: str = "grid"  # a key of SEARCHES; "bisect"/"scout" search (0, max(sparsities)], check sparsities past it
     early: bool = True  # bisect, scout: evaluate each point only until within/below is certain (same answer)
 
-
     @property
     def needs_trained_head(self) -> bool:
         """Only the essential protocol trains the head (of every point); ``lotus`` uses it as it is."""
@@ -490,21 +489,24 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
             key = _key(curve, s)
             data = run.get(key)
             if data is None or (data.get("open") and (budget is None or data["seen"] < min(budget, n))):
-                data = {**measure(curve, s, budget if budget is None or budget < n else None,
-                                  data if data is not None else None), "refined": refined}
+                data = {**measure(curve, s, budget if budget is None or budget < n else None, data),
+                        "refined": refined}
                 run.point(key, data)
             done += 1
             run.progress(done=done, planned=max(planned, done), method=curve, sparsity=s, accuracy=data["accuracy"],
-                         within=None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor))
+                         within=verdict(data))
             run.check()
             return data
 
+        def verdict(data: dict) -> bool | None:
+            """Is the point within tolerance? None for an open scout."""
+            return None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor)
+
         def within(curve: str, s: float, refined: bool) -> bool:
-            return within_tolerance(_bounds([point(curve, s, refined)])[0][1], floor)
+            return verdict(point(curve, s, refined))
 
         def ask(curve: str, s: float, budget: int | None) -> bool | None:
-            data = point(curve, s, True, budget)
-            return None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor)
+            return verdict(point(curve, s, True, budget))
 
         for curve in names:
             if fixed(curve) is not None:

@@ -225,9 +225,9 @@ def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, l
         idx = idx[torch.as_tensor(list(order), dtype=torch.long)]
     labels = data.labels[idx]
 
-    def count_correct(start: int, stop: int) -> int:
-        preds = predict(model, data.images[idx[start:stop]], data_config, batch_size, bf16)
-        return int((preds == labels[start:stop]).sum())
+    def count_correct(first: int, stop: int) -> int:
+        preds = predict(model, data.images[idx[first:stop]], data_config, batch_size, bf16)
+        return int((preds == labels[first:stop]).sum())
 
     return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch, budget, start)
 

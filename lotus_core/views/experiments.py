@@ -258,9 +258,8 @@ def config_differences(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
     """What differs between two runs' configurations (ids or unique prefixes): one row per setting
     (nested ones dotted, e.g. ``lth.steps``), with columns ``setting``, ``a``, ``b`` as JSON text (a
     setting one run lacks reads "(not set)"); kind, model and dataset first. Empty when they agree."""
-    a, b = get_run(store, run_a), get_run(store, run_b)
-    fa = {"kind": a["kind"], "model": a["model"], "dataset": a["dataset"], **_flat(a["config"])}
-    fb = {"kind": b["kind"], "model": b["model"], "dataset": b["dataset"], **_flat(b["config"])}
+    fa, fb = ({"kind": r["kind"], "model": r["model"], "dataset": r["dataset"], **_flat(r["config"])}
+              for r in (get_run(store, run_a), get_run(store, run_b)))
     missing = object()
     rows = [{"setting": k, "a": "(not set)" if fa.get(k, missing) is missing else canonical_json(fa[k]),
              "b": "(not set)" if fb.get(k, missing) is missing else canonical_json(fb[k])}
