@@ -65,3 +65,20 @@ def test_a_job_kind_rebuilds_its_nested_config_from_the_queued_dict(tiny_ctx, mo
     run = tiny_ctx.store.get_run(rid)
     assert rid == run_id_for(tiny_ctx, "lth-control", cfg) and run["status"] == RunStatus.DONE
     assert run["summary"]["round"] == 1 and run["config"]["lth"]["steps"] == 2
+
+
+def test_every_registering_module_is_listed_in_kinds():
+    """Registration is found by explicit import (lotus_core/kinds.py), never by searching source text: a module
+    that registers a kind but is missing from the list would leave the worker refusing that kind."""
+    import ast
+
+    registering = set()
+    for path in (ROOT / "lotus_core").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "register_experiment"]
+        if calls and path.name != "registry.py":
+            registering.add(".".join(path.relative_to(ROOT).with_suffix("").parts))
+    kinds = ast.parse((ROOT / "lotus_core" / "kinds.py").read_text(encoding="utf-8"))
+    listed = {f"lotus_core.{node.module}.{alias.name}" for node in kinds.body if isinstance(node, ast.ImportFrom) and node.level == 1
+              for alias in node.names}
+    assert registering == listed

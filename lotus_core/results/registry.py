@@ -8,15 +8,14 @@ registers it next to the experiment function, once::
 
 and everything that handles runs reads the spec: the worker and ``jobs.submit`` (config class,
 function, whether it may run as a background job), the Experiments table (headline numbers,
-curve), the Report (curves of stored runs). :func:`experiments` discovers the kinds by importing
-every ``lotus_core`` module that calls :func:`register_experiment` (found by reading the package's
-source, so no list of module names is kept anywhere); this module imports nothing heavy.
+curve), the Report (curves of stored runs). :func:`experiments` loads the kinds on first use by
+importing :mod:`lotus_core.kinds`, the explicit list of registering modules (the one import from
+here to the layers above, deferred so that this module imports nothing heavy).
 """
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 from ..core.errors import LotusError
@@ -49,8 +48,7 @@ class ExperimentSpec:
 EXPERIMENTS: dict[str, ExperimentSpec] = {}
 """Kind -> its spec, filled by :func:`register_experiment` in the experiments' own modules."""
 
-_MARKER = "register_experiment(ExperimentSpec("
-_discovered = False
+_loaded = False
 
 
 def register_experiment(spec: ExperimentSpec) -> ExperimentSpec:
@@ -60,15 +58,11 @@ def register_experiment(spec: ExperimentSpec) -> ExperimentSpec:
 
 
 def experiments() -> dict[str, ExperimentSpec]:
-    """All registered kinds, importing the modules that register them on first use."""
-    global _discovered
-    if not _discovered:
-        root = Path(__file__).resolve().parent.parent  # the lotus_core package
-        for path in sorted(root.rglob("*.py")):
-            if path.name != "registry.py" and _MARKER in path.read_text(encoding="utf-8"):
-                parts = path.relative_to(root.parent).with_suffix("").parts
-                importlib.import_module(".".join(parts))
-        _discovered = True
+    """All registered kinds, importing :mod:`lotus_core.kinds` (the modules that register them) on first use."""
+    global _loaded
+    if not _loaded:
+        importlib.import_module("lotus_core.kinds")
+        _loaded = True
     return EXPERIMENTS
 
 
