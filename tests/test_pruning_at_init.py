@@ -66,7 +66,7 @@ def test_grasp_equals_weight_times_the_explicit_hessian_gradient_product():
     g = torch.autograd.functional.jacobian(loss, flat)
     hg = torch.autograd.functional.hessian(loss, flat) @ g  # (P,)
     expected = (flat * hg).float()
-    scores = grasp_scores(net, ["0.weight", "2.weight"], x, y)
+    scores = grasp_scores(net, ["0.weight", "2.weight"], x, y, temperature=1.0)  # the plain loss (test_faithful: T)
     got = torch.cat([scores["0.weight"].reshape(-1), scores["2.weight"].reshape(-1)])
     assert torch.allclose(got, expected, rtol=1e-4, atol=1e-7)
 

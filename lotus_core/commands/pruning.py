@@ -30,12 +30,17 @@ def _sweep_args(*names: str) -> list:
 
 def _method_args() -> list:
     """Every pruning method's own options as flags, each flag once (NMOptions: --n, --m; WandaOptions:
-    --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds)."""
+    --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds). Only the options a
+    SweepConfig carries: prune and sweep reach a method through it, so another flag would be silently dropped
+    (GraSP's temperature: library only, at its default 200 here; adding it to SweepConfig would rekey every sweep)."""
     from ..pruning import PRUNERS
+    from ..pruning.sweep import SweepConfig
 
+    carried = {f.name for f in dataclasses.fields(SweepConfig)}
     out: dict[tuple, tuple] = {}
     for p in PRUNERS.values():
-        for a in config_args(p.options, n=positive_int, m=positive_int, calib_size=positive_int,
+        skip = tuple(f.name for f in dataclasses.fields(p.options) if f.name not in carried) if p.options else ()
+        for a in config_args(p.options, skip=skip, n=positive_int, m=positive_int, calib_size=positive_int,
                              blocksize=positive_int, rounds=positive_int) if p.options else []:
             out.setdefault(a[0], a)
     return list(out.values())

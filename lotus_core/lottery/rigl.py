@@ -6,9 +6,13 @@ global magnitude mask of the pre-trained weights; ``random``: a random mask with
 counts) and fine-tune with it held fixed, except every ``update_every`` steps until ``end`` of the
 run, when each layer drops the ``f_t`` fraction of its active weights with the smallest |w| and
 grows as many inactive ones with the largest |dL/dw| (the dense gradient of that step; just-dropped
-weights may be grown back, as in the paper's Algorithm 1). Grown weights start at zero. The update
+weights may be grown back, as in the paper's Algorithm 1). Grown weights start at zero with zero
+optimizer moments, and an update iteration takes no optimizer step (the mask update replaces it), as
+in the authors' code (google-research/rigl ``sparse_optimizers_base.py``,
+``SparseRigLOptimizerBase.apply_gradients`` and ``reset_momentum``). The update
 fraction decays as ``f_t = drop_fraction / 2 * (1 + cos(pi t / (end * steps)))``. Every layer keeps
-exactly its number of active weights, so the sparsity is exact at every update.
+exactly its number of active weights, so the sparsity is exact at every update. Deliberate
+deviations (``round`` instead of the reference's count rule, no tie-breaking noise, AdamW): docs/audit.md.
 
 The N:M variant (``m > 0``; after SRigL, Lasby et al., ICLR 2024): the start is the N:M magnitude
 mask and an update swaps one weight in the ``f_t`` fraction of groups (of M consecutive inputs)
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -36,7 +41,10 @@ INITS = {"omp": "the global magnitude mask of the pre-trained weights",
 
 @dataclass(frozen=True)
 class RigLConfig:
-    """RigL sparse fine-tuning. Sparsities and fractions are fractions; steps are optimizer updates."""
+    """RigL sparse fine-tuning. Sparsities and fractions are fractions; steps are training iterations (an
+    update iteration changes the mask instead of taking an optimizer step)."""
+
+    revision: ClassVar[int] = 1  # 1: no optimizer step on update iterations, grown moments reset (enters the key)
 
     target: float = 0.8  # sparsity of the scoped weights (ignored by the N:M variant: 1 - n/m)
     init: str = "omp"  # starting mask: omp | random (see INITS)

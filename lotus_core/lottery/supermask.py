@@ -4,15 +4,19 @@ Ramanujan, Wortsman, Kembhavi, Farhadi & Rastegari, "What's Hidden in a Randomly
 Network?" (CVPR 2020). Every weight of the model is frozen, either at the pre-trained values or
 at a random re-initialisation of the scoped weights (``init="reinit"``, the paper's setting).
 Each scoped Linear layer computes with ``W * top_k(|s|)``: the ``density`` fraction of its
-entries with the largest score |s| (per layer), and the scores are trained with the
-straight-through gradient ``dL/ds = dL/d(W_eff) * W``. Scores start uniform in
-[-sqrt(6 / fan_in), sqrt(6 / fan_in)] (Kaiming uniform, seeded). The accuracy the final mask
+entries with the largest score |s| (per layer). As in the authors' code (allenai/hidden-networks,
+``GetSubnet.apply(self.scores.abs(), k)`` in ``SupermaskLinear``) the straight-through estimator
+sits on |s|, so the gradient reaching a score passes through the absolute value:
+``dL/ds = sign(s) * dL/d(W_eff) * W``. Scores start uniform in [-1/sqrt(fan_in), 1/sqrt(fan_in)]
+(the authors' ``kaiming_uniform_(scores, a=sqrt(5))``, seeded). Deliberate deviations (AdamW instead
+of SGD with momentum, ``round`` instead of ``int`` for the count kept): docs/audit.md. The accuracy the final mask
 reaches on the frozen weights is the supermask's result; at density 1 the model is the dense one.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -35,6 +39,8 @@ WEIGHTS = {"pretrained": "the pre-trained weights, frozen", "reinit": "a random 
 class SupermaskConfig:
     """Edge-popup. ``density`` is the fraction of each scoped layer's weights kept (k of the paper)."""
 
+    revision: ClassVar[int] = 1  # 1: straight-through on |scores| and the authors' score init (enters the key)
+
     density: float = 0.5  # kept fraction per layer, in (0, 1]
     init: str = "pretrained"  # the frozen weights: pretrained | reinit (see WEIGHTS)
     steps: int = 100  # score-training steps
@@ -52,11 +58,12 @@ def top_k(scores: torch.Tensor, density: float) -> torch.Tensor:
 
 
 class _StraightThrough(torch.autograd.Function):
-    """Forward: the top-k mask of |scores| as floats; backward: the gradient passed through unchanged."""
+    """Forward: the top-k mask of ``magnitudes`` (|scores|) as floats; backward: the gradient passed
+    through unchanged to the magnitudes (autograd then multiplies it by sign(scores))."""
 
     @staticmethod
-    def forward(ctx, scores: torch.Tensor, density: float) -> torch.Tensor:
-        return top_k(scores, density).to(scores.dtype)
+    def forward(ctx, magnitudes: torch.Tensor, density: float) -> torch.Tensor:
+        return top_k(magnitudes, density).to(magnitudes.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -68,12 +75,12 @@ class EdgePopup(nn.Module):
 
     def __init__(self, shape: torch.Size, density: float, generator: torch.Generator):
         super().__init__()
-        bound = math.sqrt(6.0 / shape[1])
+        bound = 1.0 / math.sqrt(shape[1])  # kaiming_uniform_ with a = sqrt(5), as the authors initialise
         self.scores = nn.Parameter((torch.rand(shape, generator=generator) * 2 - 1) * bound)
         self.density = density
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight * _StraightThrough.apply(self.scores, self.density)
+        return weight * _StraightThrough.apply(self.scores.abs(), self.density)
 
 
 def attach(model: nn.Module, names: list[str], density: float, seed: int = 0) -> dict[str, EdgePopup]:

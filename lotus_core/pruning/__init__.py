@@ -25,7 +25,7 @@ from ..core.config import from_mapping
 from ..core.errors import LotusError
 from .mask import Mask
 from .calibration import CalibrationOptions
-from .grasp import grasp
+from .grasp import GraSPOptions, grasp
 from .nm import NMOptions, nm
 from .omp import omp
 from .omp_layerwise import omp_layerwise
@@ -47,15 +47,18 @@ class Pruner:
     help: str
     needs_calibration: bool = False  # reads PruneOptions.calib (and labels) from training images
     options: type | None = None  # the method's own options, a frozen dataclass (e.g. NMOptions); None: none
+    revision: int = 0  # bumped when the method's algorithm is corrected; non-zero, it enters its results' keys
 
     def make_options(self, values: Mapping[str, Any] | None = None) -> Any:
         """This method's options from ``values`` (fields of the same names, defaults otherwise), or None."""
         return None if self.options is None else from_mapping(self.options, values or {})
 
     def option_values(self, values: Mapping[str, Any] | None = None) -> dict:
-        """The method's options from ``values`` as a plain dict (what result keys record); empty without options."""
+        """The method's options from ``values`` as a plain dict, with its ``revision`` when non-zero: what
+        result keys record (empty for a method without options at revision 0, so those keys never changed)."""
         own = self.make_options(values)
-        return {} if own is None else dataclasses.asdict(own)
+        values = {} if own is None else dataclasses.asdict(own)
+        return {**values, "revision": self.revision} if self.revision else values
 
     def fixed_sparsity(self, values: Mapping[str, Any] | None = None) -> float | None:
         """The sparsity the method reaches whatever is asked (N:M: 1 - N/M), or None when it follows the request."""
@@ -79,6 +82,8 @@ class PruneOptions:
     like: Mask | None = None  # random: copy this mask's layer-wise budget
 
 
+# revision 1 (docs/audit.md): synflow ranks |dR/dw * w| (it ranked the signed score), grasp divides the logits
+# by a temperature (it used none); results stored under the earlier algorithms are never served for these.
 PRUNERS: dict[str, Pruner] = {
     "omp": Pruner("omp", omp, "one-shot global magnitude"),
     "omp-layerwise": Pruner("omp-layerwise", omp_layerwise, "magnitude, same sparsity in every layer"),
@@ -94,13 +99,14 @@ PRUNERS: dict[str, Pruner] = {
                    options=CalibrationOptions),
     "snip-reinit": Pruner("snip-reinit", partial(snip, reinit=True), "SNIP scored at a random re-initialisation",
                           needs_calibration=True, options=CalibrationOptions),
-    "grasp": Pruner("grasp", grasp, "keeps gradient flow: -w x Hg (GraSP)", needs_calibration=True,
-                    options=CalibrationOptions),
+    "grasp": Pruner("grasp", grasp, "keeps gradient flow: -w x Hg, logits / temperature (GraSP)",
+                    needs_calibration=True, options=GraSPOptions, revision=1),
     "grasp-reinit": Pruner("grasp-reinit", partial(grasp, reinit=True), "GraSP scored at a random re-initialisation",
-                           needs_calibration=True, options=CalibrationOptions),
-    "synflow": Pruner("synflow", synflow, "iterative data-free synaptic flow (SynFlow)", options=SynFlowOptions),
+                           needs_calibration=True, options=GraSPOptions, revision=1),
+    "synflow": Pruner("synflow", synflow, "iterative data-free synaptic flow (SynFlow)", options=SynFlowOptions,
+                      revision=1),
     "synflow-reinit": Pruner("synflow-reinit", partial(synflow, reinit=True),
-                             "SynFlow scored at a random re-initialisation", options=SynFlowOptions),
+                             "SynFlow scored at a random re-initialisation", options=SynFlowOptions, revision=1),
 }
 
 
@@ -141,7 +147,7 @@ def prune(model: nn.Module, method: str, sparsity: float, scope: str = "blocks",
         labels: the labels of ``calib`` (snip, grasp).
         options: the method's own options by field name (``nm``: ``n``, ``m``; its sparsity is then
             1 - n/m and ``sparsity`` is ignored; ``sparsegpt``: ``damp``, ``blocksize``; ``synflow``:
-            ``rounds``); names the method does not have are ignored.
+            ``rounds``; ``grasp``: ``temperature``); names the method does not have are ignored.
     """
     get_pruner(method)
     check_sparsity(sparsity)

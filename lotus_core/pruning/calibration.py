@@ -53,6 +53,7 @@ def input_stats(model: nn.Module, names: Iterable[str], calib: torch.Tensor,
     return sums
 
 
-def loss_on(model: nn.Module, calib: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of ``model`` (eval mode) on a labelled calibration batch."""
-    return F.cross_entropy(model.eval()(calib).float(), labels)
+def loss_on(model: nn.Module, calib: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean cross-entropy of ``model`` (eval mode) on a labelled calibration batch, the logits divided by
+    ``temperature`` (GraSP's T; 1 leaves them as they are)."""
+    return F.cross_entropy(model.eval()(calib).float() / temperature, labels)

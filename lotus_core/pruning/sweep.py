@@ -117,6 +117,12 @@ class SweepConfig:
         """Only the essential protocol trains the head (of every point); ``lotus`` uses it as it is."""
         return self.protocol != "essential"
 
+    @property
+    def revision(self) -> dict[str, int]:
+        """The corrected methods of this sweep with their ``Pruner.revision`` (in the run's key when non-empty:
+        a sweep stored under a method's earlier algorithm is never served; other sweeps keep their keys)."""
+        return {m: PRUNERS[m].revision for m in self.methods if m in PRUNERS and PRUNERS[m].revision}
+
     def finetune_recipe(self) -> FinetuneConfig:
         """The essential protocol's recipe, evaluated on this sweep's test subset and precision."""
         return dataclasses.replace(self.recipe or FinetuneConfig(), limit=self.limit, bf16=self.bf16)

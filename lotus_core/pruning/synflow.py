@@ -3,17 +3,22 @@
 "Pruning neural networks without any data by iteratively conserving synaptic flow" (Tanaka et
 al., NeurIPS 2020). With every parameter replaced by its absolute value (a copy; float64), the
 "synaptic flow" is R = 1^T f(1), the summed output for an all-ones input; a weight's score is
-``dR/dw * w``. Scoring and pruning alternate for ``rounds`` rounds (100 by default), the kept
+``|dR/dw * w|``, the absolute value the authors rank (ganguli-lab/Synaptic-Flow,
+``Pruners/pruners.py``, ``SynFlow.score``), lowest pruned first. Scoring and pruning alternate for ``rounds`` rounds (100 by default), the kept
 fraction shrinking exponentially, ``(1 - sparsity)^(r / rounds)`` after round r, so no layer
 collapses. For a chain of bias-free Linear layers the score has a closed form:
 ``S(W_l)_ij = (1^T |W_L| ... |W_{l+1}|)_i |W_l|_ij (|W_{l-1}| ... |W_1| 1)_j``.
 
 Scored on the pre-trained weights (``synflow``) or on a random re-initialisation
 (``synflow-reinit``); the mask is applied to the pre-trained weights. Every sparsity is its
-own iterative run (cached per level), so masks are not nested across sparsities.
+own iterative run (cached per level), so masks are not nested across sparsities. Weights pruned
+in an earlier round are ranked below every kept one (score -inf), so they stay pruned. Counting
+and the audit against the reference (deliberate deviations: ``round`` instead of ``int`` for the
+number pruned, float64 scoring): docs/audit.md.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -46,7 +51,7 @@ def linearised(model: nn.Module) -> nn.Module:
 
 
 def synflow_scores(model: nn.Module, names: Sequence[str], input_shape: Sequence[int]) -> dict[str, torch.Tensor]:
-    """``dR/dw * w`` with R = sum of ``model(ones(1, *input_shape))``, for each of ``names``.
+    """``|dR/dw * w|`` with R = sum of ``model(ones(1, *input_shape))``, for each of ``names``.
 
     ``model`` is used as given (pass a :func:`linearised` copy); its gradients are not kept.
     """
@@ -54,7 +59,7 @@ def synflow_scores(model: nn.Module, names: Sequence[str], input_shape: Sequence
     weights = [params[n] for n in names]
     flow = model(torch.ones(1, *input_shape, dtype=weights[0].dtype)).sum()
     grads = torch.autograd.grad(flow, weights)
-    return {n: (g * w).detach() for n, g, w in zip(names, grads, weights)}
+    return {n: (g * w).detach().abs() for n, g, w in zip(names, grads, weights)}
 
 
 def synflow_mask(model: nn.Module, names: list[str], sparsity: float, input_shape: Sequence[int],
@@ -68,7 +73,7 @@ def synflow_mask(model: nn.Module, names: list[str], sparsity: float, input_shap
     keep = Mask.ones(params)
     for r in range(1, rounds + 1):
         scores = synflow_scores(work, names, input_shape)
-        scores = {n: torch.where(keep[n], s, torch.full_like(s, -1.0)) for n, s in scores.items()}  # pruned go first
+        scores = {n: s.masked_fill(~keep[n], -math.inf) for n, s in scores.items()}  # already pruned: ranked first
         level = sparsity if r == rounds else 1 - (1 - sparsity) ** (r / rounds)
         keep = GlobalRanking(scores).mask(level)
         with torch.no_grad():

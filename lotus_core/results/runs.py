@@ -96,9 +96,12 @@ class Run:
 
 
 def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
-    """The full configuration that keys an experiment: model, dataset, kind and hyperparameters."""
+    """The full configuration that keys an experiment: model, dataset, kind and hyperparameters, and the
+    config's ``revision`` where it has a non-zero one (bumped when its algorithm is corrected, so results of
+    the earlier algorithm are never served; configs without one keep the keys they always had)."""
     params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    return ctx.key(kind=kind, **params)
+    revision = getattr(config, "revision", None) if dataclasses.is_dataclass(config) else None
+    return ctx.key(kind=kind, **params, **({"revision": revision} if revision else {}))
 
 
 def run_id_for(ctx: Context, kind: str, config: Any) -> str:

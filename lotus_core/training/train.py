@@ -120,7 +120,9 @@ def train(
             (e.g. to keep the weights at step K for late rewinding).
         update_mask: called after each backward pass with the step index and the model (its
             ``.grad`` still dense); a mask it returns replaces ``mask`` from this step on (dropped
-            weights are zeroed, grown ones start from their current value): RigL's drop and grow.
+            weights are zeroed, grown ones start from their current value with zero AdamW moments)
+            and that iteration takes no optimizer step: RigL's drop and grow, as google-research/rigl
+            (``SparseRigLOptimizerBase.apply_gradients``: the mask update replaces the step).
         trainable: name -> bool tensor; entries that are False get no update and keep their values
             (not zeroed: sparse fine-tuning inside a mask, LoTA). Needs ``weight_decay=0`` to hold them exactly.
         start_step, stop_step: run only steps ``[start_step, stop_step)`` of the ``config.steps``
@@ -181,11 +183,18 @@ def train(
             loss = F.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        mask_updated = False
         if update_mask is not None:
             new = update_mask(step, model)
-            if new is not None:
+            if new is not None:  # RigL: the mask update replaces this iteration's optimizer step
+                mask_updated = True
+                grown = {n: m.to(device) & ~keep[n] for n, m in new.items()} if keep is not None else {}
                 keep = {n: m.to(device) for n, m in new.items()}
                 apply_mask_(model, keep)
+                for name, fresh in grown.items():  # no moments for new connections (rigl's reset_momentum)
+                    for moment in opt.state.get(params[name], {}).values():
+                        if moment.shape == fresh.shape:
+                            moment.masked_fill_(fresh, 0)
         if train_only is not None:
             for name, m in train_only.items():
                 if params[name].grad is not None:
@@ -194,7 +203,8 @@ def train(
             for name, m in keep.items():
                 if params[name].grad is not None:
                     params[name].grad.mul_(m)
-        opt.step()
+        if not mask_updated:
+            opt.step()
         if keep is not None:
             apply_mask_(model, keep)
         losses.append(loss.item())
