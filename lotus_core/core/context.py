@@ -31,6 +31,9 @@ from ..results.executors import ExecutorConfig
 from ..results.store import Store
 
 
+IN_MEMORY = "memory:"  # dataset names of data given as objects (notebooks), "memory:<content hash>"
+
+
 @dataclass
 class Context:
     """Model + data + store for one analysis session.
@@ -57,10 +60,21 @@ class Context:
 
     @property
     def train(self) -> ImageSet:
-        """The training split, loaded on first use."""
+        """The training split, loaded on first use (in-memory data has only the split it was given)."""
         if self._train is None:
+            if self.dataset.startswith(IN_MEMORY):
+                raise LotusError("this experiment trains or calibrates on training images: pass train= (a Dataset "
+                                 "of training images) beside the test data")
             self._train = load_dataset(self.dataset, "train", self.data_root)
         return self._train
+
+    @property
+    def train_variant(self) -> str:
+        """The training split's ``"<images>@<digest>"`` for result keys; ``"none"`` for in-memory test data given
+        without a training split (an experiment that needs one refuses it)."""
+        if self._train is None and self.dataset.startswith(IN_MEMORY):
+            return "none"
+        return self.train.variant
 
     @property
     def device(self) -> torch.device:
@@ -100,7 +114,7 @@ class Context:
         """
         device = self.device
         return {"model": self.model_id, "dataset": self.dataset,
-                "data": {"test": self.test.variant, "train": self.train.variant}, "device": device.type,
+                "data": {"test": self.test.variant, "train": self.train_variant}, "device": device.type,
                 "precision": precision_used(device, bool(extra.get("bf16", True))),
                 "threads": torch.get_num_threads(), **extra}
 

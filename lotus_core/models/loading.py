@@ -480,3 +480,84 @@ def model_card() -> dict[str, Any]:
     if not DEFAULT_CARD.exists():
         raise LotusError(f"model card {DEFAULT_CARD} is missing; run `python -m lotus_core train-default`")
     return json.loads(DEFAULT_CARD.read_text())
+
+
+def module_digest(model: nn.Module, arch: dict[str, Any]) -> str:
+    """SHA-256 of a module's architecture (``arch`` as canonical JSON) and of every state entry (name, dtype,
+    shape, bytes): what identifies an in-memory model in result keys (equal weights, equal id)."""
+    h = hashlib.sha256(json.dumps(arch, sort_keys=True).encode())
+    for name, value in sorted(model.state_dict().items()):
+        tensor = value.detach().to("cpu").contiguous()
+        h.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        h.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return h.hexdigest()
+
+
+def vit_arch(model: nn.Module) -> dict[str, Any]:
+    """The timm architecture dict (as :func:`build_from_arch` takes) of a ViT-structured module, read from
+    its layers; raises LotusError naming what a ViT LOTUS can analyse lacks."""
+    what = type(model).__name__
+    try:
+        embed, blocks = model.patch_embed, list(model.blocks)
+        proj, attn, fc1 = embed.proj, blocks[0].attn, blocks[0].mlp.fc1
+        embed_dim, heads = int(proj.out_channels), int(attn.num_heads)
+        arch = {"model_name": DEFAULT_ARCH["model_name"], "img_size": int(embed.img_size[0]),
+                "patch_size": int(proj.kernel_size[0]), "in_chans": int(proj.in_channels),
+                "num_classes": int(head_outputs(model)), "embed_dim": embed_dim, "depth": len(blocks),
+                "num_heads": heads, "mlp_ratio": fc1.out_features / embed_dim}
+        if int(attn.head_dim) * heads != embed_dim:
+            arch["attn_head_dim"] = int(attn.head_dim)
+        square = embed.img_size[0] == embed.img_size[1] and proj.kernel_size[0] == proj.kernel_size[1]
+        plain = getattr(model, "global_pool", "token") == "token" and not getattr(model, "num_reg_tokens", 0) \
+            and getattr(model, "cls_token", None) is not None and not getattr(model, "dynamic_img_size", False)
+    except (AttributeError, TypeError, IndexError) as exc:
+        raise LotusError(f"a {what} is not a Vision Transformer LOTUS can analyse ({exc}); pass a timm "
+                         "VisionTransformer (timm.create_model('vit_...')), a timm model name or a checkpoint file") from None
+    if not (square and plain):
+        raise LotusError(f"this {what} is a ViT variant LOTUS does not analyse (square images and patches, a class "
+                         "token read by the head, no register tokens); pass a plain timm VisionTransformer")
+    cfg = data_config(model)
+    return {**arch, "mean": list(cfg["mean"]), "std": list(cfg["std"])}
+
+
+def from_module(module: nn.Module, classes: list[str] | None = None, head_seed: int = 0) -> nn.Module:
+    """An in-memory ViT as LOTUS's model: rebuilt as the timm VisionTransformer of its structure
+    (:func:`vit_arch`) holding a copy of its weights, so ``module`` itself is never changed.
+
+    The copy must compute what ``module`` computes (checked on one seeded batch), else it is refused with
+    one LotusError: a module of another structure is not silently analysed as a ViT. Its id is
+    ``"<class name>@<sha256 prefix of architecture and weights>"`` (:func:`module_digest`), so the same
+    weights are served from the store in a later session. Its head counts as pre-trained; with ``classes``
+    (the dataset's) and another output count, a seeded new head replaces it (``+head<seed>``), as
+    :func:`load_checkpoint` does.
+    """
+    if not isinstance(module, nn.Module):
+        raise LotusError(f"a model must be an nn.Module, a timm model name or a checkpoint file, not a "
+                         f"{type(module).__name__}")
+    arch = validate_arch(vit_arch(module), type(module).__name__)
+    model = build_from_arch(arch)
+    state = {k: v.detach().to("cpu") for k, v in module.state_dict().items()}
+    load_state(model, state, f"the {type(module).__name__} given")
+    model.eval()
+    with torch.no_grad():
+        x = torch.rand(2, arch["in_chans"], arch["img_size"], arch["img_size"], generator=torch.Generator().manual_seed(0))
+        was_training = module.training
+        device = next((p.device for p in module.parameters()), torch.device("cpu"))
+        try:
+            module.eval()
+            theirs = module(x.to(device)).float().cpu()
+        except Exception as exc:  # the module's own forward failed on its declared input size
+            raise LotusError(f"the {type(module).__name__} given cannot run an image of its declared size "
+                             f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+        finally:
+            module.train(was_training)
+        if theirs.shape != (2, arch["num_classes"]) or not torch.allclose(model(x), theirs, rtol=1e-4, atol=1e-4):
+            raise LotusError(f"the {type(module).__name__} given does not compute what a timm VisionTransformer "
+                             "with its layers computes; pass a plain timm VisionTransformer")
+    model.lotus_arch = arch
+    model.lotus_id = f"{type(module).__name__}@{module_digest(model, arch)[:12]}"
+    model.lotus_head = Head("pretrained", head_outputs(model))
+    if classes is not None and head_outputs(model) != len(classes):
+        new_head(model, len(classes), head_seed)
+        model.lotus_id += f"+head{head_seed}"
+    return model
