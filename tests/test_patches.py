@@ -78,39 +78,27 @@ def test_attention_maps_come_from_timm_and_equal_a_direct_computation(tiny_vit, 
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
 
 
-def test_each_model_traces_its_extractor_once_and_keeps_fused_attention_on_meanwhile(tiny_vit, tiny_data,
-                                                                                     monkeypatch):
-    import gc
-    import weakref
-
-    from lotus_core.patches import attention
+def test_attention_maps_leave_the_shared_model_untouched_and_follow_its_weights(tiny_vit, tiny_data):
+    from lotus_core.patches.attention import private_copy
 
     x = model_input(tiny_vit, tiny_data)
-    traced = []
-    real = attention.trace_extractor
-    monkeypatch.setattr(attention, "trace_extractor", lambda m: traced.append(1) or real(m))
-    for a, b in zip(attention_maps(tiny_vit, x[:3]) + attention_maps(tiny_vit, x[3:]),
-                    direct_attention(tiny_vit, x[:3]) + direct_attention(tiny_vit, x[3:])):
-        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
-    assert traced == [1] and [m.fused_attn for m in attention_modules(tiny_vit)] == [True, True]
+    tiny_vit.blocks[1].attn.fused_attn = False  # a module's own value stays what it was
+    hooks = [len(m._forward_hooks) for m in tiny_vit.modules()]
+    attention_maps(tiny_vit, x)
+    assert [m.fused_attn for m in attention_modules(tiny_vit)] == [True, False]
+    assert [len(m._forward_hooks) for m in tiny_vit.modules()] == hooks and not tiny_vit.training
     with torch.no_grad():
-        tiny_vit.blocks[0].attn.qkv.weight.mul_(2)  # weights changed in place: the traced graph shares them
+        tiny_vit.blocks[0].attn.qkv.weight.mul_(2)  # weights changed in place: the copy shares them
     torch.testing.assert_close(attention_maps(tiny_vit, x)[0], direct_attention(tiny_vit, x)[0], atol=1e-6, rtol=1e-5)
-    assert traced == [1]
-    tiny_vit.blocks[1].attn.qkv = torch.nn.Linear(16, 48)  # a new module: the structure changed, trace again
-    torch.testing.assert_close(attention_maps(tiny_vit, x)[1], direct_attention(tiny_vit, x)[1], atol=1e-6, rtol=1e-5)
-    assert traced == [1, 1]
-    copy = make_tiny_vit(1)
-    attention_maps(copy, x)
-    assert traced == [1, 1, 1] and copy in attention._EXTRACTORS
-    gone = weakref.ref(copy)
-    del copy
-    gc.collect()
-    assert gone() is None  # the cache does not keep a dropped model alive
+    twin = private_copy(tiny_vit)
+    assert twin.blocks[0].attn is not tiny_vit.blocks[0].attn
+    assert [p.data_ptr() for p in twin.parameters()] == [p.data_ptr() for p in tiny_vit.parameters()]
+    twin.train()
+    assert not tiny_vit.training and not tiny_vit.blocks[0].attn.training
 
 
-def test_fused_attention_is_restored_even_when_scoring_fails(tiny_vit, tiny_data):
-    tiny_vit.blocks[1].attn.fused_attn = False  # a module's own value is restored, whatever it was
+def test_fused_attention_is_untouched_even_when_scoring_fails(tiny_vit, tiny_data):
+    tiny_vit.blocks[1].attn.fused_attn = False
     with pytest.raises(LotusError, match="block 5 does not exist; the model has 2 blocks"):
         score_patches(tiny_vit, model_input(tiny_vit, tiny_data), "cls", ScoreOptions(block=5))
     assert [m.fused_attn for m in attention_modules(tiny_vit)] == [True, False]

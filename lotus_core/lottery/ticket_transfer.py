@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..core.context import Context
 from ..core.errors import LotusError
+from ..core.isolation import seeded
 from ..data import ImageSet, load_dataset
 from ..models.loading import head_outputs
 from ..pruning.controls import shuffled
@@ -76,12 +77,10 @@ class TicketTransferConfig:
 def found_mask(ctx: Context, data: ImageSet, cfg: TicketTransferConfig, should_stop=None) -> Mask:
     """The global magnitude mask at ``cfg.target`` of the pre-trained model fine-tuned densely on ``data``
     (with a new, seeded head when ``data`` has another number of classes than the model's head)."""
-    import torch
-
     model = ctx.copy_model()
     if len(data.classes) != head_outputs(model):
-        torch.manual_seed(cfg.seed)
-        model.reset_classifier(len(data.classes))
+        with seeded(cfg.seed):
+            model.reset_classifier(len(data.classes))
         model.to(next(ctx.model.parameters()).device)
     schedule = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=0.0, seed=cfg.seed)
     train(model, data, schedule, ctx.data_config, should_stop=should_stop)

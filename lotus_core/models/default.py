@@ -18,6 +18,7 @@ import torch
 
 from ..data import load_dataset
 from ..core.device import default_device
+from ..core.isolation import seeded
 from ..training.evaluate import evaluate
 from .loading import Head, DEFAULT_CARD, DEFAULT_WEIGHTS, build_from_arch, count_parameters, data_config, default_arch, save_checkpoint
 from ..training.train import TrainConfig, TrainProgress, train
@@ -34,11 +35,11 @@ def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: fl
     (README "Transfer demo"). Returns the model card (dict). Test accuracy is measured on the
     full test split.
     """
-    torch.manual_seed(seed)
     train_set = load_dataset(dataset, "train")
     test_set = load_dataset(dataset, "test")
     arch = {**default_arch(), "num_classes": len(train_set.classes)}
-    model = build_from_arch(arch)
+    with seeded(seed):  # timm initialises from torch's global generator
+        model = build_from_arch(arch)
     model.lotus_arch = arch
     cfg = data_config(model)
     steps_per_epoch = len(train_set) // batch_size

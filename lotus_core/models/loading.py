@@ -28,6 +28,7 @@ from torch import nn
 
 from ..core.paths import DATA_DIR
 from ..core.errors import LotusError
+from ..core.isolation import seeded
 
 DEFAULT_WEIGHTS = DATA_DIR / "default_vit.safetensors"
 DEFAULT_CARD = DATA_DIR / "default_vit.json"
@@ -281,8 +282,7 @@ def _load_default() -> nn.Module:
 
 def new_head(model: nn.Module, num_classes: int, seed: int) -> nn.Module:
     """Replace ``model``'s classifier by a fresh one for ``num_classes``, initialised from ``seed``; returned."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded(seed):
         model.reset_classifier(num_classes)
     model.lotus_head = Head("new", num_classes, seed=seed)
     if getattr(model, "lotus_arch", None):
@@ -406,8 +406,7 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
         # tell timm the file's head size, so a matching head is kept and a different one dropped
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
     try:
-        with torch.random.fork_rng(devices=[]), _hub_offline_unless_allowed():
-            torch.manual_seed(head_seed)
+        with seeded(head_seed), _hub_offline_unless_allowed():
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
     except (OSError, RuntimeError, ValueError) as exc:
         msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__

@@ -1,35 +1,26 @@
-"""Attention maps of a timm ViT, read with timm's own ``timm.utils.AttentionExtract``.
+"""Attention maps of a timm ViT, read with forward hooks (timm's ``AttentionExtract``, hook method)
+on a private copy of the model's module tree.
 
-``AttentionExtract`` (fx mode) returns the output of each attention ``softmax`` node, which
-exists only on the non-fused attention path. :func:`unfused_attention` switches
-``fused_attn`` off on the attention modules for the duration of a ``with`` block and restores
-every module's own value (and the model's train/eval mode) afterwards. The extractor is
-traced inside that block: fx fixes the ``if self.fused_attn`` branch at trace time, so the
-traced graph keeps computing the non-fused path after the model's flags are restored, and
-ordinary evaluation never loses the fast fused kernel (``scaled_dot_product_attention``)
-for longer than a trace. The graph shares the model's parameters and copies nothing.
-
-Tracing costs about a second (fx traces the model several times), so each model keeps its
-traced extractor in a weak cache: the dashboard's cached base model traces once, and a model
-copy that is dropped takes its extractor with it. The cache entry is rebuilt when the model's
-module structure changes. A lock serialises the flag switching, since the dashboard shares one
-cached model between sessions.
+timm's attention modules compute the post-softmax attention only on their non-fused path
+(``fused_attn = False``; the fused one calls ``scaled_dot_product_attention``), and the softmax
+output passes through the module's ``attn_drop`` (identity in eval mode), where a forward hook
+reads it. Neither the flag nor the hooks may touch the model itself: the dashboard shares one
+cached model between sessions, and another session's forward pass would see the switched flag or
+fire the hooks. So each call works on :func:`private_copy`, a new tree of module objects that
+shares every parameter and buffer with the model (no tensor is copied; weights changed in place
+are seen), sets ``fused_attn = False`` there and hooks that copy's ``attn_drop`` modules. Nothing
+process-wide is changed (no ``torch.fx`` tracing, which patches ``nn.Module.__call__`` for the
+whole process while it traces, and no ``timm.layers.set_fused_attn``; see
+:mod:`lotus_core.core.isolation`), so concurrent sessions cannot break each other.
 """
 from __future__ import annotations
 
-import contextlib
-import threading
-import weakref
-from typing import Iterator
+import copy
 
 import torch
 from torch import nn
 
 from ..core.errors import LotusError
-
-_FLAGS_LOCK = threading.RLock()
-# model -> (ids of its modules when traced, its traced extractor); entries die with their model
-_EXTRACTORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
@@ -37,47 +28,37 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if hasattr(m, "fused_attn")]
 
 
-@contextlib.contextmanager
-def unfused_attention(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, every attention module of ``model`` takes the non-fused path."""
-    modules = attention_modules(model)
-    if not modules:
-        raise LotusError(f"{type(model).__name__} has no attention blocks; use the captum-ablation, captum-ig or "
-                         "random scorer for this model")
-    with _FLAGS_LOCK:
-        saved = [m.fused_attn for m in modules]
-        training = model.training
-        try:
-            for m in modules:
-                m.fused_attn = False
-            yield model
-        finally:
-            for m, value in zip(modules, saved):
-                m.fused_attn = value
-            model.train(training)
+def private_copy(model: nn.Module) -> nn.Module:
+    """A new tree of module objects over the same parameters and buffers as ``model``.
 
-
-def trace_extractor(model: nn.Module) -> nn.Module:
-    """timm's ``AttentionExtract`` traced on the non-fused path; the model's flags are restored on return."""
-    from timm.utils import AttentionExtract
-
-    with unfused_attention(model):
-        try:
-            return AttentionExtract(model, method="fx")
-        except RuntimeError as exc:  # no softmax node matched (an attention variant timm cannot trace)
-            raise LotusError(f"cannot read attention maps of {type(model).__name__} ({str(exc)[:120]}); "
-                             "use the captum-ablation, captum-ig or random scorer") from None
+    Attributes set on the copy (``fused_attn``, train/eval mode) and hooks registered on it stay on
+    the copy; tensors are shared, so the copy computes what the model computes. Hooks already on the
+    model are kept (a copy of each hook dict, not the dict itself).
+    """
+    twin = copy.copy(model)  # shallow: every attribute is the model's own object
+    for name, value in vars(model).items():
+        if isinstance(value, dict):  # _parameters, _buffers, _modules, the hook dicts
+            vars(twin)[name] = copy.copy(value)
+    twin._modules = {name: None if child is None else private_copy(child) for name, child in model._modules.items()}
+    return twin
 
 
 def attention_extractor(model: nn.Module) -> nn.Module:
-    """The traced extractor of ``model``, from the weak cache when its module structure is unchanged."""
-    structure = tuple(id(m) for m in model.modules())
-    with _FLAGS_LOCK:
-        cached = _EXTRACTORS.get(model)
-        if cached is None or cached[0] != structure:
-            cached = (structure, trace_extractor(model))
-            _EXTRACTORS[model] = cached
-    return cached[1]
+    """timm's ``AttentionExtract`` (forward hooks on ``attn_drop``) over a private non-fused copy of ``model``."""
+    from timm.utils import AttentionExtract
+
+    twin = private_copy(model).eval()
+    names = [name for name, m in twin.named_modules() if hasattr(m, "fused_attn")]
+    if not names:
+        raise LotusError(f"{type(model).__name__} has no attention blocks; use the captum-ablation, captum-ig or "
+                         "random scorer for this model")
+    for name in names:
+        module = twin.get_submodule(name)
+        if not isinstance(getattr(module, "attn_drop", None), nn.Module):
+            raise LotusError(f"cannot read attention maps of {type(model).__name__} ({type(module).__name__} has "
+                             "no attn_drop); use the captum-ablation, captum-ig or random scorer")
+        module.fused_attn = False
+    return AttentionExtract(twin, names=[f"{name}.attn_drop" for name in names], method="hook")
 
 
 @torch.no_grad()

@@ -46,6 +46,7 @@ from torch import nn
 from ..core.context import Context
 from ..data import subset_indices
 from ..core.errors import LotusError
+from ..core.isolation import seeded
 from ..training.evaluate import predict
 from ..lottery.common import load_state_bytes, state_bytes
 from ..models.loading import build_from_arch
@@ -142,8 +143,7 @@ def initial_model(ctx: Context, cfg: LotteryTrainConfig) -> nn.Module:
     if not arch:
         raise LotusError("start 'scratch' needs the model's architecture (a LOTUS checkpoint or a timm name); "
                          "use start 'pretrained'")
-    with torch.random.fork_rng():
-        torch.manual_seed(cfg.seed)
+    with seeded(cfg.seed):
         model = build_from_arch(arch)
     model.lotus_arch = arch
     return model.eval()

@@ -21,6 +21,7 @@ import torch
 from ..core.context import Context
 from ..core.device import default_device
 from ..core.errors import LotusError
+from ..core.isolation import seeded
 from ..data import subset_indices, to_model_input
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, run_experiment
@@ -102,10 +103,10 @@ def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor
 
 def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, device: torch.device) -> dict:
     """Top-1 accuracy of ``forward`` on the fixed test subset (fp32), with its 95% Wilson interval."""
-    torch.manual_seed(config.seed)  # patch dropout's draws
     idx = subset_indices(len(ctx.test), config.limit, config.seed)
-    preds = predict(model.to(device).eval(), ctx.test.images[idx], ctx.data_config, bf16=False,
-                    forward=lambda m, x, start: forward(x))
+    with seeded(config.seed):  # patch dropout draws from torch's global generator (timm's PatchDropout)
+        preds = predict(model.to(device).eval(), ctx.test.images[idx], ctx.data_config, bf16=False,
+                        forward=lambda m, x, start: forward(x))
     correct = int((preds == ctx.test.labels[idx]).sum())
     return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
 
