@@ -385,3 +385,50 @@ def test_bisect_on_the_default_model_gives_the_full_evaluation_answer(tmp_path):
     at90 = early.frame.set_index("sparsity").loc[0.9]
     assert at90["early"] and at90["seen"] < 200  # far below the floor: decided from a fraction of the images
     assert e["images"] < f["images"] == 500 * f["evaluations"]
+
+
+def test_a_new_eps_goes_on_from_each_points_earlier_decision_never_restarting_it(synthetic, tiny_ctx, tmp_path):
+    """Measured once: a decision's counts (correct of the first seen images, hard-first) do not depend on the
+    tolerance, so a new eps answers from them and evaluates only images no earlier decision of the point saw."""
+    synthetic.update(correct={0.0: 190, **_curves()["gradual, on the floor"]}, ranked=True)
+    ctx = fresh(tiny_ctx, tmp_path)
+    run_sweep(ctx, SCOUT)  # eps 1 point
+    wider = dataclasses.replace(SCOUT, eps=0.02)
+    reused = run_sweep(ctx, wider)
+    images = synthetic["images"] - 200  # less the dense evaluation (once: stored)
+    assert images == _prefix_images(ctx)  # no image of any point was evaluated twice
+    synthetic["images"] = 0
+    alone = run_sweep(fresh(tiny_ctx, tmp_path), wider)  # the same question on an empty store
+    r, a = reused.essential["omp"], alone.essential["omp"]
+    assert r["bracket"] == a["bracket"] and r["essential_sparsity"] == a["essential_sparsity"]
+    full = essential_sparsity([(s, c / 200) for s, c in _curves()["gradual, on the floor"].items()], 190 / 200, 0.02)
+    assert r["bracket"] == list(full.bracket)
+    synthetic["images"] = 0
+    again = run_sweep(ctx, dataclasses.replace(SCOUT, eps=0.015))  # every point it needs is decided by now or cheaper
+    assert again.essential["omp"]["essential_sparsity"] == essential_sparsity(
+        [(s, c / 200) for s, c in _curves()["gradual, on the floor"].items()], 190 / 200, 0.015).essential_sparsity
+    assert synthetic["images"] + images == _prefix_images(ctx)
+
+
+def _prefix_images(ctx: Context) -> int:
+    """The images every point's furthest decision saw, summed over the points."""
+    return sum(ctx.store.get_run(i)["summary"]["seen"] for i in ctx.store.runs(kind="prune-prefix")["id"])
+
+
+def test_the_full_evaluation_of_a_point_decided_early_goes_on_from_its_decision(trained_tiny_ctx, tmp_path,
+                                                                                  monkeypatch):
+    ctx = trained_tiny_ctx
+    early = run_sweep(ctx, SweepConfig(methods=("omp",), limit=200, eps=0.05, search="bisect"))
+    decided = early.frame[early.frame["early"]]
+    assert len(decided) > 0
+    seen = dict(zip(decided["sparsity"], decided["seen"]))
+    images = []
+    real = sweep_mod.predict
+    monkeypatch.setattr(sweep_mod, "predict", lambda model, x, *a, **k: images.append(len(x)) or real(model, x, *a, **k))
+    grid = SweepConfig(methods=("omp",), limit=200, sparsities=tuple(sorted(seen)))
+    continued = run_sweep(ctx, grid)
+    assert sum(images) == sum(200 - s for s in seen.values())  # only the images after each decision's seen
+    monkeypatch.setattr(sweep_mod, "predict", real)
+    restarted = run_sweep(fresh(ctx, tmp_path), grid)  # every point evaluated from its first image
+    cols = ["sparsity", "accuracy", "ci_low", "ci_high", "n"]
+    pd.testing.assert_frame_equal(continued.frame[cols], restarted.frame[cols])

@@ -15,12 +15,31 @@ and the dashboard all compute on ``$LOTUS_THREADS`` threads (:func:`compute_thre
 is part of every result key. The default is a fixed :data:`DEFAULT_THREADS`, not the machine's core
 count, so results computed with the defaults (the shipped ones, say) carry the same key on every
 machine; set ``LOTUS_THREADS`` to the core count for speed, and results get keys of their own.
+
+One CPU budget per host (:func:`cpu_slot`): torch's intra-op thread count is process-global and part of every
+result key, so it is never changed per session or per job (:func:`use_compute_threads` is the one place that
+sets it, to the same count for every thread of a process; two threads of one process cannot compute on
+different counts, and LOTUS does not try). What is shared instead is *when* work runs: every computation
+(dashboard sessions' script threads, the background worker, local executor and Ray units, CLI runs) holds one
+of the host's ``cores // threads`` slots while it computes, so concurrent work takes turns on the cores
+instead of oversubscribing them (at a load average of about 9 a 32-image forward at 2 threads took 2,459 ms
+against 249 ms at 1 thread: torch's thread pool stalls when it has more runnable threads than cores). An
+interactive request is served before background work (:func:`background_work`: the worker's jobs): background
+work takes a slot only while no interactive request holds or waits for one. The slots are ``flock`` locks on
+files in :func:`budget_dir` (one per host), so a killed process frees its slot at once.
 """
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import fcntl
 import functools
 import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -138,3 +157,109 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
     if enabled and bf16_available(device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------------------ the CPU budget
+BUDGET_DIR_ENV = "LOTUS_CPU_BUDGET_DIR"  # where the host's slot files live (default: <tmp>/lotus-cpu-budget)
+BUDGET_ENV = "LOTUS_CPU_BUDGET"  # "off": no budget (benchmarks measure the oversubscribed baseline with it)
+PRIORITY_ENV = "LOTUS_PRIORITY"  # "background": this process's work yields to interactive requests
+_POLL_S = 0.02  # how often a waiting request looks for a free slot
+_background: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lotus_background", default=None)
+_held = threading.local()  # depth of cpu_slot() in this thread: a nested one holds nothing more
+
+
+def budget_dir() -> Path:
+    """The folder of this host's slot files (``$LOTUS_CPU_BUDGET_DIR``, default ``<tmp>/lotus-cpu-budget``)."""
+    path = Path(os.environ.get(BUDGET_DIR_ENV) or Path(tempfile.gettempdir()) / "lotus-cpu-budget")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def host_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def budget_slots() -> int:
+    """How many computations may run at once on this host: ``cores // $LOTUS_THREADS``, at least 1
+    (a 2-core machine at the default 2 threads runs one at a time)."""
+    return max(1, host_cores() // compute_threads())
+
+
+def is_background() -> bool:
+    """Whether work in this context is background work (:func:`background_work`, or ``$LOTUS_PRIORITY``)."""
+    flag = _background.get()
+    return os.environ.get(PRIORITY_ENV, "").strip().lower() == "background" if flag is None else flag
+
+
+@contextlib.contextmanager
+def background_work() -> Iterator[None]:
+    """Mark the work inside as background (the worker's jobs): it yields slots to interactive requests.
+    A context variable, so it marks only this thread's (or task's) work, never another session's."""
+    reset = _background.set(True)
+    try:
+        yield
+    finally:
+        _background.reset(reset)
+
+
+def _try_lock(path: Path, mode: int) -> int | None:
+    """An fd holding ``mode`` (LOCK_EX / LOCK_SH) on ``path``, or None when another holder prevents it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        return None
+
+
+def _release(fd: int | None) -> None:
+    if fd is not None:
+        os.close(fd)  # closing the last fd of the open file frees its flock
+
+
+@contextlib.contextmanager
+def cpu_slot() -> Iterator[None]:
+    """Hold one of the host's :func:`budget_slots` while computing inside (waits until one is free).
+
+    Interactive requests mark themselves (a shared lock on ``interactive``) from the moment they wait, and
+    background work (:func:`is_background`) takes a slot only while no interactive request holds or waits for
+    one. Nested calls in one thread hold the outer slot only. ``$LOTUS_CPU_BUDGET=off`` disables the budget.
+    """
+    if getattr(_held, "depth", 0) or os.environ.get(BUDGET_ENV, "").strip().lower() == "off":
+        _held.depth = getattr(_held, "depth", 0) + 1
+        try:
+            yield
+        finally:
+            _held.depth -= 1
+        return
+    folder, background = budget_dir(), is_background()
+    mark = slot = None
+    try:
+        while not background and mark is None:  # a background probe holds it exclusively for an instant only
+            mark = _try_lock(folder / "interactive", fcntl.LOCK_SH)
+            if mark is None:
+                time.sleep(_POLL_S)
+        while slot is None:
+            if background:  # an interactive request holding or waiting for a slot goes first
+                probe = _try_lock(folder / "interactive", fcntl.LOCK_EX)
+                _release(probe)
+                if probe is None:
+                    time.sleep(_POLL_S)
+                    continue
+            for i in range(budget_slots()):
+                slot = _try_lock(folder / f"slot-{i}", fcntl.LOCK_EX)
+                if slot is not None:
+                    break
+            else:
+                time.sleep(_POLL_S)
+        _held.depth = 1
+        yield
+    finally:
+        _held.depth = 0
+        _release(slot)
+        _release(mark)

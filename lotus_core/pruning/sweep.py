@@ -53,12 +53,12 @@ import torch
 from torch import nn
 
 from ..core.context import Context
-from ..core.device import decision_batch_size
+from ..core.device import cpu_slot, decision_batch_size
 from ..data import subset_indices, to_model_input
 from ..core.errors import LotusError
 from .essential import (Essential, bisect_decisions, bisect_turning_point, cost_split, essential_sparsity,
                         required_correct, resolution_grid, scout_budgets, scouted_turning_point, within_tolerance)
-from ..training.evaluate import DEFAULT_LIMIT, MIN_BATCH, Decision, decide, wilson_interval
+from ..training.evaluate import DEFAULT_LIMIT, MIN_BATCH, Decision, decide, decision, predict, wilson_interval
 from ..training.finetune import FinetuneConfig, fine_tuned_model, finetune, run_finetune
 from . import PRUNERS, Mask, get_pruner, masker
 from .controls import check_control, reinit_, shuffled
@@ -275,14 +275,42 @@ class PointEvaluator:
             mask = Mask(mask, weights=self.reinit_weights())
         return mask
 
-    def compute(self, curve: str, sparsity: float) -> dict:
+    def compute(self, curve: str, sparsity: float, begun: tuple[list[int], int, int] | None = None) -> dict:
         """The point of the ``curve`` (a method, or ``method+control``) at ``sparsity``, computed (never read
-        from the store)."""
+        from the store). ``begun`` = (order, correct, seen): an early decision of this point saw the first
+        ``seen`` images in ``order`` and found ``correct`` of them right; only the images after them are
+        evaluated (a point decided early is continued, never restarted; a prediction does not depend on the
+        batch its image is in, so the count is the full evaluation's)."""
         mask = self.curve_mask(curve, sparsity)
-        res = self.ctx.evaluate(self.pruned_model(mask), limit=self.config.limit, seed=self.config.seed,
-                                bf16=self.config.bf16)
+        c = self.config
+        if begun is None:
+            res = self.ctx.evaluate(self.pruned_model(mask), limit=c.limit, seed=c.seed, bf16=c.bf16)
+            correct, n = round(res.accuracy * res.n), res.n
+        else:
+            order, correct, seen = begun
+            idx = subset_indices(len(self.ctx.test), c.limit, c.seed)[torch.as_tensor(order, dtype=torch.long)][seen:]
+            preds = predict(self.pruned_model(mask), self.ctx.test.images[idx], self.ctx.data_config, bf16=c.bf16)
+            correct, n = correct + int((preds == self.ctx.test.labels[idx]).sum()), len(order)
+        ci = wilson_interval(correct, n)
         return {"method": curve, "sparsity": sparsity, "sparsity_reached": mask.sparsity,
-                "accuracy": res.accuracy, "ci_low": res.ci95[0], "ci_high": res.ci95[1], "n": res.n}
+                "accuracy": correct / n, "ci_low": ci[0], "ci_high": ci[1], "n": n, "correct": correct}
+
+    def prefix_key(self, curve: str, sparsity: float, ordered: bool) -> dict:
+        """The key of the point's furthest early decision in the hard-first order (``ordered``) or subset
+        order: what it saw does not depend on the threshold asked, so every tolerance reuses it."""
+        return {**self.point_config(curve, sparsity), **({"order": "hard-first"} if ordered else {})}
+
+    def prefix(self, curve: str, sparsity: float, ordered: bool) -> dict | None:
+        """The stored furthest decision prefix of the point (correct, seen, n, sparsity_reached), or None."""
+        return stored_summary(self.ctx, "prune-prefix", self.prefix_key(curve, sparsity, ordered))
+
+    def keep_prefix(self, point: dict, ordered: bool) -> None:
+        """Store ``point``'s counts as its furthest prefix when it saw more images than the stored one."""
+        known = self.prefix(point["method"], point["sparsity"], ordered)
+        if known is None or point["seen"] > known["seen"]:
+            data = {k: point[k] for k in ("method", "sparsity", "sparsity_reached", "n", "correct", "seen")}
+            run_experiment(self.ctx, "prune-prefix", self.prefix_key(point["method"], point["sparsity"], ordered),
+                           lambda ctx, _, run: data, refresh=True)
 
     def evaluate(self, method: str, sparsity: float, refresh: bool = False) -> dict:
         """Accuracy of ``method`` at ``sparsity``, from the store when already computed (unless ``refresh``)."""
@@ -313,6 +341,28 @@ class PointEvaluator:
 
         begun = None if start is None else Decision(None, start["correct"], start["seen"], start["n"], required)
 
+        def key_for(begun: Decision | None) -> dict:
+            # the order, the batches, the budget and where it began decide which images a decision saw (its
+            # stored counts), not its answer
+            batches = {"batches": [MIN_BATCH, decision_batch_size(self.ctx.device,
+                                                                  self.ctx.data_config["input_size"])]}
+            return {**full, "required": required, **({"order": "hard-first"} if order is not None else {}),
+                    **batches, **({"budget": budget} if budget is not None else {}),
+                    **({"after": begun.seen} if begun else {})}
+
+        # measured once: any earlier decision of this point in this order, whatever its threshold, is gone on from
+        prefix = None if refresh or stored_summary(self.ctx, "prune-decide", key_for(begun)) is not None \
+            else self.prefix(curve, sparsity, order is not None)
+        if prefix is not None and prefix["seen"] > (begun.seen if begun else 0):
+            begun = Decision(None, prefix["correct"], prefix["seen"], prefix["n"], required)
+            settled = decision(begun.correct, begun.seen, begun.n, required)
+            if settled is not None or (budget is not None and begun.seen >= min(budget, begun.n)):
+                low, high = Decision(settled, begun.correct, begun.seen, begun.n, required).bounds
+                return self._decided({**{k: prefix[k] for k in ("method", "sparsity", "sparsity_reached", "n",
+                                                                  "correct", "seen")}, "required": required,
+                                      "early": begun.seen < begun.n, "open": settled is None,
+                                      "acc_low": low, "acc_high": high}, full, refresh)
+
         def compute(ctx, _, run) -> dict:
             mask = self.curve_mask(curve, sparsity)
             d = decide(self.pruned_model(mask), self.ctx.test, self.ctx.data_config, required, limit=c.limit,
@@ -321,13 +371,15 @@ class PointEvaluator:
                     "correct": d.correct, "seen": d.seen, "required": required, "early": d.early,
                     "open": d.above is None, "acc_low": d.bounds[0], "acc_high": d.bounds[1]}
 
-        # the order, the batches, the budget and where it began decide which images a decision saw (its stored
-        # counts), not its answer
-        batches = {"batches": [MIN_BATCH, decision_batch_size(self.ctx.device, self.ctx.data_config["input_size"])]}
-        key = {**full, "required": required, **({"order": "hard-first"} if order is not None else {}), **batches,
-               **({"budget": budget} if budget is not None else {}), **({"after": begun.seen} if begun else {})}
-        out = run_experiment(self.ctx, "prune-decide", key, compute, refresh=refresh)
+        out = run_experiment(self.ctx, "prune-decide", key_for(begun), compute, refresh=refresh)
         out = {"open": False, **{k: v for k, v in out.items() if k != "run_id"}}
+        self.keep_prefix(out, order is not None)
+        return self._decided(out, full, refresh)
+
+    def _decided(self, out: dict, full: dict, refresh: bool) -> dict:
+        """The sweep point of a decision's counts ``out``; one that saw every image is also stored as the
+        point's full evaluation (``prune-eval``)."""
+        curve, sparsity = out["method"], out["sparsity"]
         if out["early"] or out["open"]:
             return {**out, "accuracy": None, "ci_low": None, "ci_high": None}
         n, correct = out["n"], out["correct"]
@@ -357,8 +409,9 @@ def point_state(ctx: Context, config: SweepConfig) -> PointEvaluator:
     return PointEvaluator(ctx, config)
 
 
-def point_unit(evaluator: PointEvaluator, unit: tuple[str, float]) -> dict:
-    """Executor unit of a sweep: one (method, sparsity) point, computed."""
+def point_unit(evaluator: PointEvaluator, unit: tuple[str, float, tuple | None]) -> dict:
+    """Executor unit of a sweep: one (method, sparsity, begun) point, computed (going on from ``begun``, an
+    early decision's counts, when given)."""
     return evaluator.compute(*unit)
 
 
@@ -378,6 +431,18 @@ class SweepPoints:
         self.pool = get_executor(ctx.executor).pool(point_state, ctx, config, train=needs_train)
         self.done = 0
 
+    def begun(self, curve: str, sparsity: float) -> tuple[list[int], int, int] | None:
+        """(order, correct, seen) of the point's stored early decision in the hard-first order, which its
+        full evaluation goes on from (:meth:`PointEvaluator.compute`), or None."""
+        if self.refresh or self.config.protocol != "lotus":
+            return None
+        prefix = stored_summary(self.ctx, "prune-prefix", {**point_config(self.config, curve, sparsity),
+                                                           "order": "hard-first"})
+        if prefix is None or prefix["seen"] >= prefix["n"]:
+            return None
+        c = self.config
+        return self.ctx.hard_first_order(c.limit, c.seed, c.bf16), prefix["correct"], prefix["seen"]
+
     def evaluate(self, plan: Sequence[tuple[str, float]], refined: bool, cut: float | None = None) -> None:
         known: dict[str, dict] = {}  # key -> point data, stored or arrived, not yet on the curve
         todo: dict[str, tuple[str, float]] = {}
@@ -389,7 +454,7 @@ class SweepPoints:
                 if stored is not None:
                     data = {**{k: v for k, v in stored.items() if k != "run_id"}, "refined": refined}
             if data is None:
-                todo[key] = (method, s)
+                todo[key] = (method, s, self.begun(method, s))
             else:
                 known[key] = data
         cursor = {m: 0 for m, _ in plan}  # cut: index of each method's next grid point to write
@@ -410,7 +475,7 @@ class SweepPoints:
                         cursor[method] = len(keys)
 
         def arrived(key: str, data: dict) -> None:
-            method, s = todo[key]
+            method, s, _ = todo[key]
             run_experiment(self.ctx, "prune-eval", point_config(self.config, method, s), lambda ctx, _, run: data,
                            refresh=True)
             known[key] = {**data, "refined": refined}
@@ -459,7 +524,8 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
     for method in config.methods:
         get_pruner(method)
     names = curves(config)
-    dense = dense_reference(ctx, config)
+    with cpu_slot():  # the host's CPU budget (core/device.py); the grid's units take theirs one at a time
+        dense = dense_reference(ctx, config)
     floor = dense["accuracy"] - config.eps
     bisect = config.search in ("bisect", "scout")
 
@@ -467,64 +533,65 @@ def sweep(ctx: Context, config: SweepConfig, run: Run, refresh: bool = False) ->
         return PRUNERS[split_curve(curve)[0]].fixed_sparsity(dataclasses.asdict(config))
 
     if bisect:  # the points one at a time, each decided as soon as it is certain (no executor: each depends on the last)
-        evaluator = PointEvaluator(ctx, config)
-        fine = resolution_grid(max(config.sparsities), config.resolution)
-        n = dense["n"]
-        required = required_correct(n, floor)
-        # early decisions take the images hard first: "below" is certain after about twice the n - required + 1
-        # wrong images it needs, "within" only after about all of them, so the bracket is cut nearer its top
-        # (the same cut with early=False, so that both ask the same points)
-        order = ctx.hard_first_order(config.limit, config.seed, config.bf16) \
-            if config.early and config.protocol == "lotus" else None
-        split = cost_split(n, min(n, max(MIN_BATCH, 2 * (n - required + 1))))  # a decision takes >= MIN_BATCH images
-        # scouting: most points decided from a budget of the hardest images, only the answer's bracket from all it needs
-        budgets = scout_budgets(n, required, MIN_BATCH) \
-            if config.search == "scout" and config.early and order is not None else None
-        planned = sum(1 if fixed(c) is not None else bisect_decisions(len(fine), split) + bool(budgets) for c in names)
-        done = 0
+        with cpu_slot():  # held for the whole search: an interactive one is never preempted by background units
+            evaluator = PointEvaluator(ctx, config)
+            fine = resolution_grid(max(config.sparsities), config.resolution)
+            n = dense["n"]
+            required = required_correct(n, floor)
+            # early decisions take the images hard first: "below" is certain after about twice the n - required + 1
+            # wrong images it needs, "within" only after about all of them, so the bracket is cut nearer its top
+            # (the same cut with early=False, so that both ask the same points)
+            order = ctx.hard_first_order(config.limit, config.seed, config.bf16) \
+                if config.early and config.protocol == "lotus" else None
+            split = cost_split(n, min(n, max(MIN_BATCH, 2 * (n - required + 1))))  # a decision takes >= MIN_BATCH images
+            # scouting: most points decided from a budget of the hardest images, only the answer's bracket from all it needs
+            budgets = scout_budgets(n, required, MIN_BATCH) \
+                if config.search == "scout" and config.early and order is not None else None
+            planned = sum(1 if fixed(c) is not None else bisect_decisions(len(fine), split) + bool(budgets) for c in names)
+            done = 0
 
-        def measure(curve: str, s: float, budget: int | None, start: dict | None) -> dict:
-            if config.early:
-                return evaluator.decide(curve, s, required, refresh, order, budget, start)
-            return complete_point(evaluator.evaluate(curve, s, refresh))
+            def measure(curve: str, s: float, budget: int | None, start: dict | None) -> dict:
+                if config.early:
+                    return evaluator.decide(curve, s, required, refresh, order, budget, start)
+                return complete_point(evaluator.evaluate(curve, s, refresh))
 
-        def point(curve: str, s: float, refined: bool, budget: int | None = None) -> dict:
-            """The run's point at ``s``: stored, or decided now (from at most ``budget`` images, going on from
-            an open one stored with a smaller budget)."""
-            nonlocal done
-            key = _key(curve, s)
-            data = run.get(key)
-            if data is None or (data.get("open") and (budget is None or data["seen"] < min(budget, n))):
-                data = {**measure(curve, s, budget if budget is None or budget < n else None, data),
-                        "refined": refined}
-                run.point(key, data)
-            done += 1
-            run.progress(done=done, planned=max(planned, done), method=curve, sparsity=s, accuracy=data["accuracy"],
-                         within=verdict(data))
-            run.check()
-            return data
+            def point(curve: str, s: float, refined: bool, budget: int | None = None) -> dict:
+                """The run's point at ``s``: stored, or decided now (from at most ``budget`` images, going on from
+                an open one stored with a smaller budget)."""
+                nonlocal done
+                key = _key(curve, s)
+                data = run.get(key)
+                if data is None or (data.get("open") and (budget is None or data["seen"] < min(budget, n))):
+                    data = {**measure(curve, s, budget if budget is None or budget < n else None, data),
+                            "refined": refined}
+                    run.point(key, data)
+                done += 1
+                run.progress(done=done, planned=max(planned, done), method=curve, sparsity=s, accuracy=data["accuracy"],
+                             within=verdict(data))
+                run.check()
+                return data
 
-        def verdict(data: dict) -> bool | None:
-            """Is the point within tolerance? None for an open scout."""
-            return None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor)
+            def verdict(data: dict) -> bool | None:
+                """Is the point within tolerance? None for an open scout."""
+                return None if data.get("open") else within_tolerance(_bounds([data])[0][1], floor)
 
-        def within(curve: str, s: float, refined: bool) -> bool:
-            return verdict(point(curve, s, refined))
+            def within(curve: str, s: float, refined: bool) -> bool:
+                return verdict(point(curve, s, refined))
 
-        def ask(curve: str, s: float, budget: int | None) -> bool | None:
-            return verdict(point(curve, s, True, budget))
+            def ask(curve: str, s: float, budget: int | None) -> bool | None:
+                return verdict(point(curve, s, True, budget))
 
-        for curve in names:
-            if fixed(curve) is not None:
-                within(curve, fixed(curve), False)
-                continue
-            if budgets:
-                _, hi = scouted_turning_point(fine, lambda s, b: ask(curve, s, b), budgets, split)
-            else:
-                _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True), split)
-            for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
-                if hi is not None and s > hi:
-                    point(curve, s, False)
+            for curve in names:
+                if fixed(curve) is not None:
+                    within(curve, fixed(curve), False)
+                    continue
+                if budgets:
+                    _, hi = scouted_turning_point(fine, lambda s, b: ask(curve, s, b), budgets, split)
+                else:
+                    _, hi = bisect_turning_point(fine, lambda s: within(curve, s, True), split)
+                for s in config.sparsities:  # the coarse check: does accuracy come back within tolerance?
+                    if hi is not None and s > hi:
+                        point(curve, s, False)
     else:  # the grid through ctx.executor
         points = SweepPoints(ctx, config, run, refresh)  # its pool (and the model it holds) ends with this call
         points.evaluate([(c, s) for c in names for s in _grid(c, config)], refined=False,
@@ -646,6 +713,12 @@ def prune_decide_headline(s: dict) -> Headline:
                     f"after {s['seen']} of {s['n']} images")
 
 
+def prune_prefix_headline(s: dict) -> Headline:
+    """Headline of a point's furthest early decision (its counts, reused by every tolerance)."""
+    return Headline(None, s["sparsity_reached"], f"{s['method']} at {pct(s['sparsity_reached'])}: {s['correct']} "
+                    f"of the first {s['seen']} of {s['n']} images right")
+
+
 def sweep_headline(s: dict) -> Headline:
     """Headline of a stored sweep: dense accuracy and each method's essential sparsity."""
     ess = {m: e["essential_sparsity"] for m, e in s["essential"].items()}
@@ -667,4 +740,5 @@ def sweep_curve(points: dict[str, dict], summary: dict | None) -> list[dict]:
 
 register_experiment(ExperimentSpec("prune-eval", headline=prune_eval_headline))  # PointEvaluator.evaluate stores it
 register_experiment(ExperimentSpec("prune-decide", headline=prune_decide_headline))  # PointEvaluator.decide stores it
+register_experiment(ExperimentSpec("prune-prefix", headline=prune_prefix_headline))  # PointEvaluator.keep_prefix
 register_experiment(ExperimentSpec("sweep", SweepConfig, sweep, sweep_headline, sweep_curve, job=True))

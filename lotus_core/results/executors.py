@@ -17,7 +17,8 @@ missing ones.
   order with ``ray.wait``; a task whose worker process died is retried ``max_retries`` times
   and then reported as a failed unit with its error. Each Ray worker process sets the
   experiment's state up once (cached by a per-experiment token) and reuses it for every
-  unit it runs.
+  unit it runs. Without ``--ray-address`` the cluster is a local one that listens on loopback
+  only (:func:`start_local_cluster`); only an explicit address joins a cluster on the network.
 
 The executor never enters a result's key: it changes where a number is computed, not the number.
 """
@@ -200,7 +201,11 @@ class _LocalBatch(Batch):
         while self._todo:
             key = next(iter(self._todo))
             unit = self._todo.pop(key)
-            yield Outcome(key, self._fn(self._state, unit))  # exceptions propagate, as in a plain loop
+            from ..core.device import cpu_slot  # torch: never imported at the top (CLI start-up)
+
+            with cpu_slot():  # the host's CPU budget (core/device.py), released between units
+                result = self._fn(self._state, unit)
+            yield Outcome(key, result)  # exceptions propagate, as in a plain loop
 
     def cancel(self, keys: Iterable[str]) -> None:
         for key in keys:
@@ -232,7 +237,10 @@ def _ray_unit(token: str, setup: Callable[..., Any], fn: Callable[[Any, Any], An
         _STATE[token] = setup(*ray.get(shared[0]))
     if isinstance(unit, tuple):  # values shared with Pool.share
         unit = tuple(ray.get(u) if isinstance(u, ray.ObjectRef) else u for u in unit)
-    return fn(_STATE[token], unit)
+    from ..core.device import cpu_slot
+
+    with cpu_slot():  # the host's CPU budget: local Ray workers share the cores with everything else
+        return fn(_STATE[token], unit)
 
 
 _connected: dict[str, str] = {}  # the address this process's Ray connection was made with
@@ -288,19 +296,37 @@ def _connect(config: ExecutorConfig) -> None:
         _check_reachable(config.address)
     if ray.is_initialized():
         ray.shutdown()
-    kwargs: dict[str, Any] = {"log_to_driver": False}
-    if config.address is None:
-        kwargs["include_dashboard"] = False
-    else:
-        import lotus_core
-
-        # the workers run the driver's own lotus_core, whatever is installed on the nodes
-        kwargs["runtime_env"] = {"py_modules": [os.path.dirname(lotus_core.__file__)]}
     try:
-        ray.init(address=config.address, **kwargs)
+        if config.address is None:
+            start_local_cluster(log_to_driver=False)
+        else:
+            import lotus_core
+
+            # the workers run the driver's own lotus_core, whatever is installed on the nodes
+            ray.init(address=config.address, log_to_driver=False,
+                     runtime_env={"py_modules": [os.path.dirname(lotus_core.__file__)]})
     except (Exception, SystemExit) as exc:  # ray.init can also exit on a failed handshake
         raise connection_error(exc, config.address or "local") from None
     _connected["address"] = address
+
+
+def start_local_cluster(**kwargs: Any) -> None:
+    """Start a Ray cluster on this machine whose every listener is on loopback (127.0.0.1).
+
+    By default Ray's GCS, raylet, workers and runtime-env agent listen on all interfaces (or the
+    machine's network address), reachable by anyone on the network while a sweep runs. Ray binds to
+    the node's IP address, so the node is 127.0.0.1 and there is no dashboard. ``ray.init`` turns a
+    loopback ``_node_ip_address`` into the machine's network address unless Ray's clusters are
+    disabled (its rule for macOS and Windows), so that switch is off while the cluster starts (under
+    ``_connecting``; only ``ray.init`` reads it). ``kwargs`` go to ``ray.init`` (``num_cpus``, ``runtime_env``).
+    """
+    from unittest import mock
+
+    import ray
+    from ray._private import ray_constants
+
+    with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False):
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
 
 
 def _cluster(config: ExecutorConfig) -> dict:

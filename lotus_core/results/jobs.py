@@ -30,7 +30,7 @@ from huey import SqliteHuey
 
 from ..core.context import Context, open_context
 from ..core.config import from_mapping
-from ..core.device import use_compute_threads
+from ..core.device import background_work, use_compute_threads
 from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
 from .lease import heartbeat_s, lease_s, pid_alive, token
@@ -78,7 +78,8 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
         ctx.store.set_status(run_id, RunStatus.CANCELLED)
         return
     try:
-        run_experiment(ctx, kind, cfg)
+        with background_work():  # its units yield the host's cores to interactive requests (core/device.py)
+            run_experiment(ctx, kind, cfg)
     except (Cancelled, LotusError, LeaseLost):
         pass  # the status (cancelled / failed with its message) is in the store; a busy or lost run has an owner
 
