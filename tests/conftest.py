@@ -108,9 +108,10 @@ def ray_cluster() -> str:
 
     import ray
 
+    from lotus_core.results.executors import start_local_cluster
+
     root = str(Path(__file__).resolve().parent.parent)  # workers import lotus_core (and tests) from here
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": root}})
+    start_local_cluster(num_cpus=2, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}})
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

@@ -2,7 +2,11 @@
 on a network, accepts uploads no larger than the upload paths do, and the image runs as non-root."""
 from __future__ import annotations
 
+import ipaddress
+import json
+import os
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -78,3 +82,74 @@ def test_the_sidebar_context_refuses_paths_outside_the_folders_when_served_on_a_
         state.load_context("/etc/passwd", "fashion-mnist")
     with pytest.raises(LotusError, match="weights '/tmp/w.pth' is outside the folders"):
         state.load_context("vit_tiny_patch16_224", "fashion-mnist", "/tmp/w.pth")
+
+
+LISTENERS = """
+import json, os, sys
+sys.path.insert(0, {root!r})
+import ray
+from lotus_core.results.executors import ExecutorConfig, connect
+
+connect(ExecutorConfig(kind="ray"))  # what `sweep --executor ray` does without --ray-address
+assert ray.get(ray.remote(lambda: 1).remote()) == 1  # one tiny unit: a worker process exists
+children = {{}}
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        stat = open(f"/proc/{{pid}}/stat").read()
+    except OSError:
+        continue
+    children.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(pid))
+todo, sockets = [os.getpid()], {{}}
+while todo:  # this process and every process it started (GCS, raylet, agents, workers)
+    pid = todo.pop()
+    todo += children.get(pid, [])
+    try:
+        fds = os.listdir(f"/proc/{{pid}}/fd")
+        name = open(f"/proc/{{pid}}/comm").read().strip()
+    except OSError:
+        continue
+    for fd in fds:
+        try:
+            link = os.readlink(f"/proc/{{pid}}/fd/{{fd}}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            sockets[link[8:-1]] = name
+listening = []
+for table in ("tcp", "tcp6"):
+    for line in open(f"/proc/net/{{table}}").read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and fields[9] in sockets:  # state 0A: LISTEN
+            listening.append([sockets[fields[9]], table, fields[1].split(":")[0]])
+ray.shutdown()
+print(json.dumps(listening))
+"""
+
+
+def _address_is_loopback(table: str, hex_address: str) -> bool:
+    """An address of /proc/net/tcp (4 bytes, little-endian) or tcp6 (4 little-endian words) is loopback."""
+    raw = bytes.fromhex(hex_address)
+    packed = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(packed)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def test_proc_addresses_decode_to_the_right_interfaces():
+    assert _address_is_loopback("tcp", "0100007F") and not _address_is_loopback("tcp", "00000000")
+    assert not _address_is_loopback("tcp", "020200C0")  # 192.0.2.2
+    assert _address_is_loopback("tcp6", "0000000000000000FFFF00000100007F")  # ::ffff:127.0.0.1
+    assert _address_is_loopback("tcp6", "00000000000000000000000001000000")  # ::1
+    assert not _address_is_loopback("tcp6", "00000000000000000000000000000000")  # ::
+
+
+def test_a_local_ray_cluster_listens_on_loopback_only():
+    """Listing Linux's /proc (as CI runs): every listening socket of the driver and the processes it started."""
+    out = subprocess.run([sys.executable, "-c", LISTENERS.format(root=str(ROOT))], capture_output=True, text=True,
+                         timeout=180, env={**os.environ, "RAY_ADDRESS": ""})
+    assert out.returncode == 0, out.stderr[-2000:]
+    listening = json.loads(out.stdout.strip().splitlines()[-1])
+    names = {name for name, _, _ in listening}
+    assert {"gcs_server", "raylet"} <= names and len(listening) >= 4  # the cluster's servers were found
+    assert [entry for entry in listening if not _address_is_loopback(entry[1], entry[2])] == []
