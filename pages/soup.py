@@ -8,10 +8,9 @@ from app.jobs import active_jobs, launch
 from lotus_core.views.figures import accuracy_lines, barrier_curve, training_curves
 from lotus_core.core.config import from_mapping
 from lotus_core.results.store import RunStatus
-from lotus_core.views.tables import readable
-from lotus_core.views.catalog import (COMPARED_KINDS, accuracy_comparison, instability_table, omp_finetune_config,
-                                       rigl_equal_steps_config, run_costs, run_label, stable_rewind_points, ticket_runs,
-                                       training_trace)
+from lotus_core.views.catalog import (COMPARED_KINDS, accuracy_comparison, cost_table, instability_table,
+                                       omp_finetune_config, rigl_equal_steps_config, run_costs, run_label,
+                                       stable_rewind_points, ticket_runs, training_trace)
 from lotus_core.lottery.instability import InstabilityConfig
 from lotus_core.lottery.controls import CONTROLS, ControlConfig
 from lotus_core.lottery.issp import MERGES, ISSPConfig
@@ -129,7 +128,11 @@ for col, (label, why, kind, build, toast) in zip(st.columns(len(AT_LTH_BUDGET)),
 with ui.guard(), st.spinner("One-shot OMP and random points (stored after the first time)..."):
     table = accuracy_comparison(ctx, list(chosen), limit=limit)
     dense = ctx.dense_accuracy(limit=limit)["accuracy"]
-charts.show(accuracy_lines(table, dense, "Accuracy of each ticket against its sparsity"), key="comparison")
+difference = st.toggle("Difference to dense", help="Draw each curve minus the dense accuracy (points): tickets that "
+                       "all sit on the dense line at the accuracy scale are told apart here.", key="soup_difference")
+charts.show(accuracy_lines(table, dense, "Accuracy minus dense for each ticket against its sparsity" if difference else
+                           "Accuracy of each ticket against its sparsity", chance=1 / len(ctx.test.classes),
+                           difference=difference), key="comparison")
 st.caption("OMP and random are one-shot (no fine-tune); LTH tickets are measured after each round's fine-tune; ISSP "
            "soups before and after their fine-tune; RigL and supermask runs are one trained ticket each.")
 if lth_chosen:
@@ -140,10 +143,7 @@ if not labels:
 else:
     st.markdown("**Cost of each finished run**: LTH fine-tunes every round; ISSP's cost is N x C look-ahead steps "
                 "per round plus one final fine-tune.")
-    st.dataframe(readable(run_costs(ctx, done_ids)), hide_index=True,
-                 column_config={"final sparsity": st.column_config.NumberColumn(format="percent"),
-                                "final accuracy": st.column_config.NumberColumn(format="percent"),
-                                "training time (s)": st.column_config.NumberColumn(format="%.0f")})
+    st.dataframe(cost_table(run_costs(ctx, done_ids)), hide_index=True)
     trained = [rid for rid in done_ids if status.loc[rid, "kind"] in ("lth", "issp")]
     if trained:
         st.markdown("**How each run trained**: the loss of every fine-tune step and the accuracy after each round.")
@@ -153,4 +153,5 @@ else:
             st.info("This run was stored before LOTUS recorded the loss of every step; its accuracy after each round "
                     "is drawn in the comparison above.")
         else:
-            charts.show(training_curves(losses, rounds, "Training loss and accuracy, round by round"), key="trace")
+            charts.show(training_curves(losses, rounds, "Training loss and accuracy, round by round",
+                                        chance=1 / len(ctx.test.classes)), key="trace")

@@ -8,8 +8,8 @@ from lotus_core.pruning.controls import CONTROLS
 from lotus_core.results.runs import run_id_for, stored_summary
 from lotus_core.results.store import ACTIVE
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
-from lotus_core.pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, layer_sparsity_table, run_sweep,
-                                      turning_point_search)
+from lotus_core.pruning.sweep import (PROTOCOLS, PointEvaluator, SweepConfig, curve_so_far, layer_sparsity_table,
+                                      run_sweep, turning_point_search)
 from lotus_core.training.finetune import FinetuneConfig
 
 ui.header("Sparsity curves",
@@ -51,8 +51,10 @@ controls = r2.multiselect("Sanity checks", list(CONTROLS), format_func=lambda c:
                           help="Draw each method's mask again with its kept positions shuffled within every layer, "
                                "or on re-initialised weights (Frankle et al., ICLR 2021): a method that only found "
                                "a per-layer budget matches its shuffled curve.")
-eps = r3.number_input("Tolerance eps (accuracy points)", 0.1, 10.0, step=0.1,
-                      **state.remember("eps", 100 * DEFAULT.eps, state.between(0.1, 10.0))) / 100
+eps = r3.number_input("Tolerance eps (fraction; 0.01 = 1 point)", 0.001, 0.1, step=0.001, format="%.3f",
+                      help="How far below the dense accuracy a pruned model may fall, as a fraction of accuracy, the "
+                           "unit of the CLI's --eps too: 0.01 is 1 accuracy point.",
+                      **state.remember("eps", DEFAULT.eps, state.between(0.001, 0.1)))
 finetune = r4.select_slider("Fine-tune steps per point", [0, 30, 100, 300], **state.remember("ft", 0, (0, 30, 100, 300)),
                             help="The essential-sparsity protocol: prune, then fine-tune with the mask held fixed. "
                                  "0 draws the instant one-shot curve; fine-tuned curves run as a background job.")
@@ -106,15 +108,19 @@ with ui.guard():
             launch(ctx, "sweep", config)
         result = run_sweep(ctx, config) if stored_summary(ctx, "sweep", config) is not None else answer
         if result is answer:
-            st.caption("The curve is being computed in the background; meanwhile the chart shows the search's fully "
-                       "evaluated points (points decided early have no accuracy and are not drawn).")
+            frame, planned = curve_so_far(ctx, config, answer)
+            st.caption("The curve is being computed in the background: meanwhile the chart shows only the points "
+                       "evaluated so far (no line through sparsities not evaluated yet), and a point the search "
+                       "decided early as the bound it is (▲ at least, ▼ at most), not as an accuracy.")
             active_jobs(ctx, ("sweep",))
         else:
             answer = result  # stored by now: its turning point goes with the curve drawn
     bar.empty()
 essential = answer.essential
 
-charts.show(charts.sparsity_curve(result.frame, result.dense, essential, config.eps), key="curve")
+partial = result is answer and search is not None and stored_summary(ctx, "sweep", config) is None
+charts.show(charts.sparsity_curve(frame if partial else result.frame, result.dense, essential, config.eps,
+                                  planned=planned if partial else None, chance=1 / len(ctx.test.classes)), key="curve")
 st.caption(f"Protocol drawn: **{config.protocol}**: {PROTOCOLS[config.protocol]}."
            + (f" Dense line: the dense model fine-tuned with the same recipe ({config.finetune_recipe().epochs} "
               f"epochs, lr {config.finetune_recipe().lr:g})." if config.protocol == "essential" else ""))

@@ -432,3 +432,32 @@ def test_the_full_evaluation_of_a_point_decided_early_goes_on_from_its_decision(
     restarted = run_sweep(fresh(ctx, tmp_path), grid)  # every point evaluated from its first image
     cols = ["sparsity", "accuracy", "ci_low", "ci_high", "n"]
     pd.testing.assert_frame_equal(continued.frame[cols], restarted.frame[cols])
+
+
+def test_a_curve_being_computed_is_its_stored_points_and_the_searchs_with_the_grid_size(trained_tiny_ctx):
+    import io
+
+    from lotus_core.pruning.sweep import curve_so_far, turning_point_search
+
+    ctx = trained_tiny_ctx
+    config = SweepConfig(methods=("omp",), limit=200, eps=0.05, refine=True)
+    answer = run_sweep(ctx, turning_point_search(config))
+
+    def stop(fields):
+        if fields["done"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(ctx, config, on_progress=stop)
+    frame, planned = curve_so_far(ctx, config, answer)
+    assert planned == 9  # 0.1 .. 0.9
+    stored = {(p["method"], p["sparsity"]) for p in ctx.store.points(run_id_for(ctx, "sweep", config)).values()}
+    searched = set(zip(answer.frame["method"], answer.frame["sparsity"]))
+    assert set(zip(frame["method"], frame["sparsity"])) == stored | searched and not frame.duplicated(
+        ["method", "sparsity"]).any()
+    both = stored & searched  # a point both have is drawn with its full evaluation, never as a bound
+    assert all(frame.set_index(["method", "sparsity"]).loc[list(both), "accuracy"].notna())
+    run_sweep(ctx, config)
+    table = pd.read_csv(io.StringIO(ctx.store.export_csv(run_id_for(ctx, "sweep", config))))
+    table = table[table["method"].notna()]
+    assert (table["correct"] == (table["accuracy"] * table["n"]).round()).all()  # the CSV's correct column is filled

@@ -176,7 +176,7 @@ def _essential_module():
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
     arg("--curve", required=True, help="CSV file; the row with sparsity 0 is the dense model"),
-    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy (absolute fraction)"),
+    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy, a fraction (0.01 = 1 accuracy point)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
     import pandas as pd

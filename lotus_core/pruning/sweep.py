@@ -65,7 +65,7 @@ from .controls import check_control, reinit_, shuffled
 from .ranking import MaskFn, check_sparsity
 from .scope import scoped_parameters
 from ..results.executors import get_executor, track
-from ..results.runs import Run, run_experiment, stored_summary
+from ..results.runs import Run, run_experiment, run_id_for, stored_summary
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 __all__ = ["Essential", "essential_sparsity"]  # the rule, re-exported where sweeps use it
@@ -94,7 +94,7 @@ class SweepConfig:
     scope: str = "blocks"  # which weights are pruned (pruning.scope.SCOPES)
     refine: bool = False  # bisect the turning point's bracket after the grid
     resolution: float = 0.01  # refine until the bracket is at most this wide
-    eps: float = 0.01  # tolerance below dense accuracy (absolute fraction)
+    eps: float = 0.01  # tolerance below dense accuracy, a fraction (0.01 = 1 accuracy point)
     finetune_steps: int = 0  # fine-tune each pruned model for this many steps before evaluating
     finetune_lr: float = 1e-4  # peak AdamW learning rate of that fine-tuning (cosine decay)
     calib_size: int = 128  # training images for the calibrated methods (wanda, sparsegpt, snip, grasp)
@@ -106,8 +106,7 @@ class SweepConfig:
     controls: tuple[str, ...] = ()  # sanity checks drawn beside every method: shuffle, reinit
     bf16: bool = True  # bf16 autocast where fast (False: fp32 evaluation)
     stop_at_drop: bool = False  # end each method's grid at its first point below dense - eps (enough for the turning point)
-    protocol: str = "lotus"  # lotus: prune the model as it is; essential: masks from the pre-trained weights, every
-    # masked model fine-tuned with the dense reference's recipe (PROTOCOLS)
+    protocol: str = "lotus"  # lotus: prune the model as it is; essential: pre-trained masks, each fine-tuned (PROTOCOLS)
     recipe: FinetuneConfig | None = None  # the essential protocol's fine-tuning recipe (None: FinetuneConfig())
     search: str = "grid"  # a key of SEARCHES; "bisect"/"scout" search (0, max(sparsities)], check sparsities past it
     early: bool = True  # bisect, scout: evaluate each point only until within/below is certain (same answer)
@@ -675,6 +674,19 @@ def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None)
     frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
     frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
     return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
+
+
+def curve_so_far(ctx: Context, config: SweepConfig, search: SweepResult) -> tuple[pd.DataFrame, int]:
+    """While ``config``'s curve is computed in the background: the points it has (those its run stored so far,
+    and those ``search``, the turning-point search, decided; a full evaluation wins over a bound) and how
+    many grid points the curve has in all. A chart draws them as points with "n of N points"."""
+    run = ctx.store.get_run(run_id_for(ctx, "sweep", config))
+    stored = [] if run is None else [p if "early" in p else complete_point(p) for p in
+                                     ctx.store.points(run["id"]).values() if "method" in p and not p.get("open")]
+    frame = pd.concat([pd.DataFrame(stored, columns=FRAME_COLUMNS), search.frame], ignore_index=True)
+    frame = frame.assign(_bound=frame["accuracy"].isna()).sort_values(["method", "sparsity", "_bound"])
+    frame = frame.drop_duplicates(["method", "sparsity"]).drop(columns="_bound").reset_index(drop=True)
+    return frame, sum(len(_grid(c, config)) for c in curves(config))
 
 
 def turning_point_search(config: SweepConfig) -> SweepConfig | None:

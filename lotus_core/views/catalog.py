@@ -237,6 +237,25 @@ def run_costs(ctx: Context, run_ids: Sequence[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+COST_FORMATS = {"data fraction": ("{:.0%}", "— (ISSP only)"), "rounds": ("{:.0f}", "— (trained once)"),
+                "final sparsity": ("{:.1%}", "— (not stored)"), "final accuracy": ("{:.2%}", "— (not stored)"),
+                "training steps": ("{:,.0f}", "— (not recorded)"),
+                "training time (s)": ("{:,.0f}", "— (not recorded: run stored before timing)")}
+"""How :func:`cost_table` writes each column of :func:`run_costs`: the number's format, and the cell of a run
+without that number (with the reason) in place of a blank "None"."""
+
+
+def cost_table(costs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`run_costs` as text cells for display: numbers formatted (fractions as percent), a missing number
+    as "—" with why it is missing (an LTH run has no data fraction, a RigL run no rounds); a column no run has
+    is left out."""
+    out = costs.dropna(axis=1, how="all")  # a column no shown run has (data fraction without ISSP runs)
+    for name, (fmt, missing) in COST_FORMATS.items():
+        if name in out:
+            out[name] = [missing if v is None or pd.isna(v) else fmt.format(v) for v in out[name]]
+    return out
+
+
 TRACE_COLUMNS = ["step", "round", "loss"]
 
 

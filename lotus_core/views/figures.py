@@ -44,20 +44,47 @@ def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, 
     return fig
 
 
-def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict], eps: float = 0.01,
-                   title: str | None = None) -> go.Figure:
-    """Accuracy against sparsity per method, dense line, the eps band and each turning point.
+def chance_level(fig: go.Figure, chance: float | None, axis: str = "y", **where) -> go.Figure:
+    """A dotted grey line at the chance accuracy ``chance`` (a fraction: 1 / classes), labelled, so that no
+    accuracy chart reads as good what a coin would reach; ``axis="x"`` for horizontal bars."""
+    if chance is not None:
+        line = dict(line_dash="dot", line_color="#9e9e9e", annotation_text=f"chance {100 * chance:.1f}%",
+                    annotation_font_color="#757575", **where)
+        (fig.add_hline(y=100 * chance, annotation_position="bottom left", **line) if axis == "y"
+         else fig.add_vline(x=100 * chance, annotation_position="top left", **line))
+    return fig
 
-    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions). A method with
-    a fixed sparsity (N:M: 1 - N/M whatever is asked) is one point, not a line from the dense
-    model. Turning points are stars named in the legend (with their sparsity), so labels of
-    several methods never collide on the chart. Points decided early by a turning-point search
-    have no accuracy (NaN) and are left out: only fully evaluated points are drawn.
+
+def chance_of(dense: dict) -> float | None:
+    """The chance accuracy (1 / classes) of an evaluation summary that lists its classes (``per_class``)."""
+    return 1 / len(dense["per_class"]) if dense.get("per_class") else None
+
+
+def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict], eps: float = 0.01,
+                   title: str | None = None, planned: int | None = None, chance: float | None = None) -> go.Figure:
+    """Accuracy against sparsity per method, dense line, the eps band, chance and each turning point.
+
+    ``frame`` has columns method, sparsity, accuracy, ci_low, ci_high (fractions), and for points decided
+    early by a turning-point search ``early`` with the bounds ``acc_low``/``acc_high`` of their accuracy. A
+    method with a fixed sparsity (N:M: 1 - N/M whatever is asked) is one point, not a line from the dense
+    model. Turning points are stars named in the legend (with their sparsity), so labels of several methods
+    never collide on the chart. A point decided early is drawn as the bound it is, never as an accuracy: a
+    triangle up at "at least" (within tolerance) or down at "at most" (below it).
+
+    ``planned`` marks a curve still being computed: it has that many points in all, its evaluated ones are
+    drawn as markers only (no line through sparsities not evaluated) and the title says "n of N points".
+    ``chance`` (default: 1 / the dense evaluation's classes) is drawn dotted.
     """
     from ..pruning import PRUNERS
 
+    early = frame["early"].fillna(False).astype(bool) if "early" in frame else pd.Series(False, index=frame.index)
+    decided = frame[early & frame["accuracy"].isna()] if "acc_low" in frame else frame.iloc[:0]
     frame = frame[frame["accuracy"].notna()]
+    if planned is not None:
+        title = f"{title + ': ' if title else ''}{len(frame)} of {planned} points so far" + \
+            (f" (+{len(decided)} decided early)" if len(decided) else "")
     fig = go.Figure()
+    chance_level(fig, chance if chance is not None else chance_of(dense))
     a = 100 * dense["accuracy"]
     points = f"{100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'}"
     fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
@@ -70,19 +97,31 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
         part = part.sort_values("sparsity")
         color = COLORS.get(method)
         fig.add_trace(go.Scatter(
-            x=100 * part["sparsity"], y=100 * part["accuracy"], mode="markers" if fixed else "lines+markers",
+            x=100 * part["sparsity"], y=100 * part["accuracy"],
+            mode="markers" if fixed or planned is not None else "lines+markers",
             name=method, line=dict(color=color), marker=dict(size=12 if fixed else 6, symbol="diamond" if fixed else "circle"),
             error_y=dict(type="data", symmetric=False, array=100 * (part["ci_high"] - part["accuracy"]),
                          arrayminus=100 * (part["accuracy"] - part["ci_low"]), thickness=1, width=2),
             hovertemplate=f"{method}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
         ess = essential.get(method)
-        if ess and len(part) > 1 and not fixed:
+        if ess and len(part) > 1 and not fixed and planned is None:
             s = ess["essential_sparsity"]
             hit = part.loc[(part["sparsity"] - s).abs() < 1e-9, "accuracy"]
             y = 100 * float(hit.iloc[0]) if len(hit) else a
             fig.add_trace(go.Scatter(x=[100 * s], y=[y], mode="markers", marker=dict(symbol="star", size=16, color=color),
                                      name=f"{method} turning point: {100 * s:.0f}%", legendgroup=method,
                                      hovertemplate=f"{method} essential sparsity {100 * s:.1f}%<extra></extra>"))
+    floor = dense["accuracy"] - eps
+    for method, part in decided.groupby("method", sort=False):
+        within = part["acc_low"] >= floor - 1e-12
+        y = part["acc_low"].where(within, part["acc_high"])
+        fig.add_trace(go.Scatter(
+            x=100 * part["sparsity"], y=100 * y, mode="markers", name=f"{method}: decided early (bound)",
+            legendgroup=method, marker=dict(size=9, color=COLORS.get(method), symbol=[
+                "triangle-up-open" if w else "triangle-down-open" for w in within]),
+            text=["at least" if w else "at most" for w in within], customdata=part["seen"],
+            hovertemplate=f"{method}<br>sparsity %{{x:.1f}}%<br>accuracy %{{text}} %{{y:.2f}}% "
+                          "(decided after %{customdata} images)<extra></extra>"))
     return style(fig, "sparsity (% of scoped weights pruned)", "top-1 accuracy (%)", title)
 
 
@@ -176,9 +215,15 @@ def layer_similarity(per_layer: dict[str, dict], measure: str = "cosine", title:
     return fig
 
 
-def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None) -> go.Figure:
-    """Accuracy against sparsity per series (columns series, sparsity, accuracy)."""
+def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None,
+                   chance: float | None = None, difference: bool = False) -> go.Figure:
+    """Accuracy against sparsity per series (columns series, sparsity, accuracy), with the dense accuracy and
+    ``chance`` (1 / classes) as lines. ``difference`` draws each series minus ``dense`` in points instead:
+    curves that all sit on the dense line at the accuracy scale are told apart at this one."""
     fig = go.Figure()
+    if difference and dense is None:
+        raise ValueError("a difference to dense needs the dense accuracy")
+    base = dense if difference else 0.0
     colors: dict[str, str] = {}  # one colour per series (an ISSP run's two share one), the kind's own first
     spare = iter(["#0288d1", "#f57c00", "#5e35b1", "#6d4c41", "#00acc1", "#9e9d24", "#d81b60", "#43a047"] * 4)
     for name, part in frame.groupby("series", sort=False):
@@ -187,11 +232,18 @@ def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str |
         run = str(name).removesuffix(" before fine-tune").removesuffix(" fine-tuned")  # both ISSP curves of a run
         if run not in colors:
             colors[run] = COLORS[key] if key in COLORS and COLORS[key] not in colors.values() else next(spare)
-        fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * part["accuracy"], mode="lines+markers", name=str(name),
-                                 line=dict(color=colors[run], dash="dot" if "before" in str(name) else None),
-                                 hovertemplate=f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
+        unit = "points vs dense" if difference else "%"
+        fig.add_trace(go.Scatter(x=100 * part["sparsity"], y=100 * (part["accuracy"] - base), mode="lines+markers",
+                                 name=str(name), line=dict(color=colors[run], dash="dot" if "before" in str(name) else None),
+                                 hovertemplate=f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:+.2f}} {unit}"
+                                               "<extra></extra>" if difference else
+                                               f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
+    if difference:
+        fig.add_hline(y=0, line_dash="dash", annotation_text=f"dense {100 * dense:.1f}%")
+        return style(fig, "sparsity (% pruned)", "accuracy minus dense (points)", title)
     if dense is not None:
         fig.add_hline(y=100 * dense, line_dash="dash", annotation_text=f"dense {100 * dense:.1f}%")
+    chance_level(fig, chance)
     return style(fig, "sparsity (% pruned)", "top-1 accuracy (%)", title)
 
 
@@ -217,6 +269,7 @@ def per_class_accuracy(dense: dict, title: str | None = None) -> go.Figure:
     fig = go.Figure(go.Bar(x=100 * per_class.values, y=per_class.index, orientation="h", marker_color="#0288d1",
                            hovertemplate="%{y}: %{x:.1f}%<extra></extra>"))
     fig.add_vline(x=100 * dense["accuracy"], line_dash="dash")
+    chance_level(fig, chance_of(dense), axis="x")
     return style(fig, "top-1 accuracy (%)", "class", title, height=max(300, 28 * len(per_class) + 120))
 
 
@@ -225,7 +278,7 @@ SPEED_COLORS = {"dense": "#212121", "masked": "#c2185b", "csr": "#7b1fa2", "nm-2
 
 
 def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01, x: str = "latency_ms",
-                   title: str | None = None) -> go.Figure:
+                   title: str | None = None, chance: float | None = None) -> go.Figure:
     """Accuracy against measured latency (or images/s) of every configuration at one batch size.
 
     ``rows`` is :meth:`lotus_core.speed.run.SpeedResult.at` (columns method, setting, latency_ms,
@@ -237,6 +290,7 @@ def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01,
     fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
     fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_position="bottom right",
                   annotation_text=f"dense {a:.1f}% (shaded: within {100 * eps:g} point{'s' * (round(100 * eps) != 1)})")
+    chance_level(fig, chance)
     unit = "ms per batch" if x == "latency_ms" else "images/s"
     for method, part in rows.groupby("method", sort=False):
         dense = method == "dense"
@@ -272,7 +326,8 @@ def barrier_curve(frame: pd.DataFrame, tolerance: float = 0.02, title: str | Non
     return style(fig, axis, "error barrier (points)", title)
 
 
-def training_curves(losses: pd.DataFrame, rounds: pd.DataFrame, title: str | None = None) -> go.Figure:
+def training_curves(losses: pd.DataFrame, rounds: pd.DataFrame, title: str | None = None,
+                    chance: float | None = None) -> go.Figure:
     """A ticket run's training: the loss of every step (left axis; a dotted line where each round starts) and the
     accuracy after each round (right axis, at the step the round ended on), from
     :func:`~lotus_core.views.catalog.training_trace`."""
@@ -290,6 +345,10 @@ def training_curves(losses: pd.DataFrame, rounds: pd.DataFrame, title: str | Non
     starts = rounds["step"].tolist()[:-1]
     fig.update_layout(shapes=[dict(type="line", xref="x", yref="paper", x0=s, x1=s, y0=0, y1=1,
                                    line=dict(color="#9e9e9e", dash="dot", width=1)) for s in starts])
+    if chance is not None:  # on the accuracy axis
+        fig.add_trace(go.Scatter(x=[losses["step"].min(), losses["step"].max()], y=[100 * chance] * 2, mode="lines",
+                                 name=f"chance {100 * chance:.1f}%", line=dict(color="#9e9e9e", dash="dot"),
+                                 hoverinfo="skip"), secondary_y=True)
     style(fig, "training step (all rounds)", "training loss", title)
     fig.update_yaxes(title_text="top-1 accuracy (%)", secondary_y=True)
     return fig

@@ -96,7 +96,7 @@ def test_the_page_settings_live_in_the_url_so_a_reload_or_a_shared_link_reopens_
     assert not at.exception
     assert at.multiselect[0].value == ["omp", "random"]
     assert at.slider[0].value == (10, 60) and at.select_slider[0].value == 5 and at.checkbox[0].value is False
-    assert at.number_input[0].value == 1.0  # the invalid eps fell back to the default; so did the whole checks list
+    assert at.number_input[0].value == 0.01  # the invalid eps (a fraction) fell back to the default; so did the whole checks list
     assert at.multiselect[1].value == []
     assert curve_names(at) == ["omp", "random"]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
