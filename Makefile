@@ -5,7 +5,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8501
 # The dashboard answers this machine only. `make run ADDRESS=0.0.0.0` serves it on the network; it then
-# reads models, datasets and weights only from the folders in LOTUS_SERVE_ROOTS (default data/).
+# reads models, datasets and weights (every file, links resolved) only from the folders in LOTUS_SERVE_ROOTS
+# (exported by `run`; default data/).
 ADDRESS ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 
@@ -30,7 +31,8 @@ browser:
 # and the Report open filled in; an existing store is never touched.
 run: install
 	$(PY) -c "from lotus_core.views.demo import seed_store; seed_store() and print('results store started from data/demo/lotus-demo.db')"
-	$(VENV)/bin/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS) \
+	$(if $(filter 127.0.0.1 localhost ::1,$(ADDRESS)),,LOTUS_SERVE_ROOTS="$${LOTUS_SERVE_ROOTS:-$(CURDIR)/data}") \
+	  $(VENV)/bin/streamlit run app/streamlit_app.py --server.port $(PORT) --server.address $(ADDRESS) \
 	  --server.headless true --browser.gatherUsageStats false
 
 test: install browser

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from .core.errors import LotusError
 
 from .core.paths import DATA_DIR, DEBIAN_FMNIST, EMBEDDED_FMNIST, REPO_ROOT  # noqa: F401 (re-exported)
+from .core.paths import check_served_file
 
 MAX_IMAGE_SIDE = 4096  # pixels: a larger image file (a decompression bomb, say) is refused before decoding
 MAX_IMAGE_BYTES = 10 * 1024 * 1024  # the largest image file read from a folder or an upload (10 MB)
@@ -205,6 +206,7 @@ def _imagefolder(split: str, root: Path | None, image_size: int = 224) -> ImageS
         raise LotusError(f"{sub} is not an image folder ({exc}); lay it out as <class>/<image>.png") from None
     images = []
     for path, _ in ds.samples:
+        check_served_file(path, "image")  # served on a network: a linked class folder or image stays inside
         if os.path.getsize(path) > MAX_IMAGE_BYTES:
             raise LotusError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB, over the 10 MB an image may have; "
                              "shrink it or remove it from the folder")

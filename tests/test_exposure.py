@@ -84,6 +84,54 @@ def test_the_sidebar_context_refuses_paths_outside_the_folders_when_served_on_a_
         state.load_context("vit_tiny_patch16_224", "fashion-mnist", "/tmp/w.pth")
 
 
+def _png(path: Path, value: int) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (8, 8), value).save(path)
+
+
+def test_served_dataset_folders_refuse_class_folders_and_images_that_link_outside(tmp_path, monkeypatch):
+    from lotus_core.data import load_dataset
+
+    served, outside = tmp_path / "data", tmp_path / "private"
+    folder = served / "set" / "test"  # the split layout: test/<class>/<image>, read as given
+    for c in ("a", "b"):
+        _png(folder / c / "0.png", 10)
+    _png(outside / "secret" / "0.png", 200)
+    _png(outside / "one.png", 201)
+
+    def count() -> int:
+        return len(load_dataset(f"imagefolder:{served / 'set'}", "test").labels)
+
+    monkeypatch.setenv("LOTUS_SERVE_ROOTS", str(served))
+    assert count() == 2  # plain files: read
+    (folder / "c").symlink_to(outside / "secret", target_is_directory=True)  # a linked class folder
+    with pytest.raises(LotusError, match=r"image .*/test/c/0.png resolves to .*/private/secret/0.png, outside the "
+                                         r"folders this dashboard may read"):
+        count()
+    (folder / "c").unlink()
+    (folder / "a" / "1.png").symlink_to(outside / "one.png")  # a linked image
+    with pytest.raises(LotusError, match=r"image .*/test/a/1.png resolves to .*/private/one.png, outside"):
+        count()
+    (folder / "a" / "1.png").unlink()
+    (folder / "a" / "2.png").symlink_to(folder / "b" / "0.png")  # a link that stays inside is fine
+    count()  # no error
+    monkeypatch.delenv("LOTUS_SERVE_ROOTS")  # not serving: the user's own links are theirs to follow
+    (folder / "c").symlink_to(outside / "secret", target_is_directory=True)
+    assert count() == 3
+
+
+def test_make_run_on_a_network_declares_the_served_folders():
+    def dry_run(*extra: str) -> str:
+        return subprocess.run(["make", "-n", "-W", "requirements.txt", "run", *extra], cwd=ROOT, capture_output=True,
+                              text=True, check=True, env={k: v for k, v in os.environ.items()
+                                                          if k != "LOTUS_SERVE_ROOTS"}).stdout
+
+    assert "LOTUS_SERVE_ROOTS" not in dry_run()
+    assert f'LOTUS_SERVE_ROOTS="${{LOTUS_SERVE_ROOTS:-{ROOT}/data}}"' in dry_run("ADDRESS=0.0.0.0")
+
+
 LISTENERS = """
 import json, os, sys
 sys.path.insert(0, {root!r})

@@ -28,6 +28,32 @@ def is_loopback(address: str | None) -> bool:
     return address is not None and address.strip() in LOOPBACK
 
 
+def served_roots() -> list[Path] | None:
+    """The folders every file this process reads for a user must really lie in, or None when it serves no
+    network. Serving is declared by ``$LOTUS_SERVE_ROOTS`` (``make run ADDRESS=...`` and the Docker image set
+    it; the dashboard's worker inherits it), so the library's readers apply the rule without a page's help."""
+    return serve_roots() if os.environ.get(SERVE_ROOTS_ENV, "").strip() else None
+
+
+def _inside(target: Path, roots: list[Path]) -> bool:
+    return any(target == root or root in target.parents for root in roots)
+
+
+def check_served_file(path: str | Path, what: str = "file") -> None:
+    """Refuse to read ``path`` when serving (:func:`served_roots`) and its real path (every symlink on the
+    way resolved: a linked class folder or image) lies outside the served folders. Checking the path typed
+    is not enough: a dataset folder inside data/ may hold links to anywhere."""
+    from .errors import LotusError
+
+    roots = served_roots()
+    if roots is None:
+        return
+    real = Path(os.path.realpath(path))
+    if not _inside(real, roots):
+        raise LotusError(f"{what} {path} resolves to {real}, outside the folders this dashboard may read "
+                         f"({', '.join(map(str, roots))}); copy the file into the folder or set {SERVE_ROOTS_ENV}")
+
+
 def check_served_path(value: str | None, what: str, roots: list[Path]) -> None:
     """Refuse ``value`` (a --model, --dataset or --weights choice) when it names a file or folder outside
     ``roots`` (symlinks resolved). Registry names (``default``, timm names, ``fashion-mnist``) pass."""
@@ -40,6 +66,6 @@ def check_served_path(value: str | None, what: str, roots: list[Path]) -> None:
     if value.startswith("hf-hub:") or not looks_like_path:
         return
     target = Path(text).expanduser().resolve()
-    if not any(target == root or root in target.parents for root in roots):
+    if not _inside(target, roots):
         raise LotusError(f"{what} {value!r} is outside the folders this dashboard may read "
                          f"({', '.join(map(str, roots))}); put it there or set {SERVE_ROOTS_ENV}")
