@@ -7,6 +7,7 @@ from app.jobs import active_jobs
 from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, NAME_CHARS, NOTE_CHARS, POINT_KINDS, annotate_run,
                                           config_differences, curve_runs, delete_run, downloads, filter_runs,
                                           overlay_curves, overlay_figures, run_name, run_table)
+from lotus_core.views.mlflow_export import export_runs, tracking_uri
 from lotus_core.views.tables import readable
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
@@ -78,6 +79,13 @@ run = ctx.store.get_run(run_id)
 cols = st.columns(4)
 for col, item in zip(cols, downloads(ctx.store, run_id)):
     col.download_button(item.label, item.data, item.file_name, item.mime, key=f"dl-{item.file_name}")
+tracking = tracking_uri()
+if st.button("Export to MLflow", disabled=not tracking or run["status"] != "done", key="mlflow-export",
+             help=f"One MLflow run at {tracking}, never duplicated." if tracking else
+             "Start the dashboard with MLFLOW_TRACKING_URI set (and pip install -e '.[tracking]') to export runs."):
+    with ui.guard():
+        exported = export_runs(ctx.store, [run_id], tracking)[0]
+        st.toast(f"MLflow run {exported['mlflow_run']}" + ("" if exported["created"] else " (exported before)"))
 with st.form(f"annotate-{run_id}", border=False):
     n1, n2, n3 = st.columns([3, 5, 1.2], vertical_alignment="bottom")
     name = n1.text_input("Name", run["name"] or "", max_chars=NAME_CHARS, placeholder=run_name(run["kind"], run["config"]))

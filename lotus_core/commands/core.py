@@ -82,15 +82,27 @@ def runs_cmd(args, ctx) -> dict:
     return {"runs": frame.where(frame.notna(), None).to_dict(orient="records")}  # a missing name is null, not NaN
 
 
-@command("export", "write a stored run's table as CSV", [
-    arg("run_id", help="run id (see `runs`)"),
-    arg("--out", required=True, help="CSV file to write"),
+@command("export", "write a stored run's table as CSV, or runs to MLflow (--mlflow URI)", [
+    arg("run_id", nargs="+", help="run id (see `runs`); several with --mlflow"),
+    arg("--out", default=None, help="CSV file to write (one run)"),
+    arg("--mlflow", default=None, metavar="URI", help="MLflow tracking URI (sqlite:///FILE or http://HOST:PORT): "
+                                                      "one MLflow run per run, never duplicated (docs: views/mlflow_export.py)"),
+    arg("--mlflow-experiment", default="LOTUS", help="MLflow experiment the runs go to"),
 ], context=False)
 def export_cmd(args, ctx) -> dict:
+    from ..core.errors import LotusError
     from ..results.store import Store
 
-    text = Store(args.db, create=False).export_csv(args.run_id, args.out)
-    return {"run": args.run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
+    if args.mlflow:
+        from ..views.mlflow_export import export_runs
+
+        return {"mlflow": args.mlflow, "runs": export_runs(Store(args.db, create=False), args.run_id, args.mlflow,
+                                                           args.mlflow_experiment)}
+    if args.out is None or len(args.run_id) != 1:
+        raise LotusError("give one run and --out FILE (a CSV), or runs and --mlflow URI")
+    (run_id,) = args.run_id
+    text = Store(args.db, create=False).export_csv(run_id, args.out)
+    return {"run": run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
 
 
 @command("worker", "consume the background job queue of a results store (started by the dashboard)", [
