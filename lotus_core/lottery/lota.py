@@ -7,7 +7,8 @@ with the largest |delta| (global ranking). Then, from the pre-trained weights ag
 weights inside the mask are fine-tuned for ``steps``; every other parameter (the rest of the
 scoped weights, and embeddings, norms, biases and the head) stays *exactly* at its pre-trained
 value (the weights are not zeroed: nothing is pruned). Compared with dense fine-tuning of the
-whole model for the same ``steps``, batch order and learning rate.
+whole model for the same ``steps``, batch order and learning rate. Audit row (compared with the
+paper's formula; no reference code): docs/audit.md.
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """N:M semi-structured magnitude pruning: in every group of M consecutive weights along the
 input dimension, keep the N largest |w| (2:4 by default, the pattern NVIDIA sparse tensor
 cores accelerate; "Accelerating Sparse Deep Neural Networks", Mishra et al., 2021).
-Sparsity is fixed at 1 - N/M whatever is asked (:attr:`NMOptions.fixed_sparsity`).
+Sparsity is fixed at 1 - N/M whatever is asked (:attr:`NMOptions.fixed_sparsity`). The rule of
+locuslab/wanda's and IST-DASLab/sparsegpt's N:M code (the M - N smallest of each group go): docs/audit.md.
 """
 from __future__ import annotations
 

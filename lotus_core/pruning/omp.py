@@ -2,7 +2,8 @@
 
 The method of "The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal
 et al., NeurIPS 2023). Masks equal those of ``torch.nn.utils.prune.global_unstructured``
-with ``L1Unstructured`` over the same tensors, and are nested across sparsities.
+with ``L1Unstructured`` over the same tensors (measured on the default ViT: identical, docs/audit.md),
+and are nested across sparsities.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Layer-wise magnitude pruning: the smallest |w| of each scoped tensor, the same sparsity in every one."""
+"""Layer-wise magnitude pruning: the smallest |w| of each scoped tensor, the same sparsity in every one
+(``torch.nn.utils.prune.l1_unstructured`` per tensor, its count rule; docs/audit.md)."""
 from __future__ import annotations
 
 from .ranking import LayerRanking, MaskFn

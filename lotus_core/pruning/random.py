@@ -1,7 +1,8 @@
 """Random pruning, the control of every paper in this field.
 
 Global (uniformly random entries across all scoped weights, seeded) or, given ``options.like``,
-with the layer-wise budget of another mask (the same number pruned in every tensor).
+with the layer-wise budget of another mask (the same number pruned in every tensor: open_lth's
+``randomly_prune`` ``layerwise`` strategy). Counting and the audit: docs/audit.md.
 """
 from __future__ import annotations
 

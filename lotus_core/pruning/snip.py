@@ -4,7 +4,9 @@
 the first pruning-at-initialisation score of Frankle et al. 2021 (survey section 4). Scored on
 the pre-trained weights (``snip``) or on a random re-initialisation of the scoped weights
 (``snip-reinit``, the paper's setting); the mask is then applied to the pre-trained weights.
-Calibration: the same training images as Wanda, with their labels.
+Calibration: the same training images as Wanda, with their labels. Compared with
+ganguli-lab/Synaptic-Flow's ``SNIP`` on identical inputs, and the counting convention
+(``round``, the reference ``int``): docs/audit.md.
 """
 from __future__ import annotations
 

@@ -15,6 +15,10 @@ Layers are pruned in forward order, one transformer block at a time, each from t
 the already pruned blocks produce (the paper's sequential scheme); every scoped layer gets the
 same sparsity (exactly ``round(sparsity * numel)`` pruned entries). The mask carries the
 reconstructed weights (:attr:`Mask.weights`). Calibration: the same training images as Wanda.
+Deliberate deviations from IST-DASLab/sparsegpt ``sparsegpt.py`` (``fasterprune``): the layer's exact
+count is spread over its blocks, where the published code prunes one extra weight per block of
+columns (``<=`` its threshold), and the solve is in float64; compared on identical inputs in
+docs/audit.md.
 """
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 "A Simple and Effective Pruning Approach for Large Language Models" (Sun et al., ICLR 2024):
 score S_ij = |W_ij| * ||X_j||_2 over a calibration batch (all its tokens), compared within
-each output row i. Inputs are captured with forward hooks on the scoped Linear layers.
+each output row i. Inputs are captured with forward hooks on the scoped Linear layers, all from
+the dense model, as the authors' ViT code does (locuslab/wanda ``image_classifiers/prune_utils.py``,
+``prune_vit``). Deliberate deviation: ``round(sparsity * in)`` pruned per row where the reference
+uses ``int``, one more per row at some sparsities (measured, and the only difference: docs/audit.md).
 """
 from __future__ import annotations
 
