@@ -5,7 +5,8 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.results.runs import stored_summary
 from lotus_core.speed import METHODS
-from lotus_core.speed.run import EPS, SpeedConfig, export_structural, first_view, progress_text, run_speed
+from lotus_core.speed.run import (EPS, SpeedConfig, export_structural, first_view, history, latest, measure_again,
+                                   progress_text, run_speed, speedup_text)
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
           "accuracy: which ones really run faster on this machine?",
@@ -13,9 +14,9 @@ ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make
           "EViT (Liang et al., ICLR 2022), ToMe (Bolya et al., ICLR 2023)")
 ctx = state.context()
 
-# drawn on first load, measured inline (one setting per method, about 10 s; the demo store holds it); anything else
-# runs as a background job
-DEFAULT = first_view(state.limit())
+# drawn on first load, measured inline (one setting per method, about 15 s; the demo store holds it); anything else
+# runs as a background job. Every measurement is kept: the page shows the last one of the chosen settings.
+DEFAULT = latest(ctx, first_view(state.limit()))
 c1, c2 = st.columns([3, 1])
 methods = c1.multiselect("Methods", list(METHODS), help="; ".join(f"**{m}**: {METHODS[m].help}" for m in METHODS),
                          **state.remember("speed_methods", list(DEFAULT.methods), METHODS))
@@ -51,12 +52,15 @@ chosen = SpeedConfig(methods=tuple(methods), batch_sizes=tuple(batch_sizes), bes
                      sparsities=tuple(sparsities),
                      ratios=tuple(ratios), importance=importance, keep_rates=tuple(keep), fuse=fuse, tome_r=tuple(tome_r),
                      drops=tuple(drops), finetune_steps=finetune, limit=DEFAULT.limit,
-                     min_run_time=DEFAULT.min_run_time)
+                     min_run_time=DEFAULT.min_run_time, rounds=DEFAULT.rounds)
+chosen = latest(ctx, chosen)
 stored = stored_summary(ctx, "speed", chosen) is not None
-if st.button("Measure", type="primary", disabled=stored, help="Queue this measurement on the background worker"):
+if st.button("Measure again" if stored else "Measure", type="primary",
+             help="Queue a new measurement of these settings on the background worker; earlier ones are kept"):
     with ui.guard():
-        run_id = launch(ctx, "speed", chosen)
+        run_id = launch(ctx, "speed", measure_again(ctx, chosen) if stored else chosen)
     st.toast(f"Speed measurement {run_id[:6]} queued")
+    chosen = latest(ctx, chosen)
     stored = stored_summary(ctx, "speed", chosen) is not None  # tests run jobs inline
 # the chosen measurement once stored; until then the last one shown (on first load: DEFAULT, measured here)
 config = chosen if stored else st.session_state.get("speed_config", DEFAULT)
@@ -64,7 +68,7 @@ st.session_state["speed_config"] = config
 if config != chosen:
     st.info(f"Not measured yet on {chosen.device} ({chosen.device_name}, {chosen.threads} threads): **Measure** runs "
             "it in the background and stores every row as it is measured; the chart shows the last measurement.")
-    active_jobs(ctx, ("speed",))
+active_jobs(ctx, ("speed",))  # a queued measurement (or a measurement again) and its progress
 with ui.guard():
     bar = st.progress(0.0, text="Measuring...")
     result = run_speed(ctx, config, on_progress=lambda p: bar.progress(p["done"] / p["planned"], text=progress_text(p)))
@@ -79,6 +83,12 @@ if result.best_batch:
     st.caption("Best batch size: " + ", ".join(f"{b}: {ips:,.0f} images/s" for b, ips in result.best_batch["trace"])
                + f" (dense model); the search stopped because {result.best_batch['stopped']}.")
 rows = result.at(batch)
+doubtful = rows[~rows["reliable"]]
+if len(doubtful):
+    reasons = "; ".join(dict.fromkeys(doubtful["unreliable"].dropna()))  # LOTUS's own words, not typed text
+    st.warning(f"{len(doubtful)} of {len(rows)} measurements at this batch size are unreliable ({reasons or 'measured '
+               'once, without an interval'}): they are drawn, but never on the frontier, never the best within eps, and '
+               "never in the Report. **Measure again** when the machine is quieter.")
 title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.threads} threads · torch "
          f"{config.torch_version}")
 charts.show(charts.speed_frontier(rows, result.dense["accuracy"], eps, "latency_ms" if axis == "latency" else
@@ -87,19 +97,32 @@ for _, row in result.frame[result.frame["unavailable"].notna() & (result.frame["
     st.info(f"{row['method']} is not measured here: {row['unavailable']}.")
 table = rows.assign(**{
     "FLOPs (M/image)": rows["flops"] / 1e6, "params": rows["params"].astype(int), "size (MB)": rows["bytes"] / 1e6,
-    "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"], "accuracy (%)": 100 * rows["accuracy"],
+    "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"],
+    "95% interval": [speedup_text(r).partition(" ")[2] or "-" for r in rows.to_dict(orient="records")],
+    "accuracy (%)": 100 * rows["accuracy"],
     "drop (points)": 100 * rows["drop"], "tokens per block": rows["tokens"].map(lambda t: "" if t is None else str(t))})
-columns = ["method", "setting", "latency_ms", "iqr_ms", "images_per_s", "speed-up", "FLOPs (M/image)", "params",
-           "size (MB)", "peak memory (MB)", "accuracy (%)", "drop (points)", "pareto", "tokens per block"]
+columns = ["method", "setting", "latency_ms", "iqr_ms", "images_per_s", "speed-up", "95% interval", "unreliable",
+           "FLOPs (M/image)", "params", "size (MB)", "peak memory (MB)", "accuracy (%)", "drop (points)", "pareto",
+           "tokens per block"]
 if config.finetune_steps:
     table["fine-tuned (%)"] = 100 * rows["accuracy_finetuned"]
-    columns.insert(11, "fine-tuned (%)")
+    columns.insert(columns.index("drop (points)"), "fine-tuned (%)")
 st.dataframe(table[columns], hide_index=True, column_config={
     "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.3g"),
     "iqr_ms": st.column_config.NumberColumn("IQR (ms)", format="%.2g"),
     "images_per_s": st.column_config.NumberColumn("images/s", format="%.0f"),
     "speed-up": st.column_config.NumberColumn(format="%.2fx"), "pareto": "on frontier"})
 st.download_button("Download the table (CSV)", result.frame.to_csv(index=False), "speed.csv", "text/csv")
+
+past = history(ctx, config)
+past = past[past["batch_size"] == batch]
+st.subheader(f"Measurements of these settings on this machine ({past['take'].nunique()})")
+st.caption("Each **Measure again** is stored beside the earlier ones; load is the 1-minute load average before "
+           "and after timing (above the cores: busy).")
+st.dataframe(past.assign(**{
+    "speed-up": [speedup_text(r) for r in past.to_dict(orient="records")],
+    "load": past["load"].map(lambda v: " / ".join(f"{x:g}" for x in v) if isinstance(v, list) else "")})[
+    ["take", "measured", "load", "method", "setting", "speed-up", "unreliable"]], hide_index=True)
 
 structural = rows[rows["family"] == "structural"]
 if len(structural):

@@ -107,18 +107,23 @@ def test_every_section_states_the_stored_number_it_shows(full_ctx):
             f"full-image model: {_pct(lottery['full']['final_ticket_accuracy'])})") in section.sentence
 
     speed = res["speed"].at(4)  # the largest batch size
-    fast = speed[(speed["drop"] <= 0.01) & (speed["method"] != "dense")]
+    fast = speed[(speed["drop"] <= 0.01) & (speed["method"] != "dense") & speed["reliable"]]
     section = report.section("speed")
     dense_row = speed[speed["method"] == "dense"].iloc[0]
     assert section.sentence.startswith(f"On {dense_row['device']} with {int(dense_row['threads'])} thread(s), at batch 4")
-    if fast.empty:
+    if not speed["reliable"].all() and fast.empty:  # a busy machine: nothing is quoted
+        assert section.value is None and "nothing is quoted" in section.sentence
+    elif fast.empty:
         assert section.value == 1.0 and "none runs faster at that accuracy" in section.sentence
     else:
         best = fast.loc[fast["speedup"].idxmax()]
         assert section.value == best["speedup"]
         assert f"is {best['method']} {best['setting']}: {best['speedup']:.2f}x the dense speed" in section.sentence
-    masked = speed[speed["method"] == "masked"]["speedup"].iloc[0]
-    assert f"the masked dense model runs at {masked:.2f}x to {masked:.2f}x" in section.sentence
+    masked = speed[(speed["method"] == "masked") & speed["reliable"]]["speedup"]
+    if len(masked):  # quoted only when reliably measured (this machine's load decides)
+        assert f"the masked dense model runs at {masked.iloc[0]:.2f}x to {masked.iloc[0]:.2f}x" in section.sentence
+    else:
+        assert "Zeros alone" not in section.sentence
     assert [t.name for t in section.figure.data] == ["dense", "masked", "heads", "Pareto frontier"]
 
 

@@ -15,10 +15,32 @@ from lotus_core.pruning import prune
 from lotus_core.speed import METHODS, measure, sparse, structural, tokens
 from lotus_core.speed.export import export, onnx_max_diff
 from lotus_core.speed.run import SpeedConfig, pareto, run_speed
+from lotus_core.speed.measure import Load
 from lotus_core.speed.variants import Variants
 from tests.conftest import make_tiny_vit
 
 X = torch.Generator().manual_seed(0)
+
+
+@pytest.fixture
+def idle(monkeypatch):
+    """A machine whose load average is 0.5 on 2 cores (never busy), whatever this one's load is now."""
+    monkeypatch.setattr(measure, "machine_load", lambda: Load(0.5, 2))
+
+
+def scripted(monkeypatch, per_round: dict[str, list[float]] | None = None):
+    """Replace the interleaved timing by fixed per-round times: ``per_round[method]`` (seconds per call), the same
+    for every batch size and setting of that method; dense defaults to 10 ms and others to 5 ms in each round.
+    Returns the list of calls (the keys timed, in order, and the rounds asked for)."""
+    calls = []
+
+    def fake(forwards, x, threads, rounds, min_run_time, clock="wall", warmup=2, between=None):
+        calls.append((list(forwards), rounds))
+        default = lambda key: [0.010 if key.startswith("dense|") else 0.005] * rounds  # noqa: E731
+        return {k: list((per_round or {}).get(k.split("|")[0], default(k))) for k in forwards}
+
+    monkeypatch.setattr(measure, "interleaved", fake)
+    return calls
 
 
 def batch(n: int = 4, seed: int = 0) -> torch.Tensor:
@@ -173,25 +195,35 @@ def test_an_unavailable_method_is_a_row_saying_why_never_a_crash(tiny_ctx):
     assert list(result.measured["method"]) == ["dense"]
 
 
-def test_the_speed_run_is_stored_resumable_and_keyed_by_threads(tiny_ctx, monkeypatch):
+def test_the_speed_run_is_stored_resumable_and_keyed_by_threads(tiny_ctx, monkeypatch, idle):
     config = SpeedConfig(methods=("masked", "tome"), batch_sizes=(1, 4), best_batch=False, sparsities=(0.5,), tome_r=(2,), limit=40,
-                         min_run_time=0.01, threads=1)
+                         min_run_time=0.01, threads=1, rounds=5)
+    # per-round seconds: the load doubles from round 3 on, for every configuration alike (they are interleaved)
+    calls = scripted(monkeypatch, {"dense": [0.010, 0.010, 0.020, 0.020, 0.020],
+                                   "masked": [0.011, 0.010, 0.022, 0.021, 0.020],
+                                   "tome": [0.004, 0.005, 0.008, 0.010, 0.010]})
     first = run_speed(tiny_ctx, config)
-    assert list(first.frame["method"]) == ["dense", "dense", "masked", "masked", "tome", "tome"]
-    assert list(first.frame["batch_size"]) == [1, 4] * 3
-    dense = first.frame[first.frame["method"] == "dense"]
-    assert list(dense["speedup"]) == [1.0, 1.0]
+    # every batch size times dense and every configuration together, dense first, in the rounds asked for
+    assert calls == [(["dense|0|1", "masked|0.5|1", "tome|2|1"], 5), (["dense|0|4", "masked|0.5|4", "tome|2|4"], 5)]
+    assert list(first.frame["method"]) == ["dense", "masked", "tome", "dense", "masked", "tome"]
+    assert list(first.frame["batch_size"]) == [1, 1, 1, 4, 4, 4]
+    rows = first.frame.set_index(["method", "batch_size"])
+    assert rows.loc[("dense", 1), ["speedup", "speedup_low", "speedup_high"]].tolist() == [1.0, 1.0, 1.0]
+    # the speed-up is the median of the per-round ratios dense / configuration: 2.0 for tome (ratios 2.5, 2, 2.5,
+    # 2, 2), not the ratio of the median times (20 / 8 = 2.5) that a load change between separate blocks distorts
+    assert rows.loc[("tome", 4), "speedup"] == 2.0
+    assert rows.loc[("masked", 4), "speedup"] == pytest.approx(sorted([10 / 11, 1.0, 20 / 22, 20 / 21, 1.0])[2])
+    assert rows.loc[("tome", 4), "latency_ms"] == pytest.approx(8.0)  # the median of the round times
     for _, row in first.frame.iterrows():
-        base = dense[dense["batch_size"] == row["batch_size"]]["latency_ms"].item()
-        assert row["speedup"] == pytest.approx(base / row["latency_ms"])
+        assert row["speedup_low"] <= row["speedup"] <= row["speedup_high"]
         assert row["images_per_s"] == pytest.approx(row["batch_size"] / row["latency_ms"] * 1e3)
-        assert row["threads"] == 1
+        assert row["threads"] == 1 and row["rounds"] == 5 and (row["load_before"], row["load_after"]) == (0.5, 0.5)
     assert first.frame.loc[first.frame["method"] == "tome", "tokens"].iloc[0] == [17, 15, 13]
 
     def fail(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr("lotus_core.speed.run.measure_row", fail)
+    monkeypatch.setattr(measure, "interleaved", fail)
     again = run_speed(tiny_ctx, config)
     assert again.run_id == first.run_id and again.frame.equals(first.frame)
     tiny_ctx.store.set_status(first.run_id, "interrupted")  # an unfinished run resumes from its stored points
@@ -209,10 +241,23 @@ def test_the_pareto_frontier_and_the_best_point_within_eps():
     frame = pd.DataFrame({"method": ["dense", "a", "b", "c", "d"], "family": ["reference", "x", "x", "y", "y"],
                           "setting": ["-"] * 5, "batch_size": [1] * 5, "latency_ms": [10.0, 5.0, 6.0, 4.0, 12.0],
                           "accuracy": [0.90, 0.895, 0.85, 0.70, 0.91], "speedup": [1.0, 2.0, 10 / 6, 2.5, 10 / 12],
-                          "images_per_s": [100, 200, 166, 250, 83], "unavailable": [None] * 5})
+                          "images_per_s": [100, 200, 166, 250, 83], "unavailable": [None] * 5,
+                          "speedup_low": [1.0, 1.9, 1.5, 2.4, 0.8], "speedup_high": [1.0, 2.1, 1.8, 2.6, 0.9],
+                          "unreliable": [None] * 5})
     assert list(pareto(frame)) == [True, True, False, True, True]
-    best = SpeedResult(frame, {"accuracy": 0.90}, "r").best(eps=0.01)
+    result = SpeedResult(frame, {"accuracy": 0.90}, "r")
+    best = result.best(eps=0.01)
     assert best[["family", "method"]].values.tolist() == [["reference", "dense"], ["x", "a"], ["y", "d"]]
+    assert best[["speedup_low", "speedup_high"]].values.tolist() == [[1.0, 1.0], [1.9, 2.1], [0.8, 0.9]]
+    # an unreliable row (a busy machine) or one without an interval (a single sample) never feeds a headline:
+    # not the best point within eps, not the Pareto frontier
+    doubtful = frame.assign(unreliable=[None, "the machine was busy", None, None, None],
+                            speedup_low=[1.0, 1.9, 1.5, 2.4, float("nan")])
+    result = SpeedResult(doubtful, {"accuracy": 0.90}, "r")
+    assert result.best(eps=0.01)[["family", "method"]].values.tolist() == [["reference", "dense"]]
+    # the frontier of the reliable rows: without a (unreliable), b (6 ms, 85%) is no longer beaten
+    assert result.at(1)[["reliable", "pareto"]].values.tolist() == [[True, True], [False, False], [True, True],
+                                                                    [True, True], [False, False]]
 
 
 def test_every_registered_method_builds_on_the_tiny_model(tiny_ctx):
@@ -235,12 +280,12 @@ def test_cli_speed_prints_one_row_per_configuration_with_the_schema(tmp_path, ca
     keys = {"method", "setting", "batch_size", "latency_ms", "iqr_ms", "images_per_s", "speedup", "flops", "params",
             "bytes", "peak_mem_bytes", "accuracy", "device", "threads"}
     assert [(r["method"], r["batch_size"]) for r in out["rows"]] == [
-        ("dense", 1), ("dense", 2), ("nm-2:4", 1), ("nm-2:4", 2), ("channels", 1), ("channels", 2)]
+        ("dense", 1), ("nm-2:4", 1), ("channels", 1), ("dense", 2), ("nm-2:4", 2), ("channels", 2)]
     for row in out["rows"]:
         assert keys <= set(row)
         assert ("unavailable" in row) == (row["method"] == "nm-2:4")
-    assert out["rows"][2]["unavailable"] == sparse.semi_structured_unavailable(torch.device("cpu"))
-    assert out["rows"][4]["params"] < out["rows"][0]["params"] and out["rows"][4]["setting"] == "50% (144 ch)"
+    assert out["rows"][1]["unavailable"] == sparse.semi_structured_unavailable(torch.device("cpu"))
+    assert out["rows"][2]["params"] < out["rows"][0]["params"] and out["rows"][2]["setting"] == "50% (144 ch)"
     exported = out["exported"]
     assert exported["method"] == "channels" and exported["onnx_max_abs_diff"] <= 1e-4
     loaded = load_model(exported["files"][0])
@@ -267,16 +312,18 @@ def test_settings_of_methods_not_measured_do_not_make_another_run():
     assert SpeedConfig(**a.__dict__) == a  # what a job rebuilds from the stored config
 
 
-def test_the_experiments_table_headlines_a_speed_run(tiny_ctx):
+def test_the_experiments_table_headlines_a_speed_run(tiny_ctx, monkeypatch, idle):
     from lotus_core.views.experiments import headline
 
+    scripted(monkeypatch, {"dense": [0.010, 0.010, 0.012], "tome": [0.005, 0.005, 0.005]})
     result = run_speed(tiny_ctx, SpeedConfig(methods=("tome",), batch_sizes=(2,), best_batch=False, tome_r=(0,), limit=20,
-                                             min_run_time=0.01))
+                                             min_run_time=0.01, rounds=3))
     summary = tiny_ctx.store.get_run(result.run_id)["summary"]
     text = headline("speed", summary).text
     tome = result.frame.set_index("method").loc["tome"]
     assert tome["accuracy"] == result.dense["accuracy"]  # r = 0 is the model itself
-    assert text == f"2 rows; fastest within eps at batch 2: tome r 0 {tome['speedup']:.2f}x"
+    assert (tome["speedup"], tome["speedup_low"], tome["speedup_high"]) == (2.0, 2.0, 2.4)
+    assert text == "2 rows; fastest within eps at batch 2: tome r 0 2.00x (2.00-2.40x)"
     assert headline("speed-accuracy", {"accuracy": 0.5, "n": 20}).text == "accuracy 50.0% of 20"
 
 
@@ -324,6 +371,7 @@ def test_the_batch_size_search_doubles_until_images_per_s_stop_growing_and_keeps
 
 
 def test_a_speed_run_measures_every_method_at_the_devices_best_batch_and_stores_the_search(tiny_ctx, monkeypatch):
+    scripted(monkeypatch)
     from lotus_core.speed.run import BEST_BATCH
 
     found = measure.BatchSearch(8, ((1, 10.0), (2, 19.0), (4, 30.0), (8, 40.0), (16, 39.0)), "batch 16 gave less")
@@ -334,7 +382,7 @@ def test_a_speed_run_measures_every_method_at_the_devices_best_batch_and_stores_
     result = run_speed(tiny_ctx, config)
     assert len(calls) == 1
     assert [(r["method"], r["batch_size"]) for r in result.rows()] == [
-        ("dense", 1), ("dense", 8), ("dense", 32), ("masked", 1), ("masked", 8), ("masked", 32)]
+        ("dense", 1), ("masked", 1), ("dense", 8), ("masked", 8), ("dense", 32), ("masked", 32)]
     assert result.batch_sizes == [1, 8, 32] and result.best_batch == found.to_dict()
     assert tiny_ctx.store.points(result.run_id)[BEST_BATCH] == found.to_dict()
     tiny_ctx.store.set_status(result.run_id, "interrupted")  # a resumed run reads the stored search back
@@ -349,3 +397,179 @@ def test_the_real_batch_size_search_times_the_forward_and_stops_at_the_limit(tin
         assert found.stopped == "reached the limit of 4"
     else:
         assert found.stopped.endswith("more images/s than the best smaller one")
+
+
+def test_interleaved_timing_times_every_forward_once_per_round_in_the_same_order(tiny_vit):
+    order = []
+
+    def recorder(name):
+        def forward(x):
+            order.append(name)
+            return x
+        return forward
+
+    times = measure.interleaved({"dense": recorder("dense"), "a": recorder("a"), "b": recorder("b")},
+                                torch.zeros(1), threads=1, rounds=4, min_run_time=0.004, warmup=1)
+    assert list(times) == ["dense", "a", "b"] and all(len(t) == 4 and min(t) > 0 for t in times.values())
+    timed = order[6:]  # after each forward's warm-up call and one-call estimate
+    runs = [name for i, name in enumerate(timed) if i == 0 or timed[i - 1] != name]  # consecutive calls collapsed
+    assert runs == ["dense", "a", "b"] * 4
+    with pytest.raises(LotusError, match="at least one round"):
+        measure.interleaved({"dense": tiny_vit}, batch(1), threads=1, rounds=0, min_run_time=0.01)
+
+
+def test_the_speed_up_is_the_median_of_per_round_ratios_with_a_bootstrap_interval():
+    import numpy as np
+    from scipy import stats
+
+    # a load change between rounds hits dense and the variant alike: every round's ratio is exactly 2
+    steady = measure.ratio_interval([0.010, 0.010, 0.030, 0.030, 0.020], [0.005, 0.005, 0.015, 0.015, 0.010])
+    assert (steady.median, steady.low, steady.high, steady.rounds, steady.spread) == (2.0, 2.0, 2.0, 5, 0.0)
+    dense, variant = [1.0, 1.2, 0.9, 1.1, 1.0, 1.3, 1.0], [0.5, 0.5, 0.5, 0.5, 0.4, 0.5, 0.6]
+    ratios = np.array(dense) / np.array(variant)
+    got = measure.ratio_interval(dense, variant)
+    assert got.median == float(np.median(ratios))
+    want = stats.bootstrap((ratios,), np.median, confidence_level=0.95, n_resamples=2000, method="percentile",
+                           random_state=np.random.default_rng(0)).confidence_interval
+    assert (got.low, got.high) == (want.low, want.high)
+    assert ratios.min() <= got.low <= got.median <= got.high <= ratios.max()
+    assert got.spread == pytest.approx((got.high - got.low) / got.median)
+
+
+def test_a_busy_machine_or_a_wide_interval_marks_the_measurement_unreliable(tiny_ctx, monkeypatch):
+    from lotus_core.speed.run import MAX_SPREAD, speed_headline
+
+    config = SpeedConfig(methods=("masked",), batch_sizes=(2,), best_batch=False, sparsities=(0.5,), limit=20,
+                         min_run_time=0.01, rounds=3)
+    scripted(monkeypatch, {"dense": [0.010, 0.010, 0.010], "masked": [0.010, 0.010, 0.010]})
+    monkeypatch.setattr(measure, "machine_load", lambda: Load(2.5, 2))  # more runnable processes than cores
+    busy = run_speed(tiny_ctx, config)
+    assert busy.frame["unreliable"].tolist() == ["the machine was busy (load average 2.5 on 2 cores)"] * 2
+    assert busy.best().empty and not busy.at(2)["pareto"].any()
+    summary = tiny_ctx.store.get_run(busy.run_id)["summary"]
+    assert summary["unreliable"] == 2 and summary["provenance"]["load"] == [2.5, 2.5]
+    assert summary["provenance"]["cpu"] == measure.cpu_model() and summary["provenance"]["cores"] == 2
+    assert speed_headline(summary).text == "2 rows (2 unreliable); none reliably within eps is faster than dense"
+
+    # an idle machine, but one round of the variant three times slower: its interval is too wide to trust
+    monkeypatch.setattr(measure, "machine_load", lambda: Load(1.9, 2))
+    scripted(monkeypatch, {"dense": [0.010, 0.010, 0.010], "masked": [0.010, 0.030, 0.008]})
+    wide = run_speed(tiny_ctx, SpeedConfig(**{**config.__dict__, "take": 2}))
+    rows = wide.frame.set_index("method")
+    low, high = rows.loc["masked", "speedup_low"], rows.loc["masked", "speedup_high"]
+    assert (low, high) == (pytest.approx(1 / 3), 1.25)  # the ratios 1, 1/3, 1.25: median 1
+    spread = (high - low) / 1.0
+    assert spread > MAX_SPREAD
+    assert rows.loc["masked", "unreliable"] == (f"the speed-up's 95% interval spans {100 * spread:.0f}% of it "
+                                                f"(more than {100 * MAX_SPREAD:.0f}%)")
+    assert rows.loc["dense", "unreliable"] != rows.loc["dense", "unreliable"]  # NaN: reliable
+    assert wide.best()["method"].tolist() == ["dense"]
+
+
+def test_another_live_lotus_run_makes_the_machine_busy(tiny_ctx, idle):
+    from lotus_core.speed.run import busy_reason
+
+    assert busy_reason(tiny_ctx, measure.machine_load()) is None
+    other = tiny_ctx.store.start_run("sweep", {"x": 1}, tiny_ctx.model_id, "tiny", status="queued")
+    assert tiny_ctx.store.claim(other, "worker-host:12345:abcd", 15.0)  # a live lease held by another process
+    assert busy_reason(tiny_ctx, measure.machine_load()) == f"another LOTUS run was computing (sweep {other[:6]})"
+    assert busy_reason(tiny_ctx, measure.machine_load(), own_run=other) is None  # a run never counts itself
+
+
+def test_measuring_again_keeps_every_measurement_as_its_own_run(tiny_ctx, monkeypatch, idle):
+    from lotus_core.speed.run import history, latest, measure_again
+
+    config = SpeedConfig(methods=("masked",), batch_sizes=(2,), best_batch=False, sparsities=(0.5,), limit=20,
+                         min_run_time=0.01, rounds=3)
+    assert latest(tiny_ctx, config) == config and measure_again(tiny_ctx, config).take == 1
+    scripted(monkeypatch, {"dense": [0.010] * 3, "masked": [0.010] * 3})
+    first = run_speed(tiny_ctx, config)
+    assert latest(tiny_ctx, config).take == 1
+    again = measure_again(tiny_ctx, config)
+    assert again.take == 2 and dataclasses_replace(again, take=1) == config
+    scripted(monkeypatch, {"dense": [0.010] * 3, "masked": [0.005] * 3})
+    second = run_speed(tiny_ctx, again)
+    assert second.run_id != first.run_id and tiny_ctx.store.get_run(first.run_id)["status"] == "done"
+    assert latest(tiny_ctx, config).take == 2 and measure_again(tiny_ctx, config).take == 3
+    seen = history(tiny_ctx, config)
+    assert seen[["take", "run_id", "method", "speedup"]].values.tolist() == [
+        [1, first.run_id, "dense", 1.0], [1, first.run_id, "masked", 1.0],
+        [2, second.run_id, "dense", 1.0], [2, second.run_id, "masked", 2.0]]
+    assert seen["load"].tolist() == [[0.5, 0.5]] * 4
+    other = SpeedConfig(**{**config.__dict__, "sparsities": (0.7,)})  # other settings: not this history
+    assert history(tiny_ctx, other).empty
+
+
+def dataclasses_replace(config, **changes):
+    import dataclasses
+
+    return dataclasses.replace(config, **changes)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--min-run-time", "nan"], "argument --min-run-time: nan is not a finite number (see --help)"),
+    (["--min-run-time", "inf"], "argument --min-run-time: inf is not a finite number (see --help)"),
+    (["--min-run-time", "0"], "min_run_time (the timing budget per configuration) must be a number of seconds in "
+                              "(0, 60] (got 0.0); give for example 0.5"),
+    (["--min-run-time", "1e6"], "min_run_time (the timing budget per configuration) must be a number of seconds in "
+                                "(0, 60] (got 1000000.0); give for example 0.5"),
+    (["--rounds", "2"], "rounds must be a whole number in [3, 100] (got 2)"),
+    (["--eps", "nan"], "argument --eps: nan is not a finite number (see --help)"),
+    (["--again", "--no-cache"], "--again keeps the earlier measurements and --no-cache deletes the last one: give one "
+                                "of them"),
+    (["--out", "o"], "--out exports a structurally pruned model: add heads or channels to --methods"),
+])
+def test_a_speed_refusal_is_one_line_before_any_run_is_recorded(tmp_path, capsys, args, message):
+    from lotus_core.results.store import Store
+
+    db = tmp_path / "s.db"
+    try:  # argparse's refusals exit, the others return the code
+        code = main(["speed", "--db", str(db), "--methods", "dense", "--batch-sizes", "1", "--no-best-batch",
+                     "--limit", "10", *args])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 2
+    assert capsys.readouterr().err == f"lotus speed: error: {message}\n"  # one line: no warning, no progress
+    assert not db.exists() or Store(db).runs().empty
+
+
+def test_timing_imports_torch_benchmark_without_the_no_cuda_warning(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CUDA_HOME": str(tmp_path)}  # a CUDA home without a CUDA runtime: torch warns on import
+    run = lambda code: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,  # noqa: E731
+                                      timeout=120).stderr
+    assert run("from lotus_core.speed import measure; measure._benchmark().Timer") == ""
+    if not torch.cuda.is_available():  # the warning this prevents (where CUDA exists, torch has nothing to say)
+        assert "No CUDA runtime is found" in run("import torch.utils.benchmark")
+
+
+def test_the_report_quotes_a_reliable_speed_up_with_its_interval_and_device_and_never_an_unreliable_one(
+        tiny_ctx, monkeypatch, idle):
+    from lotus_core.views.report import ReportOptions, Stored, speed_section
+
+    config = SpeedConfig(methods=("channels",), batch_sizes=(2,), best_batch=False, ratios=(0.0,), limit=40,
+                         min_run_time=0.01, rounds=3, threads=1)
+    scripted(monkeypatch, {"dense": [0.010, 0.010, 0.012], "channels": [0.008, 0.008, 0.008]})
+    result = run_speed(tiny_ctx, config)  # channels 0% is the model itself: within eps by construction
+    row = result.frame.set_index("method").loc["channels"]
+    assert (row["speedup"], row["speedup_low"], row["speedup_high"]) == (1.25, 1.25, 1.5)
+    section = speed_section(tiny_ctx, ReportOptions(limit=40), Stored(tiny_ctx, 40))
+    assert section.value == 1.25
+    assert section.sentence.startswith(f"On cpu ({config.device_name}) with 1 thread(s), at batch 2, the fastest "
+                                       "configuration within 1 point of the dense accuracy is channels 0% ")
+    assert (": 1.25x the dense speed (95% interval 1.25-1.50x, median of 3 interleaved rounds; 8 ms against 10 ms "
+            "per batch)") in section.sentence
+
+    monkeypatch.setattr(measure, "machine_load", lambda: Load(3.0, 2))  # measured again on a busy machine
+    from lotus_core.speed.run import measure_again
+
+    run_speed(tiny_ctx, measure_again(tiny_ctx, config))
+    section = speed_section(tiny_ctx, ReportOptions(limit=40), Stored(tiny_ctx, 40))
+    assert section.value is None
+    assert section.sentence.endswith("at batch 2, 2 of 2 measurements are unreliable (the machine was busy (load "
+                                     "average 3 on 2 cores)) and no reliable one within 1 point of the dense accuracy "
+                                     "runs faster: nothing is quoted; measure again on the Speed page when the machine "
+                                     "is quieter.")

@@ -5,13 +5,28 @@ long measurement resumes where it stopped. The run's key holds the device, its n
 count and the torch version (timings differ between them); accuracies are stored separately
 (kind ``speed-accuracy``) and shared by every run with the same model, data and setting.
 
-Latency is per batch (ms); images/s = batch size / latency; speed-up = dense latency / latency
-at the same batch size; FLOPs are per image; peak memory is for one batch (weights included);
-accuracy is a fraction on the fixed seeded test subset (fp32, the measured forward itself).
+Timing is interleaved (:func:`lotus_core.speed.measure.interleaved`): at each batch size every
+configuration is timed once per round, dense first, for ``rounds`` rounds, so a change of the
+machine's load hits them all alike. Latency is the median over rounds, per batch (ms); images/s =
+batch size / latency; the speed-up is the median over rounds of dense time / time in the same
+round, with its 95% bootstrap interval (``speedup_low``, ``speedup_high``); FLOPs are per image;
+peak memory is for one batch (weights included); accuracy is a fraction on the fixed seeded test
+subset (fp32, the measured forward itself).
+
+A measurement is *unreliable* (its rows carry the reason in ``unreliable``) when the machine was
+busy (the 1-minute load average above the cores before or after timing, or another LOTUS run being
+computed in the same store: the dashboard's worker, a CLI run) or when a speed-up's interval spans
+more than :data:`MAX_SPREAD` of it. Unreliable rows are shown, but never feed a headline: not the
+Pareto frontier, not the best point within eps, not the Report.
+
+Every measurement is kept: ``take`` numbers the measurements of the same settings on the same
+machine, each its own stored run (:func:`measure_again`, :func:`history`).
 """
 from __future__ import annotations
 
 import copy
+import dataclasses
+import time
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -24,15 +39,20 @@ from ..core.errors import LotusError
 from ..core.isolation import seeded
 from ..data import subset_indices, to_model_input
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
-from ..results.runs import Run, run_experiment
+from ..results.lease import lease_s
+from ..results.runs import Run, experiment_config, run_experiment
+from ..results.store import RunStatus, config_id
 from ..training.evaluate import predict, wilson_interval
 from ..training.train import TrainConfig, train
 from . import METHODS, get_method, measure
 from .variants import Variant, Variants
 
 ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms", "iqr_ms", "images_per_s", "speedup",
-              "flops", "params", "bytes", "peak_mem_bytes", "accuracy", "accuracy_finetuned", "tokens", "device",
-              "threads", "dtype", "unavailable"]
+              "speedup_low", "speedup_high", "rounds", "unreliable", "load_before", "load_after", "flops", "params",
+              "bytes", "peak_mem_bytes", "accuracy", "accuracy_finetuned", "tokens", "device", "threads", "dtype",
+              "unavailable"]
+
+MAX_SPREAD = 0.2  # a speed-up whose 95% interval is wider than this fraction of it is unreliable
 
 
 EPS = 0.01  # default tolerance below dense accuracy for "within eps" (absolute fraction; not part of a run's key:
@@ -63,16 +83,24 @@ class SpeedConfig:
     seed: int = 0  # test subset, calibration images, patch dropout's draws
     finetune_steps: int = 0  # structural: also the accuracy after this many AdamW steps (0: one-shot only)
     finetune_lr: float = 1e-4  # peak learning rate of that fine-tune (cosine decay)
-    min_run_time: float = 0.5  # seconds of timed blocks per configuration and batch size
+    min_run_time: float = 0.5  # seconds of timed calls per configuration and batch size (over all rounds)
+    rounds: int = 7  # interleaved rounds: every configuration timed once per round, dense first
     clock: str = "wall"  # "wall": latency; "cpu": process CPU time (a shared machine; see measure.time_forward)
     device: str = field(default_factory=_device)  # "cpu" or "cuda"
     device_name: str = field(default_factory=lambda: measure.device_name(default_device()))  # CPU model / GPU name
     threads: int = field(default_factory=torch.get_num_threads)  # torch intra-op threads while timing
     torch_version: str = torch.__version__  # timings differ between releases
+    take: int = 1  # which measurement of these settings on this machine (measuring again stores the next one)
 
     def __post_init__(self) -> None:
-        """Normalise: sorted, de-duplicated tuples, and the settings of methods not measured reset, so that two
-        requests that measure the same thing are one stored run."""
+        """Refuse numbers that cannot be measured (before a run is recorded); normalise: sorted, de-duplicated
+        tuples, and the settings of methods not measured reset, so that two requests that measure the same thing
+        are one stored run."""
+        measure.check_run_time(self.min_run_time)
+        for name, low, high in (("rounds", 3, 100), ("take", 1, 10 ** 6)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise LotusError(f"{name} must be a whole number in [{low}, {high:,}] (got {value!r})")
         used = set(self.methods)
         unused = {"sparsities": not used & {"masked", "csr"}, "ratios": not used & {"heads", "channels"},
                   "keep_rates": "evit" not in used, "tome_r": "tome" not in used, "drops": "patch-dropout" not in used}
@@ -89,10 +117,11 @@ class SpeedConfig:
 
 
 def first_view(limit: int) -> SpeedConfig:
-    """What the Speed page measures and draws on its first load (one setting per method, batch 32: about 10 s
-    inline), and what the demo stores for the Report's "Does it run faster?": one measurement, one story."""
+    """What the Speed page measures and draws on its first load (one setting per method, batch 32, 7 interleaved
+    rounds: about 15 s inline), and what the demo stores for the Report's "Does it run faster?": one measurement,
+    one story."""
     return SpeedConfig(batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,),
-                       drops=(0.5,), best_batch=False, limit=limit, min_run_time=0.2)
+                       drops=(0.5,), best_batch=False, limit=limit, min_run_time=1.0)
 
 
 def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor:
@@ -141,18 +170,51 @@ def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, devi
     return run_experiment(ctx, "speed-accuracy", params, compute)["accuracy"]
 
 
-def measure_row(variant: Variant, x: torch.Tensor, threads: int, min_run_time: float, clock: str = "wall") -> dict:
-    """Latency, FLOPs, size and memory of ``variant`` on the batch ``x`` (no accuracy, no speed-up)."""
-    timing = measure.time_forward(variant.forward, x, threads, min_run_time, clock=clock)
-    latency = timing.median_s
-    return {"latency_ms": 1e3 * latency, "iqr_ms": 1e3 * timing.iqr_s, "images_per_s": len(x) / latency,
-            "flops": measure.count_flops(variant.forward, x[:1], variant.model), "params": measure.count_params(variant.model),
-            "bytes": measure.checkpoint_bytes(variant.model),
-            "peak_mem_bytes": measure.peak_memory(variant.forward, x, variant.model), "threads": timing.threads}
+def costs(variant: Variant, x: torch.Tensor) -> dict:
+    """FLOPs, parameters, checkpoint bytes and peak memory of ``variant`` on the batch ``x`` (no timing)."""
+    return {"flops": measure.count_flops(variant.forward, x[:1], variant.model),
+            "params": measure.count_params(variant.model), "bytes": measure.checkpoint_bytes(variant.model),
+            "peak_mem_bytes": measure.peak_memory(variant.forward, x, variant.model)}
+
+
+def busy_reason(ctx: Context, load: measure.Load, own_run: str | None = None) -> str | None:
+    """Why the machine is too busy for a trusted timing now, or None: the load average above the cores, or
+    another LOTUS run being computed in this store by a live process (the dashboard's worker, a CLI run)."""
+    if load.busy:
+        return f"the machine was busy (load average {load.load:g} on {load.cores} cores)"
+    store = ctx.store
+    runs = store.runs()
+    for _, other in runs[runs["status"].isin(["running", "cancelling"]) & (runs["id"] != own_run)].iterrows():
+        if store.live_owner(other["id"], lease_s()) is not None:
+            return f"another LOTUS run was computing ({other['kind']} {other['id'][:6]})"
+    return None
+
+
+def timing_rows(times: dict[str, list[float]], batch_size: int, busy: str | None) -> dict[str, dict]:
+    """Per configuration (the keys of ``times``, dense first): latency and images/s (medians over rounds), the
+    speed-up over dense with its interval, and why it is unreliable (``busy``, or an interval wider than
+    :data:`MAX_SPREAD` of the speed-up), or None."""
+    import numpy as np
+
+    dense = next(iter(times.values()))
+    out = {}
+    for key, t in times.items():
+        ratio = measure.ratio_interval(dense, t)
+        median = float(np.median(t))
+        q1, q3 = np.percentile(t, [25, 75])
+        wide = (f"the speed-up's 95% interval spans {100 * ratio.spread:.0f}% of it (more than "
+                f"{100 * MAX_SPREAD:.0f}%)") if ratio.spread > MAX_SPREAD else None
+        out[key] = {"latency_ms": 1e3 * median, "iqr_ms": 1e3 * float(q3 - q1), "images_per_s": batch_size / median,
+                    "speedup": ratio.median, "speedup_low": ratio.low, "speedup_high": ratio.high,
+                    "rounds": ratio.rounds, "unreliable": busy or wide}
+    return out
 
 
 def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
-    """Experiment: the dense reference and every method's settings at every batch size (see the module docstring)."""
+    """Experiment: the dense reference and every method's settings at every batch size (see the module docstring).
+
+    At each batch size every available configuration is timed in the same interleaved rounds and its rows are
+    stored together (an interrupted run resumes at the first batch size not stored)."""
     for name in config.methods:
         get_method(name)
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -164,45 +226,59 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
     search = run.get(BEST_BATCH)
     if config.best_batch and search is None:
         dense = METHODS["dense"].build(builder, 0.0)
-        run.progress(done=0, planned=len(plan) * len(config.batch_sizes), method="dense",
-                     setting="searching the best batch size", batch_size=None)
+        run.progress(done=0, planned=len(plan), method="dense", setting="searching the best batch size",
+                     batch_size=None)
         search = measure.best_batch_size(dense.forward, lambda bs: _inputs(ctx, bs, device), dense.model,
                                          config.threads, config.min_run_time, config.clock).to_dict()
         run.point(BEST_BATCH, search)  # kept when the run is interrupted: the search is not repeated
     sizes = tuple(sorted({*config.batch_sizes, *([search["best"]] if search else [])}))
     total, done = len(plan) * len(sizes), 0
-    inputs = {bs: None for bs in sizes}
-    dense_latency: dict[int, float] = {}
-    for method, value in plan:
-        variant: Variant | None = None
-        for bs in sizes:
-            key = f"{method}|{value:g}|{bs}"
-            row = run.get(key)
-            if row is None:
-                variant = variant or METHODS[method].build(builder, value)
-                row = {"method": method, "family": METHODS[method].family, "setting": variant.setting,
-                       "value": value, "batch_size": bs, "device": f"{config.device} ({config.device_name})",
-                       "threads": config.threads, "dtype": variant.dtype, "tokens": variant.tokens}
-                if variant.unavailable:
-                    row["unavailable"] = variant.unavailable
-                else:
-                    if inputs[bs] is None:
-                        inputs[bs] = _inputs(ctx, bs, device)
-                    row.update(measure_row(variant, inputs[bs], config.threads, config.min_run_time, config.clock))
-                    row["accuracy"] = accuracy(ctx, variant, config, device)["accuracy"]
-                    if config.finetune_steps and variant.trainable is not None:
-                        row["accuracy_finetuned"] = finetuned_accuracy(ctx, variant, config, device)
-                    base = dense_latency.get(bs, row["latency_ms"] if method == "dense" else None)
-                    row["speedup"] = base / row["latency_ms"] if base else None
-                run.point(key, row)
-            if method == "dense":
-                dense_latency[bs] = row["latency_ms"]
+    built: dict[str, Variant] = {}
+    loads: list[float | None] = []
+    for bs in sizes:
+        keys = {f"{m}|{v:g}|{bs}": (m, v) for m, v in plan}
+        if all(run.has(k) for k in keys):
+            done += len(keys)
+            continue
+        for key, (method, value) in keys.items():
+            if key.rsplit("|", 1)[0] not in built:
+                built[key.rsplit("|", 1)[0]] = METHODS[method].build(builder, value)
+        variants = {key: built[key.rsplit("|", 1)[0]] for key in keys}
+        ready = {key: v for key, v in variants.items() if not v.unavailable}
+        accuracies = {key: accuracy(ctx, v, config, device)["accuracy"] for key, v in ready.items()}
+        x = _inputs(ctx, bs, device)
+        run.progress(done=done, planned=total, method="all", setting=f"{len(ready)} configurations, "
+                     f"{config.rounds} interleaved rounds", batch_size=bs)
+        before = measure.machine_load()
+        busy = busy_reason(ctx, before, run.id)
+        times = measure.interleaved({key: v.forward for key, v in ready.items()}, x, config.threads, config.rounds,
+                                    config.min_run_time, config.clock, between=run.check)
+        after = measure.machine_load()
+        busy = busy or busy_reason(ctx, after, run.id)
+        loads += [before.load, after.load]
+        timed = timing_rows(times, bs, busy)
+        for key, variant in variants.items():
+            method, value = keys[key]
+            row = {"method": method, "family": METHODS[method].family, "setting": variant.setting, "value": value,
+                   "batch_size": bs, "device": f"{config.device} ({config.device_name})", "threads": config.threads,
+                   "dtype": variant.dtype, "tokens": variant.tokens, "load_before": before.load,
+                   "load_after": after.load}
+            if variant.unavailable:
+                row["unavailable"] = variant.unavailable
+            else:
+                row.update(timed[key], **costs(variant, x), accuracy=accuracies[key])
+                if config.finetune_steps and variant.trainable is not None:
+                    row["accuracy_finetuned"] = finetuned_accuracy(ctx, variant, config, device)
+            run.point(key, row)
             done += 1
             run.progress(done=done, planned=total, method=method, setting=row["setting"], batch_size=bs)
-            run.check()
+        run.check()
     result = SpeedResult(rows_frame(run.points()), dense_acc, run.id, config)
     return {"dense": dense_acc, "configurations": len(result.frame), "eps": EPS,
-            "best": result.best(EPS).to_dict(orient="records"), "best_batch": search}
+            "best": result.best(EPS).to_dict(orient="records"), "best_batch": search,
+            "unreliable": int(result.measured["unreliable"].notna().sum()),
+            "provenance": {"cpu": measure.cpu_model(), "cores": measure.machine_load().cores,
+                           "load": [x for x in loads if x is not None], "measured": time.strftime("%Y-%m-%d %H:%M")}}
 
 
 BEST_BATCH = "search|best-batch"  # the run's point holding the batch-size search (measure.BatchSearch.to_dict)
@@ -238,12 +314,22 @@ class SpeedResult:
         """Rows that ran (not unavailable)."""
         return self.frame[self.frame["unavailable"].isna()]
 
+    @property
+    def reliable(self) -> pd.DataFrame:
+        """Measured rows that may feed a headline: not marked unreliable, and with a speed-up interval (rows
+        stored before intervals were measured have none: a single sample is not a finding)."""
+        m = self.measured
+        return m[m["unreliable"].isna() & m["speedup_low"].notna()]
+
     def at(self, batch_size: int) -> pd.DataFrame:
-        """Measured rows at ``batch_size`` with ``pareto`` (on the accuracy-latency frontier) and ``drop``
-        (dense accuracy minus accuracy, absolute fraction) columns."""
+        """Measured rows at ``batch_size`` with ``reliable``, ``pareto`` (on the accuracy-latency frontier of the
+        reliable rows; an unreliable row is never on it) and ``drop`` (dense accuracy minus accuracy, absolute
+        fraction) columns."""
         part = self.measured[self.measured["batch_size"] == batch_size].copy()
         part["drop"] = self.dense["accuracy"] - part["accuracy"]
-        part["pareto"] = pareto(part)
+        part["reliable"] = part.index.isin(self.reliable.index)
+        part["pareto"] = False
+        part.loc[part["reliable"], "pareto"] = pareto(part[part["reliable"]])
         return part
 
     def rows(self) -> list[dict]:
@@ -257,13 +343,14 @@ class SpeedResult:
         return out
 
     def best(self, eps: float = EPS) -> pd.DataFrame:
-        """Per batch size and family: the fastest row within ``eps`` (absolute fraction) of dense accuracy."""
-        ok = self.measured[self.measured["accuracy"] >= self.dense["accuracy"] - eps - 1e-12]
+        """Per batch size and family: the fastest reliable row within ``eps`` (absolute fraction) of dense accuracy,
+        with its speed-up interval."""
+        ok = self.reliable[self.reliable["accuracy"] >= self.dense["accuracy"] - eps - 1e-12]
         if ok.empty:
             return ok
         idx = ok.groupby(["batch_size", "family"])["speedup"].idxmax()
-        return ok.loc[idx, ["batch_size", "family", "method", "setting", "speedup", "latency_ms", "images_per_s",
-                            "accuracy"]].reset_index(drop=True)
+        return ok.loc[idx, ["batch_size", "family", "method", "setting", "speedup", "speedup_low", "speedup_high",
+                            "latency_ms", "images_per_s", "accuracy"]].reset_index(drop=True)
 
 
 def pareto(frame: pd.DataFrame) -> pd.Series:
@@ -281,6 +368,49 @@ def run_speed(ctx: Context, config: SpeedConfig, on_progress: Callable[[dict], N
     """Run (or read back) a stored speed measurement and return its table."""
     summary = run_experiment(ctx, "speed", config, speed, on_progress=on_progress, refresh=refresh)
     return speed_result(ctx, summary, config)
+
+
+def _measurements(ctx: Context, config: SpeedConfig) -> pd.DataFrame:
+    """Stored speed runs of ``config``'s settings on this machine, any take (store.runs columns plus ``take``),
+    first take first."""
+    same = config_id({**experiment_config(ctx, "speed", config), "take": 0})
+    runs = ctx.store.runs(kind="speed", model=ctx.model_id)
+    runs = runs[runs["config"].map(lambda c: config_id({**c, "take": 0}) == same).astype(bool)].copy()
+    runs["take"] = runs["config"].map(lambda c: int(c.get("take", 1)))
+    return runs.sort_values("take")
+
+
+def latest(ctx: Context, config: SpeedConfig) -> SpeedConfig:
+    """``config`` at the last finished measurement of its settings on this machine (itself when none is)."""
+    runs = _measurements(ctx, config)
+    runs = runs[runs["status"] == RunStatus.DONE]
+    return dataclasses.replace(config, take=int(runs["take"].max())) if len(runs) else config
+
+
+def measure_again(ctx: Context, config: SpeedConfig) -> SpeedConfig:
+    """``config`` as a new measurement: the take after the last one stored (finished or not), so that every
+    earlier measurement is kept."""
+    runs = _measurements(ctx, config)
+    return dataclasses.replace(config, take=int(runs["take"].max()) + 1 if len(runs) else 1)
+
+
+HISTORY_FIELDS = ["take", "run_id", "status", "measured", "load", "method", "setting", "batch_size", "speedup",
+                  "speedup_low", "speedup_high", "unreliable"]
+
+
+def history(ctx: Context, config: SpeedConfig) -> pd.DataFrame:
+    """Every stored measurement of ``config``'s settings on this machine, one row per take and measured
+    configuration (:data:`HISTORY_FIELDS`; ``load``: the load averages recorded while it was measured)."""
+    out = []
+    for _, run in _measurements(ctx, config).iterrows():
+        summary = run["summary"] or {}
+        prov = summary.get("provenance") or {}
+        measured = prov.get("measured") or time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created"]))
+        frame = rows_frame(ctx.store.points(run["id"]))
+        for row in frame[frame["unavailable"].isna()].to_dict(orient="records"):
+            out.append({"take": run["take"], "run_id": run["id"], "status": run["status"], "measured": measured,
+                        "load": prov.get("load"), **{k: row[k] for k in HISTORY_FIELDS[5:]}})
+    return pd.DataFrame(out, columns=HISTORY_FIELDS)
 
 
 def speed_result(ctx: Context, summary: dict, config: SpeedConfig | None = None) -> SpeedResult:
@@ -301,14 +431,24 @@ def export_structural(ctx: Context, method: str, ratio: float, importance: str =
 
 
 def speed_headline(s: dict) -> Headline:
-    """A speed run's headline: the fastest configuration within eps at its largest batch size."""
+    """A speed run's headline: the fastest reliable configuration within eps at its largest batch size."""
     rows = [r for r in s["best"] if r["family"] != "reference"]
+    doubt = f" ({s['unreliable']} unreliable)" if s.get("unreliable") else ""
     if not rows:
-        return Headline(s["dense"]["accuracy"], None, f"{s['configurations']} rows; none within eps is faster than dense")
+        return Headline(s["dense"]["accuracy"], None, f"{s['configurations']} rows{doubt}; none reliably within eps "
+                        "is faster than dense")
     batch = max(r["batch_size"] for r in rows)
     best = max((r for r in rows if r["batch_size"] == batch), key=lambda r: r["speedup"])
-    return Headline(best["accuracy"], None, f"{s['configurations']} rows; fastest within eps at batch {batch}: "
-                    f"{best['method']} {best['setting']} {best['speedup']:.2f}x")
+    return Headline(best["accuracy"], None, f"{s['configurations']} rows{doubt}; fastest within eps at batch {batch}: "
+                    f"{best['method']} {best['setting']} {speedup_text(best)}")
+
+
+def speedup_text(row) -> str:
+    """A speed-up with its 95% interval, e.g. "1.42x (1.38-1.47x)" (no interval where none was measured)."""
+    low, high = row.get("speedup_low"), row.get("speedup_high")
+    if low is None or low != low:
+        return f"{row['speedup']:.2f}x"
+    return f"{row['speedup']:.2f}x ({low:.2f}-{high:.2f}x)"
 
 
 register_experiment(ExperimentSpec("speed", SpeedConfig, speed, headline=speed_headline, job=True))

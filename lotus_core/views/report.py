@@ -376,7 +376,7 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
 
 
 def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from ..speed.run import EPS, speed_result
+    from ..speed.run import EPS, speed_result, speedup_text
 
     title = "Does it run faster?"
     run = stored.speed
@@ -386,19 +386,29 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     eps, batch = EPS, max(result.batch_sizes)  # the device's best batch too, when the run searched for it
     rows = result.at(batch)
     dense = rows[rows["method"] == "dense"].iloc[0]
-    fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense")]
+    # only reliable measurements are quoted (speed/run.py: interleaved rounds, an interval, a machine not busy)
+    fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense") & rows["reliable"]]
     where = f"On {dense['device']} with {int(dense['threads'])} thread(s), at batch {batch}"
-    if fast.empty:
+    doubt = rows[~rows["reliable"]]
+    if fast.empty and len(doubt):
+        reason = next(iter(doubt["unreliable"].dropna()), "measured once, without an interval")
+        sentence = (f"{where}, {len(doubt)} of {len(rows)} measurements are unreliable ({reason}) and no reliable one "
+                    "within {:g} point of the dense accuracy runs faster: nothing is quoted; measure again on the Speed "
+                    "page when the machine is quieter.".format(100 * eps))
+        value = None
+    elif fast.empty:
         sentence = (f"{where}, no measured configuration stays within {100 * eps:g} point of the dense "
                     f"{_pct(result.dense['accuracy'])}: none runs faster at that accuracy.")
         value = 1.0
     else:
         best = fast.loc[fast["speedup"].idxmax()]
         sentence = (f"{where}, the fastest configuration within {100 * eps:g} point of the dense accuracy is {best['method']} "
-                    f"{best['setting']}: {best['speedup']:.2f}x the dense speed ({best['latency_ms']:.3g} ms against "
-                    f"{dense['latency_ms']:.3g} ms per batch) at {_pct(best['accuracy'])} against {_pct(result.dense['accuracy'])}.")
+                    f"{best['setting']}: {best['speedup']:.2f}x the dense speed (95% interval "
+                    f"{speedup_text(best).partition('(')[2].rstrip(')')}, median of {int(best['rounds'])} interleaved rounds; "
+                    f"{best['latency_ms']:.3g} ms against {dense['latency_ms']:.3g} ms per batch) at "
+                    f"{_pct(best['accuracy'])} against {_pct(result.dense['accuracy'])}.")
         value = float(best["speedup"])
-    masked = rows[rows["method"] == "masked"]
+    masked = rows[(rows["method"] == "masked") & rows["reliable"]]
     if len(masked):
         sentence += (f" Zeros alone do not help: the masked dense model runs at {masked['speedup'].min():.2f}x to "
                      f"{masked['speedup'].max():.2f}x.")

@@ -3,7 +3,7 @@ table show its rows, with the dense point, the eps band, the Pareto frontier and
 import json
 
 from lotus_core.core.context import open_context
-from lotus_core.speed.run import SpeedConfig, run_speed
+from lotus_core.speed.run import SpeedConfig, first_view, run_speed
 from lotus_core.training.evaluate import DEFAULT_LIMIT
 from tests.pages.helpers import open_page, values
 
@@ -23,7 +23,7 @@ def test_measure_draws_the_frontier_and_the_table_of_the_stored_run():
     at.run()
     assert not at.exception
     config = SpeedConfig(methods=("dense", "nm-2:4", "channels", "tome"), batch_sizes=(8,), best_batch=False,
-                         ratios=(0.5,), tome_r=(8,), limit=DEFAULT_LIMIT, min_run_time=0.2)
+                         ratios=(0.5,), tome_r=(8,), limit=DEFAULT_LIMIT, min_run_time=first_view(DEFAULT_LIMIT).min_run_time)
     result = run_speed(open_context(), config)  # served from the store the job wrote
     rows = result.at(8)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
