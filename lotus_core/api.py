@@ -136,18 +136,22 @@ class _ProgressStore(Store):
         super().set_progress(run_id, progress)
         if not self.show:
             return
-        from tqdm.auto import tqdm
+        import warnings
 
         from .views.progress import describe, fraction_done
+
+        with warnings.catch_warnings():  # tqdm.auto in a Jupyter without ipywidgets: a text bar, said once here
+            warnings.simplefilter("ignore")
+            from tqdm.auto import tqdm
 
         if run_id not in self.kinds:
             self.kinds[run_id] = (self.get_run(run_id) or {}).get("kind", "")
         kind = self.kinds[run_id]
         if self.bar is None:
-            self.bar = tqdm(total=100, file=self.out, leave=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")
+            self.bar = tqdm(total=100, file=self.out, leave=True, bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}")
         done = fraction_done(progress, kind)
         self.bar.n = round(100 * done) if done is not None else self.bar.n
-        self.bar.set_description(f"{kind} ({describe(progress, kind).split(';')[0].strip(', ')[:70]})")
+        self.bar.set_description(f"{kind} ({describe(progress, kind).split(';')[0].strip(', ')[:100]})")
 
     def close(self) -> None:
         if self.bar is not None:
