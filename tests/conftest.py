@@ -15,6 +15,10 @@ import torch
 os.environ.setdefault("LOTUS_OFFLINE", "1")  # tests never touch the network
 os.environ.setdefault("LOTUS_THREADS", "1")  # tiny models gain nothing from threads; leaves a core for the rest
 torch.set_num_threads(int(os.environ["LOTUS_THREADS"]))  # (subprocesses started by tests inherit the setting)
+if not os.environ.get("LOTUS_CPU_BUDGET_DIR"):  # the host's CPU budget, private to this test session (and the
+    import tempfile  # workers and CLI runs it starts): test runs beside it on the machine never hold up its tests
+
+    os.environ["LOTUS_CPU_BUDGET_DIR"] = tempfile.mkdtemp(prefix="lotus-cpu-budget-tests-")
 
 from lotus_core.core.context import Context  # noqa: E402
 from lotus_core.data import ImageSet  # noqa: E402
