@@ -18,6 +18,8 @@ from typing import Any
 import streamlit as st
 import torch
 
+from app import ui
+
 from lotus_core.core.context import Context, open_context
 from lotus_core.core.paths import check_served_path, is_loopback, serve_roots
 from lotus_core.core.device import describe
@@ -192,10 +194,10 @@ def context() -> Context:
                            st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"),
                            st.session_state.get("device", "auto"))
     except LotusError as exc:
-        st.error(f"{exc}")
+        ui.error(exc)  # the message quotes the path typed: shown literally
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")
         st.stop()
     st.sidebar.caption(f"Running on {describe(ctx.device)}")
     if ctx.head_problem:
-        st.sidebar.warning(f"{ctx.head_problem} (Overview: Fine-tune)")
+        st.sidebar.warning(f"{ui.literal(ctx.head_problem)} (Overview: Fine-tune)")
     return ctx

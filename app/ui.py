@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Iterator
 
 import streamlit as st
@@ -15,13 +16,39 @@ def header(title: str, what: str, paper: str | None = None) -> None:
     st.caption(what + (f" Relates to: {paper}." if paper else ""))
 
 
+_MARKDOWN_PUNCTUATION = re.compile(r"""([!-/:-@\[-`{-~])""")  # every ASCII punctuation character
+# where GFM's autolinking (run on the text after escapes are resolved) would start a link: "://", "www." and "@"
+_AUTOLINKED = re.compile(r"(?=://)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
+
+
+def literal(text: object) -> str:
+    """``text`` escaped for Streamlit markdown (``st.error``, ``st.markdown``, captions, labels), shown as typed.
+
+    Text a user controls (URL parameters, upload file names, run names and notes, class names, model and
+    dataset paths) must never become a live link or an image the browser fetches (``![x](http://...)``),
+    nor bold, a heading, LaTeX or a ``:red[...]`` directive: CommonMark lets any ASCII punctuation be
+    backslash-escaped, so every one is. Streamlit's GFM autolinking runs on the text after escapes are resolved,
+    so a bare URL, ``www.`` name or e-mail address gets an invisible word joiner (U+2060) before its ``://``,
+    ``.`` or ``@``, which it does not match. Control characters other than newlines show as ``\\uNNNN``.
+    """
+    text = "".join(c if c == "\n" or c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
+    text = _AUTOLINKED.sub("\u2060", text)
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def error(text: object) -> None:
+    """An error box whose text shows as typed (:func:`literal`)."""
+    st.error(literal(text))
+
+
 @contextlib.contextmanager
 def guard() -> Iterator[None]:
-    """Show a LotusError as an error message on the page (never a traceback) and stop the script."""
+    """Show a LotusError as an error message on the page (never a traceback) and stop the script; the
+    message often quotes what the user typed, so it is shown literally."""
     try:
         yield
     except LotusError as exc:
-        st.error(str(exc))
+        error(exc)
         st.stop()
 
 

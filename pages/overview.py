@@ -15,7 +15,7 @@ ui.header("LOTUS: what pruning does to a Vision Transformer",
           "the dense baseline every sparsity result is compared against")
 ctx = state.context()
 if ctx.head_problem:
-    st.warning(f"**{ctx.head_problem}.** The accuracies below measure an untrained classifier; pruning pages refuse "
+    st.warning(f"**{ui.literal(ctx.head_problem)}.** The accuracies below measure an untrained classifier; pruning pages refuse "
                "this model until it is fine-tuned (at the bottom of this page), except the Essential Sparsity "
                "protocol on Sparsity curves.")
 limit = state.limit()
@@ -31,7 +31,8 @@ c2.metric("95% interval", f"±{50 * (dense['ci95'][1] - dense['ci95'][0]):.1f} p
                f"measured on {dense['n']:,} test images")
 c3.metric("Parameters", f"{count_parameters(ctx.model):,}")
 c4.metric("Input", "x".join(map(str, ctx.data_config["input_size"])))
-st.caption(f"Model `{ctx.model_id}` on `{ctx.dataset}` ({len(ctx.test):,} test images from {ctx.test.source}).")
+st.caption(f"Model {ui.literal(ctx.model_id)} on {ui.literal(ctx.dataset)} ({len(ctx.test):,} test images from "
+           f"{ui.literal(ctx.test.source)}).")
 
 left, right = st.columns([3, 2])
 with left:

@@ -1,5 +1,7 @@
 """Patches: which image patches the model needs, whether attribution methods agree, and what
 training on the kept patches (data lottery tickets) buys."""
+import html
+
 import streamlit as st
 
 from app import charts, state, ui
@@ -50,8 +52,8 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
         files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
                                  accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20)
         images, errors = load_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
-        for message in errors:
-            st.error(message)
+        for message in errors:  # they quote the upload's file name: shown literally
+            ui.error(message)
         if images is None:
             st.info("Upload an image: it is converted to the model's input size and channels.")
             st.stop()
@@ -92,7 +94,8 @@ def selection_section(ctx: Context, indices, images, scorer: str, drop: float, s
     def title(i: int) -> str:
         where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
         truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
-        return f"{where}{truth}<br>{classes[int(report.prediction[i])]} -> {classes[int(report.prediction_lottery[i])]}"
+        before, after = classes[int(report.prediction[i])], classes[int(report.prediction_lottery[i])]
+        return html.escape(f"{where}{truth}") + "<br>" + html.escape(f"{before} -> {after}")  # plotly titles are HTML
 
     charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
                                [title(i) for i in range(len(report.scores))]), key="overlays")

@@ -10,7 +10,7 @@ ui.header("Report", "What pruning does to this model, one chart and one sentence
           "Essential Sparsity (NeurIPS 2023), Instant Soup Pruning (ICML 2023) and LOTUS's data lottery tickets")
 ctx = state.context()
 if ctx.head_problem:
-    st.warning(f"**{ctx.head_problem}.** This report describes an untrained classifier; fine-tune it on the Overview.")
+    st.warning(f"**{ui.literal(ctx.head_problem)}.** This report describes an untrained classifier; fine-tune it on the Overview.")
 classes = ctx.test.classes
 example = st.selectbox("Example images for the patch section", range(len(classes)), format_func=lambda c: classes[c],
                        help="Four test images of this class, with the 10% least-attended patches hidden.",
@@ -30,18 +30,18 @@ with ui.guard():
     report = built_report(results_version(ctx), options, ctx)
 
 present = sum(s.missing is None for s in report.sections)
-st.caption(f"Model `{report.model}` on `{report.dataset}`; {present} of {len(report.sections)} sections have their "
+st.caption(f"Model {ui.literal(report.model)} on {ui.literal(report.dataset)}; {present} of {len(report.sections)} sections have their "
            f"results. Built {report.created}.")
 st.download_button("Export as HTML (opens offline)", report.to_html, "lotus-report.html", "text/html",
                    type="primary", help="One self-contained file with interactive charts; plotly.js is embedded.")
 
 for section in report.sections:
-    st.subheader(section.title)
+    st.subheader(ui.literal(section.title))  # sentences quote class, model and dataset names: shown literally
     if section.missing is None:
-        st.markdown(section.sentence)
+        st.markdown(ui.literal(section.sentence))
     else:
-        st.info(section.sentence)
+        st.info(ui.literal(section.sentence))
     for note in section.notes:
-        st.caption(note)
+        st.caption(ui.literal(note))
     if section.figure is not None:
         charts.show(section.figure, key=f"report-{section.key}")

@@ -94,7 +94,7 @@ title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.th
 charts.show(charts.speed_frontier(rows, result.dense["accuracy"], eps, "latency_ms" if axis == "latency" else
                                   "images_per_s", title), key="frontier")
 for _, row in result.frame[result.frame["unavailable"].notna() & (result.frame["batch_size"] == batch)].iterrows():
-    st.info(f"{row['method']} is not measured here: {row['unavailable']}.")
+    st.info(f"{row['method']} is not measured here: {ui.literal(row['unavailable'])}.")
 table = rows.assign(**{
     "FLOPs (M/image)": rows["flops"] / 1e6, "params": rows["params"].astype(int), "size (MB)": rows["bytes"] / 1e6,
     "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import subprocess
 import sys
 import tomllib
@@ -201,3 +202,47 @@ def test_a_local_ray_cluster_listens_on_loopback_only():
     names = {name for name, _, _ in listening}
     assert {"gcs_server", "raylet"} <= names and len(listening) >= 4  # the cluster's servers were found
     assert [entry for entry in listening if not _address_is_loopback(entry[1], entry[2])] == []
+
+
+LINK = "[Session expired - click to sign in again](http://127.0.0.1:9/p)"
+IMAGE = "![x](http://127.0.0.1:9/p.png)"
+UNESCAPED_LINK = re.compile(r"(?<!\\)\]\(")  # CommonMark links and images need a literal "](" : none may survive
+
+
+def test_literal_text_escapes_every_markdown_construct_and_control_character():
+    from app.ui import literal
+
+    wj = "\u2060"  # a word joiner where GFM would autolink (after escapes are resolved)
+    assert literal(IMAGE) == r"\!\[x\]\(http" + wj + r"\:\/\/127\.0\.0\.1\:9\/p\.png\)"
+    assert literal("**a** `b` $x$ :red[c] <img src=x> #h 1. WWW.x.io a@b.c") == (
+        r"\*\*a\*\* \`b\` \$x\$ \:red\[c\] \<img src\=x\> \#h 1\. WWW" + wj + r"\.x\.io a" + wj + r"\@b\.c")
+    assert literal("a\x1b[2Jb\u2028c\nd") == r"a\\u001b\[2Jb\\u2028c" + "\nd"
+
+
+@pytest.mark.parametrize("page", sorted(p.stem for p in (ROOT / "pages").glob("*.py")))
+def test_a_link_or_image_in_a_url_parameter_shows_as_literal_text_on_every_page(page, monkeypatch):
+    from app.ui import literal
+    from tests.pages.helpers import ENTRY
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"model": LINK, "dataset": IMAGE})
+    at.switch_page(str(ROOT / "pages" / f"{page}.py")).run()  # the link opens this page
+    assert not at.exception
+    shown = [e.value for kind in ("error", "warning", "info", "markdown", "caption", "success")
+             for e in getattr(at, kind)]
+    assert any(literal(IMAGE) in text for text in at.error.values)  # the dataset typed, quoted as typed
+    assert [text for text in shown if UNESCAPED_LINK.search(str(text))] == []
+
+
+def test_a_model_path_with_a_link_is_quoted_literally_in_the_error_box():
+    from app.ui import literal
+    from tests.pages.helpers import ENTRY
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(ENTRY, default_timeout=120)
+    at.query_params.update({"model": LINK + "/x.safetensors"})
+    at.run()
+    assert not at.exception
+    assert any(text.startswith(literal("checkpoint " + LINK.split("(")[0] + "(http:/")) for text in at.error.values)
+    assert [text for text in at.error.values if UNESCAPED_LINK.search(text)] == []
