@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from lotus_core.results import jobs, lease
-from lotus_core.results.runs import LeaseLost, RunBusy, run_experiment, run_id_for
+from lotus_core.results.runs import LeaseLost, RunBusy, experiment_config, run_experiment, run_id_for
 from lotus_core.results.store import Store, config_id
 from tests.test_runs_jobs import CountConfig, count_experiment
 
@@ -29,7 +29,7 @@ def own_run(store: Store, run_id: str, owner: str, age_s: float) -> None:
 def test_a_run_with_a_live_lease_is_never_touched(tiny_ctx):
     cfg = CountConfig(pieces=3)
     rid = run_id_for(tiny_ctx, "count", cfg)
-    assert tiny_ctx.store.start_run("count", tiny_ctx.key(kind="count", pieces=3, fail_at=-1), status="queued") == rid
+    assert tiny_ctx.store.start_run("count", experiment_config(tiny_ctx, "count", cfg), status="queued") == rid
     own_run(tiny_ctx.store, rid, FOREIGN, age_s=1)
     with pytest.raises(RunBusy, match=f"run {rid} \\(count\\) is being computed by another live process "
                                       f"\\({FOREIGN}\\)"):
@@ -42,7 +42,7 @@ def test_a_run_whose_lease_ran_out_is_taken_over_and_resumed(tiny_ctx, monkeypat
     monkeypatch.setenv("LOTUS_LEASE_S", "5")
     cfg = CountConfig(pieces=3)
     rid = run_id_for(tiny_ctx, "count", cfg)
-    tiny_ctx.store.start_run("count", tiny_ctx.key(kind="count", pieces=3, fail_at=-1), status="queued")
+    tiny_ctx.store.start_run("count", experiment_config(tiny_ctx, "count", cfg), status="queued")
     tiny_ctx.store.put_point(rid, "piece-0", {"i": 0, "square": 0})  # the dead owner's finished piece
     own_run(tiny_ctx.store, rid, FOREIGN, age_s=6)
     assert tiny_ctx.store.live_owner(rid, lease.lease_s()) is None

@@ -101,22 +101,34 @@ class Context:
                              "or use the Essential Sparsity protocol (--protocol essential)")
 
     def key(self, **extra: Any) -> dict:
-        """The base of every result key: everything besides the hyperparameters ``extra`` that decides
-        the numbers.
+        """The base of every result key: what a result IS besides the hyperparameters ``extra``.
 
         - ``model``: the model id (name and checkpoint hash); ``dataset``: the dataset name;
-        - ``data``: the test and training splits actually loaded, as ``"<images>@<content hash>"``
-          (the embedded 10,000-image subset and the full 60,000-image set give different keys);
-        - ``device``: the device type (``cpu`` / ``cuda``);
-        - ``precision``: the evaluation precision actually used (bf16 only where it is fast, see
-          :func:`~lotus_core.core.device.precision_used`; asked for with ``bf16`` in ``extra``, default on);
-        - ``threads``: torch's CPU thread count (``$LOTUS_THREADS``), which changes reduction order.
+        - ``data``: the splits the computation reads, as ``"<images>@<content hash>"``: always ``test``, and
+          ``train`` only when :func:`reads_train` says the experiment reads training images (a test-only
+          evaluation or a sweep without fine-tuning or calibration keeps its key when the full training set
+          is installed);
+        - ``precision``: the precision POLICY (``auto``: bf16 where the device runs it fast, else fp32;
+          ``fp32`` when ``bf16=False`` is in ``extra``), not the precision a machine happened to use.
+
+        Where and how a result was computed (device, precision actually used, threads, CPU, versions, load)
+        is not part of the key: :meth:`computed` gives the facts silent reuse requires, and the store keeps
+        the full provenance beside every run (:mod:`lotus_core.results.provenance`, docs/provenance.md).
         """
+        data = {"test": self.test.variant}
+        if reads_train(extra):
+            data["train"] = self.train_variant
+        return {"model": self.model_id, "dataset": self.dataset, "data": data,
+                "precision": "auto" if bool(extra.get("bf16", True)) else "fp32", **extra}
+
+    def computed(self, **extra: Any) -> dict:
+        """Where a result with hyperparameters ``extra`` is computed here, in the facts a stored result must
+        share to be reused without a label: the device type, the precision actually used
+        (:func:`~lotus_core.core.device.precision_used`) and torch's CPU thread count (``$LOTUS_THREADS``,
+        which changes the order of reductions). They are part of a run's id, never of its key."""
         device = self.device
-        return {"model": self.model_id, "dataset": self.dataset,
-                "data": {"test": self.test.variant, "train": self.train_variant}, "device": device.type,
-                "precision": precision_used(device, bool(extra.get("bf16", True))),
-                "threads": torch.get_num_threads(), **extra}
+        return {"device": device.type, "precision": precision_used(device, bool(extra.get("bf16", True))),
+                "threads": torch.get_num_threads()}
 
     def copy_model(self) -> nn.Module:
         """A deep copy of the base model, safe to prune or train."""
@@ -131,10 +143,11 @@ class Context:
 
     def dense_key(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
         """The configuration that keys the base model's stored accuracy."""
-        return self.key(kind="evaluate", **self._dense_params(limit, seed, bf16))
+        return self.key(kind="evaluate", **self.dense_params(limit, seed, bf16))
 
     @staticmethod
-    def _dense_params(limit: int | None, seed: int, bf16: bool) -> dict:
+    def dense_params(limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> dict:
+        """The hyperparameters of the base model's stored accuracy (kind ``evaluate``)."""
         return {"limit": limit, "seed": seed, **({} if bf16 else {"bf16": False})}
 
     def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True,
@@ -148,7 +161,7 @@ class Context:
             run.point(HARD_FIRST, {"order": hard_first(res.margins)})
             return res.summary()
 
-        return run_experiment(self, "evaluate", self._dense_params(limit, seed, bf16), compute, refresh=refresh)
+        return run_experiment(self, "evaluate", self.dense_params(limit, seed, bf16), compute, refresh=refresh)
 
     def hard_first_order(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> list[int]:
         """The test subset's positions, the base model's most confidently wrong image first
@@ -160,6 +173,29 @@ class Context:
             point = {"order": hard_first(self.evaluate(limit=limit, seed=seed, bf16=bf16, margins=True).margins)}
             self.store.put_point(summary["run_id"], HARD_FIRST, point)
         return point["order"]
+
+
+TEST_ONLY_KINDS = frozenset({"evaluate", "prune-eval", "prune-decide", "sweep", "sensitivity", "omp-vs-ticket",
+                             "omp-vs-one-shot", "speed", "speed-accuracy", "one-shot-mask"})
+"""Kinds that evaluate on test images only, unless their parameters train or calibrate (:func:`reads_train`)."""
+
+
+def reads_train(params: dict) -> bool:
+    """Whether an experiment with these key parameters (``kind`` and hyperparameters) reads training images,
+    and so whether the training split enters its key (:meth:`Context.key`). Kinds outside
+    :data:`TEST_ONLY_KINDS` (LTH, ISSP, fine-tuning, fidelity's fill value, ...) train or read it; a test-only
+    kind reads it when it fine-tunes (``finetune_steps``), follows the Essential Sparsity protocol, ranks by
+    Taylor importance (a calibration batch), or uses a pruning method that calibrates on training images."""
+    if params.get("kind") not in TEST_ONLY_KINDS:
+        return True
+    if params.get("finetune_steps") or params.get("protocol") == "essential" or params.get("importance") == "taylor":
+        return True
+    methods = list(params.get("methods") or ()) + ([params["method"]] if params.get("method") else [])
+    if not methods:
+        return False
+    from ..pruning import PRUNERS  # the registry says which methods calibrate
+
+    return any(getattr(PRUNERS.get(str(m).split("+")[0]), "needs_calibration", False) for m in methods)
 
 
 HARD_FIRST = "order|hard-first"  # the point of a dense evaluation holding its images' hard-first order

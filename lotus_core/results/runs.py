@@ -10,7 +10,11 @@ stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.resu
 single evaluations, sweep points and the catalog's tables. Its semantics, in one place:
 
 - a finished (``done``) run is served from the store, its summary with ``run_id`` added;
-- ``refresh=True`` deletes the stored run (points and blobs) and computes it afresh;
+- a finished run of the same experiment computed elsewhere (another precision, thread count or device, or
+  another training split: :mod:`lotus_core.results.provenance`) is served too, unless ``here=True``; its
+  ``run_id`` is that run's, whose provenance pages show as a label (:func:`provenance_label`);
+- ``refresh=True`` deletes the run computed here (points and blobs) and computes it afresh; a run computed
+  elsewhere is kept beside it;
 - an unfinished run resumes: its stored points are kept;
 - the outcome is ``done``; ``cancelled`` on :class:`Cancelled`; ``interrupted`` on
   KeyboardInterrupt (rerun to resume); ``failed`` on any other error, with a one-line message.
@@ -21,6 +25,7 @@ While it computes, the run is *claimed* by this process and its heartbeat renewe
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
@@ -28,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from ..core.errors import LotusError
 from .lease import Lease, lease_s, owner_dead, token
-from .store import RunStatus, Store, config_id
+from .provenance import COMPUTED, elsewhere, finished, label, machine, reuse_ids
+from .store import RunStatus, Store, StoreFull, config_id, disk_full
 
 if TYPE_CHECKING:
     from ..core.context import Context
@@ -101,15 +107,54 @@ def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
     the earlier algorithm are never served; configs without one keep the keys they always had)."""
     params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     revision = getattr(config, "revision", None) if dataclasses.is_dataclass(config) else None
-    return ctx.key(kind=kind, **params, **({"revision": revision} if revision else {}))
+    # what the result is (Context.key), and under "computed" the facts silent reuse requires (Context.computed):
+    # both make the run id; the store indexes the key alone to find the result computed elsewhere
+    return {**ctx.key(kind=kind, **params, **({"revision": revision} if revision else {})),
+            COMPUTED: ctx.computed(**params)}
 
 
-def run_id_for(ctx: Context, kind: str, config: Any) -> str:
+def here_id(ctx: Context, kind: str, config: Any) -> str:
+    """The id the run gets when computed here."""
     return config_id(experiment_config(ctx, kind, config))
 
 
+def resolve(ctx: Context, kind: str, config: Any) -> dict | None:
+    """The finished run that serves this experiment here, never computing: the one computed here, else the
+    newest of the same key computed elsewhere, else the newest of its family (another training split); None
+    when there is none."""
+    full = experiment_config(ctx, kind, config)
+    run = ctx.store.get_run(config_id(full))
+    if run is not None and run["status"] == RunStatus.DONE:
+        return run
+    key_id, family = reuse_ids(full)
+    found = ctx.store.alike(key_id, family)
+    return found[0] if found else None
+
+
+def run_id_for(ctx: Context, kind: str, config: Any) -> str:
+    """The id of the run that serves this experiment here (:func:`resolve`), else the id it gets when computed."""
+    run = resolve(ctx, kind, config)
+    return run["id"] if run is not None else here_id(ctx, kind, config)
+
+
+def served_from(ctx: Context, run: dict) -> list[str]:
+    """How the stored ``run`` differs from computing it here, in words (empty: computed as it would be here)."""
+    config = run["config"] or {}
+    params = {k: v for k, v in config.items() if k not in ("model", "dataset", "data", "precision", "kind", COMPUTED)}
+    mine = ctx.key(kind=run["kind"], **params)
+    return elsewhere(run.get("provenance") or config.get(COMPUTED), ctx.computed(**params), config, mine)
+
+
+def provenance_label(ctx: Context, run_id: str) -> str:
+    """One line naming where and how run ``run_id`` was computed and how that differs from computing it here
+    (:func:`~lotus_core.results.provenance.label`): for pages, exports and ``--json``."""
+    run = ctx.store.get_run(run_id)
+    return "not stored" if run is None else label(run.get("provenance"), served_from(ctx, run))
+
+
 def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, Any, Run], dict] | None = None,
-                   on_progress: Callable[[dict], None] | None = None, refresh: bool = False) -> dict:
+                   on_progress: Callable[[dict], None] | None = None, refresh: bool = False,
+                   here: bool = False) -> dict:
     """Run ``fn(ctx, config, run)`` as a stored experiment and return its summary (with ``run_id``).
 
     ``fn`` defaults to the function registered for ``kind`` (:mod:`lotus_core.results.registry`), which
@@ -127,6 +172,10 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
     existing = ctx.store.get_run(run_id)
     if existing is not None and existing["status"] == RunStatus.DONE and not refresh:
         return {**existing["summary"], "run_id": run_id}
+    if existing is None and not (refresh or here):  # a run begun here resumes instead
+        served = resolve(ctx, kind, config)
+        if served is not None:  # the same experiment computed elsewhere: served, labelled by provenance_label
+            return {**served["summary"], "run_id": served["id"]}
     me, lease = token(), lease_s()
     owner = ctx.store.live_owner(run_id, lease)
     if owner is not None and owner != me:
@@ -139,8 +188,9 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
         from .registry import get_experiment
 
         fn = get_experiment(kind).fn
-    if existing is None:
-        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
+    if existing is None or not existing.get("provenance"):
+        ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status=RunStatus.QUEUED,
+                            provenance=machine(full[COMPUTED]))
     previous_owner = (existing or {}).get("owner")
     if not ctx.store.claim(run_id, me, lease, dead_owner=previous_owner if owner_dead(previous_owner) else None):
         raise RunBusy(f"run {run_id} ({kind}) was claimed by another process just now; wait for it or cancel it")
@@ -161,11 +211,18 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
         ctx.store.set_status(run_id, RunStatus.INTERRUPTED, "interrupted; rerun to resume")
         raise
     except Exception as exc:
+        if disk_full(exc):  # not the run's fault: kept to resume once space is freed (its rolled-back write
+            # freed the pages this one-row update needs)
+            with contextlib.suppress(LotusError):
+                ctx.store.set_status(run_id, RunStatus.INTERRUPTED, "the disk is full; free space and rerun to resume")
+            raise StoreFull("the disk is full; free space and rerun to resume (finished results are kept)") from None
         ctx.store.set_status(run_id, RunStatus.FAILED, one_line(exc))
         raise
     summary["run_id"] = run_id
     previous = (existing or {}).get("duration_s") or 0.0
-    ctx.store.finish_run(run_id, summary, previous + time.perf_counter() - t0)
+    wall = previous + time.perf_counter() - t0
+    ctx.store.set_provenance(run_id, finished((ctx.store.get_run(run_id) or {}).get("provenance"), wall))
+    ctx.store.finish_run(run_id, summary, wall)
     return summary
 
 
@@ -176,8 +233,7 @@ def one_line(exc: BaseException) -> str:
 
 
 def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
-    """The summary of a finished run with this config, or None (never computes anything)."""
-    run = ctx.store.get_run(run_id_for(ctx, kind, config))
-    if run is None or run["status"] != RunStatus.DONE:
-        return None
-    return {**run["summary"], "run_id": run["id"]}
+    """The summary of the finished run that serves this config here (:func:`resolve`: computed here, else
+    elsewhere), or None (never computes anything)."""
+    run = resolve(ctx, kind, config)
+    return None if run is None else {**run["summary"], "run_id": run["id"]}

@@ -84,11 +84,37 @@ CREATE TABLE IF NOT EXISTS workers (
     started REAL NOT NULL,
     heartbeat REAL NOT NULL       -- renewed every heartbeat_s(); the worker is live while it is fresh
 );
+CREATE TABLE IF NOT EXISTS pins (
+    run_id TEXT PRIMARY KEY,      -- a run the Report is built from (views.report); the demo's are pinned by default
+    model TEXT,
+    dataset TEXT,
+    pinned INTEGER NOT NULL,      -- 1 pinned, 0 unpinned by the user (kept so the demo's default is not restored)
+    created REAL NOT NULL
+);
 CREATE INDEX IF NOT EXISTS runs_kind_model ON runs(kind, model);
 """
 # Columns added after the first release: ALTER TABLE adds them to older stores on open.
 ADDED_COLUMNS = {"owner": "TEXT", "heartbeat": "REAL", "job": "TEXT",
-                 "name": "TEXT", "note": "TEXT"}  # name, note: the user's words for a run (never part of its key)
+                 "name": "TEXT", "note": "TEXT",  # name, note: the user's words for a run (never part of its key)
+                 "key_id": "TEXT", "family": "TEXT",  # results.provenance.reuse_ids: the same result computed elsewhere
+                 "provenance": "TEXT"}  # JSON: where and how it was computed (results.provenance.machine)
+
+
+STORE_VERSION = 1  # PRAGMA user_version this LOTUS writes; a store with a higher one is a newer LOTUS's: refused
+KNOWN_TABLES = frozenset({"runs", "points", "blobs", "workers", "pins"})
+REQUIRED_COLUMNS = frozenset({"id", "kind", "model", "dataset", "config", "status", "created", "updated"})
+
+
+class StoreFull(LotusError):
+    """The store's disk is full: the run is marked interrupted and resumes once space is freed."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or quota) is full: SQLite's ``database or disk is full`` or ENOSPC."""
+    import errno
+
+    return isinstance(exc, StoreFull) or (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)) \
+        or (isinstance(exc, sqlite3.OperationalError) and "full" in str(exc))
 
 
 BOOKKEEPING = ("order|", "search|")  # point keys a run keeps for its own use (an image order, a batch-size search),
@@ -112,7 +138,11 @@ def store_path(path: str | Path | None = None) -> Path:
     text = str(path)
     if text.startswith("file:") or "://" in text:
         raise LotusError(f"{source} {text!r} is a URI; give a plain file path such as ~/lotus.db")
-    resolved = Path(text).expanduser()
+    try:
+        resolved = Path(text).expanduser()
+    except RuntimeError:  # ~name of no user
+        raise LotusError(f"{source} {text[:120]!r}: no such user folder {text.split('/')[0][:40]}; "
+                         "give another path") from None
     if resolved.is_dir():
         raise LotusError(f"{source} {resolved} is a folder; give a file path inside it such as {resolved / 'lotus.db'}")
     return resolved
@@ -151,17 +181,57 @@ class Store:
         if not create and not self.path.is_file():
             raise LotusError(f"no results store at {self.path}; check --db / LOTUS_DB "
                              "(a store is created by the first command that computes something)")
+        if not create and self.path.stat().st_size == 0:  # read-only commands write no schema into it
+            raise LotusError(f"{self.path} is empty (0 bytes), not a results store; check --db / LOTUS_DB")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self._connect() as con:
+                self._check_schema(con)
+                if not create:
+                    return
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
                 have = {r["name"] for r in con.execute("PRAGMA table_info(runs)")}
                 for column, kind in ADDED_COLUMNS.items():
                     if column not in have:
                         con.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
+                con.execute("CREATE INDEX IF NOT EXISTS runs_key_id ON runs(key_id)")
+                con.execute("CREATE INDEX IF NOT EXISTS runs_family ON runs(family)")
+                if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    con.execute(f"PRAGMA user_version={STORE_VERSION}")
+                old = con.execute("SELECT 1 FROM runs WHERE key_id IS NULL LIMIT 1").fetchone()
+            if old:  # written before results carried provenance: re-keyed once (results.provenance)
+                from .provenance import migrate_store
+
+                migrate_store(str(self.path))
         except OSError as exc:
-            raise LotusError(f"results store {self.path} cannot be created ({exc}); pass a writable --db path") from None
+            raise LotusError(f"results store {self.path} cannot be created ({exc.strerror or exc}); "
+                             "pass a writable --db path") from None
+
+    def _check_schema(self, con: sqlite3.Connection) -> None:
+        """Refuse a store of a newer LOTUS (user_version above :data:`STORE_VERSION`, or tables and columns this
+        one does not know) and an SQLite file of another program, before anything reads or writes it."""
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        if version > STORE_VERSION:
+            raise LotusError(f"results store {self.path} was written by a newer LOTUS (store version {version}, this "
+                             f"one knows {STORE_VERSION}); upgrade LOTUS or pass another --db")
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")
+                  if not r[0].startswith("sqlite_")}
+        if not tables:
+            return  # a new, empty file
+        if "runs" not in tables:
+            raise LotusError(f"{self.path} is an SQLite file of another program (tables: "
+                             f"{', '.join(sorted(tables))[:80]}), not a LOTUS results store; pass another --db")
+        have = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+        known = REQUIRED_COLUMNS | {"owner", "heartbeat", "job", "progress", "summary", "error", "duration_s",
+                                    *ADDED_COLUMNS}
+        if REQUIRED_COLUMNS - have:
+            raise LotusError(f"{self.path} is not a LOTUS results store (its runs table lacks "
+                             f"{sorted(REQUIRED_COLUMNS - have)[0]}); pass another --db")
+        unknown = sorted((have - known) | (tables - KNOWN_TABLES))
+        if unknown:
+            raise LotusError(f"results store {self.path} has {unknown[0][:40]!r}, unknown to this LOTUS (written by a "
+                             "newer version?); upgrade LOTUS or pass another --db")
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -176,6 +246,12 @@ class Store:
             con.row_factory = sqlite3.Row
             yield con
         except sqlite3.DatabaseError as exc:
+            if disk_full(exc):
+                raise StoreFull(f"the disk of results store {self.path} is full; free space and rerun to resume "
+                                "(finished results are kept)") from None
+            if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
+                raise LotusError(f"results store {self.path} cannot be written ({exc}); pass a writable --db path "
+                                 "(copy a store on a read-only mount first)") from None
             if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.IntegrityError, sqlite3.InterfaceError)) or (
                     isinstance(exc, sqlite3.OperationalError) and "malformed" not in str(exc)
                     and "not a database" not in str(exc) and "disk I/O" not in str(exc)):
@@ -193,16 +269,54 @@ class Store:
         return _decode(row) if row else None
 
     def start_run(self, kind: str, config: Mapping | Any, model: str | None = None, dataset: str | None = None,
-                  status: RunStatus = RunStatus.RUNNING) -> str:
-        """Create (or reopen, keeping its points) the run for ``config``; returns its id."""
+                  status: RunStatus = RunStatus.RUNNING, provenance: Mapping | None = None) -> str:
+        """Create (or reopen, keeping its points) the run for ``config``; returns its id. ``provenance``: where
+        it is computed (:func:`~lotus_core.results.provenance.machine`)."""
+        from .provenance import reuse_ids
+
         run_id, now = config_id(config), time.time()
+        plain = json.loads(canonical_json(config))
+        key_id, family = reuse_ids(plain) if isinstance(plain, dict) else (run_id, run_id)
+        prov = None if provenance is None else json.dumps(provenance, sort_keys=True)
         with self._connect() as con:
             con.execute(
-                "INSERT INTO runs(id, kind, model, dataset, config, status, created, updated) VALUES (?,?,?,?,?,?,?,?) "
-                "ON CONFLICT(id) DO UPDATE SET status=excluded.status, updated=excluded.updated, error=NULL",
-                (run_id, kind, model, dataset, canonical_json(config), status, now, now),
+                "INSERT INTO runs(id, kind, model, dataset, config, status, created, updated, key_id, family, provenance) "
+                "VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status=excluded.status, "
+                "updated=excluded.updated, error=NULL, provenance=COALESCE(excluded.provenance, provenance)",
+                (run_id, kind, model, dataset, canonical_json(config), status, now, now, key_id, family, prov),
             )
         return run_id
+
+    def alike(self, key_id: str, family: str) -> list[dict]:
+        """Finished runs of the same key (``key_id``) or, failing that, the same family (another training split),
+        newest first: the same result computed elsewhere (see :mod:`lotus_core.results.provenance`)."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM runs WHERE status='done' AND (key_id=? OR family=?) "
+                               "ORDER BY key_id=? DESC, created DESC", (key_id, family, key_id)).fetchall()
+        return [_decode(r) for r in rows]
+
+    def set_provenance(self, run_id: str, provenance: Mapping) -> None:
+        with self._connect() as con:
+            con.execute("UPDATE runs SET provenance=? WHERE id=?", (json.dumps(provenance, sort_keys=True), run_id))
+
+    # ----------------------------------------------------------------- pins (the Report's runs)
+    def pins(self, model: str | None = None) -> dict[str, bool]:
+        """Run id -> pinned (True) or unpinned by the user (False), for ``model`` (all when None)."""
+        sql, args = "SELECT run_id, pinned FROM pins", ()
+        if model is not None:
+            sql, args = sql + " WHERE model=?", (model,)
+        with self._connect() as con:
+            return {r["run_id"]: bool(r["pinned"]) for r in con.execute(sql + " ORDER BY created", args)}
+
+    def set_pin(self, run_id: str, pinned: bool) -> None:
+        """Pin (or unpin) run ``run_id`` for the Report; the run must exist."""
+        run = self.get_run(run_id)
+        if run is None:
+            raise LotusError(f"no run {run_id} in {self.path}; list runs with `python -m lotus_core runs`")
+        with self._connect() as con:
+            con.execute("INSERT INTO pins(run_id, model, dataset, pinned, created) VALUES (?,?,?,?,?) "
+                        "ON CONFLICT(run_id) DO UPDATE SET pinned=excluded.pinned",
+                        (run_id, run["model"], run["dataset"], int(pinned), time.time()))
 
     def claim(self, run_id: str, owner: str, lease_s: float, dead_owner: str | None = None) -> bool:
         """Make ``owner`` the computing owner of run ``run_id`` (status running, fresh heartbeat).
@@ -322,7 +436,7 @@ class Store:
         with self._connect() as con:
             rows = con.execute(sql + " ORDER BY created DESC", args).fetchall()
         cols = ["id", "kind", "model", "dataset", "config", "status", "progress", "summary", "error",
-                "created", "updated", "duration_s", "owner", "heartbeat", "name", "note"]
+                "created", "updated", "duration_s", "owner", "heartbeat", "name", "note", "provenance"]
         return pd.DataFrame([_decode(r) for r in rows], columns=cols)
 
     # ----------------------------------------------------------------- points
@@ -397,7 +511,7 @@ class Store:
 
 def _decode(row: sqlite3.Row) -> dict:
     out = dict(row)
-    for key in ("config", "summary", "progress", "job"):
+    for key in ("config", "summary", "progress", "job", "provenance"):
         if out.get(key):
             out[key] = json.loads(out[key])
     return out

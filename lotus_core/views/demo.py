@@ -101,7 +101,6 @@ def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
     """Labels of the demo steps whose result is not stored yet. Reads the store only: a step whose
     config needs an earlier, missing result (the controls of a missing ticket) counts as missing."""
     from ..results.runs import stored_summary
-    from ..results.store import RunStatus, config_id
 
     out: list[str] = []
     for step in demo_plan(limit):
@@ -110,11 +109,8 @@ def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
         except (TypeError, KeyError):  # an earlier result it reads is missing
             out.append(step.label)
             continue
-        if step.kind == "evaluate":
-            found = (ctx.store.get_run(config_id(ctx.dense_key(cfg))) or {}).get("status") == RunStatus.DONE
-        else:
-            found = stored_summary(ctx, step.kind, cfg) is not None
-        if not found:
+        params = ctx.dense_params(cfg) if step.kind == "evaluate" else cfg
+        if stored_summary(ctx, step.kind, params) is None:  # served here or from elsewhere, labelled
             out.append(step.label)
     return out
 

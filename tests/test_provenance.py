@@ -1,0 +1,50 @@
+"""Provenance beside every result, and the migration of stores written when keys held the machine's facts."""
+import json
+import sqlite3
+
+from lotus_core.results.provenance import COMPUTED, label, rekey
+from lotus_core.results.store import Store, canonical_json, config_id
+
+OLD_DATA = {"test": "200@aaaa", "train": "400@bbbb"}
+
+
+def _old(kind: str, **params) -> dict:
+    return {"model": "tiny@seed0", "dataset": "tiny", "data": OLD_DATA, "device": "cpu", "precision": "bf16",
+            "threads": 2, "kind": kind, **params}
+
+
+def test_rekey_moves_machine_facts_out_of_the_key_and_keeps_only_the_splits_read():
+    assert rekey(_old("evaluate", limit=100, seed=0)) == {
+        "model": "tiny@seed0", "dataset": "tiny", "data": {"test": "200@aaaa"}, "precision": "auto", "kind": "evaluate",
+        "limit": 100, "seed": 0, COMPUTED: {"device": "cpu", "precision": "bf16", "threads": 2}}
+    fp32 = rekey({**_old("lth", steps=10, bf16=False), "precision": "fp32"})
+    assert fp32["data"] == OLD_DATA and fp32["precision"] == "fp32" and fp32[COMPUTED]["precision"] == "fp32"
+    speed = rekey(_old("speed", limit=100))  # SpeedConfig's own device and threads fields stay in its key
+    assert speed["device"] == "cpu" and speed["threads"] == 2 and speed[COMPUTED]["threads"] == 2
+
+
+def test_an_old_store_is_rekeyed_on_open_with_its_points_blobs_and_references(tmp_path):
+    path = tmp_path / "old.db"
+    store = Store(path)
+    lth, ticket = _old("lth", steps=10), None
+    lth_id = config_id(lth)
+    ticket = _old("omp-vs-ticket", run=lth_id, rounds=[0, 1])
+    with sqlite3.connect(path) as con:  # rows as the previous release wrote them: no key_id, no provenance
+        for cfg in (lth, ticket):
+            con.execute("INSERT INTO runs(id, kind, model, dataset, config, status, summary, created, updated, duration_s) "
+                        "VALUES (?,?,?,?,?,'done',?,1.7e9,1.7e9,12.5)", (config_id(cfg), cfg["kind"], "tiny@seed0", "tiny",
+                                                                       canonical_json(cfg),
+                                                                       json.dumps({"run_id": config_id(cfg)})))
+        con.execute("INSERT INTO points VALUES (?, 'round-1', '{\"accuracy\": 0.5}', 1.7e9)", (lth_id,))
+        con.execute("INSERT INTO blobs VALUES (?, 'mask-round-1.safetensors', x'00')", (lth_id,))
+    store = Store(path)
+    new_lth = config_id(rekey(lth))
+    run = store.get_run(new_lth)
+    assert run["summary"] == {"run_id": new_lth} and store.points(new_lth) == {"round-1": {"accuracy": 0.5}}
+    assert store.blob_names(new_lth) == ["mask-round-1.safetensors"] and store.get_run(lth_id) is None
+    new_ticket = config_id({**rekey(ticket), "run": new_lth})
+    assert store.get_run(new_ticket)["config"]["run"] == new_lth  # the reference follows the re-keyed run
+    assert run["provenance"] == {"device": "cpu", "precision": "bf16", "threads": 2, "device_name": None, "flags": [],
+                                 "migrated": True, "wall_s": 12.5, "date": run["provenance"]["date"]}
+    assert label(run["provenance"]).startswith("computed in bf16 on cpu, 2 threads, 20")
+    assert Store(path).get_run(new_lth)["id"] == new_lth  # idempotent
