@@ -8,6 +8,7 @@ from typing import Iterator
 import streamlit as st
 
 from lotus_core.core.errors import LotusError
+from lotus_core.core.text import visible
 
 
 def header(title: str, what: str, paper: str | None = None) -> None:
@@ -31,7 +32,7 @@ def literal(text: object) -> str:
     so a bare URL, ``www.`` name or e-mail address gets an invisible word joiner (U+2060) before its ``://``,
     ``.`` or ``@``, which it does not match. Control characters other than newlines show as ``\\uNNNN``.
     """
-    text = "".join(c if c == "\n" or c.isprintable() else f"\\u{ord(c):04x}" for c in str(text))
+    text = visible(str(text), keep="\n")
     text = _AUTOLINKED.sub("\u2060", text)
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 

@@ -200,7 +200,7 @@ def test_a_run_is_named_and_annotated_and_keeps_both_when_it_is_computed_again(s
     assert overlay_curves(ctx.store, [rid])["run"].unique().tolist() == ["baseline OMP"]
     with pytest.raises(LotusError, match=f"^a run name is one line of at most {NAME_CHARS} characters"):
         annotate_run(ctx.store, rid, "x" * (NAME_CHARS + 1))
-    with pytest.raises(LotusError, match="^a run name is one line"):
+    with pytest.raises(LotusError, match=r"^a run name contains control characters \(U\+000A\)"):
         annotate_run(ctx.store, rid, "two\nlines")
     assert annotate_run(ctx.store, rid, "", "")["name"] is None and ctx.store.get_run(rid)["note"] is None  # cleared
 

@@ -246,3 +246,48 @@ def test_a_model_path_with_a_link_is_quoted_literally_in_the_error_box():
     assert not at.exception
     assert any(text.startswith(literal("checkpoint " + LINK.split("(")[0] + "(http:/")) for text in at.error.values)
     assert [text for text in at.error.values if UNESCAPED_LINK.search(text)] == []
+
+
+def _cli(capsys, *args: str) -> tuple[int, str, str]:
+    from lotus_core.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("bad", ["\x1b[2J\x1b[31mPWNED\x1b]0;title\x07", "a\rb", "a\x0bc", "a\x0cd", "a\u2028e",
+                                 "a\u2029e", "a\x7fb", "a\x85b", "a\x9bb", "a\tb", "two\nlines", "a\x00b"])
+def test_run_names_refuse_control_characters_with_one_line(capsys, tmp_path, bad):
+    from lotus_core.core.text import CONTROL
+    from lotus_core.results.store import Store
+
+    db = str(tmp_path / "r.db")
+    rid = Store(db).start_run("evaluate", {"limit": 1})
+    code, out, err = _cli(capsys, "annotate", rid, "--name", bad, "--db", db)
+    assert code != 0 and out == "" and err.count("\n") == 1
+    assert err.startswith("lotus annotate: error: a run name contains control characters (U+")
+    assert not CONTROL.search(err[:-1]) and Store(db).get_run(rid)["name"] is None  # nothing stored
+    if bad != "two\nlines":  # a note may have several lines, nothing else
+        code, _, err = _cli(capsys, "annotate", rid, "--note", bad, "--db", db)
+        assert code != 0 and err.startswith("lotus annotate: error: a run note contains control characters")
+    code, out, _ = _cli(capsys, "annotate", rid, "--name", "ok", "--note", "two\nlines", "--db", db)
+    assert code == 0 and Store(db).get_run(rid)["note"] == "two\nlines"
+
+
+def test_runs_and_annotate_never_echo_control_characters_stored_before_names_were_checked(capsys, tmp_path):
+    from lotus_core.core.text import CONTROL
+    from lotus_core.results.store import Store
+
+    db = str(tmp_path / "old.db")
+    store = Store(db)
+    rid = store.start_run("evaluate", {"limit": 1})
+    store.annotate(rid, "\x1b[2J\x1b]0;title\x07PWNED\x7f", "a\x9bb\u2028c")  # written straight to the store
+    for args in (("runs",), ("annotate", rid, "--note", "fine"), ("runs", "--json")):
+        code, out, err = _cli(capsys, *args, "--db", db)
+        assert code == 0, err
+        assert [c for c in out.replace("\n", "") if CONTROL.match(c)] == []  # line ends only
+        assert "\\u001b[2J\\u001b]0;title\\u0007PWNED" in out  # shown, escaped

@@ -18,6 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..core.errors import LotusError
+from ..core.text import refuse_control_characters
 from ..results.registry import Headline, experiments
 from ..results.store import ACTIVE, RunStatus, Store, canonical_json
 from .figures import style
@@ -239,7 +240,11 @@ def annotate_run(store: Store, run_id: str, name: str | None = None, note: str |
     the user's words, never part of the run's key. Returns the run as stored."""
     run = get_run(store, run_id)
     name, note = (name or "").strip(), (note or "").strip()
-    if "\n" in name or len(name) > NAME_CHARS:
+    if name != (run["name"] or ""):  # (a name stored before the check is kept until changed; output escapes it)
+        refuse_control_characters(name, "a run name")  # one printable line: no terminal escapes, no line breaks
+    if note != (run["note"] or ""):
+        refuse_control_characters(note, "a run note", allow="\n")  # a note may have several lines
+    if len(name) > NAME_CHARS:
         raise LotusError(f"a run name is one line of at most {NAME_CHARS} characters; put the rest in the note")
     if len(note) > NOTE_CHARS:
         raise LotusError(f"a note holds at most {NOTE_CHARS} characters (this one has {len(note)}); shorten it")
