@@ -24,7 +24,7 @@ from lotus_core.core.context import Context, open_context
 from lotus_core.core.paths import check_served_path, is_loopback, serve_roots
 from lotus_core.core.device import describe
 from lotus_core.data import DATASETS
-from lotus_core.core.errors import LotusError
+from lotus_core.core.errors import LotusError, os_error_line
 from lotus_core.models.loading import TRANSFER_WEIGHTS
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import DEFAULT_LIMIT
@@ -36,6 +36,7 @@ DATASET_CHOICES = [name for name in DATASETS if name != "imagefolder"]
 DEVICE_CHOICES = ["auto", "cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 LIMITS = [200, 500, 1000, 2000, 5000, 10000]  # test images per evaluation (a fixed seeded subset)
 URL_KEYS = {"model": "model", "dataset": "dataset", "limit": "n"}  # session key -> query parameter
+MAX_URL_VALUE = 1024  # characters: a longer query parameter is refused (said once), never opened as a path
 
 
 @st.cache_resource(show_spinner="Loading model and data...", max_entries=4)
@@ -103,6 +104,9 @@ def _from_url(key: str, default, options: Container | None = None):
     raw = st.query_params.get(URL_KEYS.get(key, key), None)
     if raw is None:
         return default
+    if len(raw) > MAX_URL_VALUE:
+        st.session_state.setdefault("_url_refused", {})[URL_KEYS.get(key, key)] = len(raw)
+        return default
     try:
         return _decode(raw, default, options)
     except (ValueError, TypeError):
@@ -168,6 +172,9 @@ def sidebar() -> None:
         _persist("dataset", "fashion-mnist")
         _persist("weights", "")
         _persist("device", "auto")
+        for param, length in st.session_state.get("_url_refused", {}).items():
+            st.error(f"The link's `{param}` value is {length:,} characters long (at most {MAX_URL_VALUE:,}); "
+                     "it was ignored.")
         choices, labels = model_choices()
         st.selectbox("Model", choices, key="model", on_change=_save, args=("model",), accept_new_options=True,
                      format_func=lambda m: labels.get(m, m),
@@ -193,7 +200,9 @@ def context() -> Context:
         ctx = load_context(st.session_state.get("model", "default"), st.session_state.get("dataset", "fashion-mnist"),
                            st.session_state.get("weights") or None, os.environ.get("LOTUS_DB"),
                            st.session_state.get("device", "auto"))
-    except LotusError as exc:
+    except (LotusError, OSError) as exc:  # an OSError: a path typed in the sidebar (too long, unreadable, ...)
+        if isinstance(exc, OSError):
+            exc = LotusError(os_error_line(exc))
         ui.error(exc)  # the message quotes the path typed: shown literally
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")
         st.stop()

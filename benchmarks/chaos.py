@@ -192,12 +192,54 @@ def trial(kind: str, folder: Path, checkpoint: Path, ref: dict[str, str], rng: r
             kill9(p)
 
 
+def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb: int = 48,
+                    timeout_s: float = 180.0) -> dict:
+    """The store on a small tmpfs filled to ``free_kb`` KB free: the LTH CLI must stop with one line, its run
+    marked ``interrupted`` (not left ``running``), the store intact; once the filler is deleted (space freed) a
+    rerun resumes and ends equal to the uninterrupted run. Needs ``mount`` (root in a container); else skipped."""
+    import sqlite3
+
+    mnt = folder / "tmpfs"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True).returncode:
+        return {"kind": "full-disk", "skipped": "cannot mount a tmpfs here (needs root)"}
+    try:
+        db = mnt / "lotus.db"
+        from lotus_core.results.store import Store
+
+        Store(db)
+        filler = mnt / "filler"
+        stat = os.statvfs(mnt)
+        filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - free_kb * 1024))
+        proc = subprocess.run(lth_argv(checkpoint, db), env=child_env(), cwd=REPO, capture_output=True, text=True,
+                              timeout=timeout_s)
+        lines = proc.stderr.strip().splitlines()
+        first = lth_run(db) or {}
+        con = sqlite3.connect(db)
+        intact = con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+        before = units(db, first["id"]) if first else {}
+        filler.unlink()  # space freed
+        again = subprocess.run(lth_argv(checkpoint, db), env=child_env(), cwd=REPO, capture_output=True, text=True,
+                               timeout=timeout_s)
+        run = lth_run(db) or {}
+        after = units(db, run["id"]) if run else {}
+        return {"kind": "full-disk", "exit": proc.returncode, "last_line": lines[-1] if lines else "",
+                "traceback": "Traceback" in proc.stderr, "status_when_full": first.get("status"),
+                "integrity_ok": intact, "rerun_exit": again.returncode, "finished": run.get("status") == "done",
+                "units_lost": sum(1 for k, v in before.items() if after.get(k) != v), "equal": after == ref}
+    finally:
+        _store.cache_clear()
+        subprocess.run(["umount", str(mnt)], capture_output=True)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=6, help="kill-and-restart trials (kinds in turn)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill points")
     parser.add_argument("--timeout-s", type=float, default=180.0, help="per phase of a trial")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--full-disk", action="store_true", help="also a trial with the store on a full tmpfs")
     args = parser.parse_args(argv)
     if not 1 <= args.trials <= 100:
         parser.error("--trials must be in 1..100")
@@ -210,13 +252,14 @@ def main(argv: list[str] | None = None) -> dict:
         kinds = ["worker", "cli", "cli+worker"]
         trials = [trial(kinds[i % len(kinds)], folder, checkpoint, ref, rng, args.timeout_s)
                   for i in range(args.trials)]
+        disk = full_disk_trial(folder, checkpoint, ref, timeout_s=args.timeout_s) if args.full_disk else None
     report = {"trials": len(trials), "kills": len(trials),
               "runs_finished": sum(t["finished"] for t in trials),
               "units_lost": sum(t["units_lost"] for t in trials),
               "equal_to_uninterrupted": sum(t["equal"] for t in trials),
               "stuck_jobs": sum(not t["finished"] for t in trials),
               "errors_left": sum(bool(t["error"]) for t in trials),
-              "wall_s": round(time.perf_counter() - t0, 1), "details": trials}
+              "full_disk": disk, "wall_s": round(time.perf_counter() - t0, 1), "details": trials}
     if args.json:
         print(json.dumps(report))
     else:

@@ -17,11 +17,16 @@ from lotus_core.patches.figures import convergence, fidelity_curves, patch_overl
 from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_uploads
 from lotus_core.results.runs import stored_summary
 from lotus_core.results.store import RunStatus
+from lotus_core.views.overview import class_name
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
           "LOTUS's data lottery tickets: dropping the 10% least-attended patches keeps near-full accuracy by the "
           "fifth epoch; attention rollout (Abnar & Zuidema, 2020)")
+
+
+MAX_IMAGES = 32  # images scored at once by index (each one is a full attribution pass)
+MAX_INDEX_TEXT = 1000  # characters of the index list read at all
 
 
 def image_source(ctx: Context) -> tuple[list[int] | None, object]:
@@ -40,9 +45,11 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
         text = st.text_input("Test-set indices (comma-separated)", **state.remember("indices", "0, 1, 2, 3"))
         with ui.guard():
             try:
-                indices = [int(t) for t in text.replace(" ", "").split(",") if t]
+                indices = [int(t) for t in text[:MAX_INDEX_TEXT].replace(" ", "").split(",") if t]
             except ValueError:
-                raise LotusError(f"{text!r} is not a list of whole numbers; write e.g. 0, 1, 2") from None
+                raise LotusError("the indices are not a list of whole numbers; write e.g. 0, 1, 2") from None
+            if len(text) > MAX_INDEX_TEXT or len(indices) > MAX_IMAGES:
+                raise LotusError(f"give at most {MAX_IMAGES} test-set indices at once (scoring is per image)")
     elif source == "At random":
         c1, c2 = st.columns(2)
         count = c1.slider("Images", 1, 8, **state.remember("random_count", 4, range(1, 9)))
@@ -94,7 +101,7 @@ def selection_section(ctx: Context, indices, images, scorer: str, drop: float, s
     def title(i: int) -> str:
         where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
         truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
-        before, after = classes[int(report.prediction[i])], classes[int(report.prediction_lottery[i])]
+        before, after = (class_name(classes, int(p[i])) for p in (report.prediction, report.prediction_lottery))
         return html.escape(f"{where}{truth}") + "<br>" + html.escape(f"{before} -> {after}")  # plotly titles are HTML
 
     charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,

@@ -7,6 +7,7 @@ user-facing error (argparse's ``ArgumentTypeError`` or :class:`LotusError`); nev
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -127,3 +128,48 @@ def test_architecture_metadata_is_in_bounds_or_one_error(arch, name):
         assert key not in checked or (type(checked[key]) is int and lo <= checked[key] <= hi)
     for key, (lo, hi) in ARCH_FLOAT_BOUNDS.items():
         assert key not in checked or lo <= checked[key] <= hi
+
+
+# --------------------------------------------------------------------------- checkpoint header entries (issue 25)
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                      st.text(max_size=12))
+json_values = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                               st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                           max_leaves=20)
+head_keys = st.sampled_from(["state", "num_classes", "dataset", "classes", "seed", "evil"])
+head_values = st.one_of(json_values, st.sampled_from(["trained", "pretrained", "new"]), st.integers(1, 12),
+                        st.lists(st.text(max_size=4), min_size=0, max_size=12))
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=200), json_values.map(json.dumps),
+                 st.dictionaries(head_keys, head_values, max_size=6).map(json.dumps),
+                 st.integers(1, 3000).map(lambda n: "[" * n + "]" * n), st.integers(1, 3000).map(lambda n: '{"a":' * n)))
+def test_head_metadata_is_a_valid_head_or_one_error(text):
+    """Any lotus_head text is a Head whose every field is in range, or one LotusError line (never a
+    JSONDecodeError, RecursionError, TypeError or KeyError)."""
+    from lotus_core.models.loading import HEAD_STATES, MAX_SEED, Head
+
+    try:
+        head = Head.from_json(text, "ckpt")
+    except LotusError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("ckpt: lotus_head")
+        return
+    assert head.state in HEAD_STATES and type(head.num_classes) is int and 1 <= head.num_classes <= 100_000
+    assert head.classes is None or (len(head.classes) == head.num_classes and all(type(c) is str for c in head.classes))
+    assert head.seed is None or (type(head.seed) is int and 0 <= head.seed <= MAX_SEED)
+    assert head.dataset is None or type(head.dataset) is str
+    assert Head.from_json(head.to_json(), "ckpt") == head  # what a checkpoint writes, it reads back
+
+
+@SETTINGS
+@given(st.one_of(st.text(max_size=200), json_values.map(json.dumps),
+                 st.integers(1, 5000).map(lambda n: "[" * n + "]" * n)))
+def test_arch_metadata_text_is_an_object_or_one_error(text):
+    """Any lotus_arch text decodes (parse_meta_json) and validates, or gives one LotusError line."""
+    from lotus_core.models.loading import parse_meta_json
+
+    try:
+        validate_arch(parse_meta_json(text, "lotus_arch", "ckpt"), "ckpt")
+    except LotusError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith("ckpt")

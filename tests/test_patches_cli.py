@@ -52,19 +52,16 @@ def test_bad_patch_arguments_exit_2_with_one_line(capsys, tmp_path, args, messag
     assert (code, out) == (2, "") and err.count("\n") == 1 and message in err, err
 
 
-def test_attention_scorers_on_a_cnn_exit_2_and_occlusion_works(capsys, tmp_path):
+def test_a_cnn_checkpoint_is_refused_in_one_line_by_every_scorer(capsys, tmp_path):
+    """LOTUS handles timm VisionTransformer-family models only (scopes, heads, patch grids and speed methods
+    address a ViT's blocks): a CNN checkpoint is refused on loading, whatever the scorer."""
     cnn = timm.create_model("test_resnet", pretrained=False, num_classes=10)
     cnn.lotus_arch = {"model_name": "test_resnet", "num_classes": 10}
     path = save_checkpoint(cnn, tmp_path / "cnn.safetensors")
-    for scorer in ("cls", "rollout"):
+    for scorer in ("cls", "rollout", "random"):
         code, out, err = run_cli(capsys, "patches", "--model", str(path), "--score", scorer, "--db", str(tmp_path / "r.db"))
         assert code == 2 and out == "" and err.count("\n") == 1
-        assert "has no attention blocks; use the captum-ablation, captum-ig or random scorer" in err
-    code, out, err = run_cli(capsys, "patches", "--model", str(path), "--score", "random", "--json",
-                             "--db", str(tmp_path / "r.db"))
-    res = json.loads(out)
-    assert code == 0 and res["grid"] == [7, 7] and len(res["images"][0]["dropped"]) == 5
-    assert res["images"][0]["prediction_token_drop"] is None  # token dropping needs a ViT
+        assert "is a ResNet, not a Vision Transformer; LOTUS handles timm VisionTransformer-family models" in err
 
 
 def test_fidelity_reports_what_the_core_stores(capsys, tmp_path):

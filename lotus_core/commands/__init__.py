@@ -20,6 +20,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -27,6 +29,7 @@ Argument = tuple[tuple, dict]  # one add_argument call: (names, keyword argument
 Arguments = Union[list[Argument], Callable[[], list[Argument]]]  # a list, or a function building it when needed
 
 from ..core.config import config_fields, field_comments
+from ..core.errors import LotusError
 
 
 @dataclass
@@ -85,6 +88,8 @@ def config_args(cls: type, skip: tuple[str, ...] = (), **overrides: Callable | d
                 flags = (f"--no-{name.replace('_', '-')}",)
         elif kind in (int, float, str):  # numbers are finite and bounded even without an override
             kwargs["type"] = {int: whole_number, float: finite_number, str: str}[kind]
+            if kind is int and (name == "seed" or name.endswith("_seed")):  # one range for every seed flag
+                kwargs["type"] = seed
         kwargs.update(extra)
         if isinstance(kwargs["help"], str):
             kwargs["help"] = kwargs["help"].replace("%", "%%")
@@ -180,6 +185,51 @@ def comma_list(kind: type, ok: Callable[[float], bool], what: str) -> Callable[[
             raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of {what}")
         return values
     return parse
+
+
+def _shown(path: Path) -> str:
+    text = str(path)
+    return text if len(text) <= 120 else f"{text[:60]}...{text[-40:]}"
+
+
+def output_path(path: str | None, flag: str, folder: bool = False) -> Path | None:
+    """``path`` (``~`` expanded) checked as a place to write a file (``folder``: a folder, created if missing),
+    before anything is computed or recorded: its folder exists and is writable, its name fits the file system,
+    nothing of the other kind is in the way. Raises a one-line LotusError."""
+    if path is None or path == "":
+        return None
+    try:
+        p = Path(path).expanduser()
+    except RuntimeError:  # ~name of no user
+        raise LotusError(f"{flag} {path[:120]}: no such user folder {path.split('/')[0][:40]}; pass another path") from None
+    try:
+        name_max = os.pathconf(p.parent if p.parent.is_dir() else "/", "PC_NAME_MAX")
+        if any(len(part.encode()) > name_max for part in p.parts):
+            raise LotusError(f"{flag} {_shown(p)}: a name is longer than the file system's {name_max} bytes; "
+                             "pass a shorter path")
+        if folder and p.exists() and not p.is_dir():
+            raise LotusError(f"{flag} {_shown(p)} is a file; give a folder (it is created if missing)")
+        if not folder and p.is_dir():
+            raise LotusError(f"{flag} {_shown(p)} is a folder; give a file path inside it")
+        parent = p if folder and p.is_dir() else p.parent
+        if not parent.is_dir():
+            raise LotusError(f"{flag} {_shown(p)}: folder {_shown(parent)} does not exist; create it or pick "
+                             "another path")
+        if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise LotusError(f"{flag} {_shown(p)} cannot be written (read-only, or no permission); pass a "
+                             "writable path")
+    except OSError as exc:
+        raise LotusError(f"{flag} {_shown(p)} cannot be used ({exc.strerror}); pass another path") from None
+    return p
+
+
+def enough_images(ctx: Any, fraction: float, flag: str) -> None:
+    """Refuse a training-data fraction that leaves fewer images than the dataset has classes (nothing to
+    learn every class from), before any run is recorded."""
+    n, classes = len(ctx.train), len(ctx.train.classes)
+    if fraction * n + 0.5 < classes:
+        raise LotusError(f"{flag} {fraction:g} of the {n:,} training images is fewer than one image per class "
+                         f"({classes}); give at least {classes / n:.2g}")
 
 
 # The modules that define commands (importing them fills COMMANDS).

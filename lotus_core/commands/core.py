@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import platform
 
-from . import arg, command, positive_int, seed
+from . import arg, command, output_path, positive_int, seed
 
 
 @command("info", "model, dataset, device, and the executor with its cluster's resources")
@@ -65,7 +65,7 @@ def train_default_cmd(args, ctx) -> dict:
     from ..models.default import train_default
     from ..models.loading import DEFAULT_CARD, DEFAULT_WEIGHTS
 
-    out = Path(args.out) if args.out else DEFAULT_WEIGHTS
+    out = output_path(args.out, "--out") or DEFAULT_WEIGHTS
     card = out.with_suffix(".json") if args.out else DEFAULT_CARD
     return train_default(epochs=args.epochs, seed=args.seed, out=out, card=card, dataset=args.dataset,
                          on_progress=lambda p: print(f"step {p.step}/{p.steps} loss {p.loss:.3f} "
@@ -101,6 +101,7 @@ def export_cmd(args, ctx) -> dict:
     if args.out is None or len(args.run_id) != 1:
         raise LotusError("give one run and --out FILE (a CSV), or runs and --mlflow URI")
     (run_id,) = args.run_id
+    output_path(args.out, "--out")
     text = Store(args.db, create=False).export_csv(run_id, args.out)
     return {"run": run_id, "out": args.out, "rows": max(0, text.count("\n") - 1)}
 

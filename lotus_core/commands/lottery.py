@@ -12,8 +12,8 @@ import dataclasses
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from . import (arg, comma_list, command, config_args, fraction, learning_rate, non_negative_int,  # noqa: F401
-               positive_int, seed, share)
+from . import (arg, comma_list, command, config_args, enough_images, fraction, learning_rate,  # noqa: F401
+               non_negative_int, output_path, positive_int, seed, share)
 from .pruning import _progress
 
 
@@ -57,7 +57,11 @@ def _run_ticket(ctx, args, kind: str) -> dict:
     from ..results.registry import get_experiment
     from ..results.runs import run_experiment
 
-    summary = run_experiment(ctx, kind, _config(get_experiment(kind).config_cls, args), on_progress=_progress)
+    output_path(args.mask_out, "--mask-out")
+    config = _config(get_experiment(kind).config_cls, args)
+    if kind == "issp":
+        enough_images(ctx, config.data_fraction, "--data-fraction")
+    summary = run_experiment(ctx, kind, config, on_progress=_progress)
     return _ticket_output(ctx, summary, args.mask_out)
 
 
@@ -154,6 +158,7 @@ def soup_sweep_cmd(args, ctx) -> dict:
     base = _config(ISSPConfig, args)
     for f in fractions:  # every fraction is checked before the first run is recorded
         dataclasses.replace(base, data_fraction=f)
+        enough_images(ctx, f, "--data-fractions")
     table = data_fraction_sweep(ctx, base, fractions, on_progress=_progress)
     return {"runs": table.to_dict(orient="records")}
 
@@ -168,7 +173,7 @@ def similarity_cmd(args, ctx) -> dict:
     return mask_similarity(Mask.load(args.mask_a), Mask.load(args.mask_b))
 
 
-def _steps_list(text: str) -> tuple[int, ...]:
+def _steps_list(text: str, steps: int | None = None) -> tuple[int, ...]:
     """The rewinding points of ``0,10,25`` (a LotusError on anything else)."""
     try:
         ks = tuple(sorted({int(x) for x in text.split(",") if x.strip()}))
@@ -176,6 +181,10 @@ def _steps_list(text: str) -> tuple[int, ...]:
         raise LotusError(f"cannot read rewinding points {text!r}; give whole steps such as 0,10,25,50") from None
     if not ks:
         raise LotusError("no rewinding points given; give whole steps such as 0,10,25,50")
+    if ks[0] < 0 or (steps is not None and ks[-1] > steps):
+        bad = ks[0] if ks[0] < 0 else ks[-1]
+        raise LotusError(f"rewinding point {bad} is outside 0..{steps if steps is not None else 'steps'}; "
+                         "give steps of the dense run such as 0,10,25,50")
     return ks
 
 
@@ -192,7 +201,7 @@ def instability_cmd(args, ctx) -> dict:
     from ..lottery.instability import InstabilityConfig
     from ..results.runs import run_experiment
 
-    cfg = from_mapping(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks)})
+    cfg = from_mapping(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks, args.steps)})
     summary = run_experiment(ctx, "instability", cfg, on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}

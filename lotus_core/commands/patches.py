@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from ..core.config import from_mapping
-from . import arg, command, config_args, fraction, learning_rate, non_negative_int, positive_int, seed, share, weight_decay
+from . import (arg, command, config_args, enough_images, fraction, learning_rate, non_negative_int, positive_int, seed,
+               share, weight_decay)
 from .pruning import _progress
 
 
@@ -95,5 +96,6 @@ def lottery_train_cmd(args, ctx) -> dict:
     from ..results.runs import run_experiment
 
     cfg = from_mapping(LotteryTrainConfig, vars(args))
+    enough_images(ctx, cfg.fraction, "--fraction")
     summary = run_experiment(ctx, "lottery-train", cfg, on_progress=_progress)
     return {**summary, "points": epoch_frame(ctx, summary["run_id"]).to_dict(orient="records")}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from . import arg, command, config_args, fraction, non_negative_int, positive_int, resolution, seed, tolerance
+from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, output_path, positive_int,
+               resolution, seed, tolerance)
 
 
 def _sweep_args(*names: str) -> list:
@@ -95,6 +96,7 @@ def _prune_args() -> list:
 def prune_cmd(args, ctx) -> dict:
     from ..pruning.sweep import PointEvaluator, curve_name
 
+    output_path(args.mask_out, "--mask-out")
     config = _sweep_config(args, methods=(args.method,))
     evaluator = PointEvaluator(ctx, config)
     sparsity = evaluator.effective_sparsity(args.method, args.sparsity)
@@ -124,7 +126,7 @@ def _sweep_cmd_args() -> list:
         *_sweep_args("protocol"),
         # the essential protocol's fine-tuning recipe (FinetuneConfig; the same as `finetune`'s flags)
         arg("--ft-epochs", type=positive_int, default=8, help="essential protocol: fine-tuning epochs per model"),
-        arg("--ft-lr", type=float, default=2e-5, help="essential protocol: peak AdamW learning rate"),
+        arg("--ft-lr", type=learning_rate, default=2e-5, help="essential protocol: peak AdamW learning rate"),
         arg("--ft-batch-size", type=positive_int, default=64, help="essential protocol: batch size"),
         arg("--ft-head-only", action="store_true", help="essential protocol: fine-tune the head only"),
         arg("--ft-train-limit", type=positive_int, default=None, help="essential protocol: training images used"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import LotusError
-from . import arg, command, positive_int
+from . import arg, command, output_path, positive_int
 
 
 def _report_args() -> list:
@@ -21,6 +21,7 @@ def report_cmd(args, ctx) -> dict:
 
     if not 0 <= args.example_class < len(ctx.test.classes):
         raise LotusError(f"--example-class {args.example_class} is outside 0..{len(ctx.test.classes) - 1}")
+    output_path(args.out, "--out")
     report = build_report(ctx, ReportOptions(limit=args.limit, example_class=args.example_class))
     text = report.to_html()
     out = Path(args.out)

@@ -6,7 +6,7 @@ import sys
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from . import arg, comma_list, command, config_args, positive_int, tolerance
+from . import arg, comma_list, command, config_args, output_path, positive_int, tolerance
 
 
 def _methods(text: str) -> tuple[str, ...]:
@@ -52,6 +52,7 @@ def speed_cmd(args, ctx) -> dict:
         raise LotusError("--again keeps the earlier measurements and --no-cache deletes the last one: give one of them")
     if args.out and not {"heads", "channels"} & set(args.methods):
         raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")
+    output_path(args.out, "--out", folder=True)
     # the device measured is the one the model is on (the common --device; SpeedConfig keeps its type)
     config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
     config = measure_again(ctx, config) if args.again else latest(ctx, config)

@@ -73,9 +73,9 @@ class Head:
         return json.dumps({**asdict(self), "classes": list(self.classes) if self.classes else None})
 
     @classmethod
-    def from_json(cls, text: str) -> "Head":
-        d = json.loads(text)
-        return cls(**{**d, "classes": tuple(d["classes"]) if d.get("classes") else None})
+    def from_json(cls, text: str, source: str = "checkpoint") -> "Head":
+        """The head described by a checkpoint's ``lotus_head`` entry, every field checked (LotusError)."""
+        return parse_head(parse_meta_json(text, HEAD_KEY, source), source)
 
     def problem(self, classes: list[str]) -> str | None:
         """Why this head cannot be used as-is on a dataset with ``classes`` (None when it can)."""
@@ -88,6 +88,84 @@ class Head:
             return (f"head not trained on this dataset (trained on {self.dataset}: "
                     f"{', '.join(self.classes[:3])}...): fine-tune it first")
         return None
+
+
+HEAD_STATES = ("trained", "pretrained", "new")
+MAX_META_CHARS = 8 << 20  # a checkpoint header entry larger than this is not LOTUS metadata
+MAX_SEED = 2 ** 32 - 1  # every seed, on the CLI, in pages and in checkpoint metadata (numpy's range)
+
+
+def parse_meta_json(text: Any, key: str, source: str) -> Any:
+    """The JSON value of checkpoint header entry ``key`` (``lotus_arch``, ``lotus_head``); one LotusError for
+    text that is not JSON, too large, or nested too deep to decode (a header is data, never trusted)."""
+    if not isinstance(text, str) or len(text) > MAX_META_CHARS:
+        raise LotusError(f"{source}: {key} metadata is not JSON text of at most {MAX_META_CHARS >> 20} MB; "
+                         "re-save the checkpoint")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError; 10k+ nested brackets recurse
+        raise LotusError(f"{source}: {key} metadata is not valid JSON; re-save the checkpoint") from None
+
+
+def parse_head(d: Any, source: str) -> "Head":
+    """``d`` (a decoded ``lotus_head``) as a :class:`Head`: known keys only, a valid state, a class count
+    in 1..100000, class names (as many as outputs) and a seed in range; LotusError otherwise."""
+    def bad(what: str) -> LotusError:
+        return LotusError(f"{source}: lotus_head {what}; re-save the checkpoint (or pass its weights without "
+                          "the header)")
+
+    if not isinstance(d, dict):
+        raise bad(f"must be a JSON object, not {type(d).__name__}")
+    extra = sorted(set(d) - {"state", "num_classes", "dataset", "classes", "seed"})
+    if extra:
+        raise bad(f"carries unsupported key {extra[0][:40]!r}")
+    state, n, dataset, classes, seed = (d.get(k) for k in ("state", "num_classes", "dataset", "classes", "seed"))
+    if state not in HEAD_STATES:
+        raise bad(f"state {str(state)[:40]!r} is not one of {', '.join(HEAD_STATES)}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= ARCH_INT_BOUNDS["num_classes"][1]:
+        raise bad(f"num_classes={str(n)[:40]!r} is outside 1..{ARCH_INT_BOUNDS['num_classes'][1]}")
+    if dataset is not None and (not isinstance(dataset, str) or len(dataset) > 4096):
+        raise bad("dataset is not a name")
+    if classes is not None and (not isinstance(classes, list) or len(classes) != n
+                                or not all(isinstance(c, str) and len(c) <= 4096 for c in classes)):
+        raise bad(f"classes is not a list of {n} class names")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED):
+        raise bad(f"seed={str(seed)[:40]!r} is outside 0..{MAX_SEED}")
+    return Head(state, n, dataset, tuple(classes) if classes else None, seed)
+
+
+def require_vit(model: nn.Module, name: str) -> None:
+    """Refuse a model outside timm's VisionTransformer family (pruning scopes, heads, patches and speed
+    methods all address a ViT's blocks, attention and patch grid)."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    if not isinstance(model, VisionTransformer):
+        raise LotusError(f"{name} is a {type(model).__name__}, not a Vision Transformer; LOTUS handles timm "
+                         "VisionTransformer-family models (vit_*, deit_*)")
+
+
+# Weight dtypes: float32 and bfloat16 are read as they are; float16 and float64 are cast to the model's float32
+# with one note; anything else (integers, booleans, complex numbers, 8-bit floats) is refused.
+CAST_DTYPES = (torch.float16, torch.float64)
+WEIGHT_DTYPES = (torch.float32, torch.bfloat16, *CAST_DTYPES)
+
+
+def check_values(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Refuse tensors of ``state`` that cannot stand for ``own``'s (a float parameter given as int8, bool or
+    complex; NaN or infinite values); returns the notes to show (a float16/float64 cast)."""
+    cast = set()
+    for k, t in state.items():
+        if k not in own or not own[k].is_floating_point():
+            continue
+        if t.dtype not in WEIGHT_DTYPES:
+            raise LotusError(f"{source} holds {str(t.dtype).replace('torch.', '')} weights ({k}); LOTUS reads float "
+                             "weights (float32 or bfloat16; float16/float64 are cast): re-save the checkpoint in float32")
+        if t.dtype in CAST_DTYPES:
+            cast.add(str(t.dtype).replace("torch.", ""))
+        if t.numel() and not bool(torch.isfinite(t).all()):
+            raise LotusError(f"{source} holds NaN or infinite weights ({k}); it is not a usable model: "
+                             "pass the checkpoint saved before training diverged")
+    return [f"{source}: {' and '.join(sorted(cast))} weights are cast to float32"] if cast else []
 
 
 def head_outputs(model: nn.Module) -> int:
@@ -159,12 +237,15 @@ def _create(arch: dict[str, Any], **overrides: Any) -> nn.Module:
         raise LotusError(f"architecture {arch['model_name']} cannot be built with {kwargs} ({msg})") from None
 
 
-def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> None:
-    """Refuse ``state`` unless it fits ``arch`` exactly, checked on the meta device (nothing is allocated)."""
+def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Refuse ``state`` unless it fits ``arch`` exactly, checked on the meta device (nothing is allocated):
+    a ViT, the same names and shapes, usable values (:func:`check_values`, whose notes are returned)."""
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         meta = _create(arch)
+    require_vit(meta, f"{source} (lotus_arch {arch['model_name']})")
     compare_state(meta.state_dict(), state, source)
+    return check_values(meta.state_dict(), state, source)
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:
@@ -300,18 +381,20 @@ def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: 
     a pre-trained model to fine-tune, not a classifier of these classes.
     """
     state, meta = read_checkpoint(path)
-    if arch is None and "lotus_arch" in meta:
-        try:
-            arch = json.loads(meta["lotus_arch"])
-        except json.JSONDecodeError:
-            raise LotusError(f"{path}: lotus_arch metadata is not valid JSON; re-save the checkpoint") from None
+    if arch is None and "lotus_arch" in meta:  # a header that is there is checked, even when it says null
+        arch = validate_arch(parse_meta_json(meta["lotus_arch"], "lotus_arch", str(path)), str(path))
     arch = validate_arch(arch, str(path)) if arch is not None else default_arch()
-    check_fits(arch, state, str(path))
+    file_head = Head.from_json(meta[HEAD_KEY], str(path)) if HEAD_KEY in meta else None
+    notes = check_fits(arch, state, str(path))
     model = build_from_arch(arch)
     load_state(model, state, str(path))
     model.lotus_id = f"{name or Path(path).name}@{file_sha256(Path(path))[:12]}"
     model.lotus_arch = arch
-    model.lotus_head = Head.from_json(meta[HEAD_KEY]) if HEAD_KEY in meta else Head("pretrained", head_outputs(model))
+    if file_head is not None and file_head.num_classes != head_outputs(model):
+        raise LotusError(f"{path}: lotus_head says {file_head.num_classes} outputs, the classifier has "
+                         f"{head_outputs(model)}; re-save the checkpoint")
+    model.lotus_head = file_head or Head("pretrained", head_outputs(model))
+    model.lotus_notes = notes  # said once by the CLI (a float16/float64 cast)
     model.lotus_meta = meta  # provenance written by save_checkpoint (source, dataset, recipe, accuracy, ...)
     if classes is not None and model.lotus_head.state == "trained" and model.lotus_head.problem(classes) \
             or classes is not None and head_outputs(model) != len(classes):
@@ -394,9 +477,9 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
             raise LotusError(f"weights file {weights} does not exist; pass an existing --weights FILE")
         state, meta = read_checkpoint(weights)
         if "lotus_arch" in meta:  # a LOTUS checkpoint of a timm architecture (any size): its header builds it
-            file_arch = json.loads(meta["lotus_arch"])
-            if file_arch.get("model_name", "").split(".")[0] != base:
-                raise LotusError(f"weights file {weights} holds a {file_arch.get('model_name')}, not a {base}; "
+            file_arch = validate_arch(parse_meta_json(meta["lotus_arch"], "lotus_arch", str(weights)), str(weights))
+            if file_arch["model_name"].split(".")[0] != base:
+                raise LotusError(f"weights file {weights} holds a {file_arch['model_name']}, not a {base}; "
                                  "pass the weights of this architecture")
             if classes is None and num_classes:
                 classes = [str(i) for i in range(num_classes)]
@@ -405,6 +488,16 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
         file_classes = int(head_w.shape[0]) if head_w is not None and head_w.ndim == 2 else None
         # tell timm the file's head size, so a matching head is kept and a different one dropped
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
+    if not 0 <= head_seed <= MAX_SEED:
+        raise LotusError(f"head seed {head_seed} is outside 0..{MAX_SEED}; give a seed such as 0")
+    try:  # refuse a CNN before fetching its weights (built on the meta device: nothing is allocated)
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = timm.create_model(base, pretrained=False)
+    except Exception:  # noqa: BLE001 - a model that cannot be built here is refused below with its reason
+        probe = None
+    if probe is not None:
+        require_vit(probe, name)
     try:
         with seeded(head_seed), _hub_offline_unless_allowed():
             model = timm.create_model(name, pretrained=pretrained, **kwargs)
@@ -418,6 +511,7 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
         raise LotusError(f"could not fetch the weights of {name} from the hub ({msg[:100]}); go online or pass "
                          "--weights FILE") from None
     model.eval()
+    model.lotus_notes = check_values(model.state_dict(), state, str(weights)) if weights is not None else []
     hub_classes = file_classes if weights else (model.pretrained_cfg or {}).get("num_classes")
     outputs = head_outputs(model)
     new_head = pretrained and hub_classes is not None and outputs != hub_classes

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..core.errors import LotusError
-from ..data import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE
+from ..data import MAX_IMAGE_BYTES, MAX_IMAGE_SIDE, to_rgb
 
 MAX_UPLOAD_BYTES = MAX_IMAGE_BYTES  # 10 MB: also Streamlit's server.maxUploadSize (.streamlit/config.toml)
 MAX_UPLOAD_SIDE = MAX_IMAGE_SIDE  # pixels
@@ -25,6 +25,9 @@ def load_upload(data: bytes, data_config: dict, name: str = "upload") -> torch.T
         raise LotusError(f"{name} is {len(data) / 1e6:.1f} MB; upload an image of at most 10 MB")
     try:
         im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # a header claiming billions of pixels in a few bytes
+        raise LotusError(f"{name} declares too many pixels to decode safely (a decompression bomb?); upload an "
+                         f"image of at most {MAX_UPLOAD_SIDE} pixels per side") from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise LotusError(f"{name} is not an image; upload a PNG or JPEG file") from None
     with im:
@@ -35,7 +38,8 @@ def load_upload(data: bytes, data_config: dict, name: str = "upload") -> torch.T
                              f"{MAX_UPLOAD_SIDE} pixels per side")
         c, h, w = data_config["input_size"]
         try:
-            im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+            im = to_rgb(im)[0]  # 16-bit scaled, transparency composited (as an image folder's files)
+            im = (im.convert("L") if c == 1 else im).resize((w, h), Image.BILINEAR)
         except (OSError, ValueError, Image.DecompressionBombError):
             raise LotusError(f"{name} is a damaged image; upload another PNG or JPEG file") from None
         arr = np.array(im, dtype=np.uint8)

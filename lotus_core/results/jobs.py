@@ -138,9 +138,15 @@ def _is_worker_process(pid: int) -> bool:
 
 
 def live_workers(store: Store) -> list[dict]:
-    """Workers of ``store`` that renewed their heartbeat within the lease and whose process is a worker."""
-    host = socket.gethostname()
-    return [w for w in store.live_workers(lease_s()) if w["host"] != host or _is_worker_process(w["pid"])]
+    """Workers of ``store`` that renewed their heartbeat within the lease and whose process is a worker; the
+    rows of workers of this machine whose process is gone (killed with SIGKILL: no goodbye) are deleted."""
+    host, live = socket.gethostname(), []
+    for w in store.live_workers(lease_s()):
+        if w["host"] != host or _is_worker_process(w["pid"]):
+            live.append(w)
+        else:
+            store.worker_gone(w["token"])
+    return live
 
 
 def worker_pid(store_path: Path) -> int | None:

@@ -70,6 +70,16 @@ class Server:
                 self.process.wait(20)
 
 
+def die_with_parent() -> None:
+    """Run in the server's process before it starts: the kernel sends it SIGTERM when the test process dies,
+    even by SIGKILL (a CI time limit), so no dashboard outlives the tests; its worker (``--exit-with-parent``)
+    follows the dashboard. Linux's PR_SET_PDEATHSIG; elsewhere nothing."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+
+
 def start_server(db: Path, log: Path, timeout_s: float = 180) -> Server:
     """``streamlit run app/streamlit_app.py`` on a free port with ``LOTUS_DB=db``, once /_stcore/health answers."""
     port = free_port()
@@ -81,7 +91,7 @@ def start_server(db: Path, log: Path, timeout_s: float = 180) -> Server:
                                 str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                                 "--browser.gatherUsageStats", "false"],
                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=die_with_parent)
     server = Server(f"http://127.0.0.1:{port}", process, log, db)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
