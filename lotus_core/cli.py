@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sqlite3
 import sys
 from typing import Any, Sequence
 
-from .commands import COMMANDS
-from .core.errors import LotusError
+from .commands import COMMANDS, seed
+from .core.errors import LotusError, os_error_line
 from .core.text import visible
 from .results.executors import EXECUTORS
 
@@ -39,7 +40,7 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
         g.add_argument("--gpus-per-task", type=float, default=None, help="GPUs per unit; fractions pack units (0.25)")
         g.add_argument("--cpus-per-task", type=float, default=None, help="CPUs per unit (default $LOTUS_THREADS, the threads each unit computes on)")
         p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present); chosen once")
-        p.add_argument("--head-seed", type=int, default=0, help="seed of a timm head re-initialised for the dataset")
+        p.add_argument("--head-seed", type=seed, default=0, help="seed of a timm head re-initialised for the dataset")
 
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -74,6 +75,16 @@ def _print_human(result: dict) -> None:
         print(f"{key}: {visible(str(text))}")  # stored text (old run names) never drives the terminal
 
 
+def sqlite_error_line(exc: sqlite3.Error) -> str:
+    """One line for an SQLite error that escaped the store's own checks."""
+    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    if "full" in text:
+        return "the results store's disk is full; free space and rerun to resume (finished results are kept)"
+    if "readonly" in text or "unable to open" in text:
+        return f"the results store cannot be written ({text}); pass a writable --db path"
+    return f"the results store failed ({text}); check --db (or move the store away and rerun)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")  # the command comes first
@@ -98,10 +109,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 note = (f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
                         f"all {len(ctx.test)} are used")
         result = cmd.run(args, ctx)
-        if note:  # said once the command succeeded, so that a refusal stays one line
-            print(note, file=sys.stderr)
+        notes = [*getattr(ctx.model, "lotus_notes", ()), *ctx.test.notes] if ctx is not None else []
+        for line in [*notes, *([note] if note else [])]:  # said once the command succeeded: a refusal stays one line
+            print(line if line.startswith("lotus ") else f"lotus {args.command}: note: {line}", file=sys.stderr)
     except LotusError as exc:
         print(f"lotus {args.command}: error: {visible(str(exc))}", file=sys.stderr)  # it may quote what was typed
+        return 2
+    except OSError as exc:  # a path the user gave: read-only, full, too long, a file in the way, ...
+        print(f"lotus {args.command}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:
+        print(f"lotus {args.command}: error: {sqlite_error_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"lotus {args.command}: interrupted; every finished result is in the store, rerun to resume",
