@@ -85,16 +85,16 @@ if result.best_batch:
 rows = result.at(batch)
 doubtful = rows[~rows["reliable"]]
 if len(doubtful):
-    reasons = "; ".join(dict.fromkeys(doubtful["unreliable"].dropna()))  # LOTUS's own words, not typed text
-    st.warning(f"{len(doubtful)} of {len(rows)} measurements at this batch size are unreliable ({reasons or 'measured '
-               'once, without an interval'}): they are drawn, but never on the frontier, never the best within eps, and '
-               "never in the Report. **Measure again** when the machine is quieter.")
+    reasons = "; ".join(dict.fromkeys(doubtful["unreliable"].dropna())) or "measured once, without an interval"
+    st.warning(f"{len(doubtful)} of {len(rows)} measurements at this batch size are unreliable ({reasons}): they are "
+               "drawn, but never on the frontier, never the best within eps, and never in the Report. **Measure "
+               "again** when the machine is quieter.")
 title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.threads} threads · torch "
          f"{config.torch_version}")
 charts.show(charts.speed_frontier(rows, result.dense["accuracy"], eps, "latency_ms" if axis == "latency" else
                                   "images_per_s", title), key="frontier")
 for _, row in result.frame[result.frame["unavailable"].notna() & (result.frame["batch_size"] == batch)].iterrows():
-    st.info(f"{row['method']} is not measured here: {ui.literal(row['unavailable'])}.")
+    st.info(f"{row['method']} is not measured here: {row['unavailable']}.")
 table = rows.assign(**{
     "FLOPs (M/image)": rows["flops"] / 1e6, "params": rows["params"].astype(int), "size (MB)": rows["bytes"] / 1e6,
     "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"],

@@ -558,7 +558,7 @@ def test_the_report_quotes_a_reliable_speed_up_with_its_interval_and_device_and_
     assert (row["speedup"], row["speedup_low"], row["speedup_high"]) == (1.25, 1.25, 1.5)
     section = speed_section(tiny_ctx, ReportOptions(limit=40), Stored(tiny_ctx, 40))
     assert section.value == 1.25
-    assert section.sentence.startswith(f"On cpu ({config.device_name}) with 1 thread(s), at batch 2, the fastest "
+    assert section.sentence.startswith(f"On cpu ({config.device_name}) with 1 thread, at batch 2, the fastest "
                                        "configuration within 1 point of the dense accuracy is channels 0% ")
     assert (": 1.25x the dense speed (95% interval 1.25-1.50x, median of 3 interleaved rounds; 8 ms against 10 ms "
             "per batch)") in section.sentence

@@ -37,10 +37,11 @@ import plotly.graph_objects as go
 from ..core.context import Context
 from ..core.errors import LotusError
 from ..lottery.common import ticket_curve
+from ..pruning.essential import noise_warning
 from ..results.registry import get_experiment
 from ..results.store import RunStatus
 from ..training.evaluate import DEFAULT_LIMIT
-from .figures import accuracy_lines, per_class_accuracy, similarity_curve, sparsity_curve, speed_frontier, titled
+from .figures import accuracy_lines, count_text, per_class_accuracy, similarity_curve, sparsity_curve, speed_frontier, titled
 
 if TYPE_CHECKING:
     from ..pruning.sweep import SweepResult
@@ -229,7 +230,7 @@ def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> S
     dense = result.dense["accuracy"]
     name = f"{method.upper()} ({PRUNERS[method].help})" if method in PRUNERS else method
     sentence = (f"Pruning the {_pct(ess['essential_sparsity'], 0)} least important weights at once with {name} keeps "
-                f"accuracy within {100 * eps:g} point of the unpruned {_pct(dense)}: this turning point is the "
+                f"accuracy within {count_text(round(100 * eps, 6), 'point')} of the unpruned {_pct(dense)}: this turning point is the "
                 "essential sparsity.")
     first_drop = ess["bracket"][1]
     curve = result.frame[result.frame["method"] == method]
@@ -241,6 +242,8 @@ def essential_section(ctx: Context, options: ReportOptions, stored: Stored) -> S
                      f"(decided after {int(below['seen'])} of {int(below['n'])} test images).")
     else:
         sentence += f" Accuracy never fell further up to the highest sparsity tried, {_pct(curve['sparsity'].max(), 0)}."
+    noisy = noise_warning(dense, result.dense["n"], eps)
+    sentence += f" {noisy}" if noisy else ""
     fig = sparsity_curve(result.frame, result.dense, result.essential, eps,
                          "Accuracy against sparsity; stars mark each method's turning point")
     return Section("essential", "How much can be pruned at almost no cost?", sentence, fig, ess["essential_sparsity"])
@@ -369,7 +372,7 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
         value, best = lot["final_accuracy"], summary["best_full_accuracy"]
     else:
         last = frame.groupby("arm")["accuracy"].last().reindex(["lottery", "full"])
-        sentence = (f"After {int(frame['epoch'].max())} finished epoch(s) of a run that is {run['status']}: lottery "
+        sentence = (f"After {count_text(int(frame['epoch'].max()), 'finished epoch')} of a run that is {run['status']}: lottery "
                     f"tickets {_pct(last['lottery'])}, full images {_pct(last['full'])}.")
         value, best = float(last["lottery"]), None
     return Section("convergence", title, sentence, convergence(frame, best), value)
@@ -388,7 +391,7 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     dense = rows[rows["method"] == "dense"].iloc[0]
     # only reliable measurements are quoted (speed/run.py: interleaved rounds, an interval, a machine not busy)
     fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense") & rows["reliable"]]
-    where = f"On {dense['device']} with {int(dense['threads'])} thread(s), at batch {batch}"
+    where = f"On {dense['device']} with {count_text(int(dense['threads']), 'thread')}, at batch {batch}"
     doubt = rows[~rows["reliable"]]
     if fast.empty and len(doubt):
         reason = next(iter(doubt["unreliable"].dropna()), "measured once, without an interval")
