@@ -13,7 +13,7 @@ from lotus_core.lottery.issp import ISSPConfig, run_issp
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
 from lotus_core.patches.analysis import class_indices, explain_images
-from lotus_core.views.report import SECTIONS, ReportOptions, build_report, results_version
+from lotus_core.views.report import SECTIONS, ReportOptions, build_report, pinned, results_version, set_pinned
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
@@ -110,7 +110,8 @@ def test_every_section_states_the_stored_number_it_shows(full_ctx):
     fast = speed[(speed["drop"] <= 0.01) & (speed["method"] != "dense") & speed["reliable"]]
     section = report.section("speed")
     dense_row = speed[speed["method"] == "dense"].iloc[0]
-    assert section.sentence.startswith(f"On {dense_row['device']} with {int(dense_row['threads'])} thread(s), at batch 4")
+    threads = int(dense_row["threads"])
+    assert section.sentence.startswith(f"On {dense_row['device']} with {threads} thread{'s' * (threads != 1)}, at batch 4")
     if not speed["reliable"].all() and fast.empty:  # a busy machine: nothing is quoted
         assert section.value is None and "nothing is quoted" in section.sentence
     elif fast.empty:
@@ -150,22 +151,70 @@ def test_a_data_fraction_sweep_of_issp_is_summarised_fraction_by_fraction(full_c
     assert "by the fraction of training data" not in single.sentence  # one fraction: nothing to compare
     base = ISSPConfig(target=0.3, per_round=0.3, denoisers=1, lookahead_steps=1, data_fraction=0.05, finetune_steps=1,
                       batch_size=8, limit=100)
-    run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.2, denoisers=2), run_issp)  # another sweep
+    another = run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.2, denoisers=2), run_issp)
     other = run_experiment(full_ctx, "issp", dataclasses.replace(base, data_fraction=0.5), run_issp)  # the newest
+    assert build_report(full_ctx, OPTIONS).section("comparison").sentence == single.sentence  # not pinned: unchanged
+    set_pinned(full_ctx, another["run_id"])
+    set_pinned(full_ctx, other["run_id"])
     sentence = build_report(full_ctx, OPTIONS).section("comparison").sentence
     first = full_ctx.results["issp"]["final_accuracy"]
     assert (" ISSP's final accuracy by the fraction of training data each look-ahead saw: "
             f"5%: {_pct(first)}, 50%: {_pct(other['final_accuracy'])} (LOTUS saw about 50% with 10%).") in sentence
 
 
-def test_results_measured_on_another_number_of_test_images_are_never_mixed_in(tiny_ctx):
-    """One protocol: a ticket measured on 50 images is not set against a 100-image dense line and sweep."""
-    run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100))
-    run_experiment(tiny_ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50), run_lth)
+def test_a_first_report_pins_what_it_chose_and_other_limits_are_flagged_not_mixed(tiny_ctx):
+    """One protocol on a first report: a ticket measured on 50 images is not chosen beside a 100-image dense
+    line and sweep. Once pinned, a run on another number of test images is used only when pinned, and then
+    the report says the pinned runs disagree."""
+    sweep = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100))
+    lth = run_experiment(tiny_ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50),
+                         run_lth)
     report = build_report(tiny_ctx, OPTIONS)
-    assert report.section("essential").missing is None
+    assert report.section("essential").missing is None and report.warnings == []
     assert report.section("similarity").missing == "Soup" and report.section("comparison").missing == "Soup"
-    assert build_report(tiny_ctx, dataclasses.replace(OPTIONS, limit=50)).section("essential").missing == "Sparsity curves"
+    dense_id = report.section("dense").runs[0]["run"]
+    assert set(pinned(tiny_ctx)) == {dense_id, sweep.run_id}
+    set_pinned(tiny_ctx, lth["run_id"])
+    report = build_report(tiny_ctx, OPTIONS)
+    assert report.section("similarity").missing is None
+    assert report.warnings == [f"Pinned runs disagree on test-set size (100: evaluate {dense_id}, sweep {sweep.run_id}; "
+                               f"50: lth {lth['run_id']}): their numbers are not comparable; pin runs that agree on "
+                               "the Experiments page."]
+    assert report.to_dict()["warnings"] == report.warnings
+    assert "Pinned runs disagree on test-set size" in report.to_html()
+
+
+def test_trying_other_settings_never_changes_the_report_until_pinned(tiny_ctx):
+    """The Report keeps its story: a newer sweep (another eps, another method) is ignored until it is pinned;
+    unpinning goes back; pins live in the store, not in the process."""
+    first = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5, 0.75), limit=100))
+    before = build_report(tiny_ctx, OPTIONS).section("essential")
+    newer = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100, eps=0.02))
+    assert build_report(tiny_ctx, OPTIONS).section("essential").sentence == before.sentence
+    set_pinned(tiny_ctx, newer.run_id)
+    after = build_report(tiny_ctx, OPTIONS).section("essential")
+    assert after.runs[0]["run"] == newer.run_id and after.value == newer.essential["omp"]["essential_sparsity"]
+    assert "within 2 point" in after.sentence
+    assert Store(tiny_ctx.store.path).pins(tiny_ctx.model_id)[newer.run_id] is True
+    set_pinned(tiny_ctx, newer.run_id, False)
+    assert build_report(tiny_ctx, OPTIONS).section("essential").runs[0]["run"] == first.run_id
+
+
+def test_each_number_names_its_run_and_where_it_was_computed(full_ctx):
+    from lotus_core.results.runs import provenance_label
+
+    report = build_report(full_ctx, OPTIONS)
+    res = full_ctx.results
+    runs = {s.key: [r["run"] for r in s.runs] for s in report.sections}
+    assert runs["essential"] == [res["sweep"].run_id] and runs["similarity"] == [res["lth"]["run_id"]]
+    assert runs["comparison"] == [res["lth"]["run_id"], res["issp"]["run_id"], res["sweep"].run_id]
+    assert runs["convergence"] == [res["lottery"]["run_id"]] and runs["speed"] == [res["speed"].run_id]
+    section = report.section("essential")
+    label = provenance_label(full_ctx, res["sweep"].run_id)
+    assert section.runs[0] == {"run": res["sweep"].run_id, "kind": "sweep", "provenance": label}
+    assert label.startswith("computed in ") and " on cpu (" in label and "1 threads" in label
+    assert f"Run {res['sweep'].run_id} (sweep): {label}" in report.to_html()
+    assert report.to_dict()["sections"][1]["runs"] == section.runs
 
 
 def test_results_version_changes_when_a_result_is_stored(tiny_ctx):
@@ -251,7 +300,7 @@ def test_an_unfinished_lottery_training_shows_its_finished_epochs(tiny_ctx):
     section = build_report(tiny_ctx, OPTIONS).section("convergence")
     lottery, full = summary["lottery"]["accuracy"][0], summary["full"]["accuracy"][0]
     assert section.value == lottery and section.figure is not None
-    assert section.sentence == (f"After 1 finished epoch(s) of a run that is running: lottery tickets {_pct(lottery)}, "
+    assert section.sentence == (f"After 1 finished epoch of a run that is running: lottery tickets {_pct(lottery)}, "
                                 f"full images {_pct(full)}.")
 
 

@@ -97,22 +97,29 @@ def demo_plan(limit: int = DEFAULT_LIMIT) -> list[DemoStep]:
     return steps
 
 
-def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
-    """Labels of the demo steps whose result is not stored yet. Reads the store only: a step whose
-    config needs an earlier, missing result (the controls of a missing ticket) counts as missing."""
-    from ..results.runs import stored_summary
+def demo_runs(ctx: Context, limit: int = DEFAULT_LIMIT) -> dict[str, str]:
+    """Label -> id of the stored run serving each demo step (computed here or elsewhere: labelled), for the steps
+    stored; reads the store only. The Report's runs by default (views.report.pinned)."""
+    from ..results.runs import resolve
 
-    out: list[str] = []
+    out: dict[str, str] = {}
     for step in demo_plan(limit):
         try:
             cfg = step.config(ctx)
         except (TypeError, KeyError):  # an earlier result it reads is missing
-            out.append(step.label)
             continue
-        params = ctx.dense_params(cfg) if step.kind == "evaluate" else cfg
-        if stored_summary(ctx, step.kind, params) is None:  # served here or from elsewhere, labelled
-            out.append(step.label)
+        run = resolve(ctx, step.kind, ctx.dense_params(cfg) if step.kind == "evaluate" else cfg)
+        if run is not None:
+            out[step.label] = run["id"]
     return out
+
+
+def missing_steps(ctx: Context, limit: int = DEFAULT_LIMIT) -> list[str]:
+    """Labels of the demo steps whose result is not stored yet (here or elsewhere: :func:`demo_runs`). Reads the
+    store only: a step whose config needs an earlier, missing result (the controls of a missing ticket) counts
+    as missing."""
+    found = demo_runs(ctx, limit)
+    return [step.label for step in demo_plan(limit) if step.label not in found]
 
 
 def prepare_demo(ctx: Context, limit: int = DEFAULT_LIMIT,

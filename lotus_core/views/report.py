@@ -18,6 +18,14 @@ Sections (:data:`SECTIONS`), after the papers the dashboard relates to:
 - the lottery-training convergence (lottery data against full images, epoch by epoch);
 - does it run faster: the fastest measured configuration within eps of dense accuracy (the Speed page).
 
+The report is built from *pinned* runs (:func:`pinned`; a small table of the store): the demo's by default,
+pinned and unpinned by the user from Experiments and the pages; trying another eps, batch size or method
+elsewhere never changes it until that run is pinned. A store with nothing pinned yet for the model pins
+what its first report chose (the demo's runs first, else the newest usable run of each kind measured on
+the report's number of test images). Each section names its runs and where each was computed
+(:func:`~lotus_core.results.runs.provenance_label`); pinned runs that disagree on the test-set size, the
+precision used, the protocol or the test data are flagged in :attr:`Report.warnings`, never mixed silently.
+
 Accuracies and sparsities are fractions in [0, 1]; sentences and figures show percent.
 :meth:`Report.to_html` writes one self-contained HTML file (plotly.js embedded inline, no
 CDN), which opens offline.
@@ -69,10 +77,11 @@ class Section:
     value: float | None = None  # the headline number the sentence states (a fraction)
     missing: str | None = None  # the page that produces the missing result (None: present)
     notes: list[str] = field(default_factory=list)  # secondary notes (e.g. a missing part of a comparison)
+    runs: list[dict] = field(default_factory=list)  # the stored runs it states: {"run", "kind", "provenance"}
 
     def to_dict(self) -> dict:
         return {"key": self.key, "title": self.title, "sentence": self.sentence, "value": self.value,
-                "missing": self.missing, "notes": self.notes, "figure": self.figure is not None}
+                "missing": self.missing, "notes": self.notes, "figure": self.figure is not None, "runs": self.runs}
 
 
 @dataclass
@@ -81,21 +90,24 @@ class Report:
     dataset: str
     created: str  # local time the report was built, ISO format
     sections: list[Section]
+    warnings: list[str] = field(default_factory=list)  # pinned runs that disagree with each other
 
     def section(self, key: str) -> Section:
         return next(s for s in self.sections if s.key == key)
 
     def to_dict(self) -> dict:
         """JSON-ready: everything but the figures."""
-        return {"model": self.model, "dataset": self.dataset, "created": self.created,
+        return {"model": self.model, "dataset": self.dataset, "created": self.created, "warnings": self.warnings,
                 "sections": [s.to_dict() for s in self.sections]}
 
     def to_html(self) -> str:
         """One self-contained HTML page: plotly.js is embedded inline once (no CDN), so it opens offline."""
-        parts, first = [], True
+        parts, first = [f'<p class="warn">{html.escape(w)}</p>' for w in self.warnings], True
         for s in self.sections:
             parts.append(f"<section><h2>{html.escape(s.title)}</h2><p>{html.escape(s.sentence)}</p>")
             parts += [f'<p class="note">{html.escape(n)}</p>' for n in s.notes]
+            parts += [f'<p class="prov">Run {html.escape(r["run"])} ({html.escape(r["kind"])}): '
+                      f'{html.escape(r["provenance"])}</p>' for r in s.runs]
             if s.figure is not None:
                 parts.append(s.figure.to_html(full_html=False, include_plotlyjs=first, config={"displaylogo": False}))
                 first = False
@@ -108,7 +120,8 @@ class Report:
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#212121}}
-h2{{margin-top:2em}} .note{{color:#616161;font-style:italic}} .meta{{color:#757575}}</style></head>
+h2{{margin-top:2em}} .note{{color:#616161;font-style:italic}} .meta{{color:#757575}}
+.prov{{color:#757575;font-size:0.85em}} .warn{{color:#b71c1c}}</style></head>
 <body><h1>{title}</h1><p class="meta">{meta}</p>
 {body}
 </body></html>
@@ -121,19 +134,36 @@ def _pct(x: float, digits: int = 1) -> str:
 
 # ---------------------------------------------------------------------------- stored results
 class Stored:
-    """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once:
-    the newest finished run of a kind, else the newest one with some finished points. Only runs
-    measured on ``limit`` test images count (one protocol: a 200-image ticket is never set
-    against 2,000-image OMP figures); runs without a test-image count (e.g. patch scores) always do.
+    """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once: among the
+    pinned runs (:func:`pinned`), the newest finished run of a kind, else the newest one with some finished
+    points. With nothing pinned yet for the model, the demo's runs come first, then the newest measured on
+    ``limit`` test images (one protocol: a 200-image ticket is never set against 2,000-image OMP figures;
+    runs without a test-image count, e.g. patch scores, always count), and what is chosen gets pinned.
     Whether a run has something to show is read off its kind's registered curve
-    (:mod:`lotus_core.results.registry`)."""
+    (:mod:`lotus_core.results.registry`). Every run a section reads is recorded in :attr:`used`."""
 
     def __init__(self, ctx: Context, limit: int = DEFAULT_LIMIT):
         self.ctx = ctx
         self.limit = limit
+        self.pins = ctx.store.pins(ctx.model_id)
+        self.fresh = not self.pins  # nothing pinned or unpinned yet: this report's choice is pinned
+        self.demo = set(_demo_runs(ctx).values()) if self.fresh else set()
+        self.used: dict[str, dict] = {}  # run id -> run, every run the report states
+        self.reading: list[str] = []  # ids of the runs the section being built states
+
+    def use(self, run: dict | None) -> dict | None:
+        """Record that the section being built states ``run`` (returned as it is)."""
+        if run is not None:
+            self.used.setdefault(run["id"], run)
+            if run["id"] not in self.reading:
+                self.reading.append(run["id"])
+        return run
 
     def _measured_alike(self, runs: pd.DataFrame) -> pd.DataFrame:
-        return runs[runs["config"].map(lambda c: c.get("limit", self.limit) == self.limit).astype(bool)]
+        if not self.fresh:  # pinned runs are used as pinned; disagreements are flagged (Report.warnings)
+            return runs[runs["id"].map(lambda i: self.pins.get(i, False)).astype(bool)]
+        alike = runs["config"].map(lambda c: c.get("limit", self.limit) == self.limit).astype(bool)
+        return runs[alike | runs["id"].isin(self.demo)]
 
     def latest(self, kind: str, usable: Callable[[dict], bool] | None = None) -> dict | None:
         """The newest usable run of ``kind`` (finished ones first) as a dict with its points; by default
@@ -142,16 +172,33 @@ class Stored:
         usable = usable or (lambda r: bool(spec.curve(r["points"], r["summary"])))
         runs = self.ctx.store.runs(kind=kind, model=self.ctx.model_id)
         runs = self._measured_alike(runs[runs["dataset"] == self.ctx.dataset])
-        runs = runs.assign(done=runs["status"] == RunStatus.DONE).sort_values(["done", "created"], ascending=False)
+        runs = runs.assign(done=runs["status"] == RunStatus.DONE, demo=runs["id"].isin(self.demo))
+        runs = runs.sort_values(["demo", "done", "created"], ascending=False)
         for row in runs.to_dict(orient="records"):
             row["points"] = self.ctx.store.points(row["id"])
             if usable(row):
                 return row
         return None
 
-    @cached_property
+    def dense(self, limit: int) -> dict:
+        """The dense accuracy summary: the pinned evaluation, else (nothing pinned yet, or no evaluation pinned)
+        the stored one on ``limit`` images (:meth:`Context.dense_accuracy`: computed once when missing)."""
+        run = None if self.fresh else self.latest("evaluate", lambda r: r["status"] == RunStatus.DONE
+                                                  and "per_class" in (r["summary"] or {}))
+        if run is None:  # the default policy's evaluation (the demo's, where it is stored)
+            run = self.ctx.store.get_run(self.ctx.dense_accuracy(limit=limit)["run_id"])
+        self.use(run)
+        return {**run["summary"], "run_id": run["id"]}
+
+    @property
     def sweep(self) -> SweepResult | None:
         """The newest finished sweep with a refined OMP turning point, else with an OMP curve, else any, or None."""
+        run, result = self._sweep
+        self.use(run)
+        return result
+
+    @cached_property
+    def _sweep(self) -> tuple[dict | None, SweepResult | None]:
         from ..pruning.sweep import sweep_result
 
         def done(r: dict) -> bool:
@@ -162,25 +209,40 @@ class Stored:
 
         run = self.latest("sweep", lambda r: omp(r) and r["config"].get("refine")) or self.latest("sweep", omp) \
             or self.latest("sweep", done)
-        return None if run is None else sweep_result(self.ctx, run["summary"])
+        return run, None if run is None else sweep_result(self.ctx, run["summary"])
 
-    @cached_property
+    @property
     def lth(self) -> dict | None:
         """The newest LTH run with a pruned round (its curve goes past sparsity 0)."""
+        return self.use(self._lth)
+
+    @cached_property
+    def _lth(self) -> dict | None:
         return self.latest("lth", lambda r: any(row["x"] > 0 for row in ticket_curve(r["points"], r["summary"])))
 
-    @cached_property
+    @property
     def issp(self) -> dict | None:
-        return self.latest("issp")
+        return self.use(self._issp)
 
     @cached_property
+    def _issp(self) -> dict | None:
+        return self.latest("issp")
+
+    @property
     def issp_by_fraction(self) -> dict[float, dict]:
         """Data fraction f -> the newest finished ISSP run with that f and otherwise the settings of
         :attr:`issp` (the data-fraction sweep of the Soup page), when there are at least two such fractions."""
-        if self.issp is None or self.issp["status"] != RunStatus.DONE:
+        for run in self._issp_by_fraction.values():
+            self.use(run)
+        return self._issp_by_fraction
+
+    @cached_property
+    def _issp_by_fraction(self) -> dict[float, dict]:
+        if self._issp is None or self._issp["status"] != RunStatus.DONE:
             return {}
-        base = {k: v for k, v in self.issp["config"].items() if k != "data_fraction"}
-        runs = self._measured_alike(self.ctx.store.runs(kind="issp", model=self.ctx.model_id))
+        base = {k: v for k, v in self._issp["config"].items() if k != "data_fraction"}
+        runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
+        runs = self._measured_alike(runs[runs["dataset"] == self.ctx.dataset])
         out: dict[float, dict] = {}
         for row in runs[runs["status"] == RunStatus.DONE].to_dict(orient="records"):  # newest first
             f = row["config"]["data_fraction"]
@@ -188,12 +250,20 @@ class Stored:
                 out[f] = row
         return dict(sorted(out.items())) if len(out) >= 2 else {}
 
-    @cached_property
+    @property
     def speed(self) -> dict | None:
-        return self.latest("speed", lambda r: r["status"] == "done")
+        return self.use(self._speed)
 
     @cached_property
+    def _speed(self) -> dict | None:
+        return self.latest("speed", lambda r: r["status"] == "done")
+
+    @property
     def lottery(self) -> dict | None:
+        return self.use(self._lottery)
+
+    @cached_property
+    def _lottery(self) -> dict | None:
         return self.latest("lottery-train")
 
 
@@ -205,7 +275,7 @@ def _rounds(run: dict) -> pd.DataFrame:
 
 # ---------------------------------------------------------------------------- sections
 def dense_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    dense = ctx.dense_accuracy(limit=options.limit)
+    dense = stored.dense(options.limit)
     per_class = pd.Series(dense["per_class"]).sort_values()
     fig = per_class_accuracy(dense, f"Accuracy of the unpruned model, class by class (dashed: all classes, "
                                     f"{_pct(dense['accuracy'])})")
@@ -254,7 +324,7 @@ def similarity_table(ctx: Context, lth: dict) -> pd.DataFrame:
     which stores it, so it is computed once)."""
     from .catalog import omp_vs_tickets
 
-    table = omp_vs_tickets(ctx, lth["id"])
+    table = omp_vs_tickets(ctx, lth["id"])  # stored under a key naming the LTH run
     return table[table["layer"] == "all"].reset_index(drop=True) if "layer" in table else table  # overall rows
 
 
@@ -453,15 +523,75 @@ def build_report(ctx: Context, options: ReportOptions = ReportOptions(),
     for i, (label, build) in enumerate(SECTIONS):
         if on_progress is not None:
             on_progress(i, len(SECTIONS), label)
+        stored.reading = []
         try:
             sections.append(build(ctx, options, stored))
+            sections[-1].runs = [_named(ctx, stored.used[rid]) for rid in stored.reading]
         except Exception as exc:  # noqa: BLE001 - a report never fails on one bad stored result
             key = build.__name__.removesuffix("_section")
             reason = str(exc) if isinstance(exc, LotusError) else f"{type(exc).__name__}: {exc}"
             sections.append(Section(key, label, f"This section could not be built from the stored results ({reason}); "
                                                 f"produce them again on the {SECTION_PAGES[key]} page.",
                                     missing=SECTION_PAGES[key]))
-    return Report(ctx.model_id, ctx.dataset, time.strftime("%Y-%m-%d %H:%M"), sections)
+    if stored.fresh:  # the first report of this model: what it chose stays its story until the user pins
+        for run_id in stored.used:
+            ctx.store.set_pin(run_id, True)
+    return Report(ctx.model_id, ctx.dataset, time.strftime("%Y-%m-%d %H:%M"), sections,
+                  disagreements(list(stored.used.values())))
+
+
+def _named(ctx: Context, run: dict) -> dict:
+    from ..results.runs import provenance_label
+
+    return {"run": run["id"], "kind": run["kind"], "provenance": provenance_label(ctx, run["id"])}
+
+
+def _demo_runs(ctx: Context) -> dict[str, str]:
+    from .demo import demo_runs
+
+    return demo_runs(ctx)
+
+
+COMPARED = {  # what pinned runs must share to be set side by side: fact -> how it is read off a run
+    "test-set size": lambda r: (r["config"] or {}).get("limit"),
+    "precision": lambda r: ((r.get("provenance") or {}).get("precision")
+                            or ((r["config"] or {}).get("computed") or {}).get("precision")),
+    "test data": lambda r: ((r["config"] or {}).get("data") or {}).get("test"),
+    "protocol": lambda r: (r["config"] or {}).get("protocol"),
+}
+
+
+def disagreements(runs: list[dict]) -> list[str]:
+    """One warning per fact of :data:`COMPARED` on which ``runs`` (the report's) differ, naming the runs on
+    each side; runs that do not record a fact (a speed run has no protocol) are left out of that comparison."""
+    out = []
+    for fact, read in COMPARED.items():
+        groups: dict[str, list[str]] = {}
+        for run in runs:
+            value = read(run)
+            if value is not None:
+                groups.setdefault(str(value), []).append(f"{run['kind']} {run['id']}")
+        if len(groups) > 1:
+            sides = "; ".join(f"{value}: {', '.join(names)}" for value, names in groups.items())
+            out.append(f"Pinned runs disagree on {fact} ({sides}): their numbers are not comparable; pin runs that "
+                       "agree on the Experiments page.")
+    return out
+
+
+def pinned(ctx: Context) -> list[str]:
+    """Ids of the runs the Report is built from for ``ctx``'s model: those pinned, or (nothing pinned or unpinned
+    yet) the demo's."""
+    pins = ctx.store.pins(ctx.model_id)
+    return [rid for rid, on in pins.items() if on] if pins else list(_demo_runs(ctx).values())
+
+
+def set_pinned(ctx: Context, run_id: str, on: bool = True) -> None:
+    """Pin (``on``) or unpin run ``run_id`` for the Report; the first change for a model keeps the demo's runs
+    pinned beside it (the default it started from)."""
+    if not ctx.store.pins(ctx.model_id):
+        for rid in _demo_runs(ctx).values():
+            ctx.store.set_pin(rid, True)
+    ctx.store.set_pin(run_id, on)
 
 
 def results_version(ctx: Context) -> tuple:
@@ -471,4 +601,5 @@ def results_version(ctx: Context) -> tuple:
     return (str(ctx.store.path), ctx.model_id, ctx.dataset, len(runs), float(runs["updated"].max()) if len(runs) else 0.0)
 
 
-__all__ = ["Report", "ReportOptions", "Section", "SECTIONS", "SECTION_PAGES", "build_report", "results_version"]
+__all__ = ["Report", "ReportOptions", "Section", "SECTIONS", "SECTION_PAGES", "build_report", "disagreements",
+           "pinned", "results_version", "set_pinned"]
