@@ -207,6 +207,9 @@ def context() -> Context:
         st.info("Pick the 'default' model and 'fashion-mnist' in the sidebar to use the embedded demo.")
         st.stop()
     st.sidebar.caption(f"Running on {describe(ctx.device)}")
+    if len(ctx.test) < limit():  # the slider offers more than this dataset has: say the real count
+        st.sidebar.caption(f"This dataset has {len(ctx.test):,} test images: every page uses all {len(ctx.test):,}, "
+                           f"not {limit():,}.")
     if ctx.head_problem:
         st.sidebar.warning(f"{ui.literal(ctx.head_problem)} (Overview: Fine-tune)")
     return ctx

@@ -1,10 +1,11 @@
 """Sparsity curves: accuracy against sparsity per pruning method, with the essential-sparsity turning point."""
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch, offer
 from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.controls import CONTROLS
+from lotus_core.pruning.essential import noise_warning
 from lotus_core.results.runs import run_id_for, stored_summary
 from lotus_core.results.store import ACTIVE
 from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
@@ -121,6 +122,10 @@ essential = answer.essential
 partial = result is answer and search is not None and stored_summary(ctx, "sweep", config) is None
 charts.show(charts.sparsity_curve(frame if partial else result.frame, result.dense, essential, config.eps,
                                   planned=planned if partial else None, chance=1 / len(ctx.test.classes)), key="curve")
+if (noisy := noise_warning(result.dense["accuracy"], result.dense["n"], config.eps)) is not None:
+    st.warning(noisy)
+if not partial:
+    provenance.caption(ctx, result.run_id, "curve")
 st.caption(f"Protocol drawn: **{config.protocol}**: {PROTOCOLS[config.protocol]}."
            + (f" Dense line: the dense model fine-tuned with the same recipe ({config.finetune_recipe().epochs} "
               f"epochs, lr {config.finetune_recipe().lr:g})." if config.protocol == "essential" else ""))

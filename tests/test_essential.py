@@ -172,3 +172,16 @@ def test_scouted_search_on_the_default_models_curve():
     assert scouted_turning_point(resolution_grid(0.9, 0.01), ask, (476, 952, 1904, 2000), split) == (0.57, 0.58)
     assert asked == [(0.9, 476), (0.65, 476), (0.47, 476), (0.6, 476), (0.56, 476), (0.58, 476), (0.57, 476),
                      (0.57, None)]
+
+
+def test_a_tolerance_narrower_than_the_test_sets_interval_is_warned_about():
+    from lotus_core.pruning.essential import interval_half_width, noise_warning
+
+    # 360 images at 90%: 1.96 * sqrt(0.9 * 0.1 / 360) = 0.0310 (about ±3 points), more than twice eps = 0.01
+    assert interval_half_width(0.9, 360) == pytest.approx(1.959963984540054 * (0.09 / 360) ** 0.5)
+    assert noise_warning(0.9, 360, 0.01) == ("Only 360 test images: an accuracy's 95% interval is about ±0.031 "
+                                             "(±3.1 points), more than twice the tolerance eps = 0.01, so this "
+                                             "turning point is within noise; use more test images or an eps of at "
+                                             "least 0.016.")
+    assert noise_warning(0.9, 360, 0.02) is None  # ±0.031 is within twice the tolerance (a paired difference)
+    assert noise_warning(0.9, 2000, 0.01) is None and noise_warning(0.9, 500, 0.01) is not None  # ±0.013, ±0.026

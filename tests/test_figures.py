@@ -123,3 +123,10 @@ def test_the_soup_cost_table_says_why_a_number_is_missing_instead_of_none():
          "training steps": "300", "training time (s)": "— (not recorded: run stored before timing)"},
         {"run": "RigL b", "kind": "rigl", "rounds": "— (trained once)", "final sparsity": "80.0%",
          "final accuracy": "85.00%", "training steps": "1,200", "training time (s)": "41"}]
+
+
+def test_counts_are_worded_in_the_singular_for_one_and_the_plural_otherwise():
+    from lotus_core.views.figures import count_text
+
+    assert [count_text(n, "point") for n in (1, 2, 0.5, 0)] == ["1 point", "2 points", "0.5 points", "0 points"]
+    assert count_text(2, "thread") == "2 threads" and count_text(1, "finished epoch") == "1 finished epoch"

@@ -44,6 +44,12 @@ def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, 
     return fig
 
 
+def count_text(count: float, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is exactly 1: "1 point", "2 points", "0.5 points",
+    "2 threads" (never "point(s)")."""
+    return f"{count:g} {noun}{'' if count == 1 else 's'}"
+
+
 def chance_level(fig: go.Figure, chance: float | None, axis: str = "y", **where) -> go.Figure:
     """A dotted grey line at the chance accuracy ``chance`` (a fraction: 1 / classes), labelled, so that no
     accuracy chart reads as good what a coin would reach; ``axis="x"`` for horizontal bars."""
@@ -86,7 +92,7 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
     fig = go.Figure()
     chance_level(fig, chance if chance is not None else chance_of(dense))
     a = 100 * dense["accuracy"]
-    points = f"{100 * eps:g} point{'' if round(100 * eps, 6) == 1 else 's'}"
+    points = count_text(round(100 * eps, 6), "point")
     fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
     fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_position="top right",
                   annotation_text=f"dense {a:.1f}% (shaded: within {points})")
@@ -289,7 +295,7 @@ def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01,
     a = 100 * dense_accuracy
     fig.add_hrect(y0=a - 100 * eps, y1=a, fillcolor="#c2185b", opacity=0.08, line_width=0)
     fig.add_hline(y=a, line_dash="dash", line_color="#424242", annotation_position="bottom right",
-                  annotation_text=f"dense {a:.1f}% (shaded: within {100 * eps:g} point{'s' * (round(100 * eps) != 1)})")
+                  annotation_text=f"dense {a:.1f}% (shaded: within {count_text(round(100 * eps, 6), 'point')})")
     chance_level(fig, chance)
     unit = "ms per batch" if x == "latency_ms" else "images/s"
     for method, part in rows.groupby("method", sort=False):
