@@ -286,7 +286,8 @@ class ExperimentResult:
 
     def to_frame(self) -> pd.DataFrame:
         """The result as a table: the curve of its runs (columns run, kind, series, axis, x, accuracy) where the
-        kind has one, else its run's points, else one row of its scalar outputs."""
+        kind has one, else its run's points; for a call that stores no run, its first table-like output (a list of
+        rows, or a mapping of rows such as sensitivity's layer -> sparsity -> drop), else one row of its scalars."""
         from .views.experiments import overlay_curves
 
         if self.run_ids:
@@ -294,13 +295,18 @@ class ExperimentResult:
             if len(curves):
                 return curves
             return self.context.store.points_frame(self.run_ids[0])
+        for value in self.output.values():
+            if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+                return pd.DataFrame(value)
+            if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+                return pd.DataFrame.from_dict(value, orient="index")
         return pd.DataFrame([{k: v for k, v in self.output.items() if isinstance(v, (int, float, str, bool))}])
 
     def figure(self):
         """The Experiments page's chart of the result's curve (plotly), or None for a kind without a curve."""
-        from .views.experiments import overlay_figures
+        from .views.experiments import overlay_curves, overlay_figures
 
-        figures = overlay_figures(self.to_frame()) if self.run_ids else {}
+        figures = overlay_figures(overlay_curves(self.context.store, self.run_ids)) if self.run_ids else {}
         return next(iter(figures.values()), None)
 
     def _repr_html_(self) -> str:

@@ -194,3 +194,18 @@ def test_every_experiment_command_has_a_function():
     expected = {c.name.replace("-", "_") for c in COMMANDS.values() if c.context and c.name != "info"} | {"similarity"}
     assert set(api.FUNCTIONS) == expected
     assert lotus_core.lth is api.lth and lotus_core.soup is api.soup and lotus_core.finetune is api.finetune
+
+
+def test_a_training_kind_and_a_table_without_a_run(test_pairs, train_pairs):
+    lth = lotus_core.lth(make_tiny_vit(0), test_pairs, train=train_pairs, target=0.36, steps=4, batch_size=16,
+                         limit=30, progress=False)
+    run = Store().get_run(lth.run_id)
+    assert run["status"] == "done" and run["kind"] == "lth" and run["dataset"].startswith("memory:")
+    frame = lth.to_frame()
+    assert frame["x"].max() == pytest.approx(0.36, abs=0.01)  # IMP reaches the target sparsity (0.2, then 0.36)
+    assert lth.figure() is not None
+    # sensitivity stores no run of its own: its table is the command's layer -> sparsity -> drop
+    sensitivity = api.sensitivity(make_tiny_vit(0), test_pairs, sparsities="0.5", limit=30, progress=False)
+    table = sensitivity.to_frame()
+    assert list(table.columns) == ["0.5"] and len(table) == 8  # 2 blocks x (qkv, proj, fc1, fc2)
+    assert sensitivity.figure() is None
