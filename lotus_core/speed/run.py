@@ -234,7 +234,6 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
     sizes = tuple(sorted({*config.batch_sizes, *([search["best"]] if search else [])}))
     total, done = len(plan) * len(sizes), 0
     built: dict[str, Variant] = {}
-    loads: list[float | None] = []
     for bs in sizes:
         keys = {f"{m}|{v:g}|{bs}": (m, v) for m, v in plan}
         if all(run.has(k) for k in keys):
@@ -255,7 +254,6 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
                                     config.min_run_time, config.clock, between=run.check)
         after = measure.machine_load()
         busy = busy or busy_reason(ctx, after, run.id)
-        loads += [before.load, after.load]
         timed = timing_rows(times, bs, busy)
         for key, variant in variants.items():
             method, value = keys[key]
@@ -274,11 +272,13 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
             run.progress(done=done, planned=total, method=method, setting=row["setting"], batch_size=bs)
         run.check()
     result = SpeedResult(rows_frame(run.points()), dense_acc, run.id, config)
+    per_size = result.frame.groupby("batch_size")[["load_before", "load_after"]].first()  # resumed sizes too
+    loads = [float(x) for pair in per_size.to_numpy() for x in pair if x == x and x is not None]
     return {"dense": dense_acc, "configurations": len(result.frame), "eps": EPS,
             "best": result.best(EPS).to_dict(orient="records"), "best_batch": search,
             "unreliable": int(result.measured["unreliable"].notna().sum()),
             "provenance": {"cpu": measure.cpu_model(), "cores": measure.machine_load().cores,
-                           "load": [x for x in loads if x is not None], "measured": time.strftime("%Y-%m-%d %H:%M")}}
+                           "load": loads, "measured": time.strftime("%Y-%m-%d %H:%M")}}
 
 
 BEST_BATCH = "search|best-batch"  # the run's point holding the batch-size search (measure.BatchSearch.to_dict)
