@@ -106,3 +106,21 @@ def test_unfinished_runs_and_a_missing_mlflow_are_one_line(stored_sweep, tmp_pat
     assert "only finished runs are exported" in capsys.readouterr().err
     assert main(["export", result.run_id, result.run_id, "--out", str(tmp_path / "x.csv"), "--db", str(store.path)]) == 2
     assert "give one run and --out FILE" in capsys.readouterr().err
+
+
+def test_the_experiments_page_button_exports_the_chosen_run(tmp_path, monkeypatch):
+    from lotus_core.core.context import open_context
+    from tests.pages.helpers import open_page
+
+    uri = f"sqlite:///{tmp_path / 'page.db'}"
+    at = open_page("experiments")  # without MLFLOW_TRACKING_URI the button is there, disabled, saying how
+    assert at.button(key="mlflow-export").disabled and "MLFLOW_TRACKING_URI" in at.button(key="mlflow-export").help
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    at = open_page("experiments")
+    chosen = at.selectbox[0].value  # the run picker's label ends its name with the id's first six characters
+    at.button(key="mlflow-export").click().run()
+    assert not at.exception and not at.error
+    client = MlflowClient(tracking_uri=uri)
+    (exported,) = client.search_runs([client.get_experiment_by_name("LOTUS").experiment_id])
+    key = exported.data.tags["lotus.run_key"]
+    assert open_context().store.get_run(key)["status"] == "done" and f" {key[:6]} " in f" {chosen} "
