@@ -319,5 +319,5 @@ def test_cli_annotate_names_a_run_and_diff_lists_what_differs(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out) == {"a": a, "b": b, "differences": [
         {"setting": "limit", "a": "100", "b": "200"}]}
     assert main(["annotate", a, "--name", "a\nb", "--db", str(store.path)]) == 2
-    assert capsys.readouterr().err == ("lotus annotate: error: a run name is one line of at most 80 characters; put the "
-                                       "rest in the note\n")
+    assert capsys.readouterr().err == ("lotus annotate: error: a run name contains control characters (U+000A); use "
+                                       "printable text only\n")
