@@ -11,7 +11,7 @@ from lotus_core.core.context import Context
 from lotus_core.views.progress import describe, fraction_done
 
 
-def launch(ctx: Context, kind: str, config: Any) -> str:
+def launch(ctx: Context, kind: str, config: Any, here: bool = False) -> str:
     """Queue ``kind`` with ``config`` on the background worker (started if needed); returns the run id.
 
     The worker belongs to this dashboard: it exits when the dashboard does (and is stopped at a clean
@@ -19,7 +19,7 @@ def launch(ctx: Context, kind: str, config: Any) -> str:
     jobs.ensure_worker(ctx.store)
     spec = jobs.context_spec(ctx, model=st.session_state.get("model", "default"),
                              weights=st.session_state.get("weights") or None)  # the context's device too
-    return jobs.submit(spec, kind, config, ctx)
+    return jobs.submit(spec, kind, config, ctx, here=here)
 
 
 @st.fragment(run_every=2)

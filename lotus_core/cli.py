@@ -109,6 +109,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 note = (f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
                         f"all {len(ctx.test)} are used")
         result = cmd.run(args, ctx)
+        if ctx is not None and isinstance(result, dict) and isinstance(result.get("run_id"), str):
+            from .results.runs import provenance_label
+
+            result.setdefault("provenance", provenance_label(ctx, result["run_id"]))  # where it was computed
         notes = [*getattr(ctx.model, "lotus_notes", ()), *ctx.test.notes] if ctx is not None else []
         for line in [*notes, *([note] if note else [])]:  # said once the command succeeded: a refusal stays one line
             print(line if line.startswith("lotus ") else f"lotus {args.command}: note: {line}", file=sys.stderr)

@@ -2,7 +2,7 @@
 download a run's table, masks and configuration; delete a run; running jobs with live progress."""
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, provenance, state, ui
 from app.jobs import active_jobs
 from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, NAME_CHARS, NOTE_CHARS, POINT_KINDS, annotate_run,
                                           config_differences, curve_runs, delete_run, downloads, filter_runs,
@@ -39,8 +39,8 @@ if automatic:
 display = readable(shown, keep=["accuracy", "sparsity"])
 event = st.dataframe(
     display, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
-    column_order=[c for c in ["name", "kind", "status", "headline", "accuracy", "sparsity", "duration_s", "created",
-                              "model", "dataset", "note", "id", "config", "error"] if c in display],
+    column_order=[c for c in ["name", "kind", "status", "headline", "accuracy", "sparsity", "pinned", "computed",
+                              "duration_s", "created", "model", "dataset", "note", "id", "config", "error"] if c in display],
     column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
                    "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
                    "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),
@@ -48,6 +48,9 @@ event = st.dataframe(
                    "name": st.column_config.TextColumn("run", width="medium",
                                                        help="Your name for the run (One run, below), else its settings"),
                    "headline": st.column_config.TextColumn("headline", width="large"),
+                   "pinned": st.column_config.CheckboxColumn("report", help="Pinned for the Report (One run, below)"),
+                   "computed": st.column_config.TextColumn("computed", width="medium",
+                                                           help="Where and how it was computed (its provenance)"),
                    "config": st.column_config.TextColumn("configuration (JSON)")})
 rows = [i for i in (event.selection.rows if event is not None else []) if i < len(shown)]  # a filter may shrink the table
 selected = shown.iloc[rows]
@@ -76,6 +79,9 @@ labels = {f"{r.name} {r.id[:6]} ({r.status}) {r.headline if isinstance(r.headlin
           for r in pick.itertuples()}
 run_id = labels[st.selectbox("Run", list(labels), help="From the selected rows, else from the table.")]
 run = ctx.store.get_run(run_id)
+provenance.caption(ctx, run_id, "experiments")
+if run["status"] == "done":
+    provenance.pin(ctx, run_id, "experiments")
 cols = st.columns(4)
 for col, item in zip(cols, downloads(ctx.store, run_id)):
     col.download_button(item.label, item.data, item.file_name, item.mime, key=f"dl-{item.file_name}")

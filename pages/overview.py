@@ -3,7 +3,7 @@ and fine-tuning the model to the dataset (a background job; the result joins the
 import pandas as pd
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.models.loading import count_parameters, model_card
 from lotus_core.training.finetune import FinetuneConfig, checkpoint_card, finetune_summary
@@ -31,6 +31,7 @@ c2.metric("95% interval", f"±{50 * (dense['ci95'][1] - dense['ci95'][0]):.1f} p
                f"measured on {dense['n']:,} test images")
 c3.metric("Parameters", f"{count_parameters(ctx.model):,}")
 c4.metric("Input", "x".join(map(str, ctx.data_config["input_size"])))
+provenance.caption(ctx, dense["run_id"], "overview")
 st.caption(f"Model {ui.literal(ctx.model_id)} on {ui.literal(ctx.dataset)} ({len(ctx.test):,} test images from "
            f"{ui.literal(ctx.test.source)}).")
 

@@ -2,8 +2,8 @@
 sidebar's model, with an offline HTML export."""
 import streamlit as st
 
-from app import charts, state, ui
-from lotus_core.views.report import Report, ReportOptions, build_report, results_version
+from app import charts, provenance, state, ui
+from lotus_core.views.report import Report, ReportOptions, build_report, pinned, results_version
 
 ui.header("Report", "What pruning does to this model, one chart and one sentence per question, built from the results "
           "stored by the other pages. Missing results say which page produces them.",
@@ -35,6 +35,17 @@ st.caption(f"Model {ui.literal(report.model)} on {ui.literal(report.dataset)}; {
 st.download_button("Export as HTML (opens offline)", report.to_html, "lotus-report.html", "text/html",
                    type="primary", help="One self-contained file with interactive charts; plotly.js is embedded.")
 
+for warning in report.warnings:
+    st.warning(ui.literal(warning))
+with st.expander(f"Pinned runs ({len(pinned(ctx))}): the Report shows these only"):
+    st.caption("Pin other runs on the Experiments page; trying other settings on a page never changes the Report "
+               "until that run is pinned.")
+    for run_id in pinned(ctx):
+        run = ctx.store.get_run(run_id)
+        if run is not None:
+            st.markdown(f"**{ui.literal(run['kind'])}** `{run_id}`")
+            provenance.pin(ctx, run_id, "report")
+
 for section in report.sections:
     st.subheader(ui.literal(section.title))  # sentences quote class, model and dataset names: shown literally
     if section.missing is None:
@@ -43,5 +54,7 @@ for section in report.sections:
         st.info(ui.literal(section.sentence))
     for note in section.notes:
         st.caption(ui.literal(note))
+    for run in section.runs:
+        provenance.caption(ctx, run["run"], f"report-{section.key}")
     if section.figure is not None:
         charts.show(section.figure, key=f"report-{section.key}")

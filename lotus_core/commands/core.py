@@ -77,7 +77,7 @@ def runs_cmd(args, ctx) -> dict:
     from ..results.store import Store
 
     frame = Store(args.db, create=False).runs(kind=args.kind)
-    cols = ["id", "name", "note", "kind", "model", "dataset", "status", "duration_s", "summary"]
+    cols = ["id", "name", "note", "kind", "model", "dataset", "status", "duration_s", "summary", "provenance"]
     frame = frame[cols].astype(object)
     return {"runs": frame.where(frame.notna(), None).to_dict(orient="records")}  # a missing name is null, not NaN
 

@@ -151,9 +151,10 @@ class Context:
         return {"limit": limit, "seed": seed, **({} if bf16 else {"bf16": False})}
 
     def dense_accuracy(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True,
-                       refresh: bool = False) -> dict:
+                       refresh: bool = False, here: bool = False) -> dict:
         """The base model's accuracy summary (stored as the result "evaluate", keyed by :meth:`dense_key`),
-        served from the store when already computed; ``refresh`` recomputes it."""
+        served from the store when already computed (here, or elsewhere: labelled); ``refresh`` recomputes it,
+        ``here`` computes it on this machine beside one computed elsewhere."""
         from ..results.runs import run_experiment
 
         def compute(ctx: Context, _, run) -> dict:  # the forward that measures it also orders the images
@@ -161,7 +162,8 @@ class Context:
             run.point(HARD_FIRST, {"order": hard_first(res.margins)})
             return res.summary()
 
-        return run_experiment(self, "evaluate", self.dense_params(limit, seed, bf16), compute, refresh=refresh)
+        return run_experiment(self, "evaluate", self.dense_params(limit, seed, bf16), compute, refresh=refresh,
+                              here=here)
 
     def hard_first_order(self, limit: int | None = DEFAULT_LIMIT, seed: int = 0, bf16: bool = True) -> list[int]:
         """The test subset's positions, the base model's most confidently wrong image first

@@ -35,7 +35,7 @@ from ..core.errors import LotusError
 from ..core.paths import REPO_ROOT
 from .lease import heartbeat_s, lease_s, pid_alive, token
 from .registry import get_experiment
-from .runs import Cancelled, LeaseLost, experiment_config, run_experiment, run_id_for
+from .runs import Cancelled, LeaseLost, experiment_config, here_id, run_experiment, run_id_for
 from .store import RunStatus, Store
 
 
@@ -71,7 +71,7 @@ def execute(spec_json: str, kind: str, config: dict) -> None:
     job = get_experiment(kind, job=True)
     ctx = _context(spec_json)
     cfg = from_mapping(job.config_cls, config)
-    run_id = run_id_for(ctx, kind, cfg)
+    run_id = here_id(ctx, kind, cfg)  # the queued run is this machine's (submit started it)
     if ctx.store.live_owner(run_id, lease_s()) not in (None, token()):
         return
     if ctx.store.cancel_requested(run_id):
@@ -91,7 +91,7 @@ def context_spec(ctx: Context, model: str, data_root: str | None = None, weights
             "weights": weights, "arch": arch, "device": str(ctx.device), "head_seed": head_seed}
 
 
-def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
+def submit(spec: dict, kind: str, config: Any, ctx: Context, here: bool = False) -> str:
     """Queue experiment ``kind`` with ``config`` (a dataclass) and return its run id.
 
     A finished run, and one another live process computes, is not queued again; any other
@@ -99,7 +99,8 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context) -> str:
     the run, so any live worker can take the run over if its worker dies.
     """
     get_experiment(kind, job=True)
-    run_id = run_id_for(ctx, kind, config)
+    # a finished run computed elsewhere serves it (labelled) unless ``here`` asks for this machine's own
+    run_id = here_id(ctx, kind, config) if here else run_id_for(ctx, kind, config)
     existing = ctx.store.get_run(run_id)
     if existing is not None and (existing["status"] == RunStatus.DONE or ctx.store.live_owner(run_id, lease_s())):
         return run_id

@@ -237,3 +237,33 @@ def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
     elsewhere), or None (never computes anything)."""
     run = resolve(ctx, kind, config)
     return None if run is None else {**run["summary"], "run_id": run["id"]}
+
+
+def stored_config(ctx: Context, run: dict) -> Any:
+    """The config of stored ``run`` rebuilt for this context: its registered kind's dataclass, or for the base
+    model's accuracy (kind ``evaluate``) the plain mapping. Raises LotusError for kinds a page keys itself."""
+    from ..core.config import from_mapping
+    from .registry import experiments
+
+    base = ctx.key(kind=run["kind"])
+    params = {k: v for k, v in run["config"].items() if k not in base and k not in (COMPUTED, "revision")}
+    if run["kind"] == "evaluate":
+        return params
+    spec = experiments().get(run["kind"])
+    if spec is None or spec.config_cls is None:
+        raise LotusError(f"a {run['kind']} result is recomputed by the page that shows it; open that page and "
+                         "choose its settings again")
+    return from_mapping(spec.config_cls, params)
+
+
+def recompute_here(ctx: Context, run_id: str) -> dict:
+    """Compute the experiment of stored run ``run_id`` (computed elsewhere) here, under this machine's id, keeping
+    the other run: both stay stored and comparable (:func:`stored_config` rebuilds its config). Returns the new
+    summary (with its ``run_id``)."""
+    run = ctx.store.get_run(run_id)
+    if run is None:
+        raise LotusError(f"no run {run_id} in {ctx.store.path}; list runs with `python -m lotus_core runs`")
+    config = stored_config(ctx, run)
+    if run["kind"] == "evaluate":  # the base model's accuracy (Context.dense_accuracy)
+        return ctx.dense_accuracy(**config, here=True)
+    return run_experiment(ctx, run["kind"], config, here=True)

@@ -31,7 +31,7 @@ AUTOMATIC = {  # kinds the pages and other experiments store on their own as the
     "speed-accuracy": "the accuracy of one Speed configuration, shared by every speed run that measures it",
 }
 TABLE_COLUMNS = ["id", "name", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
-                 "headline", "note", "config", "error"]
+                 "headline", "note", "config", "error", "pinned", "computed"]
 NAME_CHARS, NOTE_CHARS = 80, 2000  # the longest run name (one line) and note a user can give
 
 
@@ -52,8 +52,11 @@ def headline(kind: str, summary: dict | None) -> Headline:
 def run_table(store: Store) -> pd.DataFrame:
     """Every stored run, newest first: :data:`TABLE_COLUMNS` (``name``: the user's name of the run, else its
     :func:`run_name`; ``config`` as canonical JSON text, ``created`` as a local timestamp, ``duration_s``
-    in seconds, accuracy and sparsity fractions)."""
-    runs = store.runs()
+    in seconds, accuracy and sparsity fractions, ``pinned`` for the Report, ``computed``: where and how, its
+    provenance in words)."""
+    from ..results.provenance import label
+
+    runs, pins = store.runs(), store.pins()
     rows = []
     for r in runs.itertuples(index=False):
         head = headline(r.kind, r.summary) if r.status == RunStatus.DONE else Headline()
@@ -62,7 +65,9 @@ def run_table(store: Store) -> pd.DataFrame:
                      "kind": r.kind, "model": r.model, "dataset": r.dataset, "status": r.status,
                      "created": pd.Timestamp.fromtimestamp(r.created).floor("s"),
                      "duration_s": r.duration_s, "accuracy": head.accuracy, "sparsity": head.sparsity,
-                     "headline": head.text, "config": canonical_json(r.config), "error": r.error})
+                     "headline": head.text, "config": canonical_json(r.config), "error": r.error,
+                     "pinned": pins.get(r.id, False),  # pinned for the Report (views.report.pinned)
+                     "computed": label(r.provenance if isinstance(r.provenance, dict) else None)})
     return pd.DataFrame(rows, columns=TABLE_COLUMNS).astype({"accuracy": float, "sparsity": float, "duration_s": float})
 
 

@@ -596,9 +596,10 @@ def set_pinned(ctx: Context, run_id: str, on: bool = True) -> None:
 
 def results_version(ctx: Context) -> tuple:
     """A fingerprint of the stored results of ``ctx``'s model: it changes whenever one of its runs is
-    added, updated or deleted (a page keeps a built report while it stays the same)."""
+    added, updated or deleted, or pinned or unpinned (a page keeps a built report while it stays the same)."""
     runs = ctx.store.runs(model=ctx.model_id)
-    return (str(ctx.store.path), ctx.model_id, ctx.dataset, len(runs), float(runs["updated"].max()) if len(runs) else 0.0)
+    return (str(ctx.store.path), ctx.model_id, ctx.dataset, len(runs), float(runs["updated"].max()) if len(runs) else 0.0,
+            tuple(sorted(ctx.store.pins(ctx.model_id).items())))  # pinning or unpinning changes the report
 
 
 __all__ = ["Report", "ReportOptions", "Section", "SECTIONS", "SECTION_PAGES", "build_report", "disagreements",
