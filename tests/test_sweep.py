@@ -461,3 +461,31 @@ def test_a_curve_being_computed_is_its_stored_points_and_the_searchs_with_the_gr
     table = pd.read_csv(io.StringIO(ctx.store.export_csv(run_id_for(ctx, "sweep", config))))
     table = table[table["method"].notna()]
     assert (table["correct"] == (table["accuracy"] * table["n"]).round()).all()  # the CSV's correct column is filled
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "bogus"], "unknown method 'bogus'; choose from"),
+    (["--methods", ","], "no methods given"),
+    (["--sparsities", "0:1:0.5"], "outside"),
+    (["--protocol", "paper"], "invalid choice: 'paper'"),
+])
+def test_a_refused_sweep_says_so_before_loading_the_model(monkeypatch, capsys, argv, message):
+    import lotus_core.core.context as context_mod
+
+    def never(*a, **k):
+        raise AssertionError("the model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(context_mod, "open_context", never)
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", *argv])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_sweep_help_states_the_protocols_and_eps_unit_in_full(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "1000")  # one help line per flag: nothing wrapped
+    with pytest.raises(SystemExit):
+        main(["sweep", "--help"])
+    text = capsys.readouterr().out
+    assert "lotus: prune the model as it is; essential: pre-trained masks, each fine-tuned (PROTOCOLS)" in text
+    assert "tolerance below dense accuracy, a fraction (0.01 = 1 accuracy point)" in text

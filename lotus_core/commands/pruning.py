@@ -16,10 +16,10 @@ def _sweep_args(*names: str) -> list:
     """Flags of the SweepConfig fields ``names`` (generated from the dataclass; imports torch, so only called
     while the command that needs them is parsed)."""
     from ..pruning import SCOPES
-    from ..pruning.sweep import SEARCHES, SweepConfig
+    from ..pruning.sweep import PROTOCOLS, SEARCHES, SweepConfig
 
     return config_args(SweepConfig, skip=tuple(f.name for f in dataclasses.fields(SweepConfig) if f.name not in names),
-                       scope={"choices": list(SCOPES)}, limit=positive_int,
+                       scope={"choices": list(SCOPES)}, limit=positive_int, protocol={"choices": list(PROTOCOLS)},
                        seed=seed, finetune_steps=non_negative_int, resolution=resolution, eps=tolerance,
                        bf16={"flags": ("--fp32",), "help": "evaluate in fp32 (default: bf16 autocast where the "
                                                            "hardware makes it fast)"},
@@ -45,6 +45,29 @@ def _method_args() -> list:
                              blocksize=positive_int, rounds=positive_int) if p.options else []:
             out.setdefault(a[0], a)
     return list(out.values())
+
+
+def methods_list(text: str) -> tuple[str, ...]:
+    """argparse type: a comma list of pruning methods, refused at parse time (before any model is loaded)."""
+    from ..pruning import PRUNERS
+
+    methods = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not methods:
+        raise argparse.ArgumentTypeError(f"no methods given; choose from {', '.join(PRUNERS)}")
+    unknown = [m for m in methods if m not in PRUNERS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
+    return methods
+
+
+def sparsity_list(text: str) -> tuple[float, ...]:
+    """argparse type: sweep sparsities (start:stop:step or a list), refused at parse time."""
+    from ..pruning.sweep import parse_sparsities
+
+    try:
+        return parse_sparsities(text)
+    except LotusError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def controls_list(text: str) -> tuple[str, ...]:
@@ -116,8 +139,8 @@ def _sweep_cmd_args() -> list:
     from ..pruning import PRUNERS
 
     return [
-        arg("--methods", default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
-        arg("--sparsities", default="0:0.9:0.1",
+        arg("--methods", type=methods_list, default="omp", help=f"comma-separated, from: {', '.join(PRUNERS)}"),
+        arg("--sparsities", type=sparsity_list, default="0:0.9:0.1",
             help="start:stop:step or a comma list of fractions (with --search bisect or scout: the range's end "
                  "and the coarse check)"),
         *_sweep_args("search", "early"),
@@ -136,17 +159,11 @@ def _sweep_cmd_args() -> list:
 
 @command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", _sweep_cmd_args)
 def sweep_cmd(args, ctx) -> dict:
-    from ..pruning import PRUNERS
-    from ..pruning.sweep import parse_sparsities, run_sweep
+    from ..pruning.sweep import run_sweep
 
-    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
-    if not methods:
-        raise LotusError(f"no methods given; choose from {', '.join(PRUNERS)}")
-    unknown = [m for m in methods if m not in PRUNERS]
-    if unknown:
-        raise LotusError(f"unknown method {unknown[0]!r}; choose from {', '.join(PRUNERS)}")
-    config = _sweep_config(args, methods=methods, sparsities=parse_sparsities(args.sparsities),
-                           recipe=_recipe(args) if args.protocol == "essential" else None)
+    # methods and sparsities were checked while parsing (methods_list, sparsity_list): a refused sweep says so
+    # before the model and data are loaded
+    config = _sweep_config(args, recipe=_recipe(args) if args.protocol == "essential" else None)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "protocol": args.protocol, "dense": result.dense,
             "points": result.frame.to_dict(orient="records"), "essential": result.essential}
