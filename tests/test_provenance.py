@@ -2,6 +2,8 @@
 import json
 import sqlite3
 
+from lotus_core.cli import main
+from lotus_core.core.context import open_context
 from lotus_core.results.provenance import COMPUTED, label, rekey
 from lotus_core.results.store import Store, canonical_json, config_id
 
@@ -48,3 +50,32 @@ def test_an_old_store_is_rekeyed_on_open_with_its_points_blobs_and_references(tm
                                  "migrated": True, "wall_s": 12.5, "date": run["provenance"]["date"]}
     assert label(run["provenance"]).startswith("computed in bf16 on cpu, 2 threads, 20")
     assert Store(path).get_run(new_lth)["id"] == new_lth  # idempotent
+
+
+def test_recompute_here_keeps_the_run_from_elsewhere_and_cli_json_names_the_provenance(tiny_ctx, monkeypatch,
+                                                                                      tmp_path, capsys):
+    """A sweep computed with bf16 kernels is served on a CPU without them, labelled; recompute_here computes the
+    same config here (one more run, fp32 provenance), and the CLI's --json says where a result was computed."""
+    from lotus_core.core import device
+    from lotus_core.pruning.sweep import SweepConfig, run_sweep
+    from lotus_core.results.runs import provenance_label, recompute_here, resolve, stored_config
+
+    config = SweepConfig(methods=("omp",), sparsities=(0.5,), limit=40)
+    monkeypatch.setattr(device, "bf16_available", lambda d: True)
+    theirs = run_sweep(tiny_ctx, config)
+    monkeypatch.setattr(device, "bf16_available", lambda d: False)
+    assert run_sweep(tiny_ctx, config).run_id == theirs.run_id  # served, not computed
+    run = tiny_ctx.store.get_run(theirs.run_id)
+    assert stored_config(tiny_ctx, run) == config
+    assert provenance_label(tiny_ctx, theirs.run_id).startswith("computed elsewhere (in bf16 (here: fp32)): ")
+    mine = recompute_here(tiny_ctx, theirs.run_id)
+    assert mine["run_id"] != theirs.run_id and resolve(tiny_ctx, "sweep", config)["id"] == mine["run_id"]
+    assert tiny_ctx.store.get_run(mine["run_id"])["provenance"]["precision"] == "fp32"
+    assert tiny_ctx.store.get_run(theirs.run_id)["provenance"]["precision"] == "bf16"  # both kept
+
+    db = tmp_path / "cli.db"
+    assert main(["sweep", "--db", str(db), "--methods", "omp", "--sparsities", "0.5", "--limit", "20", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    ctx = open_context(db=db)
+    assert out["provenance"] == provenance_label(ctx, out["run_id"])
+    assert out["provenance"].startswith("computed in fp32 on cpu (") and " threads, torch " in out["provenance"]
