@@ -8,7 +8,7 @@ from lotus_core.views.experiments import (ACTIVE, AUTOMATIC, NAME_CHARS, NOTE_CH
                                           config_differences, curve_runs, delete_run, downloads, filter_runs,
                                           overlay_curves, overlay_figures, run_name, run_table)
 from lotus_core.views.mlflow_export import export_runs, tracking_uri
-from lotus_core.views.tables import readable
+from lotus_core.views.tables import percent_text, readable
 
 ui.header("Experiments", "Every stored run (evaluations, sweeps, LTH and ISSP runs, lottery training) with its "
           "configuration, status, duration and headline numbers. Select rows to overlay their curves.",
@@ -37,12 +37,14 @@ automatic = [k for k in AUTOMATIC if k in set(shown["kind"])]
 if automatic:
     st.caption("Runs nobody launched by hand: " + "; ".join(f"**{k}** is {AUTOMATIC[k]}" for k in automatic) + ".")
 display = readable(shown, keep=["accuracy", "sparsity"])
+for column in ("accuracy", "sparsity"):  # a run without the number (a decision, a failed run) reads "—", not "None"
+    display[column] = percent_text(display[column])
 event = st.dataframe(
     display, key="runs", on_select="rerun", selection_mode="multi-row", hide_index=True,
     column_order=[c for c in ["name", "kind", "status", "headline", "accuracy", "sparsity", "pinned", "computed",
                               "duration_s", "created", "model", "dataset", "note", "id", "config", "error"] if c in display],
-    column_config={"accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
-                   "sparsity": st.column_config.NumberColumn("sparsity", format="percent"),
+    column_config={"accuracy": st.column_config.TextColumn("accuracy", help="The run's headline accuracy; — : none"),
+                   "sparsity": st.column_config.TextColumn("sparsity", help="The run's headline sparsity; — : none"),
                    "duration_s": st.column_config.NumberColumn("duration", format="%.1f s"),
                    "created": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm:ss"),
                    "name": st.column_config.TextColumn("run", width="medium",

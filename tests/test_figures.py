@@ -130,3 +130,11 @@ def test_counts_are_worded_in_the_singular_for_one_and_the_plural_otherwise():
 
     assert [count_text(n, "point") for n in (1, 2, 0.5, 0)] == ["1 point", "2 points", "0.5 points", "0 points"]
     assert count_text(2, "thread") == "2 threads" and count_text(1, "finished epoch") == "1 finished epoch"
+
+
+def test_percent_text_shows_a_dash_for_a_run_without_the_number():
+    from lotus_core.views.tables import NOT_APPLICABLE, percent_text
+
+    column = pd.Series([0.88125, None, float("nan"), 0.5], index=[3, 4, 5, 6])
+    shown = percent_text(column)
+    assert shown.tolist() == ["88.12%", NOT_APPLICABLE, NOT_APPLICABLE, "50.00%"] and list(shown.index) == [3, 4, 5, 6]

@@ -14,6 +14,13 @@ import pandas as pd
 NOT_APPLICABLE = "—"  # a text cell that does not apply to its row
 
 
+def percent_text(column: pd.Series, digits: int = 2) -> pd.Series:
+    """Fractions as percent text ("88.12%") and missing ones :data:`NOT_APPLICABLE`: for columns where a missing
+    number is common and means "this run has none" (Streamlit draws a missing number as "None", issue 28)."""
+    return pd.Series([NOT_APPLICABLE if pd.isna(v) else f"{100 * float(v):.{digits}f}%" for v in column],
+                     index=column.index, dtype=object)
+
+
 def readable(table: pd.DataFrame, keep: Iterable[str] = ()) -> pd.DataFrame:
     """``table`` for display: columns missing on every row dropped (those in ``keep`` stay, empty); object
     columns whose values are all numbers (or missing) made numeric; other missing text cells

@@ -3,6 +3,7 @@ import json
 
 from lotus_core.core.context import open_context
 from lotus_core.views.experiments import run_table
+from lotus_core.views.tables import percent_text
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from tests.pages.helpers import ROOT, open_page
 from tests.pages.test_masks import values
@@ -32,10 +33,11 @@ def test_table_filters_and_the_newest_curve_is_drawn():
     expected = run_table(open_context().store)
     assert table["id"].tolist() == expected.loc[expected["kind"] != "prune-eval", "id"].tolist()
     assert sorted(table["kind"]) == ["evaluate", "evaluate", "sweep"]  # + Overview's dense; sweep points hidden
-    # no "None" cells: the all-empty error column is left out, a sweep's missing accuracy is an empty number
-    assert "error" not in table and not table.isin([None, "None"]).any().any()
+    # no "None" cells: the all-empty error column is left out, a run's missing sparsity or accuracy reads "—"
+    assert "error" not in table and not table.isin([None, "None"]).any().any() and not table["sparsity"].isna().any()
     shown = expected[expected["kind"] != "prune-eval"]
-    assert table["sparsity"].dtype == float and table["sparsity"].isna().tolist() == shown["sparsity"].isna().tolist()
+    assert table["sparsity"].tolist() == percent_text(shown["sparsity"]).tolist()
+    assert (table["sparsity"] == "—").tolist() == shown["sparsity"].isna().tolist()
     assert at.caption[1].value.startswith("3 of 4 runs")
     assert at.caption[2].value.startswith("Runs nobody launched by hand: **evaluate** is the dense model's accuracy")
     at.toggle[0].set_value(True).run()  # show sweep points
