@@ -469,7 +469,8 @@ class Store:
         return frame
 
     def export_csv(self, run_id: str, path: str | Path | None = None) -> str:
-        """A run's points table as CSV text (also written to ``path`` when given; its folder must exist)."""
+        """A run's points table as CSV text (also written to ``path`` when given; its folder must exist), with a
+        ``computed`` column naming where it was computed when the run records its provenance."""
         out = Path(path).expanduser() if path else None
         if out is not None and out.is_dir():
             raise LotusError(f"--out {out} is a folder; give a file path such as {out / (run_id + '.csv')}")
@@ -486,6 +487,10 @@ class Store:
             rows = next((v for v in summary.values() if isinstance(v, list) and v
                          and all(isinstance(r, dict) for r in v)), None)
             frame = pd.json_normalize(rows if rows is not None else [summary]) if summary else frame
+        if run.get("provenance") and not frame.empty:  # where the numbers were computed, on every row
+            from .provenance import label
+
+            frame = frame.assign(computed=label(run["provenance"]))
         text = frame.to_csv(index=False)
         if out is not None:
             try:
