@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_stored_kind_is_registered_once_beside_its_experiment():
     specs = experiments()
-    assert set(specs) == {"evaluate", "prune-eval", "prune-decide", "sweep", "sensitivity", "lth", "issp", "lth-control",
+    assert set(specs) == {"evaluate", "prune-eval", "prune-decide", "prune-prefix", "sweep", "sensitivity", "lth", "issp", "lth-control",
                           "lottery-train", "fidelity", "omp-vs-ticket", "omp-vs-one-shot", "speed", "speed-accuracy",
                           "finetune", "core-ticket", "instability", "lota", "rigl", "supermask", "ticket-transfer"}
     assert {k for k, s in specs.items() if s.job} == {"sweep", "sensitivity", "lth", "issp", "lth-control",

@@ -177,7 +177,7 @@ class Context:
         return point["order"]
 
 
-TEST_ONLY_KINDS = frozenset({"evaluate", "prune-eval", "prune-decide", "sweep", "sensitivity", "omp-vs-ticket",
+TEST_ONLY_KINDS = frozenset({"evaluate", "prune-eval", "prune-decide", "prune-prefix", "sweep", "sensitivity", "omp-vs-ticket",
                              "omp-vs-one-shot", "speed", "speed-accuracy", "one-shot-mask"})
 """Kinds that evaluate on test images only, unless their parameters train or calibrate (:func:`reads_train`)."""
 

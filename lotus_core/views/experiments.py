@@ -23,11 +23,13 @@ from ..results.registry import Headline, experiments
 from ..results.store import ACTIVE, RunStatus, Store, canonical_json
 from .figures import style
 
-POINT_KINDS = ("prune-eval", "prune-decide")  # single evaluations (and early decisions) sweeps are made of (one run per point, shared by sweeps)
+POINT_KINDS = ("prune-eval", "prune-decide", "prune-prefix")  # single evaluations (and early decisions) sweeps are made of (one run per point, shared by sweeps)
 AUTOMATIC = {  # kinds the pages and other experiments store on their own as they compute, in words
     "evaluate": "the dense model's accuracy, measured by every page first (the baseline of its charts)",
     "prune-eval": "one point of a sparsity curve, shared by every sweep that contains it",
     "prune-decide": "one point of a turning-point search, decided from the fewest images",
+    "prune-prefix": "how far a point's early decisions got (correct of the first images seen), which every "
+                    "tolerance goes on from",
     "speed-accuracy": "the accuracy of one Speed configuration, shared by every speed run that measures it",
 }
 TABLE_COLUMNS = ["id", "name", "kind", "model", "dataset", "status", "created", "duration_s", "accuracy", "sparsity",
