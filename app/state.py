@@ -113,6 +113,14 @@ def _from_url(key: str, default, options: Container | None = None):
         return default
 
 
+def _say_refused(param: str) -> None:
+    """One error box where a link's ``param`` value was refused for its length (:data:`MAX_URL_VALUE`)."""
+    length = st.session_state.get("_url_refused", {}).pop(param, None)
+    if length is not None:
+        st.error(f"The link's `{param}` value is {length:,} characters long (at most {MAX_URL_VALUE:,}); "
+                 "it was ignored.")
+
+
 def _write_url(key: str) -> None:
     if key in URL_KEYS:
         st.query_params[URL_KEYS[key]] = _encode(st.session_state[key])
@@ -156,6 +164,7 @@ def remember(key: str, default: Any, options: Container | None = None) -> dict:
             st.session_state[f"_{key}"] = [v for v in st.session_state[f"_{key}"] if v in options]
     defaults[key] = default
     _persist(key, default, options)
+    _say_refused(key)
     return {"key": key, "on_change": _save, "args": (key,)}
 
 
@@ -172,9 +181,8 @@ def sidebar() -> None:
         _persist("dataset", "fashion-mnist")
         _persist("weights", "")
         _persist("device", "auto")
-        for param, length in st.session_state.get("_url_refused", {}).items():
-            st.error(f"The link's `{param}` value is {length:,} characters long (at most {MAX_URL_VALUE:,}); "
-                     "it was ignored.")
+        for key in ("model", "dataset", "weights", "device"):
+            _say_refused(URL_KEYS.get(key, key))
         choices, labels = model_choices()
         st.selectbox("Model", choices, key="model", on_change=_save, args=("model",), accept_new_options=True,
                      format_func=lambda m: labels.get(m, m),
@@ -183,6 +191,7 @@ def sidebar() -> None:
         st.selectbox("Dataset", DATASET_CHOICES, key="dataset", on_change=_save, args=("dataset",),
                       accept_new_options=True, help="An image folder path (class/image.png) also works.")
         _persist("limit", DEFAULT_LIMIT, LIMITS)
+        _say_refused(URL_KEYS["limit"])
         st.select_slider("Test images (every page)", LIMITS, key="limit", on_change=_save, args=("limit",),
                          help="A fixed, seeded subset of the test split used by every page, job, baseline and the "
                               "Report, so all numbers are measured the same way. Its 95% interval is about "

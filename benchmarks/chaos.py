@@ -192,11 +192,13 @@ def trial(kind: str, folder: Path, checkpoint: Path, ref: dict[str, str], rng: r
             kill9(p)
 
 
-def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb: int = 48,
+def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb: int | None = None,
                     timeout_s: float = 180.0) -> dict:
     """The store on a small tmpfs filled to ``free_kb`` KB free: the LTH CLI must stop with one line, its run
     marked ``interrupted`` (not left ``running``), the store intact; once the filler is deleted (space freed) a
-    rerun resumes and ends equal to the uninterrupted run. Needs ``mount`` (root in a container); else skipped."""
+    rerun resumes and ends equal to the uninterrupted run. ``free_kb`` defaults to 60% of what the uninterrupted run
+    wrote (its store and write-ahead log), so the disk fills mid-run. Needs ``mount`` (root in a container); else
+    skipped."""
     import sqlite3
 
     mnt = folder / "tmpfs"
@@ -208,6 +210,9 @@ def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb
         from lotus_core.results.store import Store
 
         Store(db)
+        if free_kb is None:
+            written = sum(p.stat().st_size for p in folder.glob("reference.db*"))
+            free_kb = max(32, int(0.6 * written / 1024))
         filler = mnt / "filler"
         stat = os.statvfs(mnt)
         filler.write_bytes(b"\0" * max(0, stat.f_bavail * stat.f_frsize - free_kb * 1024))
@@ -224,7 +229,7 @@ def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb
                                timeout=timeout_s)
         run = lth_run(db) or {}
         after = units(db, run["id"]) if run else {}
-        return {"kind": "full-disk", "exit": proc.returncode, "last_line": lines[-1] if lines else "",
+        return {"kind": "full-disk", "free_kb": free_kb, "exit": proc.returncode, "last_line": lines[-1] if lines else "",
                 "traceback": "Traceback" in proc.stderr, "status_when_full": first.get("status"),
                 "integrity_ok": intact, "rerun_exit": again.returncode, "finished": run.get("status") == "done",
                 "units_lost": sum(1 for k, v in before.items() if after.get(k) != v), "equal": after == ref}

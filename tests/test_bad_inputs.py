@@ -809,3 +809,33 @@ def test_a_killed_workers_row_is_cleaned(tmp_path):
 
     rows = sqlite3.connect(store.path).execute("SELECT token FROM workers").fetchall()
     assert rows == [("other-host",)]
+
+
+def test_a_decompression_bomb_upload_is_refused_in_one_line(tmp_path):
+    from lotus_core.core.errors import LotusError
+    from lotus_core.patches.upload import load_upload, load_uploads
+
+    bomb = write_png(tmp_path / "bomb.png", 50_000, 50_000).read_bytes()  # 69 bytes claiming 2.5 gigapixels
+    assert len(bomb) < 100
+    with pytest.raises(LotusError, match=r"^bomb.png declares too many pixels to decode safely"):
+        load_upload(bomb, {"input_size": (1, 28, 28)}, "bomb.png")
+    images, errors = load_uploads([("bomb.png", bomb)], {"input_size": (1, 28, 28)})
+    assert images is None and len(errors) == 1 and "\n" not in errors[0]
+
+
+def test_a_run_whose_process_died_is_listed_interrupted_not_running(tmp_path):
+    """A process stopped by a full disk (no room left to record it) or kill -9 leaves its row 'running': the
+    listing says 'interrupted', without writing the store, and a rerun resumes it as before."""
+    import socket
+
+    store = Store(tmp_path / "r.db")
+    run_id = store.start_run("evaluate", {"x": 1}, status="queued")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    assert store.claim(run_id, f"{socket.gethostname()}:{dead.pid}:abcd1234", lease_s=15)
+    listed = store.runs().iloc[0]
+    assert (listed["status"], listed["error"]) == ("interrupted", "its process ended; rerun to resume")
+    assert store.get_run(run_id)["status"] == "running"  # the row itself is untouched (a read-only listing)
+    live = store.start_run("evaluate", {"x": 2}, status="queued")
+    assert store.claim(live, f"{socket.gethostname()}:{os.getpid()}:abcd1234", lease_s=15)
+    assert store.runs().set_index("id").loc[live, "status"] == "running"  # a live owner's run stays running

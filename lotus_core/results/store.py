@@ -437,7 +437,7 @@ class Store:
             rows = con.execute(sql + " ORDER BY created DESC", args).fetchall()
         cols = ["id", "kind", "model", "dataset", "config", "status", "progress", "summary", "error",
                 "created", "updated", "duration_s", "owner", "heartbeat", "name", "note", "provenance"]
-        return pd.DataFrame([_decode(r) for r in rows], columns=cols)
+        return pd.DataFrame([_settled(_decode(r)) for r in rows], columns=cols)
 
     # ----------------------------------------------------------------- points
     def put_point(self, run_id: str, key: str, data: Mapping) -> None:
@@ -512,6 +512,18 @@ class Store:
     def blob_names(self, run_id: str) -> list[str]:
         with self._connect() as con:
             return [r["name"] for r in con.execute("SELECT name FROM blobs WHERE run_id=? ORDER BY name", (run_id,))]
+
+
+def _settled(run: dict) -> dict:
+    """``run`` as a listing shows it: a ``running`` row whose owner is a dead process of this machine (killed, or
+    stopped by a full disk that left no room to record it) is ``interrupted``; rerunning resumes it (its row is
+    taken over as before). Read-only: the row itself is not written."""
+    from .lease import owner_dead
+
+    if run.get("status") in (RunStatus.RUNNING, RunStatus.CANCELLING) and owner_dead(run.get("owner")):
+        return {**run, "status": RunStatus.INTERRUPTED,
+                "error": run.get("error") or "its process ended; rerun to resume"}
+    return run
 
 
 def _decode(row: sqlite3.Row) -> dict:
