@@ -1,4 +1,6 @@
 """Provenance beside every result, and the migration of stores written when keys held the machine's facts."""
+import csv
+import io
 import json
 import sqlite3
 
@@ -72,6 +74,8 @@ def test_recompute_here_keeps_the_run_from_elsewhere_and_cli_json_names_the_prov
     assert mine["run_id"] != theirs.run_id and resolve(tiny_ctx, "sweep", config)["id"] == mine["run_id"]
     assert tiny_ctx.store.get_run(mine["run_id"])["provenance"]["precision"] == "fp32"
     assert tiny_ctx.store.get_run(theirs.run_id)["provenance"]["precision"] == "bf16"  # both kept
+    rows = list(csv.DictReader(io.StringIO(tiny_ctx.store.export_csv(theirs.run_id))))
+    assert rows and {r["computed"] for r in rows} == {label(run["provenance"])}  # the CSV export names it on every row
 
     db = tmp_path / "cli.db"
     assert main(["sweep", "--db", str(db), "--methods", "omp", "--sparsities", "0.5", "--limit", "20", "--json"]) == 0
