@@ -24,7 +24,6 @@ arguments of a command (``similarity``'s two masks) are keywords named as in its
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import inspect
 import io
@@ -37,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .commands import COMMANDS, Command
+from .commands import COMMANDS, PROGRESS_STREAM, Command
 from .core.context import IN_MEMORY, Context, open_context
 from .core.device import resolve_device, use_compute_threads
 from .core.errors import LotusError
@@ -406,10 +405,11 @@ def run_command(name: str, model: nn.Module | str = "default", data: Any = "fash
     args = _namespace(cmd, kwargs)
     args.db, args.json = context_kwargs.get("db"), False  # the common flags a command may read
     ctx = session(model, data, **context_kwargs) if cmd.context else None
+    silenced = PROGRESS_STREAM.set(io.StringIO())  # the command's own progress lines (this context only): the bar
     try:
-        with contextlib.redirect_stderr(io.StringIO()):  # the command's own progress lines: the bar shows them
-            output = cmd.run(args, ctx)
+        output = cmd.run(args, ctx)
     finally:
+        PROGRESS_STREAM.reset(silenced)
         if ctx is not None:
             ctx.store.close()
     return RESULTS.get(name, ExperimentResult)(name, output, _run_ids(output), ctx)

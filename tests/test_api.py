@@ -209,3 +209,14 @@ def test_a_training_kind_and_a_table_without_a_run(test_pairs, train_pairs):
     table = sensitivity.to_frame()
     assert list(table.columns) == ["0.5"] and len(table) == 8  # 2 blocks x (qkv, proj, fc1, fc2)
     assert sensitivity.figure() is None
+
+
+def test_a_quiet_call_silences_only_its_own_progress_lines(test_pairs, capsys):
+    import sys
+
+    from lotus_core.commands import progress_stream
+
+    stderr = sys.stderr
+    lotus_core.sweep(make_tiny_vit(0), test_pairs, methods="omp", sparsities="0.5", limit=20, progress=False)
+    assert sys.stderr is stderr and progress_stream() is sys.stderr  # nothing process-wide was swapped
+    assert capsys.readouterr().err == ""

@@ -18,6 +18,7 @@ wrap a ``config_args(...)`` call in such a function too.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import dataclasses
 import math
 import os
@@ -230,6 +231,19 @@ def enough_images(ctx: Any, fraction: float, flag: str) -> None:
     if fraction * n + 0.5 < classes:
         raise LotusError(f"{flag} {fraction:g} of the {n:,} training images is fewer than one image per class "
                          f"({classes}); give at least {classes / n:.2g}")
+
+
+PROGRESS_STREAM: contextvars.ContextVar = contextvars.ContextVar("lotus_progress_stream", default=None)
+"""Where commands write their progress lines in this context (None: stderr). The notebook API sets it to
+nothing for the length of one call, since its tqdm bar draws the same progress; a context variable, so no
+other thread or caller sees the change (sys.stderr itself is never swapped)."""
+
+
+def progress_stream() -> Any:
+    """The stream for a command's progress lines: :data:`PROGRESS_STREAM` where set, else ``sys.stderr``."""
+    import sys
+
+    return PROGRESS_STREAM.get() or sys.stderr
 
 
 # The modules that define commands (importing them fills COMMANDS).

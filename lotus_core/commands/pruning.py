@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
+from . import progress_stream
 from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, output_path, positive_int,
                resolution, seed, tolerance)
 
@@ -103,7 +104,7 @@ def _sweep_config(args, **fields):
 
 def _progress(fields: dict) -> None:
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()),
-          file=sys.stderr, flush=True)
+          file=progress_stream(), flush=True)
 
 
 def _prune_args() -> list:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..core.errors import LotusError
+from . import progress_stream
 from . import arg, command, output_path, positive_int
 
 
@@ -84,14 +85,14 @@ def _prepare_demo_args() -> list:
 @command("prepare-demo", "compute every result the pages and the Report show for a model (resumable, stored)",
          _prepare_demo_args)
 def prepare_demo_cmd(args, ctx) -> dict:
-    import sys
     from pathlib import Path
 
     from ..views.demo import compact_copy, prepare_demo
 
     def show(p: dict) -> None:
         eta = "" if p["eta_s"] is None else f", about {p['eta_s'] // 60:.0f} min {p['eta_s'] % 60:.0f} s left"
-        print(f"[{p['step']}/{p['of']}] {p['label']} ({p['elapsed_s']:.0f} s elapsed{eta})", file=sys.stderr, flush=True)
+        print(f"[{p['step']}/{p['of']}] {p['label']} ({p['elapsed_s']:.0f} s elapsed{eta})", file=progress_stream(),
+              flush=True)
 
     out = prepare_demo(ctx, args.limit, on_progress=show)
     if args.ship:  # the store as it ships (data/demo/lotus-demo.db): compact, one file

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
+from . import progress_stream
 from . import arg, comma_list, command, config_args, output_path, positive_int, tolerance
 
 
@@ -57,7 +57,7 @@ def speed_cmd(args, ctx) -> dict:
     config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
     config = measure_again(ctx, config) if args.again else latest(ctx, config)
     result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
-        f"{progress_text(p)} ({p['done']}/{p['planned']})", file=sys.stderr, flush=True))
+        f"{progress_text(p)} ({p['done']}/{p['planned']})", file=progress_stream(), flush=True))
     summary = ctx.store.get_run(result.run_id)["summary"]
     takes = history(ctx, config).drop_duplicates("take")
     out = {"run_id": result.run_id, "take": config.take, "dense_accuracy": result.dense["accuracy"],

@@ -1,8 +1,7 @@
 """Transfer commands: finetune (a pre-trained model adapted to the dataset)."""
 from __future__ import annotations
 
-import sys
-
+from . import progress_stream
 from . import arg, command, positive_int
 
 
@@ -13,10 +12,10 @@ def _bar(fields: dict) -> None:
         filled = int(30 * done)
         text = (f"\rfinetune epoch {fields['epoch']}/{fields['of']} [{'#' * filled}{'.' * (30 - filled)}] "
                 f"step {fields['step']}/{fields['steps']} loss {fields['loss']:.3f}")
-        print(text, end="", file=sys.stderr, flush=True)
+        print(text, end="", file=progress_stream(), flush=True)
     elif "accuracy" in fields:
         print(f"\rfinetune epoch {fields['epoch']}/{fields['of']}: test accuracy {fields['accuracy']:.4f}" + " " * 30,
-              file=sys.stderr, flush=True)
+              file=progress_stream(), flush=True)
 
 
 def _finetune_args() -> list:
