@@ -17,6 +17,8 @@ arguments of a command (``similarity``'s two masks) are keywords named as in its
 - Results go to the store the dashboard reads (``db``, default ``$LOTUS_DB`` or ``data/lotus.db``); a rerun
   is served from it. Each function returns an :class:`ExperimentResult` (``.to_frame()``, ``.figure()``,
   the headline numbers as attributes, shown as a table in Jupyter).
+- ``import lotus_core.api as lotus`` reaches every function (``lotus.patches``, ``lotus.speed``); ``lotus_core.sweep``,
+  ``lotus_core.lth``, ... work too, except ``patches`` and ``speed``, which at the top level are subpackages.
 - Progress is a ``tqdm.auto`` bar (a widget in Jupyter, text in a terminal; ``progress=False``: silent).
   ``KeyboardInterrupt`` stops the call and keeps every finished unit in the store, as the CLI does: call again
   to resume.
