@@ -91,6 +91,7 @@ if background:
 elif config != chosen:
     st.info("The settings changed: click **Compute curve** to compute it (the chart shows the last curve).")
 search = turning_point_search(config)
+frame, planned = None, None  # while the curve is computed in the background: its points so far, and how many in all
 with ui.guard():
     bar = st.progress(0.0, text="Computing points...")
     on_progress = lambda p: bar.progress(  # noqa: E731
@@ -119,9 +120,11 @@ with ui.guard():
     bar.empty()
 essential = answer.essential
 
-partial = result is answer and search is not None and stored_summary(ctx, "sweep", config) is None
-charts.show(charts.sparsity_curve(frame if partial else result.frame, result.dense, essential, config.eps,
-                                  planned=planned if partial else None, chance=1 / len(ctx.test.classes)), key="curve")
+partial = planned is not None  # the curve is still being computed: only its points so far are drawn
+if not partial:
+    frame = result.frame
+charts.show(charts.sparsity_curve(frame, result.dense, essential, config.eps, planned=planned,
+                                  chance=1 / len(ctx.test.classes)), key="curve")
 if (noisy := noise_warning(result.dense["accuracy"], result.dense["n"], config.eps)) is not None:
     st.warning(noisy)
 if not partial:
