@@ -573,3 +573,18 @@ def test_the_report_quotes_a_reliable_speed_up_with_its_interval_and_device_and_
                                      "average 3 on 2 cores)) and no reliable one within 1 point of the dense accuracy "
                                      "runs faster: nothing is quoted; measure again on the Speed page when the machine "
                                      "is quieter.")
+
+
+def test_cli_speed_again_stores_a_new_take_and_lists_every_measurement(tmp_path, capsys):
+    common = ["speed", "--db", str(tmp_path / "s.db"), "--methods", "dense", "--batch-sizes", "1", "--no-best-batch",
+              "--limit", "10", "--min-run-time", "0.01", "--rounds", "3", "--json"]
+    outs = []
+    for extra in ([], [], ["--again"], []):
+        assert main([*common, *extra]) == 0
+        outs.append(json.loads(capsys.readouterr().out))
+    assert [o["take"] for o in outs] == [1, 1, 2, 2]  # read back, read back, measured again, the last read back
+    assert outs[1]["run_id"] == outs[0]["run_id"] != outs[2]["run_id"] == outs[3]["run_id"]
+    assert [(m["take"], m["run_id"]) for m in outs[3]["measurements"]] == [(1, outs[0]["run_id"]), (2, outs[2]["run_id"])]
+    prov = outs[2]["provenance"]
+    assert prov["cpu"] == measure.cpu_model() and len(prov["load"]) == 2 and outs[2]["rounds"] == 3
+    assert outs[2]["rows"][0]["speedup"] == outs[2]["rows"][0]["speedup_low"] == 1.0
