@@ -17,7 +17,8 @@ def header(title: str, what: str, paper: str | None = None) -> None:
     st.caption(what + (f" Relates to: {paper}." if paper else ""))
 
 
-_MARKDOWN_PUNCTUATION = re.compile(r"""([!-/:-@\[-`{-~])""")  # every ASCII punctuation character
+_MARKDOWN_SYNTAX = re.compile(r"([\\`*_\[\]()!<>#|~$&{}])")  # what starts inline markdown, HTML, LaTeX or a directive
+_LINE_START = re.compile(r"^(\s*)([-+=]|\d+(?=[.)]))", re.MULTILINE)  # list items, setext underlines
 # where GFM's autolinking (run on the text after escapes are resolved) would start a link: "://", "www." and "@"
 _AUTOLINKED = re.compile(r"(?=://)|(?<=www)(?=\.)|(?=@)", re.IGNORECASE)
 
@@ -27,14 +28,17 @@ def literal(text: object) -> str:
 
     Text a user controls (URL parameters, upload file names, run names and notes, class names, model and
     dataset paths) must never become a live link or an image the browser fetches (``![x](http://...)``),
-    nor bold, a heading, LaTeX or a ``:red[...]`` directive: CommonMark lets any ASCII punctuation be
-    backslash-escaped, so every one is. Streamlit's GFM autolinking runs on the text after escapes are resolved,
-    so a bare URL, ``www.`` name or e-mail address gets an invisible word joiner (U+2060) before its ``://``,
-    ``.`` or ``@``, which it does not match. Control characters other than newlines show as ``\\uNNNN``.
+    nor bold, a heading, a list, LaTeX or a ``:red[...]`` directive: CommonMark lets any ASCII punctuation be
+    backslash-escaped, so every character that opens such a construct is (``-``, ``+``, ``=`` and a number's
+    ``.`` only at a line's start; paths, options and numbers stay readable in the source). Streamlit's GFM
+    autolinking runs on the text after escapes are resolved, so a bare URL, ``www.`` name or e-mail address
+    gets an invisible word joiner (U+2060) before its ``://``, ``.`` or ``@``, which it does not match. Control characters other than newlines show as ``\\uNNNN``.
     """
     text = visible(str(text), keep="\n")
     text = _AUTOLINKED.sub("\u2060", text)
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    text = _MARKDOWN_SYNTAX.sub(r"\\\1", text)
+    return _LINE_START.sub(lambda m: m.group(1) + ("\\" + m.group(2) if not m.group(2).isdigit() else m.group(2) + "\\"),
+                           text)
 
 
 def error(text: object) -> None:

@@ -213,9 +213,11 @@ def test_literal_text_escapes_every_markdown_construct_and_control_character():
     from app.ui import literal
 
     wj = "\u2060"  # a word joiner where GFM would autolink (after escapes are resolved)
-    assert literal(IMAGE) == r"\!\[x\]\(http" + wj + r"\:\/\/127\.0\.0\.1\:9\/p\.png\)"
-    assert literal("**a** `b` $x$ :red[c] <img src=x> #h 1. WWW.x.io a@b.c") == (
-        r"\*\*a\*\* \`b\` \$x\$ \:red\[c\] \<img src\=x\> \#h 1\. WWW" + wj + r"\.x\.io a" + wj + r"\@b\.c")
+    assert literal(IMAGE) == r"\!\[x\]\(http" + wj + r"://127.0.0.1:9/p.png\)"
+    assert literal("**a** `b` $x$ :red[c] <img src=x> #h 1. WWW.x.io a@b.c --weights a_b.pt & ~x~ |t|") == (
+        r"\*\*a\*\* \`b\` \$x\$ :red\[c\] \<img src=x\> \#h 1. WWW" + wj + ".x.io a" + wj + "@b.c --weights "
+        r"a\_b.pt \& \~x\~ \|t\|")
+    assert literal("- item\n  1. first\n+ x\n===") == "\\- item\n  1\\. first\n\\+ x\n\\==="  # no list, no heading
     assert literal("a\x1b[2Jb\u2028c\nd") == r"a\\u001b\[2Jb\\u2028c" + "\nd"
 
 

@@ -1,4 +1,5 @@
 """The Report page on the default model: sections built from the store, missing ones name their page."""
+from app.ui import literal
 from lotus_core.core.context import open_context
 from lotus_core.views.report import ReportOptions, build_report
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
@@ -17,7 +18,7 @@ def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
     assert [s.value for s in at.subheader] == TITLES
     expected = build_report(open_context(), ReportOptions())
     shown = [m.value for m in at.markdown if m.value.startswith(("Before any pruning", "Pruning the", "The model's"))]
-    assert shown == [s.sentence for s in expected.sections if s.missing is None]
+    assert shown == [literal(s.sentence) for s in expected.sections if s.missing is None]  # shown as text
     infos = [i.value for i in at.info]
     assert any("produce it on the Soup page" in i for i in infos)
     assert any("produce it on the Patches page" in i for i in infos)
@@ -34,5 +35,5 @@ def test_the_example_class_changes_the_patch_example():
     at.selectbox[0].set_value(9).run()  # Ankle boot
     assert not at.exception
     after = next(m.value for m in at.markdown if m.value.startswith("The model's"))
-    assert after == build_report(open_context(), ReportOptions(example_class=9)).section("patches").sentence
+    assert after == literal(build_report(open_context(), ReportOptions(example_class=9)).section("patches").sentence)
     assert after.endswith("example Ankle boot images.")
