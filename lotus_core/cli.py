@@ -28,7 +28,8 @@ def _common(p: argparse.ArgumentParser, context: bool) -> None:
     p.add_argument("--db", default=None, help="results store (default $LOTUS_DB or data/lotus.db)")
     if context:
         p.add_argument("--model", default="default", help="'default', a checkpoint file, or a timm model name")
-        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10, cifar100, or an image folder")
+        p.add_argument("--dataset", default="fashion-mnist", help="fashion-mnist, cifar10, cifar100, or an image folder: flat <class>/<image> (20%% of each class "
+                            "held out for testing, seeded) or train/<class>/<image> + test/<class>/<image> (as given)")
         p.add_argument("--data-root", default=None, help="folder to look for (or download) the dataset in")
         p.add_argument("--weights", default=None, help="local weights file for a timm model (instead of the hub)")
         p.add_argument("--arch", default=None, help="timm architecture of a checkpoint without metadata")

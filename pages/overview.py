@@ -6,7 +6,9 @@ import streamlit as st
 from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.models.loading import count_parameters, model_card
-from lotus_core.training.finetune import FinetuneConfig, checkpoint_card, finetune_summary
+from lotus_core.data import split_sizes
+from lotus_core.training.finetune import (DEFAULT_PRESET, PRESETS, checkpoint_card, finetune_summary, preset_config,
+                                          require_finetunable)
 from lotus_core.views.figures import per_class_accuracy
 from lotus_core.views.overview import sample_predictions
 
@@ -32,8 +34,9 @@ c2.metric("95% interval", f"±{50 * (dense['ci95'][1] - dense['ci95'][0]):.1f} p
 c3.metric("Parameters", f"{count_parameters(ctx.model):,}")
 c4.metric("Input", "x".join(map(str, ctx.data_config["input_size"])))
 provenance.caption(ctx, dense["run_id"], "overview")
-st.caption(f"Model {ui.literal(ctx.model_id)} on {ui.literal(ctx.dataset)} ({len(ctx.test):,} test images from "
-           f"{ui.literal(ctx.test.source)}).")
+sides = split_sizes(ctx.test, ctx.train)
+st.caption(f"Model {ui.literal(ctx.model_id)} on {ui.literal(ctx.dataset)}: {sides['test_images']:,} test and "
+           f"{sides['train_images']:,} training images from {ui.literal(ctx.test.source)} ({ui.literal(sides['split'])}).")
 
 left, right = st.columns([3, 2])
 with left:
@@ -61,7 +64,7 @@ with right:
                    "subset (bf16 where this CPU is fast at it), the protocol every page uses, so the two differ by "
                    "the subset's sampling error (see its 95% CI) and a few hundredths of a point of precision.")
     else:
-        card = checkpoint_card(ctx.model, ctx.data_config)
+        card = checkpoint_card(ctx.model, ctx.data_config, ctx.store)
         recipe_text = None if not card["recipe"] else (
             f"{'head only' if card['recipe']['head_only'] else 'full'}, {card['recipe']['epochs']} epochs, "
             f"AdamW lr {card['recipe']['lr']:g}, batch {card['recipe']['batch_size']}, seed {card['recipe']['seed']}")
@@ -89,19 +92,28 @@ st.plotly_chart(charts.image_grid(ctx.test.images[[s.index for s in samples]], l
 st.caption("Caption: true class; ✗ marks a wrong prediction, followed by what the model said.")
 
 with st.expander("Fine-tune this model on the dataset", expanded=bool(ctx.head_problem)):
-    f1, f2, f3, f4, f5 = st.columns([2, 2, 2, 2, 2])
+    f0, f1, f2, f3, f4, f5 = st.columns([2, 2, 1, 2, 2, 2])
+    preset = f0.selectbox("Recipe", list(PRESETS), index=list(PRESETS).index(DEFAULT_PRESET),
+                          help="; ".join(f"{name}: {p.what}" for name, p in PRESETS.items()))
     mode = f1.radio("What", ["full fine-tune", "head only (linear probe)"],
-                    help="Full: every weight (Essential Sparsity's recipe); head only: the classifier alone, cheap.")
-    epochs = f2.number_input("Epochs", 1, 100, 2)
-    lr = f3.select_slider("Learning rate", [2e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3], value=2e-5 if mode[0] == "f" else 1e-3)
+                    help="Full: every weight; head only: the classifier alone, cheap.")
+    base = preset_config(ctx.model, preset)
+    epochs = f2.number_input("Epochs", 1, 100, base.epochs)
+    rates = sorted({2e-5, 5e-5, 1e-4, 3e-4, 1e-3, 3e-3, base.lr})
+    lr = f3.select_slider("Learning rate", rates, value=base.lr, format_func=lambda v: f"{v:g}")
     batch = f4.select_slider("Batch size", [16, 32, 64, 128, 256], value=64)
     train_limit = f5.select_slider("Training images", ["all", 500, 1000, 2000, 5000, 10000], value="all")
-    recipe = FinetuneConfig(epochs=int(epochs), lr=float(lr), batch_size=int(batch), head_only=mode[0] == "h",
-                            train_limit=None if train_limit == "all" else int(train_limit), limit=limit)
+    recipe = preset_config(ctx.model, preset, epochs=int(epochs), lr=float(lr), batch_size=int(batch),
+                           head_only=mode[0] == "h", train_limit=None if train_limit == "all" else int(train_limit),
+                           limit=limit)
+    st.caption(f"**{preset}**: {PRESETS[preset].what}; for this model ({count_parameters(ctx.model):,} parameters) "
+               f"the learning rate is {base.lr:g}. Trains on the {sides['train_images']:,} training images, tests "
+               f"on the {sides['test_images']:,} test images ({sides['split']}).")
     with ui.guard():
         done = finetune_summary(ctx, recipe)
     if done is None and st.button("Fine-tune", type="primary"):
         with ui.guard():
+            require_finetunable(ctx)
             run_id = launch(ctx, "finetune", recipe)
         st.toast(f"Fine-tuning {run_id[:6]} queued")
     active_jobs(ctx, ("finetune",))

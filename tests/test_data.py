@@ -1,11 +1,14 @@
 import gzip
+import hashlib
+import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from lotus_core.data import EMBEDDED_FMNIST, load_dataset, read_idx, subset_indices, to_model_input
+from lotus_core.data import EMBEDDED_FMNIST, holdout_split, load_dataset, read_idx, subset_indices, to_model_input
 from scripts.build_embedded_fmnist import write_idx
 from lotus_core.core.errors import LotusError
 
@@ -83,17 +86,81 @@ def test_cifar_offline_without_files_gives_one_line_message(tmp_path, monkeypatc
 
 def test_imagefolder_reads_classes_and_resizes(tmp_path):
     for c, colour in (("cat", 10), ("dog", 200)):
-        (tmp_path / c).mkdir()
-        for i in range(3):
-            Image.new("RGB", (40 + i, 30), (colour, colour, colour)).save(tmp_path / c / f"{i}.png")
+        for split, n in (("train", 2), ("test", 3)):
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.new("RGB", (40 + i, 30), (colour, colour, colour)).save(tmp_path / split / c / f"{i}.png")
     ds = load_dataset(str(tmp_path), "test")
     assert ds.classes == ["cat", "dog"]
     assert ds.images.shape == (6, 3, 224, 224)
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
     assert int(ds.images[4].float().mean().round()) == 200
-    (tmp_path / "dog" / "broken.png").write_bytes(b"nope")
+    assert len(load_dataset(str(tmp_path), "train")) == 4 and ds.split_rule == "train/ and test/ folders as given"
+    (tmp_path / "test" / "dog" / "broken.png").write_bytes(b"nope")
     with pytest.raises(LotusError, match="not a readable image"):
         load_dataset(str(tmp_path), "test")
+
+
+def noise_folder(root, sizes: dict[str, int], seed: int = 0):
+    """``root/<class>/<i>.png``: ``sizes[class]`` distinct random 8x8 RGB images per class."""
+    rng = np.random.default_rng(seed)
+    for c, n in sizes.items():
+        (root / c).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(root / c / f"{i}.png")
+    return root
+
+
+def content(ds) -> list[bytes]:
+    return [hashlib.sha256(img.numpy().tobytes()).digest() for img in ds.images]
+
+
+def test_flat_folder_holds_out_a_seeded_stratified_fifth_never_trained_on(tmp_path):
+    sizes = {"a": 10, "b": 7, "c": 3, "d": 1}
+    root = noise_folder(tmp_path / "flat", sizes)
+    train, test = load_dataset(str(root), "train"), load_dataset(str(root), "test")
+    # per class: max(1, floor(0.2 n + 0.5)) test images (every class tested), the rest trained on
+    expect_test = {c: max(1, math.floor(0.2 * n + 0.5)) for c, n in sizes.items()}
+    assert expect_test == {"a": 2, "b": 1, "c": 1, "d": 1}
+    assert np.bincount(test.labels, minlength=4).tolist() == list(expect_test.values())
+    assert np.bincount(train.labels, minlength=4).tolist() == [n - expect_test[c] for c, n in sizes.items()]
+    assert not set(content(train)) & set(content(test))  # no image on both sides
+    assert len(set(content(train)) | set(content(test))) == sum(sizes.values())  # and none lost
+    assert test.holdout == train.holdout == (0.2, 0) and test.variant.endswith("+holdout0.2s0")
+    assert "20% of each class held out" in test.split_rule
+    again = load_dataset(str(root), "test")
+    assert torch.equal(again.images, test.images) and again.variant == test.variant  # seeded: the same split
+    other_train, other_test = holdout_split(torch.cat([train.images, test.images]),
+                                            torch.cat([train.labels, test.labels]), seed=1)
+    assert len(other_test) == len(test) and not torch.equal(other_test, torch.arange(len(train), len(train) + len(test)))
+
+
+def test_identical_images_land_on_one_side(tmp_path):
+    root = noise_folder(tmp_path / "dups", {"a": 6, "b": 6})
+    for i in range(6):  # every image of a has a copy in a, and image 0 of b a copy in a too
+        shutil.copy(root / "a" / f"{i}.png", root / "a" / f"copy{i}.png")
+    shutil.copy(root / "b" / "0.png", root / "a" / "from_b.png")
+    train, test = load_dataset(str(root), "train"), load_dataset(str(root), "test")
+    assert not set(content(train)) & set(content(test))
+    assert len(train) + len(test) == 19
+
+
+def test_split_folder_layouts_and_a_test_only_folder(tmp_path):
+    noise_folder(tmp_path / "only" / "test", {"a": 3, "b": 3})
+    train = load_dataset(str(tmp_path / "only"), "train")
+    assert len(train) == 0 and train.classes == ["a", "b"] and "no training images" in train.split_rule
+    assert len(load_dataset(str(tmp_path / "only"), "test")) == 6
+    noise_folder(tmp_path / "val" / "train", {"a": 2, "b": 2})
+    noise_folder(tmp_path / "val" / "val", {"a": 1, "b": 1}, seed=1)
+    assert len(load_dataset(str(tmp_path / "val"), "test")) == 2
+    assert load_dataset(str(tmp_path / "val"), "test").split_rule == "train/ and val/ folders as given"
+    noise_folder(tmp_path / "notest" / "train", {"a": 2})
+    with pytest.raises(LotusError, match="has train/ but no test/"):
+        load_dataset(str(tmp_path / "notest"), "test")
+    noise_folder(tmp_path / "mismatch" / "train", {"a": 2, "b": 2})
+    noise_folder(tmp_path / "mismatch" / "test", {"a": 1, "c": 1})
+    with pytest.raises(LotusError, match="different class folders"):
+        load_dataset(str(tmp_path / "mismatch"), "train")
 
 
 def test_to_model_input_adapts_channels_size_and_normalisation():

@@ -11,6 +11,7 @@ def info(args, ctx) -> dict:
     import torch
 
     from ..core.device import bf16_available, describe
+    from ..data import split_sizes
     from ..models.loading import count_parameters
     from ..results.executors import get_executor
 
@@ -20,7 +21,7 @@ def info(args, ctx) -> dict:
         "parameters": count_parameters(ctx.model),
         "input_size": list(ctx.data_config["input_size"]),
         "dataset": ctx.dataset,
-        "test_images": len(ctx.test),
+        **split_sizes(ctx.test, ctx.train),  # train_images, test_images and how they were told apart
         "classes": ctx.test.classes,
         "data_source": ctx.test.source,
         "device": str(device),
@@ -46,9 +47,12 @@ def _evaluate_args() -> list:
 
 @command("evaluate", "top-1 accuracy with a 95% CI on a fixed test subset", _evaluate_args)
 def evaluate_cmd(args, ctx) -> dict:
+    from ..data import split_sizes
+
     summary = ctx.dense_accuracy(limit=args.limit, seed=args.seed, bf16=not args.fp32, refresh=args.no_cache)
     head = {"head": ctx.head_problem} if ctx.head_problem else {}  # an untrained classifier is said so
-    return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"}, **head}
+    return {"model": ctx.model_id, "dataset": ctx.dataset, **{k: v for k, v in summary.items() if k != "run_id"},
+            **split_sizes(ctx.test, ctx.train), **head}
 
 
 @command("train-default", "train the embedded default ViT from a seed and write data/default_vit.*", [

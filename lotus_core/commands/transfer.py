@@ -20,10 +20,14 @@ def _bar(fields: dict) -> None:
 
 def _finetune_args() -> list:
     from ..training.evaluate import DEFAULT_LIMIT
+    from ..training.finetune import DEFAULT_PRESET, PRESETS
 
     return [
-    arg("--epochs", type=positive_int, default=8, help="passes over the training images (default 8)"),
-    arg("--lr", type=float, default=2e-5, help="peak AdamW learning rate (default 2e-5, Essential Sparsity)"),
+    arg("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+        help="; ".join(f"{name}: {p.what}" for name, p in PRESETS.items()) + f" (default {DEFAULT_PRESET})"),
+    arg("--epochs", type=positive_int, default=None, help="passes over the training images (default: the preset's, 8)"),
+    arg("--lr", type=float, default=None,
+        help="peak AdamW learning rate (default: the preset's; fit scales it to the model's size)"),
     arg("--batch-size", type=positive_int, default=64),
     arg("--head-only", action="store_true", help="train the classifier head only (linear probe)"),
     arg("--no-augment", action="store_true", help="no random shifts and flips"),
@@ -34,16 +38,21 @@ def _finetune_args() -> list:
     ]
 
 
-@command("finetune", "fine-tune a pre-trained model on the dataset's training split (resumable by epoch)",
+@command("finetune", "fine-tune a pre-trained model on the dataset's training split (resumable by epoch); "
+         "a flat image folder's training split is what is left after 20% of each class is held out for testing, "
+         "a folder with train/ and test/ is used as given, one with test/ alone cannot be fine-tuned on",
          _finetune_args)
 def finetune_cmd(args, ctx) -> dict:
     from ..results.runs import run_experiment
-    from ..training.finetune import FinetuneConfig, finetune_summary, run_finetune
+    from ..data import split_sizes
+    from ..training.finetune import finetune_summary, preset_config, require_finetunable, run_finetune
 
-    cfg = FinetuneConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, head_only=args.head_only,
-                         augment=not args.no_augment, train_limit=args.train_limit, limit=args.limit,
-                         seed=args.seed, bf16=not args.fp32)
+    cfg = preset_config(ctx.model, args.preset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                        head_only=args.head_only, augment=not args.no_augment, train_limit=args.train_limit,
+                        limit=args.limit, seed=args.seed, bf16=not args.fp32)
+    require_finetunable(ctx)  # no training images, one class: refused before a run is recorded
     summary = finetune_summary(ctx, cfg) or run_experiment(ctx, "finetune", cfg, run_finetune, on_progress=_bar)
     keys = ("model_id", "checkpoint", "accuracy", "ci95", "epochs", "seconds", "source", "dataset", "head_only",
             "accuracy_before", "per_epoch", "run_id")
-    return {k: summary[k] for k in keys if k in summary}
+    return {**{k: summary[k] for k in keys if k in summary}, "preset": args.preset, "lr": cfg.lr,
+            **split_sizes(ctx.test, ctx.train)}

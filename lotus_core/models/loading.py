@@ -403,16 +403,32 @@ def load_checkpoint(path: str | Path, arch: dict[str, Any] | None = None, name: 
     return model.eval()
 
 
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header written with sorted keys, so equal tensors and
+    metadata give equal bytes. safetensors serialises the header's metadata from a hash map, in an order
+    that changes from one call to the next; a checkpoint's id hashes the file, so without this the same
+    weights saved twice (a fine-tune resumed after a kill, say) would get two ids."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8-byte alignment with spaces
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
+
+
 def save_checkpoint(model: nn.Module, path: str | Path, extra: dict[str, str] | None = None) -> Path:
-    """Save ``model`` as safetensors with its architecture in the header, loadable by :func:`load_model`."""
-    from safetensors.torch import save_file
+    """Save ``model`` as safetensors with its architecture in the header, loadable by :func:`load_model`.
+
+    The file is canonical (:func:`canonical_safetensors`): its bytes, and so the id :func:`load_checkpoint`
+    gives it, depend only on the weights and the header's entries, which callers keep free of wall-clock
+    values (a training time belongs in the run's summary, not here)."""
+    from safetensors.torch import save
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"lotus_arch": json.dumps(getattr(model, "lotus_arch", default_arch())), **(extra or {})}
     if hasattr(model, "lotus_head") and HEAD_KEY not in meta:
         meta[HEAD_KEY] = model.lotus_head.to_json()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    data = save({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, metadata=meta)
+    path.write_bytes(canonical_safetensors(data))
     return path
 
 

@@ -4,13 +4,17 @@ Two uses, one training loop (:func:`lotus_core.training.train.train`):
 
 - :func:`run_finetune` is the ``finetune`` experiment: a pre-trained ViT (a timm hub model,
   timm name + ``--weights``, or a checkpoint) trained on the dataset's training split, either
-  fully (the Essential Sparsity protocol's recipe: AdamW, lr 2e-5, batch 64; "The Emergence of
-  Essential Sparsity in Large Pre-trained Models", Jaiswal et al., NeurIPS 2023) or head only
-  (a linear probe, the cheap option). Every epoch's test accuracy is stored as it is produced,
-  the weights and AdamW state after each epoch too, so an interrupted run resumes at its last
-  finished epoch. The result is a safetensors checkpoint whose header carries the architecture
-  and the provenance (source model and weights hash, dataset and its variant hash, recipe,
-  seed, accuracy): ``evaluate --model PATH`` reproduces the accuracy.
+  fully or head only (a linear probe, the cheap option), with a recipe from :data:`PRESETS`:
+  ``fit`` (the default: the learning rate scaled to the model's size, :func:`fit_lr`) or
+  ``essential-sparsity`` (the Essential Sparsity protocol's recipe: AdamW, lr 2e-5, 8 epochs,
+  batch 64; "The Emergence of Essential Sparsity in Large Pre-trained Models", Jaiswal et al.,
+  NeurIPS 2023, tuned there for ViT-B). A dataset whose class count differs from the model's head
+  gets a seeded new head of the right size (:func:`start_model`). Every epoch's test accuracy is
+  stored as it is produced, the weights and AdamW state after each epoch too, so an interrupted
+  run resumes at its last finished epoch. The result is a safetensors checkpoint whose header
+  carries the architecture (with the new head's size) and the provenance (source model and weights
+  hash, dataset and its variant hash, recipe, seed, accuracy; nothing of wall-clock time, so a
+  resumed run writes the same bytes and id): ``evaluate --model PATH`` reproduces the accuracy.
 - :func:`finetune` fine-tunes with a mask held fixed (pruned weights stay exactly zero): the
   Essential Sparsity protocol's "prune the pre-trained weights, then fine-tune", and LTH rounds.
 """
@@ -29,8 +33,8 @@ from torch import nn
 
 from ..core.context import Context
 from ..core.errors import LotusError
-from ..data import ImageSet, subset_indices
-from ..models.loading import Head, head_outputs, save_checkpoint
+from ..data import ImageSet, split_sizes, subset_indices
+from ..models.loading import Head, count_parameters, head_outputs, new_head, save_checkpoint
 from ..pruning.mask import Mask
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, stored_summary
@@ -43,7 +47,9 @@ STATE_BLOB = "state.safetensors"  # weights + AdamW state after the last finishe
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """A fine-tuning recipe. Defaults: the Essential Sparsity protocol's full fine-tune."""
+    """A fine-tuning recipe. Defaults: the Essential Sparsity protocol's full fine-tune (the masked
+    fine-tunes of sweeps and LTH use it as it is; the ``finetune`` command and the Overview page start
+    from :func:`preset_config`, whose default ``fit`` preset scales the learning rate to the model)."""
 
     epochs: int = 8  # passes over the training images (the paper's CIFAR budget)
     lr: float = 2e-5  # peak AdamW learning rate (linear warm-up, cosine decay to zero)
@@ -72,6 +78,54 @@ class FinetuneConfig:
             raise LotusError(f"warm-up fraction {self.warmup_fraction} is outside [0, 1)")
 
 
+# --------------------------------------------------------------------------- presets
+# The learning rate of the `fit` preset: the Essential Sparsity rate at ViT-B's size, scaled as a power of the
+# size ratio. The exponent puts the default ViT (567,562 parameters) at 1e-3, the best rate of the issue-23
+# measurement on a digits folder; docs/finetune.md has the benchmark on two datasets against a grid.
+FIT_REFERENCE_PARAMS = 86_567_656  # vit_base_patch16_224, the model the Essential Sparsity recipe was tuned for
+FIT_REFERENCE_LR = 2e-5  # the Essential Sparsity paper's AdamW learning rate at that size
+FIT_EXPONENT = 0.78  # lr ~ (reference size / size) ** FIT_EXPONENT
+FIT_LR_RANGE = (2e-5, 3e-3)  # the fitted rate is clipped to this range
+
+
+def fit_lr(model: nn.Module) -> float:
+    """The ``fit`` preset's peak AdamW learning rate for ``model``, two significant digits:
+    ``2e-5 * (86.6M / parameters) ** 0.78`` clipped to [2e-5, 3e-3] (ViT-B/16: 2e-5, ViT-S/16: 5.8e-5,
+    ViT-Ti/16: 1.6e-4, the default ViT: 1e-3). Smaller models take larger steps (fewer, narrower layers),
+    as the usual ViT recipes do; the paper's 2e-5 leaves the default ViT at a third of its accuracy."""
+    lr = FIT_REFERENCE_LR * (FIT_REFERENCE_PARAMS / count_parameters(model)) ** FIT_EXPONENT
+    return float(f"{min(max(lr, FIT_LR_RANGE[0]), FIT_LR_RANGE[1]):.2g}")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named fine-tuning recipe: what it is, its epochs and learning rate (None: :func:`fit_lr`)."""
+
+    what: str  # one line, shown by `finetune --help` and the Overview page
+    epochs: int
+    lr: float | None
+
+
+PRESETS: dict[str, Preset] = {
+    "fit": Preset("AdamW, 8 epochs, learning rate scaled to the model's size (fit_lr: 2e-5 at ViT-B, 1e-3 for "
+                  "the default ViT)", 8, None),
+    "essential-sparsity": Preset("the Essential Sparsity paper's recipe (Jaiswal et al. 2023): AdamW 2e-5, 8 "
+                                 "epochs, batch 64, tuned for ViT-B", 8, 2e-5),
+}
+"""Fine-tuning presets; ``fit`` is the default of the ``finetune`` command and the Overview page."""
+DEFAULT_PRESET = "fit"
+
+
+def preset_config(model: nn.Module, preset: str = DEFAULT_PRESET, **overrides) -> FinetuneConfig:
+    """The :class:`FinetuneConfig` of ``preset`` for ``model``, with ``overrides`` (None values ignored).
+    The learning rate it resolves to is a field of the config, so it is in the run's key."""
+    if preset not in PRESETS:
+        raise LotusError(f"unknown fine-tuning preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    base = {"epochs": p.epochs, "lr": p.lr if p.lr is not None else fit_lr(model)}
+    return FinetuneConfig(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
 def steps_per_epoch(cfg: FinetuneConfig, n_images: int) -> int:
     """Optimizer steps per pass over ``n_images`` (at least one)."""
     return max(1, n_images // cfg.batch_size)
@@ -95,11 +149,37 @@ def trainable(model: nn.Module, head_only: bool) -> nn.Module:
     return model
 
 
+def require_finetunable(ctx: Context) -> None:
+    """Refuse, in one line, a dataset that cannot be fine-tuned on: no training images (a folder with test/
+    alone: training on test images would test on what was trained on) or fewer than two classes. The
+    ``finetune`` command and the Overview page call it before a run is recorded."""
+    if len(ctx.train) == 0:
+        raise LotusError(f"{ctx.dataset} has no training images ({ctx.train.split_rule}); fine-tuning on test "
+                         "images would test on what it trained on: add a train/ folder, or use a flat <class>/<image> "
+                         "folder, of which 20% of each class is held out for testing")
+    if len(ctx.test.classes) < 2:
+        raise LotusError(f"{ctx.dataset} has {len(ctx.test.classes)} class; a classifier is fine-tuned on at least "
+                         "two (add a <class> folder per class)")
+
+
 def train_pool(ctx: Context, cfg: FinetuneConfig) -> torch.Tensor:
     """Indices of the training images the recipe uses."""
-    if len(ctx.train) == 0:
-        raise LotusError(f"{ctx.dataset} has no training images; fine-tuning needs a train split")
+    require_finetunable(ctx)
     return subset_indices(len(ctx.train), cfg.train_limit, cfg.seed)
+
+
+def start_model(ctx: Context, cfg: FinetuneConfig) -> nn.Module:
+    """A copy of ``ctx.model`` to fine-tune: a head with as many outputs as the dataset has classes (a seeded new
+    one, from ``cfg.seed``, when the model's head has another count: the default model's 10 outputs on a
+    5-class folder), only the classifier trainable when ``cfg.head_only``."""
+    require_finetunable(ctx)
+    classes = len(ctx.test.classes)
+    model = ctx.copy_model()
+    if head_outputs(model) != classes:
+        new_head(model, classes, cfg.seed)
+        model.to(ctx.device)
+    return trainable(model, cfg.head_only)
+
 
 
 # --------------------------------------------------------------------------- resumable state
@@ -142,7 +222,7 @@ def fine_tuned_model(ctx: Context, cfg: FinetuneConfig, run: Run | None = None, 
     ``on_epoch(epoch, model, result)`` is called after each epoch (1-based).
     """
     cfg.check()
-    model = trainable(ctx.copy_model(), cfg.head_only)
+    model = start_model(ctx, cfg)
     if mask is not None:
         mask.validate(model)
     pool = train_pool(ctx, cfg)
@@ -173,7 +253,8 @@ def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
 
     Summary: model_id and checkpoint of the fine-tuned model, its accuracy and Wilson 95% CI on
     the fixed ``cfg.limit`` test subset (what ``evaluate --model CHECKPOINT`` reports), epochs,
-    seconds of training, the accuracy before fine-tuning and the per-epoch curve.
+    seconds of training, the accuracy before fine-tuning, the per-epoch curve, the learning rate
+    and how many images each side of the dataset has (:func:`split_sizes`).
     """
     cfg.check()
     before = ctx.evaluate(limit=cfg.limit, bf16=cfg.bf16)
@@ -191,14 +272,15 @@ def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
     points = [run.get(f"epoch-{e}") for e in range(1, cfg.epochs + 1)]
     last = points[-1]
     seconds = sum(p["seconds"] for p in points)
-    path = export_checkpoint(ctx, cfg, run.id, model, last, seconds)
+    path = export_checkpoint(ctx, cfg, run.id, model, last)
     from ..models.loading import load_checkpoint
 
     saved = load_checkpoint(path)
     return {"model_id": saved.lotus_id, "checkpoint": str(path), "accuracy": last["accuracy"],
             "ci95": [last["ci_low"], last["ci_high"]], "epochs": cfg.epochs, "seconds": round(seconds, 1),
             "source": ctx.model_id, "dataset": ctx.dataset, "head_only": cfg.head_only,
-            "accuracy_before": before.accuracy, "per_epoch": [p["accuracy"] for p in points]}
+            "accuracy_before": before.accuracy, "per_epoch": [p["accuracy"] for p in points], "lr": cfg.lr,
+            **split_sizes(ctx.test, ctx.train)}
 
 
 def checkpoint_path(store: Store, source_id: str, dataset: str, run_id: str) -> Path:
@@ -207,10 +289,11 @@ def checkpoint_path(store: Store, source_id: str, dataset: str, run_id: str) -> 
     return Path(store.path).parent / "models" / f"{stem}-{run_id[:8]}.safetensors"
 
 
-def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.Module, last: dict,
-                      seconds: float) -> Path:
-    """Write the fine-tuned ``model`` with its architecture, head and provenance in the header."""
-    model.lotus_arch = getattr(ctx.model, "lotus_arch", None) or {}
+def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.Module, last: dict) -> Path:
+    """Write the fine-tuned ``model`` with its architecture (its head's size included), head and provenance in
+    the header; the training time stays in the run's summary (a wall-clock value would change the file's id)."""
+    arch = getattr(model, "lotus_arch", None) or getattr(ctx.model, "lotus_arch", None) or {}
+    model.lotus_arch = {**arch, "num_classes": head_outputs(model)} if arch else {}
     model.lotus_head = Head("trained", head_outputs(model), ctx.dataset, tuple(ctx.test.classes))
     provenance = {
         "lotus_source": ctx.model_id,  # name@weights hash (or hub revision, + head seed)
@@ -220,7 +303,6 @@ def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.
         "lotus_seed": str(cfg.seed),
         "lotus_accuracy": json.dumps({"accuracy": last["accuracy"], "ci95": [last["ci_low"], last["ci_high"]],
                                       "n": last["n"], "limit": cfg.limit}),
-        "lotus_train_seconds": f"{seconds:.1f}",
         "lotus_run": run_id,
     }
     return save_checkpoint(model, checkpoint_path(ctx.store, ctx.model_id, ctx.dataset, run_id), provenance)
@@ -233,10 +315,12 @@ def finetune_summary(ctx: Context, cfg: FinetuneConfig) -> dict | None:
         state = ctx.store.get_blob(summary["run_id"], STATE_BLOB)
         if state is None:
             return None
-        model = ctx.copy_model()
+        model = start_model(ctx, cfg)
         _load_state(state, model)
+        for p in model.parameters():
+            p.requires_grad_(True)
         points = ctx.store.points(summary["run_id"])
-        export_checkpoint(ctx, cfg, summary["run_id"], model.eval(), points[f"epoch-{cfg.epochs}"], summary["seconds"])
+        export_checkpoint(ctx, cfg, summary["run_id"], model.eval(), points[f"epoch-{cfg.epochs}"])
     return summary
 
 
@@ -255,8 +339,9 @@ def fine_tuned_models(store: Store) -> list[dict]:
     return out
 
 
-def checkpoint_card(model: nn.Module, data_config: dict) -> dict:
-    """Card of a loaded model: source, parameters, input size and patch grid, classes, accuracy with CI, recipe, time."""
+def checkpoint_card(model: nn.Module, data_config: dict, store: Store | None = None) -> dict:
+    """Card of a loaded model: source, parameters, input size and patch grid, classes, accuracy with CI, recipe,
+    and the training time (from the run in ``store`` that wrote it; older checkpoints carried it in the header)."""
     meta = getattr(model, "lotus_meta", {}) or {}
     head = getattr(model, "lotus_head", None)
     grid = None
@@ -276,8 +361,18 @@ def checkpoint_card(model: nn.Module, data_config: dict) -> dict:
         "accuracy": None if accuracy is None else accuracy["accuracy"],
         "ci95": None if accuracy is None else accuracy["ci95"],
         "recipe": json.loads(meta["lotus_recipe"]) if "lotus_recipe" in meta else None,
-        "train_seconds": float(meta["lotus_train_seconds"]) if "lotus_train_seconds" in meta else None,
+        "train_seconds": _train_seconds(meta, store),
     }
+
+
+def _train_seconds(meta: dict, store: Store | None) -> float | None:
+    """Seconds of training of a fine-tuned checkpoint: its run's summary in ``store``, else an old header's entry."""
+    if store is not None and meta.get("lotus_run"):
+        run = store.get_run(meta["lotus_run"])
+        seconds = ((run or {}).get("summary") or {}).get("seconds")
+        if seconds is not None:
+            return float(seconds)
+    return float(meta["lotus_train_seconds"]) if "lotus_train_seconds" in meta else None
 
 
 def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dict, steps: int, lr: float = 1e-4,

@@ -59,6 +59,10 @@ def test_overview_fine_tunes_the_transfer_model_and_the_sidebar_lists_it():
     no_head = "head not trained on this dataset: fine-tune it first"
     assert any(no_head in w.value for w in at.sidebar.warning) and any(no_head in w.value for w in at.main.warning)
     assert next(w for w in at.sidebar.caption if w.value.startswith("Running on")).value.startswith("Running on cpu")
+    assert next(w for w in at.select_slider if w.label == "Learning rate").value == 1e-3  # fit_lr of this ViT
+    assert next(w for w in at.number_input if w.label == "Epochs").value == 8  # the fit preset's
+    assert any(c.value.startswith("**fit**: AdamW, 8 epochs") and "the learning rate is 0.001" in c.value
+               and "training images" in c.value for c in at.caption)
     next(w for w in at.number_input if w.label == "Epochs").set_value(1)
     next(w for w in at.select_slider if w.label == "Training images").set_value(500)
     next(w for w in at.select_slider if w.label == "Learning rate").set_value(1e-3)
@@ -75,6 +79,7 @@ def test_overview_fine_tunes_the_transfer_model_and_the_sidebar_lists_it():
     assert not at.sidebar.warning and not at.main.warning  # the head is trained now
     card = at.table[0].value["value"]
     assert card["Head"] == "trained on fashion-mnist-5to9" and card["Recipe"].startswith("full, 1 epochs, AdamW lr 0.001")
+    assert card["Training time"].endswith(" s")  # from the run in the store (the checkpoint holds no clock time)
 
 
 def test_a_shared_link_reopens_the_patches_and_masks_settings_and_ignores_bad_values():
