@@ -3,7 +3,10 @@
 # The container serves on its network interface (the host's -p decides who can reach it), so the
 # dashboard reads models, datasets and weights only from LOTUS_SERVE_ROOTS (data/ and /var/lib/lotus).
 # It runs as the unprivileged user `lotus`; the results store lives on the /var/lib/lotus volume.
-FROM python:3.11-slim
+# BASE: any image with Python 3.11 and pip on PATH; scripts/build_container.sh builds a Debian one locally
+# (debootstrap) where no registry is reachable (docs/container.md).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 LOTUS_DB=/var/lib/lotus/lotus.db \
     LOTUS_SERVE_ROOTS=/opt/lotus/data:/var/lib/lotus
