@@ -100,7 +100,9 @@ def _pairs(data: Any) -> Iterable[tuple[Any, Any]]:
 def image_set(data: Any, split: str, classes: list[str] | None = None) -> ImageSet:
     """A torch Dataset or DataLoader of ``(image, label)`` pairs as an :class:`ImageSet` named
     ``"memory:<content hash>"``; class names from ``data.classes`` (or its dataset's) or ``classes``, else the
-    labels as text. Every image must have one size; labels are class indices."""
+    labels as text. Every image must have one size; labels are class indices. The name is the content's hash,
+    so the same images find their stored results again: give a DataLoader without ``shuffle`` and without random
+    transforms, or each call is other data."""
     images, labels = [], []
     for i, (image, label) in enumerate(_pairs(data)):
         images.append(_uint8_image(image, f"image {i} of the {type(data).__name__}"))
