@@ -80,7 +80,8 @@ def test_synflow_closed_form_on_a_bias_free_linear_chain():
     w = [p.detach().abs().double() for p in net.parameters()]
     scores = synflow_module.synflow_scores(synflow_module.linearised(copy.deepcopy(net)), names, (6,))
     ones_in, ones_out = torch.ones(6, 1, dtype=torch.float64), torch.ones(1, 3, dtype=torch.float64)
-    closed = [(ones_out @ w[2] @ w[1]).T * w[0] * ones_in.T,  # S(W_l)_ij = (1ᵀ|W_L|..|W_l+1|)_i |W_l|_ij (|W_l-1|..1)_j
+    # S(W_l)_ij = (1ᵀ |W_L| .. |W_l+1|)_i |W_l|_ij (|W_l-1| .. |W_1| 1)_j
+    closed = [(ones_out @ w[2] @ w[1]).T * w[0] * ones_in.T,
               (ones_out @ w[2]).T * w[1] * (w[0] @ ones_in).T,
               ones_out.T * w[2] * (w[1] @ w[0] @ ones_in).T]
     for name, c in zip(names, closed):

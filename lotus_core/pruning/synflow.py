@@ -4,9 +4,10 @@
 al., NeurIPS 2020). With every parameter replaced by its absolute value (a copy; float64), the
 "synaptic flow" is R = 1^T f(1), the summed output for an all-ones input; a weight's score is
 ``|dR/dw * w|``, the absolute value the authors rank (ganguli-lab/Synaptic-Flow,
-``Pruners/pruners.py``, ``SynFlow.score``), lowest pruned first. Scoring and pruning alternate for ``rounds`` rounds (100 by default), the kept
-fraction shrinking exponentially, ``(1 - sparsity)^(r / rounds)`` after round r, so no layer
-collapses. For a chain of bias-free Linear layers the score has a closed form:
+``Pruners/pruners.py``, ``SynFlow.score``), lowest pruned first. Scoring and pruning alternate
+for ``rounds`` rounds (100 by default), the kept fraction shrinking exponentially,
+``(1 - sparsity)^(r / rounds)`` after round r, so no layer collapses. For a chain of bias-free
+Linear layers the score has a closed form:
 ``S(W_l)_ij = (1^T |W_L| ... |W_{l+1}|)_i |W_l|_ij (|W_{l-1}| ... |W_1| 1)_j``.
 
 Scored on the pre-trained weights (``synflow``) or on a random re-initialisation
