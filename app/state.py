@@ -221,4 +221,6 @@ def context() -> Context:
                            f"not {limit():,}.")
     if ctx.head_problem:
         st.sidebar.warning(f"{ui.literal(ctx.head_problem)} (Overview: Fine-tune)")
+    for note in [*getattr(ctx.model, "lotus_notes", ()), *ctx.test.notes]:  # a weights cast, an image conversion
+        st.sidebar.caption(ui.literal(note))
     return ctx

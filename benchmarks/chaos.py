@@ -129,15 +129,20 @@ def lth_run(db: Path) -> dict | None:
     return None if runs.empty else runs.iloc[0].to_dict()
 
 
+WALL_TIMES = ("elapsed_s", "seconds")  # point fields that measure time, not results
+RESUMABLE_STATE = ("state.safetensors",)  # a fine-tune's weights and AdamW moments, overwritten every epoch: not a unit
+
+
 def units(db: Path, run_id: str) -> dict[str, str]:
     """Every finished unit of a run, as a fingerprint of its numbers (points without wall times) and
-    its blobs (masks), bit for bit."""
+    its blobs (masks, a fine-tune's resumable state), bit for bit."""
     store = _store(str(db))
     out = {}
     for key, point in store.points(run_id).items():
-        out[key] = json.dumps({k: v for k, v in point.items() if k != "elapsed_s"}, sort_keys=True)
+        out[key] = json.dumps({k: v for k, v in point.items() if k not in WALL_TIMES}, sort_keys=True)
     for name in store.blob_names(run_id):
-        out[name] = hashlib.sha256(store.get_blob(run_id, name)).hexdigest()
+        if name not in RESUMABLE_STATE:
+            out[name] = hashlib.sha256(store.get_blob(run_id, name)).hexdigest()
     return out
 
 
@@ -190,6 +195,55 @@ def trial(kind: str, folder: Path, checkpoint: Path, ref: dict[str, str], rng: r
     finally:
         for p in procs:
             kill9(p)
+
+
+# Other CLI runs killed with SIGKILL and rerun: (stored kind, its flags, how many units make it done). The
+# fine-tune's checkpoint file is compared too (its id hashes the file: a resumed run must write the same bytes).
+CLI_RUNS = {
+    "sweep": ("sweep", ["--methods", "omp,random", "--sparsities", "0:0.9:0.1", "--limit", "100"], 20),
+    "finetune": ("finetune", ["--epochs", "4", "--train-limit", "64", "--batch-size", "16", "--limit", "50", "--fp32"],
+                 4),
+}
+
+
+def kind_run(db: Path, kind: str) -> dict | None:
+    if not db.is_file():
+        return None
+    runs = _store(str(db)).runs(kind=kind)
+    return None if runs.empty else runs.iloc[0].to_dict()
+
+
+def cli_kill_trial(name: str, folder: Path, checkpoint: Path, rng: random.Random, timeout_s: float) -> dict:
+    """``lotus <kind>`` of :data:`CLI_RUNS` killed (SIGKILL) after a random number of stored units, rerun, and
+    compared with an uninterrupted run of its own: units lost, equal, and (fine-tune) the same checkpoint bytes."""
+    kind, flags, total = CLI_RUNS[name]
+
+    def argv(db: Path) -> list[str]:
+        return [sys.executable, "-m", "lotus_core", kind, "--model", str(checkpoint), "--db", str(db), *flags, "--json"]
+
+    ref_db, db = folder / f"{name}-ref.db", folder / f"{name}-{rng.randrange(10**9)}.db"
+    ref = subprocess.run(argv(ref_db), env=child_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    ref_out = json.loads(ref.stdout)
+    ref_units = units(ref_db, kind_run(ref_db, kind)["id"])
+    kill_after = rng.randint(1, total - 1)
+    proc = subprocess.Popen(argv(db), env=child_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        reached = wait_until(lambda: len(units(db, (kind_run(db, kind) or {"id": ""})["id"])) > kill_after, timeout_s)
+        before = units(db, kind_run(db, kind)["id"])
+    finally:
+        kill9(proc)
+    again = subprocess.run(argv(db), env=child_env(), cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+    run = kind_run(db, kind) or {}
+    after = units(db, run["id"]) if run else {}
+    out = json.loads(again.stdout) if again.returncode == 0 else {}
+    same_file = None
+    if "checkpoint" in ref_out and "checkpoint" in out:
+        same_file = Path(ref_out["checkpoint"]).read_bytes() == Path(out["checkpoint"]).read_bytes()
+    return {"kind": f"{name}-cli", "kill_after_units": kill_after, "reached_kill_point": reached,
+            "finished": run.get("status") == "done", "status": run.get("status"), "error": run.get("error"),
+            "units_lost": sum(1 for k, v in before.items() if after.get(k) != v), "equal": after == ref_units,
+            "differs": sorted(k for k in set(after) | set(ref_units) if after.get(k) != ref_units.get(k))[:5],
+            **({"same_checkpoint_bytes": same_file} if same_file is not None else {})}
 
 
 def full_disk_trial(folder: Path, checkpoint: Path, ref: dict[str, str], free_kb: int | None = None,
@@ -245,6 +299,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timeout-s", type=float, default=180.0, help="per phase of a trial")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--full-disk", action="store_true", help="also a trial with the store on a full tmpfs")
+    parser.add_argument("--cli-runs", default="", help="also kill -9 these CLI runs and rerun them: sweep,finetune")
     args = parser.parse_args(argv)
     if not 1 <= args.trials <= 100:
         parser.error("--trials must be in 1..100")
@@ -258,6 +313,8 @@ def main(argv: list[str] | None = None) -> dict:
         trials = [trial(kinds[i % len(kinds)], folder, checkpoint, ref, rng, args.timeout_s)
                   for i in range(args.trials)]
         disk = full_disk_trial(folder, checkpoint, ref, timeout_s=args.timeout_s) if args.full_disk else None
+        trials += [cli_kill_trial(name, folder, checkpoint, rng, args.timeout_s)
+                   for name in args.cli_runs.split(",") if name]
     report = {"trials": len(trials), "kills": len(trials),
               "runs_finished": sum(t["finished"] for t in trials),
               "units_lost": sum(t["units_lost"] for t in trials),
