@@ -35,10 +35,11 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     expect = accuracy_comparison(ctx, [rid], limit=200)
     assert values(spec["y"]) == pytest.approx((100 * expect[expect["series"] == f"LTH {rid[:6]}"]["accuracy"]).tolist())
     costs = at.dataframe[0].value
-    assert costs["training steps"].tolist() == [2 * 4] and costs["rounds"].tolist() == [3]
+    assert costs["training steps"].tolist() == [f"{2 * 4}"] and costs["rounds"].tolist() == ["3"]
     trace = next(json.loads(c.proto.spec) for c in at.get("plotly_chart")
                  if any(t.get("name") == "training loss" for t in json.loads(c.proto.spec)["data"]))
-    loss, accuracy = trace["data"]
+    loss, accuracy, chance = trace["data"]
+    assert chance["name"] == "chance 10.0%" and values(chance["y"]) == [10.0, 10.0]  # 1 / 10 classes
     assert values(loss["x"]) == list(range(1, 2 * 4 + 1)) and values(accuracy["x"]) == [2, 4, 6, 8]
     assert values(accuracy["y"]) == pytest.approx([100 * p["accuracy"] for k, p in sorted(
         ctx.store.points(rid).items()) if k.startswith("round-")])
@@ -66,9 +67,9 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
         lth_summary["train_steps"], round(lth_summary["final_sparsity"], 6)) == (8, round(lth_summary["final_sparsity"], 6))
     assert _names(at)[-1] == f"RigL {rigl.iloc[0]['id'][:6]} (8 steps)"
     costs = at.dataframe[0].value
-    assert costs["kind"].tolist() == ["lth", "rigl"] and costs["training steps"].tolist() == [8, 8]
-    # what does not apply is not a "None" cell: no data fraction column at all, RigL's rounds an empty number
-    assert "data fraction" not in costs and costs["rounds"].isna().tolist() == [False, True]
+    assert costs["kind"].tolist() == ["lth", "rigl"] and costs["training steps"].tolist() == ["8", "8"]
+    # what does not apply is not a "None" cell: no data fraction column at all, RigL's rounds say why
+    assert "data fraction" not in costs and costs["rounds"].tolist() == ["3", "— (trained once)"]
     assert not costs.isin([None, "None"]).any().any()
 
 
