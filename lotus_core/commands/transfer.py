@@ -1,8 +1,10 @@
 """Transfer commands: finetune (a pre-trained model adapted to the dataset)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from . import progress_stream
-from . import arg, command, positive_int
+from . import arg, command, learning_rate, output_path, positive_int, seed
 
 
 def _bar(fields: dict) -> None:
@@ -26,14 +28,14 @@ def _finetune_args() -> list:
     arg("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
         help="; ".join(f"{name}: {p.what}" for name, p in PRESETS.items()) + f" (default {DEFAULT_PRESET})"),
     arg("--epochs", type=positive_int, default=None, help="passes over the training images (default: the preset's, 8)"),
-    arg("--lr", type=float, default=None,
+    arg("--lr", type=learning_rate, default=None,
         help="peak AdamW learning rate (default: the preset's; fit scales it to the model's size)"),
     arg("--batch-size", type=positive_int, default=64),
     arg("--head-only", action="store_true", help="train the classifier head only (linear probe)"),
     arg("--no-augment", action="store_true", help="no random shifts and flips"),
     arg("--train-limit", type=positive_int, default=None, help="fine-tune on a fixed subset of this many images"),
     arg("--limit", type=positive_int, default=DEFAULT_LIMIT, help="test images evaluated after every epoch"),
-    arg("--seed", type=int, default=0, help="batch order and augmentation"),
+    arg("--seed", type=seed, default=0, help="batch order and augmentation"),
     arg("--fp32", action="store_true", help="no bf16 autocast"),
     ]
 
@@ -50,6 +52,8 @@ def finetune_cmd(args, ctx) -> dict:
     cfg = preset_config(ctx.model, args.preset, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         head_only=args.head_only, augment=not args.no_augment, train_limit=args.train_limit,
                         limit=args.limit, seed=args.seed, bf16=not args.fp32)
+    cfg.check()  # refused before a run is recorded (no 'failed' row for a bad recipe)
+    output_path(str(Path(ctx.store.path).parent / "models"), "the checkpoint folder", folder=True)
     require_finetunable(ctx)  # no training images, one class: refused before a run is recorded
     summary = finetune_summary(ctx, cfg) or run_experiment(ctx, "finetune", cfg, run_finetune, on_progress=_bar)
     keys = ("model_id", "checkpoint", "accuracy", "ci95", "epochs", "seconds", "source", "dataset", "head_only",

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import time
 from dataclasses import dataclass
@@ -248,6 +249,19 @@ def fine_tuned_model(ctx: Context, cfg: FinetuneConfig, run: Run | None = None, 
     return model.eval()
 
 
+def diverged(start: float, last: dict, classes: int) -> str | None:
+    """Why a fine-tune that ended at ``last`` (its last epoch's point) diverged, or None.
+
+    A non-finite training loss, or a model that began clearly above chance (at least 10 points over
+    1/classes) and ended having lost more than half of its margin over chance (lr 0.9: 1.0 -> 0.0)."""
+    chance = 1 / classes
+    if last.get("loss") is not None and not math.isfinite(last["loss"]):
+        return f"training loss {last['loss']}"
+    if start >= chance + 0.1 and last["accuracy"] < chance + (start - chance) / 2:
+        return f"test accuracy fell from {start:.3f} to {last['accuracy']:.3f}, chance is {chance:.3f}"
+    return None
+
+
 def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
     """Experiment: fine-tune, store every epoch's test accuracy (points ``epoch-E``), write the checkpoint.
 
@@ -272,6 +286,10 @@ def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
     points = [run.get(f"epoch-{e}") for e in range(1, cfg.epochs + 1)]
     last = points[-1]
     seconds = sum(p["seconds"] for p in points)
+    why = diverged(before.accuracy, last, len(ctx.test.classes))
+    if why:  # the run is marked failed with this line; no checkpoint of a broken model is written
+        raise LotusError(f"the fine-tune diverged ({why}); no checkpoint written: lower --lr (now {cfg.lr:g}) "
+                         "and rerun")
     path = export_checkpoint(ctx, cfg, run.id, model, last)
     from ..models.loading import load_checkpoint
 
