@@ -24,6 +24,7 @@ The executor never enters a result's key: it changes where a number is computed,
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import math
@@ -303,8 +304,9 @@ def _connect(config: ExecutorConfig) -> None:
             import lotus_core
 
             # the workers run the driver's own lotus_core, whatever is installed on the nodes
-            ray.init(address=config.address, log_to_driver=False,
-                     runtime_env={"py_modules": [os.path.dirname(lotus_core.__file__)]})
+            with _loopback_node(_is_loopback_address(config.address)):
+                ray.init(address=config.address, log_to_driver=False,
+                         runtime_env={"py_modules": [os.path.dirname(lotus_core.__file__)]})
     except (Exception, SystemExit) as exc:  # ray.init can also exit on a failed handshake
         raise connection_error(exc, config.address or "local") from None
     _connected["address"] = address
@@ -319,14 +321,31 @@ def start_local_cluster(**kwargs: Any) -> None:
     loopback ``_node_ip_address`` into the machine's network address unless Ray's clusters are
     disabled (its rule for macOS and Windows), so that switch is off while the cluster starts (under
     ``_connecting``; only ``ray.init`` reads it). ``kwargs`` go to ``ray.init`` (``num_cpus``, ``runtime_env``).
+    A driver joining such a cluster by its loopback address (``127.0.0.1:PORT``) does the same.
     """
+    import ray
+
+    with _loopback_node():
+        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+
+
+def _is_loopback_address(address: str) -> bool:
+    host = address.removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+@contextlib.contextmanager
+def _loopback_node(active: bool = True) -> Iterator[None]:
+    """While ``ray.init`` runs, this node's address stays 127.0.0.1 instead of the machine's network address."""
+    if not active:
+        yield
+        return
     from unittest import mock
 
-    import ray
     from ray._private import ray_constants
 
     with mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False):
-        ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, **kwargs)
+        yield
 
 
 def _cluster(config: ExecutorConfig) -> dict:
