@@ -110,10 +110,12 @@ def snip_grasp(model, names, calib, labels, sparsity: float, refs: Path, out: di
 
 
 def synflow(model, names, sparsity: float, refs: Path, out: dict) -> None:
-    """Synaptic-Flow's SynFlow (1 and 100 rounds, exponential schedule) against LOTUS's, in float32 and float64."""
+    """Synaptic-Flow's SynFlow (1 and 100 rounds, exponential schedule) against LOTUS's, the reference run in float32
+    (as published) and float64 (LOTUS's precision), and the reference's two precisions against each other."""
     layers, pruners = synaptic_flow_modules(refs)
     density = 1 - sparsity
     calib, labels = torch.zeros(1, *data_config(model)["input_size"]), torch.zeros(1, dtype=torch.long)  # shape only
+    refs_by = {}
     for rounds, dtype in ((1, torch.float32), (1, torch.float64), (100, torch.float32), (100, torch.float64)):
         # the reference scores in float32 (its model.double() is commented out); float64 is LOTUS's precision
         work, masked = masked_copy(model, names, layers, dtype)
@@ -130,6 +132,9 @@ def synflow(model, names, sparsity: float, refs: Path, out: dict) -> None:
         ours = prune(model, "synflow", sparsity, rounds=rounds)
         out[f"synflow_{rounds}r_{str(dtype)[6:]}"] = compare(ours, ref)
         print(f"synflow {rounds} rounds, reference in {dtype}:", out[f"synflow_{rounds}r_{str(dtype)[6:]}"], flush=True)
+        refs_by[rounds, dtype] = ref
+        if dtype == torch.float64:  # how much the reference moves with its own precision: the noise floor
+            out[f"synflow_{rounds}r_reference_float32_vs_float64"] = compare(refs_by[rounds, torch.float32], ref)
 
 
 def wanda(model, names, calib, sparsity: float, refs: Path, out: dict) -> None:
