@@ -290,3 +290,43 @@ def test_corrected_methods_carry_a_revision_in_their_keys_and_the_others_do_not(
         assert PRUNERS[method].revision == 0 and "revision" not in point_config(cfg, method, 0.5), method
     assert point_config(cfg, "omp", 0.5) == {"method": "omp", "sparsity": 0.5, "scope": "blocks", "limit": cfg.limit,
                                              "seed": 0}
+
+
+def test_evit_fuses_the_inattentive_tokens_as_their_attention_weighted_sum():
+    """EViT (Liang et al., ICLR 2022; youweiliang/evit ``Block.forward``): after the attention residual of a
+    reducing block, keep the ceil(keep * patches) patch tokens with the largest head-averaged CLS attention
+    a_i (in that order) and fuse the rest into one token ``sum_i a_i x_i``, not renormalised by ``sum_i a_i``.
+    Written out here from the block's own modules, with the attention softmax computed by hand."""
+    from lotus_core.speed import tokens
+    from tests.conftest import make_tiny_vit
+
+    model = make_tiny_vit(4).eval()
+    x_in, _ = batch(3, seed=5)
+    keep = 0.5
+    with torch.no_grad():
+        x = model._pos_embed(model.patch_embed(x_in))
+        x = model.norm_pre(model.patch_drop(x))
+        block, attn = model.blocks[0], model.blocks[0].attn
+        h = block.norm1(x)
+        B, N, C = h.shape
+        qkv = attn.qkv(h).reshape(B, N, 3, attn.num_heads, C // attn.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], attn.k_norm(qkv[1]), qkv[2]
+        weights = (attn.q_norm(q) * attn.head_dim ** -0.5 @ k.transpose(-2, -1)).softmax(dim=-1)  # (B, heads, N, N)
+        out = attn.proj((weights @ v).transpose(1, 2).reshape(B, N, C))
+        x = x + block.ls1(out)
+        a = weights[:, :, 0, 1:].mean(dim=1)  # (B, P)
+        k_keep = math.ceil(keep * (N - 1))
+        order = a.argsort(dim=1, descending=True)
+        rows = []
+        for b in range(B):
+            kept, rest = order[b, :k_keep], order[b, k_keep:]
+            fused = (x[b, 1:][rest] * a[b, rest].unsqueeze(-1)).sum(dim=0, keepdim=True)
+            rows.append(torch.cat([x[b, :1], x[b, 1:][kept], fused]))
+        x = torch.stack(rows)
+        x = x + block.ls2(block.mlp(block.norm2(x)))
+        for later in model.blocks[1:]:
+            x = later(x)
+        want = model.forward_head(model.norm(x))
+        got = tokens.evit_forward(model, x_in, keep=keep, fuse=True, blocks=[0])
+    assert float(a.sum(dim=1).max()) < 1.0  # the CLS token's self-attention is left out: a renormalised mean differs
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)

@@ -3,7 +3,8 @@
 - **EViT** (Liang et al., "Not All Patches are What You Need: Expediting Vision Transformers via
   Token Reorganizations", ICLR 2022): at chosen blocks, after attention, keep the ``keep`` fraction
   of patch tokens that the CLS token attends to most (heads averaged); optionally fuse the rest
-  into one token, their average weighted by that attention.
+  into one token, ``sum_i a_i x_i`` with ``a_i`` that attention (not renormalised: the authors'
+  youweiliang/evit ``evit.py``, ``Block.forward``, sums without dividing by ``sum_i a_i``).
 - **ToMe** (Bolya et al., "Token Merging: Your ViT but Faster", ICLR 2023): in every block, after
   attention, split the tokens alternately into sets A and B, match each A token to its most
   similar B token (cosine of the attention keys, averaged over heads), and merge the ``r`` best
@@ -96,7 +97,7 @@ def evit_forward(model: nn.Module, x: torch.Tensor, keep: float, fuse: bool = Tr
             parts = [x[:, :prefix], gather(kept)]
             if fuse:
                 w = cls_attn.gather(1, rest).unsqueeze(-1)  # (B, P - k, 1)
-                parts.append((gather(rest) * w).sum(dim=1, keepdim=True) / w.sum(dim=1, keepdim=True).clamp_min(1e-12))
+                parts.append((gather(rest) * w).sum(dim=1, keepdim=True))  # sum a_i x_i, as the authors (no division)
             x = torch.cat(parts, dim=1)
         x = _mlp(block, x)
     if counts is not None:
