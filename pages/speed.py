@@ -1,12 +1,12 @@
 """Speed: does sparsity buy speed? Every method at its measured latency beside its accuracy."""
 import streamlit as st
 
-from app import charts, state, ui
+from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.results.runs import stored_summary
 from lotus_core.speed import METHODS
 from lotus_core.speed.run import (EPS, SpeedConfig, export_structural, first_view, history, latest, measure_again,
-                                   progress_text, run_speed, speedup_text)
+                                   measured_with, progress_text, run_speed, speedup_text)
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "
           "accuracy: which ones really run faster on this machine?",
@@ -58,7 +58,7 @@ stored = stored_summary(ctx, "speed", chosen) is not None
 if st.button("Measure again" if stored else "Measure", type="primary",
              help="Queue a new measurement of these settings on the background worker; earlier ones are kept"):
     with ui.guard():
-        run_id = launch(ctx, "speed", measure_again(ctx, chosen) if stored else chosen)
+        run_id = launch(ctx, "speed", measure_again(ctx, chosen) if stored else chosen, here=True)
     st.toast(f"Speed measurement {run_id[:6]} queued")
     chosen = latest(ctx, chosen)
     stored = stored_summary(ctx, "speed", chosen) is not None  # tests run jobs inline
@@ -89,12 +89,14 @@ if len(doubtful):
     st.warning(f"{len(doubtful)} of {len(rows)} measurements at this batch size are unreliable ({reasons}): they are "
                "drawn, but never on the frontier, never the best within eps, and never in the Report. **Measure "
                "again** when the machine is quieter.")
-title = (f"batch {batch} · {config.device} ({config.device_name}) · {config.threads} threads · torch "
-         f"{config.torch_version}")
+where = rows[rows["method"] == "dense"].iloc[0] if (rows["method"] == "dense").any() else rows.iloc[0]
+title = (f"batch {batch} · {where['device']} · {int(where['threads'])} threads · torch "
+         f"{measured_with(ctx.store.get_run(result.run_id) or {}, 'torch_version')}")  # where it was measured
 charts.show(charts.speed_frontier(rows, result.dense["accuracy"], eps, "latency_ms" if axis == "latency" else
                                   "images_per_s", title), key="frontier")
+provenance.caption(ctx, result.run_id, "speed")  # measured elsewhere (the shipped demo's): labelled, measure here
 for _, row in result.frame[result.frame["unavailable"].notna() & (result.frame["batch_size"] == batch)].iterrows():
-    st.info(f"{row['method']} is not measured here: {row['unavailable']}.")
+    st.info(f"{row['method']} is not measured here: {ui.literal(row['unavailable'])}.")
 table = rows.assign(**{
     "FLOPs (M/image)": rows["flops"] / 1e6, "params": rows["params"].astype(int), "size (MB)": rows["bytes"] / 1e6,
     "peak memory (MB)": rows["peak_mem_bytes"] / 1e6, "speed-up": rows["speedup"],

@@ -14,7 +14,9 @@ from lotus_core.models.loading import load_model
 from lotus_core.pruning import prune
 from lotus_core.speed import METHODS, measure, sparse, structural, tokens
 from lotus_core.speed.export import export, onnx_max_diff
-from lotus_core.speed.run import SpeedConfig, pareto, run_speed
+from lotus_core.results.provenance import key_of
+from lotus_core.results.runs import experiment_config
+from lotus_core.speed.run import SpeedConfig, measured_with, pareto, run_speed
 from lotus_core.speed.measure import Load
 from lotus_core.speed.variants import Variants
 from tests.conftest import make_tiny_vit
@@ -228,9 +230,15 @@ def test_the_speed_run_is_stored_resumable_and_keyed_by_threads(tiny_ctx, monkey
     assert again.run_id == first.run_id and again.frame.equals(first.frame)
     tiny_ctx.store.set_status(first.run_id, "interrupted")  # an unfinished run resumes from its stored points
     assert run_speed(tiny_ctx, config).frame.equals(first.frame)
+    # another thread count (or CPU, or torch) is where a measurement was made, not what it is: the same key, another
+    # run id; the stored one is served (labelled by its provenance) until this machine measures its own, kept beside
     other = SpeedConfig(**{**config.__dict__, "threads": 2})
-    with pytest.raises(AssertionError, match="measured again"):  # another thread count is another measurement
-        run_speed(tiny_ctx, other)
+    assert experiment_config(tiny_ctx, "speed", other)["computed"]["threads"] == 2
+    assert key_of(experiment_config(tiny_ctx, "speed", other)) == key_of(experiment_config(tiny_ctx, "speed", config))
+    assert run_speed(tiny_ctx, other).run_id == first.run_id
+    assert measured_with(tiny_ctx.store.get_run(first.run_id), "threads") == 1
+    with pytest.raises(AssertionError, match="measured again"):  # measuring here is another measurement
+        run_speed(tiny_ctx, other, here=True)
 
 
 def test_the_pareto_frontier_and_the_best_point_within_eps():

@@ -56,7 +56,7 @@ def speed_cmd(args, ctx) -> dict:
     # the device measured is the one the model is on (the common --device; SpeedConfig keeps its type)
     config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
     config = measure_again(ctx, config) if args.again else latest(ctx, config)
-    result = run_speed(ctx, config, refresh=args.no_cache, on_progress=lambda p: print(
+    result = run_speed(ctx, config, refresh=args.no_cache, here=args.again, on_progress=lambda p: print(
         f"{progress_text(p)} ({p['done']}/{p['planned']})", file=progress_stream(), flush=True))
     summary = ctx.store.get_run(result.run_id)["summary"]
     takes = history(ctx, config).drop_duplicates("take")

@@ -107,10 +107,12 @@ def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
     the earlier algorithm are never served; configs without one keep the keys they always had)."""
     params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     revision = getattr(config, "revision", None) if dataclasses.is_dataclass(config) else None
+    # a config's WHERE fields say where it is computed (a timing's CPU, threads, torch): run id, not key
+    where = {name: params.pop(name) for name in getattr(config, "WHERE", ()) if name in params}
     # what the result is (Context.key), and under "computed" the facts silent reuse requires (Context.computed):
     # both make the run id; the store indexes the key alone to find the result computed elsewhere
     return {**ctx.key(kind=kind, **params, **({"revision": revision} if revision else {})),
-            COMPUTED: ctx.computed(**params)}
+            COMPUTED: {**ctx.computed(**params), **where}}
 
 
 def here_id(ctx: Context, kind: str, config: Any) -> str:

@@ -28,7 +28,7 @@ import copy
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, ClassVar
 
 import pandas as pd
 import torch
@@ -40,6 +40,7 @@ from ..core.isolation import seeded
 from ..data import subset_indices, to_model_input
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.lease import lease_s
+from ..results.provenance import COMPUTED
 from ..results.runs import Run, experiment_config, run_experiment
 from ..results.store import RunStatus, config_id
 from ..training.evaluate import predict, wilson_interval
@@ -65,7 +66,12 @@ def _device() -> str:
 
 @dataclass(frozen=True)
 class SpeedConfig:
-    """What to measure. Fractions in [0, 1]; the last four fields name the machine (they key the run)."""
+    """What to measure. Fractions in [0, 1]. ``device_name``, ``threads`` and ``torch_version`` say where it is
+    measured (:data:`WHERE`): part of the run's id, not of its key, so that a measurement made on another machine
+    (the shipped demo's, a colleague's store) is shown here labelled with where it was measured, with one click to
+    measure here (docs/provenance.md)."""
+
+    WHERE: ClassVar[tuple[str, ...]] = ("device_name", "threads", "torch_version")
 
     methods: tuple[str, ...] = ("dense", "masked", "csr", "nm-2:4", "heads", "channels", "evit", "tome",
                                 "patch-dropout")  # keys of METHODS (dense is always measured: the reference)
@@ -114,6 +120,13 @@ class SpeedConfig:
             object.__setattr__(self, "finetune_steps", 0)
         if unused["keep_rates"]:
             object.__setattr__(self, "fuse", True)
+
+
+def measured_with(run: dict, name: str) -> object:
+    """Where stored speed ``run`` was measured: its config's :data:`SpeedConfig.WHERE` field ``name`` (kept under
+    the run id's ``computed`` entry, or at the top level in runs stored before it left the key); None if absent."""
+    config = run.get("config") or {}
+    return (config.get(COMPUTED) or {}).get(name, config.get(name))
 
 
 def first_view(limit: int) -> SpeedConfig:
@@ -364,9 +377,11 @@ def pareto(frame: pd.DataFrame) -> pd.Series:
 
 
 def run_speed(ctx: Context, config: SpeedConfig, on_progress: Callable[[dict], None] | None = None,
-              refresh: bool = False) -> SpeedResult:
-    """Run (or read back) a stored speed measurement and return its table."""
-    summary = run_experiment(ctx, "speed", config, speed, on_progress=on_progress, refresh=refresh)
+              refresh: bool = False, here: bool = False) -> SpeedResult:
+    """Run (or read back) a stored speed measurement and return its table: the one measured here, else the same
+    settings measured on another machine (labelled by its provenance), else measured now; ``here`` measures on
+    this machine even when another machine's measurement is stored (both are kept)."""
+    summary = run_experiment(ctx, "speed", config, speed, on_progress=on_progress, refresh=refresh, here=here)
     return speed_result(ctx, summary, config)
 
 

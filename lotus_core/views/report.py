@@ -449,7 +449,7 @@ def convergence_section(ctx: Context, options: ReportOptions, stored: Stored) ->
 
 
 def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
-    from ..speed.run import EPS, speed_result, speedup_text
+    from ..speed.run import EPS, measured_with, speed_result, speedup_text
 
     title = "Does it run faster?"
     run = stored.speed
@@ -486,7 +486,7 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
         sentence += (f" Zeros alone do not help: the masked dense model runs at {masked['speedup'].min():.2f}x to "
                      f"{masked['speedup'].max():.2f}x.")
     fig = speed_frontier(rows, result.dense["accuracy"], eps, title=f"Accuracy against measured latency, batch {batch} "
-                         f"({dense['device']}, {int(dense['threads'])} threads, torch {run['config']['torch_version']})")
+                         f"({dense['device']}, {int(dense['threads'])} threads, torch {measured_with(run, 'torch_version')})")
     return Section("speed", title, sentence, fig, value)
 
 
