@@ -130,8 +130,9 @@ def test_prune_and_sweep_cli_on_the_default_model(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert [(p["method"], p["sparsity"]) for p in out["points"]] == [("nm", 0.5), ("omp", 0.3), ("omp", 0.6)]
     assert set(out["essential"]) == {"omp", "nm"}
-    assert main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db]) == 2
-    assert "outside [0, 1)" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # refused while parsing, before anything loads
+        main(["sweep", "--methods", "omp", "--sparsities", "0.3,1.0", "--db", db])
+    assert refused.value.code == 2 and "outside [0, 1)" in capsys.readouterr().err
     assert main(["sweep", "--search", "bisect", "--limit", "200", "--db", db, "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     ess, points = out["essential"]["omp"], out["points"]
