@@ -14,7 +14,7 @@ ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make
           "EViT (Liang et al., ICLR 2022), ToMe (Bolya et al., ICLR 2023)")
 ctx = state.context()
 
-# drawn on first load, measured inline (one setting per method, about 10 s; the demo store holds it); anything else
+# drawn on first load, measured inline (one setting per method, about 30 s; the demo store holds it); anything else
 # runs as a background job. Every measurement is kept: the page shows the last one of the chosen settings.
 DEFAULT = latest(ctx, first_view(state.limit()))
 c1, c2 = st.columns([3, 1])

@@ -130,11 +130,13 @@ def measured_with(run: dict, name: str) -> object:
 
 
 def first_view(limit: int) -> SpeedConfig:
-    """What the Speed page measures and draws on its first load (one setting per method, batch 32, 7 interleaved
-    rounds, 0.5 s of timed calls each: about 10 s inline on an idle machine), and what the demo stores for the
-    Report's "Does it run faster?": one measurement, one story."""
+    """What the Speed page measures and draws on its first load (one setting per method, batch 32, 21 interleaved
+    rounds, 3 s of timed calls each: about 30 s inline on an idle 2-core machine), and what the demo stores for the
+    Report's "Does it run faster?": one measurement, one story. Measured at 7 rounds and 0.5 s on an idle machine
+    (load 0.7), five of the eight speed-ups had 95% intervals wider than 20% and were marked unreliable; at 21
+    rounds and 3 s none was (load 1.2-1.5; docs/speed.md)."""
     return SpeedConfig(batch_sizes=(32,), sparsities=(0.9,), ratios=(0.5,), keep_rates=(0.5,), tome_r=(8,),
-                       drops=(0.5,), best_batch=False, limit=limit, min_run_time=0.5)
+                       drops=(0.5,), best_batch=False, limit=limit, min_run_time=3.0, rounds=21)
 
 
 def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor:
