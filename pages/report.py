@@ -3,7 +3,7 @@ sidebar's model, with an offline HTML export."""
 import streamlit as st
 
 from app import charts, provenance, state, ui
-from lotus_core.views.report import Report, ReportOptions, build_report, pinned, results_version
+from lotus_core.views.report import Report, ReportOptions, build_report, pinned, results_version, table_frame
 
 ui.header("Report", "What pruning does to this model, one chart and one sentence per question, built from the results "
           "stored by the other pages. Missing results say which page produces them.",
@@ -54,6 +54,8 @@ for section in report.sections:
         st.info(ui.literal(section.sentence))
     for note in section.notes:
         st.caption(ui.literal(note))
+    if section.table:  # the claims: cells are shown as data (st.dataframe renders no markdown)
+        st.dataframe(table_frame(section.table), hide_index=True)
     for run in section.runs:
         provenance.caption(ctx, run["run"], f"report-{section.key}")
     if section.figure is not None:

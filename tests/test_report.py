@@ -20,7 +20,7 @@ from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from lotus_core.speed.run import SpeedConfig, run_speed
 
 OPTIONS = ReportOptions(limit=100, example_class=3, example_images=2)
-KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence", "speed"]
+KEYS = ["dense", "essential", "similarity", "comparison", "patches", "convergence", "speed", "claims"]
 
 
 def _pct(x: float) -> str:
@@ -51,7 +51,7 @@ def test_an_empty_store_gives_dense_and_patches_and_names_the_pages_for_the_rest
     assert [s.key for s in report.sections] == KEYS and len(SECTIONS) == len(KEYS)
     missing = {s.key: s.missing for s in report.sections}
     assert missing == {"dense": None, "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
-                       "patches": None, "convergence": "Patches", "speed": "Speed"}
+                       "patches": None, "convergence": "Patches", "speed": "Speed", "claims": None}
     essential = report.section("essential")
     assert essential.sentence == ("Missing: no sparsity curve is stored for this model yet; produce it on the "
                                   "Sparsity curves page (measured on the sidebar's number of test images, the one "
@@ -66,7 +66,8 @@ def test_an_empty_store_gives_dense_and_patches_and_names_the_pages_for_the_rest
 def test_every_section_states_the_stored_number_it_shows(full_ctx):
     ctx, res = full_ctx, full_ctx.results
     report = build_report(ctx, OPTIONS)
-    assert all(s.missing is None and s.figure is not None for s in report.sections), report.to_dict()
+    assert all(s.missing is None and (s.figure is not None or s.table) for s in report.sections), report.to_dict()
+    assert [s.key for s in report.sections if s.figure is None] == ["claims"]  # a table, no figure
 
     sweep = res["sweep"]
     ess = sweep.essential["omp"]["essential_sparsity"]
@@ -230,7 +231,8 @@ def test_html_export_is_self_contained_with_one_inline_plotly(full_ctx):
     assert text.startswith("<!DOCTYPE html>") and text.rstrip().endswith("</html>")
     assert text.count("* plotly.js v") == 1  # the library itself, inline, once
     assert not re.search(r"<script[^>]+src=", text)  # no CDN, no external script
-    assert text.count('class="plotly-graph-div"') == len(report.sections) == 7
+    assert text.count('class="plotly-graph-div"') == len(report.sections) - 1 == 7  # the claims are a table
+    assert text.count('<table class="claims">') == 1
     for section in report.sections:
         assert section.sentence.replace("&", "&amp;").replace("'", "&#x27;") in text
 
@@ -261,7 +263,7 @@ def test_cli_report_writes_the_html_and_prints_the_sections(tmp_path, capsys):
     assert result["out"] == str(out) and result["bytes"] == len(out.read_bytes())
     assert [s["key"] for s in result["sections"]] == KEYS
     assert [s["missing"] for s in result["sections"]] == [None, "Sparsity curves", "Soup", "Soup", None, "Patches",
-                                                                "Speed"]
+                                                                "Speed", None]
     dense = Store(tmp_path / "r.db").runs(kind="evaluate")["summary"].item()
     assert result["sections"][0]["value"] == dense["accuracy"] and dense["n"] == 200
     assert result["sections"][0]["sentence"] in out.read_text()

@@ -16,7 +16,9 @@ Sections (:data:`SECTIONS`), after the papers the dashboard relates to:
 - ISSP vs OMP vs LTH accuracy (Instant Soup Pruning, Jaiswal et al., ICML 2023; Frankle & Carbin, ICLR 2019);
 - a patch-selection example (a data lottery ticket: the least-attended patches dropped);
 - the lottery-training convergence (lottery data against full images, epoch by epoch);
-- does it run faster: the fastest measured configuration within eps of dense accuracy (the Speed page).
+- does it run faster: the fastest measured configuration within eps of dense accuracy (the Speed page);
+- paper claims vs measured here: each claim of the papers above and of LOTUS beside the stored number that tests
+  it, with a verdict and why (:mod:`lotus_core.views.claims`, docs/claims.md).
 
 The report is built from *pinned* runs (:func:`pinned`; a small table of the store): the demo's by default,
 pinned and unpinned by the user from Experiments and the pages; trying another eps, batch size or method
@@ -78,10 +80,12 @@ class Section:
     missing: str | None = None  # the page that produces the missing result (None: present)
     notes: list[str] = field(default_factory=list)  # secondary notes (e.g. a missing part of a comparison)
     runs: list[dict] = field(default_factory=list)  # the stored runs it states: {"run", "kind", "provenance"}
+    table: list[dict] = field(default_factory=list)  # rows of a table the section shows (the claims: ClaimCheck.to_dict)
 
     def to_dict(self) -> dict:
-        return {"key": self.key, "title": self.title, "sentence": self.sentence, "value": self.value,
-                "missing": self.missing, "notes": self.notes, "figure": self.figure is not None, "runs": self.runs}
+        out = {"key": self.key, "title": self.title, "sentence": self.sentence, "value": self.value,
+               "missing": self.missing, "notes": self.notes, "figure": self.figure is not None, "runs": self.runs}
+        return {**out, "table": self.table} if self.table else out
 
 
 @dataclass
@@ -106,6 +110,8 @@ class Report:
         for s in self.sections:
             parts.append(f"<section><h2>{html.escape(s.title)}</h2><p>{html.escape(s.sentence)}</p>")
             parts += [f'<p class="note">{html.escape(n)}</p>' for n in s.notes]
+            if s.table:
+                parts.append(_html_table(s.table))
             parts += [f'<p class="prov">Run {html.escape(r["run"])} ({html.escape(r["kind"])}): '
                       f'{html.escape(r["provenance"])}</p>' for r in s.runs]
             if s.figure is not None:
@@ -117,11 +123,35 @@ class Report:
                                              "LOTUS results store."), body="\n".join(parts))
 
 
+TABLE_COLUMNS = {"claim": "Claim", "source": "Source", "paper": "Paper's number", "lotus": "LOTUS's number",
+                 "verdict": "Verdict", "why": "Why", "runs": "Stored run"}
+"""A section table's columns as shown (the page and the HTML export): row key -> heading."""
+
+
+def table_frame(rows: list[dict]) -> pd.DataFrame:
+    """A section's table rows as shown: the :data:`TABLE_COLUMNS` it has, headed in words (run ids joined)."""
+    frame = pd.DataFrame(rows)
+    frame = frame[[c for c in TABLE_COLUMNS if c in frame]]
+    if "runs" in frame:
+        frame["runs"] = frame["runs"].map(", ".join)
+    return frame.rename(columns=TABLE_COLUMNS)
+
+
+def _html_table(rows: list[dict]) -> str:
+    frame = table_frame(rows)
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>"
+                   for row in frame.itertuples(index=False))
+    return f'<table class="claims"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#212121}}
 h2{{margin-top:2em}} .note{{color:#616161;font-style:italic}} .meta{{color:#757575}}
-.prov{{color:#757575;font-size:0.85em}} .warn{{color:#b71c1c}}</style></head>
+.prov{{color:#757575;font-size:0.85em}} .warn{{color:#b71c1c}}
+table.claims{{border-collapse:collapse;font-size:0.9em}} table.claims td,table.claims th{{border:1px solid #e0e0e0;
+padding:4px 6px;text-align:left;vertical-align:top}}</style></head>
 <body><h1>{title}</h1><p class="meta">{meta}</p>
 {body}
 </body></html>
@@ -490,6 +520,81 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     return Section("speed", title, sentence, fig, value)
 
 
+def claims_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
+    """Paper claims vs measured here: each claim of :data:`~lotus_core.views.claims.CLAIMS` checked by its rule on
+    numbers read from the report's stored runs (nothing is computed; a result not stored makes its claim "not
+    comparable", saying what is missing)."""
+    from . import claims as c
+    from .catalog import omp_finetune_config, omp_vs_tickets_key
+    from ..results.runs import resolve
+
+    dense = stored.dense(options.limit)["accuracy"]
+    sweep, lth, lottery = stored.sweep, stored.lth, stored.lottery
+    checks = []
+    # LOTUS: one-shot 30% (the sweep's OMP point at exactly 30%, fully evaluated)
+    omp = [] if sweep is None else sweep.frame[(sweep.frame["method"] == "omp")].dropna(subset=["accuracy"]).to_dict("records")
+    p30 = c.at_sparsity(omp, 0.30)
+    acc30 = None if p30 is None else float(p30["accuracy"])
+    checks.append(c.check("one-shot-30", "—" if acc30 is None else f"{_pct(acc30)} at 30% on {ctx.dataset} (one-shot OMP)",
+                          acc30, c.one_shot_verdict(ctx.dataset, acc30), [sweep and sweep.run_id]))
+    # LOTUS: near-best by epoch 5 (the lottery-training run)
+    done = lottery is not None and lottery["status"] == RunStatus.DONE and lottery["summary"]
+    summary = lottery["summary"] if done else None
+    measured = "—" if summary is None else (
+        f"lottery arm {_pct(summary['lottery']['final_accuracy'])}, full images {_pct(summary['full']['final_accuracy'])}"
+        f" after {summary['epochs']} epochs")
+    checks.append(c.check("lottery-epoch-5", measured, None if summary is None else summary["lottery"]["final_accuracy"],
+                          c.convergence_verdict(summary, dense), [lottery["id"] if done else None]))
+    # LOTUS: ISSP at data fraction 0.1 (its fine-tuned ticket)
+    issp = stored.issp_by_fraction.get(0.1)
+    if issp is None and stored.issp is not None and stored.issp["config"].get("data_fraction") == 0.1 \
+            and stored.issp["status"] == RunStatus.DONE:
+        issp = stored.issp
+    final = None if issp is None else ctx.store.points(issp["id"]).get("final")
+    acc = None if final is None else float(final["accuracy"])
+    checks.append(c.check("issp-data-fraction", "—" if final is None else
+                          f"{_pct(acc)} at {_pct(final['sparsity'], 0)} sparsity, data fraction 10%",
+                          acc, c.issp_fraction_verdict(acc), [final and issp["id"]]))
+    # Essential Sparsity: the sweep's OMP turning point at its tolerance
+    ess = None if sweep is None else sweep.essential.get("omp")
+    eps = None if sweep is None else (sweep.config.eps if sweep.config else
+                                      ctx.store.get_run(sweep.run_id)["config"].get("eps", 0.01))
+    value = None if ess is None else float(ess["essential_sparsity"])
+    checks.append(c.check("essential-range", "—" if value is None else
+                          f"{_pct(value, 0)} free within {100 * eps:g} point (OMP turning point)", value,
+                          c.essential_verdict(value, eps), [ess and sweep.run_id]))
+    # Essential Sparsity: OMP vs the ticket's masks (the stored omp-vs-ticket table of the LTH run)
+    table = None if lth is None else stored.use(resolve(ctx, "omp-vs-ticket", omp_vs_tickets_key(ctx, lth["id"])))
+    rows = [] if table is None else [r for r in table["summary"]["rows"] if r.get("layer", "all") == "all"]
+    inside = [r for r in rows if c.ESSENTIAL_RANGE[0] - 1e-9 <= r["sparsity"] <= c.ESSENTIAL_RANGE[1] + 1e-9]
+    low = min(inside, key=lambda r: r["cosine"]) if inside else None
+    checks.append(c.check("omp-lth-cosine", "—" if low is None else
+                          f"lowest cosine in 30-50%: {_pct(low['cosine'], 2)} at {_pct(low['sparsity'])}",
+                          None if low is None else float(low["cosine"]), c.cosine_verdict(rows),
+                          [table and table["id"]]))
+    # Instant Soup: ISSP (fine-tuned) > LTH > OMP fine-tuned with one round's budget, at one sparsity in 70-80%
+    issp_run = stored.issp
+    issp_final = [] if issp_run is None or "final" not in issp_run["points"] else [issp_run["points"]["final"]]
+    rounds = [] if lth is None else [p for k, p in lth["points"].items() if k.startswith("round-") and p["round"] > 0]
+    ft = None if lth is None else stored.use(resolve(ctx, "sweep", omp_finetune_config(ctx, lth["id"])))
+    ft_points = [] if ft is None else [p for p in ctx.store.points(ft["id"]).values()
+                                       if p.get("method") == "omp" and p.get("accuracy") is not None]
+    points = c.common_point(issp_final, rounds, [{**p, "sparsity": p.get("sparsity_reached", p["sparsity"])}
+                                                 for p in ft_points])
+    measured = "—" if not points else ", ".join(f"{k} {_pct(p['accuracy'])}" for k, p in points.items()) + \
+        f" at {_pct(points['ISSP']['sparsity'])}"
+    checks.append(c.check("soup-order", measured, None if not points else float(points["ISSP"]["accuracy"]),
+                          c.ordering_verdict(points), [points and issp_run["id"], points and lth["id"],
+                                                       points and ft["id"]]))
+    # LTH: tickets train at least as fast (no stored run times training to a given accuracy)
+    measured = "—" if lth is None else (f"ticket at {_pct(1 - lth['summary']['final_sparsity'], 0)} of the weights: "
+                                        f"{_pct(lth['summary']['final_accuracy'])} after {lth['config']['steps']} steps")
+    checks.append(c.check("lth-speed", measured, None, c.training_speed_verdict(None, None, None),
+                          [lth and lth["id"]]))
+    return Section("claims", "Paper claims vs measured here", c.summary_sentence(checks),
+                   table=[x.to_dict() for x in checks])
+
+
 def _missing(key: str, title: str, page: str, what: str) -> Section:
     return Section(key, title, f"Missing: {what}; produce it on the {page} page (measured on the sidebar's number of "
                    "test images, the one this report uses).", missing=page)
@@ -503,11 +608,13 @@ SECTIONS: list[tuple[str, Callable[[Context, ReportOptions, Stored], Section]]] 
     ("Patch selection", patches_section),
     ("Lottery-training convergence", convergence_section),
     ("Speed", speed_section),
+    ("Paper claims vs measured here", claims_section),
 ]
 """(progress label, builder) in report order."""
 
 SECTION_PAGES = {"dense": "Overview", "essential": "Sparsity curves", "similarity": "Soup", "comparison": "Soup",
-                 "patches": "Patches", "convergence": "Patches", "speed": "Speed"}
+                 "patches": "Patches", "convergence": "Patches", "speed": "Speed",
+                 "claims": "Experiments"}
 """Section key -> the page that produces (and explores) its result."""
 
 

@@ -8,7 +8,7 @@ from tests.pages.helpers import open_page
 TITLES = ["How accurate is the model before pruning?", "How much can be pruned at almost no cost?",
           "Do lottery tickets and one-shot pruning keep the same weights?",
           "Are lottery tickets and Instant Soup worth their training?", "Which parts of an image does the model need?",
-          "Does training on the kept patches learn as fast?", "Does it run faster?"]
+          "Does training on the kept patches learn as fast?", "Does it run faster?", "Paper claims vs measured here"]
 
 
 def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
@@ -17,7 +17,7 @@ def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
     assert not at.exception
     assert [s.value for s in at.subheader] == TITLES
     expected = build_report(open_context(), ReportOptions())
-    shown = [m.value for m in at.markdown if m.value.startswith(("Before any pruning", "Pruning the", "The model's"))]
+    shown = [m.value for m in at.markdown if m.value.startswith(("Before any pruning", "Pruning the", "The model's", "Of 7 claims"))]
     assert shown == [literal(s.sentence) for s in expected.sections if s.missing is None]  # shown as text
     infos = [i.value for i in at.info]
     assert any("produce it on the Soup page" in i for i in infos)
@@ -25,6 +25,9 @@ def test_report_shows_stored_results_and_names_the_pages_for_missing_ones():
     assert any(i.startswith("Missing: no speed measurement is stored for this model yet; produce it on the Speed page")
                for i in infos)
     assert len(at.get("plotly_chart")) == 3  # dense, essential sparsity, patches
+    claims = at.dataframe[0].value  # the claims table: one row per claim, its verdict and why
+    assert list(claims.columns) == ["Claim", "Source", "Paper's number", "LOTUS's number", "Verdict", "Why", "Stored run"]
+    assert claims["Verdict"].iloc[0] == "not comparable" and len(claims) == 7
     assert [b.label for b in at.get("download_button")] == ["Export as HTML (opens offline)"]
 
 
