@@ -169,7 +169,7 @@ def test_the_claims_section_of_the_shipped_demo_computes_nothing_and_states_the_
     a, b, o = _point(db, issp_full, "final"), _point(db, lth, "round-8"), _point(db, ft, "omp@0.8000")
     assert (a["accuracy"], b["accuracy"], o["accuracy"]) == (0.8875, 0.8845, 0.8785)
     assert a["ci_low"] < b["ci_high"]  # overlapping intervals: the order is not established
-    assert rows["soup-order"]["lotus"] == "ISSP 88.8%, LTH 88.4%, OMP 87.8% at 80.0%"
+    assert rows["soup-order"]["lotus"] == "ISSP 88.8%, LTH 88.4%, OMP 87.8% at 80.0% (ISSP at data fraction 1)"
     assert (rows["soup-order"]["verdict"], rows["soup-order"]["runs"]) == (NR, [issp_full, lth, ft])
 
     assert (rows["lth-speed"]["verdict"], rows["lth-speed"]["runs"]) == (NC, [lth])
@@ -177,4 +177,4 @@ def test_the_claims_section_of_the_shipped_demo_computes_nothing_and_states_the_
 
     page = out.read_text()
     assert page.count('<table class="claims">') == 1 and "<th>Paper&#x27;s number</th>" in page
-    assert "<td>ISSP 88.8%, LTH 88.4%, OMP 87.8% at 80.0%</td>" in page
+    assert "<td>ISSP 88.8%, LTH 88.4%, OMP 87.8% at 80.0% (ISSP at data fraction 1)</td>" in page

@@ -582,7 +582,7 @@ def claims_section(ctx: Context, options: ReportOptions, stored: Stored) -> Sect
     points = c.common_point(issp_final, rounds, [{**p, "sparsity": p.get("sparsity_reached", p["sparsity"])}
                                                  for p in ft_points])
     measured = "—" if not points else ", ".join(f"{k} {_pct(p['accuracy'])}" for k, p in points.items()) + \
-        f" at {_pct(points['ISSP']['sparsity'])}"
+        f" at {_pct(points['ISSP']['sparsity'])} (ISSP at data fraction {issp_run['config']['data_fraction']:g})"
     checks.append(c.check("soup-order", measured, None if not points else float(points["ISSP"]["accuracy"]),
                           c.ordering_verdict(points), [points and issp_run["id"], points and lth["id"],
                                                        points and ft["id"]]))
