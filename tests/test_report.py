@@ -272,7 +272,7 @@ def test_cli_report_writes_the_html_and_prints_the_sections(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["report", "--example-class", "10"], "lotus report: error: --example-class 10 is outside 0..9\n"),
     (["report", "--limit", "200", "--out", "/nonexistent-dir/r.html"],
-     "lotus report: error: cannot write /nonexistent-dir/r.html (No such file or directory); pass a writable --out path\n"),
+     "lotus report: error: --out /nonexistent-dir/r.html: folder /nonexistent-dir does not exist; create it or pick another path\n"),
     (["delete", "0123abcd"], "lotus delete: error: no results store at {db}; check --db / LOTUS_DB (a store is "
                              "created by the first command that computes something)\n"),
 ])
