@@ -12,7 +12,7 @@ def test_prepare_demo_fills_every_report_section_and_never_computes_twice(tiny_c
     assert [p["step"] for p in seen] == list(range(1, 16)) and seen[0]["eta_s"] is None and seen[-1]["eta_s"] > 0
     assert missing_steps(tiny_ctx, 100) == []
     report = build_report(tiny_ctx, ReportOptions(limit=100, example_images=2))
-    assert [s.missing for s in report.sections] == [None] * 7  # every section filled
+    assert [s.missing for s in report.sections] == [None] * 8  # every section filled (the claims table too)
     assert prepare_demo(tiny_ctx, 100)["computed"] == 0  # a rerun serves everything from the store
     assert missing_steps(tiny_ctx, 50) == [l for l in labels if l != "patch scorers compared"]  # another protocol
 

@@ -23,7 +23,8 @@ def test_measure_draws_the_frontier_and_the_table_of_the_stored_run():
     at.run()
     assert not at.exception
     config = SpeedConfig(methods=("dense", "nm-2:4", "channels", "tome"), batch_sizes=(8,), best_batch=False,
-                         ratios=(0.5,), tome_r=(8,), limit=DEFAULT_LIMIT, min_run_time=first_view(DEFAULT_LIMIT).min_run_time)
+                         ratios=(0.5,), tome_r=(8,), limit=DEFAULT_LIMIT, min_run_time=first_view(DEFAULT_LIMIT).min_run_time,
+                         rounds=first_view(DEFAULT_LIMIT).rounds)
     result = run_speed(open_context(), config)  # served from the store the job wrote
     rows = result.at(8)
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
