@@ -482,16 +482,20 @@ def arch_and_weights_cases(tmp: Path) -> list[tuple[list[str], str]]:
     ]
 
 
+def refused_without_a_row(capsys, tmp_path, cases: list, count: int) -> None:
+    """Each of ``count`` cases is refused with its one line, and none leaves a run (a failed row) in the store."""
+    assert len(cases) == count
+    db = tmp_path / "r.db"
+    for args, message in cases:
+        assert_one_line(*run_cli(capsys, *args, "--db", str(db)), message)
+    assert not db.exists() or Store(db).runs().empty
+
+
 ARCH_AND_WEIGHTS_CASES = 11
 
 
 def test_bad_arch_metadata_and_non_vit_models_get_one_line(capsys, tmp_path):
-    cases = arch_and_weights_cases(tmp_path)
-    assert len(cases) == ARCH_AND_WEIGHTS_CASES
-    db = tmp_path / "r.db"
-    for args, message in cases:
-        assert_one_line(*run_cli(capsys, *args, "--db", str(db)), message)
-    assert not db.exists() or Store(db).runs().empty  # the refused fine-tune left no failed row
+    refused_without_a_row(capsys, tmp_path, arch_and_weights_cases(tmp_path), ARCH_AND_WEIGHTS_CASES)
 
 
 # Weight dtypes and values: float32/bfloat16 read as they are, float16/float64 cast with one note, the rest refused.
@@ -664,12 +668,7 @@ DATASET_CASES = 7
 
 
 def test_bad_image_folders_get_one_line(capsys, tmp_path):
-    cases = dataset_cases(tmp_path)
-    assert len(cases) == DATASET_CASES
-    db = tmp_path / "r.db"
-    for args, message in cases:
-        assert_one_line(*run_cli(capsys, *args, "--db", str(db)), message)
-    assert not db.exists() or Store(db).runs().empty
+    refused_without_a_row(capsys, tmp_path, dataset_cases(tmp_path), DATASET_CASES)
 
 
 def test_a_symlink_loop_counts_each_real_file_once(tmp_path):

@@ -251,14 +251,9 @@ def test_a_model_path_with_a_link_is_quoted_literally_in_the_error_box():
 
 
 def _cli(capsys, *args: str) -> tuple[int, str, str]:
-    from lotus_core.cli import main
+    from tests.test_cli_core import run_cli
 
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
+    return run_cli(capsys, *args)
 
 
 @pytest.mark.parametrize("bad", ["\x1b[2J\x1b[31mPWNED\x1b]0;title\x07", "a\rb", "a\x0bc", "a\x0cd", "a\u2028e",
