@@ -175,3 +175,25 @@ def test_a_seeded_new_head_is_the_same_whatever_another_thread_seeds_meanwhile(t
         stop.set()
         other.join()
     assert all(torch.equal(h, alone) for h in heads)
+
+
+def test_a_timing_at_the_process_thread_count_never_touches_torchs_process_wide_setting(monkeypatch, tiny_vit):
+    """Every measurement the dashboard and its worker start times at the process's own thread count: torch's
+    process-wide setting is then never written (another session's forward would see it change)."""
+    import torch
+
+    from lotus_core.speed import measure
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    x = torch.zeros(2, 1, 28, 28)
+    with torch.no_grad():
+        measure.interleaved({"dense": tiny_vit}, x, threads=torch.get_num_threads(), rounds=2, min_run_time=0.002,
+                            warmup=1)
+        measure.time_forward(tiny_vit, x, threads=torch.get_num_threads(), min_run_time=0.002, warmup=1)
+    here = torch.get_num_threads()
+    assert set(calls) <= {here}  # torch.utils.benchmark's Timer re-asserts the same count; nothing else is written
+    calls.clear()
+    with measure.timing_threads(here + 1):  # another count (the CLI's --threads): set for the timing, then restored
+        pass
+    assert calls == [here + 1, here]

@@ -13,6 +13,7 @@ forward creates. Both count the model's own parameters and buffers on top.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -21,7 +22,7 @@ import platform
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
@@ -90,6 +91,23 @@ def _timer(forward: Forward, x: torch.Tensor, threads: int, clock: str):
                               timer=_clock(clock, x.device))
 
 
+@contextlib.contextmanager
+def timing_threads(threads: int) -> Iterator[None]:
+    """Time on ``threads`` intra-op threads. torch's thread count is process-wide, so it is left alone when it
+    already is ``threads`` (every measurement the dashboard and its worker start: their SpeedConfig takes the
+    process's count), and changed for the measurement only when a run asks for another count, which only a
+    process doing nothing else does (``python -m lotus_core speed --threads N``)."""
+    previous = torch.get_num_threads()
+    if threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: float = 0.5,
                  warmup: int = 2, clock: str = "wall") -> Timing:
     """Median and IQR of ``forward(x)`` under inference mode with ``threads`` intra-op threads.
@@ -103,16 +121,11 @@ def time_forward(forward: Forward, x: torch.Tensor, threads: int, min_run_time: 
     """
     check_run_time(min_run_time)
     timer = _timer(forward, x, threads, clock)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.inference_mode():
-            for _ in range(warmup):
-                forward(x)
-            _sync(x.device)
-            m = timer.blocked_autorange(min_run_time=min_run_time)
-    finally:
-        torch.set_num_threads(previous)
+    with timing_threads(threads), torch.inference_mode():
+        for _ in range(warmup):
+            forward(x)
+        _sync(x.device)
+        m = timer.blocked_autorange(min_run_time=min_run_time)
     return Timing(float(m.median), float(m.iqr), len(m.times), threads)
 
 
@@ -144,9 +157,7 @@ def interleaved(forwards: dict[str, Forward], x: torch.Tensor, threads: int, rou
     tick = _clock(clock, x.device)
     timers = {name: timeit.Timer(functools.partial(f, x), timer=tick) for name, f in forwards.items()}
     slice_s = min_run_time / rounds
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
+    with timing_threads(threads):
         with torch.inference_mode():
             number = {}
             for name, f in forwards.items():
@@ -161,8 +172,6 @@ def interleaved(forwards: dict[str, Forward], x: torch.Tensor, threads: int, rou
                     times[name].append(timer.timeit(number[name]) / number[name])
                 if between is not None:
                     between()
-    finally:
-        torch.set_num_threads(previous)
     return times
 
 
