@@ -3,7 +3,7 @@ default model, each beside its layer-wise shuffled control (Frankle et al., ICLR
 SparseGPT gap over magnitude pruning. No fine-tuning: the instant one-shot accuracy.
 
 Every point is a stored sweep point (``python -m lotus_core sweep --methods ... --controls shuffle``
-computes the same ones); the script prints a Markdown table for the README and the wall time.
+computes the same ones); the script prints a Markdown table for docs/figures-pruning-lab.md and the wall time.
 Usage: python benchmarks/bench_pruning_lab.py [--limit 2000] [--db /tmp/lab.db]
 """
 from __future__ import annotations

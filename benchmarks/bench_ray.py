@@ -13,7 +13,7 @@ embedded default ViT, every point recomputed (``refresh``), each run on its own 
 (c) units/s against the number of Ray workers (1, 2): a fresh cluster of that many CPUs each.
 
 Usage: python benchmarks/bench_ray.py [--limit 500] [--workers 1,2] [--repeats 2]
-Prints one JSON object; the README quotes it.
+Prints one JSON object; docs/ray.md quotes it.
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@
 Evaluation: ``evaluate`` on a fixed test subset with the device's batch size (bf16 autocast where
 fast, as the dashboard). Fine-tuning: optimizer steps of the training loop at batch 64 (16 at 224 px;
 fp32 on CPUs, bf16 autocast on GPUs), augmentation on. The 224 px model is vit_small_patch16_224 with
-random weights (timing only). Figures go to the README's "Transfer" section.
+random weights (timing only). Figures go to docs/figures-throughput.md.
 """
 from __future__ import annotations
 

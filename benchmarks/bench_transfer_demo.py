@@ -1,4 +1,4 @@
-"""The offline transfer demo, end to end through the CLI, one run: its README table.
+"""The offline transfer demo, end to end through the CLI, one run: the tables of docs/figures-transfer-demo.md.
 
     python benchmarks/bench_transfer_demo.py [--db data/lotus.db] [--epochs 2] [--lr 3e-4]
 
