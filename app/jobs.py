@@ -5,9 +5,9 @@ from typing import Any
 
 import streamlit as st
 
-from lotus_core.results import jobs
+from lotus_core import jobs
 from lotus_core.results.store import ACTIVE, RunStatus
-from lotus_core.core.context import Context
+from lotus_core.context import Context
 from lotus_core.views.progress import describe, fraction_done
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import ui
-from lotus_core.core.context import Context
+from lotus_core.context import Context
 from lotus_core.results.registry import experiments
 from lotus_core.results.runs import provenance_label, recompute_here, served_from, stored_config
 from lotus_core.views.report import pinned, set_pinned

@@ -20,7 +20,7 @@ import torch
 
 from app import ui
 
-from lotus_core.core.context import Context, open_context
+from lotus_core.context import Context, open_context
 from lotus_core.core.paths import check_served_path, is_loopback, serve_roots
 from lotus_core.core.device import describe
 from lotus_core.data import DATASETS

@@ -25,8 +25,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from lotus_core.data import load_dataset, subset_indices, to_model_input
-from lotus_core.models.loading import data_config, load_model
+from lotus_core.data import load_dataset
+from lotus_core.data.images import subset_indices, to_model_input
+from lotus_core.models.arch import data_config
+from lotus_core.models.loading import load_model
 from lotus_core.pruning import prune, scoped_parameters
 from lotus_core.pruning.sparsegpt import hessians, sparsegpt_layer
 

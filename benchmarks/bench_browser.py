@@ -38,7 +38,7 @@ from tests.e2e.harness import launch_browser, nav_pages, open_page, start_server
 
 def populate(db: Path) -> None:
     """Small LTH, ISSP and lottery-training runs on the default model (what the Report and Masks pages read)."""
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.lottery.issp import ISSPConfig, run_issp
     from lotus_core.lottery.lth import LTHConfig, run_lth
     from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train

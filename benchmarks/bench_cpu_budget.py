@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def background(db: str, limit: int) -> None:
     """Subprocess entry: recompute a 0.01 OMP grid over and over, one JSON line per point as it arrives."""
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.pruning.sweep import SweepConfig, run_sweep
 
     ctx = open_context("default", db=db)
@@ -104,7 +104,7 @@ def main() -> None:
     if args.background:
         background(args.background, args.limit)
         return
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.core.device import budget_slots, compute_threads, host_cores
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -46,7 +46,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=2000)
     parser.add_argument("--eps", type=float, nargs="+", default=[0.01, 0.02, 0.015])
     args = parser.parse_args()
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.pruning.sweep import SweepConfig
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -48,7 +48,7 @@ def paper_way(limit: int, eps: float) -> dict:
 
     import torch.nn.utils.prune as tprune
 
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.pruning.essential import essential_sparsity
     from lotus_core.pruning.scope import scoped_parameters
     from lotus_core.training.evaluate import evaluate
@@ -112,7 +112,7 @@ def rss_mib(field: str) -> float:
 
 def memory_probe(mode: str, limit: int) -> dict:
     """Subprocess entry: resident memory once loaded, and the peak during one evaluation or one sweep (MiB)."""
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.pruning.sweep import SweepConfig, run_sweep
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from lotus_core.core.context import open_context  # noqa: E402
+from lotus_core.context import open_context  # noqa: E402
 from lotus_core.core.device import bf16_available, default_device  # noqa: E402
 from lotus_core.training.evaluate import evaluate  # noqa: E402
 

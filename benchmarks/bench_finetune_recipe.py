@@ -71,7 +71,7 @@ def write_photo_crops_folder(root: Path, per_class: int = 100, size: int = 48, s
 
 
 def run_recipe(folder: Path, db: Path, cfg) -> dict:
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.results.runs import run_experiment
     from lotus_core.training.finetune import run_finetune
 
@@ -86,7 +86,7 @@ def run_recipe(folder: Path, db: Path, cfg) -> dict:
 
 
 def bench(folder: Path, out: Path, essential: bool = False) -> dict:
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.training.finetune import preset_config
 
     ctx = open_context("default", str(folder), db=out / "probe.db", device="cpu")

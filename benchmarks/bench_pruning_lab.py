@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from lotus_core.core.context import open_context  # noqa: E402
+from lotus_core.context import open_context  # noqa: E402
 from lotus_core.pruning.sweep import SweepConfig, curve_name, run_sweep  # noqa: E402
 
 METHODS = ("omp", "omp-layerwise", "wanda", "sparsegpt", "snip", "snip-reinit", "grasp", "grasp-reinit",

@@ -30,8 +30,8 @@ import pandas as pd  # noqa: E402
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from lotus_core.core.context import Context, open_context  # noqa: E402
-from lotus_core.models.loading import data_config  # noqa: E402
+from lotus_core.context import Context, open_context  # noqa: E402
+from lotus_core.models.arch import data_config  # noqa: E402
 from lotus_core.results.store import Store  # noqa: E402
 from lotus_core.speed.run import SpeedConfig, SpeedResult, run_speed  # noqa: E402
 

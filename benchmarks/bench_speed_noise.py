@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lotus_core.core.context import open_context  # noqa: E402
+from lotus_core.context import open_context  # noqa: E402
 from lotus_core.speed import measure  # noqa: E402
 from lotus_core.speed.run import MAX_SPREAD, SpeedConfig, run_speed  # noqa: E402
 

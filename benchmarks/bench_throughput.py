@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common_models import vit224_checkpoint  # noqa: E402
-from lotus_core.core.context import open_context  # noqa: E402
+from lotus_core.context import open_context  # noqa: E402
 from lotus_core.core.device import describe, eval_batch_size  # noqa: E402
 from lotus_core.training.train import TrainConfig, train  # noqa: E402
 

@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import timm  # noqa: E402
 import torch  # noqa: E402
 
-from lotus_core.data import load_dataset, to_model_input  # noqa: E402
+from lotus_core.data import load_dataset  # noqa: E402
+from lotus_core.data.images import to_model_input  # noqa: E402
 from lotus_core.core.device import autocast, bf16_available, default_device  # noqa: E402
-from lotus_core.models.loading import data_config, load_model  # noqa: E402
+from lotus_core.models.arch import data_config  # noqa: E402
+from lotus_core.models.loading import load_model  # noqa: E402
 from lotus_core.patches import patch_grid, score_patches  # noqa: E402
 from lotus_core.patches.select import drop_count, drop_tokens, select_patches  # noqa: E402
 

@@ -51,7 +51,7 @@ def make_checkpoint(folder: Path) -> Path:
     import timm
     import torch
 
-    from lotus_core.models.loading import save_checkpoint
+    from lotus_core.models.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     model = timm.create_model(CHAOS_ARCH["model_name"], pretrained=False,
@@ -88,9 +88,9 @@ def start_worker(db: Path, env: dict[str, str]) -> subprocess.Popen:
 def submit_lth(checkpoint: Path, db: Path, env: dict[str, str], lth: dict = LTH) -> str:
     """Queue the LTH experiment on the store's job queue, as the dashboard does; returns its run id."""
     code = ("import json, sys\n"
-            "from lotus_core.core.context import open_context\n"
+            "from lotus_core.context import open_context\n"
             "from lotus_core.lottery.lth import LTHConfig\n"
-            "from lotus_core.results import jobs\n"
+            "from lotus_core import jobs\n"
             f"ctx = open_context({str(checkpoint)!r}, db={str(db)!r})\n"
             f"spec = jobs.context_spec(ctx, model={str(checkpoint)!r})\n"
             f"print(jobs.submit(spec, 'lth', LTHConfig(**{lth!r}), ctx))\n")

@@ -6,7 +6,9 @@ from pathlib import Path
 import timm
 import torch
 
-from lotus_core.models.loading import Head, data_config, save_checkpoint
+from lotus_core.models.heads import Head
+from lotus_core.models.arch import data_config
+from lotus_core.models.checkpoint import save_checkpoint
 
 
 def vit224_checkpoint(folder: Path, name: str = "vit_small_patch16_224", num_classes: int = 10) -> Path:

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common_models import vit224_checkpoint  # noqa: E402
 from lotus_core import cli  # noqa: E402
-from lotus_core.pruning.mask import Mask  # noqa: E402
+from lotus_core.core.mask import Mask  # noqa: E402
 
 SMALL = {  # command -> arguments at small size (every experiment kind of the CLI)
     "evaluate": ["--limit", "500"],
@@ -60,7 +60,7 @@ def cli_json(argv: list[str]) -> tuple[int, dict | str]:
 
 def throughput(model_arg: str, device: str, db: Path) -> dict:
     """Images/s of evaluation and of fine-tuning steps for ``model_arg`` on ``device``."""
-    from lotus_core.core.context import open_context
+    from lotus_core.context import open_context
     from lotus_core.training.train import TrainConfig, train
 
     ctx = open_context(model_arg, db=db, device=device)

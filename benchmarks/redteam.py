@@ -80,7 +80,7 @@ def fixtures(tmp: Path) -> dict[str, Path]:
     from PIL import Image
     from safetensors.torch import save_file
 
-    from lotus_core.models.loading import save_checkpoint
+    from lotus_core.models.checkpoint import save_checkpoint
     from tests.conftest import TINY_ARCH, make_tiny_vit
 
     f: dict[str, Path] = {}
@@ -137,7 +137,8 @@ def fixtures(tmp: Path) -> dict[str, Path]:
     bad["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"].clone()
     bad["blocks.0.attn.qkv.weight"][0, 0] = float("nan")
     ckpt("v_onenan", bad)
-    from lotus_core.models.loading import DEFAULT_WEIGHTS, read_checkpoint
+    from lotus_core.models.loading import DEFAULT_WEIGHTS
+    from lotus_core.models.checkpoint import read_checkpoint
 
     default_state = read_checkpoint(DEFAULT_WEIGHTS)[0]  # a bare .pt is read as the default architecture
     torch.save({k: v.to(torch.bool) for k, v in default_state.items()}, tmp / "bool.pt")
@@ -171,7 +172,8 @@ def fixtures(tmp: Path) -> dict[str, Path]:
 
     sqlite_file("s_other", "CREATE TABLE notes(id INTEGER, body TEXT);")
     sqlite_file("s_runs_other", "CREATE TABLE runs(id TEXT, name TEXT);")
-    from lotus_core.results.store import SCHEMA, Store
+    from lotus_core.results.schema import SCHEMA
+    from lotus_core.results.store import Store
 
     sqlite_file("s_v5", SCHEMA, 5)
     sqlite_file("s_v2", SCHEMA, 2)

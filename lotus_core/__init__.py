@@ -12,7 +12,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {  # name -> module that defines it
-    "Context": ".core.context", "open_context": ".core.context", "ImageSet": ".data", "load_dataset": ".data",
+    "Context": ".context", "open_context": ".context", "ImageSet": ".data.images", "load_dataset": ".data",
     "LotusError": ".core.errors", "EvalResult": ".training.evaluate", "evaluate": ".training.evaluate",
     "load_model": ".models.loading", "Store": ".results.store", "config_id": ".results.store",
 }

@@ -96,10 +96,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = COMMANDS[args.command]
     try:
         ctx, note = None, None
+        if cmd.check is not None:  # bad arguments are refused before the model and data load
+            cmd.check(args)
         if cmd.context:
-            from .core.context import open_context
+            from .context import open_context
 
-            from .results.executors import ExecutorConfig
+            from .results.executors.base import ExecutorConfig
 
             executor = ExecutorConfig.from_env(kind=args.executor, address=args.ray_address,
                                                gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)

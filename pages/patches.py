@@ -1,23 +1,24 @@
 """Patches: which image patches the model needs, whether attribution methods agree, and what
-training on the kept patches (data lottery tickets) buys."""
-import html
+training on the kept patches (data lottery tickets) buys. Each section returns the user's choices or calls
+one view (lotus_core.views.patches); the scoring of the chosen images is cached across reruns."""
+from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
+import torch
 
 from app import charts, state, ui
 from app.jobs import active_jobs, launch, offer
-from lotus_core.data import subset_indices
-from lotus_core.core.context import Context
+from lotus_core.context import Context
 from lotus_core.core.errors import LotusError
-from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
+from lotus_core.data import subset_indices
 from lotus_core.patches import FUSES, SCORERS, PatchScoring
-from lotus_core.patches.analysis import class_indices, explain_images
-from lotus_core.patches.fidelity import FidelityConfig, fidelity
-from lotus_core.patches.figures import convergence, fidelity_curves, patch_overlays
-from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_uploads
-from lotus_core.results.runs import stored_summary
+from lotus_core.patches.analysis import class_indices
+from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs
+from lotus_core.patches.upload import MAX_UPLOAD_BYTES, read_uploads
 from lotus_core.results.store import RunStatus
-from lotus_core.views.overview import class_name
+from lotus_core.views.patch_figures import convergence, fidelity_curves
+from lotus_core.views.patches import Selection, scorer_comparison, selection
 
 ui.header("Patches", "Score every image patch, keep the top ones (a data lottery ticket), check the scorers "
           "against each other, and train on the kept patches.",
@@ -29,19 +30,28 @@ MAX_IMAGES = 32  # images scored at once by index (each one is a full attributio
 MAX_INDEX_TEXT = 1000  # characters of the index list read at all
 
 
-def image_source(ctx: Context) -> tuple[list[int] | None, object]:
-    """The images the user picks: test-set ``indices`` (by class, by index, at random) or uploaded ``images``."""
+@dataclass(frozen=True)
+class Images:
+    """The images the user picked: test-set ``indices``, or uploaded ``images`` (uint8, as a numpy array, so
+    that the cache hashes it) with their file ``names``."""
+
+    indices: list[int] | None = None
+    images: np.ndarray | None = None
+    names: tuple[str, ...] = ()
+
+
+def image_source(ctx: Context) -> Images:
+    """The images the user picks: by class, by index, at random, or uploaded."""
     classes = ctx.test.classes
     sources = ["By class", "By index", "At random", "Upload"]
     source = st.radio("Images", sources, horizontal=True, **state.remember("images", sources[0], sources))
-    indices, images = None, None
     if source == "By class":
         c1, c2 = st.columns([3, 2])
         label = c1.selectbox("Class", range(len(classes)), format_func=lambda c: classes[c],
                              **state.remember("class", 0, range(len(classes))))
         count = c2.slider("Images", 1, 8, **state.remember("class_count", 4, range(1, 9)))
-        indices = class_indices(ctx.test, label, count)
-    elif source == "By index":
+        return Images(indices=class_indices(ctx.test, label, count))
+    if source == "By index":
         text = st.text_input("Test-set indices (comma-separated)", **state.remember("indices", "0, 1, 2, 3"))
         with ui.guard():
             try:
@@ -50,21 +60,21 @@ def image_source(ctx: Context) -> tuple[list[int] | None, object]:
                 raise LotusError("the indices are not a list of whole numbers; write e.g. 0, 1, 2") from None
             if len(text) > MAX_INDEX_TEXT or len(indices) > MAX_IMAGES:
                 raise LotusError(f"give at most {MAX_IMAGES} test-set indices at once (scoring is per image)")
-    elif source == "At random":
+        return Images(indices=indices)
+    if source == "At random":
         c1, c2 = st.columns(2)
         count = c1.slider("Images", 1, 8, **state.remember("random_count", 4, range(1, 9)))
         seed = c2.number_input("Seed", 0, 10_000, **state.remember("seed", 0, range(10_001)))
-        indices = subset_indices(len(ctx.test), count, int(seed)).tolist()
-    else:
-        files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
-                                 accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20)
-        images, errors = load_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
-        for message in errors:  # they quote the upload's file name: shown literally
-            ui.error(message)
-        if images is None:
-            st.info("Upload an image: it is converted to the model's input size and channels.")
-            st.stop()
-    return indices, images
+        return Images(indices=subset_indices(len(ctx.test), count, int(seed)).tolist())
+    files = st.file_uploader("PNG or JPEG images (at most 10 MB and 4096 px a side)", type=["png", "jpg", "jpeg"],
+                             accept_multiple_files=True, max_upload_size=MAX_UPLOAD_BYTES // 2**20)
+    uploads = read_uploads([(f.name, f.getvalue()) for f in files or []], ctx.data_config)
+    for message in uploads.errors:  # they quote the upload's file name: shown literally
+        ui.error(message)
+    if uploads.images is None:
+        st.info("Upload an image: it is converted to the model's input size and channels.")
+        st.stop()
+    return Images(images=uploads.images.numpy(), names=tuple(uploads.names))
 
 
 def scorer_controls() -> tuple[str, float, PatchScoring]:
@@ -82,12 +92,22 @@ def scorer_controls() -> tuple[str, float, PatchScoring]:
     return scorer, drop, scoring
 
 
-def selection_section(ctx: Context, indices, images, scorer: str, drop: float, scoring: PatchScoring) -> None:
+@st.cache_data(max_entries=16, show_spinner=False)
+def scored(_ctx: Context, context_id: str, scorer: str, drop: float, scoring: PatchScoring, picked: Images,
+           inverted: bool) -> Selection:
+    """The view of the picked images, cached across reruns (each image is a full attribution pass): keyed by
+    ``context_id`` (model, data and device of ``_ctx``) and the choices."""
+    images = None if picked.images is None else torch.from_numpy(picked.images)
+    return selection(_ctx, scorer, drop, scoring, picked.indices, images, list(picked.names), inverted)
+
+
+def selection_section(ctx: Context, picked: Images, scorer: str, drop: float, scoring: PatchScoring) -> None:
     """Patch scores and the data lottery ticket of each image (kept patches), with the predictions."""
-    classes = ctx.test.classes
-    options = scoring.with_seed(0)
+    inverted = bool(picked.names) and st.session_state.get("invert_uploads", False)
+    context_id = f"{ctx.model_id}|{ctx.dataset}|{ctx.test.variant}|{ctx.device}"
     with ui.guard(), st.spinner(f"Scoring patches with {scorer}..."):
-        report = explain_images(ctx, scorer, drop, options, indices=indices, images=images)
+        view = scored(ctx, context_id, scorer, drop, scoring, picked, inverted)
+    report = view.report
     p = report.grid.num_patches
     m1, m2, m3 = st.columns(3)
     m1.metric("Kept patches per image", f"{report.kept_count} of {p}",
@@ -97,17 +117,16 @@ def selection_section(ctx: Context, indices, images, scorer: str, drop: float, s
     if report.unchanged_token_drop is not None:
         m3.metric("Unchanged (tokens)", f"{report.unchanged_token_drop} of {len(report.scores)}",
                   help="Predictions unchanged when the dropped patches' tokens are removed from the sequence")
-
-    def title(i: int) -> str:
-        where = f"#{report.indices[i]}" if report.indices[i] is not None else f"upload {i + 1}"
-        truth = f" ({classes[report.labels[i]]})" if report.labels[i] is not None else ""
-        before, after = (class_name(classes, int(p[i])) for p in (report.prediction, report.prediction_lottery))
-        return html.escape(f"{where}{truth}") + "<br>" + html.escape(f"{before} -> {after}")  # plotly titles are HTML
-
-    charts.show(patch_overlays(report.model_images, report.scores, report.keep, report.grid,
-                               [title(i) for i in range(len(report.scores))]), key="overlays")
-    st.caption("Titles: true class, then the prediction on the original -> on the lottery version (dropped patches, "
-               "washed out in grey here, filled with the dataset mean pixel for the model).")
+    charts.show(view.figure, key="overlays")
+    st.caption("Titles: the image (test-set index and true class, or the uploaded file), then the prediction on the "
+               "original -> on the lottery version (dropped patches, washed out in grey here, filled with the "
+               "dataset mean pixel for the model).")
+    for note in view.notes:  # they quote the upload's file name: shown literally
+        st.warning(ui.literal(note))
+    if view.notes or inverted:
+        st.checkbox("Invert the uploads' colours", key="invert_uploads",
+                    help="Show the model each upload as 255 - pixel: a dark object on a light background becomes a "
+                         "light object on a dark one, as its training images")
 
 
 def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
@@ -116,26 +135,43 @@ def fidelity_section(ctx: Context, drop: float, scoring: PatchScoring) -> None:
     f1, f2 = st.columns([5, 2])
     chosen = f1.multiselect("Scorers to compare", list(SCORERS), **state.remember("fid_scorers", list(SCORERS), SCORERS))
     limit = f2.select_slider("Test images", [50, 100, 200, 500], **state.remember("fid_limit", 100, (50, 100, 200, 500)))
-    fid_config = FidelityConfig(scorers=tuple(chosen), limit=limit, drop=drop, scoring=scoring)
-    stored = bool(chosen) and stored_summary(ctx, "fidelity", fid_config) is not None
+    with ui.guard():
+        view = scorer_comparison(ctx, chosen, limit, drop, scoring)
     if not chosen:
         st.info("Pick at least one scorer.")
-    elif not stored:
-        stored = offer(ctx, "fidelity", fid_config, f"Deletion and insertion curves and agreement of {len(chosen)} "
-                       f"scorers on {limit} test images.", "Compare scorers", "Scorer comparison")
-    if stored:
-        with ui.guard():
-            result = fidelity(ctx, fid_config)  # served from the store
-        left, right = st.columns(2)
-        with left:
-            charts.show(fidelity_curves(result.curves, result.auc, "deletion"), key="deletion")
-        with right:
-            charts.show(fidelity_curves(result.curves, result.auc, "insertion"), key="insertion")
-        st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * fid_config.top_k:.0f}% of patches, "
-                    f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
-        table = result.agreement_in_words()
-        st.dataframe(table, hide_index=True, column_config={
-            c: st.column_config.NumberColumn(format="%.3f") for c in table.columns[2:]})
+        return
+    if view.result is None:
+        if offer(ctx, "fidelity", view.config, f"Deletion and insertion curves and agreement of {len(chosen)} "
+                 f"scorers on {limit} test images.", "Compare scorers", "Scorer comparison"):
+            with ui.guard():
+                view = scorer_comparison(ctx, chosen, limit, drop, scoring)  # stored now (jobs run inline in tests)
+        if view.result is None:
+            return
+    left, right = st.columns(2)
+    with left:
+        charts.show(fidelity_curves(view.result.curves, view.result.auc, "deletion"), key="deletion")
+    with right:
+        charts.show(fidelity_curves(view.result.curves, view.result.auc, "insertion"), key="insertion")
+    st.markdown(f"**Agreement** (averaged over images; top-k = top {100 * view.config.top_k:.0f}% of patches, "
+                f"dropped = the {100 * drop:.0f}% each scorer would drop; chance levels beside them)")
+    st.dataframe(view.table, hide_index=True, column_config=AGREEMENT_COLUMNS)
+
+
+NUMBER = "%.3f"
+AGREEMENT_COLUMNS = {  # short headers, so that every column (the chance levels too) fits a phone's width
+    "scorer": st.column_config.TextColumn("scorer", width=92),
+    "compared with": st.column_config.TextColumn("vs", width=92, help="compared with"),
+    "rank agreement (-1 to 1)": st.column_config.NumberColumn(
+        "rank", format=NUMBER, width=48, help="Rank agreement of the patch scores, Spearman's rho (-1 to 1)"),
+    "share of top patches in common": st.column_config.NumberColumn(
+        "top", format=NUMBER, width=48, help="Share of the top patches in common"),
+    "by chance": st.column_config.NumberColumn(
+        "by chance", format=NUMBER, width=68, help="The share of top patches two random scorers have in common"),
+    "share of dropped patches in common": st.column_config.NumberColumn(
+        "dropped", format=NUMBER, width=60, help="Share of the dropped patches in common"),
+    "by chance (dropped)": st.column_config.NumberColumn(
+        "chance", format=NUMBER, width=56, help="The share of dropped patches two random scorers have in common"),
+}
 
 
 def lottery_training_section(ctx: Context, scorer: str, drop: float, scoring: PatchScoring) -> None:
@@ -192,8 +228,8 @@ def lottery_training_section(ctx: Context, scorer: str, drop: float, scoring: Pa
 
 
 ctx = state.context()
-indices, images = image_source(ctx)
+picked = image_source(ctx)
 scorer, drop, scoring = scorer_controls()
-selection_section(ctx, indices, images, scorer, drop, scoring)
+selection_section(ctx, picked, scorer, drop, scoring)
 fidelity_section(ctx, drop, scoring)
 lottery_training_section(ctx, scorer, drop, scoring)

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from lotus_core.data import DEBIAN_FMNIST, EMBEDDED_FMNIST, read_idx
+from lotus_core.core.paths import DEBIAN_FMNIST, EMBEDDED_FMNIST
+from lotus_core.data.sources import read_idx
 
 EMBEDDED_TRAIN_SIZE = 10_000
 

@@ -20,9 +20,9 @@ if not os.environ.get("LOTUS_CPU_BUDGET_DIR"):  # the host's CPU budget, private
 
     os.environ["LOTUS_CPU_BUDGET_DIR"] = tempfile.mkdtemp(prefix="lotus-cpu-budget-tests-")
 
-from lotus_core.core.context import Context  # noqa: E402
-from lotus_core.data import ImageSet  # noqa: E402
-from lotus_core.models.loading import data_config  # noqa: E402
+from lotus_core.context import Context  # noqa: E402
+from lotus_core.data.images import ImageSet  # noqa: E402
+from lotus_core.models.arch import data_config  # noqa: E402
 from lotus_core.results.store import Store  # noqa: E402
 
 TINY_ARCH = dict(model_name="vit_tiny_patch16_224", img_size=28, patch_size=7, in_chans=1, num_classes=10,
@@ -112,7 +112,7 @@ def ray_cluster() -> str:
 
     import ray
 
-    from lotus_core.results.executors import start_local_cluster
+    from lotus_core.results.executors.ray_executor import start_local_cluster
 
     root = str(Path(__file__).resolve().parent.parent)  # workers import lotus_core (and tests) from here
     start_local_cluster(num_cpus=2, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": root}})

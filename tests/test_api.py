@@ -1,4 +1,4 @@
-"""The notebook API (lotus_core/api.py): in-memory models and data, options as the CLI's flags, stored results."""
+"""The notebook API (lotus_core/api/): in-memory models and data, options as the CLI's flags, stored results."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +11,11 @@ from PIL import Image
 
 import lotus_core
 from lotus_core import api
+from lotus_core.api.inputs import _ProgressStore
+from lotus_core.api.options import parser_options
 from lotus_core.cli import build_parser, main
 from lotus_core.core.errors import LotusError
+from lotus_core.models.loading import from_module
 from lotus_core.results.store import Store
 from lotus_core.views.experiments import run_table
 
@@ -65,7 +68,7 @@ def test_image_set_refuses_normalised_images_in_one_line():
 def test_from_module_copies_the_weights_and_is_named_by_their_hash():
     module = make_tiny_vit(0).train()
     before = {k: v.clone() for k, v in module.state_dict().items()}
-    model = api.from_module(module)
+    model = from_module(module)
     assert module.training and model is not module  # the caller's module is left as it was
     assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
     x = torch.rand(3, 1, 28, 28)
@@ -79,18 +82,18 @@ def test_from_module_copies_the_weights_and_is_named_by_their_hash():
     assert model.lotus_id == f"VisionTransformer@{h.hexdigest()[:12]}"
     with torch.no_grad():
         module.head.bias[0] += 1e-3  # one weight changed: another model
-    assert api.from_module(module).lotus_id != model.lotus_id
+    assert from_module(module).lotus_id != model.lotus_id
 
 
 def test_unsupported_modules_get_one_clear_error():
     with pytest.raises(LotusError, match="not a Vision Transformer LOTUS can analyse"):
-        api.from_module(torch.nn.Linear(4, 2))
+        from_module(torch.nn.Linear(4, 2))
     import timm
 
     pooled = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=28, patch_size=7, in_chans=1,
                                num_classes=10, embed_dim=16, depth=2, num_heads=2, global_pool="avg")
     with pytest.raises(LotusError, match="ViT variant LOTUS does not analyse"):
-        api.from_module(pooled)
+        from_module(pooled)
 
 
 def test_keywords_are_the_cli_flags_with_the_cli_defaults():
@@ -101,7 +104,7 @@ def test_keywords_are_the_cli_flags_with_the_cli_defaults():
         sub = build_parser(command)._subparsers._group_actions[0].choices[command]
         cli = {a.option_strings[0] if a.option_strings else a.dest: a for a in sub._actions}
         params = inspect.signature(api.FUNCTIONS[name]).parameters
-        for option in api._parser(lotus_core.commands.COMMANDS[command])[1]:
+        for option in parser_options(lotus_core.commands.COMMANDS[command])[1]:
             flag = option.action.option_strings[0] if option.action.option_strings else option.action.dest
             action = cli[flag]  # the same flag on the command line ...
             assert option.name == (flag[2:] if flag.startswith("--") else flag).replace("-", "_")  # ... same name
@@ -147,7 +150,7 @@ def test_in_memory_model_and_data_reach_the_dashboard_table(test_pairs, train_pa
     assert "sweep (" in capsys.readouterr().err  # the tqdm bar, in the terminal
     table = run_table(Store())
     row = table[table["id"] == result.run_id].iloc[0]
-    assert row["model"] == api.from_module(module).lotus_id
+    assert row["model"] == from_module(module).lotus_id
     assert row["dataset"] == f"memory:{make_tiny_imageset(60, seed=0).digest[:12]}" and row["status"] == "done"
 
 
@@ -158,7 +161,7 @@ def test_experiments_that_train_need_training_data(test_pairs):
 
 def test_keyboard_interrupt_keeps_finished_points_and_a_rerun_resumes(test_pairs, train_pairs, monkeypatch):
     calls = []
-    original = api._ProgressStore.set_progress
+    original = _ProgressStore.set_progress
 
     def interrupting(self, run_id, progress):
         original(self, run_id, progress)
@@ -166,7 +169,7 @@ def test_keyboard_interrupt_keeps_finished_points_and_a_rerun_resumes(test_pairs
         if progress.get("done") == 2 and len(calls) < 10:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(api._ProgressStore, "set_progress", interrupting)
+    monkeypatch.setattr(_ProgressStore, "set_progress", interrupting)
     kwargs = dict(train=train_pairs, methods="omp", sparsities="0.3,0.6,0.9", limit=20, progress=False)
     with pytest.raises(KeyboardInterrupt):
         lotus_core.sweep(make_tiny_vit(0), test_pairs, **kwargs)

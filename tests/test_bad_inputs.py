@@ -19,10 +19,10 @@ import torch
 from safetensors.torch import save_file
 
 from lotus_core.cli import main
-from lotus_core.models.loading import save_checkpoint
+from lotus_core.models.checkpoint import save_checkpoint
 from lotus_core.results.store import Store
 from tests.conftest import TINY_ARCH, make_tiny_vit
-from tests.test_cli_core import run_cli
+from tests.commands.test_core import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -439,7 +439,8 @@ def test_bad_head_metadata_is_refused(capsys, tmp_path, raw, message):
 
 
 def test_a_valid_head_entry_is_read_back_exactly(tmp_path):
-    from lotus_core.models.loading import Head, load_model
+    from lotus_core.models.heads import Head
+    from lotus_core.models.loading import load_model
 
     model = make_tiny_vit(0)
     model.lotus_head = Head("trained", 10, "fashion-mnist", tuple(f"c{i}" for i in range(10)))
@@ -590,7 +591,7 @@ def _sqlite(path: Path, sql: str, version: int = 0) -> Path:
 
 
 def store_schema_cases(tmp: Path) -> list[tuple[list[str], str, Path]]:
-    from lotus_core.results.store import SCHEMA
+    from lotus_core.results.schema import SCHEMA
 
     other = _sqlite(tmp / "other.db", "CREATE TABLE notes(id INTEGER, body TEXT);")
     runs_other = _sqlite(tmp / "runs_other.db", "CREATE TABLE runs(id TEXT, name TEXT);")
@@ -627,7 +628,7 @@ def test_stores_of_other_schemas_and_versions_are_refused_untouched(capsys, tmp_
 def test_a_new_store_carries_its_version_and_an_old_one_is_upgraded(tmp_path):
     import sqlite3
 
-    from lotus_core.results.store import SCHEMA, STORE_VERSION
+    from lotus_core.results.schema import SCHEMA, STORE_VERSION
 
     assert STORE_VERSION == 1
     Store(tmp_path / "new.db")
@@ -691,7 +692,8 @@ def test_exotic_pixel_modes_are_converted_exactly_and_said_once(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from lotus_core.data import load_dataset, to_rgb
+    from lotus_core.data import load_dataset
+    from lotus_core.data.folders import to_rgb
 
     # 16-bit gray: 65535 -> 255, 32896 -> 128 (x 255/65535, rounded); Pillow alone clips all three to 255
     gray16 = Image.fromarray(np.array([[65535, 32896, 257]], dtype=np.uint16))
@@ -796,7 +798,7 @@ def issue25_inputs() -> int:
 def test_a_killed_workers_row_is_cleaned(tmp_path):
     import socket
 
-    from lotus_core.results import jobs
+    from lotus_core import jobs
 
     store = Store(tmp_path / "r.db")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -8,7 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from lotus_core.data import EMBEDDED_FMNIST, holdout_split, load_dataset, read_idx, subset_indices, to_model_input
+from lotus_core.core.paths import EMBEDDED_FMNIST
+from lotus_core.data.folders import holdout_split
+from lotus_core.data import load_dataset
+from lotus_core.data.sources import read_idx
+from lotus_core.data.images import subset_indices, to_model_input
 from scripts.build_embedded_fmnist import write_idx
 from lotus_core.core.errors import LotusError
 
@@ -25,7 +29,7 @@ def test_embedded_fashion_mnist_ships_full_test_split_and_balanced_train_subset(
 
 
 def test_fashion_mnist_falls_back_to_embedded_copy(monkeypatch, tmp_path):
-    import lotus_core.data as data
+    import lotus_core.data.sources as data
 
     monkeypatch.setattr(data, "DEBIAN_FMNIST", tmp_path / "absent")
     monkeypatch.setenv("LOTUS_DATA_ROOT", str(tmp_path / "empty"))
@@ -38,7 +42,7 @@ def test_fashion_mnist_falls_back_to_embedded_copy(monkeypatch, tmp_path):
 
 def test_hidden_system_data_ignores_a_full_set_in_system_locations(monkeypatch, tmp_path):
     """LOTUS_NO_SYSTEM_DATA (what CI sets) behaves as a fresh machine: a full set in a system folder is not used."""
-    import lotus_core.data as data
+    import lotus_core.data.sources as data
 
     system = tmp_path / "debian"
     system.mkdir()

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from lotus_core import commands
 from lotus_core.core.errors import LotusError
-from lotus_core.models.loading import ARCH_FLOAT_BOUNDS, ARCH_INT_BOUNDS, read_checkpoint, validate_arch
+from lotus_core.models.arch import ARCH_FLOAT_BOUNDS, ARCH_INT_BOUNDS, validate_arch
+from lotus_core.models.checkpoint import read_checkpoint
 from lotus_core.pruning import Mask
 from lotus_core.pruning.sweep import MAX_GRID, parse_sparsities
 
@@ -148,7 +149,7 @@ head_values = st.one_of(json_values, st.sampled_from(["trained", "pretrained", "
 def test_head_metadata_is_a_valid_head_or_one_error(text):
     """Any lotus_head text is a Head whose every field is in range, or one LotusError line (never a
     JSONDecodeError, RecursionError, TypeError or KeyError)."""
-    from lotus_core.models.loading import HEAD_STATES, MAX_SEED, Head
+    from lotus_core.models.heads import HEAD_STATES, MAX_SEED, Head
 
     try:
         head = Head.from_json(text, "ckpt")
@@ -167,7 +168,7 @@ def test_head_metadata_is_a_valid_head_or_one_error(text):
                  st.integers(1, 5000).map(lambda n: "[" * n + "]" * n)))
 def test_arch_metadata_text_is_an_object_or_one_error(text):
     """Any lotus_arch text decodes (parse_meta_json) and validates, or gives one LotusError line."""
-    from lotus_core.models.loading import parse_meta_json
+    from lotus_core.models.arch import parse_meta_json
 
     try:
         validate_arch(parse_meta_json(text, "lotus_arch", "ckpt"), "ckpt")

@@ -1,13 +1,13 @@
 """CLI commands: one registry, filled by the ``@command`` decorator in each module below.
 
-A command is a function ``run(args, ctx) -> dict`` (``ctx`` is a :class:`~lotus_core.core.context.Context`,
+A command is a function ``run(args, ctx) -> dict`` (``ctx`` is a :class:`~lotus_core.context.Context`,
 or None for commands declared with ``context=False``); the dict is printed as one JSON
 object with ``--json``. Add a command by decorating a function in one of these modules.
 
 Flags of an experiment's hyperparameters are generated from its config dataclass with
 :func:`config_args` (name, type, default and the field's comment as help; nested option groups
 contribute their fields as flat flags), and the parsed arguments become the config again with
-:func:`lotus_core.core.config.from_mapping`, so a flag is never typed twice.
+:func:`lotus_core.core.config.from_args`, so a flag is never typed twice.
 
 The CLI starts fast because importing these modules imports no torch: heavy imports sit
 inside the command functions, and options whose choices come from a registry (pruning
@@ -40,6 +40,7 @@ class Command:
     run: Callable[..., dict]
     arguments: Arguments = field(default_factory=list)
     context: bool = True  # whether the command needs a model/dataset/store Context
+    check: Callable[[Any], None] | None = None  # check(args): refuses bad arguments before the Context loads
 
     def options(self) -> list[Argument]:
         """The command's own options (building them may import the registries they choose from)."""
@@ -54,11 +55,14 @@ def arg(*names: str, **kwargs: Any) -> Argument:
     return names, kwargs
 
 
-def command(name: str, help: str, arguments: Arguments = (), context: bool = True):
+def command(name: str, help: str, arguments: Arguments = (), context: bool = True,
+            check: Callable[[Any], None] | None = None):
     """Register ``run(args, ctx) -> dict`` as CLI command ``name``; ``arguments`` is a list of
-    :func:`arg` calls or a function returning one (for options whose choices need an import)."""
+    :func:`arg` calls or a function returning one (for options whose choices need an import); ``check(args)``
+    raises LotusError for arguments no run can use, before the model and data load (cli.py calls it first)."""
     def register(fn: Callable[..., dict]) -> Callable[..., dict]:
-        COMMANDS[name] = Command(name, help, fn, arguments if callable(arguments) else list(arguments), context)
+        COMMANDS[name] = Command(name, help, fn, arguments if callable(arguments) else list(arguments), context,
+                                 check)
         return fn
     return register
 

@@ -66,7 +66,7 @@ def train_default_cmd(args, ctx) -> dict:
     import sys
     from pathlib import Path
 
-    from ..models.default import train_default
+    from ..training.default_model import train_default
     from ..models.loading import DEFAULT_CARD, DEFAULT_WEIGHTS
 
     out = output_path(args.out, "--out") or DEFAULT_WEIGHTS
@@ -115,7 +115,7 @@ def export_cmd(args, ctx) -> dict:
     arg("--stop", action="store_true", help="stop this store's live workers instead (SIGTERM) and exit"),
 ], context=False)
 def worker_cmd(args, ctx) -> dict:
-    from ..results.jobs import run_worker, stop_workers
+    from ..jobs import run_worker, stop_workers
     from ..results.store import Store
 
     if args.stop:

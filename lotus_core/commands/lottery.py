@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from ..core.config import from_mapping
+from ..core.config import from_args
 from ..core.errors import LotusError
 from . import (arg, comma_list, command, config_args, enough_images, fraction, learning_rate,  # noqa: F401
                non_negative_int, output_path, positive_int, seed, share)
@@ -48,7 +48,7 @@ _MASK_OUT = arg("--mask-out", default=None, help="write the final mask as safete
 
 def _config(cls, args):
     """``cls`` (a config dataclass) from the parsed arguments of the same names."""
-    return from_mapping(cls, vars(args))
+    return from_args(cls, vars(args))
 
 
 def _run_ticket(ctx, args, kind: str) -> dict:
@@ -167,7 +167,7 @@ def soup_sweep_cmd(args, ctx) -> dict:
     arg("mask_a", help="safetensors mask (prune/lth/soup --mask-out)"), arg("mask_b"),
 ], context=False)
 def similarity_cmd(args, ctx) -> dict:
-    from ..pruning.mask import Mask
+    from ..core.mask import Mask
     from ..pruning.similarity import mask_similarity
 
     return mask_similarity(Mask.load(args.mask_a), Mask.load(args.mask_b))
@@ -201,7 +201,7 @@ def instability_cmd(args, ctx) -> dict:
     from ..lottery.instability import InstabilityConfig
     from ..results.runs import run_experiment
 
-    cfg = from_mapping(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks, args.steps)})
+    cfg = from_args(InstabilityConfig, {**vars(args), "ks": _steps_list(args.ks, args.steps)})
     summary = run_experiment(ctx, "instability", cfg, on_progress=_progress)
     points = ctx.store.points(summary["run_id"])
     return {**summary, "points": sorted(points.values(), key=lambda p: p["k"])}

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.config import from_mapping
+from ..core.config import from_args
 from . import (arg, command, config_args, enough_images, fraction, learning_rate, non_negative_int, positive_int, seed,
                share, weight_decay)
 from .pruning import _progress
@@ -45,7 +45,7 @@ def patches_cmd(args, ctx) -> dict:
     from ..patches import ScoreOptions
     from ..patches.analysis import explain_images
 
-    options = from_mapping(ScoreOptions, vars(args))
+    options = from_args(ScoreOptions, vars(args))
     report = explain_images(ctx, args.score, args.drop, options, indices=args.index or [0])
     return {"images": report.records(), "grid": list(report.grid.shape), "scorer": args.score, "drop": args.drop,
             "dropped_per_image": report.grid.num_patches - report.kept_count, "classes": ctx.test.classes}
@@ -67,7 +67,7 @@ def _fidelity_args() -> list:
 def fidelity_cmd(args, ctx) -> dict:
     from ..patches.fidelity import FidelityConfig, fidelity
 
-    cfg = from_mapping(FidelityConfig, vars(args))
+    cfg = from_args(FidelityConfig, vars(args))
     result = fidelity(ctx, cfg, on_progress=_progress)
     out = {"images": result.summary["images"], "grid": result.summary["grid"], "auc": result.auc.to_dict(orient="records"),
            "agreement": result.agreement.to_dict(orient="records"), "run_id": result.summary["run_id"]}
@@ -95,7 +95,7 @@ def lottery_train_cmd(args, ctx) -> dict:
     from ..patches.ticket_training import LotteryTrainConfig, epoch_frame
     from ..results.runs import run_experiment
 
-    cfg = from_mapping(LotteryTrainConfig, vars(args))
+    cfg = from_args(LotteryTrainConfig, vars(args))
     enough_images(ctx, cfg.fraction, "--fraction")
     summary = run_experiment(ctx, "lottery-train", cfg, on_progress=_progress)
     return {**summary, "points": epoch_frame(ctx, summary["run_id"]).to_dict(orient="records")}

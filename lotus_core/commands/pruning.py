@@ -6,8 +6,9 @@ import dataclasses
 import sys
 from pathlib import Path
 
-from ..core.config import from_mapping
+from ..core.config import from_args
 from ..core.errors import LotusError
+from ..core.tolerance import DEFAULT_EPS
 from . import progress_stream
 from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, output_path, positive_int,
                resolution, seed, tolerance)
@@ -31,18 +32,15 @@ def _sweep_args(*names: str) -> list:
 
 
 def _method_args() -> list:
-    """Every pruning method's own options as flags, each flag once (NMOptions: --n, --m; WandaOptions:
-    --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds). Only the options a
-    SweepConfig carries: prune and sweep reach a method through it, so another flag would be silently dropped
-    (GraSP's temperature: library only, at its default 200 here; adding it to SweepConfig would rekey every sweep)."""
+    """Every pruning method's own options as flags, generated from its options class, each flag once (NMOptions:
+    --n, --m; WandaOptions: --calib-size; SparseGPTOptions: --damp, --blocksize; SynFlowOptions: --rounds;
+    GraSPOptions: --temperature). A flag's value goes to every chosen method whose options have that field
+    (:func:`_sweep_config`), so an option added to a method's class is a flag that reaches the method."""
     from ..pruning import PRUNERS
-    from ..pruning.sweep import SweepConfig
 
-    carried = {f.name for f in dataclasses.fields(SweepConfig)}
     out: dict[tuple, tuple] = {}
     for p in PRUNERS.values():
-        skip = tuple(f.name for f in dataclasses.fields(p.options) if f.name not in carried) if p.options else ()
-        for a in config_args(p.options, skip=skip, n=positive_int, m=positive_int, calib_size=positive_int,
+        for a in config_args(p.options, n=positive_int, m=positive_int, calib_size=positive_int,
                              blocksize=positive_int, rounds=positive_int) if p.options else []:
             out.setdefault(a[0], a)
     return list(out.values())
@@ -95,11 +93,26 @@ def _common() -> list:
 
 
 def _sweep_config(args, **fields):
-    """The sweep configuration of the parsed arguments (method options included, --search and --full-eval
-    among them where given), with ``fields`` set."""
+    """The sweep configuration of the parsed arguments with ``fields`` set: SweepConfig's own flags, and each
+    chosen method's options read from the flags generated from its options class (``method_options``: the
+    values typed reach the method as they are, with no copy in between)."""
+    from ..pruning import PRUNERS
     from ..pruning.sweep import SweepConfig
 
-    return from_mapping(SweepConfig, {**vars(args), **fields})
+    values = {**vars(args), **fields}
+    options = {m: from_args(PRUNERS[m].options, values) for m in dict.fromkeys(values["methods"])
+               if m in PRUNERS and PRUNERS[m].options is not None}
+    return from_args(SweepConfig, {**values, "method_options": options})
+
+
+def _check_prune(args) -> None:
+    """``prune``'s arguments checked before the model and data load (a refusal is one quick line)."""
+    _sweep_config(args, methods=(args.method,))
+
+
+def _check_sweep(args) -> None:
+    """``sweep``'s arguments checked before the model and data load (a refusal is one quick line)."""
+    _sweep_config(args, recipe=_recipe(args) if args.protocol == "essential" else None)
 
 
 def _progress(fields: dict) -> None:
@@ -116,7 +129,7 @@ def _prune_args() -> list:
             *_common()]
 
 
-@command("prune", "prune once and evaluate", _prune_args)
+@command("prune", "prune once and evaluate", _prune_args, check=_check_prune)
 def prune_cmd(args, ctx) -> dict:
     from ..pruning.sweep import PointEvaluator, curve_name
 
@@ -158,12 +171,12 @@ def _sweep_cmd_args() -> list:
     ]
 
 
-@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", _sweep_cmd_args)
+@command("sweep", "sparsity-accuracy curves and the essential-sparsity turning point", _sweep_cmd_args,
+         check=_check_sweep)
 def sweep_cmd(args, ctx) -> dict:
     from ..pruning.sweep import run_sweep
 
-    # methods and sparsities were checked while parsing (methods_list, sparsity_list): a refused sweep says so
-    # before the model and data are loaded
+    # checked before the model and data were loaded (_check_sweep): a refused sweep says so at once
     config = _sweep_config(args, recipe=_recipe(args) if args.protocol == "essential" else None)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "protocol": args.protocol, "dense": result.dense,
@@ -196,7 +209,8 @@ def _essential_module():
 
 @command("essential", "turning point of a curve read from a CSV with columns sparsity,accuracy", [
     arg("--curve", required=True, help="CSV file; the row with sparsity 0 is the dense model"),
-    arg("--eps", type=tolerance, default=0.01, help="tolerance below dense accuracy, a fraction (0.01 = 1 accuracy point)"),
+    arg("--eps", type=tolerance, default=DEFAULT_EPS,
+        help=f"tolerance below dense accuracy, a fraction ({DEFAULT_EPS} = 1 accuracy point)"),
 ], context=False)
 def essential_cmd(args, ctx) -> dict:
     import pandas as pd

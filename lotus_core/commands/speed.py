@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..core.config import from_mapping
+from ..core.config import from_args
 from ..core.errors import LotusError
 from . import progress_stream
 from . import arg, comma_list, command, config_args, output_path, positive_int, tolerance
@@ -54,7 +54,7 @@ def speed_cmd(args, ctx) -> dict:
         raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")
     output_path(args.out, "--out", folder=True)
     # the device measured is the one the model is on (the common --device; SpeedConfig keeps its type)
-    config = from_mapping(SpeedConfig, {**vars(args), "device": ctx.device.type})
+    config = from_args(SpeedConfig, {**vars(args), "device": ctx.device.type})
     config = measure_again(ctx, config) if args.again else latest(ctx, config)
     result = run_speed(ctx, config, refresh=args.no_cache, here=args.again, on_progress=lambda p: print(
         f"{progress_text(p)} ({p['done']}/{p['planned']})", file=progress_stream(), flush=True))

@@ -6,7 +6,7 @@ whole process changes it under another session's running computation: timm's
 ``AttentionExtract(method="fx")`` traced the model with ``torch.fx``, which patches
 ``nn.Module.__call__`` process-wide while it traces, and a sweep's forward pass in another
 thread failed with ``module is not installed as a submodule`` (issue 25). So LOTUS keeps to
-these rules (``tests/test_isolation.py`` greps the package for every setter below):
+these rules (``tests/core/test_isolation.py`` greps the package for every setter below):
 
 - **No torch.fx tracing, no** ``timm.layers.set_fused_attn``. Attention maps are read with forward
   hooks on a private copy of the model's module tree whose attention modules take the non-fused

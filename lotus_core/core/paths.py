@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_DIR = REPO_ROOT / "lotus_core"  # the package itself (shipped to Ray workers as a py_module)
 DATA_DIR = REPO_ROOT / "data"  # the embedded default model, demo data and the default results store
 EMBEDDED_FMNIST = DATA_DIR / "fashion-mnist"  # full test split + a fixed 10,000-image training subset
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..core.errors import LotusError
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..pruning.ranking import GlobalRanking, num_to_prune
 from ..pruning.scope import scoped_parameters
 from ..results.registry import Headline, pct

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
 from ..pruning.controls import CONTROLS, check_control, reinit_, shuffled  # noqa: F401 (CONTROLS: the CLI reads it here)
-from ..pruning.mask import Mask, apply_mask_
+from ..core.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.executors import get_executor, run_together, track
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..pruning import random_like
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment

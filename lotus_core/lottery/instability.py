@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..pruning import prune
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run
 from ..training.train import TrainConfig, train

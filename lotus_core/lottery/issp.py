@@ -43,12 +43,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..pruning.mask import Mask, apply_mask_
+from ..core.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
-from ..results.executors import Pool, get_executor, run_together, track
+from ..results.executors.base import Pool
+from ..results.executors import get_executor, run_together, track
 from ..results.registry import ExperimentSpec, register_experiment
 from ..results.runs import Run, run_experiment, run_id_for
 from ..training.train import TrainConfig, train

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..training.finetune import finetune
-from ..pruning.mask import Mask, apply_mask_
+from ..core.mask import Mask, apply_mask_
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, register_experiment
 from ..results.executors import get_executor, run_together, track

@@ -26,10 +26,10 @@ from typing import ClassVar
 
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..pruning import prune, random_like
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run

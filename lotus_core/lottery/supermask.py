@@ -22,10 +22,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..pruning.controls import reinit_
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..pruning.ranking import num_to_prune, ranks
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment

@@ -23,13 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
 from ..core.isolation import seeded
-from ..data import ImageSet, load_dataset
-from ..models.loading import head_outputs
+from ..data.images import ImageSet
+from ..data import load_dataset
+from ..models.arch import head_outputs
 from ..pruning.controls import shuffled
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 from ..pruning.ranking import GlobalRanking
 from ..pruning.scope import scoped_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment

@@ -20,7 +20,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..data import to_model_input
+from ..data.images import to_model_input
 from ..core.device import model_device
 from ..core.errors import LotusError
 from .captum_ablation import captum_ablation

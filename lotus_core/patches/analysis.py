@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.context import Context
-from ..data import ImageSet, to_model_input
+from ..context import Context
+from ..data.images import ImageSet, to_model_input
 from ..core.errors import LotusError
 from ..training.evaluate import predict
 from . import ScoreOptions, score_images

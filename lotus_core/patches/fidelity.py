@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 from scipy.stats import spearmanr
 
-from ..core.context import Context
-from ..data import subset_indices
+from ..context import Context
+from ..data.images import subset_indices
 from ..core.errors import LotusError
 from ..training.evaluate import predict
 from ..results.executors import get_executor, track

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from ..data import ImageSet, to_model_input
+from ..data.images import ImageSet, to_model_input
 from ..core.errors import LotusError
 from .grid import PatchGrid, is_vit
 

@@ -43,13 +43,13 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..core.context import Context
-from ..data import subset_indices
+from ..context import Context
+from ..data.images import subset_indices
 from ..core.errors import LotusError
 from ..core.isolation import seeded
 from ..training.evaluate import predict
 from ..lottery.common import load_state_bytes, state_bytes
-from ..models.loading import build_from_arch
+from ..models.arch import build_from_arch
 from . import PatchScoring, ScoreOptions, get_scorer, patch_grid, score_images
 from .select import check_drop, drop_count, drop_tokens, fill_value, mask_pixels, select_patches
 from ..results.executors import get_executor, track

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..core.config import from_mapping
 from ..core.errors import LotusError
-from .mask import Mask
+from ..core.mask import Mask
 from .calibration import CalibrationOptions
 from .grasp import GraSPOptions, grasp
 from .nm import NMOptions, nm
@@ -49,22 +49,33 @@ class Pruner:
     options: type | None = None  # the method's own options, a frozen dataclass (e.g. NMOptions); None: none
     revision: int = 0  # bumped when the method's algorithm is corrected; non-zero, it enters its results' keys
 
-    def make_options(self, values: Mapping[str, Any] | None = None) -> Any:
-        """This method's options from ``values`` (fields of the same names, defaults otherwise), or None."""
-        return None if self.options is None else from_mapping(self.options, values or {})
+    def make_options(self, values: Any = None) -> Any:
+        """This method's options: ``values`` as an instance of its options class (kept as given), or a mapping of
+        its fields (defaults for the others; a name it does not have is a LotusError), or None for the defaults.
+        None for a method without options (giving it any is a LotusError)."""
+        if self.options is None:
+            if values:
+                raise LotusError(f"{self.name} has no options of its own; drop {', '.join(map(repr, values))}")
+            return None
+        if type(values) is self.options:
+            return values
+        if values is not None and not isinstance(values, Mapping):
+            raise LotusError(f"{self.name}'s options are a {self.options.__name__}, not a {type(values).__name__}")
+        return from_mapping(self.options, values or {})
 
-    def option_values(self, values: Mapping[str, Any] | None = None) -> dict:
-        """The method's options from ``values`` as a plain dict, with its ``revision`` when non-zero: what
-        result keys record (empty for a method without options at revision 0, so those keys never changed)."""
+    def option_values(self, values: Any = None) -> dict:
+        """The method's options (``values`` as :meth:`make_options` takes them) as a plain dict, with its
+        ``revision`` when non-zero: what result keys record (empty for a method without options at revision 0,
+        so those keys never changed)."""
         own = self.make_options(values)
         values = {} if own is None else dataclasses.asdict(own)
         return {**values, "revision": self.revision} if self.revision else values
 
-    def fixed_sparsity(self, values: Mapping[str, Any] | None = None) -> float | None:
+    def fixed_sparsity(self, values: Any = None) -> float | None:
         """The sparsity the method reaches whatever is asked (N:M: 1 - N/M), or None when it follows the request."""
         return getattr(self.make_options(values), "fixed_sparsity", None)
 
-    def effective_sparsity(self, requested: float, values: Mapping[str, Any] | None = None) -> float:
+    def effective_sparsity(self, requested: float, values: Any = None) -> float:
         """The sparsity a request for ``requested`` reaches with these options."""
         fixed = self.fixed_sparsity(values)
         return requested if fixed is None else fixed
@@ -117,17 +128,20 @@ def get_pruner(method: str) -> Pruner:
 
 
 def masker(model: nn.Module, method: str, scope: str = "blocks", calib: torch.Tensor | None = None, seed: int = 0,
-           like: Mask | None = None, labels: torch.Tensor | None = None, **options: Any) -> MaskFn:
+           like: Mask | None = None, labels: torch.Tensor | None = None, own: Any = None, **options: Any) -> MaskFn:
     """``sparsity -> Mask`` for ``method`` over the ``scope`` weights of ``model``, scored and ranked once.
 
     The weights are read now: prune the base model, not one that is changed afterwards.
-    Arguments as in :func:`prune`.
+    Arguments as in :func:`prune`; ``own`` is the method's options as one instance of its options class
+    (a sweep's ``method_options``), passed to it as they are, in place of the keyword ``options``.
     """
     pruner = get_pruner(method)
+    if own is not None and options:
+        raise LotusError(f"give {method}'s options either as one {type(own).__name__} or as keywords, not both")
     params = scoped_parameters(model, scope)
     if pruner.needs_calibration and calib is None:
         raise LotusError(f"{method} needs calibration images; pass calib (the CLI and dashboard use 128 training images)")
-    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(options), calib=calib,
+    make = pruner.prepare(params, PruneOptions(seed=seed, own=pruner.make_options(own if own is not None else options), calib=calib,
                                                labels=labels, model=model, like=like))
 
     def mask(sparsity: float) -> Mask:
@@ -147,7 +161,7 @@ def prune(model: nn.Module, method: str, sparsity: float, scope: str = "blocks",
         labels: the labels of ``calib`` (snip, grasp).
         options: the method's own options by field name (``nm``: ``n``, ``m``; its sparsity is then
             1 - n/m and ``sparsity`` is ignored; ``sparsegpt``: ``damp``, ``blocksize``; ``synflow``:
-            ``rounds``; ``grasp``: ``temperature``); names the method does not have are ignored.
+            ``rounds``; ``grasp``: ``temperature``); a name the method does not have is a LotusError.
     """
     get_pruner(method)
     check_sparsity(sparsity)

@@ -19,7 +19,7 @@ from typing import Mapping
 import torch
 
 from ..core.errors import LotusError
-from .mask import Mask
+from ..core.mask import Mask
 from .random import random_like
 
 CONTROLS: dict[str, str] = {

@@ -1,13 +1,14 @@
 """The essential-sparsity turning point: the rule, the tolerance test and the bisection search.
 
 "The Emergence of Essential Sparsity in Large Pre-trained Models" (Jaiswal et al., NeurIPS
-2023): with dense accuracy A and tolerance eps (absolute, default 1 point = 0.01), the
+2023): with dense accuracy A and tolerance eps (absolute, default 1 point: ``DEFAULT_EPS``), the
 essential sparsity is the highest evaluated sparsity before the first one whose accuracy
 falls below A - eps.
 
 The search only ever needs one decision per sparsity: is the accuracy within tolerance
 (at least A - eps)? :func:`bisect_turning_point` makes about log2(grid size) + 1 of them on the
-fine grid; :func:`required_correct` turns the tolerance into a number of correct images, which
+fine grid; :meth:`~lotus_core.core.tolerance.Tolerance.required_correct` turns the tolerance (the rule of
+:mod:`lotus_core.core.tolerance`) into a number of correct images, which
 lets an evaluation stop as soon as the decision is certain
 (:func:`lotus_core.training.evaluate.decide`). :func:`scouted_turning_point` finds the same bracket
 while deciding most points from a budget of the dense model's hardest images, and only the
@@ -23,24 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
-TOL = 1e-12  # accuracies equal to A - eps up to float rounding count as within tolerance
-
-
-def within_tolerance(accuracy: float, floor: float) -> bool:
-    """The rule's test: is ``accuracy`` at least ``floor`` = A - eps (fractions)?"""
-    return accuracy >= floor - TOL
-
-
-def required_correct(n: int, floor: float) -> int:
-    """The fewest correct images out of ``n`` whose accuracy c / n passes :func:`within_tolerance`
-    (``n + 1`` when none does), computed with that very test so the two never disagree."""
-    c = min(n + 1, max(0, math.ceil((floor - TOL) * n)))
-    while c > 0 and within_tolerance((c - 1) / n, floor):
-        c -= 1
-    while c <= n and not within_tolerance(c / n, floor):
-        c += 1
-    return c
-
+from ..core.tolerance import DEFAULT_EPS, ROUNDING, Tolerance
 
 @dataclass
 class Essential:
@@ -70,7 +54,7 @@ def _curve(points: Any) -> list[tuple[float, float, float]]:
     return sorted((float(s), float(lo), float(hi)) for s, lo, hi in rows if float(s) > 0)
 
 
-def essential_sparsity(points: Any, dense_accuracy: float, eps: float = 0.01) -> Essential:
+def essential_sparsity(points: Any, dense_accuracy: float, eps: float = DEFAULT_EPS) -> Essential:
     """The essential-sparsity turning point of a curve.
 
     Args:
@@ -80,16 +64,16 @@ def essential_sparsity(points: Any, dense_accuracy: float, eps: float = 0.01) ->
         dense_accuracy: A, and ``eps`` the tolerance; absolute fractions.
     """
     curve = _curve(points)
-    floor = dense_accuracy - eps
+    rule = Tolerance(dense_accuracy, eps)
     lo, hi = 0.0, None
     for s, low, _ in curve:  # a decided point's bounds lie on one side of the floor: low tells which
-        if not within_tolerance(low, floor):
+        if not rule.within(low):
             hi = s
             break
         lo = s
-    recovers = hi is not None and any(s > hi and within_tolerance(low, floor) for s, low, _ in curve)
+    recovers = hi is not None and any(s > hi and rule.within(low) for s, low, _ in curve)
     accs = [low for _, low, high in curve if low == high]
-    monotone = all(b <= a + TOL for a, b in zip(accs, accs[1:])) and not recovers
+    monotone = all(b <= a + ROUNDING for a, b in zip(accs, accs[1:])) and not recovers
     return Essential(lo, (lo, hi), monotone, recovers, len(curve))
 
 
@@ -115,7 +99,7 @@ def noise_warning(dense_accuracy: float, n: int, eps: float) -> str | None:
     difference varies much less than either accuracy alone (only the images the two models disagree on
     count), so 2,000 images (±1.3 points at 90%) judge a 1-point tolerance; 360 images (±3.1) do not."""
     half = interval_half_width(dense_accuracy, n)
-    if half <= NOISE_RATIO * eps + TOL:
+    if half <= NOISE_RATIO * eps + ROUNDING:
         return None
     return (f"Only {n:,} test images: an accuracy's 95% interval is about ±{half:.3f} (±{100 * half:.1f} points), "
             f"more than twice the tolerance eps = {eps:g}, so this turning point is within noise; use more test "

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import LotusError
-from .mask import Mask
+from ..core.mask import Mask
 from .ranking import MaskFn
 
 

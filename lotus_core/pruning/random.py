@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ..core.errors import LotusError
-from .mask import Mask
+from ..core.mask import Mask
 from .ranking import GlobalRanking, MaskFn
 
 

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import torch
 
 from ..core.errors import LotusError
-from .mask import Mask
+from ..core.mask import Mask
 
 MaskFn = Callable[[float], Mask]  # sparsity (fraction pruned) -> keep-mask
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from .ranking import LayerRanking
 from .scope import scoped_parameters
 from ..results.executors import get_executor, track

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..core.errors import LotusError
 from .calibration import input_stats
-from .mask import Mask
+from ..core.mask import Mask
 from .nm import NMOptions, check_nm
 from .ranking import MaskFn, num_to_prune, ranks
 

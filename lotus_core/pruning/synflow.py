@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from ..core.errors import LotusError
-from ..models.loading import data_config
+from ..models.arch import data_config
 from .controls import scoring_copy
-from .mask import Mask
+from ..core.mask import Mask
 from .ranking import GlobalRanking, MaskFn
 
 ROUNDS = 100  # the paper's default number of score-prune rounds

@@ -1,6 +1,6 @@
 """Where and how a stored result was computed (its provenance), kept apart from what it is (its key).
 
-A result's key (:meth:`lotus_core.core.context.Context.key` plus the hyperparameters) names what it is: the
+A result's key (:meth:`lotus_core.context.Context.key` plus the hyperparameters) names what it is: the
 weights, the data it read, the method, its hyperparameters and seeds, and the precision policy. Where it was
 computed is not part of that, but it matters to a reader, so every run row carries it (the ``provenance``
 column, :func:`machine` when the run starts, :func:`finished` when it ends): device and CPU model with the
@@ -158,7 +158,7 @@ OWN_FIELDS = {"speed": ("device", "threads")}  # kinds whose config has fields o
 def rekey(config: dict) -> dict:
     """An old-scheme run config (device, precision used and threads in its key; both splits in ``data``)
     in the current scheme: key (precision policy, the splits read) plus :data:`COMPUTED`."""
-    from ..core.context import reads_train
+    from .keys import reads_train
 
     old = dict(config)
     own = OWN_FIELDS.get(old.get("kind"), ())  # a kind's own fields of these names (SpeedConfig's) stay in its key

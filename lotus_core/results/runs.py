@@ -6,7 +6,7 @@ of hyperparameters (or, for small keyed results such as one evaluation, a plain 
 and skips pieces already there (``run.has(key)``), reports ``run.progress(...)`` and polls
 ``run.stopped()``. :func:`run_experiment` gives it a run keyed by the hash of the full
 configuration, serves a finished run from the store, and records the outcome. Everything that
-stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.results.jobs`),
+stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.jobs`),
 single evaluations, sweep points and the catalog's tables. Its semantics, in one place:
 
 - a finished (``done``) run is served from the store, its summary with ``run_id`` added;
@@ -29,15 +29,31 @@ import contextlib
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..core.errors import LotusError
 from .lease import Lease, lease_s, owner_dead, token
 from .provenance import COMPUTED, elsewhere, finished, label, machine, reuse_ids
-from .store import RunStatus, Store, StoreFull, config_id, disk_full
+from .store import RunStatus, Store, config_id
+from .schema import StoreFull, disk_full
 
-if TYPE_CHECKING:
-    from ..core.context import Context
+
+
+class Context(Protocol):
+    """What running an experiment needs of a :class:`lotus_core.context.Context` (the layer above this one,
+    which bundles a model, its data and this store): the store, the key of a result and where it is computed."""
+
+    store: Store
+    model_id: str
+    dataset: str
+
+    def key(self, **params: Any) -> dict: ...
+
+    def computed(self, **params: Any) -> dict: ...
+
+    def require_trained_head(self) -> None: ...
+
+    def dense_accuracy(self, **kwargs: Any) -> dict: ...
 
 
 class Cancelled(Exception):
@@ -105,7 +121,9 @@ def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
     """The full configuration that keys an experiment: model, dataset, kind and hyperparameters, and the
     config's ``revision`` where it has a non-zero one (bumped when its algorithm is corrected, so results of
     the earlier algorithm are never served; configs without one keep the keys they always had)."""
-    params = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    # a config with a key_params() says what of it enters the key (a sweep: its options as keys always had them)
+    params = config.key_params() if hasattr(config, "key_params") else \
+        dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     revision = getattr(config, "revision", None) if dataclasses.is_dataclass(config) else None
     # a config's WHERE fields say where it is computed (a timing's CPU, threads, torch): run id, not key
     where = {name: params.pop(name) for name in getattr(config, "WHERE", ()) if name in params}
@@ -244,7 +262,7 @@ def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:
 def stored_config(ctx: Context, run: dict) -> Any:
     """The config of stored ``run`` rebuilt for this context: its registered kind's dataclass, or for the base
     model's accuracy (kind ``evaluate``) the plain mapping. Raises LotusError for kinds a page keys itself."""
-    from ..core.config import from_mapping
+    from ..core.config import from_stored
     from .registry import experiments
 
     base = ctx.key(kind=run["kind"])
@@ -255,7 +273,7 @@ def stored_config(ctx: Context, run: dict) -> Any:
     if spec is None or spec.config_cls is None:
         raise LotusError(f"a {run['kind']} result is recomputed by the page that shows it; open that page and "
                          "choose its settings again")
-    return from_mapping(spec.config_cls, params)
+    return from_stored(spec.config_cls, params)  # fields an older LOTUS stored are mapped by the config class
 
 
 def recompute_here(ctx: Context, run_id: str) -> dict:

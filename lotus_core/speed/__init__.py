@@ -8,7 +8,7 @@ ToMe, and timm's PatchDropout as the random control). Each method names the fami
 to, which settings of a :class:`~lotus_core.speed.run.SpeedConfig` it reads, and its builder
 (:mod:`lotus_core.speed.variants`).
 
-Modules: measure.py (torch.utils.benchmark timing, FLOPs, memory, bytes), sparse.py (CSR, 2:4),
+Modules: measure.py (torch.utils.benchmark timing, load, batch size), costs.py (FLOPs, memory, bytes), sparse.py (CSR, 2:4),
 structural.py (Torch-Pruning), tokens.py (EViT, ToMe, PatchDropout), export.py (safetensors +
 ONNX), run.py (the stored experiment, the Pareto frontier, the best point within eps).
 """

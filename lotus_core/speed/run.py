@@ -33,11 +33,11 @@ from typing import Callable, ClassVar
 import pandas as pd
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from ..core.device import default_device
 from ..core.errors import LotusError
 from ..core.isolation import seeded
-from ..data import subset_indices, to_model_input
+from ..data.images import subset_indices, to_model_input
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.lease import lease_s
 from ..results.provenance import COMPUTED
@@ -45,7 +45,7 @@ from ..results.runs import Run, experiment_config, run_experiment
 from ..results.store import RunStatus, config_id
 from ..training.evaluate import predict, wilson_interval
 from ..training.train import TrainConfig, train
-from . import METHODS, get_method, measure
+from . import METHODS, costs, get_method, measure
 from .variants import Variant, Variants
 
 ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms", "iqr_ms", "images_per_s", "speedup",
@@ -187,9 +187,9 @@ def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, devi
 
 def costs(variant: Variant, x: torch.Tensor) -> dict:
     """FLOPs, parameters, checkpoint bytes and peak memory of ``variant`` on the batch ``x`` (no timing)."""
-    return {"flops": measure.count_flops(variant.forward, x[:1], variant.model),
-            "params": measure.count_params(variant.model), "bytes": measure.checkpoint_bytes(variant.model),
-            "peak_mem_bytes": measure.peak_memory(variant.forward, x, variant.model)}
+    return {"flops": costs.count_flops(variant.forward, x[:1], variant.model),
+            "params": costs.count_params(variant.model), "bytes": costs.checkpoint_bytes(variant.model),
+            "peak_mem_bytes": costs.peak_memory(variant.forward, x, variant.model)}
 
 
 def busy_reason(ctx: Context, load: measure.Load, own_run: str | None = None) -> str | None:

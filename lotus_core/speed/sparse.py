@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch import nn
 
-from ..pruning.mask import Mask
+from ..core.mask import Mask
 
 
 class CSRLinear(nn.Module):

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..core.context import Context
-from ..data import subset_indices, to_model_input
+from ..context import Context
+from ..data.images import subset_indices, to_model_input
 from ..pruning import Mask, masker
 from . import sparse, structural, tokens
 from .measure import Forward

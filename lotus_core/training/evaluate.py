@@ -18,9 +18,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..data import ImageSet, subset_indices, to_model_input
+from ..data.images import ImageSet, subset_indices, to_model_input
 from ..core.device import autocast, decision_batch_size, eval_batch_size, model_device
-from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 
 DEFAULT_LIMIT = 2000
 MIN_BATCH = 50  # the fewest images an early decision evaluates at a time (fewer only at the end of the subset)
@@ -230,11 +229,3 @@ def decide(model: nn.Module, data: ImageSet, data_config: dict, required: int, l
         return int((preds == labels[first:stop]).sum())
 
     return decide_in_batches(count_correct, len(idx), required, batch_size, min_batch, budget, start)
-
-
-def evaluate_headline(s: dict) -> Headline:
-    """Headline of a stored dense evaluation."""
-    return Headline(s["accuracy"], 0.0, f"dense accuracy {pct(s['accuracy'])} on {s['n']:,} images")
-
-
-register_experiment(ExperimentSpec("evaluate", headline=evaluate_headline))  # Context.dense_accuracy stores it

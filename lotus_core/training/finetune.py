@@ -32,11 +32,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..core.context import Context
+from ..context import Context
 from ..core.errors import LotusError
-from ..data import ImageSet, split_sizes, subset_indices
-from ..models.loading import Head, count_parameters, head_outputs, new_head, save_checkpoint
-from ..pruning.mask import Mask
+from ..data.images import ImageSet, subset_indices
+from ..data import split_sizes
+from ..models.heads import Head, new_head
+from ..models.loading import count_parameters
+from ..models.arch import head_outputs
+from ..models.checkpoint import save_checkpoint
+from ..core.mask import Mask
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, stored_summary
 from ..results.store import Store
@@ -291,7 +295,7 @@ def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
         raise LotusError(f"the fine-tune diverged ({why}); no checkpoint written: lower --lr (now {cfg.lr:g}) "
                          "and rerun")
     path = export_checkpoint(ctx, cfg, run.id, model, last)
-    from ..models.loading import load_checkpoint
+    from ..models.checkpoint import load_checkpoint
 
     saved = load_checkpoint(path)
     return {"model_id": saved.lotus_id, "checkpoint": str(path), "accuracy": last["accuracy"],

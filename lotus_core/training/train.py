@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..data import ImageSet, to_model_input
+from ..data.images import ImageSet, to_model_input
 from ..core.device import autocast, model_device
 from ..core.errors import LotusError
-from ..pruning.mask import apply_mask_
+from ..core.mask import apply_mask_
 
 
 @dataclass(frozen=True)
@@ -109,7 +109,7 @@ def train(
         model: the model, trained in place (and left in eval mode).
         data: training images.
         config: hyperparameters.
-        data_config: the model's input config (see :func:`lotus_core.models.loading.data_config`).
+        data_config: the model's input config (see :func:`lotus_core.models.arch.data_config`).
         mask: optional keep-mask; pruned weights are held at exactly zero throughout.
         indices: optional subset of ``data`` to draw batches from.
         forward: optional ``f(model, model_input, batch_indices) -> logits`` used instead of

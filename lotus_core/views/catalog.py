@@ -6,8 +6,8 @@ from typing import Callable, Mapping, Sequence
 
 import pandas as pd
 
-from ..core.config import from_mapping
-from ..core.context import Context
+from ..core.config import from_stored
+from ..context import Context
 from ..pruning import PRUNERS, Mask, masker
 from ..pruning.similarity import mask_similarity
 from ..lottery.common import ordered, round_masks
@@ -51,19 +51,22 @@ _ONE_SHOT: dict[str, Mask] = {}  # key -> mask (read only): the Masks page asks 
 _ONE_SHOT_MAX = 32  # masks kept (each about one bit per scoped weight, as bools: 0.6 MB for the default model)
 
 
-def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0) -> Mask:
+def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "blocks", seed: int = 0,
+                  protocol: str = "lotus") -> Mask:
     """A one-shot mask of the base model (wanda is calibrated on 128 training images, as in sweeps), computed once
-    per process for the same model, data and settings (a working copy and a ranking each time cost 0.3 s)."""
+    per process for the same model, data and settings (a working copy and a ranking each time cost 0.3 s).
+    ``protocol`` "essential" masks a model whose head is not trained yet (the Essential Sparsity protocol
+    fine-tunes after masking); the mask itself does not depend on it."""
     from ..pruning.sweep import PointEvaluator, SweepConfig
     from ..results.store import config_id
 
     key = config_id(ctx.key(kind="one-shot-mask", method=method, sparsity=round(sparsity, 6), scope=scope, seed=seed,
-                            model_object=id(ctx.model)))  # the loaded model itself, not only its id
+                            protocol=protocol, model_object=id(ctx.model)))  # the loaded model itself, not its id
     if key not in _ONE_SHOT:
         if len(_ONE_SHOT) >= _ONE_SHOT_MAX:
             _ONE_SHOT.pop(next(iter(_ONE_SHOT)))  # the oldest
-        _ONE_SHOT[key] = PointEvaluator(ctx, SweepConfig(methods=(method,), scope=scope, seed=seed)).mask(method,
-                                                                                                         sparsity)
+        config = SweepConfig(methods=(method,), scope=scope, seed=seed, protocol=protocol)
+        _ONE_SHOT[key] = PointEvaluator(ctx, config).mask(method, sparsity)
     return _ONE_SHOT[key]
 
 
@@ -283,7 +286,7 @@ def _controls_run(ctx: Context, control_config: dict, lth_run_id: str) -> bool:
     from ..lottery.lth import LTHConfig
     from ..results.runs import run_id_for
 
-    return run_id_for(ctx, "lth", from_mapping(LTHConfig, control_config["lth"])) == lth_run_id
+    return run_id_for(ctx, "lth", from_stored(LTHConfig, control_config["lth"])) == lth_run_id
 
 
 def omp_vs_ticket_headline(s: dict) -> Headline:

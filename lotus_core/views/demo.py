@@ -19,7 +19,7 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..core.context import Context
+from ..context import Context
 from ..core.paths import DATA_DIR
 from ..training.evaluate import DEFAULT_LIMIT
 

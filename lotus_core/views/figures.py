@@ -222,10 +222,13 @@ def layer_similarity(per_layer: dict[str, dict], measure: str = "cosine", title:
 
 
 def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str | None = None,
-                   chance: float | None = None, difference: bool = False) -> go.Figure:
+                   chance: float | None = None, difference: bool = False,
+                   dense_ci: tuple[float, float] | None = None) -> go.Figure:
     """Accuracy against sparsity per series (columns series, sparsity, accuracy), with the dense accuracy and
     ``chance`` (1 / classes) as lines. ``difference`` draws each series minus ``dense`` in points instead:
-    curves that all sit on the dense line at the accuracy scale are told apart at this one."""
+    curves that all sit on the dense line at the accuracy scale are told apart at this one; there the dense
+    accuracy's 95% interval ``dense_ci`` (fractions) is a band around 0, so a ticket inside it is not told
+    apart from dense by the test set."""
     fig = go.Figure()
     if difference and dense is None:
         raise ValueError("a difference to dense needs the dense accuracy")
@@ -245,6 +248,10 @@ def accuracy_lines(frame: pd.DataFrame, dense: float | None = None, title: str |
                                                "<extra></extra>" if difference else
                                                f"{name}<br>sparsity %{{x:.1f}}%<br>accuracy %{{y:.2f}}%<extra></extra>"))
     if difference:
+        if dense_ci is not None:
+            fig.add_hrect(y0=100 * (dense_ci[0] - dense), y1=100 * (dense_ci[1] - dense), fillcolor="#9e9e9e",
+                          opacity=0.2, line_width=0, layer="below", annotation_text="dense 95% interval",
+                          annotation_position="bottom left")
         fig.add_hline(y=0, line_dash="dash", annotation_text=f"dense {100 * dense:.1f}%")
         return style(fig, "sparsity (% pruned)", "accuracy minus dense (points)", title)
     if dense is not None:

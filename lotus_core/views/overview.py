@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.context import Context
+from ..context import Context
 from ..training.evaluate import predict
 
 

@@ -56,7 +56,7 @@ class Server:
     def stop(self) -> None:
         """Stop the server and everything it started: its process group and the background-job worker
         (which runs in a session of its own so that jobs outlive a dashboard restart)."""
-        from lotus_core.results.jobs import worker_pid  # a live worker, verified by its heartbeat in the store
+        from lotus_core.jobs import worker_pid  # a live worker, verified by its heartbeat in the store
 
         pid = worker_pid(self.db)
         if pid is not None:

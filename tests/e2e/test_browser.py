@@ -75,7 +75,7 @@ def test_the_exported_report_opens_offline_with_every_chart(browser, tiny_ctx, t
 def test_an_lth_job_runs_in_the_background_and_its_ticket_is_drawn(page, server):
     """Launch a one-round LTH run on the Soup page: the background worker runs it, the page shows its
     progress, then redraws itself with the ticket's curve and cost once the run is done."""
-    from lotus_core.results.jobs import worker_pid
+    from lotus_core.jobs import worker_pid
 
     nav = next(p for p in nav_pages() if p.title == "Soup")
     open_page(page, nav)

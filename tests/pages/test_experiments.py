@@ -1,7 +1,7 @@
 """The Experiments page on the default model: the run table, its filters, the curve overlay, delete."""
 import json
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.views.experiments import run_table
 from lotus_core.views.tables import percent_text
 from lotus_core.pruning.sweep import SweepConfig, run_sweep

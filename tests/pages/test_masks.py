@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.views.catalog import omp_vs_one_shot, omp_vs_tickets
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.pruning import Mask, prune

@@ -1,6 +1,6 @@
 import json
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from streamlit.testing.v1 import AppTest
 
 from tests.pages.helpers import ENTRY, ROOT, open_page
@@ -94,3 +94,19 @@ def test_a_shared_link_reopens_the_patches_and_masks_settings_and_ignores_bad_va
     assert at.slider[2].value == 0  # 33 is off the 5% grid: the default
     at.switch_page(str(ROOT / "pages" / "masks.py")).run()
     assert not at.exception and at.radio[0].value == "jaccard_pruned" and at.slider[0].value == 70
+
+
+def test_a_dataset_smaller_than_the_sidebar_setting_is_said_with_its_real_count(tmp_path):
+    """The sidebar offers 2,000 test images; a folder with a handful says how many every page really uses, and the
+    Overview's figures are measured on them (issue 28 §5)."""
+    from tests.pages.test_bad_input_pages import three_class_folder
+
+    folder = three_class_folder(tmp_path / "three")
+    n = len(open_context("default", str(folder)).test)
+    at = AppTest.from_file(ENTRY, default_timeout=180)
+    at.query_params["dataset"] = str(folder)
+    at.run()
+    assert not at.exception and at.sidebar.select_slider[0].value == 2000
+    assert f"This dataset has {n:,} test images: every page uses all {n:,}, not 2,000." in [
+        c.value for c in at.sidebar.caption]
+    assert f"on {n:,} test images" in at.metric[0].help

@@ -3,12 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.patches.ticket_training import lottery_runs
 from lotus_core.patches import ScoreOptions
 from lotus_core.patches.analysis import class_indices, explain_images
 from lotus_core.patches.fidelity import FidelityConfig, fidelity
-from lotus_core.patches.figures import DROPPED_FILL
+from lotus_core.views.patch_figures import DROPPED_FILL
 from tests.pages.helpers import array, open_page
 
 

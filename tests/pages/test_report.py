@@ -1,6 +1,6 @@
 """The Report page on the default model: sections built from the store, missing ones name their page."""
 from app.ui import literal
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.views.report import ReportOptions, build_report
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from tests.pages.helpers import open_page

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.results.store import RunStatus
 from lotus_core.views.catalog import accuracy_comparison, run_label
 from tests.pages.helpers import open_page
@@ -71,6 +71,13 @@ def test_soup_page_launches_an_lth_run_and_its_control_and_compares_them_with_om
     # what does not apply is not a "None" cell: no data fraction column at all, RigL's rounds say why
     assert "data fraction" not in costs and costs["rounds"].tolist() == ["3", "— (trained once)"]
     assert not costs.isin([None, "None"]).any().any()
+    # what each run reached, in a second narrow table (the two fit a phone's width); runs named by kind and id
+    reached = at.dataframe[1].value
+    rigl_id = rigl.iloc[0]["id"]
+    assert costs["run"].tolist() == reached["run"].tolist() == [f"LTH {rid[:6]}", f"RIGL {rigl_id[:6]}"]
+    assert reached["final accuracy"].tolist() == [f"{100 * lth_summary['final_accuracy']:.2f}%",
+                                                  f"{100 * rigl.iloc[0]['summary']['accuracy']:.2f}%"]
+    assert not reached.isin([None, "None"]).any().any()
 
 
 def test_soup_page_launches_an_instability_analysis_and_charts_its_barrier():
@@ -116,3 +123,28 @@ def test_the_compared_runs_are_the_newest_finished_ones_until_chosen_and_a_cance
     assert _names(at) == ["omp", "random"]  # the choice holds
     next(m for m in at.multiselect if m.label == "Ticket runs to compare").set_value([newer]).run()
     assert _names(at) == ["omp", "random", f"LTH {newer[:6]}"] and at.query_params["tickets"] in (newer, [newer])
+
+
+def test_the_difference_to_dense_tells_tickets_apart_with_the_dense_interval_as_a_band():
+    """Toggled on, each curve is its accuracy minus dense in points, and the dense accuracy's 95% interval is a band
+    around 0 (a ticket inside it is not told apart from dense by this test set)."""
+    from lotus_core.lottery.lth import LTHConfig
+    from lotus_core.results.runs import run_experiment
+
+    ctx = open_context()
+    rid = run_experiment(ctx, "lth", LTHConfig(target=0.4, prune_fraction=0.3, steps=2, limit=200))["run_id"]
+    at = open_page("soup")
+    at.sidebar.select_slider[0].set_value(200).run()
+    next(t for t in at.toggle if t.label == "Difference to dense").set_value(True).run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    dense = ctx.dense_accuracy(limit=200)
+    expect = accuracy_comparison(ctx, [rid], limit=200)
+    for name in ("omp", "random", f"LTH {rid[:6]}"):
+        trace = next(t for t in spec["data"] if t["name"] == name)
+        part = expect[expect["series"] == name]
+        assert values(trace["y"]) == pytest.approx((100 * (part["accuracy"] - dense["accuracy"])).tolist())
+    band = next(s for s in spec["layout"]["shapes"] if s.get("fillcolor"))
+    assert (band["y0"], band["y1"]) == pytest.approx((100 * (dense["ci95"][0] - dense["accuracy"]),
+                                                      100 * (dense["ci95"][1] - dense["accuracy"])))
+    assert spec["layout"]["yaxis"]["title"]["text"] == "accuracy minus dense (points)"

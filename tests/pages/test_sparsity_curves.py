@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.pruning import PRUNERS
 from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, run_sweep
 from tests.pages.helpers import array, open_page, values
@@ -107,3 +107,40 @@ def test_the_page_settings_live_in_the_url_so_a_reload_or_a_shared_link_reopens_
     at.select_slider[0].set_value(10).run()  # chosen, so pinned in the link even at the default
     assert param("step") == ["10"] and param("refine") == ["0"]
     assert "eps" not in at.query_params and "ft" not in at.query_params  # never chosen: left out of the link
+
+
+def test_a_rerun_of_a_stored_curve_looks_it_up_once_and_copies_no_model(monkeypatch):
+    """Nothing expensive on a rerun (issue 26 §5): the drawn curve is served from one store lookup, and the per-layer
+    OMP mask is not recomputed (no working copy of the model, which PointEvaluator makes)."""
+    import lotus_core.views.curves as curves
+    from lotus_core.pruning import sweep
+
+    at = open_page("sparsity_curves")
+    at.sidebar.select_slider[0].set_value(200).run()  # computed and stored at 200 test images
+    assert not at.exception and curve_names(at) == ["omp"]
+    lookups, copies = [], []
+    lookup, init = curves.stored_summary, sweep.PointEvaluator.__init__
+    monkeypatch.setattr(curves, "stored_summary", lambda ctx, kind, config: lookups.append((kind, config)) or
+                        lookup(ctx, kind, config))
+    monkeypatch.setattr(sweep.PointEvaluator, "__init__", lambda self, *a, **k: copies.append(a) or init(self, *a, **k))
+    at.run()
+    assert not at.exception and curve_names(at) == ["omp"]
+    drawn = SweepConfig(methods=("omp",), limit=200, refine=True)
+    assert [c for kind, c in lookups if kind == "sweep"] == [drawn]  # once, for the curve drawn
+    assert copies == []
+
+
+def test_a_test_set_too_small_for_the_tolerance_is_warned_about():
+    """200 test images: the dense accuracy's 95% interval (about ±4 points) is more than twice eps = 1 point, so the
+    turning point is within noise: the page says so in one line, and not at eps = 0.03."""
+    from lotus_core.pruning.essential import noise_warning
+
+    at = open_page("sparsity_curves")
+    at.sidebar.select_slider[0].set_value(200).run()
+    dense = open_context().dense_accuracy(limit=200)
+    expect = noise_warning(dense["accuracy"], 200, 0.01)
+    assert expect is not None and expect.startswith("Only 200 test images")
+    assert [w.value for w in at.warning] == [expect]
+    at.number_input[0].set_value(0.03)
+    next(b for b in at.button if b.label == "Compute curve").click().run()
+    assert not at.exception and noise_warning(dense["accuracy"], 200, 0.03) is None and not at.warning

@@ -2,7 +2,7 @@
 table show its rows, with the dense point, the eps band, the Pareto frontier and the machine stated."""
 import json
 
-from lotus_core.core.context import open_context
+from lotus_core.context import open_context
 from lotus_core.speed.run import SpeedConfig, first_view, run_speed
 from lotus_core.training.evaluate import DEFAULT_LIMIT
 from tests.pages.helpers import open_page, values
