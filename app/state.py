@@ -28,7 +28,7 @@ from lotus_core.core.errors import LotusError, os_error_line
 from lotus_core.models.loading import TRANSFER_WEIGHTS
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import DEFAULT_LIMIT
-from lotus_core.training.finetune import fine_tuned_models
+from lotus_core.training.fine_tuned import fine_tuned_models
 
 MODEL_CHOICES = ["default", "vit_small_patch16_224.augreg_in21k_ft_in1k", "vit_small_patch16_224.dino",
                  "vit_tiny_patch16_224.augreg_in21k_ft_in1k"]

@@ -11,7 +11,7 @@ from app import charts, state, ui
 from app.jobs import active_jobs, launch, offer
 from lotus_core.context import Context
 from lotus_core.core.errors import LotusError
-from lotus_core.data import subset_indices
+from lotus_core.data.images import subset_indices
 from lotus_core.patches import FUSES, SCORERS, PatchScoring
 from lotus_core.patches.analysis import class_indices
 from lotus_core.patches.ticket_training import APPLIES, STARTS, LotteryTrainConfig, epoch_frame, lottery_runs

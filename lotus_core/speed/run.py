@@ -45,7 +45,8 @@ from ..results.runs import Run, experiment_config, run_experiment
 from ..results.store import RunStatus, config_id
 from ..training.evaluate import predict, wilson_interval
 from ..training.train import TrainConfig, train
-from . import METHODS, costs, get_method, measure
+from . import METHODS, get_method, measure
+from .costs import checkpoint_bytes, count_flops, count_params, peak_memory
 from .variants import Variant, Variants
 
 ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms", "iqr_ms", "images_per_s", "speedup",
@@ -187,9 +188,9 @@ def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, devi
 
 def costs(variant: Variant, x: torch.Tensor) -> dict:
     """FLOPs, parameters, checkpoint bytes and peak memory of ``variant`` on the batch ``x`` (no timing)."""
-    return {"flops": costs.count_flops(variant.forward, x[:1], variant.model),
-            "params": costs.count_params(variant.model), "bytes": costs.checkpoint_bytes(variant.model),
-            "peak_mem_bytes": costs.peak_memory(variant.forward, x, variant.model)}
+    return {"flops": count_flops(variant.forward, x[:1], variant.model),
+            "params": count_params(variant.model), "bytes": checkpoint_bytes(variant.model),
+            "peak_mem_bytes": peak_memory(variant.forward, x, variant.model)}
 
 
 def busy_reason(ctx: Context, load: measure.Load, own_run: str | None = None) -> str | None:

@@ -20,11 +20,8 @@ Two uses, one training loop (:func:`lotus_core.training.train.train`):
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -34,17 +31,16 @@ from torch import nn
 
 from ..context import Context
 from ..core.errors import LotusError
-from ..data.images import ImageSet, subset_indices
-from ..data import split_sizes
-from ..models.heads import Head, new_head
-from ..models.loading import count_parameters
-from ..models.arch import head_outputs
-from ..models.checkpoint import save_checkpoint
 from ..core.mask import Mask
+from ..data import split_sizes
+from ..data.images import ImageSet, subset_indices
+from ..models.arch import head_outputs
+from ..models.heads import new_head
+from ..models.loading import count_parameters
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.runs import Run, stored_summary
-from ..results.store import Store
 from .evaluate import DEFAULT_LIMIT
+from .fine_tuned import export_checkpoint
 from .train import TrainConfig, TrainProgress, TrainResult, train
 
 STATE_BLOB = "state.safetensors"  # weights + AdamW state after the last finished epoch
@@ -186,7 +182,6 @@ def start_model(ctx: Context, cfg: FinetuneConfig) -> nn.Module:
     return trainable(model, cfg.head_only)
 
 
-
 # --------------------------------------------------------------------------- resumable state
 def _state_bytes(model: nn.Module, opt_state: dict | None, epoch: int) -> bytes:
     """Weights and AdamW moments as one safetensors blob (``epoch`` in its header)."""
@@ -305,31 +300,6 @@ def run_finetune(ctx: Context, cfg: FinetuneConfig, run: Run) -> dict:
             **split_sizes(ctx.test, ctx.train)}
 
 
-def checkpoint_path(store: Store, source_id: str, dataset: str, run_id: str) -> Path:
-    """Where a fine-tuned model goes: ``models/`` beside the results store, named after source and dataset."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{source_id.split('@')[0]}-ft-{dataset}")[:80]
-    return Path(store.path).parent / "models" / f"{stem}-{run_id[:8]}.safetensors"
-
-
-def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.Module, last: dict) -> Path:
-    """Write the fine-tuned ``model`` with its architecture (its head's size included), head and provenance in
-    the header; the training time stays in the run's summary (a wall-clock value would change the file's id)."""
-    arch = getattr(model, "lotus_arch", None) or getattr(ctx.model, "lotus_arch", None) or {}
-    model.lotus_arch = {**arch, "num_classes": head_outputs(model)} if arch else {}
-    model.lotus_head = Head("trained", head_outputs(model), ctx.dataset, tuple(ctx.test.classes))
-    provenance = {
-        "lotus_source": ctx.model_id,  # name@weights hash (or hub revision, + head seed)
-        "lotus_dataset": ctx.dataset,
-        "lotus_dataset_variant": ctx.train.variant,  # "<images>@<digest prefix>"
-        "lotus_recipe": json.dumps(dataclasses.asdict(cfg), sort_keys=True),
-        "lotus_seed": str(cfg.seed),
-        "lotus_accuracy": json.dumps({"accuracy": last["accuracy"], "ci95": [last["ci_low"], last["ci_high"]],
-                                      "n": last["n"], "limit": cfg.limit}),
-        "lotus_run": run_id,
-    }
-    return save_checkpoint(model, checkpoint_path(ctx.store, ctx.model_id, ctx.dataset, run_id), provenance)
-
-
 def finetune_summary(ctx: Context, cfg: FinetuneConfig) -> dict | None:
     """The stored summary of this recipe on ``ctx`` (None if not finished); re-exports a deleted checkpoint."""
     summary = stored_summary(ctx, "finetune", cfg)
@@ -344,57 +314,6 @@ def finetune_summary(ctx: Context, cfg: FinetuneConfig) -> dict | None:
         points = ctx.store.points(summary["run_id"])
         export_checkpoint(ctx, cfg, summary["run_id"], model.eval(), points[f"epoch-{cfg.epochs}"])
     return summary
-
-
-def fine_tuned_models(store: Store) -> list[dict]:
-    """Fine-tuned models known to the store whose checkpoint exists: checkpoint, source, dataset, accuracy, ..."""
-    runs = store.runs(kind="finetune")
-    out = []
-    for _, r in runs[runs["status"] == "done"].iterrows():
-        summary = r["summary"] or {}
-        if summary.get("checkpoint") and Path(summary["checkpoint"]).is_file():
-            out.append({"checkpoint": summary["checkpoint"], "model_id": summary["model_id"],
-                        "source": summary.get("source"), "dataset": summary.get("dataset"),
-                        "accuracy": summary.get("accuracy"), "ci95": summary.get("ci95"),
-                        "epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
-                        "head_only": summary.get("head_only"), "run_id": r["id"]})
-    return out
-
-
-def checkpoint_card(model: nn.Module, data_config: dict, store: Store | None = None) -> dict:
-    """Card of a loaded model: source, parameters, input size and patch grid, classes, accuracy with CI, recipe,
-    and the training time (from the run in ``store`` that wrote it; older checkpoints carried it in the header)."""
-    meta = getattr(model, "lotus_meta", {}) or {}
-    head = getattr(model, "lotus_head", None)
-    grid = None
-    embed = getattr(model, "patch_embed", None)
-    if embed is not None and getattr(embed, "grid_size", None):
-        grid = "x".join(map(str, embed.grid_size))
-    accuracy = json.loads(meta["lotus_accuracy"]) if "lotus_accuracy" in meta else None
-    return {
-        "model": getattr(model, "lotus_id", "?"),
-        "source": meta.get("lotus_source"),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "input_size": "x".join(map(str, data_config["input_size"])),
-        "patch_grid": grid,
-        "head": None if head is None else head.state,
-        "classes": None if head is None or head.classes is None else list(head.classes),
-        "trained_on": meta.get("lotus_dataset") or (None if head is None else head.dataset),
-        "accuracy": None if accuracy is None else accuracy["accuracy"],
-        "ci95": None if accuracy is None else accuracy["ci95"],
-        "recipe": json.loads(meta["lotus_recipe"]) if "lotus_recipe" in meta else None,
-        "train_seconds": _train_seconds(meta, store),
-    }
-
-
-def _train_seconds(meta: dict, store: Store | None) -> float | None:
-    """Seconds of training of a fine-tuned checkpoint: its run's summary in ``store``, else an old header's entry."""
-    if store is not None and meta.get("lotus_run"):
-        run = store.get_run(meta["lotus_run"])
-        seconds = ((run or {}).get("summary") or {}).get("seconds")
-        if seconds is not None:
-            return float(seconds)
-    return float(meta["lotus_train_seconds"]) if "lotus_train_seconds" in meta else None
 
 
 def finetune(model: nn.Module, mask: Mask, train_set: ImageSet, data_config: dict, steps: int, lr: float = 1e-4,

@@ -19,7 +19,8 @@ from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 from lotus_core.pruning.similarity import mask_similarity
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from lotus_core.results.runs import run_experiment
-from lotus_core.training.finetune import FinetuneConfig, fine_tuned_models, run_finetune
+from lotus_core.training.finetune import FinetuneConfig, run_finetune
+from lotus_core.training.fine_tuned import fine_tuned_models
 from lotus_core.views.experiments import run_table
 from lotus_core.views.overview import sample_predictions
 from lotus_core.views.report import ReportOptions, build_report

@@ -19,8 +19,8 @@ from lotus_core.models.checkpoint import canonical_safetensors, load_checkpoint,
 from lotus_core.models.loading import count_parameters
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
-from lotus_core.training.finetune import (FinetuneConfig, PRESETS, fine_tuned_models, fit_lr, preset_config,
-                                          run_finetune)
+from lotus_core.training.finetune import FinetuneConfig, PRESETS, fit_lr, preset_config, run_finetune
+from lotus_core.training.fine_tuned import fine_tuned_models
 
 from tests.conftest import make_tiny_vit
 

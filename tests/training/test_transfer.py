@@ -18,7 +18,8 @@ from lotus_core.pruning.sweep import PointEvaluator, SweepConfig, run_sweep
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.training.evaluate import predict
-from lotus_core.training.finetune import FinetuneConfig, fine_tuned_models, run_finetune
+from lotus_core.training.finetune import FinetuneConfig, run_finetune
+from lotus_core.training.fine_tuned import fine_tuned_models
 
 from tests.conftest import make_tiny_imageset
 
