@@ -3,17 +3,19 @@ name the page that produces them, the HTML export is self-contained; and the rep
 import dataclasses
 import json
 import re
+import sqlite3
 
 import pytest
 
 from lotus_core.cli import main
+from lotus_core.core.errors import LotusError
 from lotus_core.views.experiments import headline
 from lotus_core.views.catalog import omp_vs_tickets
 from lotus_core.lottery.issp import ISSPConfig, run_issp
 from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
 from lotus_core.patches.analysis import class_indices, explain_images
-from lotus_core.views.report import SECTIONS, ReportOptions, build_report, pinned, results_version, set_pinned
+from lotus_core.views.report import SECTIONS, ReportOptions, Stored, build_report, pinned, results_version, set_pinned
 from lotus_core.results.runs import run_experiment
 from lotus_core.results.store import Store
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
@@ -323,3 +325,42 @@ def test_cli_annotate_names_a_run_and_diff_lists_what_differs(tmp_path, capsys):
     assert main(["annotate", a, "--name", "a\nb", "--db", str(store.path)]) == 2
     assert capsys.readouterr().err == ("lotus annotate: error: a run name contains control characters (U+000A); use "
                                        "printable text only\n")
+
+
+@pytest.mark.parametrize("error", [TypeError("a bug"), LotusError("a bug")])
+def test_an_error_in_a_section_that_is_not_a_missing_result_surfaces(tiny_ctx, monkeypatch, error):
+    """Only "not stored yet" (NotStored) becomes a section's note: a programming error (or any other LotusError)
+    raised while a section is built fails the build, so tests see it."""
+    def broken(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("lotus_core.views.report.sparsity.per_class_accuracy", broken)  # the dense section's figure
+    with pytest.raises(type(error), match="a bug"):
+        build_report(tiny_ctx, OPTIONS)
+
+
+def test_a_pinned_sweep_is_reported_at_the_eps_it_was_computed_with(tiny_ctx):
+    """eps is a fraction in the store (0.02) and points in the report ("2 points"), read off the sweep's stored
+    config: the essential sentence, its chart's band, the claims row and its verdict all state 2 points."""
+    sweep = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100, eps=0.02))
+    assert Stored(tiny_ctx, 100).eps == 0.02
+    report = build_report(tiny_ctx, OPTIONS)
+    essential = report.section("essential")
+    assert essential.runs[0]["run"] == sweep.run_id
+    assert (f"keeps accuracy within 2 points of the unpruned {_pct(sweep.dense['accuracy'])}: this turning point"
+            in essential.sentence)
+    assert any("within 2 points" in (a.text or "") for a in essential.figure.layout.annotations)  # the shaded band
+    row = next(r for r in report.section("claims").table if r["key"] == "essential-range")
+    ess = sweep.essential["omp"]["essential_sparsity"]
+    assert row["lotus"] == f"{100 * ess:.0f}% free within 2 points (OMP turning point)"
+    assert (row["verdict"], row["why"]) == ("not comparable", "the stored turning point allows 2 points, the claim 1 point")
+
+
+def test_a_sweep_stored_without_its_eps_is_unreadable_not_read_at_a_default(tiny_ctx):
+    sweep = run_sweep(tiny_ctx, SweepConfig(methods=("omp",), sparsities=(0.25, 0.5), limit=100, eps=0.02))
+    with sqlite3.connect(tiny_ctx.store.path) as con:  # as a run written without the field would be
+        con.execute("UPDATE runs SET config = json_remove(config, '$.eps') WHERE id = ?", (sweep.run_id,))
+    section = build_report(tiny_ctx, OPTIONS).section("essential")
+    assert section.missing == "Sparsity curves" and section.value is None
+    assert section.sentence == (f"This section could not be built from the stored results (KeyError: 'eps' in stored "
+                                f"sweep run {sweep.run_id}); produce them again on the Sparsity curves page.")
