@@ -25,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from .figures import count_text
+
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 ABOUT = 0.05  # "about X%": within 5 points (absolute) of X
 NEAR = 0.01  # "near-best": within 1 point of the best full-image accuracy (the lottery-training run's rule)
@@ -94,6 +96,11 @@ def _pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%"
 
 
+def _points(fraction: float) -> str:
+    """An accuracy difference (a fraction) in points, singular or plural: "1 point", "5 points"."""
+    return count_text(round(100 * fraction, 6), "point")
+
+
 # ---------------------------------------------------------------------------- verdict rules (pure)
 def about(measured: float, claimed: float, margin: float = ABOUT) -> bool:
     """Whether ``measured`` is "about" ``claimed``: within ``margin`` (absolute; 5 points by default), inclusive."""
@@ -111,7 +118,7 @@ def one_shot_verdict(dataset: str, accuracy: float | None) -> Verdict:
         return Verdict(NOT_COMPARABLE, "no stored one-shot OMP point at 30% sparsity")
     ok = about(accuracy, 0.79)
     return Verdict(REPRODUCED if ok else NOT_REPRODUCED,
-                   f"{_pct(accuracy)} is {'within' if ok else 'more than'} {100 * ABOUT:g} points from 79%")
+                   f"{_pct(accuracy)} is {'within' if ok else 'more than'} {_points(ABOUT)} from 79%")
 
 
 def convergence_verdict(summary: Mapping | None, dense_accuracy: float | None) -> Verdict:
@@ -129,12 +136,12 @@ def convergence_verdict(summary: Mapping | None, dense_accuracy: float | None) -
     if dense_accuracy is not None and best < dense_accuracy - TRAINED - _TOL:
         return Verdict(NOT_COMPARABLE, f"the stored run is too small to test it: its full-image arm reaches at best "
                                        f"{_pct(best)} in {epochs} epochs against the dense model's {_pct(dense_accuracy)}"
-                                       f" (more than {100 * TRAINED:g} points under), so it never nears a trained model")
+                                       f" (more than {_points(TRAINED)} under), so it never nears a trained model")
     at5 = float(summary["lottery"]["accuracy"][CLAIM_EPOCH - 1])
     ok = at5 >= best - NEAR - _TOL
     return Verdict(REPRODUCED if ok else NOT_REPRODUCED,
                    f"at epoch {CLAIM_EPOCH} the lottery arm has {_pct(at5)}, {'within' if ok else 'more than'} "
-                   f"{100 * NEAR:g} point of the best full-image {_pct(best)}")
+                   f"{_points(NEAR)} of the best full-image {_pct(best)}")
 
 
 def issp_fraction_verdict(final_accuracy: float | None) -> Verdict:
@@ -144,24 +151,25 @@ def issp_fraction_verdict(final_accuracy: float | None) -> Verdict:
         return Verdict(NOT_COMPARABLE, "no finished ISSP run at data fraction 0.1 is stored")
     ok = about(final_accuracy, 0.50)
     return Verdict(REPRODUCED if ok else NOT_REPRODUCED,
-                   f"its ticket ends at {_pct(final_accuracy)}, {'within' if ok else 'more than'} {100 * ABOUT:g} "
-                   "points from 50%")
+                   f"its ticket ends at {_pct(final_accuracy)}, {'within' if ok else 'more than'} {_points(ABOUT)} "
+                   "from 50%")
 
 
 def essential_verdict(essential_sparsity: float | None, eps: float | None) -> Verdict:
     """Essential Sparsity: 30-50% of the weights free at no more than 1 point. From a sweep's OMP turning point
-    measured at tolerance ``eps``: not comparable without one or when ``eps`` is looser than 1 point; reproduced
-    when at least 30% is free (a turning point of 30% or more, inclusive: more free weights than the range still
-    bears the claim out), not reproduced below 30%."""
+    measured at tolerance ``eps`` (a fraction: 0.01 = 1 point): not comparable without one or when ``eps`` is
+    looser than 1 point; reproduced when at least 30% is free (a turning point of 30% or more, inclusive: more
+    free weights than the range still bears the claim out), not reproduced below 30%."""
     if essential_sparsity is None or eps is None:
         return Verdict(NOT_COMPARABLE, "no stored sweep with an OMP turning point")
     if eps > ESSENTIAL_EPS + _TOL:
-        return Verdict(NOT_COMPARABLE, f"the stored turning point allows {100 * eps:g} points, the claim 1 point")
+        return Verdict(NOT_COMPARABLE, f"the stored turning point allows {_points(eps)}, the claim "
+                                       f"{_points(ESSENTIAL_EPS)}")
     lo, hi = ESSENTIAL_RANGE
     if essential_sparsity < lo - _TOL:
-        return Verdict(NOT_REPRODUCED, f"only {_pct(essential_sparsity, 0)} is free at {100 * eps:g} point, under 30%")
+        return Verdict(NOT_REPRODUCED, f"only {_pct(essential_sparsity, 0)} is free at {_points(eps)}, under 30%")
     where = "inside" if essential_sparsity <= hi + _TOL else "above"
-    return Verdict(REPRODUCED, f"{_pct(essential_sparsity, 0)} is free at {100 * eps:g} point, {where} the paper's "
+    return Verdict(REPRODUCED, f"{_pct(essential_sparsity, 0)} is free at {_points(eps)}, {where} the paper's "
                                "30-50%")
 
 

@@ -178,3 +178,19 @@ def test_the_claims_section_of_the_shipped_demo_computes_nothing_and_states_the_
     page = out.read_text()
     assert page.count('<table class="claims">') == 1 and "<th>Paper&#x27;s number</th>" in page
     assert "<td>ISSP 88.8%, LTH 88.4%, OMP 87.8% at 80.0% (ISSP at data fraction 1)</td>" in page
+
+
+@pytest.mark.parametrize("sparsity, eps, why", [
+    (0.5, 0.02, "the stored turning point allows 2 points, the claim 1 point"),
+    (0.2, 0.01, "only 20% is free at 1 point, under 30%"),
+    (0.4, 0.005, "40% is free at 0.5 points, inside the paper's 30-50%"),
+])
+def test_the_essential_verdict_states_eps_in_points_singular_or_plural(sparsity, eps, why):
+    assert c.essential_verdict(sparsity, eps).why == why
+
+
+def test_the_other_verdicts_state_their_margins_in_points():
+    assert c.one_shot_verdict("cifar10", 0.70).why == "70.0% is more than 5 points from 79%"
+    assert c.issp_fraction_verdict(0.5).why == "its ticket ends at 50.0%, within 5 points from 50%"
+    assert c.convergence_verdict(_lottery(0.84, 0.83), 0.89).why == ("at epoch 5 the lottery arm has 83.0%, within 1 "
+                                                                    "point of the best full-image 84.0%")
