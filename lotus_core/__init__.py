@@ -14,7 +14,7 @@ from typing import Any
 _EXPORTS = {  # name -> module that defines it
     "Context": ".context", "open_context": ".context", "ImageSet": ".data.images", "load_dataset": ".data",
     "LotusError": ".core.errors", "EvalResult": ".training.evaluate", "evaluate": ".training.evaluate",
-    "load_model": ".models.loading", "Store": ".results.store", "config_id": ".results.store",
+    "load_model": ".models.loading", "Store": ".results.store", "config_id": ".results.keys",
 }
 __all__ = list(_EXPORTS)
 

@@ -31,7 +31,7 @@ from .models.loading import CHECKPOINT_SUFFIXES, load_model
 from .models.heads import Head
 from .models.arch import data_config, head_outputs
 from .results.executors.base import ExecutorConfig
-from .results.keys import reads_train
+from .results.keys import base_key
 from .results.registry import ExperimentSpec, Headline, pct, register_experiment
 from .results.store import Store
 
@@ -120,11 +120,7 @@ class Context:
         is not part of the key: :meth:`computed` gives the facts silent reuse requires, and the store keeps
         the full provenance beside every run (:mod:`lotus_core.results.provenance`, docs/provenance.md).
         """
-        data = {"test": self.test.variant}
-        if reads_train(extra):
-            data["train"] = self.train_variant
-        return {"model": self.model_id, "dataset": self.dataset, "data": data,
-                "precision": "auto" if bool(extra.get("bf16", True)) else "fp32", **extra}
+        return base_key(self.model_id, self.dataset, self.test.variant, self.train_variant, **extra)
 
     def computed(self, **extra: Any) -> dict:
         """Where a result with hyperparameters ``extra`` is computed here, in the facts a stored result must

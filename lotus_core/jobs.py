@@ -35,7 +35,8 @@ from .core.errors import LotusError
 from .core.paths import REPO_ROOT
 from .results.lease import heartbeat_s, lease_s, pid_alive, token
 from .results.registry import get_experiment
-from .results.runs import Cancelled, LeaseLost, experiment_config, here_id, run_experiment, run_id_for
+from .results.keys import config_id, experiment_config, here_id
+from .results.runs import Cancelled, LeaseLost, resolve, run_experiment
 from .results.store import RunStatus, Store
 
 
@@ -100,12 +101,14 @@ def submit(spec: dict, kind: str, config: Any, ctx: Context, here: bool = False)
     """
     get_experiment(kind, job=True)
     # a finished run computed elsewhere serves it (labelled) unless ``here`` asks for this machine's own
-    run_id = here_id(ctx, kind, config) if here else run_id_for(ctx, kind, config)
+    full = experiment_config(ctx, kind, config)  # the key and where it is computed, built once
+    served = None if here else resolve(ctx, kind, config, full)
+    run_id = served["id"] if served is not None else config_id(full)
     existing = ctx.store.get_run(run_id)
     if existing is not None and (existing["status"] == RunStatus.DONE or ctx.store.live_owner(run_id, lease_s())):
         return run_id
     job = {"spec": spec, "kind": kind, "config": dataclasses.asdict(config)}
-    ctx.store.start_run(kind, experiment_config(ctx, kind, config), ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
+    ctx.store.start_run(kind, full, ctx.model_id, ctx.dataset, status=RunStatus.QUEUED)
     ctx.store.set_job(run_id, job)
     _, task = queue(str(ctx.store.path))
     task(json.dumps(spec, sort_keys=True), kind, job["config"])

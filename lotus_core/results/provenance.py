@@ -26,30 +26,9 @@ import sqlite3
 import time
 from typing import Any
 
-from .store import canonical_json, config_id
+from .keys import COMPUTED, canonical_json, config_id, reuse_ids
 
-COMPUTED = "computed"  # the config's entry holding Context.computed(): part of the run id, not of the key
 RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")  # what decides CPU speed and bf16
-
-
-def key_of(config: dict) -> dict:
-    """A stored run config's key: everything but where it was computed."""
-    return {k: v for k, v in config.items() if k != COMPUTED}
-
-
-def family_of(config: dict) -> dict:
-    """A run config's key without the training split: results that differ only in the training images they
-    read (the embedded 10,000-image subset against Debian's full 60,000) are one family."""
-    key = key_of(config)
-    data = key.get("data")
-    if isinstance(data, dict) and "train" in data:
-        key = {**key, "data": {k: v for k, v in data.items() if k != "train"}}
-    return key
-
-
-def reuse_ids(config: dict) -> tuple[str, str]:
-    """``(key_id, family)`` of a stored run config (the store's lookup columns for results computed elsewhere)."""
-    return config_id(key_of(config)), config_id(family_of(config))
 
 
 @functools.lru_cache(maxsize=1)

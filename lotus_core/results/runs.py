@@ -33,8 +33,9 @@ from typing import Any, Callable, Protocol
 
 from ..core.errors import LotusError
 from .lease import Lease, lease_s, owner_dead, token
-from .provenance import COMPUTED, elsewhere, finished, label, machine, reuse_ids
-from .store import RunStatus, Store, config_id
+from .keys import COMPUTED, config_id, experiment_config, here_id, reuse_ids
+from .provenance import elsewhere, finished, label, machine
+from .store import RunStatus, Store
 from .schema import StoreFull, disk_full
 
 
@@ -117,32 +118,12 @@ class Run:
         return data
 
 
-def experiment_config(ctx: Context, kind: str, config: Any) -> dict:
-    """The full configuration that keys an experiment: model, dataset, kind and hyperparameters, and the
-    config's ``revision`` where it has a non-zero one (bumped when its algorithm is corrected, so results of
-    the earlier algorithm are never served; configs without one keep the keys they always had)."""
-    # a config with a key_params() says what of it enters the key (a sweep: its options as keys always had them)
-    params = config.key_params() if hasattr(config, "key_params") else \
-        dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    revision = getattr(config, "revision", None) if dataclasses.is_dataclass(config) else None
-    # a config's WHERE fields say where it is computed (a timing's CPU, threads, torch): run id, not key
-    where = {name: params.pop(name) for name in getattr(config, "WHERE", ()) if name in params}
-    # what the result is (Context.key), and under "computed" the facts silent reuse requires (Context.computed):
-    # both make the run id; the store indexes the key alone to find the result computed elsewhere
-    return {**ctx.key(kind=kind, **params, **({"revision": revision} if revision else {})),
-            COMPUTED: {**ctx.computed(**params), **where}}
-
-
-def here_id(ctx: Context, kind: str, config: Any) -> str:
-    """The id the run gets when computed here."""
-    return config_id(experiment_config(ctx, kind, config))
-
-
-def resolve(ctx: Context, kind: str, config: Any) -> dict | None:
+def resolve(ctx: Context, kind: str, config: Any, full: dict | None = None) -> dict | None:
     """The finished run that serves this experiment here, never computing: the one computed here, else the
     newest of the same key computed elsewhere, else the newest of its family (another training split); None
-    when there is none."""
-    full = experiment_config(ctx, kind, config)
+    when there is none. ``full``: the experiment's :func:`~lotus_core.results.keys.experiment_config`, when
+    the caller has built it already."""
+    full = full if full is not None else experiment_config(ctx, kind, config)
     run = ctx.store.get_run(config_id(full))
     if run is not None and run["status"] == RunStatus.DONE:
         return run

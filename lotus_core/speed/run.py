@@ -40,9 +40,9 @@ from ..core.isolation import seeded
 from ..data.images import subset_indices, to_model_input
 from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
 from ..results.lease import lease_s
-from ..results.provenance import COMPUTED
-from ..results.runs import Run, experiment_config, run_experiment
-from ..results.store import RunStatus, config_id
+from ..results.keys import COMPUTED, config_id, experiment_config
+from ..results.runs import Run, run_experiment
+from ..results.store import RunStatus
 from ..training.evaluate import predict, wilson_interval
 from ..training.train import TrainConfig, train
 from . import METHODS, get_method, measure

@@ -58,7 +58,7 @@ def one_shot_mask(ctx: Context, method: str, sparsity: float, scope: str = "bloc
     ``protocol`` "essential" masks a model whose head is not trained yet (the Essential Sparsity protocol
     fine-tunes after masking); the mask itself does not depend on it."""
     from ..pruning.sweep import PointEvaluator, SweepConfig
-    from ..results.store import config_id
+    from ..results.keys import config_id
 
     key = config_id(ctx.key(kind="one-shot-mask", method=method, sparsity=round(sparsity, 6), scope=scope, seed=seed,
                             protocol=protocol, model_object=id(ctx.model)))  # the loaded model itself, not its id

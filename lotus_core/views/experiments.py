@@ -8,8 +8,10 @@ Accuracies and sparsities are fractions in [0, 1]; figures show percent.
 """
 from __future__ import annotations
 
+import html
 import io
 import json
+import textwrap
 import zipfile
 from dataclasses import dataclass
 from typing import Callable, Iterable
@@ -20,8 +22,10 @@ import plotly.graph_objects as go
 from ..core.errors import LotusError
 from ..core.text import refuse_control_characters
 from ..results.registry import Headline, experiments
-from ..results.store import ACTIVE, RunStatus, Store, canonical_json
+from ..results.keys import canonical_json
+from ..results.store import ACTIVE, RunStatus, Store
 from .figures import style
+from .tables import percent_text, readable
 
 POINT_KINDS = ("prune-eval", "prune-decide", "prune-prefix")  # single evaluations (and early decisions) sweeps are made of (one run per point, shared by sweeps)
 AUTOMATIC = {  # kinds the pages and other experiments store on their own as they compute, in words
@@ -157,24 +161,82 @@ def overlay_curves(store: Store, run_ids: Iterable[str]) -> pd.DataFrame:
     return frame.sort_values(["run", "series", "x"], kind="stable", ignore_index=True)
 
 
+LEGEND_CHARS = 40  # the longest line of a legend entry: it fits a 390 px phone below the chart
+
+
+def legend_name(run: str, series: str) -> str:
+    """A curve's legend entry, ``"<run>: <series>"``, escaped (run names are the user's words) and wrapped into
+    lines of at most :data:`LEGEND_CHARS` characters: plotly never wraps a legend entry, so on a phone a long
+    one is cut at the screen's edge and two curves of one run read the same."""
+    name = f"{run}: {series}"
+    return "<br>".join(html.escape(line) for line in textwrap.wrap(name, LEGEND_CHARS, break_on_hyphens=False))
+
+
 def overlay_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
     """One figure per x quantity in ``frame`` (from :func:`overlay_curves`): accuracy (%) against it,
-    one line per run and series."""
+    one line per run and series, the legend below the chart (it grows down, never into the plot)."""
     figures = {}
     for axis, part in frame.groupby("axis", sort=False):
         fig = go.Figure()
         scale = 1 if axis == "epoch" else 100
         for (run, series), line in part.groupby(["run", "series"], sort=False):
-            fig.add_trace(go.Scatter(x=scale * line["x"], y=100 * line["accuracy"], mode="lines+markers",
-                                     name=f"{run}: {series}",
-                                     hovertemplate=f"{run}: {series}<br>%{{x:.1f}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
+            name = legend_name(run, series)
+            fig.add_trace(go.Scatter(x=scale * line["x"], y=100 * line["accuracy"], mode="lines+markers", name=name,
+                                     hovertemplate=f"{name}<br>%{{x:.1f}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
         figures[axis] = style(fig, AXES.get(axis, axis), "top-1 accuracy (%)", f"Accuracy against {axis}")
+        figures[axis].update_layout(legend=dict(orientation="h", x=0, xref="container", xanchor="left", y=-0.25,
+                                                yanchor="top"))
     return figures
 
 
 def curve_runs(table: pd.DataFrame) -> pd.DataFrame:
     """Rows of ``table`` whose kind has a curve."""
     return table[table["kind"].isin([k for k, spec in experiments().items() if spec.curve is not None])]
+
+
+@dataclass
+class Shown:
+    """The Experiments table as filtered: ``rows`` (the runs of :func:`run_table` that pass, newest first,
+    numbered from 0), ``display`` (those rows as a reader sees them: no empty column, a missing accuracy or
+    sparsity reads "—", never "None") and the kinds among them nobody launched by hand (:data:`AUTOMATIC`)."""
+
+    rows: pd.DataFrame
+    display: pd.DataFrame
+    automatic: list[str]
+
+
+def shown_runs(table: pd.DataFrame, kinds: Iterable[str] = (), statuses: Iterable[str] = (),
+               models: Iterable[str] = (), text: str = "", points: bool = True) -> Shown:
+    """The rows of ``table`` that pass :func:`filter_runs`, for display."""
+    rows = filter_runs(table, kinds, statuses, models, text, points).reset_index(drop=True)
+    display = readable(rows, keep=["accuracy", "sparsity"])
+    for column in ("accuracy", "sparsity"):  # a run without the number (a decision, a failed run) reads "—"
+        display[column] = percent_text(display[column])
+    return Shown(rows, display, [k for k in AUTOMATIC if k in set(rows["kind"])])
+
+
+@dataclass
+class Curves:
+    """What the Curves section draws: one figure per x quantity (empty when there is nothing to draw), with
+    ``message`` saying why not or ``caption`` which run is shown when none was selected."""
+
+    figures: dict[str, go.Figure]
+    message: str | None = None
+    caption: str | None = None
+
+
+def curves(store: Store, selected: pd.DataFrame, shown: pd.DataFrame) -> Curves:
+    """The curves of the ``selected`` rows, or with none selected the newest run with a curve among ``shown``."""
+    runs = curve_runs(selected if len(selected) else shown)
+    if len(selected) and runs.empty:
+        return Curves({}, "The selected runs have no curve (single evaluations and points); select a sweep, LTH, "
+                          "ISSP, lottery-training, sensitivity or fidelity run.")
+    if runs.empty:
+        return Curves({}, "No run in the table has a curve yet: compute one on the Sparsity curves page.")
+    ids = list(runs["id"] if len(selected) else runs["id"].head(1))
+    caption = None if len(selected) else (f"Showing the newest run with a curve ({runs.iloc[0]['kind']} {ids[0][:6]}); "
+                                          "select rows in the table to overlay others.")
+    return Curves(overlay_figures(overlay_curves(store, ids)), caption=caption)
 
 
 # ---------------------------------------------------------------------------- downloads and deletion

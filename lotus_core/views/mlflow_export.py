@@ -37,7 +37,8 @@ from typing import Any, Iterable
 
 from ..core.errors import LotusError
 from ..results.registry import experiments
-from ..results.store import RunStatus, Store, canonical_json
+from ..results.keys import canonical_json
+from ..results.store import RunStatus, Store
 from .experiments import get_run, mask_blobs, overlay_curves, overlay_figures, run_name
 
 INSTALL = "MLflow is not installed: pip install -e '.[tracking]' (or pip install mlflow==3.17.2), then export again"

@@ -18,7 +18,7 @@ from lotus_core.models.arch import data_config
 from lotus_core.pruning import PRUNERS, prune, scoped_parameters
 from lotus_core.pruning.grasp import GraSPOptions, grasp_scores
 from lotus_core.pruning.sweep import SweepConfig, point_config
-from lotus_core.results.runs import experiment_config
+from lotus_core.results.keys import experiment_config
 from lotus_core.training.train import TrainConfig, train
 from tests.conftest import make_tiny_imageset
 

@@ -13,7 +13,7 @@ from lotus_core.core import device
 from lotus_core.context import open_context
 from lotus_core.data import load_dataset
 from scripts.build_embedded_fmnist import write_idx
-from lotus_core.results.store import config_id
+from lotus_core.results.keys import config_id
 
 
 def test_key_names_model_data_read_and_precision_policy_only(tiny_ctx):
@@ -69,7 +69,7 @@ def test_the_embedded_subset_and_the_full_training_set_give_different_keys(tiny_
 
 
 def test_the_key_holds_the_precision_policy_and_the_run_id_the_precision_used(tiny_ctx, monkeypatch):
-    from lotus_core.results.runs import experiment_config
+    from lotus_core.results.keys import experiment_config
 
     monkeypatch.setattr(device, "bf16_available", lambda dev: False)
     assert tiny_ctx.key(kind="evaluate")["precision"] == "auto"  # bf16 where fast: asked (the default)

@@ -13,8 +13,9 @@ import pytest
 
 from lotus_core import jobs
 from lotus_core.results import lease
-from lotus_core.results.runs import LeaseLost, RunBusy, experiment_config, run_experiment, run_id_for
-from lotus_core.results.store import Store, config_id
+from lotus_core.results.keys import config_id, experiment_config
+from lotus_core.results.runs import LeaseLost, RunBusy, run_experiment, run_id_for
+from lotus_core.results.store import Store
 from tests.results.test_runs_jobs import CountConfig, count_experiment
 
 FOREIGN = "other-host:4242:abcd1234"  # an owner on another machine: only its heartbeat tells

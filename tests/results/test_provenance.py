@@ -6,8 +6,9 @@ import sqlite3
 
 from lotus_core.cli import main
 from lotus_core.context import open_context
-from lotus_core.results.provenance import COMPUTED, label, rekey
-from lotus_core.results.store import Store, canonical_json, config_id
+from lotus_core.results.keys import COMPUTED, canonical_json, config_id
+from lotus_core.results.provenance import label, rekey
+from lotus_core.results.store import Store
 
 OLD_DATA = {"test": "200@aaaa", "train": "400@bbbb"}
 

@@ -4,7 +4,8 @@ import sqlite3
 import pytest
 
 from lotus_core.core.errors import LotusError
-from lotus_core.results.store import Store, canonical_json, config_id
+from lotus_core.results.keys import canonical_json, config_id
+from lotus_core.results.store import Store
 
 
 def test_config_id_is_order_independent_and_sensitive_to_values():

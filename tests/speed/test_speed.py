@@ -14,8 +14,7 @@ from lotus_core.models.loading import load_model
 from lotus_core.pruning import prune
 from lotus_core.speed import METHODS, costs, measure, sparse, structural, tokens
 from lotus_core.speed.export import export, onnx_max_diff
-from lotus_core.results.provenance import key_of
-from lotus_core.results.runs import experiment_config
+from lotus_core.results.keys import experiment_config, key_of
 from lotus_core.speed.run import SpeedConfig, measured_with, pareto, run_speed
 from lotus_core.speed.measure import Load
 from lotus_core.speed.variants import Variants

@@ -13,7 +13,7 @@ from lotus_core.lottery.lth import LTHConfig, run_lth
 from lotus_core.patches.ticket_training import LotteryTrainConfig, run_lottery_train
 from lotus_core.pruning import Mask
 from lotus_core.results.runs import run_experiment
-from lotus_core.results.store import config_id
+from lotus_core.results.keys import config_id
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
 
 SWEEP = SweepConfig(methods=("omp",), sparsities=(0.0, 0.5), limit=100)
