@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..core.errors import LotusError
+from .keys import canonical_json, config_id
 from ..core.paths import DEFAULT_DB
 from .schema import check_schema, connect, decode_row, upgrade
 
@@ -79,27 +80,6 @@ def store_path(path: str | Path | None = None) -> Path:
     return resolved
 
 
-def canonical_json(obj: Any) -> str:
-    """Deterministic JSON (sorted keys, no spaces); dataclasses and tuples are normalised."""
-    def default(o: Any) -> Any:
-        if dataclasses.is_dataclass(o):
-            return dataclasses.asdict(o)
-        if isinstance(o, Path):
-            return str(o)
-        if hasattr(o, "item"):
-            return o.item()
-        raise TypeError(f"cannot hash {type(o).__name__} in a config")
-
-    if dataclasses.is_dataclass(obj):
-        obj = dataclasses.asdict(obj)
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=default)
-
-
-def config_id(config: Any) -> str:
-    """The experiment id: the first 16 hex digits of the SHA-256 of the canonical JSON config."""
-    return hashlib.sha256(canonical_json(config).encode()).hexdigest()[:16]
-
-
 class Store:
     """SQLite results store (see module docstring); ``path`` as :func:`store_path` resolves it.
 
@@ -144,7 +124,7 @@ class Store:
                   status: RunStatus = RunStatus.RUNNING, provenance: Mapping | None = None) -> str:
         """Create (or reopen, keeping its points) the run for ``config``; returns its id. ``provenance``: where
         it is computed (:func:`~lotus_core.results.provenance.machine`)."""
-        from .provenance import reuse_ids
+        from .keys import reuse_ids
 
         run_id, now = config_id(config), time.time()
         plain = json.loads(canonical_json(config))
