@@ -7,7 +7,11 @@ object with ``--json``. Add a command by decorating a function in one of these m
 Flags of an experiment's hyperparameters are generated from its config dataclass with
 :func:`config_args` (name, type, default and the field's comment as help; nested option groups
 contribute their fields as flat flags), and the parsed arguments become the config again with
-:func:`lotus_core.core.config.from_args`, so a flag is never typed twice.
+:func:`lotus_core.core.config.from_args`: such a flag's name, type, default and help are written once, in the
+dataclass. Not every flag is generated yet: the fine-tuning recipe's flags (``finetune --epochs/--lr/--batch-size``
+and ``sweep --ft-*``) are written by hand in :mod:`~lotus_core.commands.transfer` and
+:mod:`~lotus_core.commands.pruning` beside :class:`~lotus_core.training.finetune.FinetuneConfig`'s fields, so
+their defaults and help are typed twice and must be kept equal by hand.
 
 The CLI starts fast because importing these modules imports no torch: heavy imports sit
 inside the command functions, and options whose choices come from a registry (pruning

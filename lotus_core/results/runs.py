@@ -4,7 +4,11 @@ An experiment is ``fn(ctx, config, run) -> summary`` where ``config`` is a froze
 of hyperparameters (or, for small keyed results such as one evaluation, a plain mapping) and
 ``run`` a :class:`Run`: the function writes each finished piece with ``run.point(key, data)``
 and skips pieces already there (``run.has(key)``), reports ``run.progress(...)`` and polls
-``run.stopped()``. :func:`run_experiment` gives it a run keyed by the hash of the full
+``run.check()`` between pieces, which raises :class:`Cancelled` once the run was asked to stop (or
+:class:`LeaseLost` once another process took it over). ``run.stopped()`` only answers whether to stop, without
+raising: it is what a loop that stops itself is given (the training loop's ``should_stop``), and the function
+must still call ``run.check()`` after such a loop, or the partial result of a loop that stopped early would be
+stored as finished. :func:`run_experiment` gives it a run keyed by the hash of the full
 configuration, serves a finished run from the store, and records the outcome. Everything that
 stores a result goes through it: the CLI, background jobs (:mod:`lotus_core.jobs`),
 single evaluations, sweep points and the catalog's tables. Its semantics, in one place:
