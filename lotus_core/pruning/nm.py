@@ -27,10 +27,18 @@ class NMOptions:
         """The sparsity every N:M mask has, 1 - N/M (rounded to 6 digits, as sweep grids are)."""
         return round(1 - self.n / self.m, 6)
 
+    def __post_init__(self) -> None:  # refused when the options are made, before any run is recorded
+        check_pattern(self.n, self.m)
 
-def check_nm(params, n: int, m: int) -> None:
+
+def check_pattern(n: int, m: int) -> None:
+    """Raise LotusError unless N:M is a pattern: 1 <= N < M."""
     if not (1 <= n < m):
         raise LotusError(f"N:M = {n}:{m} is not a valid pattern; need 1 <= N < M, e.g. 2:4 or 4:8")
+
+
+def check_nm(params, n: int, m: int) -> None:
+    check_pattern(n, m)
     for name, p in params.items():
         if p.shape[-1] % m:
             raise LotusError(f"{name} has {p.shape[-1]} inputs, not a multiple of M={m}; choose M dividing it")
