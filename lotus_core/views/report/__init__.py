@@ -34,9 +34,9 @@ from .paper_claims import claims_section
 from .patches import convergence_section, patches_section
 from .sparsity import comparison_section, dense_section, essential_section, similarity_section, similarity_table
 from .speed import speed_section
-from .stored import NotStored, Stored, Unreadable, disagreements, pinned, results_version, set_pinned
+from .stored import NotStored, Stored, Unreadable, disagreements, pinned, pinned_runs, results_version, set_pinned
 
 __all__ = ["NotStored", "Report", "ReportOptions", "SECTIONS", "SECTION_PAGES", "Section", "Stored", "TABLE_COLUMNS",
            "TITLES", "Unreadable", "build_report", "claims_section", "comparison_section", "convergence_section",
-           "dense_section", "disagreements", "essential_section", "patches_section", "pinned", "results_version",
-           "set_pinned", "similarity_section", "similarity_table", "speed_section", "table_frame"]
+           "dense_section", "disagreements", "essential_section", "patches_section", "pinned", "pinned_runs",
+           "results_version", "set_pinned", "similarity_section", "similarity_table", "speed_section", "table_frame"]

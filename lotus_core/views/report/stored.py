@@ -258,6 +258,11 @@ def pinned(ctx: Context) -> list[str]:
     return [rid for rid, on in pins.items() if on] if pins else list(_demo_runs(ctx).values())
 
 
+def pinned_runs(ctx: Context) -> list[dict]:
+    """The stored runs of :func:`pinned` (ids no longer in the store left out), for a list of what the Report shows."""
+    return [run for run in map(ctx.store.get_run, pinned(ctx)) if run is not None]
+
+
 def set_pinned(ctx: Context, run_id: str, on: bool = True) -> None:
     """Pin (``on``) or unpin run ``run_id`` for the Report; the first change for a model keeps the demo's runs
     pinned beside it (the default it started from)."""
@@ -267,9 +272,13 @@ def set_pinned(ctx: Context, run_id: str, on: bool = True) -> None:
     ctx.store.set_pin(run_id, on)
 
 
-def results_version(ctx: Context) -> tuple:
+def results_version(ctx: Context, limit: int | None = None) -> tuple:
     """A fingerprint of the stored results of ``ctx``'s model: it changes whenever one of its runs is
-    added, updated or deleted, or pinned or unpinned (a page keeps a built report while it stays the same)."""
+    added, updated or deleted, or pinned or unpinned (a page keeps a built report while it stays the same).
+    With ``limit``, the dense accuracy on ``limit`` test images is stored first (the one result building a
+    report may compute), so that building the report does not change the version it is kept under."""
+    if limit is not None:
+        ctx.dense_accuracy(limit=limit)
     runs = ctx.store.runs(model=ctx.model_id)
     return (str(ctx.store.path), ctx.model_id, ctx.dataset, len(runs), float(runs["updated"].max()) if len(runs) else 0.0,
             tuple(sorted(ctx.store.pins(ctx.model_id).items())))  # pinning or unpinning changes the report
