@@ -6,8 +6,8 @@ from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.context import Context
 from lotus_core.speed import METHODS
-from lotus_core.speed.run import (EPS, SpeedConfig, SpeedResult, export_structural, first_view, latest, measure_again,
-                                   progress_text, run_speed)
+from lotus_core.speed.run import (EPS, SpeedConfig, SpeedResult, export_structural, first_view, progress_text, run_speed)
+from lotus_core.speed.history import latest, measure_again
 from lotus_core.views.speed import SpeedView, measurements, shown_measurement, speed_view
 
 ui.header("Speed", "Measured latency, FLOPs, size and memory of each way to make the model cheaper, beside its "

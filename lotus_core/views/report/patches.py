@@ -13,7 +13,7 @@ from .stored import NotStored, Stored, read
 
 def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Section:
     from ...patches.analysis import class_indices, explain_images
-    from ..patch_figures import patch_overlays
+    from ..patch_figures import patch_overlays, patch_title
 
     classes = ctx.test.classes
     label = min(max(0, options.example_class), len(classes) - 1)
@@ -27,7 +27,7 @@ def patches_section(ctx: Context, options: ReportOptions, stored: Stored) -> Sec
     sentence = (f"The model's attention ranks the {p} patches of each image; hiding the {p - rep.kept_count} it "
                 f"attends to least ({pct(options.drop, 0)}, washed out in grey) leaves its answer unchanged on "
                 f"{unchanged} of {n} example {classes[label]} images.")
-    titles = [f"#{i}: {classes[int(a)]} -> {classes[int(b)]}"
+    titles = [patch_title(f"#{i}", classes[label], classes[int(a)], classes[int(b)])
               for i, a, b in zip(rep.indices, rep.prediction, rep.prediction_lottery)]
     fig = patch_overlays(rep.model_images, rep.scores, rep.keep, rep.grid, titles)
     top = fig.layout.margin.t
