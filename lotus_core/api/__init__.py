@@ -34,6 +34,7 @@ from torch import nn
 
 from ..commands import COMMANDS, PROGRESS_STREAM, Command
 from ..core.errors import LotusError
+from ..core.tolerance import DEFAULT_EPS
 from .inputs import image_set, session
 from .options import namespace, parser_options
 from .results import RESULTS, ExperimentResult, PatchesResult, SweepResult, run_ids
@@ -96,7 +97,7 @@ def _function(cmd: Command) -> Callable[..., ExperimentResult]:
 
 
 def essential_sparsity(curve: SweepResult | pd.DataFrame, dense_accuracy: float | None = None,
-                       eps: float = 0.01) -> dict[str, float]:
+                       eps: float = DEFAULT_EPS) -> dict[str, float]:
     """The essential-sparsity turning point of each method of a sweep's result or of a curve table with columns
     method (optional), sparsity and accuracy (fractions): the highest sparsity before accuracy first drops
     below ``dense_accuracy - eps`` (Chen et al. 2023, "Sparsity May Cry"; :mod:`lotus_core.pruning.essential`)."""

@@ -95,7 +95,7 @@ class SweepResult(ExperimentResult):
         from ..views.figures import sparsity_curve
 
         stored = sweep_result(self.context, {**self.output, "run_id": self.run_id})
-        eps = self.context.store.get_run(self.run_id)["config"].get("eps", 0.01)
+        eps = self.context.store.get_run(self.run_id)["config"]["eps"]  # every sweep key has its eps
         return sparsity_curve(stored.frame, stored.dense, stored.essential, eps)
 
     def _repr_html_(self) -> str:

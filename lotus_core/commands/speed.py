@@ -5,6 +5,7 @@ import argparse
 
 from ..core.config import from_args
 from ..core.errors import LotusError
+from ..core.tolerance import Tolerance
 from . import progress_stream
 from . import arg, comma_list, command, config_args, output_path, positive_int, tolerance
 
@@ -81,7 +82,7 @@ def _export_best(ctx, result, config, eps: float, folder: str) -> dict:
     rows = rows[rows["family"] == "structural"]
     if rows.empty:
         raise LotusError("--out exports a structurally pruned model: add heads or channels to --methods")
-    within = rows[(rows["drop"] <= eps + 1e-12) & rows["reliable"]]
+    within = rows[Tolerance(result.dense["accuracy"], eps).within(rows["accuracy"]) & rows["reliable"]]
     row = within.loc[within["speedup"].idxmax()] if len(within) else rows.loc[rows["accuracy"].idxmax()]
     exported = export_structural(ctx, row["method"], float(row["value"]), config.importance, config.seed)
     paths = write(exported, folder, f"{row['method']}-{row['value']:g}")

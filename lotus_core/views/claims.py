@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
+from ..core.tolerance import DEFAULT_EPS
 from .figures import count_text
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
@@ -33,7 +34,7 @@ NEAR = 0.01  # "near-best": within 1 point of the best full-image accuracy (the 
 TRAINED = 0.05  # a training run tests convergence only if its full-image arm ends within 5 points of the dense model
 CLAIM_EPOCH = 5  # LOTUS: near-best by the fifth epoch
 ESSENTIAL_RANGE = (0.30, 0.50)  # Essential Sparsity: 30-50% of the weights free
-ESSENTIAL_EPS = 0.01  # ... at no more than 1 point of accuracy
+ESSENTIAL_EPS = DEFAULT_EPS  # ... at no more than 1 point of accuracy (the default tolerance)
 COSINE = 0.96  # Essential Sparsity: OMP-vs-LTH mask cosine above 96% inside that range
 ORDER_RANGE = (0.70, 0.80)  # Instant Soup: ISP > LTH > OMP at 70-80% sparsity
 TICKET_DENSITY = (0.10, 0.20)  # LTH: winning tickets at 10-20% of the original size

@@ -9,6 +9,8 @@ import textwrap
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..core.tolerance import DEFAULT_EPS, Tolerance
+
 COLORS = {"omp": "#c2185b", "omp-layerwise": "#7b1fa2", "random": "#757575", "nm": "#0288d1", "wanda": "#f57c00",
           "lth": "#2e7d32", "issp": "#00897b"}
 
@@ -66,7 +68,7 @@ def chance_of(dense: dict) -> float | None:
     return 1 / len(dense["per_class"]) if dense.get("per_class") else None
 
 
-def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict], eps: float = 0.01,
+def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict], eps: float = DEFAULT_EPS,
                    title: str | None = None, planned: int | None = None, chance: float | None = None) -> go.Figure:
     """Accuracy against sparsity per method, dense line, the eps band, chance and each turning point.
 
@@ -117,9 +119,9 @@ def sparsity_curve(frame: pd.DataFrame, dense: dict, essential: dict[str, dict],
             fig.add_trace(go.Scatter(x=[100 * s], y=[y], mode="markers", marker=dict(symbol="star", size=16, color=color),
                                      name=f"{method} turning point: {100 * s:.0f}%", legendgroup=method,
                                      hovertemplate=f"{method} essential sparsity {100 * s:.1f}%<extra></extra>"))
-    floor = dense["accuracy"] - eps
+    rule = Tolerance(dense["accuracy"], eps)
     for method, part in decided.groupby("method", sort=False):
-        within = part["acc_low"] >= floor - 1e-12
+        within = rule.within(part["acc_low"])
         y = part["acc_low"].where(within, part["acc_high"])
         fig.add_trace(go.Scatter(
             x=100 * part["sparsity"], y=100 * y, mode="markers", name=f"{method}: decided early (bound)",
@@ -290,7 +292,7 @@ SPEED_COLORS = {"dense": "#212121", "masked": "#c2185b", "csr": "#7b1fa2", "nm-2
                 "channels": "#00897b", "evit": "#f57c00", "tome": "#5d4037", "patch-dropout": "#757575"}
 
 
-def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = 0.01, x: str = "latency_ms",
+def speed_frontier(rows: pd.DataFrame, dense_accuracy: float, eps: float = DEFAULT_EPS, x: str = "latency_ms",
                    title: str | None = None, chance: float | None = None) -> go.Figure:
     """Accuracy against measured latency (or images/s) of every configuration at one batch size.
 

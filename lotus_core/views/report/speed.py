@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ...context import Context
+from ...core.tolerance import Tolerance
 from ..figures import count_text, speed_frontier
 from .model import ReportOptions, Section, pct, points
 from .stored import NotStored, Stored, read
@@ -21,7 +22,8 @@ def speed_section(ctx: Context, options: ReportOptions, stored: Stored) -> Secti
     rows = result.at(batch)
     dense = rows[rows["method"] == "dense"].iloc[0]
     # only reliable measurements are quoted (speed/run.py: interleaved rounds, an interval, a machine not busy)
-    fast = rows[(rows["drop"] <= eps + 1e-12) & (rows["method"] != "dense") & rows["reliable"]]
+    fast = rows[Tolerance(result.dense["accuracy"], eps).within(rows["accuracy"]) & (rows["method"] != "dense")
+                & rows["reliable"]]
     where = f"On {dense['device']} with {count_text(int(dense['threads']), 'thread')}, at batch {batch}"
     sentence, value = _verdict(rows, fast, dense, result.dense["accuracy"], eps, where)
     masked = rows[(rows["method"] == "masked") & rows["reliable"]]
