@@ -364,3 +364,17 @@ def test_a_sweep_stored_without_its_eps_is_unreadable_not_read_at_a_default(tiny
     assert section.missing == "Sparsity curves" and section.value is None
     assert section.sentence == (f"This section could not be built from the stored results (KeyError: 'eps' in stored "
                                 f"sweep run {sweep.run_id}); produce them again on the Sparsity curves page.")
+
+
+def test_the_version_a_page_keeps_a_report_under_is_read_after_the_dense_accuracy_is_stored(tiny_ctx):
+    """results_version(ctx, limit) stores the dense accuracy on ``limit`` images first (the one result building
+    a report computes), so building the report adds no run to the version it is kept under (a first report
+    pins what it chose: that changes it once)."""
+    version = results_version(tiny_ctx, 100)
+    assert tiny_ctx.store.runs(kind="evaluate")["config"].map(lambda c: c["limit"]).tolist() == [100]
+    build_report(tiny_ctx, OPTIONS)
+    pinned_once = results_version(tiny_ctx, 100)
+    assert pinned_once[:5] == version[:5] and pinned_once[5] != version[5] == ()  # the runs as they were; pins
+    build_report(tiny_ctx, OPTIONS)
+    assert results_version(tiny_ctx, 100) == pinned_once
+    assert results_version(tiny_ctx, 20)[3] == version[3] + 1  # another limit: its dense accuracy is stored

@@ -54,6 +54,7 @@ def _verdict(rows: pd.DataFrame, fast: pd.DataFrame, dense: pd.Series, dense_acc
     best = fast.loc[fast["speedup"].idxmax()]
     return (f"{where}, the fastest configuration within {points(eps)} of the dense accuracy is {best['method']} "
             f"{best['setting']}: {best['speedup']:.2f}x the dense speed (95% interval "
-            f"{speedup_text(best).partition('(')[2].rstrip(')')}, median of {int(best['rounds'])} interleaved rounds; "
+            f"{speedup_text(best).partition('(')[2].rstrip(')')}, median of "
+            f"{count_text(int(best['rounds']), 'interleaved round')}; "
             f"{best['latency_ms']:.3g} ms against {dense['latency_ms']:.3g} ms per batch) at "
             f"{pct(best['accuracy'])} against {pct(dense_accuracy)}.", float(best["speedup"]))
