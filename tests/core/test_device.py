@@ -36,7 +36,8 @@ from tests.conftest import make_tiny_imageset
 
 LTH = LTHConfig(target=0.4, prune_fraction=0.25, steps=1, batch_size=8, limit=50)
 KINDS = {  # one tiny config per experiment kind
-    "sweep": SweepConfig(methods=tuple(PRUNERS), sparsities=(0.5,), limit=50, finetune_steps=2, calib_size=8),
+    "sweep": SweepConfig(methods=tuple(PRUNERS), sparsities=(0.5,), limit=50, finetune_steps=2,
+                         method_options={m: {"calib_size": 8} for m, p in PRUNERS.items() if p.needs_calibration}),
     "sweep-essential": SweepConfig(methods=("omp", "random"), sparsities=(0.5,), limit=50, protocol="essential",
                                    recipe=FinetuneConfig(epochs=1, batch_size=32, train_limit=64)),
     "lth": LTH,

@@ -33,8 +33,8 @@ def test_reinit_redraws_from_the_vit_init_seeded(tiny_vit):
 
 
 def test_sweep_draws_each_method_beside_its_controls_with_their_own_keys(tiny_ctx):
-    config = SweepConfig(methods=("omp", "snip"), sparsities=(0.5, 0.8), limit=50, calib_size=16,
-                         controls=("shuffle", "reinit"))
+    config = SweepConfig(methods=("omp", "snip"), sparsities=(0.5, 0.8), limit=50,
+                         method_options={"snip": {"calib_size": 16}}, controls=("shuffle", "reinit"))
     assert curves(config) == ["omp", "omp+shuffle", "omp+reinit", "snip", "snip+shuffle", "snip+reinit"]
     result = run_sweep(tiny_ctx, config)
     assert sorted(set(result.frame["method"])) == sorted(curves(config)) and len(result.frame) == 12
