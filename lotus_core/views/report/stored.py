@@ -55,6 +55,21 @@ def read(run: dict, parse: Callable[[dict], T]) -> T:
         raise Unreadable(f"{type(exc).__name__}: {exc} in stored {run['kind']} run {run['id']}") from exc
 
 
+class _Newest:
+    """A :class:`Stored` attribute: the newest usable run of ``kind`` (:meth:`Stored.latest`; ``usable`` None: its
+    curve has a point), looked up once per report and recorded as stated (:meth:`Stored.use`) whenever a section
+    reads it; None when there is none."""
+
+    def __init__(self, kind: str, usable: Callable[[dict], bool] | None = None):
+        self.kind, self.usable = kind, usable
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, stored: Stored | None, owner: type | None = None):
+        return self if stored is None else stored.use(stored.found(self.name))
+
+
 class Stored:
     """The stored results the report draws on for ``ctx``'s model and dataset, each looked up once: among the
     pinned runs (:func:`pinned`), the newest finished run of a kind, else the newest one with some finished
@@ -72,6 +87,7 @@ class Stored:
         self.demo = set(_demo_runs(ctx).values()) if self.fresh else set()
         self.used: dict[str, dict] = {}  # run id -> run, every run the report states
         self.reading: list[str] = []  # ids of the runs the section being built states
+        self._found: dict[str, dict | None] = {}  # _Newest attribute -> its run, looked up once
 
     def use(self, run: dict | None) -> dict | None:
         """Record that the section being built states ``run`` (returned as it is)."""
@@ -142,22 +158,18 @@ class Stored:
             return None, None, None
         return run, read(run, lambda r: _checked(sweep_result(self.ctx, r["summary"]))), read(run, _eps)
 
-    @property
-    def lth(self) -> dict | None:
-        """The newest LTH run with a pruned round (its curve goes past sparsity 0)."""
-        return self.use(self._lth)
+    lth = _Newest("lth", lambda r: any(row["x"] > 0 for row in ticket_curve(r["points"], r["summary"])))
+    """The newest LTH run with a pruned round (its curve goes past sparsity 0)."""
+    issp = _Newest("issp")
+    speed = _Newest("speed", lambda r: r["status"] == RunStatus.DONE)
+    lottery = _Newest("lottery-train")
 
-    @cached_property
-    def _lth(self) -> dict | None:
-        return self.latest("lth", lambda r: any(row["x"] > 0 for row in ticket_curve(r["points"], r["summary"])))
-
-    @property
-    def issp(self) -> dict | None:
-        return self.use(self._issp)
-
-    @cached_property
-    def _issp(self) -> dict | None:
-        return self.latest("issp")
+    def found(self, name: str) -> dict | None:
+        """The run of attribute ``name`` (a :class:`_Newest`), looked up once, not recorded as stated."""
+        if name not in self._found:
+            newest = getattr(type(self), name)
+            self._found[name] = self.latest(newest.kind, newest.usable)
+        return self._found[name]
 
     @property
     def issp_by_fraction(self) -> dict[float, dict]:
@@ -169,9 +181,10 @@ class Stored:
 
     @cached_property
     def _issp_by_fraction(self) -> dict[float, dict]:
-        if self._issp is None or self._issp["status"] != RunStatus.DONE:
+        issp = self.found("issp")
+        if issp is None or issp["status"] != RunStatus.DONE:
             return {}
-        base = {k: v for k, v in self._issp["config"].items() if k != "data_fraction"}
+        base = {k: v for k, v in issp["config"].items() if k != "data_fraction"}
         runs = self.ctx.store.runs(kind="issp", model=self.ctx.model_id)
         runs = self._measured_alike(runs[runs["dataset"] == self.ctx.dataset])
         out: dict[float, dict] = {}
@@ -180,22 +193,6 @@ class Stored:
             if f not in out and {k: v for k, v in row["config"].items() if k != "data_fraction"} == base:
                 out[f] = row
         return dict(sorted(out.items())) if len(out) >= 2 else {}
-
-    @property
-    def speed(self) -> dict | None:
-        return self.use(self._speed)
-
-    @cached_property
-    def _speed(self) -> dict | None:
-        return self.latest("speed", lambda r: r["status"] == "done")
-
-    @property
-    def lottery(self) -> dict | None:
-        return self.use(self._lottery)
-
-    @cached_property
-    def _lottery(self) -> dict | None:
-        return self.latest("lottery-train")
 
 
 def _checked(result: SweepResult) -> SweepResult:
