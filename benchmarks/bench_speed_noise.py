@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lotus_core.context import open_context  # noqa: E402
 from lotus_core.speed import measure  # noqa: E402
-from lotus_core.speed.run import MAX_SPREAD, SpeedConfig, run_speed  # noqa: E402
+from lotus_core.speed.reliability import MAX_SPREAD  # noqa: E402
+from lotus_core.speed.run import SpeedConfig, run_speed  # noqa: E402
 
 BUSY = "while True: pass"  # one busy process: a core's worth of pure-Python work
 

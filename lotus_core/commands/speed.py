@@ -47,7 +47,8 @@ def _speed_args() -> list:
 @command("speed", "does sparsity buy speed? latency, FLOPs, size, memory and accuracy per method (one row each)",
          _speed_args)
 def speed_cmd(args, ctx) -> dict:
-    from ..speed.run import SpeedConfig, history, latest, measure_again, progress_text, run_speed
+    from ..speed.run import SpeedConfig, progress_text, run_speed
+    from ..speed.history import history, latest, measure_again
 
     if args.again and args.no_cache:
         raise LotusError("--again keeps the earlier measurements and --no-cache deletes the last one: give one of them")

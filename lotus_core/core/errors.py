@@ -35,3 +35,10 @@ def os_error_line(exc: OSError) -> str:
     where = where if len(where) <= 120 else where[:60] + "..." + where[-40:]
     advice = OS_ADVICE.get(exc.errno or 0, f"{exc.strerror or type(exc).__name__}; check the path")
     return f"cannot use {where or 'a file'}: {advice}"
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first line of ``exc``'s message, at most ``limit`` characters (its type's name when it has none): how an
+    error raised inside a library (timm, torch, safetensors) is quoted in a one-line LotusError."""
+    text = str(exc).strip()
+    return text.splitlines()[0][:limit] if text else type(exc).__name__

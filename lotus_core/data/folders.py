@@ -100,7 +100,6 @@ def to_rgb(im: "Image.Image") -> tuple["Image.Image", str | None]:
 def _read_folder(folder: Path, image_size: int) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
     """Decode every image of ``folder/<class>/<image>`` to RGB ``image_size`` squares (:func:`to_rgb`; each real
     file once, however many links lead to it): (images, labels, classes, notes on how images were converted)."""
-    from PIL import Image, UnidentifiedImageError
     from torchvision.datasets import ImageFolder
 
     broken = next((e for e in sorted(Path(folder).iterdir()) if e.is_symlink() and not e.exists()), None) \
@@ -119,30 +118,10 @@ def _read_folder(folder: Path, image_size: int) -> tuple[torch.Tensor, torch.Ten
             shortest[real] = (path, target)
     samples = sorted(shortest.values())
     for path, _ in samples:
-        if not os.path.isfile(path):
-            raise LotusError(f"{path} is a dangling link or not a file; remove it from the folder")
-        if os.path.getsize(path) > MAX_IMAGE_BYTES:
-            raise LotusError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB, over the 10 MB an image may have; "
-                             "shrink it or remove it from the folder")
-        try:
-            with Image.open(path) as im:
-                if max(im.size) > MAX_IMAGE_SIDE:
-                    raise LotusError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over {MAX_IMAGE_SIDE} a side "
-                                     "(a decompression bomb?); shrink it or remove it from the folder")
-                im, how = to_rgb(im)
-                if how:
-                    conversions[how] = conversions.get(how, 0) + 1
-                im = im.resize((image_size, image_size), Image.BILINEAR)
-                images.append(torch.from_numpy(np.array(im)).permute(2, 0, 1))
-        except LotusError as exc:
-            if "pixels" in str(exc):
-                raise
-            raise LotusError(f"{path}: {exc}; convert it or remove it from the folder") from None
-        except Image.DecompressionBombError:
-            raise LotusError(f"{path} has too many pixels to decode safely (a decompression bomb?); "
-                             "shrink it or remove it from the folder") from None
-        except (UnidentifiedImageError, OSError, ValueError):
-            raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
+        image, how = _decode(path, image_size)
+        images.append(image)
+        if how:
+            conversions[how] = conversions.get(how, 0) + 1
     if not images:
         raise LotusError(f"{folder} holds no images; lay it out as <class>/<image>.png")
     if len(ds.classes) < 2:
@@ -150,6 +129,35 @@ def _read_folder(folder: Path, image_size: int) -> tuple[torch.Tensor, torch.Ten
                          "folders")
     notes = [f"images of {folder}: " + "; ".join(f"{n} {how}" for how, n in conversions.items())] if conversions else []
     return torch.stack(images), torch.tensor([t for _, t in samples], dtype=torch.int64), list(ds.classes), notes
+
+
+def _decode(path: str, image_size: int) -> tuple[torch.Tensor, str | None]:
+    """One image file as an RGB ``(3, image_size, image_size)`` uint8 tensor, and how it was converted
+    (:func:`to_rgb`); bounded by :data:`MAX_IMAGE_BYTES` and :data:`MAX_IMAGE_SIDE` before decoding."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise LotusError(f"{path} is a dangling link or not a file; remove it from the folder")
+    if os.path.getsize(path) > MAX_IMAGE_BYTES:
+        raise LotusError(f"{path} is {os.path.getsize(path) / 1e6:.1f} MB, over the 10 MB an image may have; "
+                         "shrink it or remove it from the folder")
+    try:
+        with Image.open(path) as im:
+            if max(im.size) > MAX_IMAGE_SIDE:
+                raise LotusError(f"{path} is {im.size[0]}x{im.size[1]} pixels, over {MAX_IMAGE_SIDE} a side "
+                                 "(a decompression bomb?); shrink it or remove it from the folder")
+            im, how = to_rgb(im)
+            im = im.resize((image_size, image_size), Image.BILINEAR)
+            return torch.from_numpy(np.array(im)).permute(2, 0, 1), how
+    except LotusError as exc:
+        if "pixels" in str(exc):
+            raise
+        raise LotusError(f"{path}: {exc}; convert it or remove it from the folder") from None
+    except Image.DecompressionBombError:
+        raise LotusError(f"{path} has too many pixels to decode safely (a decompression bomb?); "
+                         "shrink it or remove it from the folder") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise LotusError(f"{path} is not a readable image; remove it from the folder") from None
 
 
 def image_folder(split: str, root: Path | None, image_size: int = 224) -> ImageSet:

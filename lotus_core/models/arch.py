@@ -17,7 +17,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 
 
 # The default ViT: 28x28 grayscale, patch 4 -> a 7x7 grid of 49 patches plus the CLS token.
@@ -126,7 +126,7 @@ def instantiate(arch: dict[str, Any], **overrides: Any) -> nn.Module:
     try:
         return timm.create_model(arch["model_name"], pretrained=False, **{**kwargs, **overrides})
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise LotusError(f"architecture {arch['model_name']} cannot be built with {kwargs} ({msg})") from None
 
 

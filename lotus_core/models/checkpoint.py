@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 from .arch import build_from_arch, default_arch, head_outputs, instantiate, parse_meta_json, require_vit, validate_arch
 from .heads import HEAD_KEY, Head, new_head
 
@@ -106,7 +106,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             "save a state_dict with safetensors instead"
         ) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file makes the unpickler raise almost anything
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        msg = first_line(exc)
         raise LotusError(f"checkpoint {path} is corrupt or not a torch file ({msg})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]

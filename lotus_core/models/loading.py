@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..core.paths import DATA_DIR
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 from .arch import DEFAULT_ARCH, build_from_arch, data_config, default_arch, head_outputs, validate_arch
 from .checkpoint import load_checkpoint, load_state
 from .heads import Head, new_head
@@ -143,7 +143,7 @@ def from_module(module: nn.Module, classes: list[str] | None = None, head_seed: 
             theirs = module(x.to(device)).float().cpu()
         except Exception as exc:  # the module's own forward failed on its declared input size
             raise LotusError(f"the {type(module).__name__} given cannot run an image of its declared size "
-                             f"({str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__})") from None
+                             f"({first_line(exc, 120)})") from None
         finally:
             module.train(was_training)
         if theirs.shape != (2, arch["num_classes"]) or not torch.allclose(model(x), theirs, rtol=1e-4, atol=1e-4):

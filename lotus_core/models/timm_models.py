@@ -15,7 +15,7 @@ import timm
 import torch
 from torch import nn
 
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 from ..core.isolation import seeded
 from .arch import data_config, head_outputs, parse_meta_json, require_vit, validate_arch
 from .checkpoint import check_values, file_sha256, load_checkpoint, read_checkpoint
@@ -67,56 +67,23 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
     weights (hub revision or file hash) and, for a new head, its seed:
     ``vit_small_patch16_224.augreg_in21k_ft_in1k@hub-<commit>+head0``.
     """
-    base, _, tag = name.partition(".")
-    if not timm.is_model(base):
-        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name "
-                         "(see timm.list_models())")
-    if tag and pretrained and name not in timm.list_pretrained(f"{base}.*"):
-        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")][:4]
-        raise LotusError(f"unknown pretrained tag {tag!r} for {base}; use one of {', '.join(tags) or 'none'}")
-    kwargs: dict[str, Any] = {}
-    if num_classes is not None:
-        kwargs["num_classes"] = num_classes
-    file_classes = None
+    base = _check_name(name, pretrained)
+    kwargs: dict[str, Any] = {} if num_classes is None else {"num_classes": num_classes}
+    state, file_classes = None, None
     if weights is not None:
         if not Path(weights).is_file():
             raise LotusError(f"weights file {weights} does not exist; pass an existing --weights FILE")
         state, meta = read_checkpoint(weights)
         if "lotus_arch" in meta:  # a LOTUS checkpoint of a timm architecture (any size): its header builds it
-            file_arch = validate_arch(parse_meta_json(meta["lotus_arch"], "lotus_arch", str(weights)), str(weights))
-            if file_arch["model_name"].split(".")[0] != base:
-                raise LotusError(f"weights file {weights} holds a {file_arch['model_name']}, not a {base}; "
-                                 "pass the weights of this architecture")
-            if classes is None and num_classes:
-                classes = [str(i) for i in range(num_classes)]
-            return load_checkpoint(weights, classes=classes, head_seed=head_seed)
+            return _lotus_checkpoint(weights, meta, base, num_classes, classes, head_seed)
         head_w = next((v for k, v in state.items() if k.endswith("head.weight") or k.endswith("fc.weight")), None)
         file_classes = int(head_w.shape[0]) if head_w is not None and head_w.ndim == 2 else None
         # tell timm the file's head size, so a matching head is kept and a different one dropped
         kwargs["pretrained_cfg_overlay"] = {"file": str(weights), **({"num_classes": file_classes} if file_classes else {})}
     if not 0 <= head_seed <= MAX_SEED:
         raise LotusError(f"head seed {head_seed} is outside 0..{MAX_SEED}; give a seed such as 0")
-    try:  # refuse a CNN before fetching its weights (built on the meta device: nothing is allocated)
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            probe = timm.create_model(base, pretrained=False)
-    except Exception:  # noqa: BLE001 - a model that cannot be built here is refused below with its reason
-        probe = None
-    if probe is not None:
-        require_vit(probe, name)
-    try:
-        with seeded(head_seed), _hub_offline_unless_allowed():
-            model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except (OSError, RuntimeError, ValueError) as exc:
-        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-        if weights is not None:
-            raise LotusError(f"weights file {weights} does not fit {name} ({msg}); pass the weights of this "
-                             "architecture") from None
-        if "Invalid pretrained tag" in msg:
-            raise LotusError(f"{msg.rstrip('.')}; pick a tag from timm.list_pretrained('{base}.*')") from None
-        raise LotusError(f"could not fetch the weights of {name} from the hub ({msg[:100]}); go online or pass "
-                         "--weights FILE") from None
-    model.eval()
+    _refuse_non_vit(base, name)
+    model = _create(name, base, pretrained, head_seed, weights, kwargs)
     model.lotus_notes = check_values(model.state_dict(), state, str(weights)) if weights is not None else []
     hub_classes = file_classes if weights else (model.pretrained_cfg or {}).get("num_classes")
     outputs = head_outputs(model)
@@ -131,3 +98,58 @@ def load_timm(name: str, num_classes: int | None = None, weights: str | Path | N
     model.lotus_arch = {"model_name": name, "num_classes": outputs, "img_size": cfg["input_size"][-1],
                         "mean": list(cfg["mean"]), "std": list(cfg["std"])}
     return model
+
+
+def _check_name(name: str, pretrained: bool) -> str:
+    """The architecture of timm model ``name`` (``base.tag``); refuses an unknown one or an unknown pretrained tag."""
+    base, _, tag = name.partition(".")
+    if not timm.is_model(base):
+        raise LotusError(f"unknown model {name!r}: not 'default', a checkpoint file, or a timm model name "
+                         "(see timm.list_models())")
+    if tag and pretrained and name not in timm.list_pretrained(f"{base}.*"):
+        tags = [t.split(".", 1)[1] for t in timm.list_pretrained(f"{base}.*")][:4]
+        raise LotusError(f"unknown pretrained tag {tag!r} for {base}; use one of {', '.join(tags) or 'none'}")
+    return base
+
+
+def _lotus_checkpoint(weights: str | Path, meta: dict, base: str, num_classes: int | None,
+                      classes: list[str] | None, head_seed: int) -> nn.Module:
+    """A weights file LOTUS wrote (its header names the architecture, of any size), which must be a ``base``."""
+    file_arch = validate_arch(parse_meta_json(meta["lotus_arch"], "lotus_arch", str(weights)), str(weights))
+    if file_arch["model_name"].split(".")[0] != base:
+        raise LotusError(f"weights file {weights} holds a {file_arch['model_name']}, not a {base}; "
+                         "pass the weights of this architecture")
+    if classes is None and num_classes:
+        classes = [str(i) for i in range(num_classes)]
+    return load_checkpoint(weights, classes=classes, head_seed=head_seed)
+
+
+def _refuse_non_vit(base: str, name: str) -> None:
+    """Refuse a CNN before fetching its weights (built on the meta device: nothing is allocated)."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = timm.create_model(base, pretrained=False)
+    except Exception:  # noqa: BLE001 - a model that cannot be built here is refused below with its reason
+        probe = None
+    if probe is not None:
+        require_vit(probe, name)
+
+
+def _create(name: str, base: str, pretrained: bool, head_seed: int, weights: str | Path | None,
+            kwargs: dict[str, Any]) -> nn.Module:
+    """timm's model ``name`` with its weights (hub or file), in eval mode, the head's init seeded; one LotusError
+    for weights that do not fit, an unknown tag, or a hub that cannot be reached."""
+    try:
+        with seeded(head_seed), _hub_offline_unless_allowed():
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError, ValueError) as exc:
+        msg = first_line(exc)
+        if weights is not None:
+            raise LotusError(f"weights file {weights} does not fit {name} ({msg}); pass the weights of this "
+                             "architecture") from None
+        if "Invalid pretrained tag" in msg:
+            raise LotusError(f"{msg.rstrip('.')}; pick a tag from timm.list_pretrained('{base}.*')") from None
+        raise LotusError(f"could not fetch the weights of {name} from the hub ({msg[:100]}); go online or pass "
+                         "--weights FILE") from None
+    return model.eval()

@@ -10,7 +10,8 @@ to, which settings of a :class:`~lotus_core.speed.run.SpeedConfig` it reads, and
 
 Modules: measure.py (torch.utils.benchmark timing, load, batch size), costs.py (FLOPs, memory, bytes), sparse.py (CSR, 2:4),
 structural.py (Torch-Pruning), tokens.py (EViT, ToMe, PatchDropout), export.py (safetensors +
-ONNX), run.py (the stored experiment, the Pareto frontier, the best point within eps).
+ONNX), run.py (the stored experiment, the Pareto frontier, the best point within eps), accuracy.py (each
+variant's stored accuracy), reliability.py (when a timing is not to be trusted), history.py (every take kept).
 """
 from __future__ import annotations
 

@@ -16,16 +16,14 @@ subset (fp32, the measured forward itself).
 A measurement is *unreliable* (its rows carry the reason in ``unreliable``) when the machine was
 busy (the 1-minute load average above the cores before or after timing, or another LOTUS run being
 computed in the same store: the dashboard's worker, a CLI run) or when a speed-up's interval spans
-more than :data:`MAX_SPREAD` of it. Unreliable rows are shown, but never feed a headline: not the
+more than :data:`~lotus_core.speed.reliability.MAX_SPREAD` of it. Unreliable rows are shown, but never feed a headline: not the
 Pareto frontier, not the best point within eps, not the Report.
 
 Every measurement is kept: ``take`` numbers the measurements of the same settings on the same
-machine, each its own stored run (:func:`measure_again`, :func:`history`).
+machine, each its own stored run (:mod:`lotus_core.speed.history`).
 """
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
@@ -36,16 +34,14 @@ import torch
 from ..context import Context
 from ..core.device import default_device
 from ..core.errors import LotusError
-from ..core.isolation import seeded
-from ..data.images import subset_indices, to_model_input
-from ..results.registry import ExperimentSpec, Headline, pct, register_experiment
-from ..results.lease import lease_s
-from ..results.keys import COMPUTED, config_id, experiment_config
+from ..core.tolerance import DEFAULT_EPS, Tolerance
+from ..data.images import to_model_input
+from ..results.registry import ExperimentSpec, Headline, register_experiment
+from ..results.keys import COMPUTED
 from ..results.runs import Run, run_experiment
-from ..results.store import RunStatus
-from ..training.evaluate import predict, wilson_interval
-from ..training.train import TrainConfig, train
 from . import METHODS, get_method, measure
+from .accuracy import accuracy, finetuned_accuracy
+from .reliability import busy_reason, timing_rows
 from .costs import checkpoint_bytes, count_flops, count_params, peak_memory
 from .variants import Variant, Variants
 
@@ -54,11 +50,9 @@ ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms"
               "bytes", "peak_mem_bytes", "accuracy", "accuracy_finetuned", "tokens", "device", "threads", "dtype",
               "unavailable"]
 
-MAX_SPREAD = 0.2  # a speed-up whose 95% interval is wider than this fraction of it is unreliable
 
-
-EPS = 0.01  # default tolerance below dense accuracy for "within eps" (absolute fraction; not part of a run's key:
-# it changes no measured number)
+EPS = DEFAULT_EPS  # default tolerance below dense accuracy for "within eps" (absolute fraction; not part of a run's
+# key: it changes no measured number)
 
 
 def _device() -> str:
@@ -146,84 +140,11 @@ def _inputs(ctx: Context, batch_size: int, device: torch.device) -> torch.Tensor
     return to_model_input(ctx.test.images[idx], ctx.data_config).to(device)
 
 
-def _score(ctx: Context, model: torch.nn.Module, forward, config: SpeedConfig, device: torch.device) -> dict:
-    """Top-1 accuracy of ``forward`` on the fixed test subset (fp32), with its 95% Wilson interval."""
-    idx = subset_indices(len(ctx.test), config.limit, config.seed)
-    with seeded(config.seed):  # patch dropout draws from torch's global generator (timm's PatchDropout)
-        preds = predict(model.to(device).eval(), ctx.test.images[idx], ctx.data_config, bf16=False,
-                        forward=lambda m, x, start: forward(x))
-    correct = int((preds == ctx.test.labels[idx]).sum())
-    return {"accuracy": correct / len(idx), "n": len(idx), "ci95": list(wilson_interval(correct, len(idx)))}
-
-
-def _accuracy_params(method: str, value: float, config: SpeedConfig, device: torch.device, **extra) -> dict:
-    """What keys one stored accuracy (kind speed-accuracy; the model and dataset are added by the store's key)."""
-    if METHODS[method].family == "structural":
-        extra["importance"] = config.importance
-    if method == "evit":
-        extra["fuse"] = config.fuse
-    return {"method": method, "value": round(value, 6), "limit": config.limit, "seed": config.seed,
-            "device": device.type, **extra}
-
-
-def accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.device) -> dict:
-    """Accuracy of ``variant``'s forward on the test subset, stored (kind speed-accuracy)."""
-    method, value = variant.accuracy_of or (variant.method, variant.value)
-    return run_experiment(ctx, "speed-accuracy", _accuracy_params(method, value, config, device),
-                          lambda c, _, run: _score(ctx, variant.model, variant.forward, config, device))
-
-
-def finetuned_accuracy(ctx: Context, variant: Variant, config: SpeedConfig, device: torch.device) -> float:
-    """Accuracy of a structurally pruned variant after ``config.finetune_steps`` steps of the training loop (stored)."""
-    def compute(c: Context, _, run: Run) -> dict:
-        model = copy.deepcopy(variant.trainable).to(device)  # trained where it sits
-        train(model, ctx.train, TrainConfig(steps=config.finetune_steps, batch_size=64, lr=config.finetune_lr,
-                                            weight_decay=0.0, seed=config.seed), ctx.data_config)
-        return _score(ctx, model, model, config, device)
-
-    params = _accuracy_params(variant.method, variant.value, config, device, finetune_steps=config.finetune_steps,
-                              finetune_lr=config.finetune_lr)
-    return run_experiment(ctx, "speed-accuracy", params, compute)["accuracy"]
-
-
 def costs(variant: Variant, x: torch.Tensor) -> dict:
     """FLOPs, parameters, checkpoint bytes and peak memory of ``variant`` on the batch ``x`` (no timing)."""
     return {"flops": count_flops(variant.forward, x[:1], variant.model),
             "params": count_params(variant.model), "bytes": checkpoint_bytes(variant.model),
             "peak_mem_bytes": peak_memory(variant.forward, x, variant.model)}
-
-
-def busy_reason(ctx: Context, load: measure.Load, own_run: str | None = None) -> str | None:
-    """Why the machine is too busy for a trusted timing now, or None: the load average above the cores, or
-    another LOTUS run being computed in this store by a live process (the dashboard's worker, a CLI run)."""
-    if load.busy:
-        return f"the machine was busy (load average {load.load:g} on {load.cores} cores)"
-    store = ctx.store
-    runs = store.runs()
-    for _, other in runs[runs["status"].isin(["running", "cancelling"]) & (runs["id"] != own_run)].iterrows():
-        if store.live_owner(other["id"], lease_s()) is not None:
-            return f"another LOTUS run was computing ({other['kind']} {other['id'][:6]})"
-    return None
-
-
-def timing_rows(times: dict[str, list[float]], batch_size: int, busy: str | None) -> dict[str, dict]:
-    """Per configuration (the keys of ``times``, dense first): latency and images/s (medians over rounds), the
-    speed-up over dense with its interval, and why it is unreliable (``busy``, or an interval wider than
-    :data:`MAX_SPREAD` of the speed-up), or None."""
-    import numpy as np
-
-    dense = next(iter(times.values()))
-    out = {}
-    for key, t in times.items():
-        ratio = measure.ratio_interval(dense, t)
-        median = float(np.median(t))
-        q1, q3 = np.percentile(t, [25, 75])
-        wide = (f"the speed-up's 95% interval spans {100 * ratio.spread:.0f}% of it (more than "
-                f"{100 * MAX_SPREAD:.0f}%)") if ratio.spread > MAX_SPREAD else None
-        out[key] = {"latency_ms": 1e3 * median, "iqr_ms": 1e3 * float(q3 - q1), "images_per_s": batch_size / median,
-                    "speedup": ratio.median, "speedup_low": ratio.low, "speedup_high": ratio.high,
-                    "rounds": ratio.rounds, "unreliable": busy or wide}
-    return out
 
 
 def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
@@ -239,14 +160,7 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
     dense_acc = ctx.dense_accuracy(limit=config.limit, seed=config.seed, bf16=False)
     builder = Variants(ctx, device, config.importance, config.fuse, seed=config.seed)
     plan = [(m, s) for m in dict.fromkeys(("dense", *config.methods)) for s in METHODS[m].settings(config)]
-    search = run.get(BEST_BATCH)
-    if config.best_batch and search is None:
-        dense = METHODS["dense"].build(builder, 0.0)
-        run.progress(done=0, planned=len(plan), method="dense", setting="searching the best batch size",
-                     batch_size=None)
-        search = measure.best_batch_size(dense.forward, lambda bs: _inputs(ctx, bs, device), dense.model,
-                                         config.threads, config.min_run_time, config.clock).to_dict()
-        run.point(BEST_BATCH, search)  # kept when the run is interrupted: the search is not repeated
+    search = _best_batch(ctx, config, run, builder, device, len(plan))
     sizes = tuple(sorted({*config.batch_sizes, *([search["best"]] if search else [])}))
     total, done = len(plan) * len(sizes), 0
     built: dict[str, Variant] = {}
@@ -259,34 +173,7 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
             if key.rsplit("|", 1)[0] not in built:
                 built[key.rsplit("|", 1)[0]] = METHODS[method].build(builder, value)
         variants = {key: built[key.rsplit("|", 1)[0]] for key in keys}
-        ready = {key: v for key, v in variants.items() if not v.unavailable}
-        accuracies = {key: accuracy(ctx, v, config, device)["accuracy"] for key, v in ready.items()}
-        x = _inputs(ctx, bs, device)
-        run.progress(done=done, planned=total, method="all", setting=f"{len(ready)} configurations, "
-                     f"{config.rounds} interleaved rounds", batch_size=bs)
-        before = measure.machine_load()
-        busy = busy_reason(ctx, before, run.id)
-        times = measure.interleaved({key: v.forward for key, v in ready.items()}, x, config.threads, config.rounds,
-                                    config.min_run_time, config.clock, between=run.check)
-        after = measure.machine_load()
-        busy = busy or busy_reason(ctx, after, run.id)
-        timed = timing_rows(times, bs, busy)
-        for key, variant in variants.items():
-            method, value = keys[key]
-            row = {"method": method, "family": METHODS[method].family, "setting": variant.setting, "value": value,
-                   "batch_size": bs, "device": f"{config.device} ({config.device_name})", "threads": config.threads,
-                   "dtype": variant.dtype, "tokens": variant.tokens, "load_before": before.load,
-                   "load_after": after.load}
-            if variant.unavailable:
-                row["unavailable"] = variant.unavailable
-            else:
-                row.update(timed[key], **costs(variant, x), accuracy=accuracies[key])
-                if config.finetune_steps and variant.trainable is not None:
-                    row["accuracy_finetuned"] = finetuned_accuracy(ctx, variant, config, device)
-            run.point(key, row)
-            done += 1
-            run.progress(done=done, planned=total, method=method, setting=row["setting"], batch_size=bs)
-        run.check()
+        done = _measure_size(ctx, config, run, device, bs, keys, variants, done, total)
     result = SpeedResult(rows_frame(run.points()), dense_acc, run.id, config)
     per_size = result.frame.groupby("batch_size")[["load_before", "load_after"]].first()  # resumed sizes too
     loads = [float(x) for pair in per_size.to_numpy() for x in pair if x == x and x is not None]
@@ -298,6 +185,58 @@ def speed(ctx: Context, config: SpeedConfig, run: Run) -> dict:
 
 
 BEST_BATCH = "search|best-batch"  # the run's point holding the batch-size search (measure.BatchSearch.to_dict)
+
+
+def _best_batch(ctx: Context, config: SpeedConfig, run: Run, builder: Variants, device: torch.device,
+                planned: int) -> dict | None:
+    """The device's best batch size for the dense model (:func:`~lotus_core.speed.measure.best_batch_size`), searched
+    once per run and stored as the point :data:`BEST_BATCH` (kept when the run is interrupted: the search is not
+    repeated); None unless ``config.best_batch``."""
+    search = run.get(BEST_BATCH)
+    if config.best_batch and search is None:
+        dense = METHODS["dense"].build(builder, 0.0)
+        run.progress(done=0, planned=planned, method="dense", setting="searching the best batch size",
+                     batch_size=None)
+        search = measure.best_batch_size(dense.forward, lambda bs: _inputs(ctx, bs, device), dense.model,
+                                         config.threads, config.min_run_time, config.clock).to_dict()
+        run.point(BEST_BATCH, search)
+    return search
+
+
+def _measure_size(ctx: Context, config: SpeedConfig, run: Run, device: torch.device, bs: int,
+                  keys: dict[str, tuple[str, float]], variants: dict[str, Variant], done: int, total: int) -> int:
+    """Time every available variant of ``variants`` at batch size ``bs`` in the same interleaved rounds, with the
+    machine's load before and after, and store one row per configuration (an unavailable one with its reason);
+    returns how many of the run's ``total`` rows are stored."""
+    ready = {key: v for key, v in variants.items() if not v.unavailable}
+    accuracies = {key: accuracy(ctx, v, config, device)["accuracy"] for key, v in ready.items()}
+    x = _inputs(ctx, bs, device)
+    run.progress(done=done, planned=total, method="all", setting=f"{len(ready)} configurations, "
+                 f"{config.rounds} interleaved rounds", batch_size=bs)
+    before = measure.machine_load()
+    busy = busy_reason(ctx, before, run.id)
+    times = measure.interleaved({key: v.forward for key, v in ready.items()}, x, config.threads, config.rounds,
+                                config.min_run_time, config.clock, between=run.check)
+    after = measure.machine_load()
+    busy = busy or busy_reason(ctx, after, run.id)
+    timed = timing_rows(times, bs, busy)
+    for key, variant in variants.items():
+        method, value = keys[key]
+        row = {"method": method, "family": METHODS[method].family, "setting": variant.setting, "value": value,
+               "batch_size": bs, "device": f"{config.device} ({config.device_name})", "threads": config.threads,
+               "dtype": variant.dtype, "tokens": variant.tokens, "load_before": before.load,
+               "load_after": after.load}
+        if variant.unavailable:
+            row["unavailable"] = variant.unavailable
+        else:
+            row.update(timed[key], **costs(variant, x), accuracy=accuracies[key])
+            if config.finetune_steps and variant.trainable is not None:
+                row["accuracy_finetuned"] = finetuned_accuracy(ctx, variant, config, device)
+        run.point(key, row)
+        done += 1
+        run.progress(done=done, planned=total, method=method, setting=row["setting"], batch_size=bs)
+    run.check()
+    return done
 
 
 def progress_text(p: dict) -> str:
@@ -361,7 +300,7 @@ class SpeedResult:
     def best(self, eps: float = EPS) -> pd.DataFrame:
         """Per batch size and family: the fastest reliable row within ``eps`` (absolute fraction) of dense accuracy,
         with its speed-up interval."""
-        ok = self.reliable[self.reliable["accuracy"] >= self.dense["accuracy"] - eps - 1e-12]
+        ok = self.reliable[Tolerance(self.dense["accuracy"], eps).within(self.reliable["accuracy"])]
         if ok.empty:
             return ok
         idx = ok.groupby(["batch_size", "family"])["speedup"].idxmax()
@@ -386,49 +325,6 @@ def run_speed(ctx: Context, config: SpeedConfig, on_progress: Callable[[dict], N
     this machine even when another machine's measurement is stored (both are kept)."""
     summary = run_experiment(ctx, "speed", config, speed, on_progress=on_progress, refresh=refresh, here=here)
     return speed_result(ctx, summary, config)
-
-
-def _measurements(ctx: Context, config: SpeedConfig) -> pd.DataFrame:
-    """Stored speed runs of ``config``'s settings on this machine, any take (store.runs columns plus ``take``),
-    first take first."""
-    same = config_id({**experiment_config(ctx, "speed", config), "take": 0})
-    runs = ctx.store.runs(kind="speed", model=ctx.model_id)
-    runs = runs[runs["config"].map(lambda c: config_id({**c, "take": 0}) == same).astype(bool)].copy()
-    runs["take"] = runs["config"].map(lambda c: int(c.get("take", 1)))
-    return runs.sort_values("take")
-
-
-def latest(ctx: Context, config: SpeedConfig) -> SpeedConfig:
-    """``config`` at the last finished measurement of its settings on this machine (itself when none is)."""
-    runs = _measurements(ctx, config)
-    runs = runs[runs["status"] == RunStatus.DONE]
-    return dataclasses.replace(config, take=int(runs["take"].max())) if len(runs) else config
-
-
-def measure_again(ctx: Context, config: SpeedConfig) -> SpeedConfig:
-    """``config`` as a new measurement: the take after the last one stored (finished or not), so that every
-    earlier measurement is kept."""
-    runs = _measurements(ctx, config)
-    return dataclasses.replace(config, take=int(runs["take"].max()) + 1 if len(runs) else 1)
-
-
-HISTORY_FIELDS = ["take", "run_id", "status", "measured", "load", "method", "setting", "batch_size", "speedup",
-                  "speedup_low", "speedup_high", "unreliable"]
-
-
-def history(ctx: Context, config: SpeedConfig) -> pd.DataFrame:
-    """Every stored measurement of ``config``'s settings on this machine, one row per take and measured
-    configuration (:data:`HISTORY_FIELDS`; ``load``: the load averages recorded while it was measured)."""
-    out = []
-    for _, run in _measurements(ctx, config).iterrows():
-        summary = run["summary"] or {}
-        prov = summary.get("provenance") or {}
-        measured = prov.get("measured") or time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created"]))
-        frame = rows_frame(ctx.store.points(run["id"]))
-        for row in frame[frame["unavailable"].isna()].to_dict(orient="records"):
-            out.append({"take": run["take"], "run_id": run["id"], "status": run["status"], "measured": measured,
-                        "load": prov.get("load"), **{k: row[k] for k in HISTORY_FIELDS[5:]}})
-    return pd.DataFrame(out, columns=HISTORY_FIELDS)
 
 
 def speed_result(ctx: Context, summary: dict, config: SpeedConfig | None = None) -> SpeedResult:
@@ -470,5 +366,3 @@ def speedup_text(row) -> str:
 
 
 register_experiment(ExperimentSpec("speed", SpeedConfig, speed, headline=speed_headline, job=True))
-register_experiment(ExperimentSpec("speed-accuracy", headline=lambda s: Headline(
-    s["accuracy"], None, f"accuracy {pct(s['accuracy'])} of {s['n']:,}")))  # accuracy() stores it

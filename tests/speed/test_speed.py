@@ -444,7 +444,8 @@ def test_the_speed_up_is_the_median_of_per_round_ratios_with_a_bootstrap_interva
 
 
 def test_a_busy_machine_or_a_wide_interval_marks_the_measurement_unreliable(tiny_ctx, monkeypatch):
-    from lotus_core.speed.run import MAX_SPREAD, speed_headline
+    from lotus_core.speed.reliability import MAX_SPREAD
+    from lotus_core.speed.run import speed_headline
 
     config = SpeedConfig(methods=("masked",), batch_sizes=(2,), best_batch=False, sparsities=(0.5,), limit=20,
                          min_run_time=0.01, rounds=3)
@@ -474,7 +475,7 @@ def test_a_busy_machine_or_a_wide_interval_marks_the_measurement_unreliable(tiny
 
 
 def test_another_live_lotus_run_makes_the_machine_busy(tiny_ctx, idle):
-    from lotus_core.speed.run import busy_reason
+    from lotus_core.speed.reliability import busy_reason
 
     assert busy_reason(tiny_ctx, measure.machine_load()) is None
     other = tiny_ctx.store.start_run("sweep", {"x": 1}, tiny_ctx.model_id, "tiny", status="queued")
@@ -484,7 +485,7 @@ def test_another_live_lotus_run_makes_the_machine_busy(tiny_ctx, idle):
 
 
 def test_measuring_again_keeps_every_measurement_as_its_own_run(tiny_ctx, monkeypatch, idle):
-    from lotus_core.speed.run import history, latest, measure_again
+    from lotus_core.speed.history import history, latest, measure_again
 
     config = SpeedConfig(methods=("masked",), batch_sizes=(2,), best_batch=False, sparsities=(0.5,), limit=20,
                          min_run_time=0.01, rounds=3)
@@ -571,7 +572,7 @@ def test_the_report_quotes_a_reliable_speed_up_with_its_interval_and_device_and_
             "per batch)") in section.sentence
 
     monkeypatch.setattr(measure, "machine_load", lambda: Load(3.0, 2))  # measured again on a busy machine
-    from lotus_core.speed.run import measure_again
+    from lotus_core.speed.history import measure_again
 
     run_speed(tiny_ctx, measure_again(tiny_ctx, config))
     section = speed_section(tiny_ctx, ReportOptions(limit=40), Stored(tiny_ctx, 40))
