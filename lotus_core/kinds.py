@@ -11,7 +11,7 @@ from __future__ import annotations
 from .lottery import controls, core_ticket, instability, issp, lota, lth, rigl, supermask, ticket_transfer  # noqa: F401
 from .patches import fidelity, ticket_training  # noqa: F401
 from .pruning import sensitivity, sweep  # noqa: F401
-from .speed import run  # noqa: F401
+from .speed import accuracy, run  # noqa: F401
 from . import context  # noqa: F401  (the dense evaluation, "evaluate")
 from .training import finetune  # noqa: F401
 from .views import catalog  # noqa: F401
