@@ -32,16 +32,12 @@ from .context import Context, open_context
 from .core.config import from_stored
 from .core.device import background_work, use_compute_threads
 from .core.errors import LotusError
-from .core.paths import REPO_ROOT
+from .core.paths import REPO_ROOT, jobs_db
 from .results.lease import heartbeat_s, lease_s, pid_alive, token
 from .results.registry import get_experiment
 from .results.keys import config_id, experiment_config, here_id
 from .results.runs import Cancelled, LeaseLost, resolve, run_experiment
 from .results.store import RunStatus, Store
-
-
-def jobs_path(store_path: Path) -> Path:
-    return Path(store_path).with_name(Path(store_path).stem + "-jobs.db")
 
 
 @functools.lru_cache(maxsize=None)
@@ -50,7 +46,7 @@ def queue(store_path: str) -> tuple[SqliteHuey, Callable[..., Any]]:
 
     With ``$LOTUS_JOBS_IMMEDIATE`` set (tests), tasks run synchronously on submit.
     """
-    huey = SqliteHuey(name="lotus", filename=str(jobs_path(Path(store_path))), results=False,
+    huey = SqliteHuey(name="lotus", filename=str(jobs_db(store_path)), results=False,
                       immediate=bool(os.environ.get("LOTUS_JOBS_IMMEDIATE")))
     return huey, huey.task(name="lotus.execute")(execute)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..core.config import from_args
 from ..core.errors import LotusError
+from ..core.paths import package_file
 from ..core.tolerance import DEFAULT_EPS
 from . import progress_stream
 from . import (arg, command, config_args, fraction, learning_rate, non_negative_int, output_path, positive_int,
@@ -200,7 +201,7 @@ def _essential_module():
     name = "lotus_core.pruning.essential"
     if name in sys.modules or "lotus_core.pruning" in sys.modules:
         return importlib.import_module(name)
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).resolve().parent.parent / "pruning" / "essential.py")
+    spec = importlib.util.spec_from_file_location(name, package_file("pruning", "essential.py"))
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # the package's own import later finds this same module
     spec.loader.exec_module(module)

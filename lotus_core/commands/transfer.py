@@ -1,8 +1,7 @@
 """Transfer commands: finetune (a pre-trained model adapted to the dataset)."""
 from __future__ import annotations
 
-from pathlib import Path
-
+from ..core.paths import models_dir
 from . import progress_stream
 from . import arg, command, learning_rate, output_path, positive_int, seed
 
@@ -53,7 +52,7 @@ def finetune_cmd(args, ctx) -> dict:
                         head_only=args.head_only, augment=not args.no_augment, train_limit=args.train_limit,
                         limit=args.limit, seed=args.seed, bf16=not args.fp32)
     cfg.check()  # refused before a run is recorded (no 'failed' row for a bad recipe)
-    output_path(str(Path(ctx.store.path).parent / "models"), "the checkpoint folder", folder=True)
+    output_path(str(models_dir(ctx.store.path)), "the checkpoint folder", folder=True)
     require_finetunable(ctx)  # no training images, one class: refused before a run is recorded
     summary = finetune_summary(ctx, cfg) or run_experiment(ctx, "finetune", cfg, run_finetune, on_progress=_bar)
     keys = ("model_id", "checkpoint", "accuracy", "ci95", "epochs", "seconds", "source", "dataset", "head_only",

@@ -26,7 +26,7 @@ instead of oversubscribing them (at a load average of about 9 a 32-image forward
 against 249 ms at 1 thread: torch's thread pool stalls when it has more runnable threads than cores). An
 interactive request is served before background work (:func:`background_work`: the worker's jobs): background
 work takes a slot only while no interactive request holds or waits for one. The slots are ``flock`` locks on
-files in :func:`budget_dir` (one per host), so a killed process frees its slot at once.
+files in :func:`~lotus_core.core.paths.cpu_budget_dir` (one per host), so a killed process frees its slot at once.
 """
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ import contextvars
 import fcntl
 import functools
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 
 from .errors import LotusError
+from .paths import cpu_budget_dir
 
 
 def default_device() -> torch.device:
@@ -160,19 +160,11 @@ def autocast(device: torch.device, enabled: bool = True) -> contextlib.AbstractC
 
 
 # ------------------------------------------------------------------------------------------ the CPU budget
-BUDGET_DIR_ENV = "LOTUS_CPU_BUDGET_DIR"  # where the host's slot files live (default: <tmp>/lotus-cpu-budget)
 BUDGET_ENV = "LOTUS_CPU_BUDGET"  # "off": no budget (benchmarks measure the oversubscribed baseline with it)
 PRIORITY_ENV = "LOTUS_PRIORITY"  # "background": this process's work yields to interactive requests
 _POLL_S = 0.02  # how often a waiting request looks for a free slot
 _background: contextvars.ContextVar[bool | None] = contextvars.ContextVar("lotus_background", default=None)
 _held = threading.local()  # depth of cpu_slot() in this thread: a nested one holds nothing more
-
-
-def budget_dir() -> Path:
-    """The folder of this host's slot files (``$LOTUS_CPU_BUDGET_DIR``, default ``<tmp>/lotus-cpu-budget``)."""
-    path = Path(os.environ.get(BUDGET_DIR_ENV) or Path(tempfile.gettempdir()) / "lotus-cpu-budget")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def host_cores() -> int:
@@ -237,7 +229,7 @@ def cpu_slot() -> Iterator[None]:
         finally:
             _held.depth -= 1
         return
-    folder, background = budget_dir(), is_background()
+    folder, background = cpu_budget_dir(), is_background()
     mark = slot = None
     try:
         while not background and mark is None:  # a background probe holds it exclusively for an instant only

@@ -4,12 +4,74 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import LotusError
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_DIR = REPO_ROOT / "lotus_core"  # the package itself (shipped to Ray workers as a py_module)
 DATA_DIR = REPO_ROOT / "data"  # the embedded default model, demo data and the default results store
 EMBEDDED_FMNIST = DATA_DIR / "fashion-mnist"  # full test split + a fixed 10,000-image training subset
 DEBIAN_FMNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 DEFAULT_DB = DATA_DIR / "lotus.db"
+DEMO_DB = DATA_DIR / "demo" / "lotus-demo.db"  # the default model's demo results, shipped with the project
+DATA_ROOT_ENV = "LOTUS_DATA_ROOT"  # where downloaded datasets go
+CPU_BUDGET_ENV = "LOTUS_CPU_BUDGET_DIR"  # the folder of the host's CPU slot files
+
+
+def store_path(path: str | Path | None = None) -> Path:
+    """The results store's path: ``path`` (``--db``), else ``$LOTUS_DB``, else data/lotus.db.
+
+    ``~`` is expanded. An empty ``$LOTUS_DB``, a ``file:`` URI and a directory are refused with a
+    :class:`LotusError` (each would otherwise silently use, or create, some other store).
+    """
+    source = "--db"
+    if path is None or str(path) == "":
+        if "LOTUS_DB" in os.environ:
+            path, source = os.environ["LOTUS_DB"], "LOTUS_DB"
+            if not path.strip():
+                raise LotusError("LOTUS_DB is set but empty; unset it to use data/lotus.db or set it to a file path")
+        else:
+            return DEFAULT_DB
+    text = str(path)
+    if text.startswith("file:") or "://" in text:
+        raise LotusError(f"{source} {text!r} is a URI; give a plain file path such as ~/lotus.db")
+    try:
+        resolved = Path(text).expanduser()
+    except RuntimeError:  # ~name of no user
+        raise LotusError(f"{source} {text[:120]!r}: no such user folder {text.split('/')[0][:40]}; "
+                         "give another path") from None
+    if resolved.is_dir():
+        raise LotusError(f"{source} {resolved} is a folder; give a file path inside it such as {resolved / 'lotus.db'}")
+    return resolved
+
+
+def jobs_db(store: str | Path) -> Path:
+    """The job queue's database, beside the results store it serves (``<store>-jobs.db``)."""
+    return Path(store).with_name(Path(store).stem + "-jobs.db")
+
+
+def models_dir(store: str | Path) -> Path:
+    """Where fine-tuned models go: ``models/`` beside the results store."""
+    return Path(store).parent / "models"
+
+
+def datasets_dir() -> Path:
+    """Where downloaded datasets go: ``$LOTUS_DATA_ROOT`` or ``~/.cache/lotus/datasets``."""
+    return Path(os.environ.get(DATA_ROOT_ENV, Path.home() / ".cache" / "lotus" / "datasets"))
+
+
+def cpu_budget_dir() -> Path:
+    """The folder of this host's CPU slot files (``$LOTUS_CPU_BUDGET_DIR``, default ``<tmp>/lotus-cpu-budget``),
+    created on first use."""
+    import tempfile
+
+    path = Path(os.environ.get(CPU_BUDGET_ENV) or Path(tempfile.gettempdir()) / "lotus-cpu-budget")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def package_file(*parts: str) -> Path:
+    """A file of the lotus_core package (a module loaded by path without importing its package)."""
+    return PACKAGE_DIR.joinpath(*parts)
 
 # --------------------------------------------------------------------------- serving beyond localhost
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})

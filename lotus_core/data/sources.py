@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..core.errors import LotusError
-from ..core.paths import DEBIAN_FMNIST, EMBEDDED_FMNIST
+from ..core.paths import DEBIAN_FMNIST, EMBEDDED_FMNIST, datasets_dir
 from .images import ImageSet
 
 
@@ -26,11 +26,6 @@ FASHION_MNIST_CLASSES = [
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 ]
-
-
-def data_root() -> Path:
-    """Where downloaded datasets go: ``$LOTUS_DATA_ROOT`` or ``~/.cache/lotus/datasets``."""
-    return Path(os.environ.get("LOTUS_DATA_ROOT", Path.home() / ".cache" / "lotus" / "datasets"))
 
 
 def system_data_hidden() -> bool:
@@ -74,7 +69,7 @@ def _idx_pair(folder: Path, prefix: str) -> tuple[np.ndarray, np.ndarray] | None
 # --------------------------------------------------------------------------- loaders
 def fashion_mnist(split: str, root: Path | None) -> ImageSet:
     prefix = "train" if split == "train" else "t10k"
-    system = () if system_data_hidden() else (data_root() / "FashionMNIST" / "raw", data_root(), DEBIAN_FMNIST)
+    system = () if system_data_hidden() else (datasets_dir() / "FashionMNIST" / "raw", datasets_dir(), DEBIAN_FMNIST)
     explicit = os.environ.get("LOTUS_DATA_ROOT") if system_data_hidden() else None
     if root is not None and not any(_idx_pair(f, prefix) for f in (Path(root), Path(root) / "FashionMNIST" / "raw")):
         raise LotusError(f"--data-root {root} holds no Fashion-MNIST {prefix}-images/labels idx files; pass the folder "
@@ -89,9 +84,9 @@ def fashion_mnist(split: str, root: Path | None) -> ImageSet:
         try:
             from torchvision.datasets import FashionMNIST
 
-            ds = FashionMNIST(str(data_root()), train=True, download=True)
+            ds = FashionMNIST(str(datasets_dir()), train=True, download=True)
             return _from_arrays("fashion-mnist", split, (ds.data.numpy(), ds.targets.numpy()),
-                                FASHION_MNIST_CLASSES, str(data_root()))
+                                FASHION_MNIST_CLASSES, str(datasets_dir()))
         except Exception:  # offline: fall back to the embedded copy below
             pass
     embedded_prefix = "train-subset" if split == "train" else "t10k"
@@ -122,7 +117,7 @@ def cifar(which: str) -> Callable[[str, Path | None], ImageSet]:
         from torchvision.datasets import CIFAR10, CIFAR100
 
         cls = CIFAR10 if which == "cifar10" else CIFAR100
-        folder = Path(root) if root else data_root()
+        folder = Path(root) if root else datasets_dir()
         try:
             ds = cls(str(folder), train=(split == "train"), download=downloads_allowed())
         except Exception as exc:  # torchvision raises RuntimeError or URLError depending on the failure

@@ -14,10 +14,7 @@ while a writer commits.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import hashlib
 import json
-import os
 import sqlite3
 import time
 from enum import StrEnum
@@ -26,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from ..core.errors import LotusError
 from .keys import canonical_json, config_id
-from ..core.paths import DEFAULT_DB
+from ..core.paths import store_path
 from .schema import check_schema, connect, decode_row, upgrade
 
 if TYPE_CHECKING:  # pandas is imported by the two methods that return tables: evaluations start faster
@@ -51,33 +48,6 @@ ACTIVE = (RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.CANCELLING)
 
 BOOKKEEPING = ("order|", "search|")  # point keys a run keeps for its own use (an image order, a batch-size search),
 # not results: left out of its table and its CSV
-
-
-def store_path(path: str | Path | None = None) -> Path:
-    """The results store's path: ``path`` (``--db``), else ``$LOTUS_DB``, else data/lotus.db.
-
-    ``~`` is expanded. An empty ``$LOTUS_DB``, a ``file:`` URI and a directory are refused with a
-    :class:`LotusError` (each would otherwise silently use, or create, some other store).
-    """
-    source = "--db"
-    if path is None or str(path) == "":
-        if "LOTUS_DB" in os.environ:
-            path, source = os.environ["LOTUS_DB"], "LOTUS_DB"
-            if not path.strip():
-                raise LotusError("LOTUS_DB is set but empty; unset it to use data/lotus.db or set it to a file path")
-        else:
-            return DEFAULT_DB
-    text = str(path)
-    if text.startswith("file:") or "://" in text:
-        raise LotusError(f"{source} {text!r} is a URI; give a plain file path such as ~/lotus.db")
-    try:
-        resolved = Path(text).expanduser()
-    except RuntimeError:  # ~name of no user
-        raise LotusError(f"{source} {text[:120]!r}: no such user folder {text.split('/')[0][:40]}; "
-                         "give another path") from None
-    if resolved.is_dir():
-        raise LotusError(f"{source} {resolved} is a folder; give a file path inside it such as {resolved / 'lotus.db'}")
-    return resolved
 
 
 class Store:

@@ -16,6 +16,7 @@ from ..context import Context
 from ..models.arch import head_outputs
 from ..models.checkpoint import save_checkpoint
 from ..models.heads import Head
+from ..core.paths import models_dir
 from ..results.store import Store
 
 if TYPE_CHECKING:  # finetune.py imports this module
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # finetune.py imports this module
 def checkpoint_path(store: Store, source_id: str, dataset: str, run_id: str) -> Path:
     """Where a fine-tuned model goes: ``models/`` beside the results store, named after source and dataset."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{source_id.split('@')[0]}-ft-{dataset}")[:80]
-    return Path(store.path).parent / "models" / f"{stem}-{run_id[:8]}.safetensors"
+    return models_dir(store.path) / f"{stem}-{run_id[:8]}.safetensors"
 
 
 def export_checkpoint(ctx: Context, cfg: FinetuneConfig, run_id: str, model: nn.Module, last: dict) -> Path:

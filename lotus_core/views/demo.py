@@ -20,10 +20,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..context import Context
-from ..core.paths import DATA_DIR
+from ..core.paths import DEMO_DB, store_path
 from ..training.evaluate import DEFAULT_LIMIT
 
-DEMO_DB = DATA_DIR / "demo" / "lotus-demo.db"  # the default model's demo results, shipped with the project
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,6 @@ def seed_store(path: str | Path | None = None, demo: Path = DEMO_DB) -> bool:
     True when it copied."""
     import shutil
 
-    from ..results.store import store_path
 
     target = store_path(path)
     if target.exists() or not demo.is_file():

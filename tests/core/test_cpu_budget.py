@@ -4,13 +4,13 @@ import time
 
 import pytest
 
-from lotus_core.core import device
+from lotus_core.core import device, paths
 
 
 @pytest.fixture
 def budget(tmp_path, monkeypatch):
     """An empty budget of one slot (a 2-core host at 2 threads)."""
-    monkeypatch.setenv(device.BUDGET_DIR_ENV, str(tmp_path))
+    monkeypatch.setenv(paths.CPU_BUDGET_ENV, str(tmp_path))
     monkeypatch.delenv(device.BUDGET_ENV, raising=False)
     monkeypatch.delenv(device.PRIORITY_ENV, raising=False)
     monkeypatch.setattr(device, "host_cores", lambda: 2)
