@@ -1,7 +1,7 @@
 """Executors: where the independent units of an experiment run.
 
 An experiment made of independent units (sweep points, sensitivity cells, ...) does not loop
-over them itself. It opens a :class:`Pool` on ``ctx.executor`` with the state every unit
+over them itself. It opens a :class:`~.base.Pool` on ``ctx.executor`` with the state every unit
 needs (model and data, shipped once per experiment), maps a pure unit function
 ``fn(state, unit) -> plain result`` over the units it still lacks, and stores each result the
 moment it arrives (:func:`track`): the driver is the only writer of the results store, so a
@@ -18,28 +18,31 @@ missing ones.
   and then reported as a failed unit with its error. Each Ray worker process sets the
   experiment's state up once (cached by a per-experiment token) and reuses it for every
   unit it runs. Without ``--ray-address`` the cluster is a local one that listens on loopback
-  only (:func:`start_local_cluster`); only an explicit address joins a cluster on the network.
+  only (:func:`~.ray_executor.start_local_cluster`); only an explicit address joins a cluster on the network.
 
 The executor never enters a result's key: it changes where a number is computed, not the number.
+
+This package: the registry :data:`EXECUTORS` and what the driver does with a batch (:func:`track`,
+:func:`run_together`) here; the configuration and the interfaces in ``base.py``; one module per executor
+(``local.py``, ``ray_executor.py``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ...core.errors import LotusError
+from ..runs import Run
 from ..store import RunStatus
 from .base import Batch, Executor, ExecutorConfig, Outcome
 from .local import LocalExecutor
 from .ray_executor import RayExecutor
-
-if TYPE_CHECKING:  # runs.py imports the Context, which holds an ExecutorConfig
-    from ..runs import Run
 
 
 EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
 
 
 def get_executor(config: ExecutorConfig) -> Executor:
+    """The executor ``config`` names, once the configuration is checked (one LotusError line otherwise)."""
     config.check()
     return EXECUTORS[config.kind](config)
 
