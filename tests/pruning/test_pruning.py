@@ -100,7 +100,8 @@ def test_wanda_scores_weight_times_input_norm_within_rows(tiny_vit):
 @pytest.mark.parametrize("method", list(PRUNERS))
 def test_every_method_gives_a_valid_mask_and_leaves_the_model_untouched(tiny_vit, method):
     before = copy.deepcopy(tiny_vit.state_dict())
-    mask = prune(tiny_vit, method, 0.5, calib=calib(), labels=torch.arange(8) % 10, rounds=5)
+    fast = {"rounds": 5} if method.startswith("synflow") else {}  # an option another method lacks is refused
+    mask = prune(tiny_vit, method, 0.5, calib=calib(), labels=torch.arange(8) % 10, **fast)
     mask.validate(tiny_vit)
     pruned = mask.apply(tiny_vit)
     for name, keep in mask.items():
@@ -115,6 +116,10 @@ def test_sparsity_outside_unit_interval_and_unknown_method(tiny_vit):
             prune(tiny_vit, "omp", bad)
     with pytest.raises(LotusError, match="unknown pruning method 'magic'"):
         prune(tiny_vit, "magic", 0.5)
+    with pytest.raises(LotusError, match="^omp has no options of its own; drop 'rounds'$"):  # never silently dropped
+        prune(tiny_vit, "omp", 0.5, rounds=5)
+    with pytest.raises(LotusError, match="^NMOptions has no setting 'rounds'; its settings are n, m$"):
+        prune(tiny_vit, "nm", 0.5, rounds=5)
 
 
 def test_mask_roundtrip_invariants_and_mismatch_messages(tiny_vit, tmp_path):
