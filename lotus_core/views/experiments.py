@@ -184,7 +184,7 @@ def overlay_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
             fig.add_trace(go.Scatter(x=scale * line["x"], y=100 * line["accuracy"], mode="lines+markers", name=name,
                                      hovertemplate=f"{name}<br>%{{x:.1f}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
         figures[axis] = style(fig, AXES.get(axis, axis), "top-1 accuracy (%)", f"Accuracy against {axis}")
-        figures[axis].update_layout(legend=dict(orientation="h", x=0, xref="container", xanchor="left", y=-0.25,
+        figures[axis].update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.25,
                                                 yanchor="top"))
     return figures
 

@@ -3,6 +3,7 @@ the lottery-training convergence chart. Accuracies are shown in percent."""
 from __future__ import annotations
 
 import html
+import math
 import textwrap
 
 import pandas as pd
@@ -60,7 +61,7 @@ def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tenso
     cols = max(1, min(cols, n))
     rows = (n + cols - 1) // cols
     wrapped = [title_lines(t) for t in titles]
-    title_px = (max((len(lines) for lines in wrapped), default=1) + 0.5) * (TITLE_FONT_PX + 4)
+    title_px = math.ceil((max((len(lines) for lines in wrapped), default=1) + 0.5) * (TITLE_FONT_PX + 4))
     plot_px = rows * ROW_PX + (rows - 1) * title_px  # the plotting area: rows of images and the titles between them
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=["<br>".join(html.escape(l) for l in lines)
                                                               for lines in wrapped],
@@ -86,9 +87,9 @@ def patch_overlays(images: torch.Tensor, scores: torch.Tensor, keep: torch.Tenso
                                fillcolor=DROPPED_FILL, line=dict(color=DROPPED_LINE, width=0.5)))
     fig.update_layout(shapes=shapes)  # one layout update: add_shape per patch costs seconds on a page
     fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
+    fig.update_yaxes(visible=False, constraintoward="top")  # a narrow image sits under its title, not mid-row
     fig.update_annotations(font_size=TITLE_FONT_PX)  # the subplot titles
-    fig.update_layout(height=int(plot_px + title_px + 10), margin=dict(l=0, r=0, t=int(title_px), b=10),
+    fig.update_layout(height=plot_px + title_px + 10, margin=dict(l=0, r=0, t=title_px, b=10),
                       template="plotly_white")
     return fig
 

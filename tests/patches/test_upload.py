@@ -8,7 +8,8 @@ from PIL import Image
 
 from lotus_core.core.errors import LotusError
 from lotus_core.patches.analysis import explain_images
-from lotus_core.patches.upload import MAX_UPLOAD_BYTES, load_upload, load_uploads
+from lotus_core.patches.upload import (MAX_UPLOAD_BYTES, border_mean, invert, load_upload, load_uploads,
+                                      polarity_notes, read_uploads)
 
 GRAY_28 = {"input_size": (1, 28, 28), "mean": (0.5,), "std": (0.5,)}
 
@@ -54,3 +55,35 @@ def test_explaining_uploads_has_no_labels_and_the_same_selection_rule(tiny_ctx):
     assert torch.equal(report.keep, by_index.keep) and torch.equal(report.prediction, by_index.prediction)
     with pytest.raises(LotusError, match="give test-set indices or images, not both"):
         explain_images(tiny_ctx, "cls", 0.1, indices=[0], images=images)
+
+
+def test_read_uploads_names_the_good_files_in_order():
+    good = encoded(np.full((28, 28), 9, np.uint8), "PNG")
+    uploads = read_uploads([("a.png", good), ("b.txt", b"hello"), ("<c>.png", good)], GRAY_28)
+    assert uploads.names == ["a.png", "<c>.png"] and uploads.images.shape == (2, 1, 28, 28)
+    assert uploads.errors == ["b.txt is not an image; upload a PNG or JPEG file"]
+
+
+def test_border_mean_is_the_mean_of_the_outer_ring_of_pixels():
+    image = torch.zeros(1, 1, 5, 5, dtype=torch.uint8)
+    image[0, 0, 0, :] = 200  # top row: 5 of the 16 ring pixels
+    image[0, 0, 2, 2] = 255  # the centre is not part of the background
+    assert border_mean(image).tolist() == [pytest.approx(5 * 200 / 16)]
+    rgb = torch.stack([torch.full((4, 4), v, dtype=torch.uint8) for v in (0, 30, 90)])[None]  # every channel
+    assert border_mean(rgb).tolist() == [pytest.approx(40.0)]
+
+
+def test_a_light_background_upload_gets_a_line_and_a_matching_one_none():
+    reference = torch.zeros(3, 1, 28, 28, dtype=torch.uint8)  # a dark-background dataset (mean border 0)
+    reference[:, :, 10:18, 10:18] = 255
+    light = torch.full((1, 28, 28), 240, dtype=torch.uint8)
+    light[:, 8:20, 8:20] = 20  # a dark bag on white
+    dark = invert(light)  # the same bag, light on black
+    grey = torch.full((1, 28, 28), 128, dtype=torch.uint8)  # no polarity to speak of
+    notes = polarity_notes(torch.stack([light, dark, grey]), ["bag.png", "bag-inverted.png", "grey.png"], reference,
+                           "fashion-mnist")
+    assert notes == ["bag.png has a light background (mean border pixel 240 of 255); the model was trained on "
+                     "fashion-mnist images on a dark background (mean border 0), so its answer may be wrong: invert "
+                     "the colours to show it as the model expects"]
+    assert torch.equal(invert(dark), light) and dark[0, 0, 0] == 15
+    assert polarity_notes(light[None], ["x.png"], torch.full((2, 1, 28, 28), 128, dtype=torch.uint8), "cifar10") == []

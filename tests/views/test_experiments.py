@@ -3,6 +3,7 @@ import io
 import json
 import zipfile
 
+import pandas as pd
 import pytest
 
 from lotus_core.core.errors import LotusError
@@ -217,3 +218,31 @@ def test_two_runs_configurations_are_compared_setting_by_setting(sweep_ctx):
     dense = next(i for i, k in zip(run_table(ctx.store)["id"], run_table(ctx.store)["kind"]) if k == "evaluate")
     kinds = config_differences(ctx.store, dense, other.run_id).set_index("setting")
     assert kinds.loc["kind"].tolist() == ['"evaluate"', '"sweep"'] and kinds.loc["methods", "a"] == "(not set)"
+
+
+def test_legend_entries_wrap_into_short_lines_and_are_escaped():
+    from lotus_core.views.experiments import LEGEND_CHARS, legend_name
+
+    assert legend_name("sweep: limit 200, sparsities 0,0.5", "omp") == "sweep: limit 200, sparsities 0,0.5: omp"
+    long = "sweep: methods omp,random, sparsities 0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+    assert legend_name(long, "omp") == ("sweep: methods omp,random, sparsities<br>"
+                                        "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9: omp")
+    assert legend_name(long, "random").endswith("<br>random")  # two curves of one run differ on screen
+    assert legend_name("<b>mine</b> & co", "lth") == "&lt;b&gt;mine&lt;/b&gt; &amp; co: lth"  # a user's run name
+    assert all(len(line) <= LEGEND_CHARS for line in legend_name(long, "omp").split("<br>"))
+
+
+def test_the_legend_is_below_the_chart():
+    frame = pd.DataFrame({"run": ["a", "a"], "kind": ["sweep", "sweep"], "series": ["omp", "omp"],
+                          "axis": ["sparsity", "sparsity"], "x": [0.0, 0.5], "accuracy": [0.9, 0.8]})
+    legend = overlay_figures(frame)["sparsity"].layout.legend
+    assert (legend.orientation, legend.yanchor, legend.y < 0) == ("h", "top", True)
+
+
+def test_a_sweeps_csv_download_fills_its_correct_column(sweep_ctx):
+    """Issue 28 §5: the exported CSV's ``correct`` column was empty; each point's count of right answers."""
+    table = pd.read_csv(io.StringIO(downloads(sweep_ctx.store, sweep_ctx.sweep.run_id)[0].data()))
+    points = table[table["method"].notna()]
+    assert len(points) == 1 and points["correct"].notna().all()
+    assert (points["correct"] == (points["accuracy"] * points["n"]).round()).all()
+    assert points["correct"].tolist() == [round(sweep_ctx.sweep.frame["accuracy"].item() * 100)]  # of limit=100
