@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.paths import DATA_DIR
 from ..core.errors import LotusError, first_line
+from ..core.paths import DATA_DIR
 from .arch import DEFAULT_ARCH, build_from_arch, data_config, default_arch, head_outputs, validate_arch
 from .checkpoint import load_checkpoint, load_state
 from .heads import Head, new_head

@@ -41,8 +41,8 @@ from ..results.keys import COMPUTED
 from ..results.runs import Run, run_experiment
 from . import METHODS, get_method, measure
 from .accuracy import accuracy, finetuned_accuracy
-from .reliability import busy_reason, timing_rows
 from .costs import checkpoint_bytes, count_flops, count_params, peak_memory
+from .reliability import busy_reason, timing_rows
 from .variants import Variant, Variants
 
 ROW_FIELDS = ["method", "family", "setting", "value", "batch_size", "latency_ms", "iqr_ms", "images_per_s", "speedup",
