@@ -107,7 +107,7 @@ CONFIG = [
     (["sweep", "--sparsities", ","], "no sparsities in ','"),
     (["sweep", "--methods", "omp,nope"], "unknown method 'nope'"),
     (["sweep", "--methods", ","], "no methods given"),
-    (["sweep", "--n", "5", "--m", "4"], "N:M pattern 5:4 needs 1 <= N <= M"),
+    (["sweep", "--n", "5", "--m", "4"], "--n 5 is an option of nm, sparsegpt-nm, none of the methods chosen (omp)"),
     (["lth", "--rewind", "bogus"], "rewind 'bogus' is not 'pretrained' or 'step:K'"),
     (["lth", "--rewind", "step:x"], "rewind 'step:x' is not 'pretrained' or 'step:K'"),
     (["soup-sweep", "--data-fractions", "0.1,abc"], "cannot read data fractions '0.1,abc'"),

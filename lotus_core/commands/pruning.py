@@ -101,9 +101,28 @@ def _sweep_config(args, **fields):
     from ..pruning.sweep import SweepConfig
 
     values = {**vars(args), **fields}
-    options = {m: from_args(PRUNERS[m].options, values) for m in dict.fromkeys(values["methods"])
-               if m in PRUNERS and PRUNERS[m].options is not None}
+    chosen = [m for m in dict.fromkeys(values["methods"]) if m in PRUNERS]
+    _refuse_unused_options(values, chosen)
+    options = {m: from_args(PRUNERS[m].options, values) for m in chosen if PRUNERS[m].options is not None}
     return from_args(SweepConfig, {**values, "method_options": options})
+
+
+def _refuse_unused_options(values: dict, chosen: list[str]) -> None:
+    """A method option typed (away from its default) that none of the ``chosen`` methods has would reach no
+    method: refused with one line naming the methods that have it."""
+    from ..pruning import PRUNERS
+
+    owners: dict[str, list[str]] = {}  # option field -> the methods whose options have it
+    defaults: dict[str, object] = {}  # option field -> its flag's default (the first class's, as _method_args)
+    for name, p in PRUNERS.items():
+        for f in dataclasses.fields(p.options) if p.options else ():
+            owners.setdefault(f.name, []).append(name)
+            defaults.setdefault(f.name, f.default)
+    for field_name, methods in owners.items():
+        typed = values.get(field_name, defaults[field_name])
+        if typed != defaults[field_name] and not set(methods) & set(chosen):
+            raise LotusError(f"--{field_name.replace('_', '-')} {typed} is an option of {', '.join(methods)}, none of "
+                             f"the methods chosen ({', '.join(chosen)}); add one of them or drop it")
 
 
 def _check_prune(args) -> None:

@@ -58,6 +58,10 @@ def test_the_option_typed_on_the_cli_reaches_the_method(toy_method, capsys, tmp_
     assert SEEN[1:] == [ToyOptions(alpha=0.25)] and set(json.loads(out)["essential"]) == {"omp", "toy"}
     code, _, err = run_cli(capsys, "prune", "--method", "toy", "--sparsity", "0.5", "--limit", "50", "--db", db)
     assert code == 0 and SEEN[2:] == [ToyOptions(alpha=0.5)], err  # not typed: the class's default
+    code, out, err = run_cli(capsys, "sweep", "--methods", "omp", "--alpha", "0.3", "--db", db)
+    assert (code, out) == (2, "") and SEEN[3:] == [] and err == (  # it would reach no method: refused, not dropped
+        "lotus sweep: error: --alpha 0.3 is an option of toy, none of the methods chosen (omp); add one of them or "
+        "drop it\n")
 
 
 def test_the_option_given_to_the_dashboards_view_reaches_the_method(toy_method, tiny_ctx):
