@@ -109,14 +109,25 @@ def test_the_page_settings_live_in_the_url_so_a_reload_or_a_shared_link_reopens_
     assert "eps" not in at.query_params and "ft" not in at.query_params  # never chosen: left out of the link
 
 
+def open_curves_at(n: int):
+    """The Sparsity curves page opened first with the sidebar at ``n`` test images (a link's ``n``)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.helpers import ENTRY, ROOT
+
+    at = AppTest.from_file(ENTRY, default_timeout=180)
+    at.query_params["n"] = str(n)
+    at.run()
+    return at.switch_page(str(ROOT / "pages" / "sparsity_curves.py")).run()
+
+
 def test_a_rerun_of_a_stored_curve_looks_it_up_once_and_copies_no_model(monkeypatch):
     """Nothing expensive on a rerun (issue 26 §5): the drawn curve is served from one store lookup, and the per-layer
     OMP mask is not recomputed (no working copy of the model, which PointEvaluator makes)."""
     import lotus_core.views.curves as curves
     from lotus_core.pruning import sweep
 
-    at = open_page("sparsity_curves")
-    at.sidebar.select_slider[0].set_value(200).run()  # computed and stored at 200 test images
+    at = open_curves_at(200)  # computed and stored at 200 test images on the first load
     assert not at.exception and curve_names(at) == ["omp"]
     lookups, copies = [], []
     lookup, init = curves.stored_summary, sweep.PointEvaluator.__init__
@@ -135,8 +146,7 @@ def test_a_test_set_too_small_for_the_tolerance_is_warned_about():
     turning point is within noise: the page says so in one line, and not at eps = 0.03."""
     from lotus_core.pruning.essential import noise_warning
 
-    at = open_page("sparsity_curves")
-    at.sidebar.select_slider[0].set_value(200).run()
+    at = open_curves_at(200)
     dense = open_context().dense_accuracy(limit=200)
     expect = noise_warning(dense["accuracy"], 200, 0.01)
     assert expect is not None and expect.startswith("Only 200 test images")
