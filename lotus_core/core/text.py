@@ -34,3 +34,9 @@ def visible(text: str, keep: str = "") -> str:
 
 
 __all__ = ["CONTROL", "refuse_control_characters", "visible"]
+
+
+def count_text(count: float, noun: str) -> str:
+    """``count`` and ``noun``, plural unless the count is exactly 1: "1 point", "2 points", "0.5 points",
+    "2 threads" (never "point(s)")."""
+    return f"{count:g} {noun}{'' if count == 1 else 's'}"

@@ -26,6 +26,7 @@ import sqlite3
 import time
 from typing import Any
 
+from ..core.text import count_text
 from .keys import COMPUTED, canonical_json, config_id, reuse_ids
 
 RELEVANT_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma")  # what decides CPU speed and bf16
@@ -93,7 +94,7 @@ def elsewhere(provenance: dict | None, computed: dict, run_config: dict | None =
     if prov.get("precision") not in (None, computed.get("precision")):
         out.append(f"in {prov['precision']} (here: {computed.get('precision')})")
     if prov.get("threads") not in (None, computed.get("threads")):
-        out.append(f"on {prov['threads']} threads (here: {computed.get('threads')})")
+        out.append(f"on {count_text(prov['threads'], 'thread')} (here: {computed.get('threads')})")
     if run_config is not None and here_config is not None:
         theirs, ours = (run_config.get("data") or {}).get("train"), (here_config.get("data") or {}).get("train")
         if theirs != ours and theirs is not None:
@@ -118,7 +119,7 @@ def label(provenance: dict | None, differences: list[str] | None = None) -> str:
         where += f" ({prov['device_name']}{', ' + ', '.join(flags) if flags else ''})"
     parts = [f"computed in {prov.get('precision', '?')} on {where}"]
     if prov.get("threads") is not None:
-        parts.append(f"{prov['threads']} threads")
+        parts.append(count_text(prov["threads"], "thread"))
     if prov.get("torch"):
         parts.append(f"torch {prov['torch']}")
     if prov.get("date") or prov.get("started"):

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 from ..core.tolerance import DEFAULT_EPS
-from .figures import count_text
+from ..core.text import count_text
 
 REPRODUCED, NOT_REPRODUCED, NOT_COMPARABLE = "reproduced", "not reproduced", "not comparable"
 ABOUT = 0.05  # "about X%": within 5 points (absolute) of X

@@ -9,6 +9,7 @@ import textwrap
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..core.text import count_text
 from ..core.tolerance import DEFAULT_EPS, Tolerance
 
 COLORS = {"omp": "#c2185b", "omp-layerwise": "#7b1fa2", "random": "#757575", "nm": "#0288d1", "wanda": "#f57c00",
@@ -44,12 +45,6 @@ def style(fig: go.Figure, x_title: str, y_title: str, title: str | None = None, 
     fig.update_xaxes(title_text=x_title)
     fig.update_yaxes(title_text=y_title)
     return fig
-
-
-def count_text(count: float, noun: str) -> str:
-    """``count`` and ``noun``, plural unless the count is exactly 1: "1 point", "2 points", "0.5 points",
-    "2 threads" (never "point(s)")."""
-    return f"{count:g} {noun}{'' if count == 1 else 's'}"
 
 
 def chance_level(fig: go.Figure, chance: float | None, axis: str = "y", **where) -> go.Figure:

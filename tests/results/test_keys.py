@@ -120,7 +120,7 @@ def test_a_result_computed_elsewhere_is_served_labelled_and_recomputing_here_kee
         served = run_experiment(tiny_ctx, "probe", {"limit": 10}, compute)
         assert served == first and next(calls) == 1  # one computation so far
         assert provenance_label(tiny_ctx, first["run_id"]).startswith(
-            "computed elsewhere (in bf16 (here: fp32); on 1 threads (here: 3)): computed in bf16 on cpu (")
+            "computed elsewhere (in bf16 (here: fp32); on 1 thread (here: 3)): computed in bf16 on cpu (")
         mine = run_experiment(tiny_ctx, "probe", {"limit": 10}, compute, here=True)
         assert mine["accuracy"] == 0.75 and mine["run_id"] != first["run_id"] and next(calls) == 3
         assert resolve(tiny_ctx, "probe", {"limit": 10})["id"] == mine["run_id"]

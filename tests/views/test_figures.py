@@ -126,7 +126,7 @@ def test_the_soup_cost_table_says_why_a_number_is_missing_instead_of_none():
 
 
 def test_counts_are_worded_in_the_singular_for_one_and_the_plural_otherwise():
-    from lotus_core.views.figures import count_text
+    from lotus_core.core.text import count_text
 
     assert [count_text(n, "point") for n in (1, 2, 0.5, 0)] == ["1 point", "2 points", "0.5 points", "0 points"]
     assert count_text(2, "thread") == "2 threads" and count_text(1, "finished epoch") == "1 finished epoch"

@@ -215,7 +215,7 @@ def test_each_number_names_its_run_and_where_it_was_computed(full_ctx):
     section = report.section("essential")
     label = provenance_label(full_ctx, res["sweep"].run_id)
     assert section.runs[0] == {"run": res["sweep"].run_id, "kind": "sweep", "provenance": label}
-    assert label.startswith("computed in ") and " on cpu (" in label and "1 threads" in label
+    assert label.startswith("computed in ") and " on cpu (" in label and "1 thread," in label
     assert f"Run {res['sweep'].run_id} (sweep): {label}" in report.to_html()
     assert report.to_dict()["sections"][1]["runs"] == section.runs
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import plotly.graph_objects as go
 
 from ...training.evaluate import DEFAULT_LIMIT
-from ..figures import count_text
+from ...core.text import count_text
 from .export import to_html
 
 
@@ -95,5 +95,5 @@ def pct(x: float, digits: int = 1) -> str:
 
 def points(eps: float) -> str:
     """A tolerance ``eps`` (a fraction of accuracy) in points, singular or plural: "1 point", "2 points",
-    "0.5 points" (:func:`~lotus_core.views.figures.count_text`)."""
+    "0.5 points" (:func:`~lotus_core.core.text.count_text`)."""
     return count_text(round(100 * eps, 6), "point")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ...context import Context
 from ...results.store import RunStatus
 from .. import claims as c
-from ..figures import count_text
+from ...core.text import count_text
 from .model import ReportOptions, Section, pct, points
 from .stored import Stored
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 from ...context import Context
 from ...core.errors import LotusError
 from ...results.store import RunStatus
-from ..figures import count_text, titled
+from ...core.text import count_text
+from ..figures import titled
 from .model import ReportOptions, Section, pct
 from .stored import NotStored, Stored, read
 

@@ -6,7 +6,8 @@ import pandas as pd
 
 from ...context import Context
 from ...core.tolerance import Tolerance
-from ..figures import count_text, speed_frontier
+from ...core.text import count_text
+from ..figures import speed_frontier
 from .model import ReportOptions, Section, pct, points
 from .stored import NotStored, Stored, read
 
