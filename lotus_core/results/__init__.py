@@ -1,3 +1,4 @@
-"""The results subsystem: the SQLite store (``store``: runs, points, blobs, RunStatus), stored resumable runs
-(``runs``: run_experiment, the one compute-or-serve primitive), the experiment-kind registry (``registry``)
-and background jobs (``jobs``, the only module that imports the huey queue)."""
+"""The results subsystem: the store (``store``: runs, points, blobs, RunStatus; ``schema``: its SQLite file), every
+result's key (``keys``), stored resumable runs (``runs``: run_experiment, the one compute-or-serve primitive), where
+a result was computed (``provenance``), leases (``lease``), the experiment-kind registry (``registry``) and where
+an experiment's units run (``executors``)."""
