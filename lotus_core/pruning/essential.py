@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
+from ..core.text import count_text
 from ..core.tolerance import DEFAULT_EPS, ROUNDING, Tolerance
 
 @dataclass
@@ -101,9 +102,10 @@ def noise_warning(dense_accuracy: float, n: int, eps: float) -> str | None:
     half = interval_half_width(dense_accuracy, n)
     if half <= NOISE_RATIO * eps + ROUNDING:
         return None
+    least = math.ceil(1000 * half / NOISE_RATIO) / 1000  # the smallest tolerance this test set can judge
     return (f"Only {n:,} test images: an accuracy's 95% interval is about ±{half:.3f} (±{100 * half:.1f} points), "
-            f"more than twice the tolerance eps = {eps:g}, so this turning point is within noise; use more test "
-            f"images or an eps of at least {math.ceil(1000 * half / NOISE_RATIO) / 1000:g}.")
+            f"more than twice the tolerance eps = {eps:g} ({count_text(round(100 * eps, 6), 'point')}), so this turning point is within "
+            f"noise; use more test images or an eps of at least {least:g} ({count_text(round(100 * least, 6), 'point')}).")
 
 
 def resolution_grid(stop: float, resolution: float) -> tuple[float, ...]:

@@ -192,8 +192,8 @@ def test_a_tolerance_narrower_than_the_test_sets_interval_is_warned_about():
     # 360 images at 90%: 1.96 * sqrt(0.9 * 0.1 / 360) = 0.0310 (about ±3 points), more than twice eps = 0.01
     assert interval_half_width(0.9, 360) == pytest.approx(1.959963984540054 * (0.09 / 360) ** 0.5)
     assert noise_warning(0.9, 360, 0.01) == ("Only 360 test images: an accuracy's 95% interval is about ±0.031 "
-                                             "(±3.1 points), more than twice the tolerance eps = 0.01, so this "
-                                             "turning point is within noise; use more test images or an eps of at "
-                                             "least 0.016.")
+                                             "(±3.1 points), more than twice the tolerance eps = 0.01 (1 point), "
+                                             "so this turning point is within noise; use more test images or an eps "
+                                             "of at least 0.016 (1.6 points).")
     assert noise_warning(0.9, 360, 0.02) is None  # ±0.031 is within twice the tolerance (a paired difference)
     assert noise_warning(0.9, 2000, 0.01) is None and noise_warning(0.9, 500, 0.01) is not None  # ±0.013, ±0.026
