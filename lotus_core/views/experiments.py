@@ -24,7 +24,7 @@ from ..core.text import refuse_control_characters
 from ..results.registry import Headline, experiments
 from ..results.keys import canonical_json
 from ..results.store import ACTIVE, RunStatus, Store
-from .figures import style
+from .figures import style, titled
 from .tables import percent_text, readable
 
 POINT_KINDS = ("prune-eval", "prune-decide", "prune-prefix")  # single evaluations (and early decisions) sweeps are made of (one run per point, shared by sweeps)
@@ -183,9 +183,9 @@ def overlay_figures(frame: pd.DataFrame) -> dict[str, go.Figure]:
             name = legend_name(run, series)
             fig.add_trace(go.Scatter(x=scale * line["x"], y=100 * line["accuracy"], mode="lines+markers", name=name,
                                      hovertemplate=f"{name}<br>%{{x:.1f}}<br>accuracy %{{y:.2f}}%<extra></extra>"))
-        figures[axis] = style(fig, AXES.get(axis, axis), "top-1 accuracy (%)", f"Accuracy against {axis}")
-        figures[axis].update_layout(legend=dict(orientation="h", x=0, xanchor="left", y=-0.25,
-                                                yanchor="top"))
+        style(fig, AXES.get(axis, axis), "top-1 accuracy (%)").update_layout(
+            legend=dict(orientation="h", x=0, xanchor="left", y=-0.25, yanchor="top"))
+        figures[axis] = titled(fig, f"Accuracy against {axis}")  # no room above for a legend: it is below
     return figures
 
 

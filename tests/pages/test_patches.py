@@ -84,3 +84,41 @@ def test_patches_page_compares_scorers_and_launches_lottery_training():
                                                   "data lottery ticket, tested on tickets"]
     summary = runs.iloc[0]["summary"]
     assert array(chart["data"][0]["y"]).tolist() == pytest.approx([100 * summary["full"]["accuracy"][0]])
+
+
+def test_an_upload_is_titled_by_its_file_name_and_a_light_background_is_said_and_can_be_inverted():
+    import io
+
+    import torch
+    from PIL import Image
+
+    from lotus_core.patches.upload import invert
+    from lotus_core.patches import PatchScoring
+
+    bag = np.full((56, 56), 245, np.uint8)  # a dark bag on white: the opposite of Fashion-MNIST's images
+    bag[14:46, 10:46] = 40
+    data = io.BytesIO()
+    Image.fromarray(bag).save(data, format="PNG")
+    at = open_page("patches")
+    widget(at.radio, "Images").set_value("Upload").run()
+    at.file_uploader[0].set_value(("<b>bag</b>.png", data.getvalue(), "image/png")).run()
+    assert not at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["annotations"][0]["text"].startswith("&lt;b&gt;bag&lt;/b&gt;.png<br>")  # not "upload 1"
+    from app.ui import literal
+
+    ctx = open_context()
+    reference = ctx.test.images[:500].numpy().astype(float)  # the background the model saw: its images' outer ring
+    ring = np.concatenate([reference[..., 0, :], reference[..., -1, :], reference[..., 1:-1, 0],
+                           reference[..., 1:-1, -1]], axis=-1)
+    [warning] = at.warning
+    assert warning.value == literal(f"<b>bag</b>.png has a light background (mean border pixel 245 of 255); the model "
+                                    f"was trained on fashion-mnist images on a dark background (mean border "
+                                    f"{ring.mean():.0f}), so its answer may be wrong: invert the colours to show it "
+                                    "as the model expects")
+    widget(at.checkbox, "Invert the uploads' colours").check().run()
+    assert not at.exception and not at.warning
+    shown = torch.from_numpy(np.array(Image.fromarray(bag).resize((28, 28), Image.BILINEAR)))[None, None]
+    expected = explain_images(ctx, "cls", 0.1, PatchScoring().with_seed(0), images=invert(shown))
+    z, _ = overlay(at)
+    np.testing.assert_allclose(z, expected.scores.view(1, 7, 7).numpy(), rtol=1e-5, atol=1e-7)
