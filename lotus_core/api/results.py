@@ -119,7 +119,7 @@ class PatchesResult(ExperimentResult):
 
     def figure(self):
         from ..patches.analysis import to_uint8_model_size
-        from ..views.patch_figures import patch_overlays
+        from ..views.patch_figures import patch_overlays, patch_title
         from ..patches.grid import patch_grid
 
         ctx, records = self.context, self.output["images"]
@@ -129,7 +129,7 @@ class PatchesResult(ExperimentResult):
         for i, r in enumerate(records):
             keep[i, r["kept"]] = True
         names = ctx.test.classes
-        titles = [f"#{r['index']} ({names[r['label']]})<br>{names[r['prediction']]} -> {names[r['prediction_lottery']]}"
+        titles = [patch_title(f"#{r['index']}", names[r['label']], names[r['prediction']], names[r['prediction_lottery']])
                   for r in records]
         return patch_overlays(images, scores, keep, patch_grid(ctx.model, ctx.data_config["input_size"][1:]), titles)
 
