@@ -33,7 +33,7 @@ import torch  # noqa: E402
 
 from lotus_core.context import open_context  # noqa: E402
 from lotus_core.pruning.sweep import SweepConfig, run_sweep  # noqa: E402
-from lotus_core.results.executors.base import ExecutorConfig  # noqa: E402
+from lotus_core.core.executor import ExecutorConfig  # noqa: E402
 from lotus_core.results.store import Store  # noqa: E402
 
 SPARSITIES = tuple(round(0.05 + 0.1 * i, 2) for i in range(10))

@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cmd.context:
             from .context import open_context
 
-            from .results.executors.base import ExecutorConfig
+            from .core.executor import ExecutorConfig
 
             executor = ExecutorConfig.from_env(kind=args.executor, address=args.ray_address,
                                                gpus_per_task=args.gpus_per_task, cpus_per_task=args.cpus_per_task)

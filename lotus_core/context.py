@@ -30,7 +30,7 @@ from .training.evaluate import DEFAULT_LIMIT, EvalResult, evaluate, hard_first
 from .models.loading import CHECKPOINT_SUFFIXES, load_model
 from .models.heads import Head
 from .models.arch import data_config, head_outputs
-from .results.executors.base import ExecutorConfig
+from .core.executor import ExecutorConfig
 from .results.keys import base_key
 from .results.registry import ExperimentSpec, Headline, pct, register_experiment
 from .results.store import Store

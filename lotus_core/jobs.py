@@ -54,7 +54,7 @@ def queue(store_path: str) -> tuple[SqliteHuey, Callable[..., Any]]:
 @functools.lru_cache(maxsize=8)
 def _context(spec_json: str) -> Context:
     """The worker's context; its executor comes from $LOTUS_EXECUTOR / $LOTUS_RAY_ADDRESS (default local)."""
-    from .results.executors.base import ExecutorConfig
+    from .core.executor import ExecutorConfig
 
     return open_context(**json.loads(spec_json), executor=ExecutorConfig.from_env())
 

@@ -18,7 +18,7 @@ from ..data import load_dataset
 from ..data.images import ImageSet
 from ..models.arch import data_config
 from ..models.loading import from_module, load_model
-from ..results.executors.base import ExecutorConfig
+from ..core.executor import ExecutorConfig
 from ..results.store import Store
 
 

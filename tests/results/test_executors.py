@@ -22,7 +22,7 @@ from lotus_core.pruning.sensitivity import SensitivityConfig, run_sensitivity
 from lotus_core.pruning.sweep import SweepConfig, run_sweep
 from lotus_core.pruning.sweep import grid as sweep_grid  # the grid driver, which sends point_unit
 from lotus_core.results.executors import get_executor, ray_executor
-from lotus_core.results.executors.base import ExecutorConfig
+from lotus_core.core.executor import ExecutorConfig
 from lotus_core.results.runs import run_id_for
 from lotus_core.results.store import Store
 
@@ -136,7 +136,7 @@ from lotus_core.context import Context
 from lotus_core.models.arch import data_config
 from lotus_core.pruning import sweep as sweep_mod
 from lotus_core.pruning.sweep import grid as sweep_grid
-from lotus_core.results.executors.base import ExecutorConfig
+from lotus_core.core.executor import ExecutorConfig
 from lotus_core.results.store import Store
 from tests.conftest import make_tiny_imageset, make_tiny_vit
 from tests.results.test_executors import SWEEP, recording
@@ -344,7 +344,7 @@ from ray.cluster_utils import Cluster
 from lotus_core.context import Context
 from lotus_core.models.arch import data_config
 from lotus_core.pruning import sweep as sweep_mod
-from lotus_core.results.executors.base import ExecutorConfig
+from lotus_core.core.executor import ExecutorConfig
 from lotus_core.results.executors import get_executor
 from lotus_core.results.store import Store
 from tests.conftest import make_tiny_imageset, make_tiny_vit

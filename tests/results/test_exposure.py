@@ -137,7 +137,7 @@ LISTENERS = """
 import json, os, sys
 sys.path.insert(0, {root!r})
 import ray
-from lotus_core.results.executors.base import ExecutorConfig
+from lotus_core.core.executor import ExecutorConfig
 from lotus_core.results.executors.ray_executor import connect
 
 connect(ExecutorConfig(kind="ray"))  # what `sweep --executor ray` does without --ray-address

@@ -33,12 +33,13 @@ from typing import Any, Callable, Iterator, Sequence
 from ...core.errors import LotusError
 from ..runs import Run
 from ..store import RunStatus
-from .base import Batch, Executor, ExecutorConfig, Outcome
+from ...core.executor import EXECUTOR_KINDS, ExecutorConfig
+from .base import Batch, Executor, Outcome
 from .local import LocalExecutor
 from .ray_executor import RayExecutor
 
 
-EXECUTORS: dict[str, type[Executor]] = {"local": LocalExecutor, "ray": RayExecutor}
+EXECUTORS: dict[str, type[Executor]] = dict(zip(EXECUTOR_KINDS, (LocalExecutor, RayExecutor)))
 
 
 def get_executor(config: ExecutorConfig) -> Executor:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any, Callable, Iterable, Iterator
 
-from .base import Batch, Executor, ExecutorConfig, Outcome, Pool
+from ...core.executor import ExecutorConfig
+from .base import Batch, Executor, Outcome, Pool
 
 
 class LocalExecutor(Executor):

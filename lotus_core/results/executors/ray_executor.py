@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 from ...core.errors import LotusError
 from ...core.paths import PACKAGE_DIR
-from .base import Batch, Executor, ExecutorConfig, Outcome, Pool
+from ...core.executor import ExecutorConfig
+from .base import Batch, Executor, Outcome, Pool
 
 
 RAY_VERSION = "2.60.0"  # the Ray pinned in requirements.txt; driver and cluster must run the same
