@@ -13,7 +13,7 @@ import sys
 from typing import Any, Sequence
 
 from .commands import COMMANDS, seed
-from .core.errors import LotusError, os_error_line
+from .core.errors import LotusError, first_line, os_error_line
 from .core.text import visible
 from .results.executors import EXECUTORS
 
@@ -78,7 +78,7 @@ def _print_human(result: dict) -> None:
 
 def sqlite_error_line(exc: sqlite3.Error) -> str:
     """One line for an SQLite error that escaped the store's own checks."""
-    text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if "full" in text:
         return "the results store's disk is full; free space and rerun to resume (finished results are kept)"
     if "readonly" in text or "unable to open" in text:

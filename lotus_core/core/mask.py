@@ -17,7 +17,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from .errors import LotusError
+from .errors import LotusError, first_line
 
 
 def apply_mask_(model: nn.Module, mask: Mapping[str, torch.Tensor]) -> None:
@@ -114,7 +114,7 @@ class Mask(dict):
         try:
             tensors = load(bytes(data))
         except Exception as exc:  # safetensors raises several types for corrupt data
-            msg = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            msg = first_line(exc, 120)
             raise LotusError(f"not a safetensors mask ({msg}); save masks with --mask-out") from None
         if not tensors:
             raise LotusError("the mask file holds no tensors; save masks with --mask-out")

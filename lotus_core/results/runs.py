@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 from .lease import Lease, lease_s, owner_dead, token
 from .keys import COMPUTED, config_id, experiment_config, here_id, reuse_ids
 from .provenance import elsewhere, finished, label, machine
@@ -233,8 +233,7 @@ def run_experiment(ctx: Context, kind: str, config: Any, fn: Callable[[Context, 
 
 def one_line(exc: BaseException) -> str:
     """The message stored with a failed run: the error's first line (at most 300 characters), or its type."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    return first_line(exc, 300)
 
 
 def stored_summary(ctx: Context, kind: str, config: Any) -> dict | None:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..context import Context
+from ..core.errors import first_line
 from ..data.images import subset_indices, to_model_input
 from ..pruning import Mask, masker
 from . import sparse, structural, tokens
@@ -102,7 +103,7 @@ def build_nm(b: Variants, value: float) -> Variant:
         with torch.inference_mode():
             forward(torch.zeros(1, *b.ctx.data_config["input_size"], device=b.device))
     except (RuntimeError, ValueError) as exc:
-        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        why = first_line(exc, 200)
         return Variant("nm-2:4", "2:4", 0.5, b.work, b.work, unavailable=f"2:4 kernels refused this model: {why}")
     return Variant("nm-2:4", "2:4", 0.5, model, forward, dtype="float16")
 

@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..core.errors import LotusError
+from ..core.errors import LotusError, first_line
 from ..results.registry import experiments
 from ..results.keys import canonical_json
 from ..results.store import RunStatus, Store
@@ -224,7 +224,7 @@ def export_runs(store: Store, run_ids: Iterable[str], uri: str, experiment: str 
     except LotusError:
         raise
     except Exception as exc:  # MLflow raises its own types for a bad URI, a file store (3.x), an unreachable server
-        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        text = first_line(exc)
         raise LotusError(f"cannot open the MLflow tracking store {uri!r} ({text[:120]}); pass a sqlite:/// URI "
                          "or a reachable server") from None
     return [export_run(client, experiment_id, store, run) for run in runs]
