@@ -6,6 +6,7 @@ User errors print one line to stderr and exit 2; nothing prints a traceback for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sqlite3
@@ -111,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if limit is not None and limit > len(ctx.test):
                 note = (f"lotus {args.command}: note: --limit {limit} is more than the {len(ctx.test)} test images; "
                         f"all {len(ctx.test)} are used")
-        result = cmd.run(args, ctx)
+        with ctx.store.held() if ctx is not None else contextlib.nullcontext():  # no fsync storm per store call
+            result = cmd.run(args, ctx)
         if ctx is not None and isinstance(result, dict) and isinstance(result.get("run_id"), str):
             from .results.runs import provenance_label
 

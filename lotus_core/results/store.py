@@ -19,7 +19,7 @@ import sqlite3
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from ..core.errors import LotusError
 from .keys import canonical_json, config_id
@@ -82,6 +82,30 @@ class Store:
     def _connect(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         """A short-lived autocommit connection to this store (:func:`~lotus_core.results.schema.connect`)."""
         return connect(self.path)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep one idle connection to this store open inside (one command's work, say).
+
+        SQLite checkpoints a WAL store into the main file and deletes its WAL whenever the *last* connection
+        closes: with a short connection per call, that is two fsyncs and two unlinks per call (a scouted
+        turning-point search makes about 480 such calls, 1,475 fsyncs in all). With one connection held, the
+        WAL stays and is checkpointed as it fills, and once on exit. Nothing is read or locked meanwhile (the
+        query that maps the WAL index ends at once). Best effort: a store this cannot open is left to the
+        calls inside, which say what is wrong in their one line."""
+        try:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+        except sqlite3.Error:
+            yield
+            return
+        try:
+            try:
+                con.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+            except sqlite3.Error:
+                pass
+            yield
+        finally:
+            con.close()
 
     # ----------------------------------------------------------------- runs
     def get_run(self, run_id: str) -> dict | None:
