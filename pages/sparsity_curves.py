@@ -46,7 +46,7 @@ def curve_settings(protocol: str, recipe: FinetuneConfig | None, limit: int) -> 
     c2, c3 = st.columns([3, 2])
     lo, hi = c2.slider("Sparsity range (%)", 0, 95, step=5, **state.remember("range", (0, 90), range(0, 96, 5)))
     step = c3.select_slider("Grid step (%)", [5, 10, 20], **state.remember("step", 10, (5, 10, 20)))
-    r1, r2, r3, r4 = st.columns([4, 3, 3, 3])
+    r1, r2, r3, r4 = st.columns([5, 3, 3, 3])  # room for "Refine turning point" whole at 1024 px
     refine = r1.checkbox("Refine turning point", **state.remember("refine", DEFAULT.refine),
                          help="Locate the turning point to 1 point of sparsity by bisection over the whole range, each "
                               "point evaluated only until within/below tolerance is certain; the curve fills in "
