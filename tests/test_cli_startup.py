@@ -111,3 +111,22 @@ def test_a_model_command_holds_its_store_for_the_whole_command(tmp_path, monkeyp
     assert held == [tmp_path / "r.db"]
     assert cli.main(["runs", "--json", "--db", str(tmp_path / "r.db")]) == 0
     assert held == [tmp_path / "r.db"]  # a command without a model opens no Context and holds nothing
+
+
+def test_the_benchmarks_cpu_without_bf16_makes_device_py_decide_fp32_and_imports_nothing(tmp_path):
+    """benchmarks/bench_essential.py simulates a CPU without native bf16 with a sitecustomize.py whose import
+    hook makes oneDNN's probe answer False once torch is imported: device.py's policy 'auto' then picks fp32,
+    and a process that never imports torch (the light commands above) starts as it would without the hook."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_essential", ROOT / "benchmarks" / "bench_essential.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    env = bench.cpu_envs(["no-bf16"], 1, tmp_path)["no-bf16"]
+    decided = subprocess.run([sys.executable, "-c", bench.DECIDED], capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=300)
+    assert json.loads(decided.stdout) == {"bf16_kernels": False, "auto": "fp32", "fp32_flag": "fp32"}
+    light = subprocess.run([sys.executable, "-c", "import sys, lotus_core.cli, sitecustomize; "
+                            "print(sitecustomize.__file__, 'torch' in sys.modules)"],
+                           capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert light.stdout.split() == [str(tmp_path / "no_bf16" / "sitecustomize.py"), "False"]
