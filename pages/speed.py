@@ -5,6 +5,7 @@ import streamlit as st
 from app import charts, provenance, state, ui
 from app.jobs import active_jobs, launch
 from lotus_core.context import Context
+from lotus_core.core.text import count_text
 from lotus_core.speed import METHODS
 from lotus_core.speed.run import (EPS, SpeedConfig, SpeedResult, export_structural, first_view, progress_text, run_speed)
 from lotus_core.speed.history import latest, measure_again
@@ -79,7 +80,7 @@ def measure_section(ctx: Context, chosen: SpeedConfig, default: SpeedConfig) -> 
         shown = shown_measurement(ctx, chosen, shown.config)  # tests run jobs inline
     st.session_state["speed_config"] = shown.config
     if not shown.stored:
-        st.info(f"Not measured yet on {chosen.device} ({chosen.device_name}, {chosen.threads} threads): **Measure** "
+        st.info(f"Not measured yet on {chosen.device} ({chosen.device_name}, {count_text(chosen.threads, 'thread')}): **Measure** "
                 "runs it in the background and stores every row as it is measured; the chart shows the last "
                 "measurement.")
     active_jobs(ctx, ("speed",))  # a queued measurement (or a measurement again) and its progress

@@ -45,6 +45,7 @@ from torch import nn
 
 from .errors import LotusError
 from .paths import cpu_budget_dir
+from .text import count_text
 
 
 def default_device() -> torch.device:
@@ -83,7 +84,7 @@ def describe(device: torch.device) -> str:
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return f"cpu ({count_text(torch.get_num_threads(), 'thread')})"
 
 
 def eval_batch_size(device: torch.device, input_size: tuple[int, ...]) -> int:

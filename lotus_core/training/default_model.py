@@ -18,6 +18,7 @@ import torch
 
 from ..data import load_dataset
 from ..core.device import default_device
+from ..core.text import count_text
 from ..core.isolation import seeded
 from .evaluate import evaluate
 from ..models.heads import Head
@@ -70,7 +71,7 @@ def train_default(epochs: int = 20, seed: int = 0, batch_size: int = 128, lr: fl
         "test_accuracy_ci95": list(result.ci95),
         "per_class_accuracy": result.per_class,
         "training_time_s": round(train_time, 1),
-        "device": f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "device": f"{device.type} ({platform.processor() or platform.machine()}, {count_text(torch.get_num_threads(), 'thread')})",
         "torch": torch.__version__,
     }
     Path(card).write_text(json.dumps(info, indent=2) + "\n")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from ..core.text import count_text
 from ..context import Context
 from ..results.runs import stored_summary
 from ..speed.run import SpeedConfig, SpeedResult, measured_with, speedup_text
@@ -83,7 +84,7 @@ def speed_view(ctx: Context, result: SpeedResult, config: SpeedConfig, batch: in
                    "are drawn, but never on the frontier, never the best within eps, and never in the Report. "
                    "**Measure again** when the machine is quieter.")
     where = rows[rows["method"] == "dense"].iloc[0] if (rows["method"] == "dense").any() else rows.iloc[0]
-    title = (f"batch {batch} · {where['device']} · {int(where['threads'])} threads · torch "
+    title = (f"batch {batch} · {where['device']} · {count_text(int(where['threads']), 'thread')} · torch "
              f"{measured_with(ctx.store.get_run(result.run_id) or {}, 'torch_version')}")
     frame = result.frame
     missing = frame[frame["unavailable"].notna() & (frame["batch_size"] == batch)]

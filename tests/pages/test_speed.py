@@ -37,7 +37,7 @@ def test_measure_draws_the_frontier_and_the_table_of_the_stored_run():
     assert traces["dense"]["marker"]["symbol"] == "star"
     front = rows[rows["pareto"]].sort_values("latency_ms")
     assert values(traces["Pareto frontier"]["x"]) == front["latency_ms"].tolist()
-    title = f"batch 8 · {config.device} ({config.device_name}) · {config.threads} threads · torch {config.torch_version}"
+    title = f"batch 8 · {config.device} ({config.device_name}) · {config.threads} thread{'' if config.threads == 1 else 's'} · torch {config.torch_version}"
     assert "text" not in spec["layout"].get("title", {})  # drawn as text above the chart, where it wraps
     assert any(m.value.replace("\\", "") == f"**{title}**" for m in at.markdown)
     band = spec["layout"]["shapes"][0]
