@@ -33,6 +33,7 @@ Usage: python benchmarks/bench_essential.py [--limit 2000] [--repeats 1] [--thre
        [--all-ways] [--no-startup] [--baseline DIR] [--code DIR]
     --baseline DIR  also time the CLI start-up with the lotus_core found in DIR (e.g. an older checkout)
     --code DIR      also run the scouted search with the lotus_core in DIR, interleaved with the others
+Figures with their load averages: docs/responsive.md ("Turning point, 15x on any CPU").
 """
 from __future__ import annotations
 
