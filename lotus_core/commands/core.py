@@ -64,7 +64,6 @@ def evaluate_cmd(args, ctx) -> dict:
 ], context=False)
 def train_default_cmd(args, ctx) -> dict:
     import sys
-    from pathlib import Path
 
     from ..training.default_model import train_default
     from ..models.loading import DEFAULT_CARD, DEFAULT_WEIGHTS

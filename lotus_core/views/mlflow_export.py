@@ -183,7 +183,7 @@ def _batches(items: list, size: int) -> Iterable[list]:
 
 def export_run(client, experiment_id: str, store: Store, run: dict) -> dict:
     """Write one finished LOTUS run to MLflow unless a run with its key is there already."""
-    from mlflow.entities import Metric, Param, RunTag
+    from mlflow.entities import Metric, Param
 
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY}` = '{run['id']}'", max_results=1)
     if found:
