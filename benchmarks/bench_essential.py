@@ -19,7 +19,9 @@ repeat), each with the load average before and after. The simulation puts a ``si
 so ``core/device.py`` decides as on a CPU without AVX-512 BF16 or AMX (the precision policy ``auto`` picks
 fp32; the benchmark records what each process decided and the precision each sweep was computed in). It does
 not make fp32 matmuls slower: an AVX2-only CPU also lacks AVX-512 for fp32, so both ways are slower there
-per image, and the fixed costs (interpreter, imports, loading) weigh differently.
+per image, and the fixed costs (interpreter, imports, loading) weigh differently. The third CPU, ``avx2``, comes
+closer to that: ATen, oneDNN and MKL are each told to use nothing past AVX2 (:data:`AVX2_ONLY`), which also
+leaves oneDNN without bf16 kernels.
 
 Every child computes on ``--threads`` threads (``$LOTUS_THREADS``; the paper's loop too) with a private CPU
 budget folder, so a LOTUS process of another user on the host never makes a measured one wait for a slot.
@@ -29,7 +31,7 @@ bisection (``--search bisect``) both ways, ``sweep --refine`` (0.1 grid, then bi
 resident memory of a scouted sweep against that of one evaluation. Then (unless ``--no-startup``) the
 start-up time of CLI commands (median of 3 cold processes each).
 
-Usage: python benchmarks/bench_essential.py [--limit 2000] [--repeats 1] [--threads 2] [--cpus native,no-bf16]
+Usage: python benchmarks/bench_essential.py [--limit 2000] [--repeats 1] [--threads 2] [--cpus native,no-bf16,avx2]
        [--all-ways] [--no-startup] [--baseline DIR] [--code DIR]
     --baseline DIR  also time the CLI start-up with the lotus_core found in DIR (e.g. an older checkout)
     --code DIR      also run the scouted search with the lotus_core in DIR, interleaved with the others
@@ -55,6 +57,9 @@ def paper_way(limit: int, eps: float) -> dict:
     """Subprocess entry: the paper's loop (deepcopy, torch global L1 pruning, full fp32 evaluation, every 0.01)."""
     import copy
 
+    from lotus_core.startup import import_vision_stack
+
+    import_vision_stack()  # the same imports as the CLI's, so that only the search differs
     import torch.nn.utils.prune as tprune
 
     from lotus_core.context import open_context
@@ -136,13 +141,20 @@ sys.meta_path.insert(0, _NoBf16())
 '''
 
 DECIDED = ("import json, torch; from lotus_core.core.device import cpu_supports_bf16, precision_used; "
-           "cpu = torch.device('cpu'); print(json.dumps({'bf16_kernels': cpu_supports_bf16(), "
+           "cpu = torch.device('cpu'); print(json.dumps({'isa': torch.backends.cpu.get_cpu_capability(), "
+           "'bf16_kernels': cpu_supports_bf16(), "
            "'auto': precision_used(cpu, True), 'fp32_flag': precision_used(cpu, False)}))")
 
 
+# An AVX2-only CPU, as far as the libraries can be told: ATen dispatches its AVX2 kernels, oneDNN and MKL use no
+# instruction past AVX2 (so no AVX-512 for fp32 either, and oneDNN's bf16 probe answers False by itself).
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+
+
 def cpu_envs(names: list[str], threads: int, tmp: Path) -> dict[str, dict]:
-    """The environment of every child for each simulated CPU: ``native`` (this CPU as it is) and ``no-bf16``
-    (:data:`NO_BF16_SITE` first on ``PYTHONPATH``); all on ``threads`` threads with a private CPU budget."""
+    """The environment of every child for each simulated CPU: ``native`` (this CPU as it is), ``no-bf16``
+    (:data:`NO_BF16_SITE` first on ``PYTHONPATH``) and ``avx2`` (:data:`AVX2_ONLY`); all on ``threads`` threads
+    with a private CPU budget."""
     base = {**os.environ, "LOTUS_THREADS": str(threads), "LOTUS_CPU_BUDGET_DIR": str(tmp / "budget")}
     envs = {}
     for name in names:
@@ -154,8 +166,10 @@ def cpu_envs(names: list[str], threads: int, tmp: Path) -> dict[str, dict]:
             (site / "sitecustomize.py").write_text(NO_BF16_SITE)
             path = [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
             envs[name] = {**base, "PYTHONPATH": os.pathsep.join(path)}
+        elif name == "avx2":
+            envs[name] = {**base, **AVX2_ONLY}
         else:
-            raise SystemExit(f"--cpus: unknown CPU {name!r}; use native and/or no-bf16")
+            raise SystemExit(f"--cpus: unknown CPU {name!r}; use native, no-bf16 and/or avx2")
     return envs
 
 
@@ -317,7 +331,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=int(os.environ.get("LOTUS_THREADS") or 2),
                         help="threads of every way ($LOTUS_THREADS; default 2)")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats of the any-CPU comparison")
-    parser.add_argument("--cpus", default="native,no-bf16", help="native (this CPU) and/or no-bf16 (simulated)")
+    parser.add_argument("--cpus", default="native,no-bf16", help="native (this CPU), no-bf16 and/or avx2 (simulated)")
     parser.add_argument("--all-ways", action="store_true", help="also every other search and the memory peaks")
     parser.add_argument("--no-startup", action="store_true", help="leave out the CLI start-up times")
     parser.add_argument("--baseline", type=Path, default=None, help="also time start-up with the lotus_core in DIR")

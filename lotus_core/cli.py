@@ -17,6 +17,7 @@ from .commands import COMMANDS, seed
 from .core.errors import LotusError, first_line, os_error_line
 from .core.text import visible
 from .results.executors import EXECUTORS
+from .startup import import_vision_stack
 
 
 class _Parser(argparse.ArgumentParser):
@@ -89,7 +90,10 @@ def sqlite_error_line(exc: sqlite3.Error) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")  # the command comes first
+    only = argv[0] if argv and argv[0] in COMMANDS else ""  # the command comes first
+    if only and (COMMANDS[only].context or callable(COMMANDS[only].arguments)):  # it will import torch and timm
+        import_vision_stack()
+    parser = build_parser(only)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -113,20 +113,84 @@ def test_a_model_command_holds_its_store_for_the_whole_command(tmp_path, monkeyp
     assert held == [tmp_path / "r.db"]  # a command without a model opens no Context and holds nothing
 
 
-def test_the_benchmarks_cpu_without_bf16_makes_device_py_decide_fp32_and_imports_nothing(tmp_path):
-    """benchmarks/bench_essential.py simulates a CPU without native bf16 with a sitecustomize.py whose import
-    hook makes oneDNN's probe answer False once torch is imported: device.py's policy 'auto' then picks fp32,
-    and a process that never imports torch (the light commands above) starts as it would without the hook."""
+def bench_essential():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_essential", ROOT / "benchmarks" / "bench_essential.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_benchmarks_avx2_only_cpu_dispatches_avx2_kernels_and_has_no_bf16(tmp_path):
+    """bench_essential's third CPU: ATen, oneDNN and MKL told to use nothing past AVX2 (any x86-64 CPU LOTUS runs
+    on has AVX2): ATen reports AVX2 and device.py decides fp32 as on such a CPU."""
+    bench = bench_essential()
+    env = bench.cpu_envs(["avx2"], 1, tmp_path)["avx2"]
+    decided = subprocess.run([sys.executable, "-c", bench.DECIDED], capture_output=True, text=True, env=env, cwd=ROOT,
+                             timeout=300)
+    assert json.loads(decided.stdout) == {"isa": "AVX2", "bf16_kernels": False, "auto": "fp32", "fp32_flag": "fp32"}
+
+
+def test_the_benchmarks_cpu_without_bf16_makes_device_py_decide_fp32_and_imports_nothing(tmp_path):
+    """benchmarks/bench_essential.py simulates a CPU without native bf16 with a sitecustomize.py whose import
+    hook makes oneDNN's probe answer False once torch is imported: device.py's policy 'auto' then picks fp32,
+    and a process that never imports torch (the light commands above) starts as it would without the hook."""
+    import torch
+
+    bench = bench_essential()
     env = bench.cpu_envs(["no-bf16"], 1, tmp_path)["no-bf16"]
     decided = subprocess.run([sys.executable, "-c", bench.DECIDED], capture_output=True, text=True, env=env, cwd=ROOT,
                              timeout=300)
-    assert json.loads(decided.stdout) == {"bf16_kernels": False, "auto": "fp32", "fp32_flag": "fp32"}
+    assert json.loads(decided.stdout) == {"isa": torch.backends.cpu.get_cpu_capability(), "bf16_kernels": False,
+                                          "auto": "fp32", "fp32_flag": "fp32"}
     light = subprocess.run([sys.executable, "-c", "import sys, lotus_core.cli, sitecustomize; "
                             "print(sitecustomize.__file__, 'torch' in sys.modules)"],
                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
     assert light.stdout.split() == [str(tmp_path / "no_bf16" / "sitecustomize.py"), "False"]
+
+
+def test_a_model_command_never_imports_torch_dynamo_and_leaves_torch_as_it_was(tmp_path):
+    """torchvision's roi_align and timm's torch.compiler.disable decorators would import TorchDynamo (about 1 s),
+    as would timm's weight init on the meta device when a checkpoint is checked; a model command imports neither,
+    and after start-up sys.modules and torch.compiler are as torch left them."""
+    code = ("import sys, json; from lotus_core.cli import main; code = main(['info', '--json']); import torch.compiler; "
+            "print(json.dumps([code, 'torch._dynamo' in sys.modules, 'torch._dynamo.utils' in sys.modules, "
+            "torch.compiler.disable.__module__, 'timm' in sys.modules, 'torchvision' in sys.modules]))")
+    env = {**os.environ, "LOTUS_DB": str(tmp_path / "r.db"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
+                         timeout=300).stdout.splitlines()
+    assert json.loads(out[-1]) == [0, False, False, "torch.compiler", True, True]
+
+
+def test_after_the_lean_start_torch_dynamo_imports_and_the_deferred_functions_are_the_real_ones():
+    code = ("import sys, json; from lotus_core.startup import import_vision_stack; import_vision_stack(); "
+            "import torch, timm.layers.typing as tt; ra = sys.modules['torchvision.ops.roi_align']; "
+            "stub = ra.is_compile_supported('cpu'); import torch._dynamo.utils as du; "
+            "real = du.is_compile_supported('cpu'); "
+            "f = tt.disable_compiler(lambda x: x * 3); y = f(torch.ones(2)).tolist(); "
+            "g = torch.compile(lambda x: x + 1, backend='eager')(torch.ones(2)).tolist(); "
+            "print(json.dumps([stub, real, y, g, du.__file__.endswith('utils.py')]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert json.loads(out.stdout.splitlines()[-1]) == [True, True, [3.0, 3.0], [2.0, 2.0], True], out.stderr[-2000:]
+
+
+def test_a_deferred_disable_applies_the_real_one_once_on_the_first_call():
+    from lotus_core.startup import _deferred_disable
+
+    applied = []
+
+    def real(fn, recursive, **kwargs):
+        applied.append((fn.__name__, recursive, kwargs))
+        return lambda *a, **k: ("disabled", fn(*a, **k))
+
+    def double(x):
+        return 2 * x
+
+    wrapped = _deferred_disable(real, double)
+    assert applied == [] and wrapped.__name__ == "double"
+    assert wrapped(4) == ("disabled", 8) and wrapped(5) == ("disabled", 10)
+    assert applied == [("double", True, {})]
+    later = _deferred_disable(real, recursive=False, reason="why")(double)
+    assert later(1) == ("disabled", 2) and applied[-1] == ("double", False, {"reason": "why"})

@@ -12,9 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any
+import warnings
+from typing import Any, Callable
 
 import timm
+import torch
 from torch import nn
 
 from ..core.errors import LotusError, first_line
@@ -128,6 +130,20 @@ def instantiate(arch: dict[str, Any], **overrides: Any) -> nn.Module:
     except (TypeError, ValueError, AssertionError, RuntimeError) as exc:
         msg = first_line(exc)
         raise LotusError(f"architecture {arch['model_name']} cannot be built with {kwargs} ({msg})") from None
+
+
+def on_meta(build: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Module:
+    """``build(*args, **kwargs)`` on the meta device, for names and shapes only (nothing is allocated).
+
+    timm's weight init is skipped where the model takes ``weight_init="skip"`` (the ViTs): initialising meta tensors
+    runs through torch's Python references, whose first call imports torch._dynamo, about 1 s of a command's start-up.
+    A model without that keyword is built with its init."""
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return build(*args, **{**kwargs, "weight_init": "skip"})
+        except (TypeError, LotusError):  # no such keyword here (timm's TypeError, or instantiate's LotusError of it)
+            return build(*args, **kwargs)
 
 
 def build_from_arch(arch: dict[str, Any]) -> nn.Module:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..core.errors import LotusError, first_line
-from .arch import build_from_arch, default_arch, head_outputs, instantiate, parse_meta_json, require_vit, validate_arch
+from .arch import build_from_arch, default_arch, head_outputs, instantiate, on_meta, parse_meta_json, require_vit, validate_arch
 from .heads import HEAD_KEY, Head, new_head
 
 
@@ -51,9 +51,7 @@ def check_values(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], s
 def check_fits(arch: dict[str, Any], state: dict[str, torch.Tensor], source: str) -> list[str]:
     """Refuse ``state`` unless it fits ``arch`` exactly, checked on the meta device (nothing is allocated):
     a ViT, the same names and shapes, usable values (:func:`check_values`, whose notes are returned)."""
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        meta = instantiate(arch)
+    meta = on_meta(instantiate, arch)
     require_vit(meta, f"{source} (lotus_arch {arch['model_name']})")
     compare_state(meta.state_dict(), state, source)
     return check_values(meta.state_dict(), state, source)

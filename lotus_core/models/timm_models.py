@@ -17,7 +17,7 @@ from torch import nn
 
 from ..core.errors import LotusError, first_line
 from ..core.isolation import seeded
-from .arch import data_config, head_outputs, parse_meta_json, require_vit, validate_arch
+from .arch import data_config, head_outputs, on_meta, parse_meta_json, require_vit, validate_arch
 from .checkpoint import check_values, file_sha256, load_checkpoint, read_checkpoint
 from .heads import MAX_SEED, Head
 
@@ -127,9 +127,7 @@ def _lotus_checkpoint(weights: str | Path, meta: dict, base: str, num_classes: i
 def _refuse_non_vit(base: str, name: str) -> None:
     """Refuse a CNN before fetching its weights (built on the meta device: nothing is allocated)."""
     try:
-        with torch.device("meta"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            probe = timm.create_model(base, pretrained=False)
+        probe = on_meta(timm.create_model, base, pretrained=False)
     except Exception:  # noqa: BLE001 - a model that cannot be built here is refused below with its reason
         probe = None
     if probe is not None:

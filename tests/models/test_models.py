@@ -99,3 +99,17 @@ def test_timm_model_from_local_weights_file_gets_new_head(tmp_path):
     cfg = data_config(model)
     assert cfg["input_size"] == (3, 224, 224) and len(cfg["mean"]) == 3
     assert model.lotus_id.startswith("vit_tiny_patch16_224@")
+
+
+def test_on_meta_skips_timm_init_where_the_model_takes_it_and_builds_the_same_shapes():
+    import timm
+
+    from lotus_core.models.arch import default_arch, instantiate, on_meta
+
+    arch = default_arch()
+    meta, real = on_meta(instantiate, arch), instantiate(arch)
+    assert {k: tuple(v.shape) for k, v in meta.state_dict().items()} == \
+        {k: tuple(v.shape) for k, v in real.state_dict().items()}
+    assert {p.device.type for p in meta.parameters()} == {"meta"} and meta.weight_init_mode == "reset"
+    cnn = on_meta(timm.create_model, "resnet10t", pretrained=False)  # takes no weight_init: built with its init
+    assert {p.device.type for p in cnn.parameters()} == {"meta"}

@@ -1,0 +1,69 @@
+"""A command-line process imports torch, torchvision and timm without importing torch._dynamo (about 1 s of 4).
+
+Two imports pull in TorchDynamo, which LOTUS never uses (it does not compile):
+
+- ``torchvision/ops/roi_align.py`` imports ``is_compile_supported`` from ``torch._dynamo.utils`` at module level,
+  although the function beside it says it is written to avoid "eagerly importing dynamo";
+- timm decorates a few methods (``naflexvit``) with ``torch.compiler.disable`` at import, which imports dynamo.
+
+:func:`import_vision_stack` imports the three while both are deferred: ``torch._dynamo.utils`` is, for the length of
+that import only, a module whose ``is_compile_supported`` imports the real one on its first call, and
+``torch.compiler.disable`` returns a wrapper that applies the real ``disable`` on the decorated function's first call.
+Both behave as the originals when called; afterwards ``sys.modules`` and ``torch.compiler`` are as they were, and
+torch._dynamo imports normally the first time something uses it. Only the command line calls it, at its start,
+before any other thread exists (the dashboard and notebooks import as usual). ``benchmarks/bench_essential.py``
+(``--baseline``) measures what it saves; figures in docs/responsive.md.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import sys
+import types
+from typing import Any, Callable, Iterator
+
+
+def import_vision_stack() -> None:
+    """Import torch, torchvision and timm with torch._dynamo deferred (a no-op where any of them is loaded)."""
+    if any(name in sys.modules for name in ("torchvision", "timm", "torch._dynamo")):
+        import timm  # noqa: F401 - what the caller asked for, imported as usual
+        return
+    import torch.compiler
+
+    with _deferred_dynamo(torch.compiler):
+        import timm  # noqa: F401 - imports torchvision too
+
+
+@contextlib.contextmanager
+def _deferred_dynamo(compiler: types.ModuleType) -> Iterator[None]:
+    utils = types.ModuleType("torch._dynamo.utils", "stands in while torchvision imports; see lotus_core.startup")
+    utils.is_compile_supported = _is_compile_supported  # type: ignore[attr-defined]
+    real_disable = compiler.disable
+    sys.modules["torch._dynamo.utils"] = utils
+    compiler.disable = functools.partial(_deferred_disable, real_disable)
+    try:
+        yield
+    finally:
+        compiler.disable = real_disable
+        if sys.modules.get("torch._dynamo.utils") is utils:
+            del sys.modules["torch._dynamo.utils"]
+
+
+def _is_compile_supported(device_type: Any) -> bool:
+    return importlib.import_module("torch._dynamo.utils").is_compile_supported(device_type)
+
+
+def _deferred_disable(real: Callable[..., Any], fn: Callable[..., Any] | None = None, recursive: bool = True,
+                      **kwargs: Any) -> Any:
+    if fn is None:  # used as @disable(recursive=...)
+        return lambda f: _deferred_disable(real, f, recursive, **kwargs)
+    disabled: list[Callable[..., Any]] = []
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kw: Any) -> Any:
+        if not disabled:
+            disabled.append(real(fn, recursive, **kwargs))
+        return disabled[0](*args, **kw)
+
+    return call
