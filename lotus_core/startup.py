@@ -26,12 +26,10 @@ from typing import Any, Callable, Iterator
 
 def import_vision_stack() -> None:
     """Import torch, torchvision and timm with torch._dynamo deferred (a no-op where any of them is loaded)."""
-    if any(name in sys.modules for name in ("torchvision", "timm", "torch._dynamo")):
-        import timm  # noqa: F401 - what the caller asked for, imported as usual
-        return
     import torch.compiler
 
-    with _deferred_dynamo(torch.compiler):
+    lean = not any(name in sys.modules for name in ("torchvision", "timm", "torch._dynamo"))
+    with _deferred_dynamo(torch.compiler) if lean else contextlib.nullcontext():
         import timm  # noqa: F401 - imports torchvision too
 
 

@@ -7,12 +7,10 @@ With ``$LOTUS_OFFLINE`` (or ``$LOTUS_NO_SYSTEM_DATA``) the hub is not tried, onl
 from __future__ import annotations
 
 import contextlib
-import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
 import timm
-import torch
 from torch import nn
 
 from ..core.errors import LotusError, first_line
