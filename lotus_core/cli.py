@@ -17,7 +17,7 @@ from .commands import COMMANDS, seed
 from .core.errors import LotusError, first_line, os_error_line
 from .core.text import visible
 from .results.executors import EXECUTORS
-from .startup import import_vision_stack
+from .startup import exit_now, import_vision_stack
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,6 +86,11 @@ def sqlite_error_line(exc: sqlite3.Error) -> str:
     if "readonly" in text or "unable to open" in text:
         return f"the results store cannot be written ({text}); pass a writable --db path"
     return f"the results store failed ({text}); check --db (or move the store away and rerun)"
+
+
+def run() -> None:
+    """The process's entry (``python -m lotus_core``, ``lotus``): :func:`main`, then the exit without teardown."""
+    exit_now(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""A command-line process imports torch, torchvision and timm without importing torch._dynamo (about 1 s of 4).
+"""A command-line process starts without importing torch._dynamo (about 1 s of 4) and ends without the
+interpreter's teardown (:func:`exit_now`, about 0.6 s more).
 
 Two imports pull in TorchDynamo, which LOTUS never uses (it does not compile):
 
@@ -16,12 +17,15 @@ before any other thread exists (the dashboard and notebooks import as usual). ``
 """
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import importlib
+import os
 import sys
+import threading
 import types
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NoReturn
 
 
 def import_vision_stack() -> None:
@@ -65,3 +69,21 @@ def _deferred_disable(real: Callable[..., Any], fn: Callable[..., Any] | None = 
         return disabled[0](*args, **kw)
 
     return call
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a command-line process with ``code`` without the interpreter's teardown (about 0.5 to 0.8 s once torch
+    and timm are imported: every module torn down and collected, when the process is about to vanish anyway).
+
+    stdout and stderr are flushed and the atexit handlers run first (Ray's shutdown, logging, temporary folders);
+    a command closes its store and files before it returns. While another non-daemon thread is alive, the
+    process ends the usual way, so that thread is joined as it would be."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a reader that went away (``| head``), or a closed stream
+        pass
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
+        sys.exit(code)
+    atexit._run_exitfuncs()  # noqa: SLF001 - what a normal exit runs first, in its order
+    os._exit(code)

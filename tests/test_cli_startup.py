@@ -11,22 +11,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("torch", "timm", "torchvision")
 PROBE = """
-import json, runpy, sys
+import atexit, json, runpy, sys
 sys.argv = ["lotus", *json.loads(sys.argv[1])]
-try:
-    runpy.run_module("lotus_core", run_name="__main__")
-except SystemExit as exc:
-    code = exc.code
-print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}), file=sys.stderr)
+atexit.register(lambda: print(json.dumps([m for m in %r if m in sys.modules]), file=sys.stderr, flush=True))
+runpy.run_module("lotus_core", run_name="__main__")
 """ % (HEAVY,)
 
 
 def run_cli(argv: list[str], db: Path) -> tuple[dict, str, str]:
+    """``python -m lotus_core ARGV`` in a fresh process: its exit code and the heavy modules it imported (printed by
+    an atexit handler: the process ends without teardown, after its atexit handlers), stdout, stderr."""
     env = {**os.environ, "LOTUS_DB": str(db), "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)], capture_output=True, text=True, env=env,
                           cwd=ROOT, timeout=300)
     *err, probe = proc.stderr.strip().splitlines()
-    return json.loads(probe), proc.stdout, "\n".join(err)
+    return {"code": proc.returncode, "heavy": json.loads(probe)}, proc.stdout, "\n".join(err)
 
 
 def light_commands(tmp_path: Path) -> dict[str, list[str]]:
@@ -194,3 +193,21 @@ def test_a_deferred_disable_applies_the_real_one_once_on_the_first_call():
     assert applied == [("double", True, {})]
     later = _deferred_disable(real, recursive=False, reason="why")(double)
     assert later(1) == ("disabled", 2) and applied[-1] == ("double", False, {"reason": "why"})
+
+
+def test_a_command_ends_without_teardown_after_flushing_its_output_and_running_atexit(tmp_path):
+    """exit_now: stdout and stderr flushed, atexit handlers run (in order), the code kept; a live non-daemon thread
+    makes it exit the usual way, which joins that thread."""
+    code = ("import atexit, sys, threading, time; from lotus_core.startup import exit_now\n"
+            "atexit.register(lambda: print('second atexit', flush=True))\n"
+            "atexit.register(lambda: print('first atexit', flush=True))\n"
+            "sys.stdout.write('unflushed out'); sys.stderr.write('unflushed err')\n"
+            "if sys.argv[1] == 'thread':\n"
+            "    threading.Thread(target=lambda: (time.sleep(0.5), print(' thread joined', end=''))).start()\n"
+            "exit_now(3)\n"
+            "print('never')\n")
+    for mode, tail in (("alone", ""), ("thread", " thread joined")):
+        proc = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+        assert proc.returncode == 3 and proc.stderr == "unflushed err"
+        assert proc.stdout == f"unflushed out{tail}first atexit\nsecond atexit\n"

@@ -200,7 +200,7 @@ def sweep_cmd(args, ctx) -> dict:
     config = _sweep_config(args, recipe=_recipe(args) if args.protocol == "essential" else None)
     result = run_sweep(ctx, config, on_progress=_progress, refresh=args.no_cache)
     return {"run_id": result.run_id, "protocol": args.protocol, "dense": result.dense,
-            "points": result.frame.to_dict(orient="records"), "essential": result.essential}
+            "points": result.rows, "essential": result.essential}
 
 
 def _recipe(args):

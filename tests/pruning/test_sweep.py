@@ -491,3 +491,19 @@ def test_sweep_help_states_the_protocols_and_eps_unit_in_full(monkeypatch, capsy
     text = capsys.readouterr().out
     assert "lotus: prune the model as it is; essential: pre-trained masks, each fine-tuned (PROTOCOLS)" in text
     assert "tolerance below dense accuracy, a fraction (0.01 = 1 accuracy point)" in text
+
+
+def test_a_sweeps_rows_are_its_frame_with_none_where_the_frame_has_nan(tmp_path):
+    """The CLI prints ``rows`` (no pandas import); notebooks and pages read ``frame``: the same table."""
+    from lotus_core.cli import _jsonable
+    from lotus_core.context import open_context
+    from lotus_core.pruning.sweep import FRAME_COLUMNS, run_sweep
+
+    ctx = open_context(db=tmp_path / "r.db")
+    result = run_sweep(ctx, SweepConfig(methods=("omp", "random"), search="bisect", limit=100))
+    early = [r for r in result.rows if r["early"]]
+    assert early and all(r["accuracy"] is None for r in early) and len(result.rows) > len(early)
+    assert [(r["method"], r["sparsity"]) for r in result.rows] == sorted((r["method"], r["sparsity"])
+                                                                         for r in result.rows)
+    assert list(result.frame.columns) == FRAME_COLUMNS and result.frame["accuracy"].dtype == float
+    assert _jsonable(result.rows) == _jsonable(result.frame.to_dict(orient="records"))

@@ -5,9 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Callable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Callable
 
 from ...context import Context
 from ...core.mask import Mask
@@ -15,6 +13,9 @@ from ...results.runs import run_experiment, run_id_for
 from .config import SweepConfig, curves, grid
 from .points import complete_point
 from .search import sweep
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FRAME_COLUMNS = ["method", "sparsity", "sparsity_reached", "accuracy", "ci_low", "ci_high", "n", "refined", "early",
                  "seen", "acc_low", "acc_high"]
@@ -24,11 +25,21 @@ full-subset accuracy lies in [acc_low, acc_high]); otherwise acc_low = acc_high 
 
 @dataclass
 class SweepResult:
-    frame: pd.DataFrame  # FRAME_COLUMNS, one row per point, sorted by method and sparsity
+    rows: list[dict]  # FRAME_COLUMNS, one row per point, sorted by method and sparsity (accuracy None where early)
     dense: dict
     essential: dict[str, dict]
     run_id: str
     config: SweepConfig = field(repr=False, default=None)
+
+    @functools.cached_property
+    def frame(self) -> pd.DataFrame:
+        """:attr:`rows` as a table, accuracy and its interval as floats (NaN where early); pandas is imported
+        here, not by a command that prints the rows (about 0.5 s of its start)."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows, columns=FRAME_COLUMNS)
+        frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
+        return frame
 
 
 def run_sweep(ctx: Context, config: SweepConfig, on_progress: Callable[[dict], None] | None = None,
@@ -47,16 +58,17 @@ def _points(stored: dict) -> list[dict]:
 def sweep_result(ctx: Context, summary: dict, config: SweepConfig | None = None) -> SweepResult:
     """The stored sweep as a :class:`SweepResult`; its frame has a row per point, those decided
     early with a NaN accuracy (and ``early`` True), which charts leave out."""
-    points = _points(ctx.store.points(summary["run_id"]))
-    frame = pd.DataFrame(points, columns=FRAME_COLUMNS).sort_values(["method", "sparsity"]).reset_index(drop=True)
-    frame[["accuracy", "ci_low", "ci_high"]] = frame[["accuracy", "ci_low", "ci_high"]].astype(float)
-    return SweepResult(frame, summary["dense"], summary["essential"], summary["run_id"], config)
+    points = sorted(_points(ctx.store.points(summary["run_id"])), key=lambda p: (p["method"], p["sparsity"]))
+    rows = [{c: p.get(c) for c in FRAME_COLUMNS} for p in points]
+    return SweepResult(rows, summary["dense"], summary["essential"], summary["run_id"], config)
 
 
 def curve_so_far(ctx: Context, config: SweepConfig, search: SweepResult) -> tuple[pd.DataFrame, int]:
     """While ``config``'s curve is computed in the background: the points it has (those its run stored so far,
     and those ``search``, the turning-point search, decided; a full evaluation wins over a bound) and how
     many grid points the curve has in all. A chart draws them as points with "n of N points"."""
+    import pandas as pd
+
     run = ctx.store.get_run(run_id_for(ctx, "sweep", config))
     stored = [] if run is None else _points(ctx.store.points(run["id"]))
     frame = pd.concat([pd.DataFrame(stored, columns=FRAME_COLUMNS), search.frame], ignore_index=True)
@@ -78,6 +90,8 @@ def turning_point_search(config: SweepConfig) -> SweepConfig | None:
 
 def layer_sparsity_table(mask: Mask) -> pd.DataFrame:
     """Per-layer sparsity of a mask: layer, block index, kind (qkv/proj/fc1/fc2/head), numel, sparsity."""
+    import pandas as pd
+
     rows = []
     for name, t in mask.items():
         parts = name.split(".")
