@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sqlite3
 import sys
 from typing import Any, Sequence
@@ -89,8 +90,16 @@ def sqlite_error_line(exc: sqlite3.Error) -> str:
 
 
 def run() -> None:
-    """The process's entry (``python -m lotus_core``, ``lotus``): :func:`main`, then the exit without teardown."""
-    exit_now(main())
+    """The process's entry (``python -m lotus_core``, ``lotus``): :func:`main`, then the exit without teardown.
+
+    A reader that goes away before the output ends (``| head``) ends the command quietly with 141, as a process
+    killed by SIGPIPE reports it; what was computed is in the store already."""
+    try:
+        code = main()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush into the pipe
+        code = 141
+    exit_now(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -211,3 +211,19 @@ def test_a_command_ends_without_teardown_after_flushing_its_output_and_running_a
                               env={**os.environ, "PYTHONPATH": str(ROOT)})
         assert proc.returncode == 3 and proc.stderr == "unflushed err"
         assert proc.stdout == f"unflushed out{tail}first atexit\nsecond atexit\n"
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_with_141(tmp_path):
+    """``lotus runs | head -0``: the pipe's reader is gone before the output is written; no traceback, exit 141."""
+    from lotus_core.results.store import Store
+
+    Store(tmp_path / "r.db")
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "lotus_core", "runs", "--db", str(tmp_path / "r.db")],
+                              stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=300,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")
