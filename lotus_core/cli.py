@@ -90,12 +90,17 @@ def sqlite_error_line(exc: sqlite3.Error) -> str:
 
 
 def run() -> None:
-    """The process's entry (``python -m lotus_core``, ``lotus``): :func:`main`, then the exit without teardown.
+    """The process's entry (``python -m lotus_core``, ``lotus``): a model command's imports without torch._dynamo,
+    :func:`main`, then the exit without teardown (both in :mod:`lotus_core.startup`).
 
     A reader that goes away before the output ends (``| head``) ends the command quietly with 141, as a process
     killed by SIGPIPE reports it; what was computed is in the store already."""
+    argv = sys.argv[1:]
+    cmd = COMMANDS.get(argv[0]) if argv else None  # the command comes first
+    if cmd is not None and (cmd.context or callable(cmd.arguments)):  # it will import torch and timm
+        import_vision_stack()  # here, not in main(): only a process of its own, before any other thread
     try:
-        code = main()
+        code = main(argv)
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush into the pipe
         code = 141
@@ -104,10 +109,7 @@ def run() -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    only = argv[0] if argv and argv[0] in COMMANDS else ""  # the command comes first
-    if only and (COMMANDS[only].context or callable(COMMANDS[only].arguments)):  # it will import torch and timm
-        import_vision_stack()
-    parser = build_parser(only)
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")  # the command comes first
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()

@@ -1,5 +1,6 @@
-"""A command-line process starts without importing torch._dynamo (about 1 s of 4) and ends without the
-interpreter's teardown (:func:`exit_now`, about 0.6 s more).
+"""A command-line process starts without importing torch._dynamo and ends without the interpreter's teardown
+(:func:`exit_now`): together about half of a model command's start-up (figures with their loads in
+docs/responsive.md, measured by ``benchmarks/bench_essential.py --baseline``).
 
 Two imports pull in TorchDynamo, which LOTUS never uses (it does not compile):
 
@@ -12,8 +13,7 @@ that import only, a module whose ``is_compile_supported`` imports the real one o
 ``torch.compiler.disable`` returns a wrapper that applies the real ``disable`` on the decorated function's first call.
 Both behave as the originals when called; afterwards ``sys.modules`` and ``torch.compiler`` are as they were, and
 torch._dynamo imports normally the first time something uses it. Only the command line calls it, at its start,
-before any other thread exists (the dashboard and notebooks import as usual). ``benchmarks/bench_essential.py``
-(``--baseline``) measures what it saves; figures in docs/responsive.md.
+before any other thread exists (``cli.run``; the dashboard, notebooks and in-process ``cli.main`` import as usual).
 """
 from __future__ import annotations
 
@@ -72,8 +72,8 @@ def _deferred_disable(real: Callable[..., Any], fn: Callable[..., Any] | None = 
 
 
 def exit_now(code: int) -> NoReturn:
-    """End a command-line process with ``code`` without the interpreter's teardown (about 0.5 to 0.8 s once torch
-    and timm are imported: every module torn down and collected, when the process is about to vanish anyway).
+    """End a command-line process with ``code`` without the interpreter's teardown (once torch and timm are
+    imported, every module torn down and collected when the process is about to vanish anyway).
 
     stdout and stderr are flushed and the atexit handlers run first (Ray's shutdown, logging, temporary folders);
     a command closes its store and files before it returns. While another non-daemon thread is alive, the

@@ -153,13 +153,17 @@ def test_a_model_command_never_imports_torch_dynamo_and_leaves_torch_as_it_was(t
     """torchvision's roi_align and timm's torch.compiler.disable decorators would import TorchDynamo (about 1 s),
     as would timm's weight init on the meta device when a checkpoint is checked; a model command imports neither,
     and after start-up sys.modules and torch.compiler are as torch left them."""
-    code = ("import sys, json; from lotus_core.cli import main; code = main(['info', '--json']); import torch.compiler; "
-            "print(json.dumps([code, 'torch._dynamo' in sys.modules, 'torch._dynamo.utils' in sys.modules, "
-            "torch.compiler.disable.__module__, 'timm' in sys.modules, 'torchvision' in sys.modules]))")
+    code = ("import atexit, json, runpy, sys; sys.argv = ['lotus', 'info', '--json']\n"
+            "def state():\n"
+            "    import torch.compiler\n"
+            "    print(json.dumps(['torch._dynamo' in sys.modules, 'torch._dynamo.utils' in sys.modules, "
+            "torch.compiler.disable.__module__, 'timm' in sys.modules, 'torchvision' in sys.modules]))\n"
+            "atexit.register(state)\n"
+            "runpy.run_module('lotus_core', run_name='__main__')\n")
     env = {**os.environ, "LOTUS_DB": str(tmp_path / "r.db"), "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT,
-                         timeout=300).stdout.splitlines()
-    assert json.loads(out[-1]) == [0, False, False, "torch.compiler", True, True]
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0 and json.loads(proc.stdout.splitlines()[0])["model"].startswith("default@")
+    assert json.loads(proc.stdout.splitlines()[-1]) == [False, False, "torch.compiler", True, True]
 
 
 def test_after_the_lean_start_torch_dynamo_imports_and_the_deferred_functions_are_the_real_ones():

@@ -136,7 +136,7 @@ def on_meta(build: Callable[..., nn.Module], *args: Any, **kwargs: Any) -> nn.Mo
     """``build(*args, **kwargs)`` on the meta device, for names and shapes only (nothing is allocated).
 
     timm's weight init is skipped where the model takes ``weight_init="skip"`` (the ViTs): initialising meta tensors
-    runs through torch's Python references, whose first call imports torch._dynamo, about 1 s of a command's start-up.
+    runs through torch's Python references, whose first call imports torch._dynamo (docs/responsive.md).
     A model without that keyword is built with its init."""
     with torch.device("meta"), warnings.catch_warnings():
         warnings.simplefilter("ignore")

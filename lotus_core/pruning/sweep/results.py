@@ -34,7 +34,7 @@ class SweepResult:
     @functools.cached_property
     def frame(self) -> pd.DataFrame:
         """:attr:`rows` as a table, accuracy and its interval as floats (NaN where early); pandas is imported
-        here, not by a command that prints the rows (about 0.5 s of its start)."""
+        here, not by a command that prints the rows (docs/responsive.md)."""
         import pandas as pd
 
         frame = pd.DataFrame(self.rows, columns=FRAME_COLUMNS)
